@@ -1,0 +1,402 @@
+//! The running gateway: shared state, the HTTP router, and the two ways to
+//! serve it (streamable HTTP in axum, or stdio), with graceful shutdown.
+//!
+//! Shutdown order: stop taking new calls → let in-flight calls finish (up to
+//! `shutdown_grace`) → close client sessions → stop upstreams (stdio children
+//! get SIGTERM, then SIGKILL).
+
+#![expect(
+    deprecated,
+    reason = "sampling, roots and logging are deprecated by SEP-2577 but are how 2025-11-25 clients and servers talk"
+)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use rmcp::ServiceExt;
+use rmcp::model::SetLevelRequestParams;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::mcp::catalog::{Catalog, Listing};
+use crate::mcp::hub::{Hub, ListChanged};
+use crate::mcp::server::VirtualServer;
+use crate::mcp::upstream::{self, Health, Upstream};
+use crate::pipeline::Caller;
+
+/// Most concurrent MCP sessions (each holds a little memory); beyond it,
+/// `initialize` is refused with a clear error.
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// Shared state of one gateway process.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    upstreams: Vec<Arc<Upstream>>,
+    by_name: HashMap<Arc<str>, Arc<Upstream>>,
+    catalog: ArcSwap<Catalog>,
+    pub hub: Arc<Hub>,
+    /// Stops upstream supervisors (and so child processes).
+    pub shutdown: CancellationToken,
+    pub inflight: InFlight,
+}
+
+impl Gateway {
+    /// Build the gateway and start one supervisor per upstream.
+    pub fn start(config: Config) -> Arc<Self> {
+        let upstreams: Vec<_> = config.servers.iter().cloned().map(Upstream::new).collect();
+        let by_name = upstreams
+            .iter()
+            .map(|u| (u.name.clone(), u.clone()))
+            .collect();
+        let gw = Arc::new(Gateway {
+            config: Arc::new(config),
+            upstreams,
+            by_name,
+            catalog: ArcSwap::from_pointee(Catalog::default()),
+            hub: Arc::new(Hub::new(MAX_SESSIONS)),
+            shutdown: CancellationToken::new(),
+            inflight: InFlight::default(),
+        });
+        // Bounded: a supervisor waits if the catalog task falls behind.
+        let (events_tx, events_rx) = mpsc::channel(64);
+        tokio::spawn(catalog_task(Arc::downgrade(&gw), events_rx));
+        for upstream in &gw.upstreams {
+            tokio::spawn(upstream.clone().supervise(
+                gw.hub.clone(),
+                events_tx.clone(),
+                gw.shutdown.clone(),
+            ));
+        }
+        gw
+    }
+
+    pub fn catalog(&self) -> arc_swap::Guard<Arc<Catalog>> {
+        self.catalog.load()
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.by_name.get(name).cloned()
+    }
+
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+
+    /// Rebuild the catalog from every upstream's current listing; returns
+    /// what changed for clients.
+    fn rebuild_catalog(&self) -> ListChanged {
+        let listings: Vec<Option<Arc<Listing>>> =
+            self.upstreams.iter().map(|u| u.listing()).collect();
+        let catalog = Catalog::build(
+            self.upstreams
+                .iter()
+                .zip(&listings)
+                .map(|(u, l)| (&u.config, l.as_deref())),
+        );
+        for p in &catalog.problems {
+            tracing::warn!(server = %p.server, "{}", p.message);
+        }
+        let old = self.catalog.swap(Arc::new(catalog));
+        let new = self.catalog.load();
+        ListChanged {
+            tools: old.tools != new.tools,
+            resources: old.resources != new.resources
+                || old.resource_templates != new.resource_templates,
+            prompts: old.prompts != new.prompts,
+        }
+    }
+
+    /// Shown to clients at `initialize`.
+    pub fn instructions(&self) -> String {
+        let mut s = String::from(
+            "toolgate: one MCP server in front of these upstreams (tools are named {server}__{tool}):",
+        );
+        for u in &self.upstreams {
+            s.push_str(&format!("\n- {}", u.name));
+            if let Some(d) = &u.config.description {
+                s.push_str(&format!(": {d}"));
+            }
+        }
+        s
+    }
+
+    pub async fn set_upstream_log_level(&self, request: SetLevelRequestParams) {
+        for u in &self.upstreams {
+            let Ok(peer) = u.peer() else { continue };
+            if peer
+                .peer_info()
+                .is_some_and(|i| i.capabilities.logging.is_some())
+            {
+                let _ = peer.set_level(request.clone()).await;
+            }
+        }
+    }
+
+    /// `/readyz`: ready once every upstream has been tried at least once.
+    /// A down upstream does not make the gateway unready (its tools are
+    /// simply absent); the body says which upstreams are up and why not.
+    pub fn readiness(&self) -> (bool, serde_json::Value) {
+        let mut ready = true;
+        let upstreams: Vec<_> = self
+            .upstreams
+            .iter()
+            .map(|u| {
+                let (health, since) = u.health();
+                if matches!(health, Health::Connecting { attempt: 1 }) {
+                    ready = false;
+                }
+                let since = since
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                serde_json::json!({
+                    "name": &*u.name,
+                    "transport": u.config.transport.kind(),
+                    "since_unix": since,
+                    "health": health,
+                })
+            })
+            .collect();
+        let catalog = self.catalog();
+        let body = serde_json::json!({
+            "ready": ready,
+            "upstreams": upstreams,
+            "tools": catalog.tools.len(),
+            "problems": catalog.problems,
+            "sessions": self.hub.session_count(),
+        });
+        (ready, body)
+    }
+
+    /// Stop taking calls, wait for in-flight ones up to the grace period,
+    /// then stop upstreams.
+    pub async fn drain(&self) {
+        let grace = self.config.shutdown_grace;
+        let left = self.inflight.close_and_wait(grace).await;
+        if left > 0 {
+            tracing::warn!(
+                in_flight = left,
+                grace_s = grace.as_secs_f64(),
+                "shutdown grace period over; abandoning calls"
+            );
+        }
+        self.shutdown.cancel();
+    }
+}
+
+async fn catalog_task(gw: std::sync::Weak<Gateway>, mut events: mpsc::Receiver<upstream::Event>) {
+    while let Some(upstream::Event::ListingChanged { server }) = events.recv().await {
+        // Coalesce a burst (many upstreams coming up at start) into one rebuild.
+        while events.try_recv().is_ok() {}
+        let Some(gw) = gw.upgrade() else { return };
+        let changed = gw.rebuild_catalog();
+        tracing::debug!(%server, ?changed, "catalog rebuilt");
+        gw.hub.broadcast_list_changed(changed);
+    }
+}
+
+/// Counts calls in flight; once closed, admits no more.
+#[derive(Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    closed: AtomicBool,
+    idle: Notify,
+}
+
+/// Held for the duration of one call.
+pub struct InFlightGuard<'a>(&'a InFlight);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl InFlight {
+    /// `None` once shutdown has begun.
+    pub fn enter(&self) -> Option<InFlightGuard<'_>> {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlightGuard(self);
+        (!self.closed.load(Ordering::Acquire)).then_some(guard)
+    }
+
+    /// Refuse new calls and wait up to `grace` for the rest; returns how many
+    /// were still running at the deadline.
+    pub async fn close_and_wait(&self, grace: Duration) -> usize {
+        self.closed.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let notified = self.idle.notified();
+            let n = self.count.load(Ordering::Acquire);
+            if n == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count.load(Ordering::Acquire);
+            }
+        }
+    }
+}
+
+/// The axum router: `/mcp`, `/healthz`, `/readyz`.
+pub fn router(gw: Arc<Gateway>, sessions_ct: CancellationToken) -> axum::Router {
+    let http = &gw.config.http;
+    let mut origins = http.allowed_origins.clone();
+    if origins.is_empty() {
+        // A browser page on this machine may talk to a local gateway; any
+        // other site may not (cross-site requests get 403).
+        origins = vec![
+            "http://localhost:*".into(),
+            "http://127.0.0.1:*".into(),
+            "http://[::1]:*".into(),
+        ];
+    }
+    let mcp_config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(http.allowed_hosts.clone())
+        .with_allowed_origins(origins)
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(http.max_body_bytes)
+        .with_cancellation_token(sessions_ct);
+    let factory_gw = gw.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(VirtualServer::new(factory_gw.clone(), Caller::loopback())),
+        Arc::new(LocalSessionManager::default()),
+        mcp_config,
+    );
+    axum::Router::new()
+        .nest_service("/mcp", mcp)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(gw)
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    let (ready, body) = gw.readiness();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// A bound HTTP gateway, for `serve` and for tests.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Bind `config.listen` (port 0 picks a free one) and start serving.
+    pub async fn start(config: Config) -> std::io::Result<HttpServer> {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let gateway = Gateway::start(config);
+        let stop = CancellationToken::new();
+        let sessions_ct = CancellationToken::new();
+        let app = router(gateway.clone(), sessions_ct.clone());
+        let gw = gateway.clone();
+        let stop_signal = stop.clone();
+        let task = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            // Nagle's algorithm + delayed ACK adds ~40 ms per response.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let drained = CancellationToken::new();
+            let serve = axum::serve(listener, app).with_graceful_shutdown({
+                let drained = drained.clone();
+                async move { drained.cancelled().await }
+            });
+            let serve = tokio::spawn(serve.into_future());
+            stop_signal.cancelled().await;
+            gw.drain().await;
+            sessions_ct.cancel();
+            drained.cancel();
+            // Open streams end with their sessions; don't wait forever on a stuck one.
+            let _ = tokio::time::timeout(Duration::from_secs(2), serve).await;
+        });
+        tracing::info!(%addr, "toolgate listening; MCP endpoint http://{addr}/mcp");
+        Ok(HttpServer {
+            addr,
+            gateway,
+            stop,
+            task,
+        })
+    }
+
+    /// Graceful shutdown; returns when done.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+        // Give supervisors a moment to end their children.
+        self.gateway
+            .wait_upstreams_stopped(Duration::from_secs(5))
+            .await;
+    }
+}
+
+impl Gateway {
+    async fn wait_upstreams_stopped(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.upstreams.iter().all(|u| u.peer().is_err()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `toolgate stdio`: serve one local client over stdin/stdout.
+pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {
+    let gw = Gateway::start(config);
+    let server = VirtualServer::new(gw.clone(), Caller::local_process());
+    let running = server.serve(rmcp::transport::stdio()).await?;
+    let ct = running.cancellation_token();
+    tokio::select! {
+        _ = running.waiting() => {}
+        _ = shutdown_signal() => { ct.cancel(); }
+    }
+    gw.drain().await;
+    gw.wait_upstreams_stopped(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,809 @@
+//! Configuration: `toolgate.toml` plus one `servers/*.toml` per upstream.
+//!
+//! Two layers. `Raw*` structs mirror the files (serde); [`Config::load`] turns
+//! them into validated types where invalid states can't be represented. Every
+//! problem in every file is collected into one [`ConfigErrors`] (file and key
+//! each), so `toolgate check` shows them all at once. Secret references are
+//! resolved after parsing (see [`secret`]).
+
+pub mod secret;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub use secret::Secret;
+
+/// Default address: loopback only, so a fresh `toolgate serve` is not reachable
+/// from the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8088";
+/// Default cap on one HTTP request body (4 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Longest server name / prefix, so `{prefix}__{tool}` leaves room in 64 chars.
+pub const MAX_SERVER_NAME: usize = 32;
+
+/// The validated configuration the gateway runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub http: HttpConfig,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    /// Upstreams, sorted by name: the order decides nothing but is stable.
+    pub servers: Vec<ServerConfig>,
+    /// The `toolgate.toml` this came from, if any.
+    pub source: Option<PathBuf>,
+    pub servers_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `Host` header values accepted on `/mcp` (DNS-rebinding protection).
+    pub allowed_hosts: Vec<String>,
+    /// Browser `Origin`s accepted; a request with any other `Origin` gets 403.
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// One upstream MCP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Unique; `[A-Za-z0-9-]` and single `_`, never `__`, at most 32 chars.
+    pub name: String,
+    /// Namespace for tool and prompt names (`{prefix}__{name}`) and resource
+    /// URIs (`{prefix}+{uri}`); empty keeps upstream names as they are.
+    pub prefix: String,
+    pub description: Option<String>,
+    pub transport: Transport,
+    pub tools: ToolFilter,
+    pub connect_timeout: Duration,
+    pub call_timeout: Duration,
+    /// The file this server was declared in (for messages).
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: Vec<(String, Secret)>,
+        cwd: Option<PathBuf>,
+    },
+    Http {
+        url: String,
+        headers: Vec<(String, Secret)>,
+    },
+}
+
+impl Transport {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transport::Stdio { .. } => "stdio",
+            Transport::Http { .. } => "http",
+        }
+    }
+}
+
+/// Which upstream tools are exposed: `allow` first (default everything), then
+/// `deny`. Patterns are exact names or `*` globs.
+#[derive(Debug, Clone, Default)]
+pub struct ToolFilter {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+impl ToolFilter {
+    pub fn permits(&self, name: &str) -> bool {
+        let allowed = self.allow.is_empty() || self.allow.iter().any(|p| glob_match(p, name));
+        allowed && !self.deny.iter().any(|p| glob_match(p, name))
+    }
+}
+
+/// `*` matches any run of characters; everything else is literal.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || !name[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted key path, or empty for a whole-file problem.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}: `{}`: {}",
+                self.file.display(),
+                self.key,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} configuration error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------- raw layer
+
+#[derive(Debug, Default, Deserialize)]
+struct RawConfig {
+    listen: Option<String>,
+    servers_dir: Option<PathBuf>,
+    shutdown_grace: Option<String>,
+    log_format: Option<String>,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawHttp {
+    allowed_hosts: Option<Vec<String>>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawServer {
+    name: Option<String>,
+    prefix: Option<String>,
+    description: Option<String>,
+    #[serde(default = "default_true")]
+    enabled: bool,
+    transport: Option<String>,
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    tools: RawToolFilter,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawToolFilter {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawTimeouts {
+    connect: Option<String>,
+    call: Option<String>,
+}
+
+/// Collects errors for one file.
+struct Report<'a> {
+    file: &'a Path,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Report<'_> {
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Parse a TOML file into `T`, reporting syntax errors (with line and column)
+/// and *every* unknown key instead of stopping at the first.
+fn parse_file<T: DeserializeOwned + Default>(text: &str, report: &mut Report<'_>) -> T {
+    let mut unknown = Vec::new();
+    let de = match toml::Deserializer::parse(text) {
+        Ok(de) => de,
+        Err(e) => {
+            report.error("", format!("invalid TOML: {}", one_line(&e.to_string())));
+            return T::default();
+        }
+    };
+    let parsed: Result<T, _> =
+        serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
+    for key in unknown {
+        report.error(
+            &key,
+            "unknown key (check the spelling; see README \"Configuration\")",
+        );
+    }
+    match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            report.error("", one_line(&e.to_string()));
+            T::default()
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `"500ms"`, `"10s"`, `"2m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like \"500ms\", \"10s\", \"2m\""))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("`{s}`: unit must be ms, s, m or h (e.g. \"10s\")")),
+    }
+}
+
+/// Server names become name prefixes: letters, digits, `-`, single `_`.
+pub fn valid_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SERVER_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !name.contains("__")
+        && !name.starts_with('_')
+        && !name.ends_with('_')
+}
+
+impl Config {
+    /// Find the config file: explicit path, else `./toolgate.toml` if present,
+    /// else none (embedded defaults).
+    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+        explicit.map(Path::to_path_buf).or_else(|| {
+            let default = PathBuf::from("toolgate.toml");
+            default.is_file().then_some(default)
+        })
+    }
+
+    /// Load and validate everything. `self_exe` is what `${self}` expands to in
+    /// a server's command and args (the running toolgate binary).
+    pub fn load(path: Option<&Path>, self_exe: &str) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let (raw, base) = match path {
+            Some(path) => {
+                let mut report = Report {
+                    file: path,
+                    errors: &mut errors,
+                };
+                let raw = match std::fs::read_to_string(path) {
+                    Ok(text) => parse_file::<RawConfig>(&text, &mut report),
+                    Err(e) => {
+                        report.error("", format!("cannot read: {e}"));
+                        RawConfig::default()
+                    }
+                };
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (raw, base)
+            }
+            None => (RawConfig::default(), PathBuf::new()),
+        };
+        let file = path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("<defaults>"));
+        let mut report = Report {
+            file: &file,
+            errors: &mut errors,
+        };
+
+        let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            report.error(
+                "listen",
+                format!("`{listen}` is not an address like \"127.0.0.1:8088\""),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 8088))
+        });
+        let shutdown_grace = duration_or(
+            &mut report,
+            "shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            DEFAULT_SHUTDOWN_GRACE,
+        );
+        let log_format = match raw.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                report.error("log_format", format!("`{other}`: use \"text\" or \"json\""));
+                LogFormat::Text
+            }
+        };
+        let max_body_bytes = raw.http.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            report.error("http.max_body_bytes", "must be at least 1024");
+        }
+        let allowed_hosts = raw.http.allowed_hosts.unwrap_or_else(|| {
+            vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "[::1]".into(),
+                "::1".into(),
+            ]
+        });
+        for (i, origin) in raw.http.allowed_origins.iter().enumerate() {
+            if origin != "null" && !origin.contains("://") {
+                report.error(
+                    &format!("http.allowed_origins[{i}]"),
+                    format!("`{origin}` needs a scheme, e.g. \"https://app.example.com\""),
+                );
+            }
+        }
+        let servers_dir = base.join(raw.servers_dir.unwrap_or_else(|| PathBuf::from("servers")));
+        let servers = load_servers(&servers_dir, self_exe, &mut errors);
+
+        if errors.is_empty() {
+            Ok(Config {
+                listen,
+                http: HttpConfig {
+                    allowed_hosts,
+                    allowed_origins: raw.http.allowed_origins,
+                    max_body_bytes,
+                },
+                shutdown_grace,
+                log_format,
+                servers,
+                source: path.map(Path::to_path_buf),
+                servers_dir,
+            })
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn duration_or(
+    report: &mut Report<'_>,
+    key: &str,
+    raw: Option<&str>,
+    default: Duration,
+) -> Duration {
+    match raw.map(parse_duration) {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            report.error(key, e);
+            default
+        }
+    }
+}
+
+fn load_servers(dir: &Path, self_exe: &str, errors: &mut Vec<ConfigError>) -> Vec<ServerConfig> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            errors.push(ConfigError {
+                file: dir.to_path_buf(),
+                key: String::new(),
+                message: format!("cannot list servers: {e}"),
+            });
+            return Vec::new();
+        }
+    };
+    files.sort();
+    let mut servers: Vec<ServerConfig> = Vec::new();
+    let mut by_name: HashMap<String, PathBuf> = HashMap::new();
+    let mut by_prefix: HashMap<String, String> = HashMap::new();
+    for file in files {
+        let mut report = Report {
+            file: &file,
+            errors,
+        };
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                report.error("", format!("cannot read: {e}"));
+                continue;
+            }
+        };
+        let raw: RawServer = parse_file(&text, &mut report);
+        if !raw.enabled {
+            continue;
+        }
+        let Some(server) = validate_server(raw, &file, self_exe, &mut report) else {
+            continue;
+        };
+        if let Some(other) = by_name.insert(server.name.clone(), file.clone()) {
+            report.error(
+                "name",
+                format!(
+                    "server `{}` is also declared in {}; names must be unique",
+                    server.name,
+                    other.display()
+                ),
+            );
+            continue;
+        }
+        if !server.prefix.is_empty()
+            && let Some(other) = by_prefix.insert(server.prefix.clone(), server.name.clone())
+        {
+            report.error(
+                "prefix",
+                format!(
+                    "prefix `{}` is also used by server `{other}`; tool names would collide",
+                    server.prefix
+                ),
+            );
+            continue;
+        }
+        servers.push(server);
+    }
+    servers.sort_by(|a, b| a.name.cmp(&b.name));
+    servers
+}
+
+fn validate_server(
+    raw: RawServer,
+    file: &Path,
+    self_exe: &str,
+    report: &mut Report<'_>,
+) -> Option<ServerConfig> {
+    let before = report.errors.len();
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = raw.name.unwrap_or(stem);
+    if !valid_server_name(&name) {
+        report.error("name", format!("`{name}`: use 1-{MAX_SERVER_NAME} letters, digits, `-` or single `_` (no `__`, which separates prefix and tool)"));
+    }
+    let prefix = raw.prefix.unwrap_or_else(|| name.clone());
+    if !prefix.is_empty() && !valid_server_name(&prefix) {
+        report.error(
+            "prefix",
+            format!(
+                "`{prefix}`: use \"\" or 1-{MAX_SERVER_NAME} letters, digits, `-` or single `_`"
+            ),
+        );
+    }
+    let base = file.parent().unwrap_or(Path::new("."));
+    let extra = [("self", self_exe)];
+    let resolve = |key: &str, value: &str, report: &mut Report<'_>| -> String {
+        secret::resolve(value, base, &extra).unwrap_or_else(|e| {
+            report.error(key, e.to_string());
+            String::new()
+        })
+    };
+    let transport = match raw.transport.as_deref() {
+        Some("stdio") => {
+            for (key, present) in [
+                ("url", raw.url.is_some()),
+                ("headers", !raw.headers.is_empty()),
+            ] {
+                if present {
+                    report.error(key, "only for transport = \"http\"");
+                }
+            }
+            let command = match raw.command.as_deref() {
+                Some(c) if !c.trim().is_empty() => resolve("command", c, report),
+                _ => {
+                    report.error(
+                        "command",
+                        "required for transport = \"stdio\" (the program to run, e.g. \"npx\")",
+                    );
+                    String::new()
+                }
+            };
+            let args = raw
+                .args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| resolve(&format!("args[{i}]"), a, report))
+                .collect();
+            let env = raw
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Secret::new(resolve(&format!("env.{k}"), v, report)),
+                    )
+                })
+                .collect();
+            let cwd = raw.cwd.map(|c| base.join(c));
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            }
+        }
+        Some("http") => {
+            for (key, present) in [
+                ("command", raw.command.is_some()),
+                ("args", !raw.args.is_empty()),
+                ("env", !raw.env.is_empty()),
+                ("cwd", raw.cwd.is_some()),
+            ] {
+                if present {
+                    report.error(key, "only for transport = \"stdio\"");
+                }
+            }
+            let url = match raw.url.as_deref() {
+                Some(u) => resolve("url", u, report),
+                None => {
+                    report.error(
+                        "url",
+                        "required for transport = \"http\" (e.g. \"http://127.0.0.1:3001/mcp\")",
+                    );
+                    String::new()
+                }
+            };
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+                report.error(
+                    "url",
+                    format!("`{url}` must start with http:// or https://"),
+                );
+            }
+            let headers = raw
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Secret::new(resolve(&format!("headers.{k}"), v, report)),
+                    )
+                })
+                .collect();
+            Transport::Http { url, headers }
+        }
+        Some(other) => {
+            report.error("transport", format!("`{other}`: use \"stdio\" or \"http\""));
+            return None;
+        }
+        None => {
+            report.error("transport", "required: \"stdio\" or \"http\"");
+            return None;
+        }
+    };
+    for (list, key) in [
+        (&raw.tools.allow, "tools.allow"),
+        (&raw.tools.deny, "tools.deny"),
+    ] {
+        for (i, p) in list.iter().enumerate() {
+            if p.is_empty() {
+                report.error(&format!("{key}[{i}]"), "empty pattern");
+            }
+        }
+    }
+    let connect_timeout = duration_or(
+        report,
+        "timeouts.connect",
+        raw.timeouts.connect.as_deref(),
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    let call_timeout = duration_or(
+        report,
+        "timeouts.call",
+        raw.timeouts.call.as_deref(),
+        DEFAULT_CALL_TIMEOUT,
+    );
+    if report.errors.len() > before {
+        return None;
+    }
+    Some(ServerConfig {
+        name,
+        prefix,
+        description: raw.description,
+        transport,
+        tools: ToolFilter {
+            allow: raw.tools.allow,
+            deny: raw.tools.deny,
+        },
+        connect_timeout,
+        call_timeout,
+        file: file.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "x"));
+        assert!(glob_match("get_*", "get_time"));
+        assert!(!glob_match("get_*", "set_time"));
+        assert!(glob_match("*_note*", "delete_notes"));
+        assert!(glob_match("a*b*c", "aXbYc"));
+        assert!(!glob_match("a*b*c", "aXcYb"));
+        let f = ToolFilter {
+            allow: vec!["*".into()],
+            deny: vec!["delete_*".into()],
+        };
+        assert!(f.permits("add") && !f.permits("delete_x"));
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_server_name("notes"));
+        assert!(valid_server_name("my_srv-2"));
+        assert!(!valid_server_name("a__b"));
+        assert!(!valid_server_name("_a"));
+        assert!(!valid_server_name("a.b"));
+        assert!(!valid_server_name(&"x".repeat(33)));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn defaults_without_any_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("toolgate.toml");
+        write(dir.path(), "toolgate.toml", "");
+        let cfg = Config::load(Some(&cfg_path), "/bin/toolgate").expect("valid");
+        assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
+        assert!(cfg.servers.is_empty());
+    }
+
+    #[test]
+    fn every_error_at_once_with_file_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let servers = dir.path().join("servers");
+        std::fs::create_dir(&servers).expect("mkdir");
+        write(
+            dir.path(),
+            "toolgate.toml",
+            "listen = \"nope\"\nbogus = 1\n",
+        );
+        write(
+            &servers,
+            "a.toml",
+            "transport = \"stdio\"\ncomand = \"x\"\n[timeouts]\ncall = \"forever\"\n",
+        );
+        write(
+            &servers,
+            "b.toml",
+            "name = \"a\"\ntransport = \"http\"\nurl = \"ftp://x\"\n",
+        );
+        write(
+            &servers,
+            "c.toml",
+            "transport = \"http\"\nurl = \"${env:TOOLGATE_SURELY_UNSET}\"\n",
+        );
+        let err = Config::load(Some(&dir.path().join("toolgate.toml")), "tg").expect_err("invalid");
+        let text = err.to_string();
+        for needle in [
+            "`bogus`: unknown key",
+            "`listen`",
+            "a.toml: `comand`: unknown key",
+            "a.toml: `command`: required",
+            "`timeouts.call`",
+            "b.toml: `url`: `ftp://x`",
+            "c.toml: `url`: environment variable `TOOLGATE_SURELY_UNSET`",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn duplicate_names_and_prefixes_are_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "toolgate.toml", "");
+        let servers = dir.path().join("servers");
+        std::fs::create_dir(&servers).expect("mkdir");
+        write(
+            &servers,
+            "one.toml",
+            "transport = \"http\"\nurl = \"http://x/mcp\"\nprefix = \"p\"\n",
+        );
+        write(
+            &servers,
+            "two.toml",
+            "transport = \"http\"\nurl = \"http://y/mcp\"\nprefix = \"p\"\n",
+        );
+        let err = Config::load(Some(&dir.path().join("toolgate.toml")), "tg").expect_err("dup");
+        assert!(
+            err.to_string()
+                .contains("prefix `p` is also used by server `one`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn self_reference_and_secrets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "toolgate.toml", "");
+        let servers = dir.path().join("servers");
+        std::fs::create_dir(&servers).expect("mkdir");
+        write(&servers, "tok", "abc\n");
+        write(
+            &servers,
+            "s.toml",
+            "transport = \"stdio\"\ncommand = \"${self}\"\nargs = [\"reference\", \"notes\"]\nenv = { TOKEN = \"${file:tok}\" }\n",
+        );
+        let cfg = Config::load(Some(&dir.path().join("toolgate.toml")), "/opt/tg").expect("valid");
+        let Transport::Stdio { command, env, .. } = &cfg.servers[0].transport else {
+            panic!("stdio")
+        };
+        assert_eq!(command, "/opt/tg");
+        assert_eq!(env[0].1.expose(), "abc");
+        assert!(!format!("{:?}", cfg.servers[0]).contains("abc"));
+    }
+}

@@ -1,0 +1,10 @@
+//! toolgate: an MCP-first tool-governance gateway for AI agents.
+//!
+//! Start at [`pipeline`], the spine every call runs through; [`mcp`] is the
+//! MCP front end and the upstream side; [`app`] wires them into a server.
+
+pub mod app;
+pub mod config;
+pub mod mcp;
+pub mod pipeline;
+pub mod reference;

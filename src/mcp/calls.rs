@@ -1,0 +1,310 @@
+//! The MCP call kinds: how a `tools/call`, `resources/read`, `prompts/get`
+//! and `completion/complete` are resolved through the catalog and forwarded
+//! to their upstream. Everything around that is the shared pipeline.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
+    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
+    GetPromptResponse, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
+    Reference, ResourceTemplateReference, ServerResult,
+};
+
+use super::hub::Downstream;
+use super::upstream::{self, Upstream};
+use crate::app::Gateway;
+use crate::pipeline::{CallContext, CallError, CallKind};
+
+/// The upstream a call goes to, and the name it knows the thing by.
+pub struct UpstreamTarget {
+    pub upstream: Arc<Upstream>,
+    pub upstream_name: String,
+}
+
+/// What the MCP ingress hands the pipeline: the request and where it came from.
+pub struct McpInput<P> {
+    pub params: P,
+    /// Where progress and server-to-client requests go back to.
+    pub origin: Option<Downstream>,
+}
+
+fn target(gw: &Gateway, server: &str, upstream_name: String) -> Result<UpstreamTarget, CallError> {
+    let upstream = gw
+        .upstream(server)
+        .ok_or_else(|| CallError::UpstreamUnavailable {
+            server: server.to_string(),
+            reason: "not configured".into(),
+        })?;
+    Ok(UpstreamTarget {
+        upstream,
+        upstream_name,
+    })
+}
+
+async fn send<K: CallKind<Input = McpInput<P>, Env = Gateway>, P>(
+    gw: &Gateway,
+    ctx: &CallContext<K>,
+    target: &UpstreamTarget,
+    request: ClientRequest,
+) -> Result<ServerResult, CallError> {
+    upstream::send(
+        &target.upstream,
+        &gw.hub,
+        request,
+        ctx.input.origin.clone(),
+        &ctx.cancel,
+    )
+    .await
+}
+
+fn unexpected(target: &UpstreamTarget, what: &str) -> CallError {
+    CallError::UpstreamFailed {
+        server: target.upstream.config.name.clone(),
+        reason: format!("answered {what} with an unexpected result type"),
+    }
+}
+
+pub struct ToolCall;
+
+impl CallKind for ToolCall {
+    const METHOD: &'static str = "tools/call";
+    type Input = McpInput<CallToolRequestParams>;
+    type Target = UpstreamTarget;
+    type Output = CallToolResponse;
+    type Env = Gateway;
+
+    fn subject(input: &Self::Input) -> &str {
+        &input.params.name
+    }
+
+    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        let catalog = gw.catalog();
+        let entry = catalog
+            .tool(&input.params.name)
+            .ok_or_else(|| CallError::NotFound {
+                kind: "tool",
+                name: input.params.name.to_string(),
+            })?;
+        target(gw, &entry.route.server, entry.route.upstream_name.clone())
+    }
+
+    async fn forward(
+        gw: &Gateway,
+        ctx: &CallContext<Self>,
+        target: &UpstreamTarget,
+    ) -> Result<CallToolResponse, CallError> {
+        let mut params = ctx.input.params.clone();
+        params.name = target.upstream_name.clone().into();
+        strip_progress_token(&mut params.meta);
+        match send(
+            gw,
+            ctx,
+            target,
+            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+        )
+        .await?
+        {
+            ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
+            _ => Err(unexpected(target, "tools/call")),
+        }
+    }
+}
+
+pub struct ResourceRead;
+
+impl CallKind for ResourceRead {
+    const METHOD: &'static str = "resources/read";
+    type Input = McpInput<ReadResourceRequestParams>;
+    type Target = UpstreamTarget;
+    type Output = ReadResourceResponse;
+    type Env = Gateway;
+
+    fn subject(input: &Self::Input) -> &str {
+        &input.params.uri
+    }
+
+    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        let route =
+            gw.catalog()
+                .resource(&input.params.uri)
+                .ok_or_else(|| CallError::NotFound {
+                    kind: "resource",
+                    name: input.params.uri.clone(),
+                })?;
+        target(gw, &route.server, route.upstream_name)
+    }
+
+    async fn forward(
+        gw: &Gateway,
+        ctx: &CallContext<Self>,
+        target: &UpstreamTarget,
+    ) -> Result<ReadResourceResponse, CallError> {
+        let mut params = ctx.input.params.clone();
+        params.uri = target.upstream_name.clone();
+        strip_progress_token(&mut params.meta);
+        match send(
+            gw,
+            ctx,
+            target,
+            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)),
+        )
+        .await?
+        {
+            ServerResult::ReadResourceResult(mut r) => {
+                // Contents name the URI they came from: show the caller's name for it.
+                let prefix_len = ctx.input.params.uri.len() - target.upstream_name.len();
+                let prefix = &ctx.input.params.uri[..prefix_len];
+                if !prefix.is_empty() {
+                    for content in &mut r.contents {
+                        rename_resource_contents(content, prefix);
+                    }
+                }
+                Ok(ReadResourceResponse::Complete(r))
+            }
+            ServerResult::InputRequiredResult(r) => Ok(ReadResourceResponse::InputRequired(r)),
+            _ => Err(unexpected(target, "resources/read")),
+        }
+    }
+}
+
+fn rename_resource_contents(content: &mut rmcp::model::ResourceContents, prefix: &str) {
+    match content {
+        rmcp::model::ResourceContents::TextResourceContents { uri, .. }
+        | rmcp::model::ResourceContents::BlobResourceContents { uri, .. } => {
+            *uri = format!("{prefix}{uri}");
+        }
+        _ => {}
+    }
+}
+
+pub struct PromptGet;
+
+impl CallKind for PromptGet {
+    const METHOD: &'static str = "prompts/get";
+    type Input = McpInput<GetPromptRequestParams>;
+    type Target = UpstreamTarget;
+    type Output = GetPromptResponse;
+    type Env = Gateway;
+
+    fn subject(input: &Self::Input) -> &str {
+        &input.params.name
+    }
+
+    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        let catalog = gw.catalog();
+        let route = catalog
+            .prompt(&input.params.name)
+            .ok_or_else(|| CallError::NotFound {
+                kind: "prompt",
+                name: input.params.name.clone(),
+            })?;
+        target(gw, &route.server, route.upstream_name.clone())
+    }
+
+    async fn forward(
+        gw: &Gateway,
+        ctx: &CallContext<Self>,
+        target: &UpstreamTarget,
+    ) -> Result<GetPromptResponse, CallError> {
+        let mut params = ctx.input.params.clone();
+        params.name = target.upstream_name.clone();
+        strip_progress_token(&mut params.meta);
+        match send(
+            gw,
+            ctx,
+            target,
+            ClientRequest::GetPromptRequest(GetPromptRequest::new(params)),
+        )
+        .await?
+        {
+            ServerResult::GetPromptResult(r) => Ok(GetPromptResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
+            _ => Err(unexpected(target, "prompts/get")),
+        }
+    }
+}
+
+pub struct Completion;
+
+impl CallKind for Completion {
+    const METHOD: &'static str = "completion/complete";
+    type Input = McpInput<CompleteRequestParams>;
+    type Target = UpstreamTarget;
+    type Output = CompleteResult;
+    type Env = Gateway;
+
+    fn subject(input: &Self::Input) -> &str {
+        match &input.params.r#ref {
+            Reference::Prompt(p) => &p.name,
+            Reference::Resource(r) => &r.uri,
+            _ => "",
+        }
+    }
+
+    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        let catalog = gw.catalog();
+        match &input.params.r#ref {
+            Reference::Prompt(p) => {
+                let route = catalog.prompt(&p.name).ok_or_else(|| CallError::NotFound {
+                    kind: "prompt",
+                    name: p.name.clone(),
+                })?;
+                target(gw, &route.server, route.upstream_name.clone())
+            }
+            Reference::Resource(r) => {
+                let route = catalog
+                    .resource(&r.uri)
+                    .ok_or_else(|| CallError::NotFound {
+                        kind: "resource",
+                        name: r.uri.clone(),
+                    })?;
+                target(gw, &route.server, route.upstream_name)
+            }
+            _ => Err(CallError::NotFound {
+                kind: "completion reference",
+                name: String::new(),
+            }),
+        }
+    }
+
+    async fn forward(
+        gw: &Gateway,
+        ctx: &CallContext<Self>,
+        target: &UpstreamTarget,
+    ) -> Result<CompleteResult, CallError> {
+        let mut params = ctx.input.params.clone();
+        params.r#ref = match &params.r#ref {
+            Reference::Prompt(p) => {
+                let mut p = p.clone();
+                p.name = target.upstream_name.clone();
+                Reference::Prompt(p)
+            }
+            Reference::Resource(_) => {
+                Reference::Resource(ResourceTemplateReference::new(target.upstream_name.clone()))
+            }
+            other => other.clone(),
+        };
+        strip_progress_token(&mut params.meta);
+        match send(
+            gw,
+            ctx,
+            target,
+            ClientRequest::CompleteRequest(CompleteRequest::new(params)),
+        )
+        .await?
+        {
+            ServerResult::CompleteResult(r) => Ok(r),
+            _ => Err(unexpected(target, "completion/complete")),
+        }
+    }
+}
+
+/// The caller's progress token is theirs; the upstream gets its own (see `hub`).
+fn strip_progress_token(meta: &mut Option<rmcp::model::RequestMetaObject>) {
+    if let Some(meta) = meta {
+        meta.remove("progressToken");
+    }
+}

@@ -1,0 +1,271 @@
+//! The hub: which downstream client is behind which upstream request.
+//!
+//! Upstream connections are shared by every downstream session, so anything an
+//! upstream sends *back* (progress, sampling / elicitation / roots requests,
+//! log messages) must be routed to the one downstream call it belongs to, and
+//! never to anyone else.
+//!
+//! - Progress: every forwarded request gets its own upstream progress token;
+//!   the hub maps it back to the caller's token.
+//! - Server-to-client requests over streamable HTTP arrive on the response
+//!   stream of the upstream request they belong to (SEP-2260); rmcp tags them
+//!   with that request id, so the route is exact.
+//! - Over stdio there is no such tag. The request is routed only if exactly
+//!   one downstream session has calls in flight on that upstream; otherwise it
+//!   is refused (with an error to the upstream), because guessing could hand
+//!   one user's data to another.
+//!
+//! The hub also knows the connected sessions, to forward `list_changed`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rmcp::model::{ProgressToken, RequestId};
+use rmcp::service::{Peer, RoleServer, SubscriptionSink};
+
+/// Process-unique id of a downstream session (one per MCP session, or one per
+/// request for stateless clients).
+pub type SessionId = u64;
+
+/// The downstream side of one forwarded call.
+#[derive(Clone)]
+pub struct Downstream {
+    pub session: SessionId,
+    pub peer: Peer<RoleServer>,
+    /// The caller's JSON-RPC id for the call, so server-to-client requests ride
+    /// that request's response stream.
+    pub request_id: RequestId,
+    pub progress_token: Option<ProgressToken>,
+}
+
+type Key = (Arc<str>, RequestId);
+
+#[derive(Default)]
+struct Inner {
+    calls: HashMap<Key, Downstream>,
+    progress: HashMap<(Arc<str>, ProgressToken), Downstream>,
+    sessions: HashMap<SessionId, Peer<RoleServer>>,
+    subscriptions: HashMap<SessionId, (SubscriptionSink, ListChanged)>,
+}
+
+/// Which `list_changed` notifications a subscriber asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListChanged {
+    pub tools: bool,
+    pub resources: bool,
+    pub prompts: bool,
+}
+
+pub struct Hub {
+    inner: Mutex<Inner>,
+    max_sessions: usize,
+    /// Woken when a call registers, for a request that raced ahead of it.
+    registered: tokio::sync::Notify,
+}
+
+/// Unregisters a call when dropped (completed, failed or cancelled alike).
+pub struct Registration<'a> {
+    hub: &'a Hub,
+    key: Key,
+    progress: Option<(Arc<str>, ProgressToken)>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.hub.lock();
+        inner.calls.remove(&self.key);
+        if let Some(p) = &self.progress {
+            inner.progress.remove(p);
+        }
+    }
+}
+
+/// A session could not be admitted.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "too many sessions: {0} are open (http.max_sessions); close idle clients or raise the limit"
+)]
+pub struct TooManySessions(pub usize);
+
+impl Hub {
+    pub fn new(max_sessions: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            max_sessions,
+            registered: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain maps behind; keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Record that upstream request `upstream_id` (with `upstream_progress`)
+    /// on `server` serves `downstream`.
+    pub fn register(
+        &self,
+        server: &Arc<str>,
+        upstream_id: RequestId,
+        upstream_progress: ProgressToken,
+        downstream: Downstream,
+    ) -> Registration<'_> {
+        let key = (server.clone(), upstream_id);
+        let progress = downstream
+            .progress_token
+            .is_some()
+            .then(|| (server.clone(), upstream_progress));
+        {
+            let mut inner = self.lock();
+            if let Some(p) = &progress {
+                inner.progress.insert(p.clone(), downstream.clone());
+            }
+            inner.calls.insert(key.clone(), downstream);
+        }
+        self.registered.notify_waiters();
+        Registration {
+            hub: self,
+            key,
+            progress,
+        }
+    }
+
+    /// The downstream call an upstream progress notification belongs to.
+    pub fn progress_target(&self, server: &Arc<str>, token: &ProgressToken) -> Option<Downstream> {
+        self.lock()
+            .progress
+            .get(&(server.clone(), token.clone()))
+            .cloned()
+    }
+
+    /// The downstream call a server-to-client request belongs to.
+    /// `origin` is the upstream request it arrived with (HTTP), or `None`
+    /// when the transport cannot tell (stdio). Waits briefly for a call that
+    /// is still registering.
+    pub async fn request_target(
+        &self,
+        server: &Arc<str>,
+        origin: Option<&RequestId>,
+    ) -> Result<Downstream, String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        loop {
+            let notified = self.registered.notified();
+            match self.try_request_target(server, origin) {
+                Ok(d) => return Ok(d),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => {
+                    let _ = tokio::time::timeout_at(deadline, notified).await;
+                }
+            }
+        }
+    }
+
+    fn try_request_target(
+        &self,
+        server: &Arc<str>,
+        origin: Option<&RequestId>,
+    ) -> Result<Downstream, String> {
+        let inner = self.lock();
+        if let Some(id) = origin {
+            return inner
+                .calls
+                .get(&(server.clone(), id.clone()))
+                .cloned()
+                .ok_or_else(|| "no caller is waiting on the request this belongs to".to_string());
+        }
+        self.sole_session(&inner, server)
+    }
+
+    /// For notifications without a request tag (log messages): the one
+    /// session with calls in flight on `server`, if there is exactly one.
+    pub fn sole_target(&self, server: &Arc<str>) -> Option<Downstream> {
+        let inner = self.lock();
+        self.sole_session(&inner, server).ok()
+    }
+
+    fn sole_session(&self, inner: &Inner, server: &Arc<str>) -> Result<Downstream, String> {
+        let mut found: Option<&Downstream> = None;
+        for ((s, _), d) in &inner.calls {
+            if s != server {
+                continue;
+            }
+            match found {
+                Some(f) if f.session != d.session => {
+                    return Err("several clients have calls in flight on this stdio upstream, so the request cannot be attributed to one of them".into());
+                }
+                _ => found = Some(d),
+            }
+        }
+        found
+            .cloned()
+            .ok_or_else(|| "no client has a call in flight on this upstream".into())
+    }
+
+    /// Admit a session for `list_changed` notifications.
+    pub fn add_session(
+        &self,
+        id: SessionId,
+        peer: Peer<RoleServer>,
+    ) -> Result<(), TooManySessions> {
+        let mut inner = self.lock();
+        if inner.sessions.len() >= self.max_sessions {
+            inner.sessions.retain(|_, p| !p.is_transport_closed());
+            if inner.sessions.len() >= self.max_sessions {
+                return Err(TooManySessions(inner.sessions.len()));
+            }
+        }
+        inner.sessions.insert(id, peer);
+        Ok(())
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    pub fn add_subscription(&self, id: SessionId, sink: SubscriptionSink, wants: ListChanged) {
+        self.lock().subscriptions.insert(id, (sink, wants));
+    }
+
+    pub fn remove_subscription(&self, id: SessionId) {
+        self.lock().subscriptions.remove(&id);
+    }
+
+    /// Tell every connected client what changed. Closed sessions are pruned.
+    pub fn broadcast_list_changed(&self, changed: ListChanged) {
+        let (peers, sinks) = {
+            let mut inner = self.lock();
+            inner.sessions.retain(|_, p| !p.is_transport_closed());
+            let peers: Vec<_> = inner.sessions.values().cloned().collect();
+            let sinks: Vec<_> = inner.subscriptions.values().cloned().collect();
+            (peers, sinks)
+        };
+        if peers.is_empty() && sinks.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for peer in peers {
+                if changed.tools {
+                    let _ = peer.notify_tool_list_changed().await;
+                }
+                if changed.resources {
+                    let _ = peer.notify_resource_list_changed().await;
+                }
+                if changed.prompts {
+                    let _ = peer.notify_prompt_list_changed().await;
+                }
+            }
+            for (sink, wants) in sinks {
+                if changed.tools && wants.tools {
+                    let _ = sink.notify_tool_list_changed().await;
+                }
+                if changed.resources && wants.resources {
+                    let _ = sink.notify_resource_list_changed().await;
+                }
+                if changed.prompts && wants.prompts {
+                    let _ = sink.notify_prompt_list_changed().await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,10 @@
+//! MCP on both sides: the virtual server agents talk to ([`server`]), the
+//! upstream connections ([`upstream`]), the catalog that maps one onto the
+//! other ([`catalog`]), the call kinds the pipeline runs ([`calls`]), and the
+//! routing of what upstreams send back ([`hub`]).
+
+pub mod calls;
+pub mod catalog;
+pub mod hub;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,263 @@
+//! The virtual server: the one MCP server agents connect to.
+//!
+//! A manual rmcp [`ServerHandler`]. Lists come straight from the catalog;
+//! every call is handed to the pipeline (`crate::pipeline::run`) as a
+//! [`CallContext`], and the pipeline's [`CallError`] is turned into what an
+//! MCP client expects here, at this one boundary:
+//!
+//! - unknown (or filtered) tool / prompt / resource → JSON-RPC `-32602`, the
+//!   same answer whatever the reason, so nothing leaks;
+//! - an upstream's JSON-RPC error → passed through unchanged;
+//! - upstream down, timed out or broken → for `tools/call` a tool result with
+//!   `isError: true` the agent can read and act on; otherwise `-32603`.
+
+#![expect(
+    deprecated,
+    reason = "sampling, roots and logging are deprecated by SEP-2577 but are how 2025-11-25 clients and servers talk"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    SubscriptionFilter,
+};
+use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
+use rmcp::{ErrorData, ServerHandler};
+
+use super::calls::{Completion, McpInput, PromptGet, ResourceRead, ToolCall};
+use super::hub::{Downstream, ListChanged, SessionId};
+use crate::app::Gateway;
+use crate::pipeline::{self, CallContext, CallError, CallKind, Caller};
+
+fn next_session_id() -> SessionId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One downstream session's view of the gateway.
+#[derive(Clone)]
+pub struct VirtualServer {
+    gw: Arc<Gateway>,
+    session: SessionId,
+    caller: Caller,
+}
+
+impl VirtualServer {
+    pub fn new(gw: Arc<Gateway>, caller: Caller) -> Self {
+        Self {
+            gw,
+            session: next_session_id(),
+            caller,
+        }
+    }
+
+    fn context<K: CallKind<Input = McpInput<P>>, P>(
+        &self,
+        params: P,
+        ctx: &RequestContext<RoleServer>,
+    ) -> CallContext<K> {
+        let origin = Downstream {
+            session: self.session,
+            peer: ctx.peer.clone(),
+            request_id: ctx.id.clone(),
+            progress_token: ctx.meta.get_progress_token(),
+        };
+        CallContext::new(
+            self.caller.clone(),
+            McpInput {
+                params,
+                origin: Some(origin),
+            },
+            ctx.ct.clone(),
+        )
+    }
+
+    async fn run<K: CallKind<Input = McpInput<P>, Env = Gateway>, P>(
+        &self,
+        params: P,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<K::Output, CallError> {
+        let Some(_guard) = self.gw.inflight.enter() else {
+            return Err(CallError::UpstreamUnavailable {
+                server: "toolgate".into(),
+                reason: "the gateway is shutting down".into(),
+            });
+        };
+        pipeline::run::<K>(&self.gw, self.context::<K, P>(params, ctx)).await
+    }
+}
+
+/// The protocol answer for a failed call (see the module docs).
+fn protocol_error(e: CallError) -> ErrorData {
+    match e {
+        CallError::NotFound { kind, name } => {
+            ErrorData::invalid_params(format!("Unknown {kind}: {name}"), None)
+        }
+        CallError::Upstream { error, .. } => error,
+        CallError::Unauthenticated => ErrorData::invalid_request("unauthenticated", None),
+        other => ErrorData::internal_error(other.to_string(), None),
+    }
+}
+
+impl ServerHandler for VirtualServer {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_completions()
+            .enable_logging()
+            .build();
+        let mut info = ServerConfig::new(capabilities);
+        info.server_info = Implementation::new("toolgate", env!("CARGO_PKG_VERSION"));
+        info.instructions = Some(self.gw.instructions());
+        info
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        self.gw
+            .hub
+            .add_session(self.session, context.peer.clone())
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        context.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(
+            self.gw.catalog().tools.clone(),
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        match self.run::<ToolCall, _>(request, &context).await {
+            Ok(response) => Ok(response),
+            Err(
+                e @ (CallError::NotFound { .. }
+                | CallError::Upstream { .. }
+                | CallError::Unauthenticated),
+            ) => Err(protocol_error(e)),
+            // The agent should read these and decide what to do next.
+            Err(e) => Ok(
+                CallToolResult::error(vec![ContentBlock::text(format!("toolgate: {e}"))]).into(),
+            ),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(
+            self.gw.catalog().resources.clone(),
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            self.gw.catalog().resource_templates.clone(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.run::<ResourceRead, _>(request, &context)
+            .await
+            .map_err(protocol_error)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(
+            self.gw.catalog().prompts.clone(),
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        self.run::<PromptGet, _>(request, &context)
+            .await
+            .map_err(protocol_error)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        self.run::<Completion, _>(request, &context)
+            .await
+            .map_err(protocol_error)
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // The level applies to what upstreams send; pass it to each that logs.
+        self.gw.set_upstream_log_level(request).await;
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.tools_list_changed = requested.tools_list_changed;
+        accepted.prompts_list_changed = requested.prompts_list_changed;
+        accepted.resources_list_changed = requested.resources_list_changed;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let accepted = context.accepted();
+        let wants = ListChanged {
+            tools: accepted.tools_list_changed == Some(true),
+            resources: accepted.resources_list_changed == Some(true),
+            prompts: accepted.prompts_list_changed == Some(true),
+        };
+        self.gw
+            .hub
+            .add_subscription(self.session, context.sink().clone(), wants);
+        context.cancelled().await;
+        self.gw.hub.remove_subscription(self.session);
+        Ok(())
+    }
+}

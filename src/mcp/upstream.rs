@@ -1,0 +1,608 @@
+//! Upstream MCP servers: one supervised rmcp client connection each.
+//!
+//! A supervisor task per upstream connects (stdio child process or streamable
+//! HTTP), lists everything (all pages), publishes the listing, and then waits:
+//! for the connection to end (a crashed child, a dead server), for a
+//! `list_changed` from the upstream (re-list), or for shutdown. A lost
+//! connection is retried with exponential backoff (0.5 s doubling to 30 s);
+//! meanwhile the upstream's tools are absent and `/readyz` says why. An
+//! unreachable upstream never stops the gateway.
+//!
+//! [`UpstreamClient`] is the client handler on each connection: it routes
+//! what the upstream sends back (progress, sampling, elicitation, roots, log
+//! messages) through the [`Hub`] to the downstream call it belongs to.
+
+#![expect(
+    deprecated,
+    reason = "sampling, roots and logging are deprecated by SEP-2577 but are how 2025-11-25 clients and servers talk"
+)]
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rmcp::model::GetExtensions;
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ClientRequest, CreateMessageRequest,
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
+    ElicitResult, Implementation, ListRootsRequest, ListRootsResult,
+    LoggingMessageNotificationParam, ProgressNotificationParam, ServerRequest, ServerResult,
+};
+use rmcp::service::{
+    InboundStreamOrigin, NotificationContext, OriginatingRequestId, Peer, PeerRequestOptions,
+    RequestContext, RoleClient, RunningService,
+};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, ErrorData, ServiceExt};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::Listing;
+use super::hub::{Downstream, Hub};
+use crate::config::{ServerConfig, Transport};
+
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A connection that stayed up this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Upstream stderr lines longer than this are cut before logging.
+const MAX_STDERR_LINE: usize = 4096;
+
+/// What `/readyz` reports for an upstream.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Health {
+    Connecting {
+        attempt: u32,
+    },
+    Ready {
+        tools: usize,
+        resources: usize,
+        prompts: usize,
+    },
+    Down {
+        reason: String,
+        attempt: u32,
+        retry_in_ms: u64,
+    },
+}
+
+/// One upstream: its config, its live connection (if any) and its listing.
+pub struct Upstream {
+    pub config: ServerConfig,
+    pub name: Arc<str>,
+    state: Mutex<State>,
+}
+
+struct State {
+    peer: Option<Peer<RoleClient>>,
+    listing: Option<Arc<Listing>>,
+    health: Health,
+    since: SystemTime,
+}
+
+/// What the supervisor tells the gateway.
+#[derive(Debug)]
+pub enum Event {
+    /// The upstream's listing changed (connected, re-listed, or went down).
+    ListingChanged { server: Arc<str> },
+}
+
+impl Upstream {
+    pub fn new(config: ServerConfig) -> Arc<Self> {
+        Arc::new(Self {
+            name: Arc::from(config.name.as_str()),
+            config,
+            state: Mutex::new(State {
+                peer: None,
+                listing: None,
+                health: Health::Connecting { attempt: 1 },
+                since: SystemTime::now(),
+            }),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live connection, or why there is none.
+    pub fn peer(&self) -> Result<Peer<RoleClient>, String> {
+        let state = self.state();
+        match (&state.peer, &state.health) {
+            (Some(peer), _) => Ok(peer.clone()),
+            (None, Health::Down { reason, .. }) => Err(reason.clone()),
+            (None, _) => Err("still connecting".into()),
+        }
+    }
+
+    pub fn listing(&self) -> Option<Arc<Listing>> {
+        self.state().listing.clone()
+    }
+
+    pub fn health(&self) -> (Health, SystemTime) {
+        let state = self.state();
+        (state.health.clone(), state.since)
+    }
+
+    fn set(&self, health: Health, peer: Option<Peer<RoleClient>>, listing: Option<Arc<Listing>>) {
+        let mut state = self.state();
+        state.health = health;
+        state.peer = peer;
+        state.listing = listing;
+        state.since = SystemTime::now();
+    }
+
+    /// Keep this upstream connected until `shutdown`.
+    pub async fn supervise(
+        self: Arc<Self>,
+        hub: Arc<Hub>,
+        events: mpsc::Sender<Event>,
+        shutdown: CancellationToken,
+    ) {
+        let mut attempt: u32 = 0;
+        let mut backoff = BACKOFF_START;
+        loop {
+            attempt += 1;
+            self.set(Health::Connecting { attempt }, None, None);
+            let (refresh_tx, mut refresh_rx) = mpsc::channel::<()>(1);
+            let handler = UpstreamClient {
+                server: self.name.clone(),
+                hub: hub.clone(),
+                refresh: refresh_tx,
+            };
+            let connected = tokio::select! {
+                r = tokio::time::timeout(self.config.connect_timeout, self.connect(handler)) => r,
+                _ = shutdown.cancelled() => return,
+            };
+            let reason = match connected {
+                Err(_) => format!(
+                    "connect timed out after {}s",
+                    self.config.connect_timeout.as_secs_f64()
+                ),
+                Ok(Err(e)) => e,
+                Ok(Ok(running)) => {
+                    let up_since = tokio::time::Instant::now();
+                    let reason = self
+                        .serve_connection(running, &events, &mut refresh_rx, &shutdown)
+                        .await;
+                    if shutdown.is_cancelled() {
+                        self.set(
+                            Health::Down {
+                                reason: "shut down".into(),
+                                attempt,
+                                retry_in_ms: 0,
+                            },
+                            None,
+                            None,
+                        );
+                        return;
+                    }
+                    if up_since.elapsed() >= STABLE_AFTER {
+                        attempt = 1;
+                        backoff = BACKOFF_START;
+                    }
+                    reason
+                }
+            };
+            tracing::warn!(server = %self.name, %reason, retry_in_ms = backoff.as_millis() as u64, "upstream unavailable");
+            self.set(
+                Health::Down {
+                    reason,
+                    attempt,
+                    retry_in_ms: backoff.as_millis() as u64,
+                },
+                None,
+                None,
+            );
+            let _ = events
+                .send(Event::ListingChanged {
+                    server: self.name.clone(),
+                })
+                .await;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// List, publish, then wait for the connection to end. Returns why it ended.
+    async fn serve_connection(
+        &self,
+        running: RunningService<RoleClient, UpstreamClient>,
+        events: &mpsc::Sender<Event>,
+        refresh: &mut mpsc::Receiver<()>,
+        shutdown: &CancellationToken,
+    ) -> String {
+        let peer = running.peer().clone();
+        let stop = running.cancellation_token();
+        let waiting = running.waiting();
+        tokio::pin!(waiting);
+        // List at once, then again after every `list_changed`.
+        loop {
+            {
+                match tokio::time::timeout(self.config.connect_timeout, list_everything(&peer))
+                    .await
+                {
+                    Ok(Ok(listing)) => {
+                        let health = Health::Ready {
+                            tools: listing.tools.len(),
+                            resources: listing.resources.len() + listing.resource_templates.len(),
+                            prompts: listing.prompts.len(),
+                        };
+                        tracing::info!(server = %self.name, ?health, "upstream ready");
+                        self.set(health, Some(peer.clone()), Some(Arc::new(listing)));
+                        let _ = events
+                            .send(Event::ListingChanged {
+                                server: self.name.clone(),
+                            })
+                            .await;
+                    }
+                    Ok(Err(e)) => {
+                        stop.cancel();
+                        let _ = waiting.await;
+                        return format!("listing failed: {e}");
+                    }
+                    Err(_) => {
+                        stop.cancel();
+                        let _ = waiting.await;
+                        return "listing timed out".into();
+                    }
+                }
+            }
+            tokio::select! {
+                quit = &mut waiting => {
+                    return match quit {
+                        Ok(reason) => format!("connection closed ({reason:?})"),
+                        Err(e) => format!("connection task failed: {e}"),
+                    };
+                }
+                Some(()) = refresh.recv() => {}
+                _ = shutdown.cancelled() => {
+                    stop.cancel();
+                    let _ = waiting.await;
+                    return "shut down".into();
+                }
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        handler: UpstreamClient,
+    ) -> Result<RunningService<RoleClient, UpstreamClient>, String> {
+        match &self.config.transport {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
+                let mut cmd = tokio::process::Command::new(command);
+                cmd.args(args);
+                for (k, v) in env {
+                    cmd.env(k, v.expose());
+                }
+                if let Some(dir) = cwd {
+                    cmd.current_dir(dir);
+                }
+                let (transport, stderr) = TokioChildProcess::builder(cmd)
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+                if let Some(stderr) = stderr {
+                    let server = self.name.clone();
+                    tokio::spawn(async move {
+                        let mut lines = tokio::io::BufReader::new(stderr).lines();
+                        while let Ok(Some(mut line)) = lines.next_line().await {
+                            line.truncate(line.floor_char_boundary(MAX_STDERR_LINE));
+                            tracing::info!(server = %server, "upstream stderr: {line}");
+                        }
+                    });
+                }
+                handler
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("initialize failed: {e}"))
+            }
+            Transport::Http { url, headers } => {
+                let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                    .max_concurrent_requests(256);
+                config.channel_buffer_capacity = 256;
+                for (k, v) in headers {
+                    let name = k
+                        .parse()
+                        .map_err(|_| format!("header name `{k}` is invalid"))?;
+                    let value = v
+                        .expose()
+                        .parse()
+                        .map_err(|_| format!("header `{k}` has an invalid value"))?;
+                    config.custom_headers.insert(name, value);
+                }
+                let client = reqwest::Client::builder()
+                    .tcp_nodelay(true)
+                    .pool_max_idle_per_host(256)
+                    .build()
+                    .map_err(|e| format!("HTTP client: {e}"))?;
+                let transport = StreamableHttpClientTransport::with_client(client, config);
+                handler
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("cannot connect to {url}: {e}"))
+            }
+        }
+    }
+}
+
+async fn list_everything(peer: &Peer<RoleClient>) -> Result<Listing, rmcp::ServiceError> {
+    let caps = peer
+        .peer_info()
+        .map(|i| i.capabilities.clone())
+        .unwrap_or_default();
+    let mut listing = Listing::default();
+    if caps.tools.is_some() {
+        listing.tools = peer.list_all_tools().await?;
+    }
+    if caps.resources.is_some() {
+        listing.resources = peer.list_all_resources().await?;
+        listing.resource_templates = peer.list_all_resource_templates().await?;
+    }
+    if caps.prompts.is_some() {
+        listing.prompts = peer.list_all_prompts().await?;
+    }
+    Ok(listing)
+}
+
+/// The client handler on one upstream connection.
+pub struct UpstreamClient {
+    server: Arc<str>,
+    hub: Arc<Hub>,
+    /// Asks the supervisor to re-list; capacity 1, so bursts coalesce.
+    refresh: mpsc::Sender<()>,
+}
+
+impl UpstreamClient {
+    /// Send a server-to-client request on to the downstream caller it belongs to.
+    async fn relay(
+        &self,
+        request: ServerRequest,
+        context: &RequestContext<RoleClient>,
+    ) -> Result<ServerResultOrClient, ErrorData> {
+        let origin = match context.extensions.get::<InboundStreamOrigin>() {
+            Some(InboundStreamOrigin::OutboundRequest(id)) => Some(id.clone()),
+            _ => None,
+        };
+        let target = self
+            .hub
+            .request_target(&self.server, origin.as_ref())
+            .await
+            .map_err(|why| {
+                tracing::warn!(server = %self.server, %why, "server-to-client request refused");
+                ErrorData::invalid_request(
+                    format!("toolgate cannot deliver this request: {why}"),
+                    None,
+                )
+            })?;
+        relay_to(target, request, context).await
+    }
+
+    fn request_refresh(&self) {
+        // Full means a re-list is already pending, which will see this change.
+        let _ = self.refresh.try_send(());
+    }
+}
+
+type ServerResultOrClient = rmcp::model::ClientResult;
+
+async fn relay_to(
+    target: Downstream,
+    mut request: ServerRequest,
+    context: &RequestContext<RoleClient>,
+) -> Result<ServerResultOrClient, ErrorData> {
+    // Ride the caller's own response stream (SEP-2260), not the standalone one.
+    request
+        .extensions_mut()
+        .insert(OriginatingRequestId(target.request_id.clone()));
+    let handle = target
+        .peer
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await
+        .map_err(|e| {
+            ErrorData::internal_error(format!("downstream client unavailable: {e}"), None)
+        })?;
+    let downstream_id = handle.id.clone();
+    let peer = target.peer.clone();
+    tokio::select! {
+        r = handle.await_response() => r.map_err(service_to_error),
+        _ = context.ct.cancelled() => {
+            let _ = peer.notify_cancelled(rmcp::model::CancelledNotificationParam::new(Some(downstream_id), Some("cancelled by upstream".into()))).await;
+            Err(ErrorData::internal_error("cancelled", None))
+        }
+    }
+}
+
+fn service_to_error(e: rmcp::ServiceError) -> ErrorData {
+    match e {
+        rmcp::ServiceError::McpError(e) => e,
+        other => ErrorData::internal_error(format!("downstream client: {other}"), None),
+    }
+}
+
+impl ClientHandler for UpstreamClient {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::builder()
+                .enable_roots()
+                .enable_roots_list_changed()
+                .enable_sampling()
+                .enable_elicitation()
+                .build(),
+            Implementation::new("toolgate", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        match self
+            .relay(
+                ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params)),
+                &context,
+            )
+            .await?
+        {
+            rmcp::model::ClientResult::CreateMessageResult(r) => Ok(*r),
+            _ => Err(ErrorData::internal_error(
+                "downstream client sent an unexpected answer to sampling",
+                None,
+            )),
+        }
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        match self
+            .relay(
+                ServerRequest::ElicitRequest(ElicitRequest::new(params)),
+                &context,
+            )
+            .await?
+        {
+            rmcp::model::ClientResult::ElicitResult(r) => Ok(r),
+            _ => Err(ErrorData::internal_error(
+                "downstream client sent an unexpected answer to elicitation",
+                None,
+            )),
+        }
+    }
+
+    async fn list_roots(
+        &self,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        match self
+            .relay(
+                ServerRequest::ListRootsRequest(ListRootsRequest::default()),
+                &context,
+            )
+            .await?
+        {
+            rmcp::model::ClientResult::ListRootsResult(r) => Ok(r),
+            _ => Err(ErrorData::internal_error(
+                "downstream client sent an unexpected answer to roots/list",
+                None,
+            )),
+        }
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let Some(target) = self
+            .hub
+            .progress_target(&self.server, &params.progress_token)
+        else {
+            return;
+        };
+        let Some(token) = target.progress_token else {
+            return;
+        };
+        let mut params = params;
+        params.progress_token = token;
+        let _ = target.peer.notify_progress(params).await;
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        // Log messages carry no request tag: deliver only when unambiguous.
+        match self.hub.sole_target(&self.server) {
+            Some(target) => {
+                let _ = target.peer.notify_logging_message(params).await;
+            }
+            None => {
+                tracing::debug!(server = %self.server, level = ?params.level, "upstream log message with no single caller")
+            }
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.request_refresh();
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.request_refresh();
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.request_refresh();
+    }
+}
+
+/// Forward one request to an upstream, with progress routed back, the
+/// caller's cancellation passed on, and the per-call timeout applied.
+pub async fn send(
+    upstream: &Upstream,
+    hub: &Hub,
+    request: ClientRequest,
+    downstream: Option<Downstream>,
+    cancel: &CancellationToken,
+) -> Result<ServerResult, crate::pipeline::CallError> {
+    use crate::pipeline::CallError;
+    let server = || upstream.config.name.clone();
+    let peer = upstream
+        .peer()
+        .map_err(|reason| CallError::UpstreamUnavailable {
+            server: server(),
+            reason,
+        })?;
+    let timeout = upstream.config.call_timeout;
+    let handle = peer
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await
+        .map_err(|e| CallError::UpstreamUnavailable {
+            server: server(),
+            reason: e.to_string(),
+        })?;
+    let id = handle.id.clone();
+    let _registration = downstream
+        .map(|d| hub.register(&upstream.name, id.clone(), handle.progress_token.clone(), d));
+    let cancel_upstream = |reason: &str| {
+        let peer = peer.clone();
+        let param = rmcp::model::CancelledNotificationParam::new(
+            Some(id.clone()),
+            Some(reason.to_string()),
+        );
+        async move {
+            let _ = peer.notify_cancelled(param).await;
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(timeout, handle.await_response()) => match r {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(rmcp::ServiceError::McpError(error))) => Err(CallError::Upstream { server: server(), error }),
+            Ok(Err(e)) => Err(CallError::UpstreamFailed { server: server(), reason: e.to_string() }),
+            Err(_) => {
+                cancel_upstream("toolgate: call timeout").await;
+                Err(CallError::UpstreamTimeout { server: server(), after: timeout })
+            }
+        },
+        _ = cancel.cancelled() => {
+            cancel_upstream("cancelled by the client").await;
+            Err(CallError::Cancelled)
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Why a call did not produce a result. Every variant says whose fault it is;
+//! the MCP boundary (`mcp::server`) turns it into what the caller sees.
+
+use std::time::Duration;
+
+use rmcp::ErrorData;
+
+/// Whose fault a failure is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request was wrong (unknown name, bad arguments).
+    Caller,
+    /// The upstream failed, timed out or is down.
+    Upstream,
+    /// Ours.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("no caller identity")]
+    Unauthenticated,
+    /// Unknown, filtered out or (later) hidden by policy: all look the same.
+    #[error("unknown {kind}: {name}")]
+    NotFound { kind: &'static str, name: String },
+    #[error("upstream `{server}` is unavailable: {reason}")]
+    UpstreamUnavailable { server: String, reason: String },
+    #[error("upstream `{server}` did not answer within {}s", after.as_secs_f64())]
+    UpstreamTimeout { server: String, after: Duration },
+    /// The upstream answered with a JSON-RPC error; passed through as is.
+    #[error("upstream `{server}` returned an error: {error}")]
+    Upstream { server: String, error: ErrorData },
+    #[error("upstream `{server}` failed: {reason}")]
+    UpstreamFailed { server: String, reason: String },
+    #[error("cancelled by the caller")]
+    Cancelled,
+}
+
+impl CallError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            CallError::Unauthenticated | CallError::NotFound { .. } | CallError::Cancelled => {
+                Fault::Caller
+            }
+            CallError::UpstreamUnavailable { .. }
+            | CallError::UpstreamTimeout { .. }
+            | CallError::Upstream { .. }
+            | CallError::UpstreamFailed { .. } => Fault::Upstream,
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The governed pipeline: the spine every forwarded call runs through.
+//!
+//! A *call* is anything toolgate forwards on someone's behalf: a `tools/call`,
+//! a `resources/read`, a `prompts/get`, a `completion/complete`, and (later) an
+//! LLM chat completion. Each kind implements [`CallKind`]: how to find its
+//! target and how to forward it. Everything else is shared: [`run`] takes one
+//! [`CallContext`] through the same ordered stages for every kind.
+//!
+//! ```text
+//!   authenticate → resolve → authorize → inspect input → await approval
+//!     → record "decided" → forward → inspect output → record "completed"
+//! ```
+//!
+//! Today the spine runs authenticate (the ingress's identity), resolve,
+//! forward and record (a structured `tracing` event per call). The stages in
+//! between are added by later work as functions called from [`run`], in the
+//! order above; each one reads and fills the context and returns early with
+//! `?` to refuse a call.
+
+mod caller;
+mod error;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+pub use caller::{Caller, Credential};
+pub use error::{CallError, Fault};
+
+/// A kind of call: how it is resolved and forwarded.
+pub trait CallKind: Sized + Send + Sync + 'static {
+    /// The method name, for logs and (later) audit records and policies.
+    const METHOD: &'static str;
+    /// What the caller asked for.
+    type Input: Send + Sync;
+    /// What the call resolves to (an upstream server and its own name for
+    /// the thing, a model route, …).
+    type Target: Send + Sync;
+    type Output: Send;
+    /// The shared state the kind needs to resolve and forward.
+    type Env: Send + Sync;
+
+    /// The name of what is being called, for logs (exposed tool name, URI…).
+    fn subject(input: &Self::Input) -> &str;
+
+    /// Find the target; an unknown name is [`CallError::NotFound`].
+    fn resolve(env: &Self::Env, input: &Self::Input) -> Result<Self::Target, CallError>;
+
+    /// Send the call to its target and return what came back.
+    fn forward(
+        env: &Self::Env,
+        ctx: &CallContext<Self>,
+        target: &Self::Target,
+    ) -> impl Future<Output = Result<Self::Output, CallError>> + Send;
+}
+
+/// Process-unique call number, for correlating log lines (and later audit
+/// records) of one call.
+pub type CallId = u64;
+
+fn next_call_id() -> CallId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Everything one call carries through the pipeline. Stages read it and fill
+/// it in; nothing about a call lives anywhere else.
+pub struct CallContext<K: CallKind> {
+    pub id: CallId,
+    /// Who is calling. Set by the ingress from what it knows, confirmed by
+    /// [`authenticate`].
+    pub caller: Caller,
+    pub input: K::Input,
+    /// Set by [`resolve`].
+    pub target: Option<K::Target>,
+    /// Cancelled when the caller gives up (MCP `notifications/cancelled`,
+    /// closed connection); forwarding must stop and tell the upstream.
+    pub cancel: CancellationToken,
+    pub received: Instant,
+    /// Time spent in each stage, in order.
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+impl<K: CallKind> CallContext<K> {
+    pub fn new(caller: Caller, input: K::Input, cancel: CancellationToken) -> Self {
+        Self {
+            id: next_call_id(),
+            caller,
+            input,
+            target: None,
+            cancel,
+            received: Instant::now(),
+            timings: Vec::with_capacity(4),
+        }
+    }
+
+    fn mark(&mut self, stage: &'static str, since: Instant) {
+        self.timings.push((stage, since.elapsed()));
+    }
+}
+
+/// Run one call through every stage, in order.
+pub async fn run<K: CallKind>(
+    env: &K::Env,
+    mut ctx: CallContext<K>,
+) -> Result<K::Output, CallError> {
+    let result = stages(env, &mut ctx).await;
+    record_completed(&ctx, &result);
+    result
+}
+
+async fn stages<K: CallKind>(
+    env: &K::Env,
+    ctx: &mut CallContext<K>,
+) -> Result<K::Output, CallError> {
+    let t = Instant::now();
+    authenticate(ctx)?;
+    ctx.mark("authenticate", t);
+
+    // Resolve before authorize: policies decide on the resolved target (its
+    // server, its annotations), not on a name the caller typed.
+    let t = Instant::now();
+    let target = resolve(env, ctx)?;
+    ctx.mark("resolve", t);
+
+    let t = Instant::now();
+    let output = forward(env, ctx, &target).await;
+    ctx.target = Some(target);
+    ctx.mark("forward", t);
+    output
+}
+
+/// Stage 1: who is calling. Nothing reaches an upstream without a caller.
+fn authenticate<K: CallKind>(ctx: &CallContext<K>) -> Result<(), CallError> {
+    if ctx.caller.subject.is_empty() {
+        return Err(CallError::Unauthenticated);
+    }
+    Ok(())
+}
+
+/// Stage 2: which upstream (or provider) serves this call.
+fn resolve<K: CallKind>(env: &K::Env, ctx: &CallContext<K>) -> Result<K::Target, CallError> {
+    K::resolve(env, &ctx.input)
+}
+
+/// Stage 7: send it, unless the caller has already given up.
+async fn forward<K: CallKind>(
+    env: &K::Env,
+    ctx: &CallContext<K>,
+    target: &K::Target,
+) -> Result<K::Output, CallError> {
+    if ctx.cancel.is_cancelled() {
+        return Err(CallError::Cancelled);
+    }
+    K::forward(env, ctx, target).await
+}
+
+/// Stage 9: one structured event per call, whatever its outcome.
+fn record_completed<K: CallKind, T>(ctx: &CallContext<K>, result: &Result<T, CallError>) {
+    let latency_us = ctx.received.elapsed().as_micros() as u64;
+    let subject = K::subject(&ctx.input);
+    match result {
+        Ok(_) => tracing::debug!(
+            call = ctx.id, method = K::METHOD, subject, caller = %ctx.caller.subject, latency_us, outcome = "ok",
+            "call completed"
+        ),
+        Err(e) => tracing::info!(
+            call = ctx.id, method = K::METHOD, subject, caller = %ctx.caller.subject, latency_us,
+            outcome = "error", fault = ?e.fault(), error = %e,
+            "call failed"
+        ),
+    }
+}

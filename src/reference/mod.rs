@@ -1,0 +1,74 @@
+//! Reference upstreams that ship with toolgate, so `toolgate serve` has real
+//! MCP servers to aggregate on a machine with nothing but the Rust toolchain.
+//! They run as separate processes (`toolgate reference NAME`), over stdio or
+//! streamable HTTP, exactly like third-party upstreams.
+//!
+//! - `notes`: a small notebook (tools, resources, a prompt); `delete_note` is
+//!   annotated destructive.
+//! - `clock`: current time and date arithmetic in UTC.
+//! - `echo`: an echo tool plus test helpers (slow calls with progress,
+//!   sampling and elicitation round trips, a crash, tool list changes);
+//!   the benchmark upstream.
+//! - `conformance`: the fixture the official MCP conformance suite expects.
+
+pub mod clock;
+// pub mod conformance; (pending)
+pub mod echo;
+pub mod notes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rmcp::ServiceExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+
+/// Which reference server to run.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Name {
+    Notes,
+    Clock,
+    Echo,
+    Conformance,
+}
+
+/// Serve `name` over stdio, or over streamable HTTP at `http://ADDR/mcp`.
+pub async fn run(name: Name, http: Option<SocketAddr>) -> anyhow::Result<()> {
+    match name {
+        Name::Notes => serve(notes::Notes::new, http).await,
+        Name::Clock => serve(clock::Clock::new, http).await,
+        Name::Echo => serve(echo::Echo::new, http).await,
+        Name::Conformance => anyhow::bail!("pending"),
+    }
+}
+
+async fn serve<S, F>(make: F, http: Option<SocketAddr>) -> anyhow::Result<()>
+where
+    S: rmcp::ServerHandler + Send + 'static,
+    F: Fn() -> S + Send + Sync + 'static,
+{
+    match http {
+        None => {
+            let running = make().serve(rmcp::transport::stdio()).await?;
+            running.waiting().await?;
+        }
+        Some(addr) => {
+            let make = Arc::new(make);
+            let service = StreamableHttpService::new(
+                move || Ok(make()),
+                Arc::new(LocalSessionManager::default()),
+                StreamableHttpServerConfig::default(),
+            );
+            let router = axum::Router::new().nest_service("/mcp", service);
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, router)
+                .with_graceful_shutdown(crate::app::shutdown_signal())
+                .await?;
+        }
+    }
+    Ok(())
+}
