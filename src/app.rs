@@ -40,6 +40,10 @@ use crate::pipeline::Caller;
 /// `initialize` is refused with a clear error.
 pub const MAX_SESSIONS: usize = 10_000;
 
+/// How long the last responses get to reach clients after the final call
+/// completes during shutdown.
+const RESPONSE_FLUSH: Duration = Duration::from_millis(200);
+
 /// Shared state of one gateway process.
 pub struct Gateway {
     pub config: Arc<Config>,
@@ -227,6 +231,11 @@ impl Drop for InFlightGuard<'_> {
 }
 
 impl InFlight {
+    /// Calls running now.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
     /// `None` once shutdown has begun.
     pub fn enter(&self) -> Option<InFlightGuard<'_>> {
         self.count.fetch_add(1, Ordering::AcqRel);
@@ -326,9 +335,13 @@ impl HttpServer {
             });
             let serve = tokio::spawn(serve.into_future());
             stop_signal.cancelled().await;
-            gw.drain().await;
-            sessions_ct.cancel();
+            // Stop accepting connections; requests already open keep going.
             drained.cancel();
+            gw.drain().await;
+            // A finished call's response is still on its way to the client
+            // when the call's guard drops: let it flush before closing sessions.
+            tokio::time::sleep(RESPONSE_FLUSH).await;
+            sessions_ct.cancel();
             // Open streams end with their sessions; don't wait forever on a stuck one.
             let _ = tokio::time::timeout(Duration::from_secs(2), serve).await;
         });

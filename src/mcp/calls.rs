@@ -1,6 +1,10 @@
 //! The MCP call kinds: how a `tools/call`, `resources/read`, `prompts/get`
 //! and `completion/complete` are resolved through the catalog and forwarded
 //! to their upstream. Everything around that is the shared pipeline.
+//!
+//! Results from an upstream on the 2025-11-25 era carry no `resultType`; a
+//! complete one is marked `complete` here, which 2026-07-28 clients require
+//! (rmcp strips it again for older clients).
 
 use std::sync::Arc;
 
@@ -8,7 +12,7 @@ use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
     CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
     GetPromptResponse, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
-    Reference, ResourceTemplateReference, ServerResult,
+    Reference, ResourceTemplateReference, ResultType, ServerResult,
 };
 
 use super::hub::Downstream;
@@ -105,7 +109,10 @@ impl CallKind for ToolCall {
         )
         .await?
         {
-            ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
+            ServerResult::CallToolResult(mut r) => {
+                r.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(CallToolResponse::Complete(r))
+            }
             ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
             ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
             _ => Err(unexpected(target, "tools/call")),
@@ -154,6 +161,7 @@ impl CallKind for ResourceRead {
         .await?
         {
             ServerResult::ReadResourceResult(mut r) => {
+                r.result_type.get_or_insert(ResultType::COMPLETE);
                 // Contents name the URI they came from: show the caller's name for it.
                 let prefix_len = ctx.input.params.uri.len() - target.upstream_name.len();
                 let prefix = &ctx.input.params.uri[..prefix_len];
@@ -220,7 +228,10 @@ impl CallKind for PromptGet {
         )
         .await?
         {
-            ServerResult::GetPromptResult(r) => Ok(GetPromptResponse::Complete(r)),
+            ServerResult::GetPromptResult(mut r) => {
+                r.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(GetPromptResponse::Complete(r))
+            }
             ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
             _ => Err(unexpected(target, "prompts/get")),
         }
@@ -296,7 +307,10 @@ impl CallKind for Completion {
         )
         .await?
         {
-            ServerResult::CompleteResult(r) => Ok(r),
+            ServerResult::CompleteResult(mut r) => {
+                r.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(r)
+            }
             _ => Err(unexpected(target, "completion/complete")),
         }
     }

@@ -64,19 +64,30 @@ pub struct Hub {
     registered: tokio::sync::Notify,
 }
 
+/// How long a finished call's progress route outlives it: an upstream sends
+/// its last progress right before the result, and rmcp may hand us the
+/// result before it has handled that notification.
+const PROGRESS_LINGER: Duration = Duration::from_millis(500);
+
 /// Unregisters a call when dropped (completed, failed or cancelled alike).
-pub struct Registration<'a> {
-    hub: &'a Hub,
+pub struct Registration {
+    hub: Arc<Hub>,
     key: Key,
     progress: Option<(Arc<str>, ProgressToken)>,
 }
 
-impl Drop for Registration<'_> {
+impl Drop for Registration {
     fn drop(&mut self) {
-        let mut inner = self.hub.lock();
-        inner.calls.remove(&self.key);
-        if let Some(p) = &self.progress {
-            inner.progress.remove(p);
+        self.hub.lock().calls.remove(&self.key);
+        if let Some(p) = self.progress.take() {
+            let hub = self.hub.clone();
+            // Outside a runtime (process exit) there is nothing left to route.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    tokio::time::sleep(PROGRESS_LINGER).await;
+                    hub.lock().progress.remove(&p);
+                });
+            }
         }
     }
 }
@@ -105,12 +116,12 @@ impl Hub {
     /// Record that upstream request `upstream_id` (with `upstream_progress`)
     /// on `server` serves `downstream`.
     pub fn register(
-        &self,
+        self: &Arc<Self>,
         server: &Arc<str>,
         upstream_id: RequestId,
         upstream_progress: ProgressToken,
         downstream: Downstream,
-    ) -> Registration<'_> {
+    ) -> Registration {
         let key = (server.clone(), upstream_id);
         let progress = downstream
             .progress_token
@@ -125,7 +136,7 @@ impl Hub {
         }
         self.registered.notify_waiters();
         Registration {
-            hub: self,
+            hub: self.clone(),
             key,
             progress,
         }

@@ -407,13 +407,17 @@ async fn relay_to(
     request
         .extensions_mut()
         .insert(OriginatingRequestId(target.request_id.clone()));
-    let handle = target
-        .peer
-        .send_request_with_option(request, PeerRequestOptions::no_options())
-        .await
-        .map_err(|e| {
-            ErrorData::internal_error(format!("downstream client unavailable: {e}"), None)
-        })?;
+    // Send from a fresh task: inside this handler rmcp would replace our
+    // marker with the id of the upstream's request (a task-local).
+    let sender = target.peer.clone();
+    let handle = tokio::spawn(async move {
+        sender
+            .send_request_with_option(request, PeerRequestOptions::no_options())
+            .await
+    })
+    .await
+    .map_err(|e| ErrorData::internal_error(format!("relay task failed: {e}"), None))?
+    .map_err(|e| ErrorData::internal_error(format!("downstream client unavailable: {e}"), None))?;
     let downstream_id = handle.id.clone();
     let peer = target.peer.clone();
     tokio::select! {
@@ -556,7 +560,7 @@ impl ClientHandler for UpstreamClient {
 /// caller's cancellation passed on, and the per-call timeout applied.
 pub async fn send(
     upstream: &Upstream,
-    hub: &Hub,
+    hub: &Arc<Hub>,
     request: ClientRequest,
     downstream: Option<Downstream>,
     cancel: &CancellationToken,
@@ -592,7 +596,12 @@ pub async fn send(
     };
     tokio::select! {
         r = tokio::time::timeout(timeout, handle.await_response()) => match r {
-            Ok(Ok(result)) => Ok(result),
+            Ok(Ok(result)) => {
+                // Let a progress notification that arrived just before the
+                // result be forwarded first, so the caller sees them in order.
+                tokio::task::yield_now().await;
+                Ok(result)
+            }
             Ok(Err(rmcp::ServiceError::McpError(error))) => Err(CallError::Upstream { server: server(), error }),
             Ok(Err(e)) => Err(CallError::UpstreamFailed { server: server(), reason: e.to_string() }),
             Err(_) => {

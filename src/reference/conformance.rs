@@ -35,7 +35,7 @@ use std::{
     collections::{HashMap, HashSet, VecDeque},
     hash::{BuildHasher, Hasher},
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -45,17 +45,18 @@ use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
         AudioContent, CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult,
-        ClientCapabilities, ClientResult, CompleteRequestParams, CompleteResult, CompletionInfo,
-        ContentBlock, ElicitRequest, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
-        Implementation, InputRequest, InputRequests, InputRequiredResult, InputResponses,
-        JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-        ListToolsResult, LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
-        ProgressNotificationParam, ProtocolVersion, Prompt, PromptArgument, PromptMessage,
+        CancelTaskParams, ClientCapabilities, ClientResult, CompleteRequestParams, CompleteResult,
+        CompletionInfo, ContentBlock, CreateTaskResult, ElicitRequest, GetPromptRequestParams,
+        GetPromptResponse, GetPromptResult, GetTaskParams, GetTaskResult, Implementation,
+        InputRequest, InputRequests, InputRequiredResult, InputResponses, JsonObject,
+        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+        LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+        ProgressNotificationParam, Prompt, PromptArgument, PromptMessage, ProtocolVersion,
         ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference, Resource,
         ResourceContents, ResourceTemplate, ResourceUpdatedNotificationParam, Role,
         ServerCapabilities, ServerConfig, ServerRequest, SetLevelRequestParams,
         SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
-        CancelTaskParams, CreateTaskResult, GetTaskParams, GetTaskResult, UpdateTaskParams,
+        UpdateTaskParams,
     },
     service::{RequestContext, SubscriptionContext, SubscriptionSink},
     task_manager::{TaskContext, TaskExit, TaskManager, TaskOptions},
@@ -165,9 +166,14 @@ const NO_ARG_TOOLS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The conformance fixture server. Cheap to clone: clones share state, which is
-/// what `StreamableHttpService`'s per-session factory wants for subscriptions and
-/// `requestState` handles; log levels are kept per session.
+/// The conformance fixture server.
+///
+/// Every value, whether cloned or made by [`ConformanceServer::new`], shares one
+/// process-wide state (subscriptions, `requestState` handles, tasks, per-session
+/// log levels). rmcp's `StreamableHttpService` calls its factory once per
+/// session and, for 2026-07-28, once per *request*, while an MRTR retry or a
+/// `tasks/get` must find what an earlier request stored, so a factory may
+/// return `ConformanceServer::new()` or a clone of one value alike.
 #[derive(Clone)]
 pub struct ConformanceServer {
     state: Arc<SharedState>,
@@ -238,9 +244,11 @@ impl Default for ConformanceServer {
 }
 
 impl ConformanceServer {
+    /// A handle on the process-wide fixture state (see the type's docs).
     pub fn new() -> Self {
-        Self {
-            state: Arc::new(SharedState {
+        static SHARED: OnceLock<Arc<SharedState>> = OnceLock::new();
+        let state = SHARED.get_or_init(|| {
+            Arc::new(SharedState {
                 resource_subscriptions: Mutex::new(HashSet::new()),
                 listeners: Mutex::new(HashMap::new()),
                 next_listener: AtomicU64::new(0),
@@ -249,7 +257,10 @@ impl ConformanceServer {
                 handle_counter: AtomicU64::new(0),
                 handle_seed: std::collections::hash_map::RandomState::new(),
                 tasks: TaskManager::new(),
-            }),
+            })
+        });
+        Self {
+            state: state.clone(),
         }
     }
 
@@ -399,11 +410,14 @@ impl ConformanceServer {
                 )),
             ])),
             "test_tool_with_logging" => {
-                self.log(cx, LoggingLevel::Info, "Tool execution started").await;
+                self.log(cx, LoggingLevel::Info, "Tool execution started")
+                    .await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                self.log(cx, LoggingLevel::Info, "Tool processing data").await;
+                self.log(cx, LoggingLevel::Info, "Tool processing data")
+                    .await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                self.log(cx, LoggingLevel::Info, "Tool execution completed").await;
+                self.log(cx, LoggingLevel::Info, "Tool execution completed")
+                    .await;
                 Ok(text_result("Tool with logging executed successfully"))
             }
             "test_tool_with_progress" => {
@@ -436,7 +450,10 @@ impl ConformanceServer {
                 "This tool intentionally returns an error for testing",
             )])),
             "test_sampling" => {
-                let prompt = args.get("prompt").and_then(Value::as_str).unwrap_or("Hello");
+                let prompt = args
+                    .get("prompt")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Hello");
                 Ok(self.sample(cx, prompt).await)
             }
             "test_elicitation" => {
@@ -604,11 +621,7 @@ impl ConformanceServer {
                 let text = value
                     .pointer("/content/text")
                     .and_then(Value::as_str)
-                    .or_else(|| {
-                        value
-                            .pointer("/content/0/text")
-                            .and_then(Value::as_str)
-                    })
+                    .or_else(|| value.pointer("/content/0/text").and_then(Value::as_str))
                     .unwrap_or("No response");
                 text_result(format!("LLM response: {text}"))
             }
@@ -828,10 +841,12 @@ impl ConformanceServer {
                         let color = input_response(responses, "step2")
                             .and_then(|r| content_str(r, "color"))
                             .unwrap_or("unknown");
-                        Ok(text_result(format!(
-                            "Multi-round complete for {who} who likes {color}"
-                        ))
-                        .into())
+                        Ok(
+                            text_result(format!(
+                                "Multi-round complete for {who} who likes {color}"
+                            ))
+                            .into(),
+                        )
                     }
                     _ => {
                         let handle = self.seal_state(json!({ "round": 1 }));
@@ -1160,10 +1175,7 @@ impl ServerHandler for ConformanceServer {
                 .enable_tasks()
                 .build(),
         )
-        .with_server_info(Implementation::new(
-            SERVER_NAME,
-            env!("CARGO_PKG_VERSION"),
-        ))
+        .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
         .with_instructions(
             "MCP conformance fixture: implements the tools, resources and prompts the \
              @modelcontextprotocol/conformance server scenarios call.",
@@ -1190,8 +1202,7 @@ impl ServerHandler for ConformanceServer {
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.as_ref();
-        if name.starts_with("test_input_required_result_") || name == "test_streaming_elicitation"
-        {
+        if name.starts_with("test_input_required_result_") || name == "test_streaming_elicitation" {
             return self.call_mrtr_tool(&request, &cx);
         }
         if TASK_FIXTURE_TOOLS.iter().any(|(tool, _, _)| *tool == name) {
@@ -1331,18 +1342,19 @@ impl ServerHandler for ConformanceServer {
         _cx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
         let candidates: &[&str] = match &request.r#ref {
-            Reference::Prompt(prompt) => match (prompt.name.as_str(), request.argument.name.as_str())
-            {
-                ("test_prompt_with_arguments", "arg1" | "arg2") => {
-                    &["paris", "park", "party", "test", "testValue1", "testValue2"]
+            Reference::Prompt(prompt) => {
+                match (prompt.name.as_str(), request.argument.name.as_str()) {
+                    ("test_prompt_with_arguments", "arg1" | "arg2") => {
+                        &["paris", "park", "party", "test", "testValue1", "testValue2"]
+                    }
+                    ("test_prompt_with_embedded_resource", "resourceUri") => &[
+                        "test://static-text",
+                        "test://static-binary",
+                        "test://watched-resource",
+                    ],
+                    _ => &[],
                 }
-                ("test_prompt_with_embedded_resource", "resourceUri") => &[
-                    "test://static-text",
-                    "test://static-binary",
-                    "test://watched-resource",
-                ],
-                _ => &[],
-            },
+            }
             Reference::Resource(template) => {
                 if template.uri == "test://template/{id}/data" && request.argument.name == "id" {
                     &["1", "2", "3", "42", "123"]
@@ -1600,9 +1612,11 @@ type TaskFuture = rmcp::task_manager::TaskFuture;
 type TaskToolSpec = (&'static str, &'static str, fn() -> Value);
 
 const TASK_FIXTURE_TOOLS: &[TaskToolSpec] = &[
-    ("greet", "Sync-only greeting fixture (SEP-2663)", || {
-        json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] })
-    }),
+    (
+        "greet",
+        "Sync-only greeting fixture (SEP-2663)",
+        || json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] }),
+    ),
     (
         "slow_compute",
         "Task-supporting fixture: sleeps `seconds` then returns a result (SEP-2663)",
@@ -1679,7 +1693,9 @@ fn slow_compute(ctx: TaskContext, args: JsonObject) -> TaskFuture {
 fn failing_job(_ctx: TaskContext, _args: JsonObject) -> TaskFuture {
     Box::pin(async move {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        Ok(error_result("failing_job: intentional tool execution error"))
+        Ok(error_result(
+            "failing_job: intentional tool execution error",
+        ))
     })
 }
 
@@ -1779,17 +1795,20 @@ mod tests {
     #[test]
     fn reads_static_and_templated_resources() {
         let server = ConformanceServer::new();
-        let text = serde_json::to_value(server.read("test://static-text").expect("test")).expect("test");
+        let text =
+            serde_json::to_value(server.read("test://static-text").expect("test")).expect("test");
         assert_eq!(
             text["contents"][0]["text"],
             "This is the content of the static text resource."
         );
-        let blob = serde_json::to_value(server.read("test://static-binary").expect("test")).expect("test");
+        let blob =
+            serde_json::to_value(server.read("test://static-binary").expect("test")).expect("test");
         assert_eq!(blob["contents"][0]["blob"], TEST_IMAGE_BASE64);
-        let templated =
-            serde_json::to_value(server.read("test://template/42/data").expect("test")).expect("test");
+        let templated = serde_json::to_value(server.read("test://template/42/data").expect("test"))
+            .expect("test");
         let body: Value =
-            serde_json::from_str(templated["contents"][0]["text"].as_str().expect("test")).expect("test");
+            serde_json::from_str(templated["contents"][0]["text"].as_str().expect("test"))
+                .expect("test");
         assert_eq!(body["id"], "42");
         assert!(server.read("test://nope").is_err());
     }
@@ -1804,6 +1823,17 @@ mod tests {
         );
         assert!(server.open_state(&format!("{handle}-TAMPERED")).is_err());
         assert_ne!(handle, server.seal_state(json!({})));
+    }
+
+    #[test]
+    fn every_instance_shares_state() {
+        // rmcp builds a fresh handler per stateless request; MRTR retries must
+        // still find the handle an earlier instance stored.
+        let handle = ConformanceServer::new().seal_state(json!({ "round": 1 }));
+        assert_eq!(
+            ConformanceServer::new().open_state(&handle).expect("test")["round"],
+            1
+        );
     }
 
     #[test]

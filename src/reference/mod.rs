@@ -12,7 +12,7 @@
 //! - `conformance`: the fixture the official MCP conformance suite expects.
 
 pub mod clock;
-// pub mod conformance; (pending)
+pub mod conformance;
 pub mod echo;
 pub mod notes;
 
@@ -38,7 +38,7 @@ pub async fn run(name: Name, http: Option<SocketAddr>) -> anyhow::Result<()> {
         Name::Notes => serve(notes::Notes::new, http).await,
         Name::Clock => serve(clock::Clock::new, http).await,
         Name::Echo => serve(echo::Echo::new, http).await,
-        Name::Conformance => anyhow::bail!("pending"),
+        Name::Conformance => serve(conformance::ConformanceServer::new, http).await,
     }
 }
 

@@ -1,0 +1,275 @@
+//! Shared test scaffolding: a real gateway on 127.0.0.1:0, real rmcp
+//! upstreams (in-process over HTTP, or the toolgate binary's reference
+//! servers over stdio), and a real rmcp client that records what it hears.
+
+#![expect(
+    deprecated,
+    reason = "sampling is deprecated by SEP-2577 but still tested"
+)]
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,
+    ElicitationAction, Implementation, ProgressNotificationParam, ProtocolVersion, SamplingMessage,
+};
+use rmcp::service::{NotificationContext, RequestContext, RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ClientHandler, ErrorData, ServiceExt};
+use tokio_util::sync::CancellationToken;
+use toolgate::app::HttpServer;
+use toolgate::config::Config;
+
+pub const TOOLGATE: &str = env!("CARGO_BIN_EXE_toolgate");
+
+/// Serve an rmcp handler over streamable HTTP on 127.0.0.1:0; returns its
+/// `/mcp` URL. Stops when `ct` is cancelled.
+pub async fn http_upstream<S, F>(make: F, ct: CancellationToken) -> String
+where
+    S: rmcp::ServerHandler + Send + 'static,
+    F: Fn() -> S + Send + Sync + 'static,
+{
+    let service = StreamableHttpService::new(
+        move || Ok(make()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_cancellation_token(ct.child_token()),
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { ct.cancelled().await })
+            .await
+            .unwrap();
+    });
+    format!("http://{addr}/mcp")
+}
+
+/// A gateway under test, with its config directory.
+pub struct Gateway {
+    pub server: Option<HttpServer>,
+    pub addr: SocketAddr,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Start a gateway with `servers` as (file name, TOML) and extra
+    /// toolgate.toml lines.
+    pub async fn start(servers: &[(&str, String)], extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("servers")).unwrap();
+        for (name, text) in servers {
+            std::fs::write(
+                dir.path().join("servers").join(format!("{name}.toml")),
+                text,
+            )
+            .unwrap();
+        }
+        let cfg = dir.path().join("toolgate.toml");
+        std::fs::write(
+            &cfg,
+            format!("listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{extra}\n"),
+        )
+        .unwrap();
+        let config = Config::load(Some(&cfg), TOOLGATE).unwrap_or_else(|e| panic!("{e}"));
+        let server = HttpServer::start(config).await.unwrap();
+        let addr = server.addr;
+        Gateway {
+            server: Some(server),
+            addr,
+            url: format!("http://{addr}/mcp"),
+            dir,
+        }
+    }
+
+    pub fn gateway(&self) -> &Arc<toolgate::app::Gateway> {
+        &self.server.as_ref().unwrap().gateway
+    }
+
+    /// Wait until `/readyz` lists every upstream as ready (or `names` are).
+    pub async fn wait_ready(&self, names: &[&str]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, body) = self.gateway().readiness();
+            let up = body["upstreams"].as_array().unwrap();
+            let ready = names.iter().all(|n| {
+                up.iter()
+                    .any(|u| u["name"] == *n && u["health"]["state"] == "ready")
+            });
+            if ready && body["tools"].as_u64().unwrap_or(0) > 0 {
+                // Give the catalog task a moment after the last listing.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "upstreams never became ready: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+pub fn http_server_toml(name: &str, url: &str, extra: &str) -> String {
+    format!("name = \"{name}\"\ntransport = \"http\"\nurl = \"{url}\"\n{extra}\n")
+}
+
+/// A stdio upstream running `toolgate reference KIND`.
+pub fn stdio_reference_toml(name: &str, kind: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\ntransport = \"stdio\"\ncommand = \"${{self}}\"\nargs = [\"reference\", \"{kind}\"]\n{extra}\n"
+    )
+}
+
+/// What the test client heard.
+#[derive(Default)]
+pub struct Heard {
+    pub progress: Mutex<Vec<ProgressNotificationParam>>,
+    pub tools_changed: AtomicUsize,
+    pub sampling_requests: AtomicUsize,
+    pub elicitations: AtomicUsize,
+}
+
+/// A client that answers sampling with "42" and accepts elicitations.
+#[derive(Clone, Default)]
+pub struct TestClient {
+    pub heard: Arc<Heard>,
+}
+
+impl ClientHandler for TestClient {
+    fn get_info(&self) -> ClientConfig {
+        let caps = ClientCapabilities::builder()
+            .enable_sampling()
+            .enable_elicitation()
+            .build();
+        ClientConfig::new(caps, Implementation::new("toolgate-test", "1"))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+
+    async fn create_message(
+        &self,
+        _params: CreateMessageRequestParams,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        self.heard.sampling_requests.fetch_add(1, Ordering::SeqCst);
+        Ok(CreateMessageResult::new(
+            SamplingMessage::assistant_text("42"),
+            "test-model".into(),
+        ))
+    }
+
+    async fn create_elicitation(
+        &self,
+        _params: ElicitRequestParams,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        self.heard.elicitations.fetch_add(1, Ordering::SeqCst);
+        Ok(ElicitResult::new(ElicitationAction::Accept)
+            .with_content(serde_json::json!({"answer": "yes"})))
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.heard.progress.lock().unwrap().push(params);
+    }
+
+    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.heard.tools_changed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+pub type Client = RunningService<RoleClient, TestClient>;
+
+pub async fn connect(url: &str) -> (Client, Arc<Heard>) {
+    let handler = TestClient::default();
+    let heard = handler.heard.clone();
+    let client = handler
+        .serve(StreamableHttpClientTransport::from_uri(url.to_string()))
+        .await
+        .unwrap();
+    (client, heard)
+}
+
+pub fn call(name: &str, args: serde_json::Value) -> CallToolRequestParams {
+    let mut p = CallToolRequestParams::new(name.to_string());
+    p.arguments = args.as_object().cloned();
+    p
+}
+
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+pub async fn tool_names(client: &Client) -> Vec<String> {
+    client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect()
+}
+
+/// Poll `f` until it returns true (every 25 ms, up to `limit`).
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// Pids of live processes whose environment carries `marker`.
+pub fn processes_with_env(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let environ: PathBuf = e.path().join("environ");
+        if let Ok(bytes) = std::fs::read(environ)
+            && bytes.split(|b| *b == 0).any(|kv| kv == marker.as_bytes())
+        {
+            // Skip zombies: they are gone, only unreaped.
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            if !stat.contains(") Z ") {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}

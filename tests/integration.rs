@@ -1,0 +1,15 @@
+//! One integration-test binary (keeps link time down): the real gateway on
+//! 127.0.0.1:0 with real rmcp upstreams and a real rmcp client.
+
+mod common;
+
+#[path = "integration/aggregation.rs"]
+mod aggregation;
+#[path = "integration/bad_input.rs"]
+mod bad_input;
+#[path = "integration/lifecycle.rs"]
+mod lifecycle;
+#[path = "integration/passthrough.rs"]
+mod passthrough;
+#[path = "integration/shipped_files.rs"]
+mod shipped_files;
