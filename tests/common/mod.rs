@@ -6,7 +6,7 @@
     deprecated,
     reason = "sampling is deprecated by SEP-2577 but still tested"
 )]
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, reason = "each test uses a subset")]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
