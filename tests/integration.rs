@@ -1,7 +1,10 @@
 //! One integration-test binary (keeps link time down): the real gateway on
 //! 127.0.0.1:0 with real rmcp upstreams and a real rmcp client.
 
-#![allow(clippy::unwrap_used, reason = "a test should panic at the first surprise")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test should panic at the first surprise"
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! The MCP call kinds: how a `tools/call`, `resources/read`, `prompts/get`
 //! and `completion/complete` are resolved through the catalog and forwarded
 //! to their upstream. Everything around that is the shared pipeline.
+
+#![expect(
+    deprecated,
+    reason = "resources/subscribe is how 2025-11-25 clients follow a resource"
+)]
 //!
 //! Results from an upstream on the 2025-11-25 era carry no `resultType`; a
 //! complete one is marked `complete` here, which 2026-07-28 clients require
@@ -12,10 +17,11 @@ use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
     CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
     GetPromptResponse, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
-    Reference, ResourceTemplateReference, ResultType, ServerResult,
+    Reference, ResourceTemplateReference, ResultType, ServerResult, SubscribeRequest,
+    SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
 };
 
-use super::hub::Downstream;
+use super::hub::{Downstream, ResourceSubscriber};
 use super::upstream::{self, Upstream};
 use crate::app::Gateway;
 use crate::pipeline::{CallContext, CallError, CallKind};
@@ -313,6 +319,85 @@ impl CallKind for Completion {
             }
             _ => Err(unexpected(target, "completion/complete")),
         }
+    }
+}
+
+/// `resources/subscribe` (`subscribe: true`) and `resources/unsubscribe`.
+/// Upstream subscriptions are shared: the upstream is asked once, for the
+/// first subscriber, and released with the last.
+pub struct SubscriptionChange {
+    pub uri: String,
+    pub subscribe: bool,
+}
+
+pub struct ResourceSubscription;
+
+impl CallKind for ResourceSubscription {
+    const METHOD: &'static str = "resources/subscribe";
+    type Input = McpInput<SubscriptionChange>;
+    type Target = UpstreamTarget;
+    type Output = ();
+    type Env = Gateway;
+
+    fn subject(input: &Self::Input) -> &str {
+        &input.params.uri
+    }
+
+    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        let route =
+            gw.catalog()
+                .resource(&input.params.uri)
+                .ok_or_else(|| CallError::NotFound {
+                    kind: "resource",
+                    name: input.params.uri.clone(),
+                })?;
+        target(gw, &route.server, route.upstream_name)
+    }
+
+    async fn forward(
+        gw: &Gateway,
+        ctx: &CallContext<Self>,
+        target: &UpstreamTarget,
+    ) -> Result<(), CallError> {
+        let Some(origin) = &ctx.input.origin else {
+            return Err(CallError::NotFound {
+                kind: "session",
+                name: "subscriptions need a session".into(),
+            });
+        };
+        let server = &target.upstream.name;
+        let uri = &target.upstream_name;
+        let request = if ctx.input.params.subscribe {
+            let subscriber = ResourceSubscriber {
+                peer: origin.peer.clone(),
+                exposed_uri: ctx.input.params.uri.clone(),
+            };
+            let first = gw
+                .hub
+                .subscribe_resource(server, uri, origin.session, subscriber)
+                .map_err(|reason| CallError::UpstreamFailed {
+                    server: server.to_string(),
+                    reason,
+                })?;
+            if !first {
+                return Ok(());
+            }
+            ClientRequest::SubscribeRequest(SubscribeRequest::new(SubscribeRequestParams::new(
+                uri.clone(),
+            )))
+        } else {
+            if !gw.hub.unsubscribe_resource(server, uri, origin.session) {
+                return Ok(());
+            }
+            ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
+                UnsubscribeRequestParams::new(uri.clone()),
+            ))
+        };
+        let result = send(gw, ctx, target, request).await;
+        if result.is_err() && ctx.input.params.subscribe {
+            gw.hub.unsubscribe_resource(server, uri, origin.session);
+        }
+        result.map(|_| ())
     }
 }
 

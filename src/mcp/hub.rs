@@ -47,7 +47,21 @@ struct Inner {
     progress: HashMap<(Arc<str>, ProgressToken), Downstream>,
     sessions: HashMap<SessionId, Peer<RoleServer>>,
     subscriptions: HashMap<SessionId, (SubscriptionSink, ListChanged)>,
+    /// (server, upstream URI) → sessions subscribed to it (2025-11-25
+    /// `resources/subscribe`), with the URI as each knows it.
+    resource_subscribers: HashMap<(Arc<str>, String), HashMap<SessionId, ResourceSubscriber>>,
 }
+
+/// One session's subscription to one resource.
+#[derive(Clone)]
+pub struct ResourceSubscriber {
+    pub peer: Peer<RoleServer>,
+    /// The URI as the caller named it (namespaced).
+    pub exposed_uri: String,
+}
+
+/// Most resources one session may subscribe to; beyond it, subscribe fails.
+pub const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1000;
 
 /// Which `list_changed` notifications a subscriber asked for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -211,6 +225,70 @@ impl Hub {
         found
             .cloned()
             .ok_or_else(|| "no client has a call in flight on this upstream".into())
+    }
+
+    /// Add a resource subscriber. `Ok(true)` when it is the first for this
+    /// upstream resource (so the upstream must be asked to subscribe).
+    pub fn subscribe_resource(
+        &self,
+        server: &Arc<str>,
+        upstream_uri: &str,
+        session: SessionId,
+        subscriber: ResourceSubscriber,
+    ) -> Result<bool, String> {
+        let mut inner = self.lock();
+        let held = inner
+            .resource_subscribers
+            .values()
+            .filter(|s| s.contains_key(&session))
+            .count();
+        if held >= MAX_SUBSCRIPTIONS_PER_SESSION {
+            return Err(format!(
+                "this session already has {held} resource subscriptions (the limit); unsubscribe from some first"
+            ));
+        }
+        let subscribers = inner
+            .resource_subscribers
+            .entry((server.clone(), upstream_uri.to_string()))
+            .or_default();
+        let first = subscribers.is_empty();
+        subscribers.insert(session, subscriber);
+        Ok(first)
+    }
+
+    /// Remove a resource subscriber; `true` when it was the last one.
+    pub fn unsubscribe_resource(
+        &self,
+        server: &Arc<str>,
+        upstream_uri: &str,
+        session: SessionId,
+    ) -> bool {
+        let mut inner = self.lock();
+        let key = (server.clone(), upstream_uri.to_string());
+        let Some(subscribers) = inner.resource_subscribers.get_mut(&key) else {
+            return false;
+        };
+        let removed = subscribers.remove(&session).is_some();
+        let last = removed && subscribers.is_empty();
+        if subscribers.is_empty() {
+            inner.resource_subscribers.remove(&key);
+        }
+        last
+    }
+
+    /// Who to tell that an upstream resource changed (closed sessions pruned).
+    pub fn resource_subscribers(
+        &self,
+        server: &Arc<str>,
+        upstream_uri: &str,
+    ) -> Vec<ResourceSubscriber> {
+        let mut inner = self.lock();
+        let key = (server.clone(), upstream_uri.to_string());
+        let Some(subscribers) = inner.resource_subscribers.get_mut(&key) else {
+            return Vec::new();
+        };
+        subscribers.retain(|_, s| !s.peer.is_transport_closed());
+        subscribers.values().cloned().collect()
     }
 
     /// Admit a session for `list_changed` notifications.

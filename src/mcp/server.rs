@@ -25,12 +25,15 @@ use rmcp::model::{
     InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
     ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams,
-    SubscriptionFilter,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData, ServerHandler};
 
-use super::calls::{Completion, McpInput, PromptGet, ResourceRead, ToolCall};
+use super::calls::{
+    Completion, McpInput, PromptGet, ResourceRead, ResourceSubscription, SubscriptionChange,
+    ToolCall,
+};
 use super::hub::{Downstream, ListChanged, SessionId};
 use crate::app::Gateway;
 use crate::pipeline::{self, CallContext, CallError, CallKind, Caller};
@@ -112,6 +115,7 @@ impl ServerHandler for VirtualServer {
             .enable_tool_list_changed()
             .enable_resources()
             .enable_resources_list_changed()
+            .enable_resources_subscribe()
             .enable_prompts()
             .enable_prompts_list_changed()
             .enable_completions()
@@ -223,6 +227,44 @@ impl ServerHandler for VirtualServer {
         self.run::<Completion, _>(request, &context)
             .await
             .map_err(protocol_error)
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let change = SubscriptionChange {
+            uri: request.uri,
+            subscribe: true,
+        };
+        self.run::<ResourceSubscription, _>(change, &context)
+            .await
+            .map_err(protocol_error)
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let change = SubscriptionChange {
+            uri: request.uri,
+            subscribe: false,
+        };
+        self.run::<ResourceSubscription, _>(change, &context)
+            .await
+            .map_err(protocol_error)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        // Lets rmcp check `Mcp-Param-*` headers against the tool's schema.
+        self.gw
+            .catalog()
+            .tools
+            .iter()
+            .find(|t| t.name == name)
+            .cloned()
     }
 
     async fn set_level(

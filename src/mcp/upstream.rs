@@ -26,7 +26,8 @@ use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, CreateMessageRequest,
     CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
     ElicitResult, Implementation, ListRootsRequest, ListRootsResult,
-    LoggingMessageNotificationParam, ProgressNotificationParam, ServerRequest, ServerResult,
+    LoggingMessageNotificationParam, ProgressNotificationParam, ResourceUpdatedNotificationParam,
+    ServerRequest, ServerResult,
 };
 use rmcp::service::{
     InboundStreamOrigin, NotificationContext, OriginatingRequestId, Peer, PeerRequestOptions,
@@ -540,6 +541,18 @@ impl ClientHandler for UpstreamClient {
             None => {
                 tracing::debug!(server = %self.server, level = ?params.level, "upstream log message with no single caller")
             }
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        for subscriber in self.hub.resource_subscribers(&self.server, &params.uri) {
+            let mut update = params.clone();
+            update.uri = subscriber.exposed_uri;
+            let _ = subscriber.peer.notify_resource_updated(update).await;
         }
     }
 
