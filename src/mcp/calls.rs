@@ -16,9 +16,10 @@ use std::sync::Arc;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
     CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
-    GetPromptResponse, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
-    Reference, ResourceTemplateReference, ResultType, ServerResult, SubscribeRequest,
-    SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
+    GetPromptResponse, InputRequest, InputRequests, InputResponses, ReadResourceRequest,
+    ReadResourceRequestParams, ReadResourceResponse, Reference, ResourceTemplateReference,
+    ResultType, ServerRequest, ServerResult, SubscribeRequest, SubscribeRequestParams,
+    UnsubscribeRequest, UnsubscribeRequestParams,
 };
 
 use super::hub::{Downstream, ResourceSubscriber};
@@ -50,6 +51,80 @@ fn target(gw: &Gateway, server: &str, upstream_name: String) -> Result<UpstreamT
         upstream,
         upstream_name,
     })
+}
+
+/// Most rounds of upstream input requests bridged for one legacy call.
+const MAX_INPUT_ROUNDS: usize = 8;
+
+/// Forward `make(responses, state)`; while the upstream asks for input
+/// (`InputRequiredResult`) and the caller is a 2025-11-25 client, which can't
+/// take that result, ask the caller with server-to-client requests and
+/// retry with its answers. 2026-07-28 callers get the result as it is.
+async fn send_bridging_input<K, P>(
+    gw: &Gateway,
+    ctx: &CallContext<K>,
+    target: &UpstreamTarget,
+    mut make: impl FnMut(Option<InputResponses>, Option<String>) -> ClientRequest,
+) -> Result<ServerResult, CallError>
+where
+    K: CallKind<Input = McpInput<P>, Env = Gateway>,
+{
+    let (mut responses, mut state) = (None, None);
+    for _ in 0..MAX_INPUT_ROUNDS {
+        match send(gw, ctx, target, make(responses.take(), state.take())).await? {
+            ServerResult::InputRequiredResult(needed)
+                if ctx.input.origin.as_ref().is_some_and(|o| !o.modern) =>
+            {
+                let Some(origin) = &ctx.input.origin else {
+                    unreachable!("checked above")
+                };
+                let answers = ask_caller(
+                    origin,
+                    needed.input_requests.unwrap_or_default(),
+                    &ctx.cancel,
+                )
+                .await
+                .map_err(|e| CallError::UpstreamFailed {
+                    server: target.upstream.config.name.clone(),
+                    reason: format!("it needs input the caller did not give: {}", e.message),
+                })?;
+                responses = (!answers.is_empty()).then_some(answers);
+                state = needed.request_state;
+            }
+            other => return Ok(other),
+        }
+    }
+    Err(CallError::UpstreamFailed {
+        server: target.upstream.config.name.clone(),
+        reason: format!("asked for input more than {MAX_INPUT_ROUNDS} times"),
+    })
+}
+
+/// Put each input request to the caller and collect the answers by key.
+async fn ask_caller(
+    origin: &Downstream,
+    requests: InputRequests,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<InputResponses, rmcp::ErrorData> {
+    let mut answers = InputResponses::new();
+    for (key, request) in requests {
+        let request = match request {
+            InputRequest::CreateMessage(r) => ServerRequest::CreateMessageRequest(r),
+            InputRequest::Elicitation(r) => ServerRequest::ElicitRequest(r),
+            InputRequest::ListRoots(r) => ServerRequest::ListRootsRequest(r),
+            _ => {
+                return Err(rmcp::ErrorData::invalid_request(
+                    format!("unsupported input request `{key}`"),
+                    None,
+                ));
+            }
+        };
+        let answer = upstream::relay_to(origin, request, cancel).await?;
+        let value = serde_json::to_value(&answer)
+            .map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None))?;
+        answers.insert(key, value);
+    }
+    Ok(answers)
 }
 
 async fn send<K: CallKind<Input = McpInput<P>, Env = Gateway>, P>(
@@ -107,12 +182,14 @@ impl CallKind for ToolCall {
         let mut params = ctx.input.params.clone();
         params.name = target.upstream_name.clone().into();
         strip_progress_token(&mut params.meta);
-        match send(
-            gw,
-            ctx,
-            target,
-            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
-        )
+        match send_bridging_input(gw, ctx, target, |responses, state| {
+            let mut params = params.clone();
+            if responses.is_some() || state.is_some() {
+                params.input_responses = responses;
+                params.request_state = state;
+            }
+            ClientRequest::CallToolRequest(CallToolRequest::new(params))
+        })
         .await?
         {
             ServerResult::CallToolResult(mut r) => {
@@ -158,12 +235,14 @@ impl CallKind for ResourceRead {
         let mut params = ctx.input.params.clone();
         params.uri = target.upstream_name.clone();
         strip_progress_token(&mut params.meta);
-        match send(
-            gw,
-            ctx,
-            target,
-            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)),
-        )
+        match send_bridging_input(gw, ctx, target, |responses, state| {
+            let mut params = params.clone();
+            if responses.is_some() || state.is_some() {
+                params.input_responses = responses;
+                params.request_state = state;
+            }
+            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
+        })
         .await?
         {
             ServerResult::ReadResourceResult(mut r) => {
@@ -226,12 +305,14 @@ impl CallKind for PromptGet {
         let mut params = ctx.input.params.clone();
         params.name = target.upstream_name.clone();
         strip_progress_token(&mut params.meta);
-        match send(
-            gw,
-            ctx,
-            target,
-            ClientRequest::GetPromptRequest(GetPromptRequest::new(params)),
-        )
+        match send_bridging_input(gw, ctx, target, |responses, state| {
+            let mut params = params.clone();
+            if responses.is_some() || state.is_some() {
+                params.input_responses = responses;
+                params.request_state = state;
+            }
+            ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
+        })
         .await?
         {
             ServerResult::GetPromptResult(mut r) => {

@@ -37,6 +37,12 @@ pub struct Downstream {
     /// that request's response stream.
     pub request_id: RequestId,
     pub progress_token: Option<ProgressToken>,
+    /// The caller speaks 2026-07-28 or later: it takes `InputRequiredResult`
+    /// itself and cannot receive server-to-client requests.
+    pub modern: bool,
+    /// What the caller can do (sampling, elicitation, …), passed to the
+    /// upstream with each request so it can refuse what the caller can't take.
+    pub capabilities: Option<rmcp::model::ClientCapabilities>,
 }
 
 type Key = (Arc<str>, RequestId);

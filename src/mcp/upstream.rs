@@ -21,7 +21,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use rmcp::model::GetExtensions;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, CreateMessageRequest,
     CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
@@ -29,13 +28,15 @@ use rmcp::model::{
     LoggingMessageNotificationParam, ProgressNotificationParam, ResourceUpdatedNotificationParam,
     ServerRequest, ServerResult,
 };
+use rmcp::model::{GetExtensions, ProtocolVersion, RequestMetaObject};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
 use rmcp::service::{
     InboundStreamOrigin, NotificationContext, OriginatingRequestId, Peer, PeerRequestOptions,
     RequestContext, RoleClient, RunningService,
 };
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, ErrorData, ServiceExt};
+use rmcp::{ClientHandler, ErrorData};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -74,11 +75,16 @@ pub enum Health {
 pub struct Upstream {
     pub config: ServerConfig,
     pub name: Arc<str>,
+    /// Hub routing key of the modern link (its request ids and progress
+    /// tokens are numbered separately from the legacy link's).
+    modern_route: Arc<str>,
     state: Mutex<State>,
 }
 
 struct State {
     peer: Option<Peer<RoleClient>>,
+    /// A second, 2026-07-28 link to an HTTP upstream that supports it.
+    modern: Option<Peer<RoleClient>>,
     listing: Option<Arc<Listing>>,
     health: Health,
     since: SystemTime,
@@ -95,9 +101,11 @@ impl Upstream {
     pub fn new(config: ServerConfig) -> Arc<Self> {
         Arc::new(Self {
             name: Arc::from(config.name.as_str()),
+            modern_route: Arc::from(format!("{}#2026-07-28", config.name)),
             config,
             state: Mutex::new(State {
                 peer: None,
+                modern: None,
                 listing: None,
                 health: Health::Connecting { attempt: 1 },
                 since: SystemTime::now(),
@@ -119,6 +127,16 @@ impl Upstream {
         }
     }
 
+    /// The link for a caller of one era, and its hub routing key. Modern
+    /// (2026-07-28) callers use the modern link when there is one; everyone
+    /// else uses the main (2025-11-25 session) link.
+    pub fn link(&self, modern: bool) -> Result<(Peer<RoleClient>, Arc<str>), String> {
+        if modern && let Some(peer) = self.state().modern.clone() {
+            return Ok((peer, self.modern_route.clone()));
+        }
+        self.peer().map(|p| (p, self.name.clone()))
+    }
+
     pub fn listing(&self) -> Option<Arc<Listing>> {
         self.state().listing.clone()
     }
@@ -131,6 +149,9 @@ impl Upstream {
     fn set(&self, health: Health, peer: Option<Peer<RoleClient>>, listing: Option<Arc<Listing>>) {
         let mut state = self.state();
         state.health = health;
+        if peer.is_none() {
+            state.modern = None;
+        }
         state.peer = peer;
         state.listing = listing;
         state.since = SystemTime::now();
@@ -155,7 +176,7 @@ impl Upstream {
                 refresh: refresh_tx,
             };
             let connected = tokio::select! {
-                r = tokio::time::timeout(self.config.connect_timeout, self.connect(handler)) => r,
+                r = tokio::time::timeout(self.config.connect_timeout, self.connect(handler, legacy_lifecycle())) => r,
                 _ = shutdown.cancelled() => return,
             };
             let reason = match connected {
@@ -166,8 +187,9 @@ impl Upstream {
                 Ok(Err(e)) => e,
                 Ok(Ok(running)) => {
                     let up_since = tokio::time::Instant::now();
+                    let modern = self.connect_modern(&hub).await;
                     let reason = self
-                        .serve_connection(running, &events, &mut refresh_rx, &shutdown)
+                        .serve_connection(running, modern, &events, &mut refresh_rx, &shutdown)
                         .await;
                     if shutdown.is_cancelled() {
                         self.set(
@@ -212,14 +234,48 @@ impl Upstream {
     }
 
     /// List, publish, then wait for the connection to end. Returns why it ended.
+    /// Open the modern link to an HTTP upstream, if it speaks 2026-07-28.
+    async fn connect_modern(
+        &self,
+        hub: &Arc<Hub>,
+    ) -> Option<RunningService<RoleClient, UpstreamClient>> {
+        if !matches!(self.config.transport, Transport::Http { .. }) {
+            return None;
+        }
+        // Its list_changed notifications arrive on the main link already.
+        let (refresh, _) = mpsc::channel(1);
+        let handler = UpstreamClient {
+            server: self.modern_route.clone(),
+            hub: hub.clone(),
+            refresh,
+        };
+        match tokio::time::timeout(
+            self.config.connect_timeout,
+            self.connect(handler, modern_lifecycle()),
+        )
+        .await
+        {
+            Ok(Ok(running)) => Some(running),
+            Ok(Err(e)) => {
+                tracing::info!(server = %self.name, reason = %e, "no 2026-07-28 link; modern callers use the 2025-11-25 session");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     async fn serve_connection(
         &self,
         running: RunningService<RoleClient, UpstreamClient>,
+        modern: Option<RunningService<RoleClient, UpstreamClient>>,
         events: &mpsc::Sender<Event>,
         refresh: &mut mpsc::Receiver<()>,
         shutdown: &CancellationToken,
     ) -> String {
         let peer = running.peer().clone();
+        let modern_peer = modern.as_ref().map(|m| m.peer().clone());
+        // Dropping the modern link's service on return closes it.
+        let _modern = modern;
         let stop = running.cancellation_token();
         let waiting = running.waiting();
         tokio::pin!(waiting);
@@ -237,6 +293,12 @@ impl Upstream {
                         };
                         tracing::info!(server = %self.name, ?health, "upstream ready");
                         self.set(health, Some(peer.clone()), Some(Arc::new(listing)));
+                        if let Some(modern) = &modern_peer {
+                            // The transport learns each tool's `x-mcp-header`
+                            // parameters from a listing, to send them as headers.
+                            let _ = modern.list_all_tools().await;
+                        }
+                        self.state().modern = modern_peer.clone();
                         let _ = events
                             .send(Event::ListingChanged {
                                 server: self.name.clone(),
@@ -275,6 +337,7 @@ impl Upstream {
     async fn connect(
         &self,
         handler: UpstreamClient,
+        lifecycle: ClientLifecycleMode,
     ) -> Result<RunningService<RoleClient, UpstreamClient>, String> {
         match &self.config.transport {
             Transport::Stdio {
@@ -306,7 +369,7 @@ impl Upstream {
                     });
                 }
                 handler
-                    .serve(transport)
+                    .serve_with_lifecycle(transport, lifecycle.clone())
                     .await
                     .map_err(|e| format!("initialize failed: {e}"))
             }
@@ -331,11 +394,26 @@ impl Upstream {
                     .map_err(|e| format!("HTTP client: {e}"))?;
                 let transport = StreamableHttpClientTransport::with_client(client, config);
                 handler
-                    .serve(transport)
+                    .serve_with_lifecycle(transport, lifecycle.clone())
                     .await
                     .map_err(|e| format!("cannot connect to {url}: {e}"))
             }
         }
+    }
+}
+
+/// The main link: a 2025-11-25 session, which every upstream speaks and
+/// which carries server-to-client requests, logging and subscriptions.
+fn legacy_lifecycle() -> ClientLifecycleMode {
+    ClientLifecycleMode::Initialize
+}
+
+/// The modern link (HTTP upstreams only): stateless 2026-07-28, so
+/// `InputRequiredResult`s and per-request client capabilities pass through
+/// for 2026-07-28 callers.
+fn modern_lifecycle() -> ClientLifecycleMode {
+    ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
     }
 }
 
@@ -388,7 +466,7 @@ impl UpstreamClient {
                     None,
                 )
             })?;
-        relay_to(target, request, context).await
+        relay_to(&target, request, &context.ct).await
     }
 
     fn request_refresh(&self) {
@@ -399,10 +477,12 @@ impl UpstreamClient {
 
 type ServerResultOrClient = rmcp::model::ClientResult;
 
-async fn relay_to(
-    target: Downstream,
+/// Send a server-to-client request to the caller behind `target` and wait
+/// for its answer (or for `cancel`).
+pub async fn relay_to(
+    target: &Downstream,
     mut request: ServerRequest,
-    context: &RequestContext<RoleClient>,
+    cancel: &CancellationToken,
 ) -> Result<ServerResultOrClient, ErrorData> {
     // Ride the caller's own response stream (SEP-2260), not the standalone one.
     request
@@ -423,8 +503,8 @@ async fn relay_to(
     let peer = target.peer.clone();
     tokio::select! {
         r = handle.await_response() => r.map_err(service_to_error),
-        _ = context.ct.cancelled() => {
-            let _ = peer.notify_cancelled(rmcp::model::CancelledNotificationParam::new(Some(downstream_id), Some("cancelled by upstream".into()))).await;
+        _ = cancel.cancelled() => {
+            let _ = peer.notify_cancelled(rmcp::model::CancelledNotificationParam::new(Some(downstream_id), Some("cancelled".into()))).await;
             Err(ErrorData::internal_error("cancelled", None))
         }
     }
@@ -580,23 +660,31 @@ pub async fn send(
 ) -> Result<ServerResult, crate::pipeline::CallError> {
     use crate::pipeline::CallError;
     let server = || upstream.config.name.clone();
-    let peer = upstream
-        .peer()
+    let modern = downstream.as_ref().is_some_and(|d| d.modern);
+    let (peer, route) = upstream
+        .link(modern)
         .map_err(|reason| CallError::UpstreamUnavailable {
             server: server(),
             reason,
         })?;
     let timeout = upstream.config.call_timeout;
+    // The upstream judges the caller's capabilities, not the gateway's.
+    let mut options = PeerRequestOptions::no_options();
+    if let Some(caps) = downstream.as_ref().and_then(|d| d.capabilities.clone()) {
+        let mut meta = RequestMetaObject::new();
+        meta.set_client_capabilities(caps);
+        options = options.with_meta(meta);
+    }
     let handle = peer
-        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .send_request_with_option(request, options)
         .await
         .map_err(|e| CallError::UpstreamUnavailable {
             server: server(),
             reason: e.to_string(),
         })?;
     let id = handle.id.clone();
-    let _registration = downstream
-        .map(|d| hub.register(&upstream.name, id.clone(), handle.progress_token.clone(), d));
+    let _registration =
+        downstream.map(|d| hub.register(&route, id.clone(), handle.progress_token.clone(), d));
     let cancel_upstream = |reason: &str| {
         let peer = peer.clone();
         let param = rmcp::model::CancelledNotificationParam::new(

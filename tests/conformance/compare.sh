@@ -280,7 +280,7 @@ if ((setup_failed == 0)); then
   console.log("");
   console.log("════ MCP conformance: fixture direct vs through toolgate ════");
   console.log(line(head));
-  console.log("|" + widths.map((w, i) => (i === 0 ? "-".repeat(w + 1) : "-".repeat(w + 1)) + (i === 0 ? "-" : ":")).join("|") + "|");
+  console.log("|" + widths.map((w, i) => "-".repeat(w + 1) + (i === 0 ? "-" : ":")).join("|") + "|");
   for (const r of rows) console.log(line(r));
   console.log("(failed = FAILURE + WARNING checks; known gaps = toolgate-only failures listed in expected-failures-toolgate.yml)");
   if (gapsSeen.length) {

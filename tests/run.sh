@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Every toolgate test, in one command (the README's test command; .ci/run
+# calls exactly this):
+#
+#   bash tests/run.sh
+#
+# Parts, each run even when an earlier one failed:
+#   build        cargo build --locked (the debug binary target/debug/toolgate)
+#   cargo-test   cargo test --locked: unit tests and tests/integration.rs
+#                (hermetic: in-process upstreams, the gateway on 127.0.0.1:0)
+#   interop      tests/interop/run.sh: the Python `mcp` SDK and the MCP
+#                Inspector CLI as clients, npm/PyPI reference servers as
+#                upstreams, through the gateway
+#   conformance  tests/conformance/compare.sh: the official MCP conformance
+#                suite against the fixture directly and through toolgate
+#   config       `toolgate check` on the shipped configuration (the repo's
+#                defaults: servers/), and on each examples/*/toolgate.toml
+# The parts that run the binary are skipped when the build fails (there is
+# no binary of this checkout to test).
+#
+# Needs the Rust toolchain, Node 20+ with npm, Python 3.10+ and curl. Pinned
+# npm and PyPI packages install once into ${TOOLGATE_CACHE:-~/.cache/toolgate}
+# (never into the repository). CARGO_BUILD_JOBS limits cargo's parallelism.
+#
+# Prints a summary (status and duration per part) and exits non-zero if any
+# part failed.
+set -uo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo" || exit 2
+# The shipped-config check must see the repository's defaults, not a
+# config file named in the caller's environment.
+unset TOOLGATE_CONFIG
+
+bin="target/debug/toolgate"
+names=()
+statuses=()
+durations=()
+started=$(date +%s)
+
+fmt_duration() {
+  local s="$1"
+  if ((s >= 60)); then printf '%dm%02ds' $((s / 60)) $((s % 60)); else printf '%ds' "$s"; fi
+}
+
+# part NAME COMMAND...: run one part, record its status and duration.
+part() {
+  local name="$1" t0 rc=0
+  shift
+  printf '\n━━━━ tests/run.sh: %s ━━━━ %s\n' "$name" "$*"
+  t0=$(date +%s)
+  "$@" || rc=$?
+  names+=("$name")
+  durations+=($(($(date +%s) - t0)))
+  if ((rc == 0)); then
+    statuses+=(PASS)
+  else
+    statuses+=("FAIL (exit $rc)")
+  fi
+  printf '━━━━ %s: %s in %s\n' "$name" "${statuses[-1]}" "$(fmt_duration "${durations[-1]}")"
+  return 0
+}
+
+skip() {
+  names+=("$1")
+  durations+=(0)
+  statuses+=("SKIPPED ($2)")
+  printf '\n━━━━ tests/run.sh: %s skipped: %s\n' "$1" "$2"
+}
+
+check_configs() {
+  local rc=0 cfg
+  echo "toolgate check (repository defaults: ./servers)"
+  "$bin" check || rc=1
+  for cfg in examples/*/toolgate.toml; do
+    [[ -f "$cfg" ]] || continue
+    echo "toolgate --config $cfg check"
+    "$bin" --config "$cfg" check || rc=1
+  done
+  return "$rc"
+}
+
+trap 'echo "tests/run.sh: interrupted"; exit 130' INT
+trap 'echo "tests/run.sh: terminated"; exit 143' TERM
+
+part build cargo build --locked
+built=0
+[[ "${statuses[-1]}" == PASS && -x "$bin" ]] && built=1
+
+part cargo-test cargo test --locked
+
+if ((built)); then
+  part interop bash tests/interop/run.sh "$bin"
+  part conformance bash tests/conformance/compare.sh "$bin"
+  part config check_configs
+else
+  for p in interop conformance config; do skip "$p" "the build failed"; done
+fi
+
+# ─── summary ────────────────────────────────────────────────────────────────
+passed=0
+failed=0
+echo
+echo "════ toolgate tests: summary ════"
+printf '%-12s  %-28s  %8s\n' part status duration
+for i in "${!names[@]}"; do
+  printf '%-12s  %-28s  %8s\n' "${names[$i]}" "${statuses[$i]}" "$(fmt_duration "${durations[$i]}")"
+  if [[ "${statuses[$i]}" == PASS ]]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+  fi
+done
+printf '%-12s  %-28s  %8s\n' total "" "$(fmt_duration $(($(date +%s) - started)))"
+echo "parts: $passed passed, $failed failed"
+((failed == 0))
