@@ -136,6 +136,16 @@ impl Gateway {
         s
     }
 
+    /// Whether any connected upstream offers the tasks extension.
+    pub fn upstreams_support_tasks(&self) -> bool {
+        self.upstreams.iter().any(|u| {
+            u.link(true)
+                .ok()
+                .and_then(|(peer, _)| peer.peer_info())
+                .is_some_and(|info| info.capabilities.supports_tasks())
+        })
+    }
+
     pub async fn set_upstream_log_level(&self, request: SetLevelRequestParams) {
         for u in &self.upstreams {
             let Ok(peer) = u.peer() else { continue };

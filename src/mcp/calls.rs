@@ -22,6 +22,11 @@ use rmcp::model::{
     UnsubscribeRequest, UnsubscribeRequestParams,
 };
 
+use rmcp::model::{
+    CancelTaskParams, CancelTaskRequest, GetTaskParams, GetTaskRequest, UpdateTaskParams,
+    UpdateTaskRequest,
+};
+
 use super::hub::{Downstream, ResourceSubscriber};
 use super::upstream::{self, Upstream};
 use crate::app::Gateway;
@@ -197,7 +202,11 @@ impl CallKind for ToolCall {
                 Ok(CallToolResponse::Complete(r))
             }
             ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
-            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
+            ServerResult::CreateTaskResult(r) => {
+                gw.hub
+                    .remember_task(r.task.task_id.clone(), target.upstream.name.clone());
+                Ok(CallToolResponse::Task(r))
+            }
             _ => Err(unexpected(target, "tools/call")),
         }
     }
@@ -479,6 +488,67 @@ impl CallKind for ResourceSubscription {
             gw.hub.unsubscribe_resource(server, uri, origin.session);
         }
         result.map(|_| ())
+    }
+}
+
+/// `tasks/get`, `tasks/update`, `tasks/cancel` (SEP-2663): sent to the
+/// upstream that created the task.
+pub enum TaskRequest {
+    Get(GetTaskParams),
+    Update(UpdateTaskParams),
+    Cancel(CancelTaskParams),
+}
+
+impl TaskRequest {
+    fn task_id(&self) -> &str {
+        match self {
+            TaskRequest::Get(p) => &p.task_id,
+            TaskRequest::Update(p) => &p.task_id,
+            TaskRequest::Cancel(p) => &p.task_id,
+        }
+    }
+}
+
+pub struct TaskOp;
+
+impl CallKind for TaskOp {
+    const METHOD: &'static str = "tasks/*";
+    type Input = McpInput<TaskRequest>;
+    type Target = UpstreamTarget;
+    type Output = ServerResult;
+    type Env = Gateway;
+
+    fn subject(input: &Self::Input) -> &str {
+        input.params.task_id()
+    }
+
+    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        let task_id = input.params.task_id();
+        let server = gw
+            .hub
+            .task_server(task_id)
+            .ok_or_else(|| CallError::NotFound {
+                kind: "task",
+                name: task_id.to_string(),
+            })?;
+        target(gw, &server, task_id.to_string())
+    }
+
+    async fn forward(
+        gw: &Gateway,
+        ctx: &CallContext<Self>,
+        target: &UpstreamTarget,
+    ) -> Result<ServerResult, CallError> {
+        let request = match &ctx.input.params {
+            TaskRequest::Get(p) => ClientRequest::GetTaskRequest(GetTaskRequest::new(p.clone())),
+            TaskRequest::Update(p) => {
+                ClientRequest::UpdateTaskRequest(UpdateTaskRequest::new(p.clone()))
+            }
+            TaskRequest::Cancel(p) => {
+                ClientRequest::CancelTaskRequest(CancelTaskRequest::new(p.clone()))
+            }
+        };
+        send(gw, ctx, target, request).await
     }
 }
 

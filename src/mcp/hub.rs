@@ -56,7 +56,15 @@ struct Inner {
     /// (server, upstream URI) → sessions subscribed to it (2025-11-25
     /// `resources/subscribe`), with the URI as each knows it.
     resource_subscribers: HashMap<(Arc<str>, String), HashMap<SessionId, ResourceSubscriber>>,
+    /// Task id → the upstream that created it (SEP-2663 tasks), oldest first
+    /// out when full.
+    tasks: HashMap<String, Arc<str>>,
+    task_order: std::collections::VecDeque<String>,
 }
+
+/// Most task ids remembered; the oldest is forgotten beyond it (its
+/// `tasks/get` then answers "unknown task").
+pub const MAX_TASKS: usize = 10_000;
 
 /// One session's subscription to one resource.
 #[derive(Clone)]
@@ -295,6 +303,24 @@ impl Hub {
         };
         subscribers.retain(|_, s| !s.peer.is_transport_closed());
         subscribers.values().cloned().collect()
+    }
+
+    /// Remember which upstream owns a task, for `tasks/get|update|cancel`.
+    pub fn remember_task(&self, task_id: String, server: Arc<str>) {
+        let mut inner = self.lock();
+        if inner.tasks.insert(task_id.clone(), server).is_none() {
+            inner.task_order.push_back(task_id);
+        }
+        while inner.task_order.len() > MAX_TASKS {
+            if let Some(old) = inner.task_order.pop_front() {
+                inner.tasks.remove(&old);
+                tracing::debug!(task = %old, "forgot the oldest task: over {MAX_TASKS}");
+            }
+        }
+    }
+
+    pub fn task_server(&self, task_id: &str) -> Option<Arc<str>> {
+        self.lock().tasks.get(task_id).cloned()
     }
 
     /// Admit a session for `list_changed` notifications.

@@ -30,10 +30,13 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData, ServerHandler};
 
+use rmcp::model::{CancelTaskParams, GetTaskParams, GetTaskResult, ServerResult, UpdateTaskParams};
+
 use super::calls::{
     Completion, McpInput, PromptGet, ResourceRead, ResourceSubscription, SubscriptionChange,
     ToolCall,
 };
+use super::calls::{TaskOp, TaskRequest};
 use super::hub::{Downstream, ListChanged, SessionId};
 use crate::app::Gateway;
 use crate::pipeline::{self, CallContext, CallError, CallKind, Caller};
@@ -125,6 +128,17 @@ impl ServerHandler for VirtualServer {
             .enable_completions()
             .enable_logging()
             .build();
+        let mut capabilities = capabilities;
+        if self.gw.upstreams_support_tasks() {
+            // Offer tasks (SEP-2663) only when an upstream can run them.
+            capabilities
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(
+                    rmcp::model::TASKS_EXTENSION_ID.to_string(),
+                    Default::default(),
+                );
+        }
         let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("toolgate", env!("CARGO_PKG_VERSION"));
         info.instructions = Some(self.gw.instructions());
@@ -258,6 +272,46 @@ impl ServerHandler for VirtualServer {
         };
         self.run::<ResourceSubscription, _>(change, &context)
             .await
+            .map_err(protocol_error)
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        match self
+            .run::<TaskOp, _>(TaskRequest::Get(request), &context)
+            .await
+            .map_err(protocol_error)?
+        {
+            ServerResult::GetTaskResult(r) => Ok(r),
+            _ => Err(ErrorData::internal_error(
+                "upstream answered tasks/get with something else",
+                None,
+            )),
+        }
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.run::<TaskOp, _>(TaskRequest::Update(request), &context)
+            .await
+            .map(|_| ())
+            .map_err(protocol_error)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.run::<TaskOp, _>(TaskRequest::Cancel(request), &context)
+            .await
+            .map(|_| ())
             .map_err(protocol_error)
     }
 
