@@ -28,8 +28,8 @@ use rmcp::model::{
     LoggingMessageNotificationParam, ProgressNotificationParam, ResourceUpdatedNotificationParam,
     ServerRequest, ServerResult,
 };
-use rmcp::model::{GetExtensions, ProtocolVersion, RequestMetaObject};
-use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+use rmcp::model::{GetExtensions, ProtocolVersion, RequestMetaObject, SubscriptionFilter};
+use rmcp::service::{ClientCacheConfig, ClientLifecycleMode, ClientServiceExt};
 use rmcp::service::{
     InboundStreamOrigin, NotificationContext, OriginatingRequestId, Peer, PeerRequestOptions,
     RequestContext, RoleClient, RunningService,
@@ -173,7 +173,7 @@ impl Upstream {
             let handler = UpstreamClient {
                 server: self.name.clone(),
                 hub: hub.clone(),
-                refresh: refresh_tx,
+                refresh: refresh_tx.clone(),
             };
             let connected = tokio::select! {
                 r = tokio::time::timeout(self.config.connect_timeout, self.connect(handler, legacy_lifecycle())) => r,
@@ -187,7 +187,7 @@ impl Upstream {
                 Ok(Err(e)) => e,
                 Ok(Ok(running)) => {
                     let up_since = tokio::time::Instant::now();
-                    let modern = self.connect_modern(&hub).await;
+                    let modern = self.connect_modern(&hub, refresh_tx).await;
                     let reason = self
                         .serve_connection(running, modern, &events, &mut refresh_rx, &shutdown)
                         .await;
@@ -235,19 +235,20 @@ impl Upstream {
 
     /// List, publish, then wait for the connection to end. Returns why it ended.
     /// Open the modern link to an HTTP upstream, if it speaks 2026-07-28.
+    /// Its `list_changed` notifications come over a `subscriptions/listen`
+    /// stream and ask the supervisor to re-list, like the main link's.
     async fn connect_modern(
         &self,
         hub: &Arc<Hub>,
+        refresh: mpsc::Sender<()>,
     ) -> Option<RunningService<RoleClient, UpstreamClient>> {
         if !matches!(self.config.transport, Transport::Http { .. }) {
             return None;
         }
-        // Its list_changed notifications arrive on the main link already.
-        let (refresh, _) = mpsc::channel(1);
         let handler = UpstreamClient {
             server: self.modern_route.clone(),
             hub: hub.clone(),
-            refresh,
+            refresh: refresh.clone(),
         };
         match tokio::time::timeout(
             self.config.connect_timeout,
@@ -255,7 +256,29 @@ impl Upstream {
         )
         .await
         {
-            Ok(Ok(running)) => Some(running),
+            Ok(Ok(running)) => {
+                let peer = running.peer().clone();
+                let server = self.name.clone();
+                // Ends when the link closes (the subscription stream ends).
+                tokio::spawn(async move {
+                    let filter = SubscriptionFilter::builder()
+                        .tools_list_changed()
+                        .prompts_list_changed()
+                        .resources_list_changed()
+                        .build();
+                    let mut subscription = match peer.listen(filter).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(%server, error = %e, "upstream offers no subscriptions/listen");
+                            return;
+                        }
+                    };
+                    while let Ok(Some(_)) = subscription.next().await {
+                        let _ = refresh.try_send(());
+                    }
+                });
+                Some(running)
+            }
             Ok(Err(e)) => {
                 tracing::info!(server = %self.name, reason = %e, "no 2026-07-28 link; modern callers use the 2025-11-25 session");
                 None
@@ -335,6 +358,22 @@ impl Upstream {
     }
 
     async fn connect(
+        &self,
+        handler: UpstreamClient,
+        lifecycle: ClientLifecycleMode,
+    ) -> Result<RunningService<RoleClient, UpstreamClient>, String> {
+        let running = self.open(handler, lifecycle).await?;
+        // rmcp caches list and read results per connection. A shared link
+        // must not: one caller would get another's cached resource, and a
+        // re-list after `list_changed` would see the old list.
+        running
+            .peer()
+            .set_response_cache_config(ClientCacheConfig::disabled())
+            .await;
+        Ok(running)
+    }
+
+    async fn open(
         &self,
         handler: UpstreamClient,
         lifecycle: ClientLifecycleMode,
