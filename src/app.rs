@@ -36,10 +36,6 @@ use crate::mcp::server::VirtualServer;
 use crate::mcp::upstream::{self, Health, Upstream};
 use crate::pipeline::Caller;
 
-/// Most concurrent MCP sessions (each holds a little memory); beyond it,
-/// `initialize` is refused with a clear error.
-pub const MAX_SESSIONS: usize = 10_000;
-
 /// How long the last responses get to reach clients after the final call
 /// completes during shutdown.
 const RESPONSE_FLUSH: Duration = Duration::from_millis(200);
@@ -60,6 +56,7 @@ impl Gateway {
     /// Build the gateway and start one supervisor per upstream.
     pub fn start(config: Config) -> Arc<Self> {
         let upstreams: Vec<_> = config.servers.iter().cloned().map(Upstream::new).collect();
+        let max_sessions = config.http.max_sessions;
         let by_name = upstreams
             .iter()
             .map(|u| (u.name.clone(), u.clone()))
@@ -69,7 +66,7 @@ impl Gateway {
             upstreams,
             by_name,
             catalog: ArcSwap::from_pointee(Catalog::default()),
-            hub: Arc::new(Hub::new(MAX_SESSIONS)),
+            hub: Arc::new(Hub::new(max_sessions)),
             shutdown: CancellationToken::new(),
             inflight: InFlight::default(),
         });

@@ -24,6 +24,8 @@ pub use secret::Secret;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8088";
 /// Default cap on one HTTP request body (4 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default cap on concurrent MCP sessions.
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -51,6 +53,8 @@ pub struct HttpConfig {
     /// Browser `Origin`s accepted; a request with any other `Origin` gets 403.
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// Most concurrent MCP sessions; beyond it `initialize` is refused.
+    pub max_sessions: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +202,7 @@ struct RawHttp {
     #[serde(default)]
     allowed_origins: Vec<String>,
     max_body_bytes: Option<usize>,
+    max_sessions: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -384,6 +389,10 @@ impl Config {
         if max_body_bytes < 1024 {
             report.error("http.max_body_bytes", "must be at least 1024");
         }
+        let max_sessions = raw.http.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+        if max_sessions == 0 {
+            report.error("http.max_sessions", "must be at least 1");
+        }
         let allowed_hosts = raw.http.allowed_hosts.unwrap_or_else(|| {
             vec![
                 "localhost".into(),
@@ -410,6 +419,7 @@ impl Config {
                     allowed_hosts,
                     allowed_origins: raw.http.allowed_origins,
                     max_body_bytes,
+                    max_sessions,
                 },
                 shutdown_grace,
                 log_format,

@@ -390,3 +390,21 @@ impl Hub {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_are_forgotten_oldest_first_at_the_bound() {
+        let hub = Hub::new(1);
+        let server: Arc<str> = Arc::from("s");
+        for i in 0..=MAX_TASKS {
+            hub.remember_task(format!("t{i}"), server.clone());
+        }
+        assert!(hub.task_server("t0").is_none(), "oldest forgotten");
+        assert!(hub.task_server("t1").is_some());
+        assert!(hub.task_server(&format!("t{MAX_TASKS}")).is_some());
+        assert_eq!(hub.lock().tasks.len(), MAX_TASKS);
+    }
+}

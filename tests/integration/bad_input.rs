@@ -281,3 +281,43 @@ async fn stdio_front_end_lists_and_calls() {
     assert_eq!(text(&r), "Monday");
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn sessions_are_bounded_and_a_closed_one_frees_its_place() {
+    let ct = CancellationToken::new();
+    let url = http_upstream(Echo::new, ct.clone()).await;
+    let mut gw = Gateway::start(
+        &[("echo", http_server_toml("echo", &url, ""))],
+        "[http]\nmax_sessions = 2",
+    )
+    .await;
+    gw.wait_ready(&["echo"]).await;
+    let (a, _) = connect(&gw.url).await;
+    let (b, _) = connect(&gw.url).await;
+    use rmcp::ServiceExt;
+    let third = TestClient::default()
+        .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+            gw.url.clone(),
+        ))
+        .await;
+    let err = third.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        err.contains("too many sessions"),
+        "third session admitted: {err}"
+    );
+    a.cancel().await.unwrap();
+    // Closing `a` frees its place (closed sessions are pruned at the bound).
+    let admitted = eventually(std::time::Duration::from_secs(5), || async {
+        TestClient::default()
+            .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+                gw.url.clone(),
+            ))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(admitted);
+    b.cancel().await.unwrap();
+    gw.shutdown().await;
+    ct.cancel();
+}
