@@ -132,13 +132,36 @@ struct Args {
     /// PID of the --gateway-url server, to report its CPU.
     #[arg(long)]
     gateway_pid: Option<u32>,
-    /// Passed by `cargo bench`; ignored.
+    /// Passed by `cargo bench`. Without it (as under `cargo test --all-targets`,
+    /// which runs bench targets too) only a seconds-long smoke check runs.
     #[arg(long, hide = true)]
     bench: bool,
 }
 
+impl Args {
+    /// A few seconds end to end: proves the harness and both targets work.
+    fn smoke(mut self) -> Self {
+        self.rates = vec![200.0];
+        self.duration = 1.0;
+        self.warmup = 0.2;
+        self.open_connections = 4;
+        self.connections = 4;
+        self.saturation_duration = 1.0;
+        self.wait_idle = 0.0;
+        self.noisy_retries = 0;
+        self
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if !args.bench {
+        eprintln!(
+            "no --bench flag (cargo test?): smoke check only; \
+             `cargo bench --bench gateway` measures"
+        );
+        args = args.smoke();
+    }
     // Before any thread exists, so every thread inherits it: the default 50 µs
     // timer slack would make the dispatcher release calls up to 50 µs late.
     let _ = fs::write("/proc/self/timerslack_ns", "1");
@@ -256,6 +279,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     print_report(&args, &rows);
     drop(processes);
+    if !args.bench {
+        let errors: u64 = rows.iter().map(Row::errors).sum();
+        ensure!(errors == 0, "smoke check: {errors} calls failed");
+    }
     Ok(())
 }
 
@@ -279,10 +306,12 @@ async fn measure(
         args.warmup
     );
     let conns = target.take(connections);
-    let (conns, _) = run_load(conns, mode, secs(args.warmup), timeout).await?;
+    let (conns, warmup) = run_load(conns, mode, secs(args.warmup), timeout).await?;
+    warmup.ensure_answered(target.name, "warm-up")?;
     let cpu = CpuSample::take(watched);
     let (conns, result) = run_load(conns, mode, secs(duration), timeout).await?;
     let cpu = cpu.usage_since(result.stats.ok);
+    result.ensure_answered(target.name, &mode.label())?;
     target.give_back(conns);
     Ok(Row {
         target: target.name,
@@ -1092,6 +1121,25 @@ struct PhaseResult {
     dispatch_lag: Option<Histogram<u64>>,
 }
 
+impl PhaseResult {
+    /// A target that answered nothing is down: stop rather than hammer it for minutes.
+    fn ensure_answered(&self, target: &str, phase: &str) -> anyhow::Result<()> {
+        let stats = &self.stats;
+        if stats.ok == 0 && !stats.errors.is_empty() {
+            let kinds: Vec<String> = stats
+                .errors
+                .iter()
+                .map(|(e, n)| format!("{e}: {n}"))
+                .collect();
+            bail!(
+                "{target} answered no call during {phase} ({})",
+                kinds.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Open loop at a fixed rate: a dispatcher thread releases call slots on an
 /// absolute schedule; workers (one per connection) take the next slot and record
 /// latency from the slot's scheduled time.
@@ -1473,7 +1521,11 @@ fn print_machine(args: &Args) {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_else(|| "unknown".into());
-    println!("## toolgate gateway benchmark\n");
+    if args.bench {
+        println!("## toolgate gateway benchmark\n");
+    } else {
+        println!("## toolgate gateway benchmark: smoke check (no --bench), not a measurement\n");
+    }
     println!("- machine: {cores} cores (nproc), CPU: {cpu}");
     println!("- toolgate commit: {commit}");
     match idle_share(Duration::from_secs(1)) {
