@@ -50,6 +50,21 @@ pub struct Gateway {
     /// Stops upstream supervisors (and so child processes).
     pub shutdown: CancellationToken,
     pub inflight: InFlight,
+    /// Built once: `get_info` runs several times per request.
+    instructions: String,
+}
+
+fn instructions(servers: &[crate::config::ServerConfig]) -> String {
+    let mut s = String::from(
+        "toolgate: one MCP server in front of these upstreams (tools are named {server}__{tool}):",
+    );
+    for server in servers {
+        s.push_str(&format!("\n- {}", server.name));
+        if let Some(d) = &server.description {
+            s.push_str(&format!(": {d}"));
+        }
+    }
+    s
 }
 
 impl Gateway {
@@ -57,6 +72,7 @@ impl Gateway {
     pub fn start(config: Config) -> Arc<Self> {
         let upstreams: Vec<_> = config.servers.iter().cloned().map(Upstream::new).collect();
         let max_sessions = config.http.max_sessions;
+        let instructions = instructions(&config.servers);
         let by_name = upstreams
             .iter()
             .map(|u| (u.name.clone(), u.clone()))
@@ -69,6 +85,7 @@ impl Gateway {
             hub: Arc::new(Hub::new(max_sessions)),
             shutdown: CancellationToken::new(),
             inflight: InFlight::default(),
+            instructions,
         });
         // Bounded: a supervisor waits if the catalog task falls behind.
         let (events_tx, events_rx) = mpsc::channel(64);
@@ -120,17 +137,8 @@ impl Gateway {
     }
 
     /// Shown to clients at `initialize`.
-    pub fn instructions(&self) -> String {
-        let mut s = String::from(
-            "toolgate: one MCP server in front of these upstreams (tools are named {server}__{tool}):",
-        );
-        for u in &self.upstreams {
-            s.push_str(&format!("\n- {}", u.name));
-            if let Some(d) = &u.config.description {
-                s.push_str(&format!(": {d}"));
-            }
-        }
-        s
+    pub fn instructions(&self) -> &str {
+        &self.instructions
     }
 
     /// Whether any connected upstream offers the tasks extension.

@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use toolgate::config::{Config, LogFormat};
 
+// The gateway allocates per message on both of its MCP sides; mimalloc is
+// measurably cheaper than glibc's allocator for that (see README Benchmark).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "toolgate",

@@ -47,6 +47,8 @@ pub struct ToolEntry {
     /// The upstream's own definition (unrenamed), for later stages (policy
     /// context, definition hashing).
     pub upstream: Tool,
+    /// The definition as clients see it (namespaced name).
+    pub visible: Tool,
 }
 
 /// Something the catalog could not expose, and why.
@@ -176,6 +178,7 @@ impl Catalog {
                             upstream_name: tool.name.to_string(),
                         },
                         upstream: tool.clone(),
+                        visible: visible.clone(),
                     },
                 );
                 c.tools.push(visible);

@@ -141,7 +141,7 @@ impl ServerHandler for VirtualServer {
         }
         let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("toolgate", env!("CARGO_PKG_VERSION"));
-        info.instructions = Some(self.gw.instructions());
+        info.instructions = Some(self.gw.instructions().to_string());
         info
     }
 
@@ -319,10 +319,8 @@ impl ServerHandler for VirtualServer {
         // Lets rmcp check `Mcp-Param-*` headers against the tool's schema.
         self.gw
             .catalog()
-            .tools
-            .iter()
-            .find(|t| t.name == name)
-            .cloned()
+            .tool(name)
+            .map(|entry| entry.visible.clone())
     }
 
     async fn set_level(
