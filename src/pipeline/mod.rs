@@ -164,11 +164,11 @@ fn record_completed<K: CallKind, T>(ctx: &CallContext<K>, result: &Result<T, Cal
     match result {
         Ok(_) => tracing::debug!(
             call = ctx.id, method = K::METHOD, subject, caller = %ctx.caller.subject, latency_us, outcome = "ok",
-            "call completed"
+            stages = ?ctx.timings, "call completed"
         ),
         Err(e) => tracing::info!(
             call = ctx.id, method = K::METHOD, subject, caller = %ctx.caller.subject, latency_us,
-            outcome = "error", fault = ?e.fault(), error = %e,
+            outcome = "error", fault = ?e.fault(), error = %e, stages = ?ctx.timings,
             "call failed"
         ),
     }
