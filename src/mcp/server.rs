@@ -68,15 +68,17 @@ impl VirtualServer {
         params: P,
         ctx: &RequestContext<RoleServer>,
     ) -> CallContext<K> {
+        let modern = ctx
+            .protocol_version()
+            .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
         let origin = Downstream {
             session: self.session,
             peer: ctx.peer.clone(),
             request_id: ctx.id.clone(),
             progress_token: ctx.meta.get_progress_token(),
-            modern: ctx
-                .protocol_version()
-                .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str()),
-            capabilities: ctx.client_capabilities(),
+            modern,
+            // Only the 2026-07-28 link passes them on (see `upstream::send`).
+            capabilities: modern.then(|| ctx.client_capabilities()).flatten(),
         };
         CallContext::new(
             self.caller.clone(),

@@ -707,9 +707,11 @@ pub async fn send(
             reason,
         })?;
     let timeout = upstream.config.call_timeout;
-    // The upstream judges the caller's capabilities, not the gateway's.
+    // On the 2026-07-28 link the upstream judges the caller's capabilities,
+    // not the gateway's (a 2025-11-25 session only knows the gateway's).
     let mut options = PeerRequestOptions::no_options();
-    if let Some(caps) = downstream.as_ref().and_then(|d| d.capabilities.clone()) {
+    let on_modern_link = route != upstream.name;
+    if on_modern_link && let Some(caps) = downstream.as_ref().and_then(|d| d.capabilities.clone()) {
         let mut meta = RequestMetaObject::new();
         meta.set_client_capabilities(caps);
         options = options.with_meta(meta);
