@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use toolgate::config::{Config, LogFormat};
 
@@ -124,7 +125,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(addr) = listen {
                 config.listen = *addr;
             }
-            let server = toolgate::app::HttpServer::start(config).await?;
+            let listen = config.listen;
+            let server = toolgate::app::HttpServer::start(config).await.with_context(|| {
+                format!("cannot listen on {listen}; pick another address with `listen` in toolgate.toml or `serve --listen ADDR`")
+            })?;
             toolgate::app::shutdown_signal().await;
             tracing::info!("shutting down");
             server.shutdown().await;

@@ -321,3 +321,27 @@ async fn sessions_are_bounded_and_a_closed_one_frees_its_place() {
     gw.shutdown().await;
     ct.cancel();
 }
+
+#[test]
+fn a_busy_listen_address_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("toolgate.toml"),
+        format!("listen = \"{addr}\"\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(TOOLGATE)
+        .arg("--config")
+        .arg(dir.path().join("toolgate.toml"))
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")) && err.contains("--listen"),
+        "{err}"
+    );
+}
