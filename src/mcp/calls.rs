@@ -84,6 +84,7 @@ where
                     unreachable!("checked above")
                 };
                 let answers = ask_caller(
+                    &gw.hub,
                     origin,
                     needed.input_requests.unwrap_or_default(),
                     &ctx.cancel,
@@ -107,6 +108,7 @@ where
 
 /// Put each input request to the caller and collect the answers by key.
 async fn ask_caller(
+    hub: &std::sync::Arc<super::hub::Hub>,
     origin: &Downstream,
     requests: InputRequests,
     cancel: &tokio_util::sync::CancellationToken,
@@ -124,7 +126,7 @@ async fn ask_caller(
                 ));
             }
         };
-        let answer = upstream::relay_to(origin, request, cancel).await?;
+        let answer = upstream::relay_to(hub, origin, request, None, cancel).await?;
         let value = serde_json::to_value(&answer)
             .map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None))?;
         answers.insert(key, value);

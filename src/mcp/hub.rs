@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rmcp::model::{ProgressToken, RequestId};
-use rmcp::service::{Peer, RoleServer, SubscriptionSink};
+use rmcp::service::{Peer, RoleClient, RoleServer, SubscriptionSink};
 
 /// Process-unique id of a downstream session (one per MCP session, or one per
 /// request for stateless clients).
@@ -60,6 +60,22 @@ struct Inner {
     /// out when full.
     tasks: HashMap<String, Arc<str>>,
     task_order: std::collections::VecDeque<String>,
+    /// Progress the other way: a caller reporting on a request an upstream
+    /// sent it (sampling, elicitation). (session, caller-side token) → the
+    /// upstream link and the upstream's own token.
+    reverse_progress: HashMap<(SessionId, ProgressToken), (Peer<RoleClient>, ProgressToken)>,
+}
+
+/// Unregisters a relayed request's progress route when dropped.
+pub struct ReverseProgress {
+    hub: Arc<Hub>,
+    key: (SessionId, ProgressToken),
+}
+
+impl Drop for ReverseProgress {
+    fn drop(&mut self) {
+        self.hub.lock().reverse_progress.remove(&self.key);
+    }
 }
 
 /// Most task ids remembered; the oldest is forgotten beyond it (its
@@ -303,6 +319,37 @@ impl Hub {
         };
         subscribers.retain(|_, s| !s.peer.is_transport_closed());
         subscribers.values().cloned().collect()
+    }
+
+    /// Route the caller's progress on a relayed request back to the upstream.
+    pub fn register_reverse_progress(
+        self: &Arc<Self>,
+        session: SessionId,
+        caller_token: ProgressToken,
+        upstream: Peer<RoleClient>,
+        upstream_token: ProgressToken,
+    ) -> ReverseProgress {
+        let key = (session, caller_token);
+        self.lock()
+            .reverse_progress
+            .insert(key.clone(), (upstream, upstream_token));
+        ReverseProgress {
+            hub: self.clone(),
+            key,
+        }
+    }
+
+    /// Where a caller's progress notification goes, if it is about a
+    /// request an upstream sent it.
+    pub fn reverse_progress_target(
+        &self,
+        session: SessionId,
+        caller_token: &ProgressToken,
+    ) -> Option<(Peer<RoleClient>, ProgressToken)> {
+        self.lock()
+            .reverse_progress
+            .get(&(session, caller_token.clone()))
+            .cloned()
     }
 
     /// Remember which upstream owns a task, for `tasks/get|update|cancel`.

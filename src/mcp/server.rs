@@ -27,9 +27,10 @@ use rmcp::model::{
     ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
     SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
-use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
+use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData, ServerHandler};
 
+use rmcp::model::ProgressNotificationParam;
 use rmcp::model::{CancelTaskParams, GetTaskParams, GetTaskResult, ServerResult, UpdateTaskParams};
 
 use super::calls::{
@@ -333,6 +334,22 @@ impl ServerHandler for VirtualServer {
         // The level applies to what upstreams send; pass it to each that logs.
         self.gw.set_upstream_log_level(request).await;
         Ok(())
+    }
+
+    async fn on_progress(
+        &self,
+        mut params: ProgressNotificationParam,
+        _context: NotificationContext<RoleServer>,
+    ) {
+        // Progress on a request an upstream sent this caller goes back there.
+        if let Some((upstream, token)) = self
+            .gw
+            .hub
+            .reverse_progress_target(self.session, &params.progress_token)
+        {
+            params.progress_token = token;
+            let _ = upstream.notify_progress(params).await;
+        }
     }
 
     fn accepted_subscription_filter(

@@ -505,7 +505,11 @@ impl UpstreamClient {
                     None,
                 )
             })?;
-        relay_to(&target, request, &context.ct).await
+        let progress_back = context
+            .meta
+            .get_progress_token()
+            .map(|token| (context.peer.clone(), token));
+        relay_to(&self.hub, &target, request, progress_back, &context.ct).await
     }
 
     fn request_refresh(&self) {
@@ -518,9 +522,14 @@ type ServerResultOrClient = rmcp::model::ClientResult;
 
 /// Send a server-to-client request to the caller behind `target` and wait
 /// for its answer (or for `cancel`).
+/// `progress_back` is the upstream link and the upstream's progress token,
+/// when it asked for progress on this request: the caller's progress
+/// notifications are routed there.
 pub async fn relay_to(
+    hub: &Arc<Hub>,
     target: &Downstream,
     mut request: ServerRequest,
+    progress_back: Option<(Peer<RoleClient>, rmcp::model::ProgressToken)>,
     cancel: &CancellationToken,
 ) -> Result<ServerResultOrClient, ErrorData> {
     // Ride the caller's own response stream (SEP-2260), not the standalone one.
@@ -539,6 +548,14 @@ pub async fn relay_to(
     .map_err(|e| ErrorData::internal_error(format!("relay task failed: {e}"), None))?
     .map_err(|e| ErrorData::internal_error(format!("downstream client unavailable: {e}"), None))?;
     let downstream_id = handle.id.clone();
+    let _progress_route = progress_back.map(|(upstream, token)| {
+        hub.register_reverse_progress(
+            target.session,
+            handle.progress_token.clone(),
+            upstream,
+            token,
+        )
+    });
     let peer = target.peer.clone();
     tokio::select! {
         r = handle.await_response() => r.map_err(service_to_error),

@@ -8,7 +8,7 @@
 )]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -28,6 +28,9 @@ pub struct Echo {
     tool_router: ToolRouter<Self>,
     /// Set by `add_tool`: a tool named `extra` appears in the list.
     extra: Arc<AtomicBool>,
+    /// Progress notifications received from the client (on requests this
+    /// server sent it, such as sampling).
+    progress_seen: Arc<AtomicUsize>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -63,6 +66,7 @@ impl Echo {
         Self {
             tool_router: Self::tool_router(),
             extra: Arc::new(AtomicBool::new(false)),
+            progress_seen: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -169,6 +173,11 @@ impl Echo {
         "added".into()
     }
 
+    #[tool(description = "How many progress notifications the client has sent this server.")]
+    async fn progress_seen(&self) -> String {
+        self.progress_seen.load(Ordering::SeqCst).to_string()
+    }
+
     #[tool(description = "Present only after add_tool.")]
     async fn extra(&self) -> String {
         "extra".into()
@@ -184,6 +193,14 @@ impl ServerHandler for Echo {
                 .enable_tool_list_changed()
                 .build(),
         )
+    }
+
+    async fn on_progress(
+        &self,
+        _params: ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleServer>,
+    ) {
+        self.progress_seen.fetch_add(1, Ordering::SeqCst);
     }
 
     async fn list_tools(

@@ -165,9 +165,16 @@ impl ClientHandler for TestClient {
     async fn create_message(
         &self,
         _params: CreateMessageRequestParams,
-        _ctx: RequestContext<RoleClient>,
+        ctx: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
         self.heard.sampling_requests.fetch_add(1, Ordering::SeqCst);
+        // Report progress on the server's request: it must reach the upstream.
+        if let Some(token) = ctx.meta.get_progress_token() {
+            let _ = ctx
+                .peer
+                .notify_progress(ProgressNotificationParam::new(token, 0.5))
+                .await;
+        }
         Ok(CreateMessageResult::new(
             SamplingMessage::assistant_text("42"),
             "test-model".into(),

@@ -191,6 +191,16 @@ async fn sampling_and_elicitation_round_trip(servers: &[(&str, String)]) {
         .unwrap();
     assert_eq!(text(&r), "42", "{r:?}");
     assert_eq!(heard.sampling_requests.load(Ordering::SeqCst), 1);
+    // The client's progress on the sampling request went back to the upstream.
+    let back = eventually(Duration::from_secs(5), || async {
+        let r = client
+            .call_tool(call("echo__progress_seen", json!({})))
+            .await
+            .unwrap();
+        text(&r) == "1"
+    })
+    .await;
+    assert!(back, "the caller's progress never reached the upstream");
     let r = client
         .call_tool(call("echo__ask_user", json!({"question": "proceed?"})))
         .await
