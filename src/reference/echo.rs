@@ -130,6 +130,34 @@ impl Echo {
             .unwrap_or_default())
     }
 
+    #[tool(
+        description = "Ask the client's LLM but give up after 200 ms (the client is told: notifications/cancelled)."
+    )]
+    async fn ask_llm_briefly(
+        &self,
+        Parameters(args): Parameters<AskArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> String {
+        let params =
+            CreateMessageRequestParams::new(vec![SamplingMessage::user_text(args.question)], 100);
+        let request = rmcp::model::ServerRequest::CreateMessageRequest(
+            rmcp::model::CreateMessageRequest::new(params),
+        );
+        let options = rmcp::service::PeerRequestOptions::with_timeout(Duration::from_millis(200));
+        let answer = match context
+            .peer
+            .send_request_with_option(request, options)
+            .await
+        {
+            Ok(handle) => handle.await_response().await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(_) => "answered".into(),
+            Err(e) => format!("gave up: {e}"),
+        }
+    }
+
     #[tool(description = "Ask the user (elicitation) and return what they answered.")]
     async fn ask_user(
         &self,

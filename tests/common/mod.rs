@@ -144,6 +144,8 @@ pub struct Heard {
     pub tools_changed: AtomicUsize,
     pub sampling_requests: AtomicUsize,
     pub elicitations: AtomicUsize,
+    /// Sampling requests the server cancelled while we were answering.
+    pub sampling_cancelled: AtomicUsize,
 }
 
 /// A client that answers sampling with "42" and accepts elicitations.
@@ -164,10 +166,20 @@ impl ClientHandler for TestClient {
 
     async fn create_message(
         &self,
-        _params: CreateMessageRequestParams,
+        params: CreateMessageRequestParams,
         ctx: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
         self.heard.sampling_requests.fetch_add(1, Ordering::SeqCst);
+        if params
+            .messages
+            .iter()
+            .any(|m| format!("{m:?}").contains("take your time"))
+        {
+            // Answer only when told to stop: the server must cancel.
+            ctx.ct.cancelled().await;
+            self.heard.sampling_cancelled.fetch_add(1, Ordering::SeqCst);
+            return Err(ErrorData::internal_error("cancelled", None));
+        }
         // Report progress on the server's request: it must reach the upstream.
         if let Some(token) = ctx.meta.get_progress_token() {
             let _ = ctx

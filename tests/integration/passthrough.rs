@@ -201,6 +201,20 @@ async fn sampling_and_elicitation_round_trip(servers: &[(&str, String)]) {
     })
     .await;
     assert!(back, "the caller's progress never reached the upstream");
+    // The upstream gives up on a slow answer: the caller is told to stop.
+    let r = client
+        .call_tool(call(
+            "echo__ask_llm_briefly",
+            json!({"question": "take your time"}),
+        ))
+        .await
+        .unwrap();
+    assert!(text(&r).starts_with("gave up"), "{r:?}");
+    let told = eventually(Duration::from_secs(5), || async {
+        heard.sampling_cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(told, "the upstream's cancellation never reached the caller");
     let r = client
         .call_tool(call("echo__ask_user", json!({"question": "proceed?"})))
         .await
