@@ -150,6 +150,18 @@ async fn send<K: CallKind<Input = McpInput<P>, Env = Gateway>, P>(
     .await
 }
 
+/// A resource URI (or one made from a template) to its upstream.
+fn resolve_resource(gw: &Gateway, uri: &str) -> Result<UpstreamTarget, CallError> {
+    let route = gw
+        .catalog()
+        .resource(uri)
+        .ok_or_else(|| CallError::NotFound {
+            kind: "resource",
+            name: uri.to_string(),
+        })?;
+    target(gw, &route.server, route.upstream_name)
+}
+
 fn unexpected(target: &UpstreamTarget, what: &str) -> CallError {
     CallError::UpstreamFailed {
         server: target.upstream.config.name.clone(),
@@ -228,14 +240,7 @@ impl CallKind for ResourceRead {
     }
 
     fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
-        let route =
-            gw.catalog()
-                .resource(&input.params.uri)
-                .ok_or_else(|| CallError::NotFound {
-                    kind: "resource",
-                    name: input.params.uri.clone(),
-                })?;
-        target(gw, &route.server, route.upstream_name)
+        resolve_resource(gw, &input.params.uri)
     }
 
     async fn forward(
@@ -363,15 +368,7 @@ impl CallKind for Completion {
                 })?;
                 target(gw, &route.server, route.upstream_name.clone())
             }
-            Reference::Resource(r) => {
-                let route = catalog
-                    .resource(&r.uri)
-                    .ok_or_else(|| CallError::NotFound {
-                        kind: "resource",
-                        name: r.uri.clone(),
-                    })?;
-                target(gw, &route.server, route.upstream_name)
-            }
+            Reference::Resource(r) => resolve_resource(gw, &r.uri),
             _ => Err(CallError::NotFound {
                 kind: "completion reference",
                 name: String::new(),
@@ -436,14 +433,7 @@ impl CallKind for ResourceSubscription {
     }
 
     fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
-        let route =
-            gw.catalog()
-                .resource(&input.params.uri)
-                .ok_or_else(|| CallError::NotFound {
-                    kind: "resource",
-                    name: input.params.uri.clone(),
-                })?;
-        target(gw, &route.server, route.upstream_name)
+        resolve_resource(gw, &input.params.uri)
     }
 
     async fn forward(
