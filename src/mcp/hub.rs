@@ -306,6 +306,16 @@ impl Hub {
         last
     }
 
+    /// Upstream URIs on `server` that some session is subscribed to.
+    pub fn subscribed_uris(&self, server: &Arc<str>) -> Vec<String> {
+        self.lock()
+            .resource_subscribers
+            .keys()
+            .filter(|(s, _)| s == server)
+            .map(|(_, uri)| uri.clone())
+            .collect()
+    }
+
     /// Who to tell that an upstream resource changed (closed sessions pruned).
     pub fn resource_subscribers(
         &self,

@@ -189,7 +189,14 @@ impl Upstream {
                     let up_since = tokio::time::Instant::now();
                     let modern = self.connect_modern(&hub, refresh_tx).await;
                     let reason = self
-                        .serve_connection(running, modern, &events, &mut refresh_rx, &shutdown)
+                        .serve_connection(
+                            running,
+                            modern,
+                            &hub,
+                            &events,
+                            &mut refresh_rx,
+                            &shutdown,
+                        )
                         .await;
                     if shutdown.is_cancelled() {
                         self.set(
@@ -291,6 +298,7 @@ impl Upstream {
         &self,
         running: RunningService<RoleClient, UpstreamClient>,
         modern: Option<RunningService<RoleClient, UpstreamClient>>,
+        hub: &Hub,
         events: &mpsc::Sender<Event>,
         refresh: &mut mpsc::Receiver<()>,
         shutdown: &CancellationToken,
@@ -300,6 +308,15 @@ impl Upstream {
         // Dropping the modern link's service on return closes it.
         let _modern = modern;
         let stop = running.cancellation_token();
+        // A new connection has no subscriptions: renew the ones clients hold.
+        for uri in hub.subscribed_uris(&self.name) {
+            let renewed = peer
+                .subscribe(rmcp::model::SubscribeRequestParams::new(uri.clone()))
+                .await;
+            if let Err(e) = renewed {
+                tracing::warn!(server = %self.name, %uri, error = %e, "could not renew a resource subscription");
+            }
+        }
         let waiting = running.waiting();
         tokio::pin!(waiting);
         // List at once, then again after every `list_changed`.

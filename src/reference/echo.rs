@@ -31,7 +31,13 @@ pub struct Echo {
     /// Progress notifications received from the client (on requests this
     /// server sent it, such as sampling).
     progress_seen: Arc<AtomicUsize>,
+    /// The `echo://counter` resource: its value and who subscribed to it.
+    counter: Arc<AtomicUsize>,
+    counter_subscribers: Arc<std::sync::Mutex<Vec<rmcp::Peer<RoleServer>>>>,
 }
+
+/// The one resource, for subscription tests.
+pub const COUNTER_URI: &str = "echo://counter";
 
 #[derive(Deserialize, JsonSchema)]
 pub struct EchoArgs {
@@ -67,6 +73,8 @@ impl Echo {
             tool_router: Self::tool_router(),
             extra: Arc::new(AtomicBool::new(false)),
             progress_seen: Arc::new(AtomicUsize::new(0)),
+            counter: Arc::new(AtomicUsize::new(0)),
+            counter_subscribers: Arc::default(),
         }
     }
 
@@ -206,6 +214,24 @@ impl Echo {
         self.progress_seen.load(Ordering::SeqCst).to_string()
     }
 
+    #[tool(description = "Add one to echo://counter and tell its subscribers (resources/updated).")]
+    async fn bump(&self) -> String {
+        let value = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let subscribers = self
+            .counter_subscribers
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        for peer in subscribers {
+            let _ = peer
+                .notify_resource_updated(rmcp::model::ResourceUpdatedNotificationParam::new(
+                    COUNTER_URI,
+                ))
+                .await;
+        }
+        value.to_string()
+    }
+
     #[tool(description = "Present only after add_tool.")]
     async fn extra(&self) -> String {
         "extra".into()
@@ -219,8 +245,55 @@ impl ServerHandler for Echo {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_resources()
+                .enable_resources_subscribe()
                 .build(),
         )
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        let counter =
+            rmcp::model::Resource::new(COUNTER_URI, "counter").with_mime_type("text/plain");
+        Ok(rmcp::model::ListResourcesResult::with_all_items(vec![
+            counter,
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        if request.uri != COUNTER_URI {
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {}", request.uri),
+                None,
+            ));
+        }
+        let value = self.counter.load(Ordering::SeqCst).to_string();
+        let contents = rmcp::model::ResourceContents::text(value, COUNTER_URI);
+        Ok(rmcp::model::ReadResourceResult::new(vec![contents]).into())
+    }
+
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if request.uri != COUNTER_URI {
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {}", request.uri),
+                None,
+            ));
+        }
+        if let Ok(mut subscribers) = self.counter_subscribers.lock() {
+            subscribers.push(context.peer);
+        }
+        Ok(())
     }
 
     async fn on_progress(

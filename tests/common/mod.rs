@@ -146,6 +146,8 @@ pub struct Heard {
     pub elicitations: AtomicUsize,
     /// Sampling requests the server cancelled while we were answering.
     pub sampling_cancelled: AtomicUsize,
+    /// URIs of `notifications/resources/updated` received.
+    pub resource_updates: Mutex<Vec<String>>,
 }
 
 /// A client that answers sampling with "42" and accepts elicitations.
@@ -209,6 +211,14 @@ impl ClientHandler for TestClient {
         _ctx: NotificationContext<RoleClient>,
     ) {
         self.heard.progress.lock().unwrap().push(params);
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.heard.resource_updates.lock().unwrap().push(params.uri);
     }
 
     async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {

@@ -37,6 +37,52 @@ async fn a_crashed_stdio_upstream_is_restarted_and_its_tools_come_back() {
 }
 
 #[tokio::test]
+async fn resource_subscriptions_survive_an_upstream_restart() {
+    let mut gw = Gateway::start(&[("echo", stdio_reference_toml("echo", "echo", ""))], "").await;
+    gw.wait_ready(&["echo"]).await;
+    let (client, heard) = connect(&gw.url).await;
+    #[expect(deprecated, reason = "resources/subscribe is the 2025-11-25 way")]
+    client
+        .subscribe(rmcp::model::SubscribeRequestParams::new(
+            "echo+echo://counter",
+        ))
+        .await
+        .unwrap();
+    client
+        .call_tool(call("echo__bump", json!({})))
+        .await
+        .unwrap();
+    let updated = || {
+        let heard = heard.clone();
+        async move { heard.resource_updates.lock().unwrap().len() }
+    };
+    assert!(eventually(Duration::from_secs(5), || async { updated().await == 1 }).await);
+    assert_eq!(
+        heard.resource_updates.lock().unwrap()[0],
+        "echo+echo://counter"
+    );
+
+    // The upstream dies and comes back with no memory of the subscription.
+    let _ = client.call_tool(call("echo__crash", json!({}))).await;
+    let back = eventually(Duration::from_secs(15), || async {
+        client
+            .call_tool(call("echo__bump", json!({})))
+            .await
+            .map(|r| r.is_error != Some(true))
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(back, "upstream never came back");
+    // toolgate renewed the subscription on the new connection.
+    assert!(
+        eventually(Duration::from_secs(5), || async { updated().await >= 2 }).await,
+        "no resources/updated after the restart"
+    );
+    client.cancel().await.unwrap();
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn shutdown_lets_in_flight_calls_finish_and_ends_child_processes() {
     let marker = format!("TOOLGATE_TEST_MARKER={}", std::process::id());
     let env = format!(
