@@ -72,6 +72,7 @@ impl Gateway {
     pub fn start(config: Config) -> Arc<Self> {
         let upstreams: Vec<_> = config.servers.iter().cloned().map(Upstream::new).collect();
         let max_sessions = config.http.max_sessions;
+        let max_in_flight = config.max_in_flight_calls;
         let instructions = instructions(&config.servers);
         let by_name = upstreams
             .iter()
@@ -84,7 +85,7 @@ impl Gateway {
             catalog: ArcSwap::from_pointee(Catalog::default()),
             hub: Arc::new(Hub::new(max_sessions)),
             shutdown: CancellationToken::new(),
-            inflight: InFlight::default(),
+            inflight: InFlight::new(max_in_flight),
             instructions,
         });
         // Bounded: a supervisor waits if the catalog task falls behind.
@@ -226,12 +227,23 @@ async fn catalog_task(gw: std::sync::Weak<Gateway>, mut events: mpsc::Receiver<u
     }
 }
 
-/// Counts calls in flight; once closed, admits no more.
-#[derive(Default)]
+/// Counts calls in flight, up to a limit; once closed, admits no more.
 pub struct InFlight {
     count: AtomicUsize,
+    limit: usize,
     closed: AtomicBool,
     idle: Notify,
+}
+
+/// Why a call was not admitted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotAdmitted {
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    #[error(
+        "the gateway is at its limit of {0} calls in flight (max_in_flight_calls); retry shortly"
+    )]
+    Full(usize),
 }
 
 /// Held for the duration of one call.
@@ -251,11 +263,26 @@ impl InFlight {
         self.count.load(Ordering::Acquire)
     }
 
-    /// `None` once shutdown has begun.
-    pub fn enter(&self) -> Option<InFlightGuard<'_>> {
-        self.count.fetch_add(1, Ordering::AcqRel);
+    pub fn new(limit: usize) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            limit,
+            closed: AtomicBool::new(false),
+            idle: Notify::new(),
+        }
+    }
+
+    /// Admit one call, unless shutdown has begun or the limit is reached.
+    pub fn enter(&self) -> Result<InFlightGuard<'_>, NotAdmitted> {
+        let before = self.count.fetch_add(1, Ordering::AcqRel);
         let guard = InFlightGuard(self);
-        (!self.closed.load(Ordering::Acquire)).then_some(guard)
+        if self.closed.load(Ordering::Acquire) {
+            return Err(NotAdmitted::ShuttingDown);
+        }
+        if before >= self.limit {
+            return Err(NotAdmitted::Full(self.limit));
+        }
+        Ok(guard)
     }
 
     /// Refuse new calls and wait up to `grace` for the rest; returns how many

@@ -24,6 +24,8 @@ pub use secret::Secret;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8088";
 /// Default cap on one HTTP request body (4 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default cap on calls forwarded at once.
+pub const DEFAULT_MAX_IN_FLIGHT_CALLS: usize = 4096;
 /// Default cap on concurrent MCP sessions.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -39,6 +41,9 @@ pub struct Config {
     pub http: HttpConfig,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    /// Most calls forwarded at once; beyond it a call is refused at once
+    /// with a clear error (nothing queues without bound).
+    pub max_in_flight_calls: usize,
     /// Upstreams, sorted by name: the order decides nothing but is stable.
     pub servers: Vec<ServerConfig>,
     /// The `toolgate.toml` this came from, if any.
@@ -192,6 +197,7 @@ struct RawConfig {
     servers_dir: Option<PathBuf>,
     shutdown_grace: Option<String>,
     log_format: Option<String>,
+    max_in_flight_calls: Option<usize>,
     #[serde(default)]
     http: RawHttp,
 }
@@ -389,6 +395,12 @@ impl Config {
         if max_body_bytes < 1024 {
             report.error("http.max_body_bytes", "must be at least 1024");
         }
+        let max_in_flight_calls = raw
+            .max_in_flight_calls
+            .unwrap_or(DEFAULT_MAX_IN_FLIGHT_CALLS);
+        if max_in_flight_calls == 0 {
+            report.error("max_in_flight_calls", "must be at least 1");
+        }
         let max_sessions = raw.http.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
         if max_sessions == 0 {
             report.error("http.max_sessions", "must be at least 1");
@@ -423,6 +435,7 @@ impl Config {
                 },
                 shutdown_grace,
                 log_format,
+                max_in_flight_calls,
                 servers,
                 source: path.map(Path::to_path_buf),
                 servers_dir,

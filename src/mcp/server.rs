@@ -96,12 +96,7 @@ impl VirtualServer {
         params: P,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<K::Output, CallError> {
-        let Some(_guard) = self.gw.inflight.enter() else {
-            return Err(CallError::UpstreamUnavailable {
-                server: "toolgate".into(),
-                reason: "the gateway is shutting down".into(),
-            });
-        };
+        let _guard = self.gw.inflight.enter().map_err(CallError::NotAdmitted)?;
         pipeline::run::<K>(&self.gw, self.context::<K, P>(params, ctx)).await
     }
 }

@@ -34,6 +34,9 @@ pub enum CallError {
     UpstreamFailed { server: String, reason: String },
     #[error("cancelled by the caller")]
     Cancelled,
+    /// Shutting down, or at the in-flight limit: try again later.
+    #[error("{0}")]
+    NotAdmitted(crate::app::NotAdmitted),
 }
 
 impl CallError {
@@ -46,6 +49,7 @@ impl CallError {
             | CallError::UpstreamTimeout { .. }
             | CallError::Upstream { .. }
             | CallError::UpstreamFailed { .. } => Fault::Upstream,
+            CallError::NotAdmitted(_) => Fault::Internal,
         }
     }
 }

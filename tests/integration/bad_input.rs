@@ -345,3 +345,46 @@ fn a_busy_listen_address_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn calls_beyond_the_in_flight_limit_are_refused_clearly() {
+    let ct = CancellationToken::new();
+    let url = http_upstream(Echo::new, ct.clone()).await;
+    let mut gw = Gateway::start(
+        &[("echo", http_server_toml("echo", &url, ""))],
+        "max_in_flight_calls = 1",
+    )
+    .await;
+    gw.wait_ready(&["echo"]).await;
+    let (client, _) = connect(&gw.url).await;
+    let (other, _) = connect(&gw.url).await;
+    let slow = tokio::spawn(async move {
+        let r = client
+            .call_tool(call("echo__sleep", json!({"ms": 600})))
+            .await;
+        (client, r)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let refused = other
+        .call_tool(call("echo__echo", json!({"message": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        text(&refused).contains("limit of 1 calls in flight"),
+        "{}",
+        text(&refused)
+    );
+    let (client, r) = slow.await.unwrap();
+    assert_eq!(text(&r.unwrap()), "slept 600 ms");
+    // With the slot free again, calls go through.
+    let ok = other
+        .call_tool(call("echo__echo", json!({"message": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(text(&ok), "x");
+    client.cancel().await.unwrap();
+    other.cancel().await.unwrap();
+    gw.shutdown().await;
+    ct.cancel();
+}

@@ -105,7 +105,10 @@ async fn shutdown_lets_in_flight_calls_finish_and_ends_child_processes() {
     let shutdown = tokio::spawn(server.shutdown());
     // New calls are refused while draining.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(gateway.inflight.enter().is_none());
+    assert_eq!(
+        gateway.inflight.enter().err(),
+        Some(toolgate::app::NotAdmitted::ShuttingDown)
+    );
     let (client, r) = slow.await.unwrap();
     assert_eq!(text(&r.unwrap()), "slept 800 ms", "in-flight call finished");
     shutdown.await.unwrap();
