@@ -109,10 +109,6 @@ impl Gateway {
         self.by_name.get(name).cloned()
     }
 
-    pub fn upstreams(&self) -> &[Arc<Upstream>] {
-        &self.upstreams
-    }
-
     /// Rebuild the catalog from every upstream's current listing; returns
     /// what changed for clients.
     fn rebuild_catalog(&self) -> ListChanged {
@@ -258,11 +254,6 @@ impl Drop for InFlightGuard<'_> {
 }
 
 impl InFlight {
-    /// Calls running now.
-    pub fn count(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
-
     pub fn new(limit: usize) -> Self {
         Self {
             count: AtomicUsize::new(0),

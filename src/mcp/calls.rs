@@ -61,43 +61,64 @@ fn target(gw: &Gateway, server: &str, upstream_name: String) -> Result<UpstreamT
 /// Most rounds of upstream input requests bridged for one legacy call.
 const MAX_INPUT_ROUNDS: usize = 8;
 
-/// Forward `make(responses, state)`; while the upstream asks for input
+/// Requests an upstream may answer with `InputRequiredResult`, and that are
+/// retried carrying the answers (SEP-2322).
+pub trait TakesInput: Clone {
+    fn with_input(self, responses: Option<InputResponses>, state: Option<String>) -> Self;
+}
+
+macro_rules! takes_input {
+    ($($params:ty),*) => {$(
+        impl TakesInput for $params {
+            fn with_input(mut self, responses: Option<InputResponses>, state: Option<String>) -> Self {
+                // A first round keeps whatever the caller sent.
+                if responses.is_some() || state.is_some() {
+                    self.input_responses = responses;
+                    self.request_state = state;
+                }
+                self
+            }
+        }
+    )*};
+}
+
+takes_input!(
+    CallToolRequestParams,
+    ReadResourceRequestParams,
+    GetPromptRequestParams
+);
+
+/// Forward `params` (wrapped by `request`); while the upstream asks for input
 /// (`InputRequiredResult`) and the caller is a 2025-11-25 client, which can't
 /// take that result, ask the caller with server-to-client requests and
 /// retry with its answers. 2026-07-28 callers get the result as it is.
-async fn send_bridging_input<K, P>(
+async fn send_bridging_input<K, P: TakesInput>(
     gw: &Gateway,
     ctx: &CallContext<K>,
     target: &UpstreamTarget,
-    mut make: impl FnMut(Option<InputResponses>, Option<String>) -> ClientRequest,
+    params: P,
+    request: fn(P) -> ClientRequest,
 ) -> Result<ServerResult, CallError>
 where
     K: CallKind<Input = McpInput<P>, Env = Gateway>,
 {
+    let legacy_caller = ctx.input.origin.as_ref().filter(|o| !o.modern);
     let (mut responses, mut state) = (None, None);
     for _ in 0..MAX_INPUT_ROUNDS {
-        match send(gw, ctx, target, make(responses.take(), state.take())).await? {
-            ServerResult::InputRequiredResult(needed)
-                if ctx.input.origin.as_ref().is_some_and(|o| !o.modern) =>
-            {
-                let Some(origin) = &ctx.input.origin else {
-                    unreachable!("checked above")
-                };
-                let answers = ask_caller(
-                    &gw.hub,
-                    origin,
-                    needed.input_requests.unwrap_or_default(),
-                    &ctx.cancel,
-                )
-                .await
-                .map_err(|e| CallError::UpstreamFailed {
-                    server: target.upstream.config.name.clone(),
-                    reason: format!("it needs input the caller did not give: {}", e.message),
-                })?;
+        let round = request(params.clone().with_input(responses.take(), state.take()));
+        match (send(gw, ctx, target, round).await?, legacy_caller) {
+            (ServerResult::InputRequiredResult(needed), Some(origin)) => {
+                let requests = needed.input_requests.unwrap_or_default();
+                let answers = ask_caller(&gw.hub, origin, requests, &ctx.cancel)
+                    .await
+                    .map_err(|e| CallError::UpstreamFailed {
+                        server: target.upstream.config.name.clone(),
+                        reason: format!("it needs input the caller did not give: {}", e.message),
+                    })?;
                 responses = (!answers.is_empty()).then_some(answers);
                 state = needed.request_state;
             }
-            other => return Ok(other),
+            (other, _) => return Ok(other),
         }
     }
     Err(CallError::UpstreamFailed {
@@ -201,13 +222,8 @@ impl CallKind for ToolCall {
         let mut params = ctx.input.params.clone();
         params.name = target.upstream_name.clone().into();
         strip_progress_token(&mut params.meta);
-        match send_bridging_input(gw, ctx, target, |responses, state| {
-            let mut params = params.clone();
-            if responses.is_some() || state.is_some() {
-                params.input_responses = responses;
-                params.request_state = state;
-            }
-            ClientRequest::CallToolRequest(CallToolRequest::new(params))
+        match send_bridging_input(gw, ctx, target, params, |p| {
+            ClientRequest::CallToolRequest(CallToolRequest::new(p))
         })
         .await?
         {
@@ -251,13 +267,8 @@ impl CallKind for ResourceRead {
         let mut params = ctx.input.params.clone();
         params.uri = target.upstream_name.clone();
         strip_progress_token(&mut params.meta);
-        match send_bridging_input(gw, ctx, target, |responses, state| {
-            let mut params = params.clone();
-            if responses.is_some() || state.is_some() {
-                params.input_responses = responses;
-                params.request_state = state;
-            }
-            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
+        match send_bridging_input(gw, ctx, target, params, |p| {
+            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(p))
         })
         .await?
         {
@@ -321,13 +332,8 @@ impl CallKind for PromptGet {
         let mut params = ctx.input.params.clone();
         params.name = target.upstream_name.clone();
         strip_progress_token(&mut params.meta);
-        match send_bridging_input(gw, ctx, target, |responses, state| {
-            let mut params = params.clone();
-            if responses.is_some() || state.is_some() {
-                params.input_responses = responses;
-                params.request_state = state;
-            }
-            ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
+        match send_bridging_input(gw, ctx, target, params, |p| {
+            ClientRequest::GetPromptRequest(GetPromptRequest::new(p))
         })
         .await?
         {

@@ -258,17 +258,6 @@ impl Catalog {
             _ => None,
         }
     }
-
-    /// The exposed URI of an upstream URI (for `notifications/resources/updated`).
-    pub fn exposed_uri(&self, server: &str, upstream_uri: &str) -> String {
-        let prefix = self
-            .prefixes
-            .iter()
-            .find(|(_, s)| &***s == server)
-            .map(|(p, _)| p.as_str())
-            .unwrap_or("");
-        namespaced_uri(prefix, upstream_uri)
-    }
 }
 
 #[cfg(test)]

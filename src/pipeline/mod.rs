@@ -122,12 +122,11 @@ async fn stages<K: CallKind>(
     // Resolve before authorize: policies decide on the resolved target (its
     // server, its annotations), not on a name the caller typed.
     let t = Instant::now();
-    let target = resolve(env, ctx)?;
+    ctx.target = Some(resolve(env, ctx)?);
     ctx.mark("resolve", t);
 
     let t = Instant::now();
-    let output = forward(env, ctx, &target).await;
-    ctx.target = Some(target);
+    let output = forward(env, ctx).await;
     ctx.mark("forward", t);
     output
 }
@@ -145,15 +144,15 @@ fn resolve<K: CallKind>(env: &K::Env, ctx: &CallContext<K>) -> Result<K::Target,
     K::resolve(env, &ctx.input)
 }
 
-/// Stage 7: send it, unless the caller has already given up.
-async fn forward<K: CallKind>(
-    env: &K::Env,
-    ctx: &CallContext<K>,
-    target: &K::Target,
-) -> Result<K::Output, CallError> {
+/// Stage 7: send it to the resolved target, unless the caller has already
+/// given up.
+async fn forward<K: CallKind>(env: &K::Env, ctx: &CallContext<K>) -> Result<K::Output, CallError> {
     if ctx.cancel.is_cancelled() {
         return Err(CallError::Cancelled);
     }
+    let Some(target) = &ctx.target else {
+        unreachable!("forward runs after resolve")
+    };
     K::forward(env, ctx, target).await
 }
 

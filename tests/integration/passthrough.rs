@@ -51,6 +51,20 @@ impl ServerHandler for Hanging {
     }
 }
 
+/// A `Hanging` upstream over HTTP, and the flag it sets when cancelled.
+async fn hanging_upstream(ct: &CancellationToken) -> (String, Arc<AtomicBool>) {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let seen = cancelled.clone();
+    let url = http_upstream(
+        move || Hanging {
+            cancelled: seen.clone(),
+        },
+        ct.clone(),
+    )
+    .await;
+    (url, cancelled)
+}
+
 #[tokio::test]
 async fn progress_is_routed_to_the_caller_with_its_own_token() {
     let ct = CancellationToken::new();
@@ -98,15 +112,7 @@ async fn progress_is_routed_to_the_caller_with_its_own_token() {
 #[tokio::test]
 async fn cancellation_reaches_the_upstream() {
     let ct = CancellationToken::new();
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let seen = cancelled.clone();
-    let url = http_upstream(
-        move || Hanging {
-            cancelled: seen.clone(),
-        },
-        ct.clone(),
-    )
-    .await;
+    let (url, cancelled) = hanging_upstream(&ct).await;
     let mut gw = Gateway::start(&[("slow", http_server_toml("slow", &url, ""))], "").await;
     gw.wait_ready(&["slow"]).await;
     let (client, _) = connect(&gw.url).await;
@@ -137,15 +143,7 @@ async fn cancellation_reaches_the_upstream() {
 #[tokio::test]
 async fn a_hanging_upstream_gets_a_clear_timeout_error() {
     let ct = CancellationToken::new();
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let seen = cancelled.clone();
-    let url = http_upstream(
-        move || Hanging {
-            cancelled: seen.clone(),
-        },
-        ct.clone(),
-    )
-    .await;
+    let (url, cancelled) = hanging_upstream(&ct).await;
     let mut gw = Gateway::start(
         &[(
             "slow",
