@@ -25,6 +25,8 @@ use axum::routing::get;
 use rmcp::ServiceExt;
 use rmcp::model::SetLevelRequestParams;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+
+use crate::mcp::lane::FastLane;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -50,6 +52,8 @@ pub struct Gateway {
     /// Stops upstream supervisors (and so child processes).
     pub shutdown: CancellationToken,
     pub inflight: InFlight,
+    /// `tools/call` forwarded without rmcp's machinery (see its module).
+    pub fast_lane: FastLane,
     /// Built once: `get_info` runs several times per request.
     instructions: String,
 }
@@ -86,6 +90,7 @@ impl Gateway {
             hub: Arc::new(Hub::new(max_sessions)),
             shutdown: CancellationToken::new(),
             inflight: InFlight::new(max_in_flight),
+            fast_lane: FastLane::new(Arc::new(LocalSessionManager::default())),
             instructions,
         });
         // Bounded: a supervisor waits if the catalog task falls behind.
@@ -316,14 +321,53 @@ pub fn router(gw: Arc<Gateway>, sessions_ct: CancellationToken) -> axum::Router 
     let factory_gw = gw.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(VirtualServer::new(factory_gw.clone(), Caller::loopback())),
-        Arc::new(LocalSessionManager::default()),
+        gw.fast_lane.sessions(),
         mcp_config,
     );
+    let mcp_gw = gw.clone();
+    let mcp = axum::routing::any(move |request: axum::extract::Request| {
+        mcp_endpoint(mcp_gw.clone(), mcp.clone(), request)
+    });
     axum::Router::new()
-        .nest_service("/mcp", mcp)
+        .route("/mcp", mcp)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(gw)
+}
+
+/// `/mcp`: the fast lane takes the `tools/call` requests it can
+/// (see [`FastLane`]); rmcp serves everything else.
+async fn mcp_endpoint<S, B>(
+    gw: Arc<Gateway>,
+    mut rmcp: S,
+    request: axum::extract::Request,
+) -> axum::response::Response
+where
+    S: tower::Service<
+            axum::http::Request<http_body_util::Full<bytes::Bytes>>,
+            Response = axum::http::Response<B>,
+            Error = std::convert::Infallible,
+        >,
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    let limit = gw.config.http.max_body_bytes;
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over the limit of {limit} bytes (http.max_body_bytes)"),
+        )
+            .into_response();
+    };
+    if let Some(response) = FastLane::intercept(&gw, &parts, &body).await {
+        return response;
+    }
+    let request = axum::http::Request::from_parts(parts, http_body_util::Full::new(body));
+    match rmcp.call(request).await {
+        Ok(response) => response.map(axum::body::Body::new),
+        Err(never) => match never {},
+    }
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {

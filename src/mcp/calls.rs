@@ -192,6 +192,16 @@ fn unexpected(target: &UpstreamTarget, what: &str) -> CallError {
 
 pub struct ToolCall;
 
+/// The upstream serving the exposed tool `name`.
+pub fn resolve_tool(gw: &Gateway, name: &str) -> Result<UpstreamTarget, CallError> {
+    let catalog = gw.catalog();
+    let entry = catalog.tool(name).ok_or_else(|| CallError::NotFound {
+        kind: "tool",
+        name: name.to_string(),
+    })?;
+    target(gw, &entry.route.server, entry.route.upstream_name.clone())
+}
+
 impl CallKind for ToolCall {
     const METHOD: &'static str = "tools/call";
     type Input = McpInput<CallToolRequestParams>;
@@ -204,14 +214,7 @@ impl CallKind for ToolCall {
     }
 
     fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
-        let catalog = gw.catalog();
-        let entry = catalog
-            .tool(&input.params.name)
-            .ok_or_else(|| CallError::NotFound {
-                kind: "tool",
-                name: input.params.name.to_string(),
-            })?;
-        target(gw, &entry.route.server, entry.route.upstream_name.clone())
+        resolve_tool(gw, &input.params.name)
     }
 
     async fn forward(

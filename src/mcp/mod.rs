@@ -6,5 +6,6 @@
 pub mod calls;
 pub mod catalog;
 pub mod hub;
+pub mod lane;
 pub mod server;
 pub mod upstream;

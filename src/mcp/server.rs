@@ -102,7 +102,7 @@ impl VirtualServer {
 }
 
 /// The protocol answer for a failed call (see the module docs).
-fn protocol_error(e: CallError) -> ErrorData {
+pub(crate) fn protocol_error(e: CallError) -> ErrorData {
     match e {
         CallError::NotFound { kind, name } => {
             ErrorData::invalid_params(format!("Unknown {kind}: {name}"), None)

@@ -79,6 +79,8 @@ pub struct Upstream {
     /// tokens are numbered separately from the legacy link's).
     modern_route: Arc<str>,
     state: Mutex<State>,
+    /// The fast lane's link, for an upstream reached over plain HTTP.
+    lane: Option<super::lane::LaneLink>,
 }
 
 struct State {
@@ -102,6 +104,12 @@ impl Upstream {
         Arc::new(Self {
             name: Arc::from(config.name.as_str()),
             modern_route: Arc::from(format!("{}#2026-07-28", config.name)),
+            lane: match &config.transport {
+                crate::config::Transport::Http { url, headers } => {
+                    super::lane::LaneLink::new(url, headers).ok()
+                }
+                crate::config::Transport::Stdio { .. } => None,
+            },
             config,
             state: Mutex::new(State {
                 peer: None,
@@ -111,6 +119,12 @@ impl Upstream {
                 since: SystemTime::now(),
             }),
         })
+    }
+
+    /// The fast lane's link, while the upstream is connected.
+    pub fn lane(&self) -> Option<&super::lane::LaneLink> {
+        self.state().peer.as_ref()?;
+        self.lane.as_ref()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -170,10 +184,14 @@ impl Upstream {
             attempt += 1;
             self.set(Health::Connecting { attempt }, None, None);
             let (refresh_tx, mut refresh_rx) = mpsc::channel::<()>(1);
+            if let Some(lane) = &self.lane {
+                lane.set_refresh(refresh_tx.clone());
+            }
             let handler = UpstreamClient {
                 server: self.name.clone(),
                 hub: hub.clone(),
                 refresh: refresh_tx.clone(),
+                upstream: Arc::downgrade(&self),
             };
             let connected = tokio::select! {
                 r = tokio::time::timeout(self.config.connect_timeout, self.connect(handler, legacy_lifecycle())) => r,
@@ -256,6 +274,7 @@ impl Upstream {
             server: self.modern_route.clone(),
             hub: hub.clone(),
             refresh: refresh.clone(),
+            upstream: std::sync::Weak::new(),
         };
         match tokio::time::timeout(
             self.config.connect_timeout,
@@ -448,6 +467,11 @@ impl Upstream {
                     .pool_max_idle_per_host(256)
                     .build()
                     .map_err(|e| format!("HTTP client: {e}"))?;
+                // The fast lane shares this link's session (see `lane::link`).
+                let client = match &self.lane {
+                    Some(lane) => lane.spy(client),
+                    None => super::lane::SessionSpy::detached(client),
+                };
                 let transport = StreamableHttpClientTransport::with_client(client, config);
                 handler
                     .serve_with_lifecycle(transport, lifecycle.clone())
@@ -498,6 +522,8 @@ pub struct UpstreamClient {
     hub: Arc<Hub>,
     /// Asks the supervisor to re-list; capacity 1, so bursts coalesce.
     refresh: mpsc::Sender<()>,
+    /// For requests the fast lane relayed on this link's session.
+    upstream: std::sync::Weak<Upstream>,
 }
 
 impl UpstreamClient {
@@ -706,6 +732,21 @@ impl ClientHandler for UpstreamClient {
             let mut update = params.clone();
             update.uri = subscriber.exposed_uri;
             let _ = subscriber.peer.notify_resource_updated(update).await;
+        }
+    }
+
+    async fn on_cancelled(
+        &self,
+        params: rmcp::model::CancelledNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        // rmcp cancels what it relayed itself; the lane relays on the same
+        // session and must hear of the rest.
+        if let Some(upstream) = self.upstream.upgrade()
+            && let Some(lane) = &upstream.lane
+            && let Some(id) = params.request_id
+        {
+            lane.upstream_cancelled(&id);
         }
     }
 

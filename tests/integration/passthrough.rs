@@ -176,7 +176,8 @@ async fn a_hanging_upstream_gets_a_clear_timeout_error() {
     ct.cancel();
 }
 
-async fn sampling_and_elicitation_round_trip(servers: &[(&str, String)]) {
+/// Returns how many of the calls took the fast lane.
+async fn sampling_and_elicitation_round_trip(servers: &[(&str, String)]) -> u64 {
     let mut gw = Gateway::start(servers, "").await;
     gw.wait_ready(&["echo"]).await;
     let (client, heard) = connect(&gw.url).await;
@@ -222,22 +223,29 @@ async fn sampling_and_elicitation_round_trip(servers: &[(&str, String)]) {
         "{r:?}"
     );
     assert_eq!(heard.elicitations.load(Ordering::SeqCst), 1);
+    let lane_calls = gw.gateway().fast_lane.calls_taken();
     client.cancel().await.unwrap();
     gw.shutdown().await;
+    lane_calls
 }
 
 #[tokio::test]
 async fn sampling_and_elicitation_over_an_http_upstream() {
     let ct = CancellationToken::new();
     let url = http_upstream(Echo::new, ct.clone()).await;
-    sampling_and_elicitation_round_trip(&[("echo", http_server_toml("echo", &url, ""))]).await;
+    let lane =
+        sampling_and_elicitation_round_trip(&[("echo", http_server_toml("echo", &url, ""))]).await;
+    // Relayed on the fast lane: requests, progress and cancellation both ways.
+    assert!(lane >= 4, "only {lane} calls took the fast lane");
     ct.cancel();
 }
 
 #[tokio::test]
 async fn sampling_and_elicitation_over_a_stdio_upstream() {
-    sampling_and_elicitation_round_trip(&[("echo", stdio_reference_toml("echo", "echo", ""))])
-        .await;
+    let lane =
+        sampling_and_elicitation_round_trip(&[("echo", stdio_reference_toml("echo", "echo", ""))])
+            .await;
+    assert_eq!(lane, 0, "stdio upstreams have no fast lane");
 }
 
 #[tokio::test]

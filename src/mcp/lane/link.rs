@@ -1,0 +1,598 @@
+//! The fast lane's upstream side: tool calls POSTed as plain JSON over a
+//! pooled HTTP/1.1 client, on the *same* 2025-11-25 session as the rmcp link.
+//!
+//! One session per upstream, whichever path a call takes: an upstream that
+//! keeps state per session (a tool call that changes what a resource read
+//! returns) sees one client, as before. rmcp owns the session — opens it,
+//! reads its GET stream, recovers it after a restart — and [`SessionSpy`],
+//! the HTTP client rmcp is given, tells the lane its id. Lane requests carry
+//! string ids (`toolgate-N`), which never collide with rmcp's numbers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use futures::stream::FuturesUnordered;
+use http::HeaderName;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::streamable_http_client::{
+    SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+    StreamableHttpResponseLimits,
+};
+use serde_json::value::RawValue;
+use sse_stream::Sse;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::sse::MessageReader;
+use super::{
+    CancelParams, LaneInput, LaneReply, Message, Out, ProgressParams, await_answer, relay_request,
+    with_id, with_param,
+};
+use crate::app::Gateway;
+use crate::config::Secret;
+use crate::mcp::calls::UpstreamTarget;
+use crate::pipeline::CallError;
+
+/// Why an exchange with the upstream failed, before it became a [`CallError`].
+pub(super) type LinkResult<T> = Result<T, String>;
+
+/// How to reach the upstream.
+struct Endpoint {
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: http::Uri,
+    /// From the server's config (credentials); marked sensitive.
+    headers: HeaderMap,
+}
+
+impl Endpoint {
+    fn request(
+        &self,
+        method: Method,
+        session: Option<&HeaderValue>,
+        body: Bytes,
+    ) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
+        headers.extend(self.headers.clone());
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        headers.insert(
+            "mcp-protocol-version",
+            HeaderValue::from_static("2025-11-25"),
+        );
+        if let Some(s) = session {
+            headers.insert("mcp-session-id", s.clone());
+        }
+        request
+    }
+
+    async fn send(&self, request: Request<Full<Bytes>>) -> LinkResult<Response<Incoming>> {
+        self.client
+            .request(request)
+            .await
+            .map_err(|e| match std::error::Error::source(&e) {
+                Some(source) => format!("{e}: {source}"),
+                None => e.to_string(),
+            })
+    }
+
+    /// POST a notification or an answer; the reply (202) carries nothing.
+    async fn notify(&self, session: &HeaderValue, body: impl Into<Bytes>) {
+        match self
+            .send(self.request(Method::POST, Some(session), body.into()))
+            .await
+        {
+            Ok(response) => drop(response.into_body()),
+            Err(why) => tracing::debug!(%why, "fast lane: notifying the upstream failed"),
+        }
+    }
+}
+
+/// What a session's two streams share.
+#[derive(Default)]
+struct Shared {
+    /// Requests the upstream sent callers, by the upstream's id (as JSON):
+    /// the relay id the caller knows it by and the call's response stream.
+    relayed: Mutex<HashMap<String, (String, mpsc::Sender<Out>)>>,
+    /// Asks the supervisor to re-list the upstream.
+    refresh: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Shared {
+    fn relayed(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, mpsc::Sender<Out>)>> {
+        self.relayed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn request_refresh(&self) {
+        if let Some(refresh) = self
+            .refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            // Full means a re-list is already pending.
+            let _ = refresh.try_send(());
+        }
+    }
+
+    /// Handle a notification that is the gateway's business rather than one
+    /// caller's; returns where a rewritten copy must go, if anywhere.
+    fn on_notification(&self, method: &str, message: &[u8]) -> Option<(mpsc::Sender<Out>, Bytes)> {
+        match method {
+            "notifications/tools/list_changed"
+            | "notifications/resources/list_changed"
+            | "notifications/prompts/list_changed" => {
+                self.request_refresh();
+                None
+            }
+            "notifications/cancelled" => {
+                // The upstream gave up on a request it relayed: tell the
+                // caller, in the caller's id.
+                let message_params: Message = serde_json::from_slice(message).ok()?;
+                let params: CancelParams =
+                    serde_json::from_str(message_params.params?.get()).ok()?;
+                let (relay_id, out) = self.relayed().get(params.request_id.get()).cloned()?;
+                let relay_id = serde_json::Value::from(relay_id).to_string();
+                let message = with_param(message, "requestId", &relay_id).ok()?;
+                Some((out, Bytes::from(message)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A call's relayed requests still waiting for the caller's answer, by
+/// the upstream's id (as JSON) and the relay id; forgotten when the call
+/// ends.
+struct Relayed<'a> {
+    shared: &'a Shared,
+    open: Vec<(String, String)>,
+}
+
+impl Relayed<'_> {
+    fn answered(&mut self, upstream_id: &RawValue) {
+        self.open.retain(|(id, _)| id != upstream_id.get());
+        self.shared.relayed().remove(upstream_id.get());
+    }
+
+    /// The call is over: what the upstream asked the caller is moot.
+    async fn cancel_open(&self, out: &mpsc::Sender<Out>) {
+        for (_, relay_id) in &self.open {
+            let relay_id = serde_json::Value::from(relay_id.as_str());
+            let message = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{relay_id},"reason":"the upstream no longer needs it"}}}}"#
+            );
+            let _ = out.send(Out::Message(Bytes::from(message))).await;
+        }
+    }
+}
+
+impl Drop for Relayed<'_> {
+    fn drop(&mut self) {
+        let mut relayed = self.shared.relayed();
+        for (id, _) in &self.open {
+            relayed.remove(id);
+        }
+    }
+}
+
+/// The fast lane's link to one HTTP upstream.
+pub struct LaneLink {
+    endpoint: Endpoint,
+    /// The rmcp link's session id, as [`SessionSpy`] last saw it.
+    session: Arc<Mutex<Option<HeaderValue>>>,
+    next_id: AtomicU64,
+    shared: Shared,
+}
+
+type Answer<'a> = Pin<Box<dyn Future<Output = (Box<RawValue>, Bytes)> + Send + 'a>>;
+
+impl LaneLink {
+    pub fn new(url: &str, headers: &[(String, Secret)]) -> Result<Self, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("url `{url}`: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err("the fast lane speaks plain HTTP only".into());
+        }
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = header::HeaderName::try_from(name.as_str()).map_err(|e| e.to_string())?;
+            let mut value = HeaderValue::try_from(value.expose()).map_err(|e| e.to_string())?;
+            value.set_sensitive(true);
+            map.append(name, value);
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Ok(Self {
+            endpoint: Endpoint {
+                client: Client::builder(TokioExecutor::new()).build(connector),
+                uri,
+                headers: map,
+            },
+            session: Arc::default(),
+            next_id: AtomicU64::new(1),
+            shared: Shared::default(),
+        })
+    }
+
+    /// The HTTP client for the rmcp link: `inner`, reporting the session
+    /// id it uses to this lane.
+    pub fn spy(&self, inner: reqwest::Client) -> SessionSpy {
+        SessionSpy {
+            inner,
+            session: self.session.clone(),
+        }
+    }
+
+    /// The upstream cancelled a request of its own, heard on the rmcp link:
+    /// if the lane relayed it, tell the caller.
+    pub fn upstream_cancelled(&self, id: &rmcp::model::RequestId) {
+        let Ok(id) = serde_json::to_string(id) else {
+            return;
+        };
+        let message = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id}}}}}"#
+        );
+        if let Some((out, rewritten)) = self
+            .shared
+            .on_notification("notifications/cancelled", message.as_bytes())
+        {
+            let _ = out.try_send(Out::Message(rewritten));
+        }
+    }
+
+    /// Where `list_changed` from the upstream should ask for a re-list (the
+    /// supervisor's channel of its current connection).
+    pub fn set_refresh(&self, refresh: mpsc::Sender<()>) {
+        *self
+            .shared
+            .refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(refresh);
+    }
+
+    /// POST a notification on the lane's session `session`.
+    pub(super) async fn notify(&self, session: &HeaderValue, body: String) {
+        self.endpoint.notify(session, body).await;
+    }
+
+    /// Forward one tool call within `timeout`, unless `cancel` fires first;
+    /// either way the upstream is told to stop.
+    pub(super) async fn call(
+        &self,
+        gw: &Gateway,
+        target: &UpstreamTarget,
+        input: &LaneInput,
+        cancel: &CancellationToken,
+        timeout: Duration,
+    ) -> Result<LaneReply, CallError> {
+        let id = format!("toolgate-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let sent_on = OnceLock::new();
+        let exchange = self.exchange(gw, target, input, &id, &sent_on);
+        let (outcome, reason) = tokio::select! {
+            r = tokio::time::timeout(timeout, exchange) => match r {
+                Ok(reply) => return reply,
+                Err(_) => (
+                    CallError::UpstreamTimeout { server: target.upstream.config.name.clone(), after: timeout },
+                    "toolgate: call timeout",
+                ),
+            },
+            _ = cancel.cancelled() => (CallError::Cancelled, "cancelled by the client"),
+        };
+        if let Some(session) = sent_on.get() {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":"{id}","reason":"{reason}"}}}}"#
+            );
+            self.endpoint.notify(session, body).await;
+        }
+        Err(outcome)
+    }
+
+    /// POST the call and read its response stream to the end, relaying what
+    /// comes before the result.
+    async fn exchange(
+        &self,
+        gw: &Gateway,
+        target: &UpstreamTarget,
+        input: &LaneInput,
+        id: &str,
+        sent_on: &OnceLock<HeaderValue>,
+    ) -> Result<LaneReply, CallError> {
+        let server = || target.upstream.config.name.clone();
+        let failed = |reason: String| CallError::UpstreamFailed {
+            server: server(),
+            reason,
+        };
+        // The upstream sees the lane's own request id as the progress token:
+        // callers' tokens may collide on the lane's one session.
+        let body = call_body(
+            id,
+            &target.upstream_name,
+            input.arguments.as_deref(),
+            input.progress_token.is_some(),
+        );
+        let (session, response) =
+            self.post_call(body)
+                .await
+                .map_err(|reason| CallError::UpstreamUnavailable {
+                    server: server(),
+                    reason,
+                })?;
+        let _ = sent_on.set(session.clone());
+        if !response.status().is_success() {
+            return Err(failed(format!("HTTP {}", response.status())));
+        }
+        let mut reader = MessageReader::new(response);
+        // Requests the upstream sent the caller, answered while the stream
+        // is read on (the upstream may cancel them meanwhile).
+        let mut answers: FuturesUnordered<Answer<'_>> = FuturesUnordered::new();
+        let mut relayed = Relayed {
+            shared: &self.shared,
+            open: Vec::new(),
+        };
+        loop {
+            let bytes = tokio::select! {
+                next = reader.next() => match next.map_err(failed)? {
+                    Some(bytes) => bytes,
+                    None => return Err(failed("the response ended without a result".into())),
+                },
+                Some((upstream_id, answer)) = answers.next() => {
+                    relayed.answered(&upstream_id);
+                    let answer = with_id(&answer, &upstream_id).map_err(failed)?;
+                    self.endpoint.notify(&session, answer).await;
+                    continue;
+                }
+            };
+            let message: Message = serde_json::from_slice(&bytes)
+                .map_err(|e| failed(format!("unreadable message: {e}")))?;
+            let forward = match (message.method, message.id) {
+                // Only our request is answered on this stream.
+                (None, Some(_)) => {
+                    relayed.cancel_open(&input.out).await;
+                    return super::parse_reply(&bytes).map_err(failed);
+                }
+                (Some(_), Some(upstream_id)) => {
+                    let (relay_id, request) =
+                        relay_request(gw, target, &session, input, &bytes).map_err(failed)?;
+                    let key = upstream_id.get().to_string();
+                    self.shared
+                        .relayed()
+                        .insert(key.clone(), (relay_id.clone(), input.out.clone()));
+                    relayed.open.push((key, relay_id.clone()));
+                    answers.push(Box::pin(await_answer(gw, relay_id, upstream_id.to_owned())));
+                    Some(request)
+                }
+                (Some("notifications/progress"), None) => {
+                    our_progress(&message, id, input.progress_token.as_deref(), &bytes)
+                }
+                (Some(method), None) => match self.shared.on_notification(method, &bytes) {
+                    Some((_, rewritten)) => Some(rewritten),
+                    None if is_gateway_business(method) => None,
+                    // Logging and the like: for this caller.
+                    None => Some(bytes),
+                },
+                (None, None) => {
+                    return Err(failed("a message with neither id nor method".into()));
+                }
+            };
+            if let Some(message) = forward {
+                // A caller that is gone ends the call through its cancellation.
+                let _ = input.out.send(Out::Message(message)).await;
+            }
+        }
+    }
+
+    /// POST a call on the rmcp link's session.
+    async fn post_call(&self, body: String) -> LinkResult<(HeaderValue, Response<Incoming>)> {
+        let session = self
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or("not connected")?;
+        let request = self
+            .endpoint
+            .request(Method::POST, Some(&session), Bytes::from(body));
+        let response = self.endpoint.send(request).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            // The upstream restarted: a re-list makes rmcp open a new
+            // session, which the spy reports.
+            self.shared.request_refresh();
+            return Err("the upstream no longer knows the session (HTTP 404); reconnecting".into());
+        }
+        Ok((session, response))
+    }
+}
+
+/// Notifications the gateway handles itself rather than pass to a caller.
+fn is_gateway_business(method: &str) -> bool {
+    method.ends_with("/list_changed") || method == "notifications/cancelled"
+}
+
+/// Progress on our request, in the caller's token; `None` for anything else.
+fn our_progress(
+    message: &Message<'_>,
+    id: &str,
+    caller_token: Option<&RawValue>,
+    bytes: &[u8],
+) -> Option<Bytes> {
+    let params: ProgressParams = serde_json::from_str(message.params?.get()).ok()?;
+    if serde_json::from_str::<&str>(params.progress_token.get()).ok() != Some(id) {
+        return None;
+    }
+    let message = with_param(bytes, "progressToken", caller_token?.get()).ok()?;
+    Some(Bytes::from(message))
+}
+
+fn call_body(id: &str, name: &str, arguments: Option<&RawValue>, progress: bool) -> String {
+    let name = serde_json::Value::from(name);
+    let mut body =
+        format!(r#"{{"jsonrpc":"2.0","id":"{id}","method":"tools/call","params":{{"name":{name}"#);
+    if let Some(arguments) = arguments {
+        body.push_str(r#","arguments":"#);
+        body.push_str(arguments.get());
+    }
+    if progress {
+        body.push_str(&format!(r#","_meta":{{"progressToken":"{id}"}}"#));
+    }
+    body.push_str("}}");
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_bodies_carry_only_what_was_asked() {
+        let args = RawValue::from_string(r#"{"a":1}"#.into()).expect("valid");
+        assert_eq!(
+            call_body("toolgate-7", "echo", Some(&args), true),
+            r#"{"jsonrpc":"2.0","id":"toolgate-7","method":"tools/call","params":{"name":"echo","arguments":{"a":1},"_meta":{"progressToken":"toolgate-7"}}}"#
+        );
+        assert_eq!(
+            call_body("toolgate-8", "a\"b", None, false),
+            r#"{"jsonrpc":"2.0","id":"toolgate-8","method":"tools/call","params":{"name":"a\"b"}}"#
+        );
+    }
+}
+
+/// The rmcp link's HTTP client: reqwest, reporting the session id of every
+/// request it sends to the lane (and forgetting it when rmcp ends the
+/// session).
+#[derive(Clone)]
+pub struct SessionSpy {
+    inner: reqwest::Client,
+    session: Arc<Mutex<Option<HeaderValue>>>,
+}
+
+impl SessionSpy {
+    /// For an upstream without a fast lane: reports to nobody.
+    pub fn detached(inner: reqwest::Client) -> Self {
+        Self {
+            inner,
+            session: Arc::default(),
+        }
+    }
+
+    fn saw(&self, session: Option<&Arc<str>>) {
+        let Some(id) = session.and_then(|s| HeaderValue::from_str(s).ok()) else {
+            return;
+        };
+        let mut current = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref() != Some(&id) {
+            *current = Some(id);
+        }
+    }
+}
+
+type SpyResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
+
+impl StreamableHttpClient for SessionSpy {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> SpyResult<StreamableHttpPostResponse> {
+        self.saw(session_id.as_ref());
+        self.inner
+            .post_message(uri, message, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> SpyResult<StreamableHttpPostResponse> {
+        self.saw(session_id.as_ref());
+        self.inner
+            .post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                limits,
+            )
+            .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> SpyResult<()> {
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.inner
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> SpyResult<BoxStream<'static, Result<Sse, SseError>>> {
+        self.saw(session_id.as_ref());
+        self.inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> SpyResult<BoxStream<'static, Result<Sse, SseError>>> {
+        self.saw(session_id.as_ref());
+        self.inner
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+}

@@ -1,0 +1,693 @@
+//! The fast lane: `tools/call` from a 2025-11-25 session to an HTTP upstream,
+//! forwarded as JSON without rmcp's per-message tasks and channels.
+//!
+//! rmcp serves the virtual server (sessions, lists, every other method) and
+//! stays the reference for what a request means. But a tool call on its
+//! streamable HTTP stack costs about four times what the call costs the
+//! upstream itself: a session worker, a service task, typed
+//! (de)serialisation and an SSE stream on each side. A gateway in front of
+//! fast tools must not cost more than the tools, so the commonest request
+//! takes this lane instead — and only when nothing about it needs more than
+//! JSON in and JSON out:
+//!
+//! - a POST with a JSON body that is one `tools/call` request whose params
+//!   are just `name`, `arguments` and perhaps a progress token (no task, no
+//!   other `_meta`, no per-request protocol version),
+//! - on an existing session (`Mcp-Session-Id`), with a 2025 protocol
+//!   version, an allowed `Host`, no `Origin` and no other `Mcp-*` header,
+//! - for a tool whose upstream is reached over plain HTTP (the lane shares
+//!   the rmcp link's upstream session; see [`link`]).
+//!
+//! Anything else goes to rmcp unchanged, which also answers every malformed
+//! request. The call itself runs through the same [`pipeline`] as every
+//! other call ([`LaneToolCall`]). What the upstream sends while the call
+//! runs is not lost: its server-to-client requests (sampling, elicitation,
+//! roots) and notifications go to the caller on the call's own response
+//! stream (the response turns from JSON into SSE for that), and the
+//! caller's answers come back through [`FastLane::intercept`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::transport::streamable_http_server::session::SessionManager;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+mod link;
+mod sse;
+
+use link::LinkResult;
+pub use link::{LaneLink, SessionSpy};
+pub use sse::MAX_UPSTREAM_MESSAGE_BYTES;
+
+use crate::app::Gateway;
+use crate::mcp::calls::UpstreamTarget;
+use crate::mcp::upstream::Upstream;
+use crate::pipeline::{self, CallContext, CallError, CallKind, Caller};
+
+/// Messages (relayed requests, notifications) queued for one caller's
+/// response stream; the upstream's stream is not read while it is full.
+const OUT_QUEUE: usize = 16;
+/// Longest a session may go without rmcp hearing of it; fast-lane traffic
+/// tells rmcp the session is in use at least this often, so its idle timer
+/// (5 minutes) only ends sessions nobody uses.
+const SESSION_TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// Ids of server-to-client requests relayed on the fast lane start with
+/// this; rmcp numbers its own, so they never collide.
+const RELAY_ID_PREFIX: &str = "toolgate-relay-";
+
+const LEGACY_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
+
+/// The fast lane's shared state: calls in flight (for the caller's
+/// `notifications/cancelled`), relayed requests awaiting the caller's
+/// answer, and when each session last told rmcp it is alive.
+pub struct FastLane {
+    sessions: Arc<LocalSessionManager>,
+    calls: Mutex<HashMap<(Arc<str>, String), CancellationToken>>,
+    relays: Mutex<HashMap<String, Relay>>,
+    touched: Mutex<HashMap<Arc<str>, Instant>>,
+    next_relay: AtomicU64,
+    taken: AtomicU64,
+}
+
+/// A server-to-client request relayed to a caller, by its relay id.
+struct Relay {
+    /// The caller's session: only it may answer.
+    session: Arc<str>,
+    /// Where the caller's answer goes; taken when it comes.
+    answer: Option<oneshot::Sender<Bytes>>,
+    /// Where the caller's progress on it goes, if the upstream asked for
+    /// progress: the upstream, the upstream session and its own token.
+    progress_back: Option<(Arc<Upstream>, HeaderValue, Box<RawValue>)>,
+}
+
+/// What the call sends to the caller's response.
+pub(super) enum Out {
+    /// A message before the result (a relayed request, a notification).
+    Message(Bytes),
+    /// The JSON-RPC response; the last thing sent.
+    Final(Bytes),
+}
+
+impl FastLane {
+    pub fn new(sessions: Arc<LocalSessionManager>) -> Self {
+        Self {
+            sessions,
+            calls: Mutex::default(),
+            relays: Mutex::default(),
+            touched: Mutex::default(),
+            next_relay: AtomicU64::new(1),
+            taken: AtomicU64::new(0),
+        }
+    }
+
+    /// Calls that took the fast lane so far.
+    pub fn calls_taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    pub fn sessions(&self) -> Arc<LocalSessionManager> {
+        self.sessions.clone()
+    }
+
+    /// Take the request if it belongs on the fast lane and answer it;
+    /// `None` hands it to rmcp.
+    pub async fn intercept(
+        gw: &Arc<Gateway>,
+        parts: &http::request::Parts,
+        body: &Bytes,
+    ) -> Option<Response<Body>> {
+        let lane = &gw.fast_lane;
+        if parts.method != http::Method::POST || !eligible_headers(gw, &parts.headers) {
+            return None;
+        }
+        let session: Arc<str> = parts.headers.get("mcp-session-id")?.to_str().ok()?.into();
+        let message: Message = serde_json::from_slice(body).ok()?;
+        match message {
+            Message {
+                method: Some("tools/call"),
+                id: Some(id),
+                params: Some(params),
+                ..
+            } => {
+                let params: CallParams = serde_json::from_str(params.get()).ok()?;
+                if !has_lane(gw, &params.name) {
+                    return None;
+                }
+                if !lane.sessions.has_session(&session).await.ok()? {
+                    return None; // rmcp answers 404
+                }
+                lane.touch(&session, gw.config.http.max_sessions).await;
+                lane.taken.fetch_add(1, Ordering::Relaxed);
+                Some(call(gw.clone(), session, id.get().to_string(), params).await)
+            }
+            Message {
+                method: Some("notifications/cancelled"),
+                id: None,
+                params: Some(params),
+                ..
+            } => {
+                let params: CancelParams = serde_json::from_str(params.get()).ok()?;
+                let key = (session, params.request_id.get().to_string());
+                let token = lane.lock_calls().get(&key).cloned()?;
+                token.cancel();
+                Some(accepted())
+            }
+            Message {
+                method: Some("notifications/progress"),
+                id: None,
+                params: Some(params),
+            } => {
+                // The caller's progress on a request relayed on the lane.
+                let token: ProgressParams = serde_json::from_str(params.get()).ok()?;
+                let token: &str = serde_json::from_str(token.progress_token.get()).ok()?;
+                let (upstream, lane_session, upstream_token) = {
+                    let relays = lane.lock_relays();
+                    let relay = relays.get(token).filter(|r| r.session == session)?;
+                    let (u, s, t) = relay.progress_back.as_ref()?;
+                    (u.clone(), s.clone(), t.get().to_string())
+                };
+                let link = upstream.lane()?;
+                let notification = with_param(body, "progressToken", &upstream_token).ok()?;
+                link.notify(&lane_session, notification).await;
+                Some(accepted())
+            }
+            Message {
+                method: None,
+                id: Some(id),
+                ..
+            } => {
+                let id: &str = serde_json::from_str(id.get()).ok()?;
+                let answer = lane
+                    .lock_relays()
+                    .get_mut(id)
+                    .filter(|r| r.session == session)?
+                    .answer
+                    .take()?;
+                // The caller's answer as it sent it; the upstream's id is
+                // put back before it goes on.
+                let _ = answer.send(body.clone());
+                Some(accepted())
+            }
+            _ => None,
+        }
+    }
+
+    fn lock_relays(&self) -> std::sync::MutexGuard<'_, HashMap<String, Relay>> {
+        self.relays.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_calls(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, String), CancellationToken>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keep rmcp's idle timer from ending a session used only on this lane:
+    /// at most once a minute, hand rmcp a harmless message for it (a
+    /// cancellation of a request that does not exist).
+    async fn touch(&self, session: &Arc<str>, max_sessions: usize) {
+        let now = Instant::now();
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+            match touched.get_mut(session) {
+                Some(at) if now.duration_since(*at) < SESSION_TOUCH_EVERY => return,
+                Some(at) => *at = now,
+                None => {
+                    // Sessions end without telling us: at the session limit,
+                    // forget those not seen for a while (one still in use
+                    // comes back on its next call, well within rmcp's 5
+                    // minutes).
+                    if touched.len() >= max_sessions {
+                        touched.retain(|_, at| now.duration_since(*at) < 2 * SESSION_TOUCH_EVERY);
+                    }
+                    // Hard bound, for a flood of short sessions.
+                    if touched.len() >= 2 * max_sessions {
+                        return;
+                    }
+                    touched.insert(session.clone(), now);
+                    return;
+                }
+            }
+        }
+        let nothing = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"toolgate-keepalive","reason":"keep-alive"}}"#;
+        if let Ok(message) = serde_json::from_str(nothing) {
+            let _ = self.sessions.accept_message(session, message).await;
+        }
+    }
+}
+
+/// Host, Origin, Accept, Content-Type and protocol headers allow the lane;
+/// anything unusual is left to rmcp, which checks it properly.
+fn eligible_headers(gw: &Gateway, headers: &HeaderMap) -> bool {
+    let has = |name: header::HeaderName, part: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains(part))
+    };
+    let version_ok = headers
+        .get("mcp-protocol-version")
+        .is_none_or(|v| LEGACY_VERSIONS.iter().any(|l| v.as_bytes() == l.as_bytes()));
+    let other_mcp_headers = headers.keys().any(|k| {
+        let k = k.as_str();
+        k.starts_with("mcp-") && k != "mcp-session-id" && k != "mcp-protocol-version"
+    });
+    version_ok
+        && !other_mcp_headers
+        && !headers.contains_key(header::ORIGIN)
+        && has(header::ACCEPT, "application/json")
+        && has(header::ACCEPT, "text/event-stream")
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
+            })
+        && host_allowed(headers, &gw.config.http.allowed_hosts)
+}
+
+/// The same rule rmcp applies: a listed host without a port allows any
+/// port; with a port, only that one. Unparseable means "let rmcp say no".
+fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let parse = |s: &str| {
+        if s.matches(':').count() > 1 && !s.starts_with('[') {
+            return Some((s.to_ascii_lowercase(), None)); // a bare IPv6 address
+        }
+        let a = http::uri::Authority::try_from(s).ok()?;
+        let host = a.host().trim_start_matches('[').trim_end_matches(']');
+        Some((host.to_ascii_lowercase(), a.port_u16()))
+    };
+    let Some((host, port)) = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(parse)
+    else {
+        return false;
+    };
+    allowed
+        .iter()
+        .filter_map(|a| parse(a))
+        .any(|(h, p)| h == host && p.is_none_or(|p| Some(p) == port))
+}
+
+fn has_lane(gw: &Gateway, name: &str) -> bool {
+    let catalog = gw.catalog();
+    catalog
+        .tool(name)
+        .and_then(|entry| gw.upstream(&entry.route.server))
+        .is_some_and(|upstream| upstream.lane().is_some())
+}
+
+fn accepted() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .body(Body::empty())
+        .expect("valid response")
+}
+
+/// A JSON-RPC message, looked at only as far as routing needs.
+#[derive(Deserialize)]
+pub(super) struct Message<'a> {
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub method: Option<&'a str>,
+    #[serde(borrow, default)]
+    pub params: Option<&'a RawValue>,
+}
+
+/// `tools/call` params the lane takes: nothing but these (any other
+/// field, or `_meta` key, sends the call to rmcp).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallParams {
+    name: String,
+    #[serde(default)]
+    arguments: Option<Box<RawValue>>,
+    #[serde(default, rename = "_meta")]
+    meta: Option<CallMeta>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CallMeta {
+    progress_token: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ProgressParams<'a> {
+    #[serde(borrow)]
+    pub progress_token: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CancelParams<'a> {
+    #[serde(borrow)]
+    pub request_id: &'a RawValue,
+}
+
+/// What a lane call carries through the pipeline.
+pub struct LaneInput {
+    name: String,
+    pub(super) arguments: Option<Box<RawValue>>,
+    /// The caller's progress token, if it wants progress.
+    pub(super) progress_token: Option<Box<RawValue>>,
+    /// The caller's response stream, for what the upstream sends meanwhile.
+    pub(super) out: mpsc::Sender<Out>,
+    session: Arc<str>,
+}
+
+/// The upstream's answer: a JSON-RPC `result` or `error` value, as sent.
+pub enum LaneReply {
+    Result(Box<RawValue>),
+    Error(Box<RawValue>),
+}
+
+/// `tools/call` on the fast lane: the same stages as every call, forwarded
+/// by the upstream's [`LaneLink`].
+pub struct LaneToolCall;
+
+impl CallKind for LaneToolCall {
+    const METHOD: &'static str = "tools/call";
+    type Input = LaneInput;
+    type Target = UpstreamTarget;
+    type Output = LaneReply;
+    type Env = Gateway;
+
+    fn subject(input: &LaneInput) -> &str {
+        &input.name
+    }
+
+    fn resolve(gw: &Gateway, input: &LaneInput) -> Result<UpstreamTarget, CallError> {
+        crate::mcp::calls::resolve_tool(gw, &input.name)
+    }
+
+    async fn forward(
+        gw: &Gateway,
+        ctx: &CallContext<Self>,
+        target: &UpstreamTarget,
+    ) -> Result<LaneReply, CallError> {
+        let upstream = &target.upstream;
+        let server = || upstream.config.name.clone();
+        let link = upstream
+            .lane()
+            .ok_or_else(|| CallError::UpstreamUnavailable {
+                server: server(),
+                reason: "no HTTP link".into(),
+            })?;
+        let timeout = upstream.config.call_timeout;
+        link.call(gw, target, &ctx.input, &ctx.cancel, timeout)
+            .await
+    }
+}
+
+/// Run one lane call: JSON back if nothing came before the result,
+/// otherwise an SSE stream that carries what the upstream sent meanwhile.
+async fn call(
+    gw: Arc<Gateway>,
+    session: Arc<str>,
+    id: String,
+    params: CallParams,
+) -> Response<Body> {
+    let (out, mut rx) = mpsc::channel(OUT_QUEUE);
+    let cancel = CancellationToken::new();
+    let key = (session.clone(), id.clone());
+    gw.fast_lane
+        .lock_calls()
+        .insert(key.clone(), cancel.clone());
+    let input = LaneInput {
+        name: params.name,
+        arguments: params.arguments,
+        progress_token: params.meta.and_then(|m| m.progress_token),
+        out: out.clone(),
+        session,
+    };
+    let task_gw = gw.clone();
+    let task_cancel = cancel.clone();
+    // Its own task, so a caller that hangs up still lets the call tell the
+    // upstream (the guard below cancels it).
+    tokio::spawn(async move {
+        let reply = match task_gw.inflight.enter() {
+            Ok(_guard) => {
+                let ctx = CallContext::new(Caller::loopback(), input, task_cancel);
+                pipeline::run::<LaneToolCall>(&task_gw, ctx).await
+            }
+            Err(e) => Err(CallError::NotAdmitted(e)),
+        };
+        task_gw.fast_lane.lock_calls().remove(&key);
+        let _ = out.send(Out::Final(response_bytes(&id, reply))).await;
+    });
+    let guard = cancel.drop_guard();
+    match rx.recv().await {
+        Some(Out::Final(bytes)) => {
+            drop(guard.disarm());
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(bytes))
+                .expect("valid response")
+        }
+        Some(Out::Message(first)) => {
+            let stream = futures::stream::unfold(
+                (Some(first), rx, Some(guard)),
+                |(first, mut rx, guard)| async move {
+                    let (bytes, last) = match first {
+                        Some(b) => (b, false),
+                        None => match rx.recv().await? {
+                            Out::Message(b) => (b, false),
+                            Out::Final(b) => (b, true),
+                        },
+                    };
+                    let guard = guard?;
+                    let event = sse_event(&bytes);
+                    let guard = if last {
+                        drop(guard.disarm());
+                        None
+                    } else {
+                        Some(guard)
+                    };
+                    Some((Ok::<_, std::convert::Infallible>(event), (None, rx, guard)))
+                },
+            );
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(stream))
+                .expect("valid response")
+        }
+        None => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Body::from("toolgate: the call ended without an answer"))
+            .expect("valid response"),
+    }
+}
+
+fn sse_event(json: &[u8]) -> Bytes {
+    let mut event = BytesMut::with_capacity(json.len() + 22);
+    event.extend_from_slice(b"event: message\ndata: ");
+    event.extend_from_slice(json);
+    event.extend_from_slice(b"\n\n");
+    event.freeze()
+}
+
+/// The JSON-RPC response for the caller, with the same error boundary as
+/// the rmcp path (`server.rs`): protocol errors stay protocol errors, the
+/// rest become a tool error the agent can read.
+fn response_bytes(id: &str, reply: Result<LaneReply, CallError>) -> Bytes {
+    let text = match reply {
+        // As the upstream sent it: 2025 callers take no `resultType`.
+        Ok(LaneReply::Result(result)) => {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.get())
+        }
+        Ok(LaneReply::Error(error)) => {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#, error.get())
+        }
+        Err(e @ (CallError::NotFound { .. } | CallError::Unauthenticated)) => {
+            let error = crate::mcp::server::protocol_error(e);
+            let error = serde_json::to_string(&error).unwrap_or_else(|_| "{}".into());
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
+        }
+        Err(CallError::Upstream { error, .. }) => {
+            let error = serde_json::to_string(&error).unwrap_or_else(|_| "{}".into());
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
+        }
+        Err(e) => {
+            let result = CallToolResult::error(vec![ContentBlock::text(format!("toolgate: {e}"))]);
+            let result = serde_json::to_string(&result).unwrap_or_else(|_| "{}".into());
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
+        }
+    };
+    Bytes::from(text)
+}
+
+/// A JSON-RPC response's outcome, kept as the upstream wrote it.
+pub(super) fn parse_reply(bytes: &[u8]) -> LinkResult<LaneReply> {
+    #[derive(Deserialize)]
+    struct Reply {
+        result: Option<Box<RawValue>>,
+        error: Option<Box<RawValue>>,
+    }
+    let reply: Reply =
+        serde_json::from_slice(bytes).map_err(|e| format!("unreadable response: {e}"))?;
+    match (reply.result, reply.error) {
+        (Some(result), None) => Ok(LaneReply::Result(result)),
+        (None, Some(error)) => Ok(LaneReply::Error(error)),
+        _ => Err("a response with neither (or both) result and error".into()),
+    }
+}
+
+/// `message` with its `id` replaced.
+pub(super) fn with_id(message: &[u8], id: &RawValue) -> LinkResult<String> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(message).map_err(|e| format!("unreadable message: {e}"))?;
+    let id: serde_json::Value = serde_json::from_str(id.get()).map_err(|e| e.to_string())?;
+    object.insert("id".into(), id);
+    serde_json::to_string(&object).map_err(|e| e.to_string())
+}
+
+/// Register an upstream's request for relaying to the caller: the request
+/// as the caller will see it (a relay id instead of the upstream's id and
+/// progress token) and that id.
+pub(super) fn relay_request(
+    gw: &Gateway,
+    target: &UpstreamTarget,
+    lane_session: &HeaderValue,
+    input: &LaneInput,
+    request: &[u8],
+) -> LinkResult<(String, Bytes)> {
+    let lane = &gw.fast_lane;
+    let relay_id = format!(
+        "{RELAY_ID_PREFIX}{}",
+        lane.next_relay.fetch_add(1, Ordering::Relaxed)
+    );
+    let relay_json = serde_json::Value::from(relay_id.as_str()).to_string();
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(request).map_err(|e| format!("unreadable request: {e}"))?;
+    object.insert("id".into(), relay_json.parse().map_err(|e| format!("{e}"))?);
+    let token = object
+        .get_mut("params")
+        .and_then(|p| p.get_mut("_meta"))
+        .and_then(|m| m.get_mut("progressToken"));
+    let progress_back = match token {
+        Some(token) => {
+            let theirs = std::mem::replace(token, serde_json::Value::from(relay_id.as_str()));
+            let theirs = RawValue::from_string(theirs.to_string()).map_err(|e| e.to_string())?;
+            Some((target.upstream.clone(), lane_session.clone(), theirs))
+        }
+        None => None,
+    };
+    let request = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
+    lane.lock_relays().insert(
+        relay_id.clone(),
+        Relay {
+            session: input.session.clone(),
+            answer: None,
+            progress_back,
+        },
+    );
+    Ok((relay_id, Bytes::from(request)))
+}
+
+/// Wait for the caller's answer to a relayed request; an answer that can't
+/// be had is a JSON-RPC error for the upstream.
+pub(super) async fn await_answer(
+    gw: &Gateway,
+    relay_id: String,
+    upstream_id: Box<RawValue>,
+) -> (Box<RawValue>, Bytes) {
+    let lane = &gw.fast_lane;
+    let (tx, rx) = oneshot::channel();
+    if let Some(relay) = lane.lock_relays().get_mut(&relay_id) {
+        relay.answer = Some(tx);
+    }
+    let _forget = Forget(lane, relay_id);
+    let answer = rx.await.unwrap_or_else(|_| {
+        Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":0,"error":{"code":-32603,"message":"toolgate: the caller did not answer"}}"#,
+        )
+    });
+    (upstream_id, answer)
+}
+
+/// `message` with `params.{key}` set to the JSON `value`.
+pub(super) fn with_param(message: &[u8], key: &str, value: &str) -> LinkResult<String> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(message).map_err(|e| format!("unreadable message: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(value).map_err(|e| e.to_string())?;
+    let params = object
+        .get_mut("params")
+        .and_then(|p| p.as_object_mut())
+        .ok_or("a message without params")?;
+    params.insert(key.into(), value);
+    serde_json::to_string(&object).map_err(|e| e.to_string())
+}
+
+/// Drops a relay's entry when its wait ends, answered or not.
+struct Forget<'a>(&'a FastLane, String);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0
+            .relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_replaced_and_replies_read_as_sent() {
+        let id = RawValue::from_string("\"toolgate-relay-1\"".into()).expect("valid");
+        let out = with_id(br#"{"jsonrpc":"2.0","id":7,"method":"x"}"#, &id).expect("rewritten");
+        assert!(out.contains(r#""id":"toolgate-relay-1""#), "{out}");
+        match parse_reply(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#) {
+            Ok(LaneReply::Result(r)) => assert_eq!(r.get(), r#"{"content":[]}"#),
+            _ => panic!("a result"),
+        }
+        assert!(parse_reply(br#"{"jsonrpc":"2.0","id":1}"#).is_err());
+    }
+
+    #[test]
+    fn hosts_follow_rmcps_rule() {
+        let allowed = vec![
+            "localhost".to_string(),
+            "127.0.0.1".into(),
+            "::1".into(),
+            "example.com:8080".into(),
+        ];
+        let check = |host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_str(host).expect("valid"));
+            host_allowed(&h, &allowed)
+        };
+        assert!(check("127.0.0.1:8088"));
+        assert!(check("LOCALHOST"));
+        assert!(check("[::1]:9"));
+        assert!(check("example.com:8080"));
+        assert!(!check("example.com:8081"));
+        assert!(!check("evil.test"));
+    }
+}
