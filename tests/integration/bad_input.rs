@@ -21,7 +21,7 @@ async fn gateway() -> (Gateway, CancellationToken) {
     (gw, ct)
 }
 
-fn post(url: &str) -> reqwest::RequestBuilder {
+pub(crate) fn post(url: &str) -> reqwest::RequestBuilder {
     reqwest::Client::new()
         .post(url)
         .header("accept", ACCEPT)
@@ -29,7 +29,7 @@ fn post(url: &str) -> reqwest::RequestBuilder {
 }
 
 /// The JSON-RPC message in a JSON or SSE body.
-async fn rpc(resp: reqwest::Response) -> Value {
+pub(crate) async fn rpc(resp: reqwest::Response) -> Value {
     let body = resp.text().await.unwrap();
     if let Ok(v) = serde_json::from_str(&body) {
         return v;
@@ -41,7 +41,7 @@ async fn rpc(resp: reqwest::Response) -> Value {
         .unwrap_or_else(|| panic!("no JSON-RPC message in {body}"))
 }
 
-async fn session(url: &str) -> String {
+pub(crate) async fn session(url: &str) -> String {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
     let resp = post(url).json(&init).send().await.unwrap();

@@ -13,16 +13,23 @@ pub const MAX_UPSTREAM_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The JSON-RPC messages of one upstream response: its JSON body, or the
 /// `data` of each SSE event (events without data, such as the priming
-/// event, are skipped).
-pub(super) struct MessageReader {
-    body: Incoming,
+/// event, are skipped). Nothing over [`MAX_UPSTREAM_MESSAGE_BYTES`] is
+/// buffered.
+pub(super) struct MessageReader<B = Incoming> {
+    body: B,
     sse: bool,
     buffer: BytesMut,
+    /// How far `buffer` has been searched for the end of an event.
+    scanned: usize,
     ended: bool,
 }
 
-impl MessageReader {
-    pub(super) fn new(response: Response<Incoming>) -> Self {
+impl<B> MessageReader<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    pub(super) fn new(response: Response<B>) -> Self {
         let sse = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -31,14 +38,16 @@ impl MessageReader {
             body: response.into_body(),
             sse,
             buffer: BytesMut::new(),
+            scanned: 0,
             ended: false,
         }
     }
 
+    /// The next message; `None` once the response has ended.
     pub(super) async fn next(&mut self) -> LinkResult<Option<Bytes>> {
         loop {
             if self.sse {
-                while let Some(event) = take_event(&mut self.buffer) {
+                while let Some(event) = take_event(&mut self.buffer, &mut self.scanned) {
                     if let Some(data) = event_data(&event) {
                         return Ok(Some(data));
                     }
@@ -52,13 +61,13 @@ impl MessageReader {
             match self.body.frame().await {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
+                        if self.buffer.len() + data.len() > MAX_UPSTREAM_MESSAGE_BYTES {
+                            return Err(format!(
+                                "the upstream sent a message over {} MiB (the fast lane's limit)",
+                                MAX_UPSTREAM_MESSAGE_BYTES / (1024 * 1024)
+                            ));
+                        }
                         self.buffer.extend_from_slice(data);
-                    }
-                    if self.buffer.len() > MAX_UPSTREAM_MESSAGE_BYTES {
-                        return Err(format!(
-                            "a message over {} MiB",
-                            MAX_UPSTREAM_MESSAGE_BYTES / (1024 * 1024)
-                        ));
                     }
                 }
                 Some(Err(e)) => return Err(format!("reading the response: {e}")),
@@ -68,21 +77,29 @@ impl MessageReader {
     }
 }
 
-/// Split the first complete SSE event (up to a blank line) off `buffer`.
-fn take_event(buffer: &mut BytesMut) -> Option<BytesMut> {
-    let lf = find(buffer, b"\n\n").map(|i| (i, 2));
-    let crlf = find(buffer, b"\r\n\r\n").map(|i| (i, 4));
-    let (at, len) = match (lf, crlf) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b)?,
-    };
-    let event = buffer.split_to(at);
-    let _ = buffer.split_to(len);
-    Some(event)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Split the first complete SSE event (up to a blank line) off `buffer`;
+/// `scanned` keeps the search from starting over with each new frame.
+fn take_event(buffer: &mut BytesMut, scanned: &mut usize) -> Option<BytesMut> {
+    let mut at = scanned.saturating_sub(2);
+    while let Some(p) = buffer[at..].iter().position(|&b| b == b'\n') {
+        let newline = at + p;
+        let terminator = match (buffer.get(newline + 1), buffer.get(newline + 2)) {
+            (Some(b'\n'), _) => Some(2),
+            (Some(b'\r'), Some(b'\n')) => Some(3),
+            // Not known yet whether a blank line follows.
+            (None, _) | (Some(b'\r'), None) => break,
+            _ => None,
+        };
+        if let Some(len) = terminator {
+            let event = buffer.split_to(newline);
+            let _ = buffer.split_to(len);
+            *scanned = 0;
+            return Some(event);
+        }
+        at = newline + 1;
+    }
+    *scanned = buffer.len();
+    None
 }
 
 /// The event's `data` lines, joined; `None` if it has none.
@@ -111,12 +128,43 @@ mod tests {
         let mut buffer = BytesMut::from(
             &b"id: 0\nretry: 3000\ndata:\n\nevent: message\r\ndata: {\"a\":1}\r\n\r\ndata: {\"b\"\ndata: :2}\n\npartial"[..],
         );
-        let events: Vec<_> = std::iter::from_fn(|| take_event(&mut buffer)).collect();
+        let mut scanned = 0;
+        let events: Vec<_> = std::iter::from_fn(|| take_event(&mut buffer, &mut scanned)).collect();
         let data: Vec<_> = events.iter().filter_map(|e| event_data(e)).collect();
         assert_eq!(
             data,
             vec![Bytes::from("{\"a\":1}"), Bytes::from("{\"b\"\n:2}")]
         );
         assert_eq!(&buffer[..], b"partial");
+    }
+
+    fn sse_response(body: Vec<u8>) -> Response<http_body_util::Full<Bytes>> {
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .expect("valid response")
+    }
+
+    #[tokio::test]
+    async fn messages_up_to_the_limit_pass_and_larger_ones_are_refused() {
+        // An event whose data is exactly at the limit, with its framing.
+        let framing = b"data: \n\n".len();
+        let fits = MAX_UPSTREAM_MESSAGE_BYTES - framing;
+        let mut body = b"data: ".to_vec();
+        body.resize(6 + fits, b'x');
+        body.extend_from_slice(b"\n\n");
+        let mut reader = MessageReader::new(sse_response(body.clone()));
+        let message = reader
+            .next()
+            .await
+            .expect("within the limit")
+            .expect("a message");
+        assert_eq!(message.len(), fits);
+        assert!(reader.next().await.expect("ends cleanly").is_none());
+
+        body.insert(6, b'x');
+        let mut reader = MessageReader::new(sse_response(body));
+        let refused = reader.next().await.expect_err("one byte over");
+        assert!(refused.contains("over 32 MiB"), "{refused}");
     }
 }
