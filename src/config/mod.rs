@@ -60,6 +60,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Most concurrent MCP sessions; beyond it `initialize` is refused.
     pub max_sessions: usize,
+    /// Plain `tools/call` requests to HTTP upstreams take the fast lane
+    /// (`src/mcp/lane/`); `false` sends everything through rmcp.
+    pub fast_lane: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +212,7 @@ struct RawHttp {
     allowed_origins: Vec<String>,
     max_body_bytes: Option<usize>,
     max_sessions: Option<usize>,
+    fast_lane: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -432,6 +436,7 @@ impl Config {
                     allowed_origins: raw.http.allowed_origins,
                     max_body_bytes,
                     max_sessions,
+                    fast_lane: raw.http.fast_lane.unwrap_or(true),
                 },
                 shutdown_grace,
                 log_format,

@@ -712,12 +712,26 @@ impl ClientHandler for UpstreamClient {
         params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        // Log messages carry no request tag: deliver only when unambiguous.
-        match self.hub.sole_target(&self.server) {
-            Some(target) => {
+        // Log messages carry no request tag: deliver only when unambiguous,
+        // counting the fast lane's calls on this session too.
+        let upstream = self.upstream.upgrade();
+        let lane = upstream.as_ref().and_then(|u| u.lane.as_ref());
+        let lane_calls = lane.map_or(0, |l| l.calls_in_flight());
+        match (self.hub.sole_target(&self.server), lane) {
+            (Some(target), _) if lane_calls == 0 => {
                 let _ = target.peer.notify_logging_message(params).await;
             }
-            None => {
+            (None, Some(lane)) if !self.hub.has_calls(&self.server) => {
+                let notification = rmcp::model::ServerJsonRpcMessage::notification(
+                    rmcp::model::ServerNotification::LoggingMessageNotification(
+                        rmcp::model::LoggingMessageNotification::new(params),
+                    ),
+                );
+                if !lane.deliver_to_sole_caller(&notification) {
+                    tracing::debug!(server = %self.server, "upstream log message with no single caller");
+                }
+            }
+            _ => {
                 tracing::debug!(server = %self.server, level = ?params.level, "upstream log message with no single caller")
             }
         }

@@ -168,3 +168,32 @@ async fn the_lane_follows_an_upstream_that_restarted() {
     gw.shutdown().await;
     second.cancel();
 }
+
+#[tokio::test]
+async fn the_lane_can_be_turned_off() {
+    let ct = CancellationToken::new();
+    let url = http_upstream(Echo::new, ct.clone()).await;
+    let mut gw = Gateway::start(
+        &[("echo", http_server_toml("echo", &url, ""))],
+        "[http]\nfast_lane = false",
+    )
+    .await;
+    gw.wait_ready(&["echo"]).await;
+    let sid = session(&gw.url).await;
+    let r = post(&gw.url)
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&echo_call(
+            1,
+            json!({"name": "echo__echo", "arguments": {"message": "rmcp"}}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let v = rpc(r).await;
+    assert_eq!(v["result"]["content"][0]["text"], "rmcp", "{v}");
+    assert_eq!(gw.gateway().fast_lane.calls_taken(), 0);
+    gw.shutdown().await;
+    ct.cancel();
+}

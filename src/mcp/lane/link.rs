@@ -117,6 +117,9 @@ struct Shared {
     relayed: Mutex<HashMap<String, (String, mpsc::Sender<Out>)>>,
     /// Asks the supervisor to re-list the upstream.
     refresh: Mutex<Option<mpsc::Sender<()>>>,
+    /// Calls in flight, by request id: where an untagged message (a log
+    /// line on the GET stream) goes when there is just one.
+    calls: Mutex<HashMap<String, mpsc::Sender<Out>>>,
 }
 
 impl Shared {
@@ -185,6 +188,19 @@ impl Relayed<'_> {
             );
             let _ = out.send(Out::Message(Bytes::from(message))).await;
         }
+    }
+}
+
+/// Unregisters a call from [`Shared::calls`] when it ends.
+struct InFlight<'a>(&'a Shared, &'a str);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.1);
     }
 }
 
@@ -258,6 +274,28 @@ impl LaneLink {
             .on_notification("notifications/cancelled", message.as_bytes())
         {
             let _ = out.try_send(Out::Message(rewritten));
+        }
+    }
+
+    /// Calls in flight on the lane.
+    pub fn calls_in_flight(&self) -> usize {
+        self.shared
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Give an untagged notification (a log message heard on the rmcp link)
+    /// to the lane's caller, if there is exactly one; `false` if not.
+    pub fn deliver_to_sole_caller(&self, notification: &impl serde::Serialize) -> bool {
+        let calls = self.shared.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let (Some(out), 1) = (calls.values().next(), calls.len()) else {
+            return false;
+        };
+        match serde_json::to_vec(notification) {
+            Ok(message) => out.try_send(Out::Message(Bytes::from(message))).is_ok(),
+            Err(_) => false,
         }
     }
 
@@ -342,6 +380,12 @@ impl LaneLink {
         if !response.status().is_success() {
             return Err(failed(format!("HTTP {}", response.status())));
         }
+        self.shared
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), input.out.clone());
+        let _in_flight = InFlight(&self.shared, id);
         let mut reader = MessageReader::new(response);
         // Requests the upstream sent the caller, answered while the stream
         // is read on (the upstream may cancel them meanwhile).

@@ -127,7 +127,10 @@ impl FastLane {
         body: &Bytes,
     ) -> Option<Response<Body>> {
         let lane = &gw.fast_lane;
-        if parts.method != http::Method::POST || !eligible_headers(gw, &parts.headers) {
+        if !gw.config.http.fast_lane
+            || parts.method != http::Method::POST
+            || !eligible_headers(gw, &parts.headers)
+        {
             return None;
         }
         let session: Arc<str> = parts.headers.get("mcp-session-id")?.to_str().ok()?.into();
