@@ -1,5 +1,6 @@
 //! Benchmark harness (not a timed test): MCP `tools/call` latency and throughput,
-//! direct to an echo upstream vs through toolgate, in one run.
+//! direct to an echo upstream vs through toolgate (vs a plain nginx reverse
+//! proxy, when nginx is installed, as the floor for any gateway), in one run.
 //!
 //! Run: `cargo bench --bench gateway -- [--rates 500,1000,2000] [--duration 10] ...`
 //! (`--help` lists every flag).
@@ -12,7 +13,7 @@
 //! 2. opens a pool of HTTP/1.1 connections per target, each with its own MCP
 //!    session (`initialize`, `notifications/initialized`, one checked `tools/call`),
 //!    so the load looks like several agents;
-//! 3. for each offered rate, direct then toolgate: 2 s warm-up at that rate, then
+//! 3. for each offered rate, direct, toolgate (and nginx): 2 s warm-up at that rate, then
 //!    an open-loop run where a dispatcher thread releases calls on a fixed
 //!    schedule and latency is measured from each call's *scheduled* send time
 //!    (coordinated-omission corrected: a stall delays every call queued behind it);
@@ -126,6 +127,11 @@ struct Args {
     /// ≥ 10% of a core during it; the quietest attempt is reported.
     #[arg(long, default_value_t = 2)]
     noisy_retries: u32,
+    /// A plain HTTP reverse proxy measured as a third target, in front of
+    /// the same upstream: the floor for any gateway on this machine.
+    /// `auto` uses `nginx` if it is installed; `off` skips it; or a path.
+    #[arg(long, default_value = "auto")]
+    peer_nginx: String,
     /// PID of the --upstream-url server, to report its CPU.
     #[arg(long)]
     upstream_pid: Option<u32>,
@@ -215,16 +221,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .await?
         }
     };
+    let nginx_url = match nginx_binary(&args.peer_nginx) {
+        Some(nginx) => Some(processes.spawn_nginx(&nginx, &upstream_url).await?),
+        None => None,
+    };
     eprintln!("direct:   {upstream_url} (tool {})", args.direct_tool);
     eprintln!("toolgate: {gateway_url} (tool {})", args.gateway_tool);
+    if let Some(url) = &nginx_url {
+        eprintln!(
+            "nginx:    {url} (tool {}; a plain HTTP proxy)",
+            args.direct_tool
+        );
+    }
 
     let message = message_of_len(args.message_bytes);
     let pool_size = args.open_connections.max(args.connections);
     let mut targets = Vec::new();
-    for (name, url, tool) in [
+    let mut endpoints = vec![
         ("direct", &upstream_url, &args.direct_tool),
         ("toolgate", &gateway_url, &args.gateway_tool),
-    ] {
+    ];
+    if let Some(url) = &nginx_url {
+        endpoints.push(("nginx", url, &args.direct_tool));
+    }
+    for (name, url, tool) in endpoints {
         let target = Target::open(name, url, tool, &message, pool_size, timeout)
             .await
             .with_context(|| format!("opening {pool_size} MCP sessions to {name} at {url}"))?;
@@ -249,7 +269,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut rows = Vec::new();
     for mode in modes {
-        // Direct then toolgate at each load, so slow drift hits both alike.
+        // Each target in turn at each load, so slow drift hits all alike.
         for target in &mut targets {
             let mut row = measure(target, mode, &args, &watched, timeout).await?;
             let mut last_noise = row.others_percent();
@@ -469,6 +489,47 @@ impl Processes {
         Ok(format!("http://{addr}/mcp"))
     }
 
+    /// nginx as a plain reverse proxy (keep-alive to the upstream, no
+    /// buffering), one worker, its files in the temp dir.
+    async fn spawn_nginx(&mut self, binary: &Path, upstream_url: &str) -> anyhow::Result<String> {
+        let addr = free_port()?;
+        let upstream: hyper::Uri = upstream_url.parse().context("parsing the upstream URL")?;
+        let upstream_host = upstream
+            .authority()
+            .context("the upstream URL has no host")?
+            .to_string();
+        let prefix = self.dir.path().join("nginx");
+        fs::create_dir_all(&prefix).context("creating the nginx dir")?;
+        let p = prefix.to_string_lossy();
+        let conf = prefix.join("nginx.conf");
+        fs::write(
+            &conf,
+            format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {p}/nginx.pid;\n\
+                 error_log {p}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+                 upstream up {{ server {upstream_host}; keepalive 64; }}\n\
+                 server {{\n    listen {addr};\n    location / {{\n      proxy_pass http://up;\n\
+                 proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+                 proxy_set_header Host {upstream_host};\n      proxy_buffering off;\n    }}\n  }}\n}}\n"
+            ),
+        )
+        .context("writing nginx.conf")?;
+        let conf = conf.to_string_lossy().into_owned();
+        let error_log = format!("{p}/error.log");
+        self.spawn("nginx", binary, &["-p", &p, "-e", &error_log, "-c", &conf])?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).await.is_err() {
+            self.check_alive()?;
+            ensure!(
+                Instant::now() < deadline,
+                "nginx did not listen on {addr} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(format!("http://{addr}{}", upstream.path()))
+    }
+
     async fn spawn_gateway(&mut self, binary: &Path, upstream_url: &str) -> anyhow::Result<String> {
         let addr = free_port()?;
         let servers_dir = self.dir.path().join("servers");
@@ -517,6 +578,20 @@ impl Drop for Processes {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The nginx to measure as a reference proxy, if any (see `--peer-nginx`).
+fn nginx_binary(choice: &str) -> Option<PathBuf> {
+    match choice {
+        "off" => None,
+        "auto" => std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .chain(["/usr/sbin".into()])
+            .map(|dir| dir.join("nginx"))
+            .find(|candidate| candidate.is_file()),
+        path => Some(PathBuf::from(path)),
     }
 }
 
@@ -1641,6 +1716,14 @@ fn print_report(args: &Args, rows: &[Row]) {
             fmt_rate(d)
         ));
     }
+    if let (Some(direct), Some(nginx)) = (find("direct", &saturated), find("nginx", &saturated)) {
+        let (d, n) = (direct.result.achieved, nginx.result.achieved);
+        summary.push(format!(
+            "for reference, a plain HTTP proxy (nginx)/direct: {:.2} ({} calls/s)",
+            if d > 0.0 { n / d } else { f64::NAN },
+            fmt_rate(n)
+        ));
+    }
     println!("**Summary:** {}\n", summary.join("; "));
     println!(
         "Open-loop latency is measured from each call's scheduled send time \
@@ -1743,6 +1826,9 @@ fn reproduce_command(args: &Args) -> String {
     }
     if args.gateway_tool != "echo__echo" {
         let _ = write!(cmd, " --gateway-tool {}", args.gateway_tool);
+    }
+    if args.peer_nginx != "auto" {
+        let _ = write!(cmd, " --peer-nginx {}", args.peer_nginx);
     }
     cmd
 }
