@@ -119,7 +119,7 @@ struct Shared {
     refresh: Mutex<Option<mpsc::Sender<()>>>,
     /// Calls in flight, by request id: where an untagged message (a log
     /// line on the GET stream) goes when there is just one.
-    calls: Mutex<HashMap<String, mpsc::Sender<Out>>>,
+    calls: Mutex<HashMap<String, CallSink>>,
 }
 
 impl Shared {
@@ -190,6 +190,19 @@ impl Relayed<'_> {
         }
     }
 }
+
+/// Where a call in flight takes messages from outside its own stream.
+struct CallSink {
+    out: mpsc::Sender<Out>,
+    /// A log message reached it from the rmcp link: more may be on their
+    /// way when the result arrives (see [`LOG_LINGER`]).
+    heard_logs: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How long a call that received log messages through the rmcp link holds
+/// its result, so log lines the upstream sent before the result (on its
+/// other stream) still reach the caller first.
+const LOG_LINGER: Duration = Duration::from_millis(20);
 
 /// Unregisters a call from [`Shared::calls`] when it ends.
 struct InFlight<'a>(&'a Shared, &'a str);
@@ -290,11 +303,15 @@ impl LaneLink {
     /// to the lane's caller, if there is exactly one; `false` if not.
     pub fn deliver_to_sole_caller(&self, notification: &impl serde::Serialize) -> bool {
         let calls = self.shared.calls.lock().unwrap_or_else(|e| e.into_inner());
-        let (Some(out), 1) = (calls.values().next(), calls.len()) else {
+        let (Some(sink), 1) = (calls.values().next(), calls.len()) else {
             return false;
         };
+        sink.heard_logs.store(true, Ordering::Relaxed);
         match serde_json::to_vec(notification) {
-            Ok(message) => out.try_send(Out::Message(Bytes::from(message))).is_ok(),
+            Ok(message) => sink
+                .out
+                .try_send(Out::Message(Bytes::from(message)))
+                .is_ok(),
             Err(_) => false,
         }
     }
@@ -380,11 +397,18 @@ impl LaneLink {
         if !response.status().is_success() {
             return Err(failed(format!("HTTP {}", response.status())));
         }
+        let heard_logs = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.shared
             .calls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_string(), input.out.clone());
+            .insert(
+                id.to_string(),
+                CallSink {
+                    out: input.out.clone(),
+                    heard_logs: heard_logs.clone(),
+                },
+            );
         let _in_flight = InFlight(&self.shared, id);
         let mut reader = MessageReader::new(response);
         // Requests the upstream sent the caller, answered while the stream
@@ -412,6 +436,9 @@ impl LaneLink {
             let forward = match (message.method, message.id) {
                 // Only our request is answered on this stream.
                 (None, Some(_)) => {
+                    if heard_logs.load(Ordering::Relaxed) {
+                        tokio::time::sleep(LOG_LINGER).await;
+                    }
                     relayed.cancel_open(&input.out).await;
                     return super::parse_reply(&bytes).map_err(failed);
                 }
