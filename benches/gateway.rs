@@ -470,6 +470,21 @@ impl Processes {
         Ok(())
     }
 
+    /// Wait (up to 30 s) until `addr` accepts connections, failing early if
+    /// a child died.
+    async fn wait_listening(&mut self, name: &str, addr: SocketAddr) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).await.is_err() {
+            self.check_alive()?;
+            ensure!(
+                Instant::now() < deadline,
+                "{name} did not listen on {addr} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     async fn spawn_echo_upstream(&mut self, binary: &Path) -> anyhow::Result<String> {
         let addr = free_port()?;
         self.spawn(
@@ -477,15 +492,7 @@ impl Processes {
             binary,
             &["reference", "echo", "--http", &addr.to_string()],
         )?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).await.is_err() {
-            self.check_alive()?;
-            ensure!(
-                Instant::now() < deadline,
-                "upstream did not listen on {addr} within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_listening("upstream", addr).await?;
         Ok(format!("http://{addr}/mcp"))
     }
 
@@ -518,15 +525,7 @@ impl Processes {
         let conf = conf.to_string_lossy().into_owned();
         let error_log = format!("{p}/error.log");
         self.spawn("nginx", binary, &["-p", &p, "-e", &error_log, "-c", &conf])?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).await.is_err() {
-            self.check_alive()?;
-            ensure!(
-                Instant::now() < deadline,
-                "nginx did not listen on {addr} within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_listening("nginx", addr).await?;
         Ok(format!("http://{addr}{}", upstream.path()))
     }
 
