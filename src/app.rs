@@ -26,7 +26,9 @@ use rmcp::ServiceExt;
 use rmcp::model::SetLevelRequestParams;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
+use crate::authenticate::{self, ApiKeys, Authenticator};
 use crate::mcp::lane::FastLane;
+use crate::storage::{Store, StoreError};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -300,7 +302,11 @@ impl InFlight {
 }
 
 /// The axum router: `/mcp`, `/healthz`, `/readyz`.
-pub fn router(gw: Arc<Gateway>, sessions_ct: CancellationToken) -> axum::Router {
+pub fn router(
+    gw: Arc<Gateway>,
+    auth: Arc<Authenticator>,
+    sessions_ct: CancellationToken,
+) -> axum::Router {
     let http = &gw.config.http;
     let mut origins = http.allowed_origins.clone();
     if origins.is_empty() {
@@ -320,7 +326,9 @@ pub fn router(gw: Arc<Gateway>, sessions_ct: CancellationToken) -> axum::Router 
         .with_cancellation_token(sessions_ct);
     let factory_gw = gw.clone();
     let mcp = StreamableHttpService::new(
-        move || Ok(VirtualServer::new(factory_gw.clone(), Caller::loopback())),
+        // Each request's caller comes from the authenticate layer; a
+        // request without one runs as nobody and is refused.
+        move || Ok(VirtualServer::new(factory_gw.clone(), Caller::nobody())),
         gw.fast_lane.sessions(),
         mcp_config,
     );
@@ -332,7 +340,20 @@ pub fn router(gw: Arc<Gateway>, sessions_ct: CancellationToken) -> axum::Router 
         .route("/mcp", mcp)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(authenticate::protected_resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(authenticate::protected_resource_metadata),
+        )
         .with_state(gw)
+        // Deny by default: every route but the public ones needs a caller.
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            authenticate::layer,
+        ))
 }
 
 /// `/mcp`: the fast lane takes the `tools/call` requests it can
@@ -388,15 +409,58 @@ pub struct HttpServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Why `serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cannot listen on {addr}: {source}; pick another address with `listen` in toolgate.toml or `serve --listen ADDR`"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "listening on {0}, beyond loopback, while auth.local_without_credentials is on: set it to false in toolgate.toml so every caller needs a credential"
+    )]
+    OpenBeyondLoopback(SocketAddr),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How often API keys' last-use times are written.
+const LAST_USED_FLUSH: Duration = Duration::from_secs(30);
+
 impl HttpServer {
-    /// Bind `config.listen` (port 0 picks a free one) and start serving.
-    pub async fn start(config: Config) -> std::io::Result<HttpServer> {
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
+    /// Open the store, bind `config.listen` (port 0 picks a free one) and
+    /// start serving.
+    pub async fn start(config: Config) -> Result<HttpServer, StartError> {
+        if config.auth.local_without_credentials && !config.listen.ip().is_loopback() {
+            return Err(StartError::OpenBeyondLoopback(config.listen));
+        }
+        let store = Store::open(
+            config.storage.database_url.as_ref().map(|s| s.expose()),
+            &config.storage.data_dir,
+        )
+        .await?;
+        let keys = Arc::new(ApiKeys::new(store, config.auth.api_key_cache_ttl));
+        let auth = Arc::new(Authenticator {
+            keys: keys.clone(),
+            local_without_credentials: config.auth.local_without_credentials,
+        });
+        let bind = |source| StartError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
         let gateway = Gateway::start(config);
         let stop = CancellationToken::new();
         let sessions_ct = CancellationToken::new();
-        let app = router(gateway.clone(), sessions_ct.clone());
+        let app = router(gateway.clone(), auth, sessions_ct.clone());
+        tokio::spawn(flush_last_used(keys, stop.clone()));
         let gw = gateway.clone();
         let stop_signal = stop.clone();
         let task = tokio::spawn(async move {
@@ -406,6 +470,7 @@ impl HttpServer {
                 let _ = tcp.set_nodelay(true);
             });
             let drained = CancellationToken::new();
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown({
                 let drained = drained.clone();
                 async move { drained.cancelled().await }
@@ -450,6 +515,22 @@ impl Gateway {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Write API keys' last-use times now and then, and once more at shutdown.
+async fn flush_last_used(keys: Arc<ApiKeys>, stop: CancellationToken) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(LAST_USED_FLUSH) => false,
+            _ = stop.cancelled() => true,
+        };
+        if let Err(e) = keys.flush_last_used().await {
+            tracing::warn!(error = %e, "could not record API keys' last use");
+        }
+        if stopping {
+            return;
         }
     }
 }

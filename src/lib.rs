@@ -4,7 +4,9 @@
 //! MCP front end and the upstream side; [`app`] wires them into a server.
 
 pub mod app;
+pub mod authenticate;
 pub mod config;
 pub mod mcp;
 pub mod pipeline;
 pub mod reference;
+pub mod storage;

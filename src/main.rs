@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use toolgate::config::{Config, LogFormat};
 
@@ -39,6 +38,11 @@ enum Command {
     Stdio,
     /// Validate the configuration and every server file; exit 1 on any error.
     Check,
+    /// Create, list and revoke API keys (stored hashed in the data store).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run one of the reference upstream servers shipped with toolgate.
     Reference {
         name: toolgate::reference::Name,
@@ -46,6 +50,30 @@ enum Command {
         #[arg(long)]
         http: Option<SocketAddr>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (the only time it is shown).
+    Create {
+        /// A unique name for the key (e.g. the agent or bot using it).
+        #[arg(long)]
+        name: String,
+        /// A group the key's caller is in (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// How long the key stays valid: 30d, 12h, 90m (default: no expiry).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List every key (never the keys themselves).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id or name.
+    Revoke { key: String },
 }
 
 fn self_exe() -> String {
@@ -125,13 +153,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(addr) = listen {
                 config.listen = *addr;
             }
-            let listen = config.listen;
-            let server = toolgate::app::HttpServer::start(config).await.with_context(|| {
-                format!("cannot listen on {listen}; pick another address with `listen` in toolgate.toml or `serve --listen ADDR`")
-            })?;
+            let server = toolgate::app::HttpServer::start(config).await?;
             toolgate::app::shutdown_signal().await;
             tracing::info!("shutting down");
             server.shutdown().await;
+        }
+        Command::Keys { command } => {
+            let config = match load(&cli) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            return keys(&config, command).await;
         }
         Command::Stdio => {
             let config = match load(&cli) {
@@ -140,6 +172,71 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             init_logging(config.log_format);
             toolgate::app::serve_stdio(config).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn keys(config: &Config, command: &KeysCommand) -> anyhow::Result<ExitCode> {
+    use toolgate::authenticate::api_keys::{self, ApiKeys};
+    let store = toolgate::storage::Store::open(
+        config.storage.database_url.as_ref().map(|s| s.expose()),
+        &config.storage.data_dir,
+    )
+    .await?;
+    let keys = ApiKeys::new(store, config.auth.api_key_cache_ttl);
+    let when = |t: Option<i64>| t.map_or("-".to_string(), |t| t.to_string());
+    match command {
+        KeysCommand::Create {
+            name,
+            groups,
+            expires,
+        } => {
+            let valid_for = expires
+                .as_deref()
+                .map(api_keys::parse_validity)
+                .transpose()?;
+            let (record, key) = keys.create(name, groups, valid_for).await?;
+            eprintln!(
+                "created API key `{}` (id {}, groups [{}], expires {}). Store it now: it is not shown again.",
+                record.name,
+                record.id,
+                record.groups.join(", "),
+                when(record.expires_at)
+            );
+            // The key alone on stdout, for scripts.
+            #[expect(clippy::print_stdout, reason = "the CLI prints the new key")]
+            {
+                println!("{key}");
+            }
+        }
+        KeysCommand::List { json } => {
+            let list = keys.list().await?;
+            #[expect(clippy::print_stdout, reason = "the CLI prints the list")]
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("id\tname\tgroups\tcreated\texpires\trevoked\tlast_used");
+                for k in list {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        k.id,
+                        k.name,
+                        k.groups.join(","),
+                        k.created_at,
+                        when(k.expires_at),
+                        when(k.revoked_at),
+                        when(k.last_used_at)
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { key } => {
+            let record = keys.revoke(key).await?;
+            eprintln!(
+                "revoked API key `{}` (id {}); gateways stop accepting it within auth.api_key_cache_ttl",
+                record.name, record.id
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,8 @@ mod common;
 mod aggregation;
 #[path = "integration/bad_input.rs"]
 mod bad_input;
+#[path = "integration/identity.rs"]
+mod identity;
 #[path = "integration/lane.rs"]
 mod lane;
 #[path = "integration/lifecycle.rs"]

@@ -31,6 +31,7 @@ pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_API_KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 /// Longest server name / prefix, so `{prefix}__{tool}` leaves room in 64 chars.
 pub const MAX_SERVER_NAME: usize = 32;
 
@@ -49,6 +50,28 @@ pub struct Config {
     /// The `toolgate.toml` this came from, if any.
     pub source: Option<PathBuf>,
     pub servers_dir: PathBuf,
+    pub storage: StorageConfig,
+    pub auth: AuthConfig,
+}
+
+/// Where toolgate keeps state (API keys; later audit records, approvals).
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// SQLite `toolgate.db` goes here unless `database_url` is set.
+    pub data_dir: PathBuf,
+    /// `postgres://…` or `sqlite://…`; may carry a password, so it is a secret.
+    pub database_url: Option<Secret>,
+}
+
+/// Who may call.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// A loopback client without credentials is the local user. `false`
+    /// requires a credential from everyone.
+    pub local_without_credentials: bool,
+    /// How long a verified API key is trusted before the store is asked
+    /// again (so a revocation elsewhere takes effect within this time).
+    pub api_key_cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +226,16 @@ struct RawConfig {
     max_in_flight_calls: Option<usize>,
     #[serde(default)]
     http: RawHttp,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAuth {
+    local_without_credentials: Option<bool>,
+    api_key_cache_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -425,6 +458,34 @@ impl Config {
                 );
             }
         }
+        let data_dir = base.join(raw.data_dir.unwrap_or_else(|| PathBuf::from("data")));
+        let database_url = raw.database_url.map(|url| {
+            let url = secret::resolve(&url, &base, &[]).unwrap_or_else(|e| {
+                report.error("database_url", e.to_string());
+                String::new()
+            });
+            if !url.is_empty()
+                && !url.starts_with("postgres://")
+                && !url.starts_with("postgresql://")
+                && !url.starts_with("sqlite:")
+            {
+                report.error("database_url", "use postgres://… or sqlite://…");
+            }
+            Secret::new(url)
+        });
+        let api_key_cache_ttl = duration_or(
+            &mut report,
+            "auth.api_key_cache_ttl",
+            raw.auth.api_key_cache_ttl.as_deref(),
+            DEFAULT_API_KEY_CACHE_TTL,
+        );
+        let local_without_credentials = raw.auth.local_without_credentials.unwrap_or(true);
+        if local_without_credentials && !listen.ip().is_loopback() {
+            report.error(
+                "auth.local_without_credentials",
+                format!("listen is {listen}, beyond loopback: set it to false so every caller needs a credential"),
+            );
+        }
         let servers_dir = base.join(raw.servers_dir.unwrap_or_else(|| PathBuf::from("servers")));
         let servers = load_servers(&servers_dir, self_exe, &mut errors);
 
@@ -444,6 +505,14 @@ impl Config {
                 servers,
                 source: path.map(Path::to_path_buf),
                 servers_dir,
+                storage: StorageConfig {
+                    data_dir,
+                    database_url,
+                },
+                auth: AuthConfig {
+                    local_without_credentials,
+                    api_key_cache_ttl,
+                },
             })
         } else {
             Err(ConfigErrors(errors))

@@ -81,8 +81,16 @@ impl VirtualServer {
             // Only the 2026-07-28 link passes them on (see `upstream::send`).
             capabilities: modern.then(|| ctx.client_capabilities()).flatten(),
         };
+        // Over HTTP, whoever sent this request (the authenticate layer put
+        // them in its extensions); over stdio, the session's local user.
+        let caller = ctx
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .unwrap_or(&self.caller)
+            .clone();
         CallContext::new(
-            self.caller.clone(),
+            caller,
             McpInput {
                 params,
                 origin: Some(origin),

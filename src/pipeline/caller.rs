@@ -6,9 +6,13 @@
 pub enum Credential {
     /// The local user who started `toolgate stdio` (the OS account).
     LocalProcess,
-    /// A loopback HTTP client while no identity provider or API key is
-    /// configured: the gateway only listens on loopback in that case.
+    /// A loopback HTTP client without credentials, accepted as the local
+    /// user while `auth.local_without_credentials` is on.
     Loopback,
+    /// A toolgate API key (`toolgate keys create`).
+    ApiKey,
+    /// Nothing: refused by the pipeline's authenticate stage.
+    None,
 }
 
 /// The identity a call is made under.
@@ -16,6 +20,10 @@ pub enum Credential {
 pub struct Caller {
     /// Stable identifier of the caller; never empty for an authenticated call.
     pub subject: String,
+    /// A readable name (an API key's name, a user's display name).
+    pub name: Option<String>,
+    /// Groups the caller is in, for policies.
+    pub groups: Vec<String>,
     pub credential: Credential,
 }
 
@@ -27,15 +35,29 @@ impl Caller {
             .unwrap_or_else(|_| "local".into());
         Self {
             subject: format!("local:{user}"),
+            name: Some(user),
+            groups: Vec::new(),
             credential: Credential::LocalProcess,
         }
     }
 
-    /// A client on the loopback interface.
+    /// A client on the loopback interface, without credentials.
     pub fn loopback() -> Self {
         Self {
             subject: "loopback".into(),
+            name: None,
+            groups: Vec::new(),
             credential: Credential::Loopback,
+        }
+    }
+
+    /// No identity established: every call made with it is refused.
+    pub fn nobody() -> Self {
+        Self {
+            subject: String::new(),
+            name: None,
+            groups: Vec::new(),
+            credential: Credential::None,
         }
     }
 }

@@ -149,9 +149,10 @@ impl FastLane {
                 if !lane.sessions.has_session(&session).await.ok()? {
                     return None; // rmcp answers 404
                 }
+                let caller = parts.extensions.get::<Caller>()?.clone();
                 lane.touch(&session, gw.config.http.max_sessions).await;
                 lane.taken.fetch_add(1, Ordering::Relaxed);
-                Some(call(gw.clone(), session, id.get().to_string(), params).await)
+                Some(call(gw.clone(), caller, session, id.get().to_string(), params).await)
             }
             Message {
                 method: Some("notifications/cancelled"),
@@ -426,6 +427,7 @@ impl CallKind for LaneToolCall {
 /// otherwise an SSE stream that carries what the upstream sent meanwhile.
 async fn call(
     gw: Arc<Gateway>,
+    caller: Caller,
     session: Arc<str>,
     id: String,
     params: CallParams,
@@ -450,7 +452,7 @@ async fn call(
     tokio::spawn(async move {
         let reply = match task_gw.inflight.enter() {
             Ok(_guard) => {
-                let ctx = CallContext::new(Caller::loopback(), input, task_cancel);
+                let ctx = CallContext::new(caller, input, task_cancel);
                 pipeline::run::<LaneToolCall>(&task_gw, ctx).await
             }
             Err(e) => Err(CallError::NotAdmitted(e)),

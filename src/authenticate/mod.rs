@@ -1,0 +1,213 @@
+//! Stage 1, authenticate: who is calling.
+//!
+//! One axum layer covers every route except [`PUBLIC_ROUTES`]: it turns the
+//! request's credential into a [`Caller`] (a request extension), or answers
+//! 401 itself, so nothing without an identity reaches a handler. The
+//! pipeline's authenticate stage then checks every call has one; the MCP
+//! ingress reads it per request (not per session), so each call runs as
+//! whoever sent it.
+//!
+//! Credentials, in order:
+//! - `Authorization: Bearer tgk_…`: a toolgate API key ([`api_keys`]);
+//! - `Authorization: Bearer <JWT>`: an OIDC access token (not yet: refused
+//!   with a clear reason until identity providers can be configured);
+//! - none, from a loopback address, while `auth.local_without_credentials`
+//!   is on (the default; `serve` refuses it on a non-loopback address): the
+//!   local user.
+//!
+//! A token in the query string is refused and never logged. The caller's
+//! token is never forwarded upstream: upstream credentials come only from
+//! `servers/*.toml`.
+
+pub mod api_keys;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+pub use api_keys::ApiKeys;
+
+use crate::pipeline::Caller;
+
+/// Paths anyone may fetch without credentials.
+pub const PUBLIC_ROUTES: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/oauth-protected-resource/mcp",
+];
+
+/// What the authenticate layer needs.
+pub struct Authenticator {
+    pub keys: Arc<ApiKeys>,
+    pub local_without_credentials: bool,
+}
+
+/// Why a request has no caller; each becomes a 401 (or 400) with a reason.
+#[derive(Debug, thiserror::Error)]
+enum Rejection {
+    #[error("credentials are required: send Authorization: Bearer <API key or access token>")]
+    Missing,
+    #[error("tokens are not accepted in the URL (they end up in logs); send Authorization: Bearer")]
+    TokenInQuery,
+    #[error("the Authorization header must be `Bearer <token>`")]
+    Malformed,
+    #[error("{0}")]
+    InvalidKey(api_keys::Refusal),
+    #[error("access tokens are not accepted: no identity provider is configured")]
+    NoIdentityProvider,
+}
+
+impl Rejection {
+    fn into_response(self, headers: &HeaderMap) -> Response {
+        let (status, error) = match self {
+            Rejection::Missing => (StatusCode::UNAUTHORIZED, None),
+            Rejection::TokenInQuery | Rejection::Malformed => {
+                (StatusCode::BAD_REQUEST, Some("invalid_request"))
+            }
+            Rejection::InvalidKey(_) | Rejection::NoIdentityProvider => {
+                (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+            }
+        };
+        // RFC 6750 / RFC 9728: tell the client where to learn how to sign in.
+        let mut challenge = format!("Bearer resource_metadata=\"{}\"", metadata_url(headers));
+        if let Some(error) = error {
+            challenge.push_str(&format!(", error=\"{error}\""));
+        }
+        let message = self.to_string();
+        let mut response = (status, format!("toolgate: {message}\n")).into_response();
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// The layer: a [`Caller`] in the request's extensions, or a 401.
+pub async fn layer(
+    State(auth): State<Arc<Authenticator>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if PUBLIC_ROUTES.contains(&path) {
+        return next.run(request).await;
+    }
+    match identify(&auth, peer, request.uri().query(), request.headers()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(rejection) => {
+            // The reason goes to the log; never the credential itself.
+            tracing::info!(%peer, path, reason = %rejection, "request refused: not authenticated");
+            rejection.into_response(request.headers())
+        }
+    }
+}
+
+async fn identify(
+    auth: &Authenticator,
+    peer: SocketAddr,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Caller, Rejection> {
+    if token_in_query(query) {
+        return Err(Rejection::TokenInQuery);
+    }
+    match bearer(headers)? {
+        Some(token) if api_keys::is_api_key(token) => {
+            auth.keys.verify(token).await.map_err(Rejection::InvalidKey)
+        }
+        Some(_) => Err(Rejection::NoIdentityProvider),
+        None if auth.local_without_credentials && peer.ip().is_loopback() => Ok(Caller::loopback()),
+        None => Err(Rejection::Missing),
+    }
+}
+
+/// The bearer token, if an Authorization header is present.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| Rejection::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(Rejection::Malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(Rejection::Malformed);
+    }
+    Ok(Some(token))
+}
+
+/// OAuth's query-string token (RFC 6750 §2.3) and the usual variants.
+fn token_in_query(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            ["access_token", "token", "api_key", "apikey"]
+                .iter()
+                .any(|k| key.eq_ignore_ascii_case(k))
+        })
+    })
+}
+
+/// Where this server's protected-resource metadata is (RFC 9728), as the
+/// client reached it.
+fn metadata_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}/.well-known/oauth-protected-resource/mcp")
+}
+
+/// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728): what this
+/// resource is and which authorization servers issue tokens for it (none
+/// until identity providers can be configured).
+pub async fn protected_resource_metadata(headers: HeaderMap) -> impl IntoResponse {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    axum::Json(serde_json::json!({
+        "resource": format!("http://{host}/mcp"),
+        "authorization_servers": [],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "toolgate",
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_tokens_are_spotted() {
+        assert!(token_in_query(Some("access_token=abc")));
+        assert!(token_in_query(Some("x=1&API_KEY=abc")));
+        assert!(!token_in_query(Some("x=1&tokens=2")));
+        assert!(!token_in_query(None));
+    }
+
+    #[test]
+    fn bearer_headers() {
+        let mut h = HeaderMap::new();
+        assert!(matches!(bearer(&h), Ok(None)));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert!(matches!(bearer(&h), Ok(Some("abc"))));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(bearer(&h).is_err());
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert!(bearer(&h).is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! The persistent store: one sqlx pool over SQLite (the default: a file in
+//! the data directory, WAL) or PostgreSQL (when several replicas share
+//! state), with the migrations in `migrations/` applied at open.
+//!
+//! The SQL is kept portable so one set of migrations and queries serves
+//! both (sqlx's `Any` driver picks the backend from the URL).
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+/// Why the store could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create the data directory {dir}: {source}")]
+    DataDir {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("applying database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// Most connections the gateway holds to the database.
+const MAX_CONNECTIONS: u32 = 8;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Open `database_url`, or else the SQLite file `toolgate.db` in
+    /// `data_dir` (created if missing), and apply migrations.
+    pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = match database_url {
+            Some(url) => url.to_string(),
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+                    dir: data_dir.display().to_string(),
+                    source,
+                })?;
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("toolgate.db").display()
+                )
+            }
+        };
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { MAX_CONNECTIONS })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL: readers don't block the writer; a busy writer
+                        // is waited for instead of failing at once.
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: redact_url(&url),
+                source,
+            })?;
+        sqlx::migrate!("src/storage/migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// A database URL fit for messages: any password replaced.
+fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://tg:s3cret@127.0.0.1:5432/tg"),
+            "postgres://tg:***@127.0.0.1:5432/tg"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/toolgate.db"),
+            "sqlite://data/toolgate.db"
+        );
+    }
+
+    #[tokio::test]
+    async fn opens_a_sqlite_file_in_the_data_dir_and_migrates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let store = Store::open(None, &data).await.expect("opens");
+        let tables: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("query");
+        assert_eq!(tables.len(), 1);
+        assert!(data.join("toolgate.db").exists());
+        // Opening again finds the migrations applied.
+        Store::open(None, &data).await.expect("reopens");
+    }
+}
