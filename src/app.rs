@@ -26,6 +26,7 @@ use rmcp::ServiceExt;
 use rmcp::model::SetLevelRequestParams;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
+use crate::authenticate::sessions::{Ownership, SessionOwners};
 use crate::authenticate::{self, ApiKeys, Authenticator};
 use crate::mcp::lane::FastLane;
 use crate::storage::{Store, StoreError};
@@ -56,6 +57,8 @@ pub struct Gateway {
     pub inflight: InFlight,
     /// `tools/call` forwarded without rmcp's machinery (see its module).
     pub fast_lane: FastLane,
+    /// Who opened each MCP session (only they may use it).
+    pub session_owners: SessionOwners,
     /// Built once: `get_info` runs several times per request.
     instructions: String,
 }
@@ -93,6 +96,7 @@ impl Gateway {
             shutdown: CancellationToken::new(),
             inflight: InFlight::new(max_in_flight),
             fast_lane: FastLane::new(Arc::new(LocalSessionManager::default())),
+            session_owners: SessionOwners::new(2 * max_sessions),
             instructions,
         });
         // Bounded: a supervisor waits if the catalog task falls behind.
@@ -381,14 +385,39 @@ where
         )
             .into_response();
     };
+    let subject = parts
+        .extensions
+        .get::<Caller>()
+        .map(|c| c.subject.clone())
+        .unwrap_or_default();
+    let session = parts
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(session) = &session
+        && gw.session_owners.check(session, &subject) == Ownership::Foreign
+    {
+        tracing::warn!(caller = %subject, "request names another caller's MCP session; answered as unknown");
+        return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+    }
     if let Some(response) = FastLane::intercept(&gw, &parts, &body).await {
         return response;
     }
     let request = axum::http::Request::from_parts(parts, http_body_util::Full::new(body));
-    match rmcp.call(request).await {
+    let response = match rmcp.call(request).await {
         Ok(response) => response.map(axum::body::Body::new),
         Err(never) => match never {},
+    };
+    if session.is_none()
+        && let Some(opened) = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        gw.remember_session_owner(opened, &subject).await;
     }
+    response
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
@@ -508,6 +537,17 @@ impl HttpServer {
 }
 
 impl Gateway {
+    /// Record who opened `session`; when the record is full, forget the
+    /// sessions rmcp has ended first.
+    async fn remember_session_owner(&self, session: &str, subject: &str) {
+        if self.session_owners.len() >= self.config.http.max_sessions {
+            let live = self.fast_lane.sessions();
+            let live = live.sessions.read().await;
+            self.session_owners.prune(|s| live.contains_key(s));
+        }
+        self.session_owners.opened(session, subject);
+    }
+
     async fn wait_upstreams_stopped(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {

@@ -248,3 +248,38 @@ fn serving_beyond_loopback_needs_credentials() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("auth.local_without_credentials"), "{err}");
 }
+
+#[tokio::test]
+async fn a_session_belongs_to_the_caller_who_opened_it() {
+    let ct = CancellationToken::new();
+    let url = http_upstream(Echo::new, ct.clone()).await;
+    let mut gw = Gateway::start(
+        &[("echo", http_server_toml("echo", &url, ""))],
+        "[auth]\nlocal_without_credentials = false",
+    )
+    .await;
+    gw.wait_ready(&["echo"]).await;
+    let alice = keys_cli(&gw, &["create", "--name", "alice"])
+        .trim()
+        .to_string();
+    let mallory = keys_cli(&gw, &["create", "--name", "mallory"])
+        .trim()
+        .to_string();
+    let r = initialize(&gw.url, Some(&alice)).await;
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let call = |key: &str| {
+        post(&gw.url)
+            .bearer_auth(key)
+            .header("mcp-session-id", &sid)
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "echo__echo", "arguments": {"message": "mine"}}}))
+            .send()
+    };
+    // Someone else's valid key gets the unknown-session answer, on either path.
+    assert_eq!(call(&mallory).await.unwrap().status(), 404);
+    let v = rpc(call(&alice).await.unwrap()).await;
+    assert_eq!(v["result"]["content"][0]["text"], "mine", "{v}");
+    gw.shutdown().await;
+    ct.cancel();
+}
