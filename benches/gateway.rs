@@ -132,6 +132,10 @@ struct Args {
     /// `auto` uses `nginx` if it is installed; `off` skips it; or a path.
     #[arg(long, default_value = "auto")]
     peer_nginx: String,
+    /// Also measure the spawned gateway with an API key on every request
+    /// (`toolgate+key`), to see what authentication costs.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    api_key_row: bool,
     /// PID of the --upstream-url server, to report its CPU.
     #[arg(long)]
     upstream_pid: Option<u32>,
@@ -221,6 +225,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .await?
         }
     };
+    let api_key = match (&args.gateway_url, args.api_key_row) {
+        (None, true) => Some(processes.create_api_key(&toolgate_binary(&args))?),
+        _ => None,
+    };
     let nginx_url = match nginx_binary(&args.peer_nginx) {
         Some(nginx) => Some(processes.spawn_nginx(&nginx, &upstream_url).await?),
         None => None,
@@ -238,14 +246,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let pool_size = args.open_connections.max(args.connections);
     let mut targets = Vec::new();
     let mut endpoints = vec![
-        ("direct", &upstream_url, &args.direct_tool),
-        ("toolgate", &gateway_url, &args.gateway_tool),
+        ("direct", &upstream_url, &args.direct_tool, None),
+        ("toolgate", &gateway_url, &args.gateway_tool, None),
     ];
-    if let Some(url) = &nginx_url {
-        endpoints.push(("nginx", url, &args.direct_tool));
+    if let Some(key) = &api_key {
+        endpoints.push((
+            "toolgate+key",
+            &gateway_url,
+            &args.gateway_tool,
+            Some(key.as_str()),
+        ));
     }
-    for (name, url, tool) in endpoints {
-        let target = Target::open(name, url, tool, &message, pool_size, timeout)
+    if let Some(url) = &nginx_url {
+        endpoints.push(("nginx", url, &args.direct_tool, None));
+    }
+    for (name, url, tool, bearer) in endpoints {
+        let target = Target::open(name, url, tool, &message, bearer, pool_size, timeout)
             .await
             .with_context(|| format!("opening {pool_size} MCP sessions to {name} at {url}"))?;
         targets.push(target);
@@ -529,6 +545,26 @@ impl Processes {
         Ok(format!("http://{addr}{}", upstream.path()))
     }
 
+    /// An API key for the spawned gateway (`toolgate keys create`).
+    fn create_api_key(&self, binary: &Path) -> anyhow::Result<String> {
+        let config = self.dir.path().join("toolgate.toml");
+        let out = Command::new(binary)
+            .arg("--config")
+            .arg(&config)
+            .args(["keys", "create", "--name", "bench", "--group", "bench"])
+            .output()
+            .context("running toolgate keys create")?;
+        ensure!(
+            out.status.success(),
+            "toolgate keys create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)
+            .context("the key is not UTF-8")?
+            .trim()
+            .to_string())
+    }
+
     async fn spawn_gateway(&mut self, binary: &Path, upstream_url: &str) -> anyhow::Result<String> {
         let addr = free_port()?;
         let servers_dir = self.dir.path().join("servers");
@@ -639,10 +675,11 @@ impl Target {
         url: &str,
         tool: &str,
         message: &str,
+        bearer: Option<&str>,
         count: usize,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let endpoint = Arc::new(Endpoint::parse(url, tool, message).await?);
+        let endpoint = Arc::new(Endpoint::parse(url, tool, message, bearer).await?);
         let mut conns = Vec::with_capacity(count);
         for _ in 0..count {
             let mut conn = Conn::new(endpoint.clone());
@@ -675,6 +712,8 @@ impl Target {
 struct Endpoint {
     addr: SocketAddr,
     host: HeaderValue,
+    /// `Bearer …`, when the target is measured with a credential.
+    authorization: Option<HeaderValue>,
     path: Uri,
     /// `tools/call` body around the id: `prefix + id + suffix`.
     call_prefix: Bytes,
@@ -684,7 +723,16 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    async fn parse(url: &str, tool: &str, message: &str) -> anyhow::Result<Self> {
+    async fn parse(
+        url: &str,
+        tool: &str,
+        message: &str,
+        bearer: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let authorization = bearer
+            .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
+            .transpose()
+            .context("the API key is not a valid header value")?;
         let uri: Uri = url.parse().with_context(|| format!("parsing URL {url}"))?;
         ensure!(
             uri.scheme_str() == Some("http"),
@@ -717,6 +765,7 @@ impl Endpoint {
         Ok(Self {
             addr,
             host,
+            authorization,
             path,
             call_prefix,
             call_suffix,
@@ -1008,6 +1057,9 @@ impl Conn {
                 HeaderValue::from_static("application/json, text/event-stream"),
             )
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(authorization) = &e.authorization {
+            request = request.header(hyper::header::AUTHORIZATION, authorization.clone());
+        }
         if let Some(session) = &self.session {
             request = request
                 .header(SESSION_HEADER, session.clone())
@@ -1703,6 +1755,22 @@ fn print_report(args: &Args, rows: &[Row]) {
             ));
         }
     }
+    if let Some(rate) = nearest {
+        let at_rate = |m: &Mode| matches!(m, Mode::Rate(r) if *r == rate);
+        if let (Some(plain), Some(keyed)) =
+            (find("toolgate", &at_rate), find("toolgate+key", &at_rate))
+        {
+            let p = ms(&plain.result.stats.latency, 0.5);
+            let k = ms(&keyed.result.stats.latency, 0.5);
+            summary.push(format!(
+                "API key authentication at {}/s: {:+.0} µs at p50 ({} → {})",
+                fmt_rate(rate),
+                (k - p) * 1000.0,
+                fmt_ms(p),
+                fmt_ms(k)
+            ));
+        }
+    }
     let saturated = |m: &Mode| matches!(m, Mode::Saturation(_));
     if let (Some(direct), Some(gateway)) =
         (find("direct", &saturated), find("toolgate", &saturated))
@@ -1825,6 +1893,9 @@ fn reproduce_command(args: &Args) -> String {
     }
     if args.gateway_tool != "echo__echo" {
         let _ = write!(cmd, " --gateway-tool {}", args.gateway_tool);
+    }
+    if !args.api_key_row {
+        let _ = write!(cmd, " --api-key-row false");
     }
     if args.peer_nginx != "auto" {
         let _ = write!(cmd, " --peer-nginx {}", args.peer_nginx);

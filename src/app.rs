@@ -388,19 +388,19 @@ where
     let subject = parts
         .extensions
         .get::<Caller>()
-        .map(|c| c.subject.clone())
-        .unwrap_or_default();
+        .map_or("", |c| c.subject.as_str());
     let session = parts
         .headers
         .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if let Some(session) = &session
-        && gw.session_owners.check(session, &subject) == Ownership::Foreign
+        .and_then(|v| v.to_str().ok());
+    if let Some(session) = session
+        && gw.session_owners.check(session, subject) == Ownership::Foreign
     {
         tracing::warn!(caller = %subject, "request names another caller's MCP session; answered as unknown");
         return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
     }
+    // Who opens a session, if this request may (it names none).
+    let opener = session.is_none().then(|| subject.to_string());
     if let Some(response) = FastLane::intercept(&gw, &parts, &body).await {
         return response;
     }
@@ -409,13 +409,13 @@ where
         Ok(response) => response.map(axum::body::Body::new),
         Err(never) => match never {},
     };
-    if session.is_none()
+    if let Some(opener) = opener
         && let Some(opened) = response
             .headers()
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
     {
-        gw.remember_session_owner(opened, &subject).await;
+        gw.remember_session_owner(opened, &opener).await;
     }
     response
 }

@@ -10,7 +10,7 @@
 //! once per flush (every 30 s and at shutdown), not on every call.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -77,7 +77,7 @@ impl KeyRecord {
 /// A cached lookup: the record and its secret's hash, or "no such id".
 #[derive(Clone)]
 struct Cached {
-    found: Option<(KeyRecord, String)>,
+    found: Option<Arc<(KeyRecord, String)>>,
     at: Instant,
 }
 
@@ -278,30 +278,35 @@ impl ApiKeys {
                 .fetch_optional(self.store.pool())
                 .await
                 .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-                let found = row.map(record);
+                let found = row.map(|r| Arc::new(record(r)));
                 self.remember(id, found.clone());
                 found
             }
         };
-        let (record, hash) = found.ok_or(Refusal::Unknown)?;
+        let found = found.ok_or(Refusal::Unknown)?;
+        let (record, hash) = &*found;
         if !bool::from(sha256_hex(secret).as_bytes().ct_eq(hash.as_bytes())) {
             return Err(Refusal::Unknown);
         }
         let now = now_unix();
         if record.revoked_at.is_some() {
-            return Err(Refusal::Revoked(record.name));
+            return Err(Refusal::Revoked(record.name.clone()));
         }
         if record.expires_at.is_some_and(|at| at <= now) {
-            return Err(Refusal::Expired(record.name));
+            return Err(Refusal::Expired(record.name.clone()));
         }
-        self.used
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(record.id.clone(), now);
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        match used.get_mut(&record.id) {
+            Some(at) => *at = now,
+            None => {
+                used.insert(record.id.clone(), now);
+            }
+        }
+        drop(used);
         Ok(record.caller())
     }
 
-    fn remember(&self, id: &str, found: Option<(KeyRecord, String)>) {
+    fn remember(&self, id: &str, found: Option<Arc<(KeyRecord, String)>>) {
         let mut cache = self.lock_cache();
         if cache.len() >= self.capacity {
             let ttl = self.ttl;
