@@ -20,6 +20,7 @@
 //! `servers/*.toml`.
 
 pub mod api_keys;
+pub mod jwt;
 pub mod sessions;
 
 use std::net::SocketAddr;

@@ -1,0 +1,570 @@
+//! JWT access tokens: the rules, checked locally against an issuer's keys.
+//!
+//! Strict on purpose (each rule has a hostile test below):
+//! - the algorithm comes from an allowlist (`RS256`, `ES256`); never `none`,
+//!   never HMAC: keys are the issuer's public keys, so an `HS256` token
+//!   "signed" with one is a forgery;
+//! - `jku`, `x5u` and `jwk` headers are refused, never followed: keys come
+//!   only from the issuer's configured JWKS;
+//! - `exp`, `iss` and `aud` are required (not just checked when present);
+//!   `iss` must match exactly, `aud` must include a configured audience;
+//!   `exp` and `nbf` allow a bounded clock skew;
+//! - an ID token presented as an access token is refused (it carries
+//!   `nonce` or `at_hash`, or says `typ: id_token`).
+//!
+//! Signatures are checked with aws-lc-rs (already linked for TLS).
+
+use std::time::Duration;
+
+use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Largest token accepted (bytes); beyond it the token is refused unread.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("not a JWT (three base64url parts expected)")]
+    Malformed,
+    #[error("token over {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    #[error("algorithm `{0}` is not accepted")]
+    Algorithm(String),
+    #[error("header `{0}` is not accepted (keys come only from the issuer's JWKS)")]
+    KeyHeader(&'static str),
+    #[error("no key `{0}` in the issuer's key set")]
+    UnknownKey(String),
+    #[error("bad signature")]
+    Signature,
+    #[error("missing `{0}` claim")]
+    Missing(&'static str),
+    #[error("expired")]
+    Expired,
+    #[error("not valid yet (`nbf` in the future)")]
+    NotYetValid,
+    #[error("issuer `{0}` is not the configured one")]
+    Issuer(String),
+    #[error("audience does not include a configured one")]
+    Audience,
+    #[error("an ID token is not an access token")]
+    IdToken,
+}
+
+/// One signature algorithm we accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alg {
+    Rs256,
+    Es256,
+}
+
+impl Alg {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "RS256" => Some(Alg::Rs256),
+            "ES256" => Some(Alg::Es256),
+            _ => None,
+        }
+    }
+}
+
+/// A public key from a JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jwk {
+    pub kid: Option<String>,
+    key: PublicKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PublicKey {
+    /// Big-endian modulus and exponent.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// Uncompressed P-256 point (`04 ‖ x ‖ y`).
+    P256(Vec<u8>),
+}
+
+#[derive(Deserialize)]
+struct RawJwks {
+    keys: Vec<RawJwk>,
+}
+
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    kid: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+}
+
+/// The signing keys of a JWKS document. Symmetric (`oct`) keys, encryption
+/// keys and key types we don't verify are skipped, never trusted.
+pub fn parse_jwks(json: &[u8]) -> Result<Vec<Jwk>, String> {
+    let raw: RawJwks = serde_json::from_slice(json).map_err(|e| format!("not a JWKS: {e}"))?;
+    let b64 = |s: &Option<String>| s.as_deref().and_then(|s| URL_SAFE_NO_PAD.decode(s).ok());
+    Ok(raw
+        .keys
+        .into_iter()
+        .filter(|k| k.use_.as_deref().is_none_or(|u| u == "sig"))
+        .filter_map(|k| {
+            let key = match (k.kty.as_str(), k.crv.as_deref()) {
+                ("RSA", _) => PublicKey::Rsa {
+                    n: b64(&k.n)?,
+                    e: b64(&k.e)?,
+                },
+                ("EC", Some("P-256")) => {
+                    let (x, y) = (b64(&k.x)?, b64(&k.y)?);
+                    if x.len() != 32 || y.len() != 32 {
+                        return None;
+                    }
+                    let mut point = vec![4u8];
+                    point.extend_from_slice(&x);
+                    point.extend_from_slice(&y);
+                    PublicKey::P256(point)
+                }
+                _ => return None,
+            };
+            Some(Jwk { kid: k.kid, key })
+        })
+        .collect())
+}
+
+/// What a token must satisfy.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Alg>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+    jku: Option<Value>,
+    x5u: Option<Value>,
+    jwk: Option<Value>,
+}
+
+/// The verified claims of `token`, or the first rule it breaks.
+pub fn verify(
+    token: &str,
+    keys: &[Jwk],
+    rules: &Rules,
+    now: i64,
+) -> Result<Map<String, Value>, JwtError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(JwtError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Malformed);
+    };
+    let decode = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| JwtError::Malformed)
+    };
+    let header: Header = serde_json::from_slice(&decode(h)?).map_err(|_| JwtError::Malformed)?;
+    for (present, name) in [
+        (header.jku.is_some(), "jku"),
+        (header.x5u.is_some(), "x5u"),
+        (header.jwk.is_some(), "jwk"),
+    ] {
+        if present {
+            return Err(JwtError::KeyHeader(name));
+        }
+    }
+    let alg = Alg::parse(&header.alg)
+        .filter(|a| rules.algorithms.contains(a))
+        .ok_or_else(|| JwtError::Algorithm(header.alg.clone()))?;
+    let key = match &header.kid {
+        Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid.as_str())),
+        // No kid: only unambiguous with a single key.
+        None if keys.len() == 1 => keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| JwtError::UnknownKey(header.kid.clone().unwrap_or_default()))?;
+    let signature = decode(s)?;
+    let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
+    check_signature(alg, &key.key, signed, &signature)?;
+
+    let claims: Map<String, Value> =
+        serde_json::from_slice(&decode(p)?).map_err(|_| JwtError::Malformed)?;
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("id_token"))
+        || claims.contains_key("nonce")
+        || claims.contains_key("at_hash")
+    {
+        return Err(JwtError::IdToken);
+    }
+    let leeway = rules.leeway.as_secs() as i64;
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or(JwtError::Missing("exp"))?;
+    if exp + leeway <= now {
+        return Err(JwtError::Expired);
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = nbf.as_i64().ok_or(JwtError::Malformed)?;
+        if nbf - leeway > now {
+            return Err(JwtError::NotYetValid);
+        }
+    }
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or(JwtError::Missing("iss"))?;
+    if iss != rules.issuer {
+        return Err(JwtError::Issuer(iss.to_string()));
+    }
+    let audiences: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => return Err(JwtError::Missing("aud")),
+    };
+    if !audiences
+        .iter()
+        .any(|a| rules.audiences.iter().any(|r| r == a))
+    {
+        return Err(JwtError::Audience);
+    }
+    Ok(claims)
+}
+
+fn check_signature(
+    alg: Alg,
+    key: &PublicKey,
+    signed: &[u8],
+    signature: &[u8],
+) -> Result<(), JwtError> {
+    match (alg, key) {
+        (Alg::Rs256, PublicKey::Rsa { n, e }) => signature::RsaPublicKeyComponents { n, e }
+            .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signed, signature)
+            .map_err(|_| JwtError::Signature),
+        (Alg::Es256, PublicKey::P256(point)) => {
+            let algorithm: &dyn VerificationAlgorithm = &signature::ECDSA_P256_SHA256_FIXED;
+            UnparsedPublicKey::new(algorithm, point)
+                .verify(signed, signature)
+                .map_err(|_| JwtError::Signature)
+        }
+        // The key's type does not match the token's algorithm.
+        _ => Err(JwtError::Signature),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_issuer {
+    //! A test issuer with its own keys, for the hostile cases.
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::rsa::KeySize;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, RsaKeyPair};
+
+    use super::*;
+
+    pub struct TestIssuer {
+        pub rsa: RsaKeyPair,
+        pub ec: EcdsaKeyPair,
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    impl TestIssuer {
+        pub fn new() -> Self {
+            let rsa = RsaKeyPair::generate(KeySize::Rsa2048).expect("rsa key");
+            let ec = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                .expect("ec key");
+            Self { rsa, ec }
+        }
+
+        /// The JWKS document: kid `rsa-1` and `ec-1`.
+        pub fn jwks(&self) -> String {
+            let rsa = self.rsa.public_key();
+            let (n, e) = rsa_components(rsa.as_ref());
+            let point = self.ec.public_key().as_ref().to_vec();
+            serde_json::json!({"keys": [
+                {"kty": "RSA", "kid": "rsa-1", "use": "sig", "alg": "RS256", "n": b64(&n), "e": b64(&e)},
+                {"kty": "EC", "kid": "ec-1", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])},
+                {"kty": "oct", "kid": "hmac", "k": b64(b"secret")}
+            ]})
+            .to_string()
+        }
+
+        /// Sign `claims` with `header` (RS256 with rsa-1 unless the header
+        /// says ES256).
+        pub fn sign(&self, header: Value, claims: Value) -> String {
+            let signed = format!(
+                "{}.{}",
+                b64(header.to_string().as_bytes()),
+                b64(claims.to_string().as_bytes())
+            );
+            let rng = SystemRandom::new();
+            let signature = if header["alg"] == "ES256" {
+                self.ec
+                    .sign(&rng, signed.as_bytes())
+                    .expect("sign")
+                    .as_ref()
+                    .to_vec()
+            } else {
+                let mut sig = vec![0; self.rsa.public_modulus_len()];
+                self.rsa
+                    .sign(
+                        &signature::RSA_PKCS1_SHA256,
+                        &rng,
+                        signed.as_bytes(),
+                        &mut sig,
+                    )
+                    .expect("sign");
+                sig
+            };
+            format!("{signed}.{}", b64(&signature))
+        }
+
+        /// The RSA public key as DER (for the HMAC-confusion forgery).
+        pub fn rsa_public_der(&self) -> Vec<u8> {
+            self.rsa
+                .public_key()
+                .as_der()
+                .expect("der")
+                .as_ref()
+                .to_vec()
+        }
+    }
+
+    /// (n, e) from a PKCS#1 RSAPublicKey DER: SEQUENCE { INTEGER n, INTEGER e }.
+    fn rsa_components(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        fn read(der: &[u8], at: &mut usize) -> Vec<u8> {
+            let tag_len = |der: &[u8], at: &mut usize| -> usize {
+                *at += 1; // tag
+                let first = der[*at] as usize;
+                *at += 1;
+                if first < 0x80 {
+                    first
+                } else {
+                    let n = first & 0x7f;
+                    let mut len = 0;
+                    for _ in 0..n {
+                        len = (len << 8) | der[*at] as usize;
+                        *at += 1;
+                    }
+                    len
+                }
+            };
+            let len = tag_len(der, at);
+            let value = der[*at..*at + len].to_vec();
+            *at += len;
+            value
+        }
+        let mut at = 0;
+        // Enter the SEQUENCE.
+        at += 1;
+        let first = der[at] as usize;
+        at += 1 + if first < 0x80 { 0 } else { first & 0x7f };
+        let mut n = read(der, &mut at);
+        let e = read(der, &mut at);
+        while n.first() == Some(&0) {
+            n.remove(0);
+        }
+        (n, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::test_issuer::TestIssuer;
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+    const ISS: &str = "https://idp.test/oauth2/default";
+
+    fn rules() -> Rules {
+        Rules {
+            issuer: ISS.into(),
+            audiences: vec!["api://toolgate".into()],
+            algorithms: vec![Alg::Rs256, Alg::Es256],
+            leeway: Duration::from_secs(60),
+        }
+    }
+
+    fn claims() -> Value {
+        json!({"iss": ISS, "aud": "api://toolgate", "sub": "alice", "exp": NOW + 300, "iat": NOW})
+    }
+
+    fn with(mut claims: Value, key: &str, value: Value) -> Value {
+        if value.is_null() {
+            claims.as_object_mut().expect("object").remove(key);
+        } else {
+            claims[key] = value;
+        }
+        claims
+    }
+
+    #[test]
+    fn hostile_tokens_are_refused_and_good_ones_pass() {
+        let idp = TestIssuer::new();
+        let keys = parse_jwks(idp.jwks().as_bytes()).expect("jwks");
+        assert_eq!(keys.len(), 2, "the oct key is never a verification key");
+        let rs = json!({"alg": "RS256", "kid": "rsa-1", "typ": "at+jwt"});
+        let check = |header: &Value, claims: Value| {
+            verify(&idp.sign(header.clone(), claims), &keys, &rules(), NOW)
+        };
+
+        assert_eq!(check(&rs, claims()).expect("valid")["sub"], "alice");
+        let es = json!({"alg": "ES256", "kid": "ec-1"});
+        assert!(check(&es, claims()).is_ok());
+        // An array audience including ours.
+        assert!(
+            check(
+                &rs,
+                with(claims(), "aud", json!(["other", "api://toolgate"]))
+            )
+            .is_ok()
+        );
+
+        type Verdict = Result<Map<String, Value>, JwtError>;
+        let cases: Vec<(&str, Verdict)> = vec![
+            (
+                "wrong aud",
+                check(&rs, with(claims(), "aud", json!("api://other"))),
+            ),
+            (
+                "missing aud",
+                check(&rs, with(claims(), "aud", Value::Null)),
+            ),
+            (
+                "missing iss",
+                check(&rs, with(claims(), "iss", Value::Null)),
+            ),
+            (
+                "other iss",
+                check(&rs, with(claims(), "iss", json!("https://idp.test"))),
+            ),
+            (
+                "missing exp",
+                check(&rs, with(claims(), "exp", Value::Null)),
+            ),
+            (
+                "expired beyond skew",
+                check(&rs, with(claims(), "exp", json!(NOW - 61))),
+            ),
+            (
+                "nbf beyond skew",
+                check(&rs, with(claims(), "nbf", json!(NOW + 61))),
+            ),
+            (
+                "unknown kid",
+                check(&json!({"alg": "RS256", "kid": "rsa-9"}), claims()),
+            ),
+            (
+                "jku",
+                check(
+                    &json!({"alg": "RS256", "kid": "rsa-1", "jku": "https://evil.test/jwks"}),
+                    claims(),
+                ),
+            ),
+            (
+                "x5u",
+                check(
+                    &json!({"alg": "RS256", "kid": "rsa-1", "x5u": "https://evil.test/cert"}),
+                    claims(),
+                ),
+            ),
+            (
+                "id token (nonce)",
+                check(&rs, with(claims(), "nonce", json!("n"))),
+            ),
+            (
+                "id token (typ)",
+                check(
+                    &json!({"alg": "RS256", "kid": "rsa-1", "typ": "id_token"}),
+                    claims(),
+                ),
+            ),
+            (
+                "ES256 header on the RSA key",
+                check(&json!({"alg": "ES256", "kid": "rsa-1"}), claims()),
+            ),
+        ];
+        let expected = [
+            JwtError::Audience,
+            JwtError::Missing("aud"),
+            JwtError::Missing("iss"),
+            JwtError::Issuer("https://idp.test".into()),
+            JwtError::Missing("exp"),
+            JwtError::Expired,
+            JwtError::NotYetValid,
+            JwtError::UnknownKey("rsa-9".into()),
+            JwtError::KeyHeader("jku"),
+            JwtError::KeyHeader("x5u"),
+            JwtError::IdToken,
+            JwtError::IdToken,
+            JwtError::Signature,
+        ];
+        for ((name, got), want) in cases.into_iter().zip(expected) {
+            assert_eq!(got.err(), Some(want), "{name}");
+        }
+        // Inside the skew: still fine.
+        assert!(check(&rs, with(claims(), "exp", json!(NOW - 30))).is_ok());
+        assert!(check(&rs, with(claims(), "nbf", json!(NOW + 30))).is_ok());
+    }
+
+    #[test]
+    fn unsigned_and_hmac_forgeries_are_refused() {
+        let idp = TestIssuer::new();
+        let keys = parse_jwks(idp.jwks().as_bytes()).expect("jwks");
+        let body = URL_SAFE_NO_PAD.encode(claims().to_string());
+        // alg: none, empty signature.
+        let none = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
+        assert_eq!(
+            verify(&none, &keys, &rules(), NOW).err(),
+            Some(JwtError::Algorithm("none".into()))
+        );
+        // HS256 "signed" with the RSA public key as the HMAC secret.
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"rsa-1"}"#);
+        let signed = format!("{header}.{body}");
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &idp.rsa_public_der());
+        let tag = aws_lc_rs::hmac::sign(&key, signed.as_bytes());
+        let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+        assert_eq!(
+            verify(&forged, &keys, &rules(), NOW).err(),
+            Some(JwtError::Algorithm("HS256".into()))
+        );
+        // A tampered payload breaks the signature.
+        let good = idp.sign(json!({"alg": "RS256", "kid": "rsa-1"}), claims());
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let evil = URL_SAFE_NO_PAD.encode(with(claims(), "sub", json!("root")).to_string());
+        parts[1] = &evil;
+        assert_eq!(
+            verify(&parts.join("."), &keys, &rules(), NOW).err(),
+            Some(JwtError::Signature)
+        );
+        // Oversized and malformed tokens are refused unread.
+        assert_eq!(
+            verify(&"a".repeat(MAX_TOKEN_BYTES + 1), &keys, &rules(), NOW).err(),
+            Some(JwtError::TooLarge)
+        );
+        assert_eq!(
+            verify("a.b", &keys, &rules(), NOW).err(),
+            Some(JwtError::Malformed)
+        );
+    }
+}
