@@ -59,6 +59,8 @@ pub struct Gateway {
     pub fast_lane: FastLane,
     /// Who opened each MCP session (only they may use it).
     pub session_owners: SessionOwners,
+    /// Trusted OIDC issuers and their keys.
+    pub issuers: Vec<Arc<authenticate::oidc::Issuer>>,
     /// Built once: `get_info` runs several times per request.
     instructions: String,
 }
@@ -83,6 +85,13 @@ impl Gateway {
         let max_sessions = config.http.max_sessions;
         let max_in_flight = config.max_in_flight_calls;
         let instructions = instructions(&config.servers);
+        let issuers = config
+            .auth
+            .issuers
+            .iter()
+            .cloned()
+            .map(authenticate::oidc::Issuer::new)
+            .collect();
         let by_name = upstreams
             .iter()
             .map(|u| (u.name.clone(), u.clone()))
@@ -97,6 +106,7 @@ impl Gateway {
             inflight: InFlight::new(max_in_flight),
             fast_lane: FastLane::new(Arc::new(LocalSessionManager::default())),
             session_owners: SessionOwners::new(2 * max_sessions),
+            issuers,
             instructions,
         });
         // Bounded: a supervisor waits if the catalog task falls behind.
@@ -196,10 +206,21 @@ impl Gateway {
                 })
             })
             .collect();
+        let issuers: Vec<_> = self
+            .issuers
+            .iter()
+            .map(|i| match i.health() {
+                Ok(()) => serde_json::json!({"name": i.config.name, "state": "ready"}),
+                Err(why) => {
+                    serde_json::json!({"name": i.config.name, "state": "degraded", "reason": why})
+                }
+            })
+            .collect();
         let catalog = self.catalog();
         let body = serde_json::json!({
             "ready": ready,
             "upstreams": upstreams,
+            "issuers": issuers,
             "tools": catalog.tools.len(),
             "problems": catalog.problems,
             "sessions": self.hub.session_count(),
@@ -473,10 +494,6 @@ impl HttpServer {
         )
         .await?;
         let keys = Arc::new(ApiKeys::new(store, config.auth.api_key_cache_ttl));
-        let auth = Arc::new(Authenticator {
-            keys: keys.clone(),
-            local_without_credentials: config.auth.local_without_credentials,
-        });
         let bind = |source| StartError::Bind {
             addr: config.listen,
             source,
@@ -486,10 +503,19 @@ impl HttpServer {
             .map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
         let gateway = Gateway::start(config);
+        let issuers = gateway.issuers.clone();
+        let auth = Arc::new(Authenticator {
+            keys: keys.clone(),
+            issuers: issuers.clone(),
+            local_without_credentials: gateway.config.auth.local_without_credentials,
+        });
         let stop = CancellationToken::new();
         let sessions_ct = CancellationToken::new();
         let app = router(gateway.clone(), auth, sessions_ct.clone());
         tokio::spawn(flush_last_used(keys, stop.clone()));
+        for issuer in issuers {
+            tokio::spawn(issuer.maintain(stop.clone()));
+        }
         let gw = gateway.clone();
         let stop_signal = stop.clone();
         let task = tokio::spawn(async move {

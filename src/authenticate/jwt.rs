@@ -267,9 +267,10 @@ fn check_signature(
     }
 }
 
-#[cfg(test)]
-pub(crate) mod test_issuer {
-    //! A test issuer with its own keys, for the hostile cases.
+pub mod test_issuer {
+    //! A test issuer with its own keys: for the hostile cases here and the
+    //! integration tests (a fake IdP serving its JWKS). Not used by the
+    //! gateway itself.
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::rsa::KeySize;
@@ -280,18 +281,35 @@ pub(crate) mod test_issuer {
     pub struct TestIssuer {
         pub rsa: RsaKeyPair,
         pub ec: EcdsaKeyPair,
+        /// The RSA key's `kid` (`rsa-1` unless rotated).
+        pub rsa_kid: String,
     }
 
     fn b64(bytes: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
+    impl Default for TestIssuer {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
     impl TestIssuer {
         pub fn new() -> Self {
+            Self::with_rsa_kid("rsa-1")
+        }
+
+        /// Fresh keys, the RSA one under `kid` (a rotation).
+        pub fn with_rsa_kid(kid: &str) -> Self {
             let rsa = RsaKeyPair::generate(KeySize::Rsa2048).expect("rsa key");
             let ec = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
                 .expect("ec key");
-            Self { rsa, ec }
+            Self {
+                rsa,
+                ec,
+                rsa_kid: kid.to_string(),
+            }
         }
 
         /// The JWKS document: kid `rsa-1` and `ec-1`.
@@ -300,7 +318,7 @@ pub(crate) mod test_issuer {
             let (n, e) = rsa_components(rsa.as_ref());
             let point = self.ec.public_key().as_ref().to_vec();
             serde_json::json!({"keys": [
-                {"kty": "RSA", "kid": "rsa-1", "use": "sig", "alg": "RS256", "n": b64(&n), "e": b64(&e)},
+                {"kty": "RSA", "kid": self.rsa_kid, "use": "sig", "alg": "RS256", "n": b64(&n), "e": b64(&e)},
                 {"kty": "EC", "kid": "ec-1", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])},
                 {"kty": "oct", "kid": "hmac", "k": b64(b"secret")}
             ]})

@@ -9,8 +9,8 @@
 //!
 //! Credentials, in order:
 //! - `Authorization: Bearer tgk_…`: a toolgate API key ([`api_keys`]);
-//! - `Authorization: Bearer <JWT>`: an OIDC access token (not yet: refused
-//!   with a clear reason until identity providers can be configured);
+//! - `Authorization: Bearer <JWT>`: an OIDC access token from one of the
+//!   `[[auth.issuers]]` ([`oidc`], rules in [`jwt`]);
 //! - none, from a loopback address, while `auth.local_without_credentials`
 //!   is on (the default; `serve` refuses it on a non-loopback address): the
 //!   local user.
@@ -21,6 +21,7 @@
 
 pub mod api_keys;
 pub mod jwt;
+pub mod oidc;
 pub mod sessions;
 
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ pub const PUBLIC_ROUTES: &[&str] = &[
 /// What the authenticate layer needs.
 pub struct Authenticator {
     pub keys: Arc<ApiKeys>,
+    pub issuers: Vec<Arc<oidc::Issuer>>,
     pub local_without_credentials: bool,
 }
 
@@ -62,6 +64,8 @@ enum Rejection {
     InvalidKey(api_keys::Refusal),
     #[error("access tokens are not accepted: no identity provider is configured")]
     NoIdentityProvider,
+    #[error("access token refused: {0}")]
+    InvalidToken(String),
 }
 
 impl Rejection {
@@ -71,9 +75,9 @@ impl Rejection {
             Rejection::TokenInQuery | Rejection::Malformed => {
                 (StatusCode::BAD_REQUEST, Some("invalid_request"))
             }
-            Rejection::InvalidKey(_) | Rejection::NoIdentityProvider => {
-                (StatusCode::UNAUTHORIZED, Some("invalid_token"))
-            }
+            Rejection::InvalidKey(_)
+            | Rejection::NoIdentityProvider
+            | Rejection::InvalidToken(_) => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
         };
         // RFC 6750 / RFC 9728: tell the client where to learn how to sign in.
         let mut challenge = format!("Bearer resource_metadata=\"{}\"", metadata_url(headers));
@@ -128,7 +132,22 @@ async fn identify(
         Some(token) if api_keys::is_api_key(token) => {
             auth.keys.verify(token).await.map_err(Rejection::InvalidKey)
         }
-        Some(_) => Err(Rejection::NoIdentityProvider),
+        Some(_) if auth.issuers.is_empty() => Err(Rejection::NoIdentityProvider),
+        Some(token) => {
+            let claimed = oidc::claimed_issuer(token)
+                .ok_or_else(|| Rejection::InvalidToken("not a JWT with an `iss` claim".into()))?;
+            let issuer = auth
+                .issuers
+                .iter()
+                .find(|i| i.config.issuer == claimed)
+                .ok_or_else(|| {
+                    Rejection::InvalidToken(format!("issuer `{claimed}` is not trusted"))
+                })?;
+            issuer
+                .verify(token)
+                .await
+                .map_err(|e| Rejection::InvalidToken(format!("{}: {e}", issuer.config.name)))
+        }
         None if auth.local_without_credentials && peer.ip().is_loopback() => Ok(Caller::loopback()),
         None => Err(Rejection::Missing),
     }
@@ -171,16 +190,25 @@ fn metadata_url(headers: &HeaderMap) -> String {
 }
 
 /// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728): what this
-/// resource is and which authorization servers issue tokens for it (none
-/// until identity providers can be configured).
-pub async fn protected_resource_metadata(headers: HeaderMap) -> impl IntoResponse {
+/// resource is and which authorization servers issue tokens for it.
+pub async fn protected_resource_metadata(
+    State(gw): State<Arc<crate::app::Gateway>>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let servers: Vec<&str> = gw
+        .config
+        .auth
+        .issuers
+        .iter()
+        .map(|i| i.issuer.as_str())
+        .collect();
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     axum::Json(serde_json::json!({
         "resource": format!("http://{host}/mcp"),
-        "authorization_servers": [],
+        "authorization_servers": servers,
         "bearer_methods_supported": ["header"],
         "resource_name": "toolgate",
     }))

@@ -72,6 +72,24 @@ pub struct AuthConfig {
     /// How long a verified API key is trusted before the store is asked
     /// again (so a revocation elsewhere takes effect within this time).
     pub api_key_cache_ttl: Duration,
+    /// OIDC issuers whose access tokens are accepted.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// One trusted OIDC issuer (`[[auth.issuers]]`).
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Short name: prefixes subjects (`{name}:{sub}`) and names it in logs.
+    pub name: String,
+    /// The exact `iss` of its tokens; discovery is at
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// Accepted `aud` values (at least one must be in the token).
+    pub audiences: Vec<String>,
+    /// Claim holding the caller's groups.
+    pub groups_claim: String,
+    /// Clock skew allowed on `exp` / `nbf` (at most 60 s).
+    pub leeway: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +254,18 @@ struct RawConfig {
 struct RawAuth {
     local_without_credentials: Option<bool>,
     api_key_cache_ttl: Option<String>,
+    #[serde(default)]
+    issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawIssuer {
+    name: Option<String>,
+    issuer: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    groups_claim: Option<String>,
+    leeway: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -480,6 +510,47 @@ impl Config {
             DEFAULT_API_KEY_CACHE_TTL,
         );
         let local_without_credentials = raw.auth.local_without_credentials.unwrap_or(true);
+        let mut issuers = Vec::new();
+        for (i, raw_issuer) in raw.auth.issuers.into_iter().enumerate() {
+            let key = |k: &str| format!("auth.issuers[{i}].{k}");
+            let name = raw_issuer.name.unwrap_or_default();
+            if !valid_server_name(&name) {
+                report.error(
+                    &key("name"),
+                    format!("`{name}`: use 1-{MAX_SERVER_NAME} letters, digits, `-` or single `_`"),
+                );
+            }
+            let issuer = raw_issuer.issuer.unwrap_or_default();
+            let loopback_http = issuer.starts_with("http://127.0.0.1:")
+                || issuer.starts_with("http://localhost:")
+                || issuer.starts_with("http://[::1]:");
+            if !issuer.starts_with("https://") && !loopback_http {
+                report.error(&key("issuer"), format!("`{issuer}`: use the issuer's https:// URL (plain http only on loopback, for tests)"));
+            }
+            if raw_issuer.audiences.is_empty() || raw_issuer.audiences.iter().any(String::is_empty)
+            {
+                report.error(
+                    &key("audiences"),
+                    "list the accepted `aud` values, e.g. [\"api://toolgate\"]",
+                );
+            }
+            let leeway = duration_or(
+                &mut report,
+                &key("leeway"),
+                raw_issuer.leeway.as_deref(),
+                Duration::from_secs(60),
+            );
+            if leeway > Duration::from_secs(60) {
+                report.error(&key("leeway"), "at most 60s");
+            }
+            issuers.push(IssuerConfig {
+                name,
+                issuer,
+                audiences: raw_issuer.audiences,
+                groups_claim: raw_issuer.groups_claim.unwrap_or_else(|| "groups".into()),
+                leeway,
+            });
+        }
         if local_without_credentials && !listen.ip().is_loopback() {
             report.error(
                 "auth.local_without_credentials",
@@ -512,6 +583,7 @@ impl Config {
                 auth: AuthConfig {
                     local_without_credentials,
                     api_key_cache_ttl,
+                    issuers,
                 },
             })
         } else {

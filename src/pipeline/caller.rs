@@ -11,6 +11,8 @@ pub enum Credential {
     Loopback,
     /// A toolgate API key (`toolgate keys create`).
     ApiKey,
+    /// An OIDC access token from a configured issuer.
+    AccessToken,
     /// Nothing: refused by the pipeline's authenticate stage.
     None,
 }

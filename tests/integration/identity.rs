@@ -283,3 +283,192 @@ async fn a_session_belongs_to_the_caller_who_opened_it() {
     gw.shutdown().await;
     ct.cancel();
 }
+
+/// A fake OIDC provider on 127.0.0.1: discovery and a JWKS from a test
+/// issuer that can rotate its keys; counts JWKS fetches.
+struct FakeIdp {
+    url: String,
+    keys: Arc<Mutex<toolgate::authenticate::jwt::test_issuer::TestIssuer>>,
+    jwks_fetches: Arc<std::sync::atomic::AtomicUsize>,
+    stop: CancellationToken,
+}
+
+impl FakeIdp {
+    async fn start() -> FakeIdp {
+        use axum::routing::get;
+        use toolgate::authenticate::jwt::test_issuer::TestIssuer;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let keys = Arc::new(Mutex::new(TestIssuer::new()));
+        let jwks_fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let discovery = json!({"issuer": url, "jwks_uri": format!("{url}/jwks")});
+        let (k, n) = (keys.clone(), jwks_fetches.clone());
+        let router = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || {
+                    let d = discovery.clone();
+                    async move { axum::Json(d) }
+                }),
+            )
+            .route(
+                "/jwks",
+                get(move || {
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = k.lock().unwrap().jwks();
+                    async move { ([("cache-control", "max-age=3600")], body) }
+                }),
+            );
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { s.cancelled().await })
+                .await
+                .unwrap();
+        });
+        FakeIdp {
+            url,
+            keys,
+            jwks_fetches,
+            stop,
+        }
+    }
+
+    fn token(&self, claims: Value) -> String {
+        let keys = self.keys.lock().unwrap();
+        let header = json!({"alg": "RS256", "kid": keys.rsa_kid, "typ": "at+jwt"});
+        keys.sign(header, claims)
+    }
+
+    fn claims(&self, extra: Value) -> Value {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = json!({"iss": self.url, "aud": "api://toolgate", "sub": "alice",
+            "groups": ["eng"], "exp": now + 300, "iat": now});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        claims
+    }
+}
+
+#[tokio::test]
+async fn access_tokens_from_a_configured_issuer() {
+    let idp = FakeIdp::start().await;
+    let ct = CancellationToken::new();
+    let url = http_upstream(Echo::new, ct.clone()).await;
+    let mut gw = Gateway::start(
+        &[("echo", http_server_toml("echo", &url, ""))],
+        &format!(
+            "[auth]\nlocal_without_credentials = false\n[[auth.issuers]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"api://toolgate\"]\n",
+            idp.url
+        ),
+    )
+    .await;
+    gw.wait_ready(&["echo"]).await;
+    let base = format!("http://{}", gw.addr);
+    let issuer_ready = eventually(Duration::from_secs(10), || async {
+        let (_, body) = gw.gateway().readiness();
+        body["issuers"][0]["state"] == "ready"
+    })
+    .await;
+    assert!(issuer_ready, "{}", gw.gateway().readiness().1);
+    let metadata: Value = reqwest::get(format!("{base}/.well-known/oauth-protected-resource"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["authorization_servers"][0],
+        idp.url.as_str(),
+        "{metadata}"
+    );
+
+    // A valid token works on both paths.
+    let token = idp.token(idp.claims(json!({})));
+    assert_eq!(echo_with(&gw.url, &token, false).await, Ok("hello".into()));
+    assert_eq!(echo_with(&gw.url, &token, true).await, Ok("hello".into()));
+
+    // Wrong audience, an ID token, another issuer: 401 invalid_token.
+    for (case, claims) in [
+        ("wrong aud", idp.claims(json!({"aud": "api://other"}))),
+        ("id token", idp.claims(json!({"nonce": "n"}))),
+        (
+            "other issuer",
+            idp.claims(json!({"iss": "https://evil.test"})),
+        ),
+        ("no sub", idp.claims(json!({"sub": ""}))),
+    ] {
+        let r = initialize(&gw.url, Some(&idp.token(claims))).await;
+        assert_eq!(r.status(), 401, "{case}");
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(challenge.contains("invalid_token"), "{case}: {challenge}");
+    }
+
+    // A flood of unknown kids costs the IdP at most one refresh.
+    let before = idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+    for i in 0..20 {
+        let forged = idp.keys.lock().unwrap().sign(
+            json!({"alg": "RS256", "kid": format!("random-{i}")}),
+            idp.claims(json!({})),
+        );
+        assert_eq!(initialize(&gw.url, Some(&forged)).await.status(), 401);
+    }
+    let after = idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        after - before <= 1,
+        "{} JWKS fetches for 20 unknown kids",
+        after - before
+    );
+
+    // The IdP goes down: the keys already fetched keep working.
+    idp.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(echo_with(&gw.url, &token, false).await, Ok("hello".into()));
+    gw.shutdown().await;
+    ct.cancel();
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_accepted_after_one_refresh() {
+    let idp = FakeIdp::start().await;
+    let ct = CancellationToken::new();
+    let url = http_upstream(Echo::new, ct.clone()).await;
+    let mut gw = Gateway::start(
+        &[("echo", http_server_toml("echo", &url, ""))],
+        &format!(
+            "[auth]\nlocal_without_credentials = false\n[[auth.issuers]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"api://toolgate\"]\n",
+            idp.url
+        ),
+    )
+    .await;
+    gw.wait_ready(&["echo"]).await;
+    let first = idp.token(idp.claims(json!({})));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            initialize(&gw.url, Some(&first)).await.status() == 200
+        })
+        .await
+    );
+    *idp.keys.lock().unwrap() =
+        toolgate::authenticate::jwt::test_issuer::TestIssuer::with_rsa_kid("rsa-2");
+    let rotated = idp.token(idp.claims(json!({})));
+    let before = idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(initialize(&gw.url, Some(&rotated)).await.status(), 200);
+    assert_eq!(
+        idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst),
+        before + 1
+    );
+    // The old key is gone from the IdP, so its tokens no longer verify.
+    assert_eq!(initialize(&gw.url, Some(&first)).await.status(), 401);
+    gw.shutdown().await;
+    idp.stop.cancel();
+    ct.cancel();
+}
