@@ -132,10 +132,11 @@ struct Args {
     /// `auto` uses `nginx` if it is installed; `off` skips it; or a path.
     #[arg(long, default_value = "auto")]
     peer_nginx: String,
-    /// Also measure the spawned gateway with an API key on every request
-    /// (`toolgate+key`), to see what authentication costs.
+    /// Also measure the spawned gateway with an API key (`toolgate+key`)
+    /// and with a JWT from an in-process test IdP (`toolgate+jwt`) on every
+    /// request, to see what authentication costs.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    api_key_row: bool,
+    auth_rows: bool,
     /// PID of the --upstream-url server, to report its CPU.
     #[arg(long)]
     upstream_pid: Option<u32>,
@@ -217,18 +218,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .await?
         }
     };
+    let idp = match (&args.gateway_url, args.auth_rows) {
+        (None, true) => Some(TestIdp::start().await?),
+        _ => None,
+    };
     let gateway_url = match &args.gateway_url {
         Some(url) => url.clone(),
         None => {
             processes
-                .spawn_gateway(&toolgate_binary(&args), &upstream_url)
+                .spawn_gateway(
+                    &toolgate_binary(&args),
+                    &upstream_url,
+                    idp.as_ref().map(|i| i.url.as_str()),
+                )
                 .await?
         }
     };
-    let api_key = match (&args.gateway_url, args.api_key_row) {
-        (None, true) => Some(processes.create_api_key(&toolgate_binary(&args))?),
-        _ => None,
+    let api_key = match &idp {
+        Some(_) => Some(processes.create_api_key(&toolgate_binary(&args))?),
+        None => None,
     };
+    let jwt = idp.as_ref().map(TestIdp::token).transpose()?;
     let nginx_url = match nginx_binary(&args.peer_nginx) {
         Some(nginx) => Some(processes.spawn_nginx(&nginx, &upstream_url).await?),
         None => None,
@@ -257,13 +267,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Some(key.as_str()),
         ));
     }
+    if let Some(token) = &jwt {
+        endpoints.push((
+            "toolgate+jwt",
+            &gateway_url,
+            &args.gateway_tool,
+            Some(token.as_str()),
+        ));
+    }
     if let Some(url) = &nginx_url {
         endpoints.push(("nginx", url, &args.direct_tool, None));
     }
     for (name, url, tool, bearer) in endpoints {
-        let target = Target::open(name, url, tool, &message, bearer, pool_size, timeout)
-            .await
-            .with_context(|| format!("opening {pool_size} MCP sessions to {name} at {url}"))?;
+        // The gateway fetches the test IdP's keys just after it starts:
+        // give a credentialed target a few tries.
+        let mut attempt = 0;
+        let target = loop {
+            attempt += 1;
+            match Target::open(name, url, tool, &message, bearer, pool_size, timeout).await {
+                Ok(target) => break target,
+                Err(_) if bearer.is_some() && attempt < 10 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("opening {pool_size} MCP sessions to {name} at {url}")
+                    });
+                }
+            }
+        };
         targets.push(target);
     }
 
@@ -565,7 +597,12 @@ impl Processes {
             .to_string())
     }
 
-    async fn spawn_gateway(&mut self, binary: &Path, upstream_url: &str) -> anyhow::Result<String> {
+    async fn spawn_gateway(
+        &mut self,
+        binary: &Path,
+        upstream_url: &str,
+        issuer: Option<&str>,
+    ) -> anyhow::Result<String> {
         let addr = free_port()?;
         let servers_dir = self.dir.path().join("servers");
         fs::create_dir_all(&servers_dir).context("creating servers dir")?;
@@ -581,8 +618,12 @@ impl Processes {
         fs::write(
             &config,
             format!(
-                "listen = \"{addr}\"\nservers_dir = {}\n",
-                toml_string(&servers_dir.to_string_lossy())
+                "listen = \"{addr}\"\nservers_dir = {}\n{}",
+                toml_string(&servers_dir.to_string_lossy()),
+                issuer.map_or(String::new(), |url| format!(
+                    "[[auth.issuers]]\nname = \"bench\"\nissuer = {}\naudiences = [\"api://toolgate\"]\n",
+                    toml_string(url)
+                ))
             ),
         )
         .context("writing toolgate.toml")?;
@@ -613,6 +654,47 @@ impl Drop for Processes {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// An OIDC provider in this process (discovery and JWKS of a test issuer)
+/// for the `toolgate+jwt` row; it serves only the gateway's key fetches.
+struct TestIdp {
+    url: String,
+    issuer: Arc<toolgate::authenticate::jwt::test_issuer::TestIssuer>,
+}
+
+impl TestIdp {
+    async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the test IdP")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let issuer = Arc::new(toolgate::authenticate::jwt::test_issuer::TestIssuer::new());
+        let discovery = serde_json::json!({"issuer": url, "jwks_uri": format!("{url}/jwks")});
+        let jwks = issuer.jwks();
+        let router = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || async move { axum::Json(discovery) }),
+            )
+            .route("/jwks", axum::routing::get(move || async move { jwks }));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self { url, issuer })
+    }
+
+    /// An access token for the bench, valid for a day.
+    fn token(&self) -> anyhow::Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        Ok(self.issuer.sign(
+            serde_json::json!({"alg": "RS256", "kid": self.issuer.rsa_kid, "typ": "at+jwt"}),
+            serde_json::json!({"iss": self.url, "aud": "api://toolgate", "sub": "bench",
+                "groups": ["bench"], "iat": now, "exp": now + 86_400}),
+        ))
     }
 }
 
@@ -1770,6 +1852,19 @@ fn print_report(args: &Args, rows: &[Row]) {
                 fmt_ms(k)
             ));
         }
+        if let (Some(plain), Some(jwt)) =
+            (find("toolgate", &at_rate), find("toolgate+jwt", &at_rate))
+        {
+            let p = ms(&plain.result.stats.latency, 0.5);
+            let j = ms(&jwt.result.stats.latency, 0.5);
+            summary.push(format!(
+                "JWT authentication at {}/s: {:+.0} µs at p50 ({} → {})",
+                fmt_rate(rate),
+                (j - p) * 1000.0,
+                fmt_ms(p),
+                fmt_ms(j)
+            ));
+        }
     }
     let saturated = |m: &Mode| matches!(m, Mode::Saturation(_));
     if let (Some(direct), Some(gateway)) =
@@ -1894,8 +1989,8 @@ fn reproduce_command(args: &Args) -> String {
     if args.gateway_tool != "echo__echo" {
         let _ = write!(cmd, " --gateway-tool {}", args.gateway_tool);
     }
-    if !args.api_key_row {
-        let _ = write!(cmd, " --api-key-row false");
+    if !args.auth_rows {
+        let _ = write!(cmd, " --auth-rows false");
     }
     if args.peer_nginx != "auto" {
         let _ = write!(cmd, " --peer-nginx {}", args.peer_nginx);

@@ -441,12 +441,12 @@ mod tests {
     async fn expired_keys_are_refused() {
         let (keys, _dir) = keys(100).await;
         let (record, key) = keys
-            .create("short", &[], Some(Duration::from_secs(1)))
+            .create("short", &[], Some(Duration::from_secs(2)))
             .await
             .expect("created");
         assert!(record.expires_at.is_some());
         assert!(keys.verify(&key).await.is_ok());
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        tokio::time::sleep(Duration::from_millis(3100)).await;
         assert_eq!(
             keys.verify(&key).await,
             Err(Refusal::Expired("short".into()))

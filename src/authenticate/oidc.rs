@@ -12,10 +12,12 @@
 //! - While the IdP is unreachable the keys already fetched keep working
 //!   for [`MAX_STALE`]; after that its tokens are refused.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::jwt::{self, Alg, Jwk, JwtError, Rules};
 use crate::config::IssuerConfig;
@@ -29,6 +31,13 @@ const DEFAULT_KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest discovery or JWKS document read.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Verified tokens remembered (by SHA-256), so an agent's repeated calls
+/// with one token cost a hash, not a signature check; at the bound the
+/// expired ones go, then all.
+pub const MAX_VERIFIED_TOKENS: usize = 10_000;
+/// Longest a verified token is trusted without checking it again (it also
+/// never outlives its `exp`), so a key the IdP withdrew stops working soon.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OidcError {
@@ -58,6 +67,8 @@ pub struct Issuer {
     state: Mutex<KeySet>,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
+    /// SHA-256 of a verified token → its caller and until when.
+    verified: Mutex<HashMap<[u8; 32], (Caller, Instant)>>,
 }
 
 impl Issuer {
@@ -87,6 +98,7 @@ impl Issuer {
                 last_unknown_kid_refresh: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
+            verified: Mutex::default(),
         })
     }
 
@@ -220,6 +232,12 @@ impl Issuer {
 
     /// The caller an access token from this issuer stands for.
     pub async fn verify(&self, token: &str) -> Result<Caller, OidcError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some((caller, until)) = self.lock_verified().get(&digest)
+            && Instant::now() < *until
+        {
+            return Ok(caller.clone());
+        }
         let now = crate::storage::now_unix();
         let keys = self.usable_keys()?;
         let claims = match jwt::verify(token, &keys, &self.rules, now) {
@@ -234,7 +252,27 @@ impl Issuer {
             }
             other => other?,
         };
-        self.caller(&claims)
+        let caller = self.caller(&claims)?;
+        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
+        let left = Duration::from_secs(exp.saturating_sub(now).max(0) as u64);
+        self.remember(digest, caller.clone(), VERIFIED_FOR.min(left));
+        Ok(caller)
+    }
+
+    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Caller, Instant)>> {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, digest: [u8; 32], caller: Caller, for_: Duration) {
+        let mut verified = self.lock_verified();
+        if verified.len() >= MAX_VERIFIED_TOKENS {
+            let now = Instant::now();
+            verified.retain(|_, (_, until)| now < *until);
+            if verified.len() >= MAX_VERIFIED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, (caller, Instant::now() + for_));
     }
 
     fn usable_keys(&self) -> Result<Arc<Vec<Jwk>>, OidcError> {

@@ -198,11 +198,12 @@ async fn api_keys_gate_every_request_and_never_reach_the_upstream() {
     );
 
     // Expired: refused once the time is up.
-    let short = keys_cli(&gw, &["create", "--name", "short", "--expires", "1s"])
+    // (Expiry has whole-second precision: 3 s leaves room for the first call.)
+    let short = keys_cli(&gw, &["create", "--name", "short", "--expires", "3s"])
         .trim()
         .to_string();
     assert_eq!(echo_with(&gw.url, &short, false).await, Ok("hello".into()));
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(
         echo_with(&gw.url, &short, false).await,
         Err(reqwest::StatusCode::UNAUTHORIZED)
@@ -457,8 +458,10 @@ async fn a_rotated_key_is_accepted_after_one_refresh() {
         })
         .await
     );
-    *idp.keys.lock().unwrap() =
-        toolgate::authenticate::jwt::test_issuer::TestIssuer::with_rsa_kid("rsa-2");
+    let old = std::mem::replace(
+        &mut *idp.keys.lock().unwrap(),
+        toolgate::authenticate::jwt::test_issuer::TestIssuer::with_rsa_kid("rsa-2"),
+    );
     let rotated = idp.token(idp.claims(json!({})));
     let before = idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(initialize(&gw.url, Some(&rotated)).await.status(), 200);
@@ -466,8 +469,13 @@ async fn a_rotated_key_is_accepted_after_one_refresh() {
         idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst),
         before + 1
     );
-    // The old key is gone from the IdP, so its tokens no longer verify.
-    assert_eq!(initialize(&gw.url, Some(&first)).await.status(), 401);
+    // The old key is gone from the IdP, so new tokens signed with it no
+    // longer verify. (One already verified is remembered for at most 60 s.)
+    let stale = old.sign(
+        json!({"alg": "RS256", "kid": "rsa-1"}),
+        idp.claims(json!({"sub": "bob"})),
+    );
+    assert_eq!(initialize(&gw.url, Some(&stale)).await.status(), 401);
     gw.shutdown().await;
     idp.stop.cancel();
     ct.cancel();
