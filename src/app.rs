@@ -25,21 +25,20 @@ use axum::routing::get;
 use rmcp::ServiceExt;
 use rmcp::model::SetLevelRequestParams;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-
-use crate::authenticate::sessions::{Ownership, SessionOwners};
-use crate::authenticate::{self, ApiKeys, Authenticator};
-use crate::mcp::lane::FastLane;
-use crate::storage::{Store, StoreError};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::authenticate::sessions::{Ownership, SessionOwners};
+use crate::authenticate::{self, ApiKeys, Authenticator};
 use crate::config::Config;
 use crate::mcp::catalog::{Catalog, Listing};
 use crate::mcp::hub::{Hub, ListChanged};
+use crate::mcp::lane::FastLane;
 use crate::mcp::server::VirtualServer;
 use crate::mcp::upstream::{self, Health, Upstream};
 use crate::pipeline::Caller;
+use crate::storage::{Store, StoreError};
 
 /// How long the last responses get to reach clients after the final call
 /// completes during shutdown.
@@ -326,7 +325,8 @@ impl InFlight {
     }
 }
 
-/// The axum router: `/mcp`, `/healthz`, `/readyz`.
+/// The axum router: `/mcp`, `/healthz`, `/readyz` and the RFC 9728
+/// metadata, behind the authenticate layer.
 pub fn router(
     gw: Arc<Gateway>,
     auth: Arc<Authenticator>,

@@ -232,13 +232,13 @@ impl Hub {
         self.sole_session(&inner, server)
     }
 
-    /// For notifications without a request tag (log messages): the one
-    /// session with calls in flight on `server`, if there is exactly one.
     /// Whether any call to `server` is in flight on the rmcp path.
     pub fn has_calls(&self, server: &Arc<str>) -> bool {
         self.lock().calls.keys().any(|(s, _)| s == server)
     }
 
+    /// For notifications without a request tag (log messages): the one
+    /// session with calls in flight on `server`, if there is exactly one.
     pub fn sole_target(&self, server: &Arc<str>) -> Option<Downstream> {
         let inner = self.lock();
         self.sole_session(&inner, server).ok()
