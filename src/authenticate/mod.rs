@@ -66,10 +66,16 @@ enum Rejection {
     NoIdentityProvider,
     #[error("access token refused: {0}")]
     InvalidToken(String),
+    #[error("access token refused: it lacks scope(s) {}", .0.join(" "))]
+    InsufficientScope(Vec<String>),
 }
 
 impl Rejection {
     fn into_response(self, headers: &HeaderMap) -> Response {
+        let scope = match &self {
+            Rejection::InsufficientScope(scopes) => Some(scopes.join(" ")),
+            _ => None,
+        };
         let (status, error) = match self {
             Rejection::Missing => (StatusCode::UNAUTHORIZED, None),
             Rejection::TokenInQuery | Rejection::Malformed => {
@@ -78,11 +84,16 @@ impl Rejection {
             Rejection::InvalidKey(_)
             | Rejection::NoIdentityProvider
             | Rejection::InvalidToken(_) => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+            // RFC 6750 §3.1: authenticated, but not allowed this far.
+            Rejection::InsufficientScope(_) => (StatusCode::FORBIDDEN, Some("insufficient_scope")),
         };
         // RFC 6750 / RFC 9728: tell the client where to learn how to sign in.
         let mut challenge = format!("Bearer resource_metadata=\"{}\"", metadata_url(headers));
         if let Some(error) = error {
             challenge.push_str(&format!(", error=\"{error}\""));
+        }
+        if let Some(scope) = scope {
+            challenge.push_str(&format!(", scope=\"{scope}\""));
         }
         let message = self.to_string();
         let mut response = (status, format!("toolgate: {message}\n")).into_response();
@@ -143,10 +154,12 @@ async fn identify(
                 .ok_or_else(|| {
                     Rejection::InvalidToken(format!("issuer `{claimed}` is not trusted"))
                 })?;
-            issuer
-                .verify(token)
-                .await
-                .map_err(|e| Rejection::InvalidToken(format!("{}: {e}", issuer.config.name)))
+            issuer.verify(token).await.map_err(|e| match e {
+                oidc::OidcError::InsufficientScope(missing) => {
+                    Rejection::InsufficientScope(missing)
+                }
+                other => Rejection::InvalidToken(format!("{}: {other}", issuer.config.name)),
+            })
         }
         None if auth.local_without_credentials && peer.ip().is_loopback() => Ok(Caller::loopback()),
         None => Err(Rejection::Missing),
@@ -195,13 +208,14 @@ pub async fn protected_resource_metadata(
     State(gw): State<Arc<crate::app::Gateway>>,
     headers: HeaderMap,
 ) -> impl IntoResponse {
-    let servers: Vec<&str> = gw
-        .config
-        .auth
-        .issuers
+    let issuers = &gw.config.auth.issuers;
+    let servers: Vec<&str> = issuers.iter().map(|i| i.issuer.as_str()).collect();
+    let mut scopes: Vec<&str> = issuers
         .iter()
-        .map(|i| i.issuer.as_str())
+        .flat_map(|i| i.required_scopes.iter().map(String::as_str))
         .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -210,6 +224,7 @@ pub async fn protected_resource_metadata(
         "resource": format!("http://{host}/mcp"),
         "authorization_servers": servers,
         "bearer_methods_supported": ["header"],
+        "scopes_supported": scopes,
         "resource_name": "toolgate",
     }))
 }

@@ -47,6 +47,8 @@ pub enum OidcError {
     NoKeys(String, String),
     #[error("identity provider `{0}`'s keys are older than {1}h and it cannot be reached")]
     Stale(String, u64),
+    #[error("the token lacks scope(s) {}", .0.join(" "))]
+    InsufficientScope(Vec<String>),
 }
 
 struct KeySet {
@@ -305,6 +307,22 @@ impl Issuer {
         let sub = text("sub")
             .filter(|s| !s.is_empty())
             .ok_or(JwtError::Missing("sub"))?;
+        // `scope` (RFC 9068, Okta) or `scp` (Entra), space-separated or a list.
+        let granted: Vec<&str> = match claims.get("scope").or_else(|| claims.get("scp")) {
+            Some(Value::String(s)) => s.split_whitespace().collect(),
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let missing: Vec<String> = self
+            .config
+            .required_scopes
+            .iter()
+            .filter(|s| !granted.contains(&s.as_str()))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(OidcError::InsufficientScope(missing));
+        }
         let groups = match claims.get(&self.config.groups_claim) {
             Some(Value::Array(list)) => list
                 .iter()

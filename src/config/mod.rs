@@ -90,6 +90,9 @@ pub struct IssuerConfig {
     pub groups_claim: String,
     /// Clock skew allowed on `exp` / `nbf` (at most 60 s).
     pub leeway: Duration,
+    /// Scopes every token must carry (`scope` or `scp`); a token without
+    /// them gets 403 `insufficient_scope`.
+    pub required_scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -266,6 +269,8 @@ struct RawIssuer {
     audiences: Vec<String>,
     groups_claim: Option<String>,
     leeway: Option<String>,
+    #[serde(default)]
+    required_scopes: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -549,6 +554,7 @@ impl Config {
                 audiences: raw_issuer.audiences,
                 groups_claim: raw_issuer.groups_claim.unwrap_or_else(|| "groups".into()),
                 leeway,
+                required_scopes: raw_issuer.required_scopes,
             });
         }
         if local_without_credentials && !listen.ip().is_loopback() {

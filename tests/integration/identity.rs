@@ -480,3 +480,55 @@ async fn a_rotated_key_is_accepted_after_one_refresh() {
     idp.stop.cancel();
     ct.cancel();
 }
+
+#[tokio::test]
+async fn a_token_without_the_required_scope_gets_403() {
+    let idp = FakeIdp::start().await;
+    let ct = CancellationToken::new();
+    let url = http_upstream(Echo::new, ct.clone()).await;
+    let mut gw = Gateway::start(
+        &[("echo", http_server_toml("echo", &url, ""))],
+        &format!(
+            "[auth]\nlocal_without_credentials = false\n[[auth.issuers]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"api://toolgate\"]\nrequired_scopes = [\"mcp\"]\n",
+            idp.url
+        ),
+    )
+    .await;
+    gw.wait_ready(&["echo"]).await;
+    let scoped = idp.token(idp.claims(json!({"scope": "openid mcp"})));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            initialize(&gw.url, Some(&scoped)).await.status() == 200
+        })
+        .await
+    );
+    // Entra's `scp` counts too.
+    let entra = idp.token(idp.claims(json!({"scp": "mcp"})));
+    assert_eq!(initialize(&gw.url, Some(&entra)).await.status(), 200);
+    for claims in [idp.claims(json!({"scp": "other"})), idp.claims(json!({}))] {
+        let r = initialize(&gw.url, Some(&idp.token(claims))).await;
+        assert_eq!(r.status(), 403);
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            challenge.contains("error=\"insufficient_scope\"")
+                && challenge.contains("scope=\"mcp\""),
+            "{challenge}"
+        );
+    }
+    let metadata: Value = reqwest::get(format!(
+        "http://{}/.well-known/oauth-protected-resource/mcp",
+        gw.addr
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(metadata["scopes_supported"], json!(["mcp"]), "{metadata}");
+    gw.shutdown().await;
+    idp.stop.cancel();
+    ct.cancel();
+}
