@@ -66,10 +66,9 @@ pub struct KeyRecord {
 impl KeyRecord {
     fn caller(&self) -> Caller {
         Caller {
-            subject: format!("apikey:{}", self.id),
             name: Some(self.name.clone()),
             groups: self.groups.clone(),
-            credential: Credential::ApiKey,
+            ..Caller::new(format!("apikey:{}", self.id), Credential::ApiKey)
         }
     }
 }

@@ -323,7 +323,7 @@ impl Issuer {
         if !missing.is_empty() {
             return Err(OidcError::InsufficientScope(missing));
         }
-        let groups = match claims.get(&self.config.groups_claim) {
+        let list = |k: &str| match claims.get(k) {
             Some(Value::Array(list)) => list
                 .iter()
                 .filter_map(Value::as_str)
@@ -333,12 +333,22 @@ impl Issuer {
             _ => Vec::new(),
         };
         Ok(Caller {
-            subject: format!("{}:{sub}", self.config.name),
             name: text("name")
                 .or_else(|| text("preferred_username"))
                 .or_else(|| text("email")),
-            groups,
-            credential: Credential::AccessToken,
+            groups: list(&self.config.groups_claim),
+            roles: list("roles"),
+            email: text("email"),
+            tenant: text("tid"),
+            issuer: Some(self.config.issuer.clone()),
+            client_id: text("azp")
+                .or_else(|| text("client_id"))
+                .or_else(|| text("appid")),
+            scopes: granted.iter().map(|s| s.to_string()).collect(),
+            ..Caller::new(
+                format!("{}:{sub}", self.config.name),
+                Credential::AccessToken,
+            )
         })
     }
 }
@@ -353,4 +363,42 @@ pub fn claimed_issuer(token: &str) -> Option<String> {
         .ok()?;
     let claims: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
     claims.get("iss")?.as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_fill_the_caller() {
+        let issuer = Issuer::new(IssuerConfig {
+            name: "entra".into(),
+            issuer: "https://login.microsoftonline.com/t1/v2.0".into(),
+            audiences: vec!["api://toolgate".into()],
+            groups_claim: "groups".into(),
+            leeway: Duration::from_secs(60),
+            required_scopes: vec!["mcp".into()],
+        });
+        let claims = serde_json::json!({
+            "sub": "s1", "name": "Alice", "email": "alice@example.com", "tid": "t1",
+            "roles": ["Tools.Write"], "groups": ["g1", "g2"], "azp": "agent-app",
+            "scp": "mcp other"
+        });
+        let caller = issuer
+            .caller(claims.as_object().expect("object"))
+            .expect("a caller");
+        assert_eq!(caller.subject, "entra:s1");
+        assert_eq!(caller.name.as_deref(), Some("Alice"));
+        assert_eq!(caller.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(caller.tenant.as_deref(), Some("t1"));
+        assert_eq!(caller.roles, vec!["Tools.Write".to_string()]);
+        assert_eq!(caller.groups, vec!["g1".to_string(), "g2".to_string()]);
+        assert_eq!(caller.client_id.as_deref(), Some("agent-app"));
+        assert_eq!(caller.scopes, vec!["mcp".to_string(), "other".to_string()]);
+        assert_eq!(
+            caller.issuer.as_deref(),
+            Some("https://login.microsoftonline.com/t1/v2.0")
+        );
+        assert_eq!(caller.credential, Credential::AccessToken);
+    }
 }

@@ -26,40 +26,56 @@ pub struct Caller {
     pub name: Option<String>,
     /// Groups the caller is in, for policies.
     pub groups: Vec<String>,
+    /// App roles granted to the caller (Entra `roles`).
+    pub roles: Vec<String>,
+    pub email: Option<String>,
+    /// The directory tenant (Entra `tid`).
+    pub tenant: Option<String>,
+    /// Who vouched for the caller: the token's issuer.
+    pub issuer: Option<String>,
+    /// The OAuth client (agent) the token was issued to (`azp`,
+    /// `client_id` or Entra's `appid`).
+    pub client_id: Option<String>,
+    /// Scopes the token grants.
+    pub scopes: Vec<String>,
     pub credential: Credential,
 }
 
 impl Caller {
+    /// `subject` proven by `credential`, nothing else known yet.
+    pub fn new(subject: String, credential: Credential) -> Self {
+        Self {
+            subject,
+            name: None,
+            groups: Vec::new(),
+            roles: Vec::new(),
+            email: None,
+            tenant: None,
+            issuer: None,
+            client_id: None,
+            scopes: Vec::new(),
+            credential,
+        }
+    }
+
     /// The OS user running `toolgate stdio`.
     pub fn local_process() -> Self {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_else(|_| "local".into());
         Self {
-            subject: format!("local:{user}"),
-            name: Some(user),
-            groups: Vec::new(),
-            credential: Credential::LocalProcess,
+            name: Some(user.clone()),
+            ..Self::new(format!("local:{user}"), Credential::LocalProcess)
         }
     }
 
     /// A client on the loopback interface, without credentials.
     pub fn loopback() -> Self {
-        Self {
-            subject: "loopback".into(),
-            name: None,
-            groups: Vec::new(),
-            credential: Credential::Loopback,
-        }
+        Self::new("loopback".into(), Credential::Loopback)
     }
 
     /// No identity established: every call made with it is refused.
     pub fn nobody() -> Self {
-        Self {
-            subject: String::new(),
-            name: None,
-            groups: Vec::new(),
-            credential: Credential::None,
-        }
+        Self::new(String::new(), Credential::None)
     }
 }
