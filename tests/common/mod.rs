@@ -46,12 +46,47 @@ where
     S: rmcp::ServerHandler + Send + 'static,
     F: Fn() -> S + Send + Sync + 'static,
 {
+    serve_upstream(addr, make, ct, None).await
+}
+
+/// Request headers an upstream saw, in order.
+pub type SeenHeaders = Arc<std::sync::Mutex<Vec<axum::http::HeaderMap>>>;
+
+/// [`http_upstream`] that keeps every request's headers.
+pub async fn http_upstream_recording<S, F>(make: F, ct: CancellationToken) -> (String, SeenHeaders)
+where
+    S: rmcp::ServerHandler + Send + 'static,
+    F: Fn() -> S + Send + Sync + 'static,
+{
+    let seen = SeenHeaders::default();
+    let url = serve_upstream("127.0.0.1:0", make, ct, Some(seen.clone())).await;
+    (url, seen)
+}
+
+async fn serve_upstream<S, F>(
+    addr: &str,
+    make: F,
+    ct: CancellationToken,
+    record: Option<SeenHeaders>,
+) -> String
+where
+    S: rmcp::ServerHandler + Send + 'static,
+    F: Fn() -> S + Send + Sync + 'static,
+{
     let service = StreamableHttpService::new(
         move || Ok(make()),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().with_cancellation_token(ct.child_token()),
     );
-    let router = axum::Router::new().nest_service("/mcp", service);
+    let mut router = axum::Router::new().nest_service("/mcp", service);
+    if let Some(seen) = record {
+        router = router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                seen.lock().unwrap().push(request.headers().clone());
+                next.run(request)
+            },
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

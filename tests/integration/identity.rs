@@ -5,45 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use toolgate::reference::echo::Echo;
 
 use crate::bad_input::{post, rpc};
 use crate::common::*;
-
-/// An echo upstream that keeps every request's headers.
-async fn recording_upstream(ct: CancellationToken) -> (String, Arc<Mutex<Vec<HeaderMap>>>) {
-    use rmcp::transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-    };
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let service = StreamableHttpService::new(
-        || Ok(Echo::new()),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default().with_cancellation_token(ct.child_token()),
-    );
-    let record = seen.clone();
-    let router =
-        axum::Router::new()
-            .nest_service("/mcp", service)
-            .layer(axum::middleware::from_fn(
-                move |request: axum::extract::Request, next: axum::middleware::Next| {
-                    record.lock().unwrap().push(request.headers().clone());
-                    next.run(request)
-                },
-            ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { ct.cancelled().await })
-            .await
-            .unwrap();
-    });
-    (format!("http://{addr}/mcp"), seen)
-}
 
 /// `toolgate keys …` against the gateway's config; stdout on success.
 fn keys_cli(gw: &Gateway, args: &[&str]) -> String {
@@ -110,7 +77,7 @@ async fn echo_with(url: &str, key: &str, via_rmcp: bool) -> Result<String, reqwe
 #[tokio::test]
 async fn api_keys_gate_every_request_and_never_reach_the_upstream() {
     let ct = CancellationToken::new();
-    let (url, seen) = recording_upstream(ct.clone()).await;
+    let (url, seen) = http_upstream_recording(Echo::new, ct.clone()).await;
     let mut gw = Gateway::start(
         &[("echo", http_server_toml("echo", &url, ""))],
         "[auth]\nlocal_without_credentials = false\napi_key_cache_ttl = \"200ms\"",
@@ -356,20 +323,27 @@ impl FakeIdp {
     }
 }
 
-#[tokio::test]
-async fn access_tokens_from_a_configured_issuer() {
-    let idp = FakeIdp::start().await;
+/// A gateway (echo upstream) that requires credentials and trusts `idp`,
+/// with `extra` lines in its issuer entry.
+async fn gateway_trusting(idp: &FakeIdp, extra: &str) -> (Gateway, CancellationToken) {
     let ct = CancellationToken::new();
     let url = http_upstream(Echo::new, ct.clone()).await;
-    let mut gw = Gateway::start(
+    let gw = Gateway::start(
         &[("echo", http_server_toml("echo", &url, ""))],
         &format!(
-            "[auth]\nlocal_without_credentials = false\n[[auth.issuers]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"api://toolgate\"]\n",
+            "[auth]\nlocal_without_credentials = false\n[[auth.issuers]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"api://toolgate\"]\n{extra}",
             idp.url
         ),
     )
     .await;
     gw.wait_ready(&["echo"]).await;
+    (gw, ct)
+}
+
+#[tokio::test]
+async fn access_tokens_from_a_configured_issuer() {
+    let idp = FakeIdp::start().await;
+    let (mut gw, ct) = gateway_trusting(&idp, "").await;
     let base = format!("http://{}", gw.addr);
     let issuer_ready = eventually(Duration::from_secs(10), || async {
         let (_, body) = gw.gateway().readiness();
@@ -440,17 +414,7 @@ async fn access_tokens_from_a_configured_issuer() {
 #[tokio::test]
 async fn a_rotated_key_is_accepted_after_one_refresh() {
     let idp = FakeIdp::start().await;
-    let ct = CancellationToken::new();
-    let url = http_upstream(Echo::new, ct.clone()).await;
-    let mut gw = Gateway::start(
-        &[("echo", http_server_toml("echo", &url, ""))],
-        &format!(
-            "[auth]\nlocal_without_credentials = false\n[[auth.issuers]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"api://toolgate\"]\n",
-            idp.url
-        ),
-    )
-    .await;
-    gw.wait_ready(&["echo"]).await;
+    let (mut gw, ct) = gateway_trusting(&idp, "").await;
     let first = idp.token(idp.claims(json!({})));
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -484,17 +448,7 @@ async fn a_rotated_key_is_accepted_after_one_refresh() {
 #[tokio::test]
 async fn a_token_without_the_required_scope_gets_403() {
     let idp = FakeIdp::start().await;
-    let ct = CancellationToken::new();
-    let url = http_upstream(Echo::new, ct.clone()).await;
-    let mut gw = Gateway::start(
-        &[("echo", http_server_toml("echo", &url, ""))],
-        &format!(
-            "[auth]\nlocal_without_credentials = false\n[[auth.issuers]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"api://toolgate\"]\nrequired_scopes = [\"mcp\"]\n",
-            idp.url
-        ),
-    )
-    .await;
-    gw.wait_ready(&["echo"]).await;
+    let (mut gw, ct) = gateway_trusting(&idp, "required_scopes = [\"mcp\"]\n").await;
     let scoped = idp.token(idp.claims(json!({"scope": "openid mcp"})));
     assert!(
         eventually(Duration::from_secs(10), || async {

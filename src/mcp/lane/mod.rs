@@ -47,7 +47,6 @@ mod sse;
 
 use link::LinkResult;
 pub use link::{LaneLink, SessionSpy};
-pub use sse::MAX_UPSTREAM_MESSAGE_BYTES;
 
 use crate::app::Gateway;
 use crate::mcp::calls::UpstreamTarget;
