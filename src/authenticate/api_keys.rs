@@ -353,25 +353,20 @@ impl ApiKeys {
     }
 }
 
-/// `30d`, `12h`, `90m`, `45s`: how long a new key stays valid.
+/// `30d`, `12h`, `90m`, `45s`: how long a new key stays valid (whole
+/// seconds, at least one).
 pub fn parse_validity(text: &str) -> Result<Duration, KeyError> {
-    let invalid = || KeyError::Invalid {
+    let invalid = |why: String| KeyError::Invalid {
         what: "expiry",
-        why: format!("`{text}`: use a number and a unit, e.g. 30d, 12h, 90m"),
+        why,
     };
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: u64 = number.parse().map_err(|_| invalid())?;
-    let seconds = match unit {
-        "d" => n.checked_mul(86_400),
-        "h" => n.checked_mul(3_600),
-        "m" => n.checked_mul(60),
-        "s" => Some(n),
-        _ => None,
-    };
-    match seconds {
-        Some(s) if s > 0 => Ok(Duration::from_secs(s)),
-        _ => Err(invalid()),
+    let validity = crate::config::parse_duration(text).map_err(invalid)?;
+    if validity.as_secs() == 0 {
+        return Err(invalid(format!(
+            "`{text}`: at least one second, e.g. 30d, 12h, 90m"
+        )));
     }
+    Ok(validity)
 }
 
 #[cfg(test)]

@@ -385,7 +385,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("`{s}`: unit must be ms, s, m or h (e.g. \"10s\")")),
+        "d" => n
+            .checked_mul(86_400)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{s}` is too long")),
+        _ => Err(format!(
+            "`{s}`: unit must be ms, s, m, h or d (e.g. \"10s\")"
+        )),
     }
 }
 
