@@ -628,7 +628,12 @@ impl Processes {
         )
         .context("writing toolgate.toml")?;
         let config = config.to_string_lossy().into_owned();
-        self.spawn("gateway", binary, &["serve", "--config", &config])?;
+        // Dev mode: the plain `toolgate` row calls without a credential.
+        self.spawn(
+            "gateway",
+            binary,
+            &["serve", "--dev-insecure", "--config", &config],
+        )?;
 
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

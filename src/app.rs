@@ -455,6 +455,9 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
 pub struct HttpServer {
     pub addr: SocketAddr,
     pub gateway: Arc<Gateway>,
+    /// The admin API key this start created (a fresh store, no identity
+    /// provider): shown once by `serve`, never stored in clear.
+    pub first_admin_key: Option<String>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -471,9 +474,15 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error(
-        "listening on {0}, beyond loopback, while auth.local_without_credentials is on: set it to false in toolgate.toml so every caller needs a credential"
+        "--dev-insecure lets local callers in without a credential, so it only listens on loopback, not {0}"
     )]
-    OpenBeyondLoopback(SocketAddr),
+    DevInsecureBeyondLoopback(SocketAddr),
+    #[error(
+        "listening on {0}, beyond loopback, needs an identity provider: add an [[auth.issuers]] entry to toolgate.toml (see examples/okta, examples/entra), or listen on 127.0.0.1"
+    )]
+    NoIdentityBeyondLoopback(SocketAddr),
+    #[error("creating the first admin API key: {0}")]
+    FirstKey(#[from] crate::authenticate::api_keys::KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -485,8 +494,12 @@ impl HttpServer {
     /// Open the store, bind `config.listen` (port 0 picks a free one) and
     /// start serving.
     pub async fn start(config: Config) -> Result<HttpServer, StartError> {
-        if config.auth.local_without_credentials && !config.listen.ip().is_loopback() {
-            return Err(StartError::OpenBeyondLoopback(config.listen));
+        let beyond_loopback = !config.listen.ip().is_loopback();
+        if config.auth.dev_insecure && beyond_loopback {
+            return Err(StartError::DevInsecureBeyondLoopback(config.listen));
+        }
+        if config.auth.issuers.is_empty() && beyond_loopback {
+            return Err(StartError::NoIdentityBeyondLoopback(config.listen));
         }
         let store = Store::open(
             config.storage.database_url.as_ref().map(|s| s.expose()),
@@ -494,6 +507,11 @@ impl HttpServer {
         )
         .await?;
         let keys = Arc::new(ApiKeys::new(store, config.auth.api_key_cache_ttl));
+        let first_admin_key = if config.auth.issuers.is_empty() && !config.auth.dev_insecure {
+            keys.create_first_admin().await?
+        } else {
+            None
+        };
         let bind = |source| StartError::Bind {
             addr: config.listen,
             source,
@@ -507,7 +525,7 @@ impl HttpServer {
         let auth = Arc::new(Authenticator {
             keys: keys.clone(),
             issuers: issuers.clone(),
-            local_without_credentials: gateway.config.auth.local_without_credentials,
+            dev_insecure: gateway.config.auth.dev_insecure,
         });
         let stop = CancellationToken::new();
         let sessions_ct = CancellationToken::new();
@@ -546,6 +564,7 @@ impl HttpServer {
         Ok(HttpServer {
             addr,
             gateway,
+            first_admin_key,
             stop,
             task,
         })

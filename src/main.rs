@@ -33,6 +33,11 @@ enum Command {
         /// Override `listen` from the config (e.g. 127.0.0.1:9000).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Development only: every loopback caller without a credential is
+        /// let in as the dev user (your OS user, group `dev`). Refused on a
+        /// non-loopback address.
+        #[arg(long)]
+        dev_insecure: bool,
     },
     /// Serve one local MCP client over stdin/stdout.
     Stdio,
@@ -144,7 +149,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("  - {} [{}] {prefix}", s.name, s.transport.kind());
             }
         }
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            dev_insecure,
+        } => {
             let mut config = match load(&cli) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
@@ -153,7 +161,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(addr) = listen {
                 config.listen = *addr;
             }
+            config.auth.dev_insecure |= *dev_insecure;
+            if config.auth.dev_insecure {
+                tracing::warn!(
+                    "DEV MODE (--dev-insecure): every local caller without a credential is let in as dev:{}; never use this beyond your own machine",
+                    std::env::var("USER").unwrap_or_else(|_| "local".into())
+                );
+            }
             let server = toolgate::app::HttpServer::start(config).await?;
+            if let Some(key) = &server.first_admin_key {
+                eprintln!(
+                    "\n  toolgate: first start, so an admin API key was created. It is shown only now:\n\n    {key}\n\n  Send it as `Authorization: Bearer <key>`. Manage keys with `toolgate keys create|list|revoke`;\n  or configure an identity provider ([[auth.issuers]]) for your users.\n"
+                );
+            }
             toolgate::app::shutdown_signal().await;
             tracing::info!("shutting down");
             server.shutdown().await;

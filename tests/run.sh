@@ -6,8 +6,14 @@
 #
 # Parts, each run even when an earlier one failed:
 #   build        cargo build --locked (the debug binary target/debug/toolgate)
+#   idp-install  tests/idp/install.sh: the pinned npm oauth2-mock-server for
+#                tests/idp/idp.cjs, the local OIDC identity provider that
+#                integration tests start; exports TOOLGATE_IDP_NODE_MODULES
+#                and TOOLGATE_REQUIRE_REAL_IDP=1 (in this run, a test that
+#                needs the IdP fails instead of skipping when it is missing)
 #   cargo-test   cargo test --locked: unit tests and tests/integration.rs
-#                (hermetic: in-process upstreams, the gateway on 127.0.0.1:0)
+#                (hermetic: in-process upstreams, the gateway and the test
+#                IdP on 127.0.0.1:0)
 #   interop      tests/interop/run.sh: the Python `mcp` SDK and the MCP
 #                Inspector CLI as clients, npm/PyPI reference servers as
 #                upstreams, through the gateway
@@ -80,6 +86,15 @@ check_configs() {
   return "$rc"
 }
 
+# Installs the test IdP's package and points cargo test at it.
+install_idp() {
+  local modules
+  export TOOLGATE_REQUIRE_REAL_IDP=1
+  modules="$(bash tests/idp/install.sh | tail -n1)" && [[ -d "$modules" ]] || return 1
+  export TOOLGATE_IDP_NODE_MODULES="$modules"
+  echo "TOOLGATE_IDP_NODE_MODULES=$modules"
+}
+
 trap 'echo "tests/run.sh: interrupted"; exit 130' INT
 trap 'echo "tests/run.sh: terminated"; exit 143' TERM
 
@@ -87,6 +102,7 @@ part build cargo build --locked
 built=0
 [[ "${statuses[-1]}" == PASS && -x "$bin" ]] && built=1
 
+part idp-install install_idp
 part cargo-test cargo test --locked
 
 if ((built)); then

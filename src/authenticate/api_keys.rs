@@ -150,6 +150,9 @@ fn parse(presented: &str) -> Option<(&str, &str)> {
     (hex_of(id, 16) && hex_of(secret, 64)).then_some((id, secret))
 }
 
+/// Name and group of the key the first `serve` creates.
+pub const FIRST_ADMIN: &str = "admin";
+
 /// Whether `token` looks like one of our keys (as opposed to a JWT).
 pub fn is_api_key(token: &str) -> bool {
     token.starts_with(PREFIX)
@@ -225,6 +228,27 @@ impl ApiKeys {
                 Err(KeyError::NameTaken(name.to_string()))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// On a store that has never held a key: create `admin` (group
+    /// `admin`) and return it, to be shown once. `None` once any key exists
+    /// (revoked ones too: revoking every key does not bring one back).
+    pub async fn create_first_admin(&self) -> Result<Option<String>, KeyError> {
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(self.store.pool())
+            .await?;
+        if count > 0 {
+            return Ok(None);
+        }
+        match self
+            .create(FIRST_ADMIN, &[FIRST_ADMIN.to_string()], None)
+            .await
+        {
+            Ok((_, key)) => Ok(Some(key)),
+            // Another replica got there first.
+            Err(KeyError::NameTaken(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

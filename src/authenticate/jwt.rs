@@ -51,6 +51,8 @@ pub enum JwtError {
     Audience,
     #[error("an ID token is not an access token")]
     IdToken,
+    #[error("the ID token's `nonce` is not the one this sign-in sent")]
+    Nonce,
 }
 
 /// One signature algorithm we accept.
@@ -138,11 +140,16 @@ pub fn parse_jwks(json: &[u8]) -> Result<Vec<Jwk>, String> {
 /// What a token must satisfy.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    pub issuer: String,
+    /// Accepted `iss` values (exact match; Entra has one per tenant and
+    /// token version).
+    pub issuers: Vec<String>,
     pub audiences: Vec<String>,
     pub algorithms: Vec<Alg>,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
+    /// What is expected: an access token (`None`; ID tokens are refused),
+    /// or the ID token of a sign-in that sent this `nonce`.
+    pub id_token_nonce: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -202,14 +209,18 @@ pub fn verify(
 
     let claims: Map<String, Value> =
         serde_json::from_slice(&decode(p)?).map_err(|_| JwtError::Malformed)?;
-    if header
+    let looks_like_id_token = header
         .typ
         .as_deref()
         .is_some_and(|t| t.eq_ignore_ascii_case("id_token"))
         || claims.contains_key("nonce")
-        || claims.contains_key("at_hash")
-    {
-        return Err(JwtError::IdToken);
+        || claims.contains_key("at_hash");
+    match &rules.id_token_nonce {
+        None if looks_like_id_token => return Err(JwtError::IdToken),
+        Some(nonce) if claims.get("nonce").and_then(Value::as_str) != Some(nonce.as_str()) => {
+            return Err(JwtError::Nonce);
+        }
+        _ => {}
     }
     let leeway = rules.leeway.as_secs() as i64;
     let exp = claims
@@ -229,7 +240,7 @@ pub fn verify(
         .get("iss")
         .and_then(Value::as_str)
         .ok_or(JwtError::Missing("iss"))?;
-    if iss != rules.issuer {
+    if !rules.issuers.iter().any(|i| i == iss) {
         return Err(JwtError::Issuer(iss.to_string()));
     }
     let audiences: Vec<&str> = match claims.get("aud") {
@@ -416,10 +427,11 @@ mod tests {
 
     fn rules() -> Rules {
         Rules {
-            issuer: ISS.into(),
+            issuers: vec![ISS.into()],
             audiences: vec!["api://toolgate".into()],
             algorithms: vec![Alg::Rs256, Alg::Es256],
             leeway: Duration::from_secs(60),
+            id_token_nonce: None,
         }
     }
 
@@ -584,5 +596,37 @@ mod tests {
             verify("a.b", &keys, &rules(), NOW).err(),
             Some(JwtError::Malformed)
         );
+    }
+
+    #[test]
+    fn id_tokens_need_the_sign_ins_nonce() {
+        let idp = TestIssuer::new();
+        let keys = parse_jwks(idp.jwks().as_bytes()).expect("jwks");
+        let rs = json!({"alg": "RS256", "kid": "rsa-1"});
+        let sign_in = Rules {
+            id_token_nonce: Some("n-123".into()),
+            ..rules()
+        };
+        let id_token = |nonce: Value| idp.sign(rs.clone(), with(claims(), "nonce", nonce));
+        assert!(verify(&id_token(json!("n-123")), &keys, &sign_in, NOW).is_ok());
+        for nonce in [json!("n-999"), Value::Null] {
+            assert_eq!(
+                verify(&id_token(nonce), &keys, &sign_in, NOW).err(),
+                Some(JwtError::Nonce)
+            );
+        }
+        // Other issuers' ID tokens still fail on `iss`.
+        let other = idp.sign(
+            rs.clone(),
+            with(
+                with(claims(), "nonce", json!("n-123")),
+                "iss",
+                json!("https://elsewhere"),
+            ),
+        );
+        assert!(matches!(
+            verify(&other, &keys, &sign_in, NOW),
+            Err(JwtError::Issuer(_))
+        ));
     }
 }

@@ -11,15 +11,15 @@
 //! - `Authorization: Bearer tgk_…`: a toolgate API key ([`api_keys`]);
 //! - `Authorization: Bearer <JWT>`: an OIDC access token from one of the
 //!   `[[auth.issuers]]` ([`oidc`], rules in [`jwt`]);
-//! - none, from a loopback address, while `auth.local_without_credentials`
-//!   is on (the default; `serve` refuses it on a non-loopback address): the
-//!   local user.
+//! - none, from a loopback address, under `serve --dev-insecure` (refused
+//!   on a non-loopback address): the local dev user.
 //!
 //! A token in the query string is refused and never logged. The caller's
 //! token is never forwarded upstream: upstream credentials come only from
 //! `servers/*.toml`.
 
 pub mod api_keys;
+pub mod graph;
 pub mod jwt;
 pub mod oidc;
 pub mod sessions;
@@ -48,7 +48,8 @@ pub const PUBLIC_ROUTES: &[&str] = &[
 pub struct Authenticator {
     pub keys: Arc<ApiKeys>,
     pub issuers: Vec<Arc<oidc::Issuer>>,
-    pub local_without_credentials: bool,
+    /// `--dev-insecure`: loopback callers without credentials are let in.
+    pub dev_insecure: bool,
 }
 
 /// Why a request has no caller; each becomes a 401 (or 400) with a reason.
@@ -68,6 +69,12 @@ enum Rejection {
     InvalidToken(String),
     #[error("access token refused: it lacks scope(s) {}", .0.join(" "))]
     InsufficientScope(Vec<String>),
+    /// A valid token whose caller may still not be let in (e.g. groups unknown).
+    #[error("access token refused: {0}")]
+    Forbidden(String),
+    /// Deciding needs something that is down right now.
+    #[error("cannot decide who is calling right now: {0}; try again")]
+    Unavailable(String),
 }
 
 impl Rejection {
@@ -86,6 +93,8 @@ impl Rejection {
             | Rejection::InvalidToken(_) => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
             // RFC 6750 §3.1: authenticated, but not allowed this far.
             Rejection::InsufficientScope(_) => (StatusCode::FORBIDDEN, Some("insufficient_scope")),
+            Rejection::Forbidden(_) => (StatusCode::FORBIDDEN, None),
+            Rejection::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
         };
         // RFC 6750 / RFC 9728: tell the client where to learn how to sign in.
         let mut challenge = format!("Bearer resource_metadata=\"{}\"", metadata_url(headers));
@@ -144,26 +153,45 @@ async fn identify(
             auth.keys.verify(token).await.map_err(Rejection::InvalidKey)
         }
         Some(_) if auth.issuers.is_empty() => Err(Rejection::NoIdentityProvider),
-        Some(token) => {
-            let claimed = oidc::claimed_issuer(token)
-                .ok_or_else(|| Rejection::InvalidToken("not a JWT with an `iss` claim".into()))?;
-            let issuer = auth
-                .issuers
-                .iter()
-                .find(|i| i.config.issuer == claimed)
-                .ok_or_else(|| {
-                    Rejection::InvalidToken(format!("issuer `{claimed}` is not trusted"))
-                })?;
-            issuer.verify(token).await.map_err(|e| match e {
-                oidc::OidcError::InsufficientScope(missing) => {
-                    Rejection::InsufficientScope(missing)
-                }
-                other => Rejection::InvalidToken(format!("{}: {other}", issuer.config.name)),
-            })
-        }
-        None if auth.local_without_credentials && peer.ip().is_loopback() => Ok(Caller::loopback()),
+        Some(token) => verify_access_token(auth, token).await,
+        None if auth.dev_insecure && peer.ip().is_loopback() => Ok(Caller::dev()),
         None => Err(Rejection::Missing),
     }
+}
+
+/// The caller of an OIDC access token, judged by the issuer it names.
+async fn verify_access_token(auth: &Authenticator, token: &str) -> Result<Caller, Rejection> {
+    use oidc::{OidcError, Recognised};
+    let claimed = oidc::claimed_issuer(token)
+        .ok_or_else(|| Rejection::InvalidToken("not a JWT with an `iss` claim".into()))?;
+    let mut why_not = format!("issuer `{claimed}` is not trusted");
+    for issuer in &auth.issuers {
+        match issuer.recognise(&claimed) {
+            Recognised::Ours => {
+                let name = &issuer.config.name;
+                return issuer.verify(token).await.map_err(|e| match e {
+                    OidcError::InsufficientScope(missing) => Rejection::InsufficientScope(missing),
+                    OidcError::GroupsOverage(_) => Rejection::Forbidden(format!("{name}: {e}")),
+                    OidcError::Graph(_) => Rejection::Unavailable(format!("{name}: {e}")),
+                    other => Rejection::InvalidToken(format!("{name}: {other}")),
+                });
+            }
+            Recognised::OtherTenant(tid) => {
+                why_not = format!(
+                    "{}: tenant `{tid}` is not in the `tenants` allowlist",
+                    issuer.config.name
+                );
+            }
+            Recognised::OktaOrgServer => {
+                why_not = format!(
+                    "{}: `{claimed}` is Okta's org authorization server, whose tokens are for Okta's own APIs; get tokens from the custom authorization server `{}`",
+                    issuer.config.name, issuer.config.issuer
+                );
+            }
+            Recognised::Unrelated => {}
+        }
+    }
+    Err(Rejection::InvalidToken(why_not))
 }
 
 /// The bearer token, if an Authorization header is present.
@@ -209,7 +237,16 @@ pub async fn protected_resource_metadata(
     headers: HeaderMap,
 ) -> impl IntoResponse {
     let issuers = &gw.config.auth.issuers;
-    let servers: Vec<&str> = issuers.iter().map(|i| i.issuer.as_str()).collect();
+    // Entra: one authorization server per allowed tenant (v2 issuers).
+    let servers: Vec<String> = issuers
+        .iter()
+        .flat_map(|i| match &i.provider {
+            crate::config::Provider::Entra(entra) => {
+                entra.tenants.iter().map(|t| entra.v2_issuer(t)).collect()
+            }
+            _ => vec![i.issuer.clone()],
+        })
+        .collect();
     let mut scopes: Vec<&str> = issuers
         .iter()
         .flat_map(|i| i.required_scopes.iter().map(String::as_str))

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::graph::Graph;
 use super::jwt::{self, Alg, Jwk, JwtError, Rules};
-use crate::config::IssuerConfig;
+use crate::config::auth::ClaimMapping;
+use crate::config::{IssuerConfig, Provider};
 use crate::pipeline::{Caller, Credential};
 
 /// Shortest time between two key refreshes caused by unknown `kid`s.
@@ -49,6 +51,18 @@ pub enum OidcError {
     Stale(String, u64),
     #[error("the token lacks scope(s) {}", .0.join(" "))]
     InsufficientScope(Vec<String>),
+    #[error("its `tid` ({tid}) is not the tenant of its `iss` ({iss})")]
+    TenantMismatch { iss: String, tid: String },
+    #[error("tenant `{0}` is not in this issuer's `tenants` allowlist")]
+    OtherTenant(String),
+    #[error("it has no subject claim (`{0}`)")]
+    NoSubject(String),
+    #[error(
+        "the caller is in too many groups for the token to carry them (Entra groups overage) and [auth.issuers.graph] is not configured for issuer `{0}`, so their groups are unknown; configure Graph, or have the app registration emit only groups assigned to the application (groupMembershipClaims = ApplicationGroup) or app roles"
+    )]
+    GroupsOverage(String),
+    #[error("groups overage: looking the caller's groups up in Microsoft Graph failed: {0}")]
+    Graph(String),
 }
 
 struct KeySet {
@@ -57,8 +71,36 @@ struct KeySet {
     max_age: Duration,
     /// The last fetch error, while there is one.
     problem: Option<String>,
-    jwks_uri: Option<String>,
+    /// From discovery: where the keys are, and the sign-in endpoints.
+    discovered: Option<Discovered>,
     last_unknown_kid_refresh: Option<Instant>,
+}
+
+/// What discovery told us.
+#[derive(Debug, Clone)]
+struct Discovered {
+    jwks_uri: String,
+    endpoints: Option<Endpoints>,
+}
+
+/// An issuer's browser sign-in endpoints (for SSO).
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
+    pub end_session: Option<String>,
+}
+
+/// How a token's claimed `iss` relates to a configured issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recognised {
+    /// One of the issuer's accepted `iss` values.
+    Ours,
+    /// An Entra issuer of a tenant not in `tenants`.
+    OtherTenant(String),
+    /// The org authorization server of an Okta custom one.
+    OktaOrgServer,
+    Unrelated,
 }
 
 /// One trusted issuer and its keys.
@@ -71,15 +113,22 @@ pub struct Issuer {
     fetching: tokio::sync::Mutex<()>,
     /// SHA-256 of a verified token → its caller and until when.
     verified: Mutex<HashMap<[u8; 32], (Caller, Instant)>>,
+    /// Entra groups overage lookups, when configured.
+    graph: Option<Graph>,
 }
 
 impl Issuer {
     pub fn new(config: IssuerConfig) -> Arc<Self> {
         let rules = Rules {
-            issuer: config.issuer.clone(),
+            issuers: config.accepted_issuers(),
             audiences: config.audiences.clone(),
             algorithms: vec![Alg::Rs256, Alg::Es256],
             leeway: config.leeway,
+            id_token_nonce: None,
+        };
+        let graph = match &config.provider {
+            Provider::Entra(entra) => entra.graph.clone().map(Graph::new),
+            _ => None,
         };
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
@@ -96,11 +145,12 @@ impl Issuer {
                 fetched: None,
                 max_age: DEFAULT_KEYS_MAX_AGE,
                 problem: Some("not fetched yet".into()),
-                jwks_uri: None,
+                discovered: None,
                 last_unknown_kid_refresh: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
             verified: Mutex::default(),
+            graph,
         })
     }
 
@@ -138,11 +188,11 @@ impl Issuer {
         let result = self.fetch().await;
         let mut state = self.lock();
         match result {
-            Ok((keys, max_age, jwks_uri)) => {
+            Ok((keys, max_age, discovered)) => {
                 state.keys = Arc::new(keys);
                 state.fetched = Some(Instant::now());
                 state.max_age = max_age;
-                state.jwks_uri = Some(jwks_uri);
+                state.discovered = Some(discovered);
                 state.problem = None;
                 Ok(())
             }
@@ -153,10 +203,10 @@ impl Issuer {
         }
     }
 
-    async fn fetch(&self) -> Result<(Vec<Jwk>, Duration, String), String> {
-        let known = self.lock().jwks_uri.clone();
-        let jwks_uri = match known {
-            Some(uri) => uri,
+    async fn fetch(&self) -> Result<(Vec<Jwk>, Duration, Discovered), String> {
+        let known = self.lock().discovered.clone();
+        let discovered = match known {
+            Some(d) => d,
             None => {
                 let url = format!(
                     "{}/.well-known/openid-configuration",
@@ -171,18 +221,57 @@ impl Issuer {
                         doc["issuer"], self.config.issuer
                     ));
                 }
-                doc["jwks_uri"]
-                    .as_str()
-                    .ok_or_else(|| format!("discovery at {url} has no jwks_uri"))?
-                    .to_string()
+                let text = |k: &str| doc[k].as_str().map(str::to_string);
+                Discovered {
+                    jwks_uri: text("jwks_uri")
+                        .ok_or_else(|| format!("discovery at {url} has no jwks_uri"))?,
+                    endpoints: text("authorization_endpoint")
+                        .zip(text("token_endpoint"))
+                        .map(|(authorization, token)| Endpoints {
+                            authorization,
+                            token,
+                            end_session: text("end_session_endpoint"),
+                        }),
+                }
             }
         };
-        let (body, max_age) = self.get(&jwks_uri).await?;
+        let jwks_uri = &discovered.jwks_uri;
+        let (body, max_age) = self.get(jwks_uri).await?;
         let keys = jwt::parse_jwks(&body).map_err(|e| format!("{jwks_uri}: {e}"))?;
         if keys.is_empty() {
             return Err(format!("{jwks_uri} has no RSA or P-256 signing keys"));
         }
-        Ok((keys, max_age.unwrap_or(DEFAULT_KEYS_MAX_AGE), jwks_uri))
+        Ok((keys, max_age.unwrap_or(DEFAULT_KEYS_MAX_AGE), discovered))
+    }
+
+    /// The sign-in endpoints discovery named, once it has run.
+    pub fn endpoints(&self) -> Option<Endpoints> {
+        self.lock()
+            .discovered
+            .as_ref()
+            .and_then(|d| d.endpoints.clone())
+    }
+
+    /// Whether a token claiming `iss` is this issuer's business.
+    pub fn recognise(&self, iss: &str) -> Recognised {
+        if self.rules.issuers.iter().any(|i| i == iss) {
+            return Recognised::Ours;
+        }
+        match &self.config.provider {
+            Provider::Entra(entra) => match entra.tenant_of(iss) {
+                Some(tid) => Recognised::OtherTenant(tid.to_string()),
+                None => Recognised::Unrelated,
+            },
+            Provider::Okta => {
+                let org = self.config.issuer.split("/oauth2/").next();
+                if org == Some(iss.trim_end_matches('/')) {
+                    Recognised::OktaOrgServer
+                } else {
+                    Recognised::Unrelated
+                }
+            }
+            Provider::Generic => Recognised::Unrelated,
+        }
     }
 
     /// GET a small JSON document; its `Cache-Control: max-age`, bounded.
@@ -241,24 +330,53 @@ impl Issuer {
             return Ok(caller.clone());
         }
         let now = crate::storage::now_unix();
-        let keys = self.usable_keys()?;
-        let claims = match jwt::verify(token, &keys, &self.rules, now) {
-            Err(JwtError::UnknownKey(kid)) if self.may_refresh_for_unknown_kid() => {
-                // A rotation: refresh once, then judge again.
-                let _ = self.refresh().await;
-                let keys = self.usable_keys()?;
-                jwt::verify(token, &keys, &self.rules, now).map_err(|e| match e {
-                    JwtError::UnknownKey(_) => JwtError::UnknownKey(kid),
-                    other => other,
-                })?
-            }
-            other => other?,
-        };
-        let caller = self.caller(&claims)?;
+        let claims = self.judge(token, &self.rules, now).await?;
+        let caller = self.caller(&claims, Credential::AccessToken).await?;
         let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
         let left = Duration::from_secs(exp.saturating_sub(now).max(0) as u64);
         self.remember(digest, caller.clone(), VERIFIED_FOR.min(left));
         Ok(caller)
+    }
+
+    /// The caller the ID token of a browser sign-in stands for: issued to
+    /// `client_id`, for the sign-in that sent `nonce`.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<Caller, OidcError> {
+        let rules = Rules {
+            audiences: vec![client_id.to_string()],
+            id_token_nonce: Some(nonce.to_string()),
+            ..self.rules.clone()
+        };
+        let claims = self
+            .judge(token, &rules, crate::storage::now_unix())
+            .await?;
+        self.caller(&claims, Credential::Session).await
+    }
+
+    /// The token's claims if it passes `rules` with this issuer's keys,
+    /// refreshing the keys once for an unknown `kid` (a rotation).
+    async fn judge(
+        &self,
+        token: &str,
+        rules: &Rules,
+        now: i64,
+    ) -> Result<Map<String, Value>, OidcError> {
+        let keys = self.usable_keys()?;
+        match jwt::verify(token, &keys, rules, now) {
+            Err(JwtError::UnknownKey(kid)) if self.may_refresh_for_unknown_kid() => {
+                let _ = self.refresh().await;
+                let keys = self.usable_keys()?;
+                Ok(jwt::verify(token, &keys, rules, now).map_err(|e| match e {
+                    JwtError::UnknownKey(_) => JwtError::UnknownKey(kid),
+                    other => other,
+                })?)
+            }
+            other => Ok(other?),
+        }
     }
 
     fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Caller, Instant)>> {
@@ -302,54 +420,152 @@ impl Issuer {
         allowed
     }
 
-    fn caller(&self, claims: &Map<String, Value>) -> Result<Caller, OidcError> {
-        let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
-        let sub = text("sub")
-            .filter(|s| !s.is_empty())
-            .ok_or(JwtError::Missing("sub"))?;
-        // `scope` (RFC 9068, Okta) or `scp` (Entra), space-separated or a list.
-        let granted: Vec<&str> = match claims.get("scope").or_else(|| claims.get("scp")) {
-            Some(Value::String(s)) => s.split_whitespace().collect(),
-            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        let missing: Vec<String> = self
-            .config
-            .required_scopes
-            .iter()
-            .filter(|s| !granted.contains(&s.as_str()))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            return Err(OidcError::InsufficientScope(missing));
-        }
-        let list = |k: &str| match claims.get(k) {
-            Some(Value::Array(list)) => list
-                .iter()
-                .filter_map(Value::as_str)
+    /// Map verified claims to a caller (subject, groups, roles, …), with
+    /// the provider's rules: Entra's tenant checks and groups overage.
+    async fn caller(
+        &self,
+        claims: &Map<String, Value>,
+        credential: Credential,
+    ) -> Result<Caller, OidcError> {
+        let text = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
                 .map(str::to_string)
-                .collect(),
-            Some(Value::String(one)) => vec![one.clone()],
-            _ => Vec::new(),
         };
+        let mapping = &self.config.claims;
+        // `scope` (RFC 9068, Okta's `scp` list) or `scp` (Entra), space-separated or a list.
+        let granted = strings(claims.get("scope").or_else(|| claims.get("scp")), true);
+        if credential == Credential::AccessToken {
+            let missing: Vec<String> = self
+                .config
+                .required_scopes
+                .iter()
+                .filter(|s| !granted.contains(s))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(OidcError::InsufficientScope(missing));
+            }
+        }
+        let name = &self.config.name;
+        let (subject, tenant, oid) = match &self.config.provider {
+            Provider::Entra(entra) => {
+                let iss = text("iss").unwrap_or_default();
+                let tid = text("tid").ok_or(JwtError::Missing("tid"))?;
+                if entra.tenant_of(&iss) != Some(tid.as_str()) {
+                    return Err(OidcError::TenantMismatch { iss, tid });
+                }
+                if !entra.tenants.contains(&tid) {
+                    return Err(OidcError::OtherTenant(tid));
+                }
+                let oid = text("oid").ok_or(JwtError::Missing("oid"))?;
+                (format!("{name}:{tid}:{oid}"), Some(tid), oid)
+            }
+            _ => {
+                let sub = mapping
+                    .subject
+                    .iter()
+                    .find_map(|c| {
+                        claim(claims, c)
+                            .and_then(Value::as_str)
+                            .filter(|s| !s.is_empty())
+                    })
+                    .ok_or_else(|| OidcError::NoSubject(mapping.subject.join("` or `")))?;
+                (format!("{name}:{sub}"), text("tid"), String::new())
+            }
+        };
+        let mut groups = strings(claim(claims, &mapping.groups), false);
+        if groups.is_empty() && groups_overage(claims, &mapping.groups) {
+            groups = match (&self.config.provider, &self.graph, &tenant) {
+                (Provider::Entra(_), Some(graph), Some(tid)) => {
+                    let app = text("idtyp").as_deref() == Some("app");
+                    graph
+                        .member_groups(tid, &oid, app)
+                        .await
+                        .map_err(OidcError::Graph)?
+                }
+                _ => return Err(OidcError::GroupsOverage(name.clone())),
+            };
+        }
         Ok(Caller {
             name: text("name")
                 .or_else(|| text("preferred_username"))
-                .or_else(|| text("email")),
-            groups: list(&self.config.groups_claim),
-            roles: list("roles"),
-            email: text("email"),
-            tenant: text("tid"),
-            issuer: Some(self.config.issuer.clone()),
+                .or_else(|| text("email"))
+                .or_else(|| text("upn")),
+            groups: mapping.rename(groups, true),
+            roles: mapping.rename(strings(claim(claims, &mapping.roles), false), false),
+            email: text("email").or_else(|| text("upn")),
+            tenant,
+            issuer: text("iss"),
             client_id: text("azp")
                 .or_else(|| text("client_id"))
-                .or_else(|| text("appid")),
-            scopes: granted.iter().map(|s| s.to_string()).collect(),
-            ..Caller::new(
-                format!("{}:{sub}", self.config.name),
-                Credential::AccessToken,
-            )
+                .or_else(|| text("appid"))
+                .or_else(|| text("cid")),
+            scopes: granted,
+            ..Caller::new(subject, credential)
         })
+    }
+}
+
+/// A claim by name, or by a dotted path into nested objects
+/// (`realm_access.roles`).
+fn claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(value) = claims.get(path) {
+        return Some(value);
+    }
+    let mut parts = path.split('.');
+    let mut value = claims.get(parts.next()?)?;
+    for part in parts {
+        value = value.get(part)?;
+    }
+    Some(value)
+}
+
+/// A list of strings from a list claim, or from one string (split on
+/// spaces when `space_separated`, as scopes are).
+fn strings(value: Option<&Value>, space_separated: bool) -> Vec<String> {
+    match value {
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(s)) if space_separated => {
+            s.split_whitespace().map(str::to_string).collect()
+        }
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Entra left the groups out because there were too many: `_claim_names`
+/// points elsewhere for them, or `hasgroups` says there are some.
+fn groups_overage(claims: &Map<String, Value>, groups_claim: &str) -> bool {
+    claims
+        .get("_claim_names")
+        .and_then(|names| names.get(groups_claim))
+        .is_some()
+        || claims.get("hasgroups") == Some(&Value::Bool(true))
+}
+
+impl ClaimMapping {
+    /// Apply the mapping table (groups only) and the prefix stripping.
+    fn rename(&self, names: Vec<String>, groups: bool) -> Vec<String> {
+        let mut out: Vec<String> = names
+            .into_iter()
+            .map(|n| match self.group_map.get(&n) {
+                Some(mapped) if groups => mapped.clone(),
+                _ => match &self.strip_prefix {
+                    Some(p) => n.strip_prefix(p.as_str()).map(str::to_string).unwrap_or(n),
+                    None => n,
+                },
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
@@ -367,27 +583,44 @@ pub fn claimed_issuer(token: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use serde_json::json;
 
-    #[test]
-    fn claims_fill_the_caller() {
-        let issuer = Issuer::new(IssuerConfig {
+    use super::*;
+    use crate::config::auth::EntraConfig;
+
+    fn entra() -> IssuerConfig {
+        let provider = Provider::Entra(EntraConfig {
+            tenants: vec!["t1".into(), "t2".into()],
+            authority: "https://login.microsoftonline.com".into(),
+            sts: "https://sts.windows.net".into(),
+            graph: None,
+        });
+        IssuerConfig {
             name: "entra".into(),
             issuer: "https://login.microsoftonline.com/t1/v2.0".into(),
-            audiences: vec!["api://toolgate".into()],
-            groups_claim: "groups".into(),
-            leeway: Duration::from_secs(60),
             required_scopes: vec!["mcp".into()],
-        });
-        let claims = serde_json::json!({
-            "sub": "s1", "name": "Alice", "email": "alice@example.com", "tid": "t1",
-            "roles": ["Tools.Write"], "groups": ["g1", "g2"], "azp": "agent-app",
+            claims: ClaimMapping::defaults(&provider),
+            provider,
+            ..IssuerConfig::generic("entra", "", &["api://toolgate"])
+        }
+    }
+
+    async fn map(config: IssuerConfig, claims: Value) -> Result<Caller, OidcError> {
+        Issuer::new(config)
+            .caller(claims.as_object().expect("object"), Credential::AccessToken)
+            .await
+    }
+
+    #[tokio::test]
+    async fn entra_claims_fill_the_caller() {
+        let claims = json!({
+            "iss": "https://login.microsoftonline.com/t1/v2.0", "tid": "t1", "oid": "o1",
+            "sub": "pairwise", "name": "Alice", "email": "alice@example.com",
+            "roles": ["Tools.Write"], "groups": ["g2", "g1"], "azp": "agent-app",
             "scp": "mcp other"
         });
-        let caller = issuer
-            .caller(claims.as_object().expect("object"))
-            .expect("a caller");
-        assert_eq!(caller.subject, "entra:s1");
+        let caller = map(entra(), claims).await.expect("a caller");
+        assert_eq!(caller.subject, "entra:t1:o1", "keyed by tid + oid");
         assert_eq!(caller.name.as_deref(), Some("Alice"));
         assert_eq!(caller.email.as_deref(), Some("alice@example.com"));
         assert_eq!(caller.tenant.as_deref(), Some("t1"));
@@ -395,10 +628,113 @@ mod tests {
         assert_eq!(caller.groups, vec!["g1".to_string(), "g2".to_string()]);
         assert_eq!(caller.client_id.as_deref(), Some("agent-app"));
         assert_eq!(caller.scopes, vec!["mcp".to_string(), "other".to_string()]);
-        assert_eq!(
-            caller.issuer.as_deref(),
-            Some("https://login.microsoftonline.com/t1/v2.0")
-        );
         assert_eq!(caller.credential, Credential::AccessToken);
+
+        // v1 shape: sts issuer, appid, upn.
+        let v1 = json!({
+            "iss": "https://sts.windows.net/t2/", "tid": "t2", "oid": "o2",
+            "appid": "agent-app", "upn": "bob@contoso.example", "scp": "mcp"
+        });
+        let caller = map(entra(), v1).await.expect("a v1 caller");
+        assert_eq!(caller.subject, "entra:t2:o2");
+        assert_eq!(caller.email.as_deref(), Some("bob@contoso.example"));
+        assert_eq!(caller.client_id.as_deref(), Some("agent-app"));
+    }
+
+    #[tokio::test]
+    async fn entra_refusals() {
+        let base = json!({
+            "iss": "https://login.microsoftonline.com/t1/v2.0", "tid": "t1", "oid": "o1", "scp": "mcp"
+        });
+        let with = |k: &str, v: Value| {
+            let mut c = base.clone();
+            c[k] = v;
+            c
+        };
+        assert!(matches!(
+            map(entra(), with("tid", json!("t2"))).await,
+            Err(OidcError::TenantMismatch { .. })
+        ));
+        assert!(matches!(
+            map(entra(), with("oid", Value::Null)).await,
+            Err(OidcError::Token(JwtError::Missing("oid")))
+        ));
+        assert!(matches!(
+            map(entra(), with("scp", json!("other"))).await,
+            Err(OidcError::InsufficientScope(_))
+        ));
+        // Groups overage without Graph: fail closed, saying what to do.
+        let overage = with("_claim_names", json!({"groups": "src1"}));
+        let err = map(entra(), overage).await.expect_err("overage refused");
+        assert!(matches!(err, OidcError::GroupsOverage(_)));
+        assert!(err.to_string().contains("[auth.issuers.graph]"), "{err}");
+        let hasgroups = with("hasgroups", json!(true));
+        assert!(matches!(
+            map(entra(), hasgroups).await,
+            Err(OidcError::GroupsOverage(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn generic_mapping_paths_prefixes_and_table() {
+        let mut config = IssuerConfig::generic("kc", "https://idp.example/realms/x", &["api"]);
+        config.claims.groups = "realm_access.roles".into();
+        config.claims.strip_prefix = Some("toolgate-".into());
+        config.claims.group_map = [("00g1abc".to_string(), "eng".to_string())].into();
+        let claims = json!({
+            "iss": "https://idp.example/realms/x", "sub": "u1",
+            "realm_access": {"roles": ["toolgate-ops", "00g1abc", "other", "toolgate-ops"]},
+            "roles": ["toolgate-admin"]
+        });
+        let caller = map(config, claims).await.expect("a caller");
+        assert_eq!(caller.subject, "kc:u1");
+        assert_eq!(caller.groups, vec!["eng", "ops", "other"]);
+        assert_eq!(caller.roles, vec!["admin"]);
+
+        let mut okta = IssuerConfig::generic(
+            "okta",
+            "https://org.okta.com/oauth2/default",
+            &["api://default"],
+        );
+        okta.claims = ClaimMapping::defaults(&Provider::Okta);
+        okta.provider = Provider::Okta;
+        let claims = json!({"sub": "alice@example.com", "uid": "00u1", "cid": "0oa9", "scp": ["mcp", "openid"]});
+        let caller = map(okta.clone(), claims).await.expect("okta caller");
+        assert_eq!(caller.subject, "okta:00u1", "Okta users keyed by uid");
+        assert_eq!(caller.client_id.as_deref(), Some("0oa9"));
+        assert_eq!(caller.scopes, vec!["mcp", "openid"]);
+        let service = json!({"sub": "0oa9", "cid": "0oa9"});
+        assert_eq!(
+            map(okta, service).await.expect("service").subject,
+            "okta:0oa9"
+        );
+    }
+
+    #[test]
+    fn recognising_issuers() {
+        let issuer = Issuer::new(entra());
+        assert_eq!(
+            issuer.recognise("https://sts.windows.net/t2/"),
+            Recognised::Ours
+        );
+        assert_eq!(
+            issuer.recognise("https://login.microsoftonline.com/t9/v2.0"),
+            Recognised::OtherTenant("t9".into())
+        );
+        assert_eq!(
+            issuer.recognise("https://elsewhere/t1/v2.0"),
+            Recognised::Unrelated
+        );
+        let mut okta = IssuerConfig::generic("okta", "https://org.okta.com/oauth2/default", &["a"]);
+        okta.provider = Provider::Okta;
+        let okta = Issuer::new(okta);
+        assert_eq!(
+            okta.recognise("https://org.okta.com"),
+            Recognised::OktaOrgServer
+        );
+        assert_eq!(
+            okta.recognise("https://org.okta.com/oauth2/other"),
+            Recognised::Unrelated
+        );
     }
 }

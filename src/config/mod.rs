@@ -6,6 +6,7 @@
 //! each), so `toolgate check` shows them all at once. Secret references are
 //! resolved after parsing (see [`secret`]).
 
+pub mod auth;
 pub mod secret;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use auth::{AuthConfig, IssuerConfig, Provider};
 pub use secret::Secret;
 
 /// Default address: loopback only, so a fresh `toolgate serve` is not reachable
@@ -31,7 +33,6 @@ pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-const DEFAULT_API_KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 /// Longest server name / prefix, so `{prefix}__{tool}` leaves room in 64 chars.
 pub const MAX_SERVER_NAME: usize = 32;
 
@@ -61,38 +62,6 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite://…`; may carry a password, so it is a secret.
     pub database_url: Option<Secret>,
-}
-
-/// Who may call.
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    /// A loopback client without credentials is the local user. `false`
-    /// requires a credential from everyone.
-    pub local_without_credentials: bool,
-    /// How long a verified API key is trusted before the store is asked
-    /// again (so a revocation elsewhere takes effect within this time).
-    pub api_key_cache_ttl: Duration,
-    /// OIDC issuers whose access tokens are accepted.
-    pub issuers: Vec<IssuerConfig>,
-}
-
-/// One trusted OIDC issuer (`[[auth.issuers]]`).
-#[derive(Debug, Clone)]
-pub struct IssuerConfig {
-    /// Short name: prefixes subjects (`{name}:{sub}`) and names it in logs.
-    pub name: String,
-    /// The exact `iss` of its tokens; discovery is at
-    /// `{issuer}/.well-known/openid-configuration`.
-    pub issuer: String,
-    /// Accepted `aud` values (at least one must be in the token).
-    pub audiences: Vec<String>,
-    /// Claim holding the caller's groups.
-    pub groups_claim: String,
-    /// Clock skew allowed on `exp` / `nbf` (at most 60 s).
-    pub leeway: Duration,
-    /// Scopes every token must carry (`scope` or `scp`); a token without
-    /// them gets 403 `insufficient_scope`.
-    pub required_scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -250,27 +219,7 @@ struct RawConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     #[serde(default)]
-    auth: RawAuth,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawAuth {
-    local_without_credentials: Option<bool>,
-    api_key_cache_ttl: Option<String>,
-    #[serde(default)]
-    issuers: Vec<RawIssuer>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawIssuer {
-    name: Option<String>,
-    issuer: Option<String>,
-    #[serde(default)]
-    audiences: Vec<String>,
-    groups_claim: Option<String>,
-    leeway: Option<String>,
-    #[serde(default)]
-    required_scopes: Vec<String>,
+    auth: auth::RawAuth,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -514,61 +463,7 @@ impl Config {
             }
             Secret::new(url)
         });
-        let api_key_cache_ttl = duration_or(
-            &mut report,
-            "auth.api_key_cache_ttl",
-            raw.auth.api_key_cache_ttl.as_deref(),
-            DEFAULT_API_KEY_CACHE_TTL,
-        );
-        let local_without_credentials = raw.auth.local_without_credentials.unwrap_or(true);
-        let mut issuers = Vec::new();
-        for (i, raw_issuer) in raw.auth.issuers.into_iter().enumerate() {
-            let key = |k: &str| format!("auth.issuers[{i}].{k}");
-            let name = raw_issuer.name.unwrap_or_default();
-            if !valid_server_name(&name) {
-                report.error(
-                    &key("name"),
-                    format!("`{name}`: use 1-{MAX_SERVER_NAME} letters, digits, `-` or single `_`"),
-                );
-            }
-            let issuer = raw_issuer.issuer.unwrap_or_default();
-            let loopback_http = issuer.starts_with("http://127.0.0.1:")
-                || issuer.starts_with("http://localhost:")
-                || issuer.starts_with("http://[::1]:");
-            if !issuer.starts_with("https://") && !loopback_http {
-                report.error(&key("issuer"), format!("`{issuer}`: use the issuer's https:// URL (plain http only on loopback, for tests)"));
-            }
-            if raw_issuer.audiences.is_empty() || raw_issuer.audiences.iter().any(String::is_empty)
-            {
-                report.error(
-                    &key("audiences"),
-                    "list the accepted `aud` values, e.g. [\"api://toolgate\"]",
-                );
-            }
-            let leeway = duration_or(
-                &mut report,
-                &key("leeway"),
-                raw_issuer.leeway.as_deref(),
-                Duration::from_secs(60),
-            );
-            if leeway > Duration::from_secs(60) {
-                report.error(&key("leeway"), "at most 60s");
-            }
-            issuers.push(IssuerConfig {
-                name,
-                issuer,
-                audiences: raw_issuer.audiences,
-                groups_claim: raw_issuer.groups_claim.unwrap_or_else(|| "groups".into()),
-                leeway,
-                required_scopes: raw_issuer.required_scopes,
-            });
-        }
-        if local_without_credentials && !listen.ip().is_loopback() {
-            report.error(
-                "auth.local_without_credentials",
-                format!("listen is {listen}, beyond loopback: set it to false so every caller needs a credential"),
-            );
-        }
+        let auth = auth::load(raw.auth, listen, &base, &mut report);
         let servers_dir = base.join(raw.servers_dir.unwrap_or_else(|| PathBuf::from("servers")));
         let servers = load_servers(&servers_dir, self_exe, &mut errors);
 
@@ -592,11 +487,7 @@ impl Config {
                     data_dir,
                     database_url,
                 },
-                auth: AuthConfig {
-                    local_without_credentials,
-                    api_key_cache_ttl,
-                    issuers,
-                },
+                auth,
             })
         } else {
             Err(ConfigErrors(errors))

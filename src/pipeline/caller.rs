@@ -6,13 +6,15 @@
 pub enum Credential {
     /// The local user who started `toolgate stdio` (the OS account).
     LocalProcess,
-    /// A loopback HTTP client without credentials, accepted as the local
-    /// user while `auth.local_without_credentials` is on.
-    Loopback,
+    /// A loopback HTTP client without credentials, let in as the dev user
+    /// by `serve --dev-insecure`.
+    DevInsecure,
     /// A toolgate API key (`toolgate keys create`).
     ApiKey,
     /// An OIDC access token from a configured issuer.
     AccessToken,
+    /// A browser session from an SSO sign-in (`/auth/login`).
+    Session,
     /// Nothing: refused by the pipeline's authenticate stage.
     None,
 }
@@ -69,9 +71,17 @@ impl Caller {
         }
     }
 
-    /// A client on the loopback interface, without credentials.
-    pub fn loopback() -> Self {
-        Self::new("loopback".into(), Credential::Loopback)
+    /// A loopback client without credentials under `--dev-insecure`: the
+    /// OS user running the gateway, in group `dev`.
+    pub fn dev() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "local".into());
+        Self {
+            name: Some(user.clone()),
+            groups: vec!["dev".into()],
+            ..Self::new(format!("dev:{user}"), Credential::DevInsecure)
+        }
     }
 
     /// No identity established: every call made with it is refused.

@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 use toolgate::app::HttpServer;
 use toolgate::config::Config;
 
+pub mod idp;
+
 pub const TOOLGATE: &str = env!("CARGO_BIN_EXE_toolgate");
 
 /// Serve an rmcp handler over streamable HTTP on 127.0.0.1:0; returns its
@@ -108,8 +110,18 @@ pub struct Gateway {
 
 impl Gateway {
     /// Start a gateway with `servers` as (file name, TOML) and extra
-    /// toolgate.toml lines.
+    /// toolgate.toml lines, in dev mode (loopback callers need no
+    /// credential).
     pub async fn start(servers: &[(&str, String)], extra: &str) -> Gateway {
+        Self::start_with(servers, extra, true).await
+    }
+
+    /// [`Gateway::start`], choosing dev mode.
+    pub async fn start_with(
+        servers: &[(&str, String)],
+        extra: &str,
+        dev_insecure: bool,
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("servers")).unwrap();
         for (name, text) in servers {
@@ -125,7 +137,8 @@ impl Gateway {
             format!("listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{extra}\n"),
         )
         .unwrap();
-        let config = Config::load(Some(&cfg), TOOLGATE).unwrap_or_else(|e| panic!("{e}"));
+        let mut config = Config::load(Some(&cfg), TOOLGATE).unwrap_or_else(|e| panic!("{e}"));
+        config.auth.dev_insecure |= dev_insecure;
         let server = HttpServer::start(config).await.unwrap();
         let addr = server.addr;
         Gateway {

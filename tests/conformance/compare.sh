@@ -145,7 +145,7 @@ listen = "127.0.0.1:$gateway_port"
 servers_dir = "servers"
 EOF
     RUST_LOG="${RUST_LOG:-info,rmcp=warn}" \
-      "$bin" serve --config "$tmp/toolgate.toml" >"$out/toolgate.log" 2>&1 &
+      "$bin" serve --dev-insecure --config "$tmp/toolgate.toml" >"$out/toolgate.log" 2>&1 &
     gateway_pid=$!
     local deadline=$((SECONDS + 60))
     while ((SECONDS < deadline)) && kill -0 "$gateway_pid" 2>/dev/null; do

@@ -78,13 +78,20 @@ async fn echo_with(url: &str, key: &str, via_rmcp: bool) -> Result<String, reqwe
 async fn api_keys_gate_every_request_and_never_reach_the_upstream() {
     let ct = CancellationToken::new();
     let (url, seen) = http_upstream_recording(Echo::new, ct.clone()).await;
-    let mut gw = Gateway::start(
+    let mut gw = Gateway::start_with(
         &[("echo", http_server_toml("echo", &url, ""))],
-        "[auth]\nlocal_without_credentials = false\napi_key_cache_ttl = \"200ms\"",
+        "[auth]\napi_key_cache_ttl = \"200ms\"",
+        false,
     )
     .await;
     gw.wait_ready(&["echo"]).await;
     let base = format!("http://{}", gw.addr);
+
+    // A fresh store without an identity provider: the first start made an
+    // admin key (shown once), and it works.
+    let admin = gw.server.as_ref().unwrap().first_admin_key.clone();
+    let admin = admin.expect("first start creates an admin key");
+    assert_eq!(echo_with(&gw.url, &admin, false).await, Ok("hello".into()));
 
     // Deny by default, with a challenge pointing at the metadata.
     let r = initialize(&gw.url, None).await;
@@ -191,11 +198,12 @@ async fn api_keys_gate_every_request_and_never_reach_the_upstream() {
 }
 
 #[tokio::test]
-async fn loopback_callers_without_credentials_are_the_local_user_by_default() {
+async fn dev_mode_lets_loopback_callers_in_and_makes_no_key() {
     let ct = CancellationToken::new();
     let url = http_upstream(Echo::new, ct.clone()).await;
     let mut gw = Gateway::start(&[("echo", http_server_toml("echo", &url, ""))], "").await;
     gw.wait_ready(&["echo"]).await;
+    assert!(gw.server.as_ref().unwrap().first_admin_key.is_none());
     assert_eq!(initialize(&gw.url, None).await.status(), 200);
     // A bad credential is still refused: presenting one means checking it.
     assert_eq!(initialize(&gw.url, Some("tgk_bogus")).await.status(), 401);
@@ -203,29 +211,71 @@ async fn loopback_callers_without_credentials_are_the_local_user_by_default() {
     ct.cancel();
 }
 
-#[test]
-fn serving_beyond_loopback_needs_credentials() {
+#[tokio::test]
+async fn the_first_admin_key_is_made_once() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("toolgate.toml");
-    std::fs::write(&cfg, "listen = \"0.0.0.0:0\"\n").unwrap();
-    let out = std::process::Command::new(TOOLGATE)
-        .args(["--config", cfg.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("auth.local_without_credentials"), "{err}");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nservers_dir = \"none\"\n").unwrap();
+    std::fs::create_dir(dir.path().join("none")).unwrap();
+    let start = || async {
+        let config = toolgate::config::Config::load(Some(&cfg), TOOLGATE).unwrap();
+        let server = toolgate::app::HttpServer::start(config).await.unwrap();
+        let key = server.first_admin_key.clone();
+        server.shutdown().await;
+        key
+    };
+    assert!(start().await.is_some());
+    assert!(start().await.is_none(), "a key exists now: none made again");
+    // Revoking every key does not bring a new admin key back.
+    let keys = |args: &[&str]| {
+        let out = std::process::Command::new(TOOLGATE)
+            .args(["--config", cfg.to_str().unwrap(), "keys"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(keys(&["list"]).contains("admin"));
+    keys(&["revoke", "admin"]);
+    assert!(start().await.is_none());
+}
+
+#[test]
+fn serving_beyond_loopback_needs_an_identity_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("toolgate.toml");
+    let run = |toml: &str, args: &[&str]| {
+        std::fs::write(&cfg, toml).unwrap();
+        let out = std::process::Command::new(TOOLGATE)
+            .args(["--config", cfg.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run("listen = \"0.0.0.0:0\"\n", &["check"]);
+    assert!(err.contains("auth.issuers"), "{err}");
+    let err = run(
+        "listen = \"0.0.0.0:0\"\n[auth]\ndev_insecure = true\n",
+        &["check"],
+    );
+    assert!(err.contains("auth.dev_insecure"), "{err}");
+    let err = run("", &["serve", "--listen", "0.0.0.0:0", "--dev-insecure"]);
+    assert!(err.contains("only listens on loopback"), "{err}");
 }
 
 #[tokio::test]
 async fn a_session_belongs_to_the_caller_who_opened_it() {
     let ct = CancellationToken::new();
     let url = http_upstream(Echo::new, ct.clone()).await;
-    let mut gw = Gateway::start(
-        &[("echo", http_server_toml("echo", &url, ""))],
-        "[auth]\nlocal_without_credentials = false",
-    )
-    .await;
+    let mut gw =
+        Gateway::start_with(&[("echo", http_server_toml("echo", &url, ""))], "", false).await;
     gw.wait_ready(&["echo"]).await;
     let alice = keys_cli(&gw, &["create", "--name", "alice"])
         .trim()
@@ -328,12 +378,13 @@ impl FakeIdp {
 async fn gateway_trusting(idp: &FakeIdp, extra: &str) -> (Gateway, CancellationToken) {
     let ct = CancellationToken::new();
     let url = http_upstream(Echo::new, ct.clone()).await;
-    let gw = Gateway::start(
+    let gw = Gateway::start_with(
         &[("echo", http_server_toml("echo", &url, ""))],
         &format!(
-            "[auth]\nlocal_without_credentials = false\n[[auth.issuers]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"api://toolgate\"]\n{extra}",
+            "[[auth.issuers]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"api://toolgate\"]\n{extra}",
             idp.url
         ),
+        false,
     )
     .await;
     gw.wait_ready(&["echo"]).await;

@@ -217,7 +217,7 @@ call = "30s"
 EOF
 
   TOOLGATE_INTEROP_RUN="$run_id" RUST_LOG="${RUST_LOG:-info}" \
-    "$toolgate" serve --config "$tmp/toolgate.toml" >"$tmp/toolgate.log" 2>&1 &
+    "$toolgate" serve --dev-insecure --config "$tmp/toolgate.toml" >"$tmp/toolgate.log" 2>&1 &
   gateway_pid=$!
 
   local deadline=$((SECONDS + 120)) body=""
