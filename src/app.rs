@@ -30,7 +30,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::authenticate::sessions::{Ownership, SessionOwners};
-use crate::authenticate::{self, ApiKeys, Authenticator};
+use crate::authenticate::{self, ApiKeys, Authenticator, sso};
 use crate::config::Config;
 use crate::mcp::catalog::{Catalog, Listing};
 use crate::mcp::hub::{Hub, ListChanged};
@@ -373,7 +373,15 @@ pub fn router(
             "/.well-known/oauth-protected-resource/mcp",
             get(authenticate::protected_resource_metadata),
         )
+        .route("/auth/me", get(sso::me))
         .with_state(gw)
+        .merge(
+            axum::Router::new()
+                .route("/auth/login", get(sso::login))
+                .route("/auth/callback", get(sso::callback))
+                .route("/auth/logout", get(sso::logout).post(sso::logout))
+                .with_state(auth.sso.clone()),
+        )
         // Deny by default: every route but the public ones needs a caller.
         .layer(axum::middleware::from_fn_with_state(
             auth,
@@ -481,6 +489,8 @@ pub enum StartError {
         "listening on {0}, beyond loopback, needs an identity provider: add an [[auth.issuers]] entry to toolgate.toml (see examples/okta, examples/entra), or listen on 127.0.0.1"
     )]
     NoIdentityBeyondLoopback(SocketAddr),
+    #[error("browser sign-in ([auth.sso]): {0}")]
+    Sso(String),
     #[error("creating the first admin API key: {0}")]
     FirstKey(#[from] crate::authenticate::api_keys::KeyError),
     #[error(transparent)]
@@ -506,12 +516,19 @@ impl HttpServer {
             &config.storage.data_dir,
         )
         .await?;
-        let keys = Arc::new(ApiKeys::new(store, config.auth.api_key_cache_ttl));
+        let keys = Arc::new(ApiKeys::new(store.clone(), config.auth.api_key_cache_ttl));
         let first_admin_key = if config.auth.issuers.is_empty() && !config.auth.dev_insecure {
             keys.create_first_admin().await?
         } else {
             None
         };
+        let cookie_key = config
+            .auth
+            .sso
+            .as_ref()
+            .map(|s| sso::cookie_key(s, &config.storage.data_dir))
+            .transpose()
+            .map_err(StartError::Sso)?;
         let bind = |source| StartError::Bind {
             addr: config.listen,
             source,
@@ -522,7 +539,25 @@ impl HttpServer {
         let addr = listener.local_addr().map_err(bind)?;
         let gateway = Gateway::start(config);
         let issuers = gateway.issuers.clone();
+        let sso = match &gateway.config.auth.sso {
+            Some(sso) => {
+                let issuer = issuers
+                    .iter()
+                    .find(|i| i.config.name == sso.issuer)
+                    .cloned()
+                    .ok_or_else(|| StartError::Sso(format!("no issuer `{}`", sso.issuer)))?;
+                Some(Arc::new(sso::Sso::new(
+                    sso.clone(),
+                    issuer,
+                    cookie_key.as_deref().unwrap_or_default(),
+                    store,
+                    addr,
+                )))
+            }
+            None => None,
+        };
         let auth = Arc::new(Authenticator {
+            sso,
             keys: keys.clone(),
             issuers: issuers.clone(),
             dev_insecure: gateway.config.auth.dev_insecure,

@@ -20,5 +20,7 @@ mod lane;
 mod lifecycle;
 #[path = "integration/passthrough.rs"]
 mod passthrough;
+#[path = "integration/providers.rs"]
+mod providers;
 #[path = "integration/shipped_files.rs"]
 mod shipped_files;

@@ -23,6 +23,7 @@ pub mod graph;
 pub mod jwt;
 pub mod oidc;
 pub mod sessions;
+pub mod sso;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub const PUBLIC_ROUTES: &[&str] = &[
     "/readyz",
     "/.well-known/oauth-protected-resource",
     "/.well-known/oauth-protected-resource/mcp",
+    "/auth/login",
+    "/auth/callback",
+    "/auth/logout",
 ];
 
 /// What the authenticate layer needs.
@@ -50,6 +54,8 @@ pub struct Authenticator {
     pub issuers: Vec<Arc<oidc::Issuer>>,
     /// `--dev-insecure`: loopback callers without credentials are let in.
     pub dev_insecure: bool,
+    /// Browser sessions (`[auth.sso]`), on browser routes only.
+    pub sso: Option<Arc<sso::Sso>>,
 }
 
 /// Why a request has no caller; each becomes a 401 (or 400) with a reason.
@@ -61,6 +67,8 @@ enum Rejection {
     TokenInQuery,
     #[error("the Authorization header must be `Bearer <token>`")]
     Malformed,
+    #[error("your browser session has expired or ended: sign in again at /auth/login")]
+    SessionEnded,
     #[error("{0}")]
     InvalidKey(api_keys::Refusal),
     #[error("access tokens are not accepted: no identity provider is configured")]
@@ -84,7 +92,7 @@ impl Rejection {
             _ => None,
         };
         let (status, error) = match self {
-            Rejection::Missing => (StatusCode::UNAUTHORIZED, None),
+            Rejection::Missing | Rejection::SessionEnded => (StatusCode::UNAUTHORIZED, None),
             Rejection::TokenInQuery | Rejection::Malformed => {
                 (StatusCode::BAD_REQUEST, Some("invalid_request"))
             }
@@ -126,7 +134,7 @@ pub async fn layer(
     if PUBLIC_ROUTES.contains(&path) {
         return next.run(request).await;
     }
-    match identify(&auth, peer, request.uri().query(), request.headers()).await {
+    match identify(&auth, peer, path, request.uri().query(), request.headers()).await {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -142,6 +150,7 @@ pub async fn layer(
 async fn identify(
     auth: &Authenticator,
     peer: SocketAddr,
+    path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Caller, Rejection> {
@@ -154,8 +163,23 @@ async fn identify(
         }
         Some(_) if auth.issuers.is_empty() => Err(Rejection::NoIdentityProvider),
         Some(token) => verify_access_token(auth, token).await,
-        None if auth.dev_insecure && peer.ip().is_loopback() => Ok(Caller::dev()),
-        None => Err(Rejection::Missing),
+        None => {
+            if let Some(sso) = &auth.sso
+                && sso::COOKIE_ROUTES.iter().any(|p| path.starts_with(p))
+                && sso.has_session_cookie(headers)
+            {
+                return match sso.session(headers).await {
+                    Ok(Some(caller)) => Ok(caller),
+                    Ok(None) => Err(Rejection::SessionEnded),
+                    Err(e) => Err(Rejection::Unavailable(e.to_string())),
+                };
+            }
+            if auth.dev_insecure && peer.ip().is_loopback() {
+                Ok(Caller::dev())
+            } else {
+                Err(Rejection::Missing)
+            }
+        }
     }
 }
 

@@ -480,7 +480,12 @@ impl Issuer {
         if groups.is_empty() && groups_overage(claims, &mapping.groups) {
             groups = match (&self.config.provider, &self.graph, &tenant) {
                 (Provider::Entra(_), Some(graph), Some(tid)) => {
-                    let app = text("idtyp").as_deref() == Some("app");
+                    // App-only tokens say `idtyp: app` when that optional
+                    // claim is on; without it, no `scp` means no user.
+                    let app = match text("idtyp") {
+                        Some(kind) => kind == "app",
+                        None => granted.is_empty(),
+                    };
                     graph
                         .member_groups(tid, &oid, app)
                         .await

@@ -195,8 +195,11 @@ pub struct SsoConfig {
     pub client_id: String,
     /// Absent for a public client (PKCE only).
     pub client_secret: Option<Secret>,
+    /// How the secret is sent to the token endpoint.
+    pub client_auth: ClientAuth,
     /// Where the IdP sends the browser back; must be registered there.
-    pub redirect_url: String,
+    /// Default `http://{the bound address}/auth/callback`.
+    pub redirect_url: Option<String>,
     pub scopes: Vec<String>,
     /// How long a sign-in lasts.
     pub session_ttl: Duration,
@@ -205,10 +208,22 @@ pub struct SsoConfig {
     pub cookie_key: Option<Secret>,
 }
 
+/// Client authentication at the token endpoint (OIDC
+/// `token_endpoint_auth_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`, the OIDC default (Okta's default too).
+    Basic,
+    /// `client_secret_post`: the secret in the form body.
+    Post,
+}
+
 impl SsoConfig {
     /// Cookies get `Secure` and the `__Host-` prefix when served over TLS.
     pub fn https(&self) -> bool {
-        self.redirect_url.starts_with("https://")
+        self.redirect_url
+            .as_ref()
+            .is_some_and(|u| u.starts_with("https://"))
     }
 }
 
@@ -263,6 +278,7 @@ struct RawSso {
     issuer: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_auth: Option<String>,
     redirect_url: Option<String>,
     scopes: Option<Vec<String>>,
     session_ttl: Option<String>,
@@ -402,7 +418,7 @@ fn load_issuer(
                 let gkey = |k: &str| key(&format!("graph.{k}"));
                 let client_id = g.client_id.unwrap_or_default();
                 if client_id.is_empty() {
-                    report.error(&gkey("client_id"), "the app registration's client id that may read group memberships (GroupMember.Read.All)");
+                    report.error(&gkey("client_id"), "the client id of an app registration allowed to read group memberships (application permissions GroupMember.Read.All and User.Read.All, admin-consented; Application.Read.All for service principals)");
                 }
                 let client_secret = match g.client_secret {
                     Some(raw) => resolve_secret(report, &gkey("client_secret"), &raw, base),
@@ -577,14 +593,30 @@ fn load_sso(
     let client_secret = raw
         .client_secret
         .map(|s| resolve_secret(report, "auth.sso.client_secret", &s, base));
-    let redirect_url = raw
-        .redirect_url
-        .unwrap_or_else(|| format!("http://{listen}/auth/callback"));
-    if !secure_url(&redirect_url) || !redirect_url.ends_with("/auth/callback") {
-        report.error(
+    let client_auth = match raw.client_auth.as_deref() {
+        None | Some("client_secret_basic") => ClientAuth::Basic,
+        Some("client_secret_post") => ClientAuth::Post,
+        Some(other) => {
+            report.error(
+                "auth.sso.client_auth",
+                format!(
+                    "`{other}`: use \"client_secret_basic\" (default) or \"client_secret_post\""
+                ),
+            );
+            ClientAuth::Basic
+        }
+    };
+    let redirect_url = raw.redirect_url;
+    match &redirect_url {
+        Some(url) if !secure_url(url) || !url.ends_with("/auth/callback") => report.error(
             "auth.sso.redirect_url",
-            format!("`{redirect_url}`: use https://YOUR-HOST/auth/callback (plain http only on loopback)"),
-        );
+            format!("`{url}`: use https://YOUR-HOST/auth/callback (plain http only on loopback)"),
+        ),
+        None if !listen.ip().is_loopback() => report.error(
+            "auth.sso.redirect_url",
+            "set it to the address browsers reach toolgate at: https://YOUR-HOST/auth/callback",
+        ),
+        _ => {}
     }
     let scopes = raw
         .scopes
@@ -615,6 +647,7 @@ fn load_sso(
         issuer,
         client_id,
         client_secret,
+        client_auth,
         redirect_url,
         scopes,
         session_ttl,

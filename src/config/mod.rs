@@ -464,6 +464,15 @@ impl Config {
             Secret::new(url)
         });
         let auth = auth::load(raw.auth, listen, &base, &mut report);
+        let shared_db = database_url
+            .as_ref()
+            .is_some_and(|u| u.expose().starts_with("postgres"));
+        if shared_db && auth.sso.as_ref().is_some_and(|s| s.cookie_key.is_none()) {
+            report.error(
+                "auth.sso.cookie_key",
+                "with a shared database (several replicas) every replica must sign cookies alike: set cookie_key, e.g. \"${env:TOOLGATE_COOKIE_KEY}\"",
+            );
+        }
         let servers_dir = base.join(raw.servers_dir.unwrap_or_else(|| PathBuf::from("servers")));
         let servers = load_servers(&servers_dir, self_exe, &mut errors);
 

@@ -29,7 +29,7 @@ fn keys_cli(gw: &Gateway, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn initialize(url: &str, key: Option<&str>) -> reqwest::Response {
+pub(crate) async fn initialize(url: &str, key: Option<&str>) -> reqwest::Response {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
     let mut request = post(url).json(&init);
@@ -41,7 +41,11 @@ async fn initialize(url: &str, key: Option<&str>) -> reqwest::Response {
 
 /// A session opened with `key`, then one echo call with it (on the fast
 /// lane, or through rmcp when `via_rmcp`); the echoed text.
-async fn echo_with(url: &str, key: &str, via_rmcp: bool) -> Result<String, reqwest::StatusCode> {
+pub(crate) async fn echo_with(
+    url: &str,
+    key: &str,
+    via_rmcp: bool,
+) -> Result<String, reqwest::StatusCode> {
     let r = initialize(url, Some(key)).await;
     if r.status() != 200 {
         return Err(r.status());

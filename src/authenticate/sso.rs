@@ -1,0 +1,563 @@
+//! Browser sign-in (SSO): OpenID Connect authorization code + PKCE against
+//! one of the `[[auth.issuers]]`, giving a session cookie. The approver UI
+//! uses it; agents use access tokens or API keys instead.
+//!
+//! - `GET /auth/login?next=/path` sends the browser to the IdP with a fresh
+//!   `state`, `nonce` and PKCE challenge, remembered in a signed, short-lived
+//!   login cookie (nothing is stored server-side before sign-in).
+//! - `GET /auth/callback` checks `state` against that cookie, redeems the
+//!   code with the PKCE verifier, verifies the ID token with the issuer's
+//!   keys and rules ([`super::oidc`]: same verifier as for access tokens,
+//!   plus `aud` = our client id and the sign-in's `nonce`), then starts a
+//!   session: a random id in a signed cookie (`HttpOnly`, `SameSite=Lax`,
+//!   `Path=/`, expiring; `Secure` and the `__Host-` prefix over https). The
+//!   store keeps only the id's SHA-256 and who signed in.
+//! - `GET|POST /auth/logout` ends the session; `GET /auth/me` says who the
+//!   request's credential (session, token or key) stands for.
+//!
+//! Session cookies are accepted only on browser routes (`/auth/`, `/ui/`,
+//! `/admin/`), never on `/mcp`: an agent endpoint must not act on a
+//! browser's ambient credential.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::api_keys::{hex, sha256_hex};
+use super::oidc::Issuer;
+use crate::config::auth::{ClientAuth, SsoConfig};
+use crate::pipeline::Caller;
+use crate::storage::{Store, now_unix};
+
+/// How long a sign-in may take between `/auth/login` and the callback.
+const LOGIN_WINDOW_SECS: i64 = 600;
+/// Paths where a session cookie counts as a credential.
+pub const COOKIE_ROUTES: &[&str] = &["/auth/", "/ui/", "/admin/"];
+/// Longest `next` path kept across a sign-in.
+const MAX_NEXT: usize = 512;
+/// Largest token endpoint answer read.
+const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
+
+/// What the login cookie carries to the callback.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    state: String,
+    nonce: String,
+    verifier: String,
+    next: String,
+    exp: i64,
+}
+
+pub struct Sso {
+    config: SsoConfig,
+    /// The configured redirect URL, or this server's own.
+    redirect_url: String,
+    issuer: Arc<Issuer>,
+    key: hmac::Key,
+    store: Store,
+    http: reqwest::Client,
+}
+
+/// Why a sign-in or session failed; each becomes a short page.
+#[derive(Debug, thiserror::Error)]
+pub enum SsoError {
+    #[error("the identity provider is not reachable yet ({0}); try again shortly")]
+    IdpUnavailable(String),
+    #[error("this sign-in expired or was started in another browser; start again at /auth/login")]
+    NoPendingLogin,
+    #[error("the identity provider refused the sign-in: {0}")]
+    Refused(String),
+    #[error("redeeming the sign-in code failed: {0}")]
+    Exchange(String),
+    #[error("the identity provider's ID token was refused: {0}")]
+    IdToken(String),
+    #[error("session store: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("no randomness available: {0}")]
+    Random(String),
+}
+
+impl Sso {
+    /// `addr` is where this gateway listens (for the default redirect URL).
+    pub fn new(
+        config: SsoConfig,
+        issuer: Arc<Issuer>,
+        key: &[u8],
+        store: Store,
+        addr: std::net::SocketAddr,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        let redirect_url = config
+            .redirect_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}/auth/callback"));
+        Self {
+            config,
+            redirect_url,
+            issuer,
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            store,
+            http,
+        }
+    }
+
+    fn cookie_name(&self, what: &str) -> String {
+        if self.config.https() {
+            format!("__Host-toolgate-{what}")
+        } else {
+            format!("toolgate-{what}")
+        }
+    }
+
+    fn set_cookie(&self, what: &str, value: &str, max_age: i64) -> HeaderValue {
+        let secure = if self.config.https() { "; Secure" } else { "" };
+        let cookie = format!(
+            "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
+            self.cookie_name(what)
+        );
+        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    fn sign(&self, payload: &str) -> String {
+        let tag = hmac::sign(&self.key, payload.as_bytes());
+        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// The payload of a cookie value we signed, if untouched.
+    fn unsign<'a>(&self, value: &'a str) -> Option<&'a str> {
+        let (payload, tag) = value.rsplit_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        hmac::verify(&self.key, payload.as_bytes(), &tag).ok()?;
+        Some(payload)
+    }
+
+    fn cookie<'a>(&self, headers: &'a HeaderMap, what: &str) -> Option<&'a str> {
+        let name = self.cookie_name(what);
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then_some(v)
+            })
+    }
+
+    /// Whether the request carries a session cookie at all.
+    pub fn has_session_cookie(&self, headers: &HeaderMap) -> bool {
+        self.cookie(headers, "session").is_some()
+    }
+
+    /// The caller of the request's session cookie: `Ok(None)` without a
+    /// valid, unexpired session.
+    pub async fn session(&self, headers: &HeaderMap) -> Result<Option<Caller>, SsoError> {
+        let Some(id) = self.cookie(headers, "session").and_then(|v| self.unsign(v)) else {
+            return Ok(None);
+        };
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT caller_json, expires_at FROM sso_sessions WHERE id_sha256 = $1")
+                .bind(sha256_hex(id))
+                .fetch_optional(self.store.pool())
+                .await?;
+        Ok(row
+            .filter(|(_, expires_at)| *expires_at > now_unix())
+            .and_then(|(json, _)| serde_json::from_str(&json).ok()))
+    }
+
+    /// Start a sign-in: where to send the browser, and the login cookie.
+    async fn begin(&self, next: &str) -> Result<(String, HeaderValue), SsoError> {
+        let endpoints = self.issuer.endpoints().ok_or_else(|| {
+            SsoError::IdpUnavailable(self.issuer.health().err().unwrap_or_default())
+        })?;
+        let pending = Pending {
+            state: random(32)?,
+            nonce: random(32)?,
+            verifier: random(32)?,
+            next: next.to_string(),
+            exp: now_unix() + LOGIN_WINDOW_SECS,
+        };
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(pending.verifier.as_bytes()));
+        let mut url = reqwest::Url::parse(&endpoints.authorization)
+            .map_err(|e| SsoError::IdpUnavailable(format!("authorization endpoint: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("redirect_uri", &self.redirect_url)
+            .append_pair("scope", &self.config.scopes.join(" "))
+            .append_pair("state", &pending.state)
+            .append_pair("nonce", &pending.nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&pending).unwrap_or_default());
+        let cookie = self.set_cookie("login", &self.sign(&payload), LOGIN_WINDOW_SECS);
+        Ok((url.into(), cookie))
+    }
+
+    /// Finish a sign-in: the caller and where to go next.
+    async fn finish(
+        &self,
+        headers: &HeaderMap,
+        code: &str,
+        state: &str,
+    ) -> Result<(Caller, String), SsoError> {
+        let pending: Pending = self
+            .cookie(headers, "login")
+            .and_then(|v| self.unsign(v))
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter(|p: &Pending| p.exp > now_unix())
+            .ok_or(SsoError::NoPendingLogin)?;
+        let same_state: bool =
+            subtle::ConstantTimeEq::ct_eq(pending.state.as_bytes(), state.as_bytes()).into();
+        if !same_state {
+            return Err(SsoError::NoPendingLogin);
+        }
+        let endpoints = self
+            .issuer
+            .endpoints()
+            .ok_or_else(|| SsoError::IdpUnavailable("no endpoints".into()))?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", self.redirect_url.as_str()),
+            ("client_id", self.config.client_id.as_str()),
+            ("code_verifier", pending.verifier.as_str()),
+        ];
+        let mut request = self.http.post(&endpoints.token);
+        match (&self.config.client_secret, self.config.client_auth) {
+            (Some(secret), ClientAuth::Basic) => {
+                // RFC 6749 §2.3.1: form-encode both before Basic.
+                request = request.basic_auth(
+                    form_encode(&self.config.client_id),
+                    Some(form_encode(secret.expose())),
+                );
+            }
+            (Some(secret), ClientAuth::Post) => form.push(("client_secret", secret.expose())),
+            (None, _) => {}
+        }
+        let response = request
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| SsoError::Exchange(format!("POST {}: {e}", endpoints.token)))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| SsoError::Exchange(e.to_string()))?;
+        if body.len() > MAX_TOKEN_RESPONSE {
+            return Err(SsoError::Exchange("answer over 256 KiB".into()));
+        }
+        let body: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| SsoError::Exchange(format!("HTTP {status}, not JSON: {e}")))?;
+        if !status.is_success() {
+            return Err(SsoError::Exchange(format!(
+                "HTTP {status}: {} {}",
+                body["error"].as_str().unwrap_or_default(),
+                body["error_description"].as_str().unwrap_or_default()
+            )));
+        }
+        let id_token = body["id_token"]
+            .as_str()
+            .ok_or_else(|| SsoError::Exchange("no id_token (is `openid` in the scopes?)".into()))?;
+        let caller = self
+            .issuer
+            .verify_id_token(id_token, &self.config.client_id, &pending.nonce)
+            .await
+            .map_err(|e| SsoError::IdToken(e.to_string()))?;
+        Ok((caller, pending.next))
+    }
+
+    /// Store a session for `caller`; the cookie to set.
+    async fn start_session(&self, caller: &Caller) -> Result<HeaderValue, SsoError> {
+        let id = random(32)?;
+        let now = now_unix();
+        let ttl = self.config.session_ttl.as_secs() as i64;
+        // Keep the table bounded by live sessions.
+        sqlx::query("DELETE FROM sso_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.store.pool())
+            .await?;
+        sqlx::query(
+            "INSERT INTO sso_sessions (id_sha256, caller_json, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(sha256_hex(&id))
+        .bind(serde_json::to_string(caller).unwrap_or_default())
+        .bind(now)
+        .bind(now + ttl)
+        .execute(self.store.pool())
+        .await?;
+        Ok(self.set_cookie("session", &self.sign(&id), ttl))
+    }
+
+    async fn end_session(&self, headers: &HeaderMap) -> Result<(), SsoError> {
+        if let Some(id) = self.cookie(headers, "session").and_then(|v| self.unsign(v)) {
+            sqlx::query("DELETE FROM sso_sessions WHERE id_sha256 = $1")
+                .bind(sha256_hex(id))
+                .execute(self.store.pool())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The HMAC key for cookies: configured, or generated once into
+/// `data_dir/cookie.key` (owner-only). Several replicas sharing a database
+/// need the configured one.
+pub fn cookie_key(config: &SsoConfig, data_dir: &Path) -> Result<Vec<u8>, String> {
+    if let Some(key) = &config.cookie_key {
+        return Ok(key.expose().as_bytes().to_vec());
+    }
+    let path = data_dir.join("cookie.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 64 => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(_) => {
+            return Err(format!(
+                "{}: too short; delete it to make a new one",
+                path.display()
+            ));
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("reading {}: {e}", path.display()));
+        }
+        Err(_) => {}
+    }
+    let key = random(32).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, key.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(key.into_bytes())
+}
+
+/// `application/x-www-form-urlencoded` for one value.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn random(bytes: usize) -> Result<String, SsoError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| SsoError::Random(e.to_string()))?;
+    Ok(hex(&buf))
+}
+
+/// A local path to return to after sign-in; anything else (another site,
+/// `//host`, backslashes) becomes `/auth/me`.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && p.len() <= MAX_NEXT
+                && p.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            p.to_string()
+        }
+        _ => "/auth/me".to_string(),
+    }
+}
+
+/// A short HTML page (text escaped).
+fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>toolgate: {t}</title></head>\
+         <body><main><h1>{t}</h1><p>{m}</p></main></body></html>\n",
+        t = escape(title),
+        m = escape(message)
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn not_configured() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "Sign-in not configured",
+        "Browser sign-in is not configured on this gateway: add [auth.sso] to toolgate.toml.",
+    )
+}
+
+fn failed(e: SsoError) -> Response {
+    let status = match e {
+        SsoError::IdpUnavailable(_) | SsoError::Store(_) | SsoError::Random(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        SsoError::Exchange(_) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    tracing::info!(reason = %e, "sign-in failed");
+    page(status, "Sign-in failed", &e.to_string())
+}
+
+fn redirect(to: &str, cookies: &[HeaderValue]) -> Response {
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+    for cookie in cookies {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie.clone());
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+/// `GET /auth/login`
+pub async fn login(State(sso): State<Option<Arc<Sso>>>, Query(q): Query<LoginQuery>) -> Response {
+    let Some(sso) = sso else {
+        return not_configured();
+    };
+    match sso.begin(&local_path(q.next.as_deref())).await {
+        Ok((url, cookie)) => redirect(&url, &[cookie]),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `GET /auth/callback`
+pub async fn callback(
+    State(sso): State<Option<Arc<Sso>>>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    let Some(sso) = sso else {
+        return not_configured();
+    };
+    let (code, state) = match (q.code, q.state, q.error) {
+        (_, _, Some(error)) => {
+            let why = format!("{error} {}", q.error_description.unwrap_or_default());
+            return failed(SsoError::Refused(why.trim().to_string()));
+        }
+        (Some(code), Some(state), None) => (code, state),
+        _ => return failed(SsoError::NoPendingLogin),
+    };
+    let result = match sso.finish(&headers, &code, &state).await {
+        Ok((caller, next)) => sso
+            .start_session(&caller)
+            .await
+            .map(|cookie| (caller, next, cookie)),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((caller, next, cookie)) => {
+            tracing::info!(subject = %caller.subject, "signed in");
+            let clear_login = sso.set_cookie("login", "", 0);
+            redirect(&next, &[cookie, clear_login])
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// `GET|POST /auth/logout`
+pub async fn logout(State(sso): State<Option<Arc<Sso>>>, headers: HeaderMap) -> Response {
+    let Some(sso) = sso else {
+        return not_configured();
+    };
+    if let Err(e) = sso.end_session(&headers).await {
+        return failed(e);
+    }
+    let mut response = page(
+        StatusCode::OK,
+        "Signed out",
+        "You are signed out of toolgate. Sign in again at /auth/login.",
+    );
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, sso.set_cookie("session", "", 0));
+    response
+}
+
+/// `GET /auth/me`: who this request's credential stands for.
+pub async fn me(axum::Extension(caller): axum::Extension<Caller>) -> impl IntoResponse {
+    axum::Json(caller)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(local_path(Some("/ui/approvals?x=1")), "/ui/approvals?x=1");
+        for hostile in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "/a b",
+        ] {
+            assert_eq!(local_path(Some(hostile)), "/auth/me", "{hostile}");
+        }
+        assert_eq!(local_path(None), "/auth/me");
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            escape("<script>\"x\" & 'y'</script>"),
+            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+    }
+}
