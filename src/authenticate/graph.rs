@@ -82,20 +82,13 @@ impl Graph {
             .filter_map(Value::as_str)
             .map(str::to_string)
             .collect();
-        let mut cache = lock(&self.groups);
-        if cache.len() >= MAX_CACHED_CALLERS {
-            let mut ages: Vec<Instant> = cache.values().map(|(_, at)| *at).collect();
-            ages.sort_unstable();
-            let cutoff = ages[ages.len() / 2];
-            cache.retain(|_, (_, at)| *at > cutoff);
-        }
-        cache.insert(key, (groups.clone(), Instant::now()));
+        remember(
+            &mut lock(&self.groups),
+            key,
+            groups.clone(),
+            MAX_CACHED_CALLERS,
+        );
         Ok(groups)
-    }
-
-    /// Callers whose groups are cached (for tests of the bound).
-    pub fn cached(&self) -> usize {
-        lock(&self.groups).len()
     }
 
     /// An app token for Graph in tenant `tid` (client credentials).
@@ -156,6 +149,35 @@ impl Graph {
     }
 }
 
+/// Insert, first dropping the older half when at `capacity`.
+fn remember(cache: &mut Groups, key: (String, String), groups: Vec<String>, capacity: usize) {
+    if cache.len() >= capacity {
+        let mut ages: Vec<Instant> = cache.values().map(|(_, at)| *at).collect();
+        ages.sort_unstable();
+        let cutoff = ages[ages.len() / 2];
+        cache.retain(|_, (_, at)| *at > cutoff);
+    }
+    cache.insert(key, (groups, Instant::now()));
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_stays_bounded_keeping_the_newest() {
+        let mut cache = Groups::new();
+        for i in 0..10 {
+            let key = ("t".to_string(), format!("o{i}"));
+            remember(&mut cache, key, vec![format!("g{i}")], 4);
+            assert!(cache.len() <= 4, "{} entries", cache.len());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(cache.contains_key(&("t".to_string(), "o9".to_string())));
+        assert!(!cache.contains_key(&("t".to_string(), "o0".to_string())));
+    }
 }

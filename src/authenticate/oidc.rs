@@ -10,7 +10,8 @@
 //!   once per [`UNKNOWN_KID_REFRESH`], so a flood of random `kid`s costs the
 //!   IdP nothing.
 //! - While the IdP is unreachable the keys already fetched keep working
-//!   for [`MAX_STALE`]; after that its tokens are refused.
+//!   for `keys_max_stale` (default [`DEFAULT_MAX_STALE`]); after that its
+//!   tokens are refused.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,7 @@ use crate::pipeline::{Caller, Credential};
 /// Shortest time between two key refreshes caused by unknown `kid`s.
 pub const UNKNOWN_KID_REFRESH: Duration = Duration::from_secs(30);
 /// How long fetched keys are used while the IdP cannot be reached.
-pub const MAX_STALE: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest discovery or JWKS document read.
@@ -47,7 +48,9 @@ pub enum OidcError {
     Token(#[from] JwtError),
     #[error("identity provider `{0}` has no usable keys yet: {1}")]
     NoKeys(String, String),
-    #[error("identity provider `{0}`'s keys are older than {1}h and it cannot be reached")]
+    #[error(
+        "identity provider `{0}` cannot be reached and its keys are older than keys_max_stale ({1} s): failing closed until it is back"
+    )]
     Stale(String, u64),
     #[error("the token lacks scope(s) {}", .0.join(" "))]
     InsufficientScope(Vec<String>),
@@ -316,6 +319,9 @@ impl Issuer {
         let state = self.lock();
         match (state.fetched, &state.problem) {
             (Some(_), None) => Ok(()),
+            (Some(at), Some(p)) if at.elapsed() > self.config.keys_max_stale => Err(format!(
+                "failing closed: keys older than keys_max_stale; last refresh failed: {p}"
+            )),
             (Some(_), Some(p)) => Err(format!("serving cached keys; last refresh failed: {p}")),
             (None, p) => Err(p.clone().unwrap_or_default()),
         }
@@ -402,9 +408,12 @@ impl Issuer {
                 self.config.name.clone(),
                 state.problem.clone().unwrap_or_default(),
             )),
-            Some(at) if state.problem.is_some() && at.elapsed() > MAX_STALE => Err(
-                OidcError::Stale(self.config.name.clone(), MAX_STALE.as_secs() / 3600),
-            ),
+            Some(at) if state.problem.is_some() && at.elapsed() > self.config.keys_max_stale => {
+                Err(OidcError::Stale(
+                    self.config.name.clone(),
+                    self.config.keys_max_stale.as_secs(),
+                ))
+            }
             Some(_) => Ok(state.keys.clone()),
         }
     }

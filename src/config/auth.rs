@@ -50,6 +50,8 @@ pub struct IssuerConfig {
     /// Scopes every token must carry (`scope` or `scp`); a token without
     /// them gets 403 `insufficient_scope`.
     pub required_scopes: Vec<String>,
+    /// How long fetched keys keep working while the IdP cannot be reached.
+    pub keys_max_stale: Duration,
 }
 
 impl IssuerConfig {
@@ -75,6 +77,7 @@ impl IssuerConfig {
             claims: ClaimMapping::defaults(&Provider::Generic),
             leeway: Duration::from_secs(60),
             required_scopes: Vec::new(),
+            keys_max_stale: crate::authenticate::oidc::DEFAULT_MAX_STALE,
         }
     }
 }
@@ -246,6 +249,7 @@ struct RawIssuer {
     leeway: Option<String>,
     #[serde(default)]
     required_scopes: Vec<String>,
+    keys_max_stale: Option<String>,
     #[serde(default)]
     tenants: Vec<String>,
     authority: Option<String>,
@@ -524,6 +528,15 @@ fn load_issuer(
     if leeway > Duration::from_secs(60) {
         report.error(&key("leeway"), "at most 60s");
     }
+    let keys_max_stale = duration_or(
+        report,
+        &key("keys_max_stale"),
+        raw.keys_max_stale.as_deref(),
+        crate::authenticate::oidc::DEFAULT_MAX_STALE,
+    );
+    if keys_max_stale.is_zero() || keys_max_stale > Duration::from_secs(7 * 86_400) {
+        report.error(&key("keys_max_stale"), "between 1s and 7d");
+    }
     let mut claims = ClaimMapping::defaults(&provider);
     if let Some(subject) = raw.claims.subject {
         if matches!(provider, Provider::Entra(_)) {
@@ -558,6 +571,7 @@ fn load_issuer(
         claims,
         leeway,
         required_scopes: raw.required_scopes,
+        keys_max_stale,
     })
 }
 

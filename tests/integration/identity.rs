@@ -467,6 +467,44 @@ async fn access_tokens_from_a_configured_issuer() {
 }
 
 #[tokio::test]
+async fn cached_keys_serve_a_bounded_time_then_fail_closed() {
+    let idp = FakeIdp::start().await;
+    let (mut gw, ct) = gateway_trusting(&idp, "keys_max_stale = \"1s\"").await;
+    let token = idp.token(idp.claims(json!({})));
+    assert_eq!(echo_with(&gw.url, &token, false).await, Ok("hello".into()));
+
+    // The IdP goes away; a refresh (for an unknown kid) fails.
+    idp.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let unknown = idp.keys.lock().unwrap().sign(
+        json!({"alg": "RS256", "kid": "rotated-away"}),
+        idp.claims(json!({})),
+    );
+    assert_eq!(initialize(&gw.url, Some(&unknown)).await.status(), 401);
+    // Within the bound the cached keys still verify new tokens...
+    let bob = idp.token(idp.claims(json!({"sub": "bob"})));
+    assert_eq!(echo_with(&gw.url, &bob, false).await, Ok("hello".into()));
+    // ...past it, the issuer fails closed and /readyz says why.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let carol = idp.token(idp.claims(json!({"sub": "carol"})));
+    let r = initialize(&gw.url, Some(&carol)).await;
+    assert_eq!(r.status(), 401);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("keys_max_stale"), "{body}");
+    // (Still ready: API keys keep working while an IdP is away.)
+    let ready: Value = reqwest::get(format!("http://{}/readyz", gw.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reason = ready["issuers"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("failing closed"), "{ready}");
+    gw.shutdown().await;
+    ct.cancel();
+}
+
+#[tokio::test]
 async fn a_rotated_key_is_accepted_after_one_refresh() {
     let idp = FakeIdp::start().await;
     let (mut gw, ct) = gateway_trusting(&idp, "").await;
