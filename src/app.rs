@@ -558,6 +558,8 @@ impl HttpServer {
         };
         let auth = Arc::new(Authenticator {
             sso,
+            http: gateway.config.http.clone(),
+            listen: addr,
             keys: keys.clone(),
             issuers: issuers.clone(),
             dev_insecure: gateway.config.auth.dev_insecure,

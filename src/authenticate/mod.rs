@@ -56,6 +56,9 @@ pub struct Authenticator {
     pub dev_insecure: bool,
     /// Browser sessions (`[auth.sso]`), on browser routes only.
     pub sso: Option<Arc<sso::Sso>>,
+    /// For the URLs in challenges.
+    pub http: crate::config::HttpConfig,
+    pub listen: SocketAddr,
 }
 
 /// Why a request has no caller; each becomes a 401 (or 400) with a reason.
@@ -86,7 +89,7 @@ enum Rejection {
 }
 
 impl Rejection {
-    fn into_response(self, headers: &HeaderMap) -> Response {
+    fn into_response(self, base: &str) -> Response {
         let scope = match &self {
             Rejection::InsufficientScope(scopes) => Some(scopes.join(" ")),
             _ => None,
@@ -105,7 +108,7 @@ impl Rejection {
             Rejection::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
         };
         // RFC 6750 / RFC 9728: tell the client where to learn how to sign in.
-        let mut challenge = format!("Bearer resource_metadata=\"{}\"", metadata_url(headers));
+        let mut challenge = format!("Bearer resource_metadata=\"{}\"", metadata_url(base));
         if let Some(error) = error {
             challenge.push_str(&format!(", error=\"{error}\""));
         }
@@ -142,7 +145,7 @@ pub async fn layer(
         Err(rejection) => {
             // The reason goes to the log; never the credential itself.
             tracing::info!(%peer, path, reason = %rejection, "request refused: not authenticated");
-            rejection.into_response(request.headers())
+            rejection.into_response(&public_base(&auth.http, auth.listen, request.headers()))
         }
     }
 }
@@ -244,14 +247,42 @@ fn token_in_query(query: Option<&str>) -> bool {
     })
 }
 
-/// Where this server's protected-resource metadata is (RFC 9728), as the
-/// client reached it.
-fn metadata_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}/.well-known/oauth-protected-resource/mcp")
+/// Where this server's protected-resource metadata is (RFC 9728).
+fn metadata_url(base: &str) -> String {
+    format!("{base}/.well-known/oauth-protected-resource/mcp")
+}
+
+/// The base URL clients reach toolgate at: `http.public_url`, else
+/// `http://` + the request's `Host` when it is an allowed host (a public
+/// route must not echo whatever `Host` a client sends), else the listen
+/// address.
+pub fn public_base(
+    http: &crate::config::HttpConfig,
+    listen: SocketAddr,
+    headers: &HeaderMap,
+) -> String {
+    if let Some(url) = &http.public_url {
+        return url.clone();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let allowed = host.filter(|h| {
+        let name = match h.rsplit_once(':') {
+            // `[::1]:8088`, `example.com:8088`; a bare `::1` has no port.
+            Some((name, port))
+                if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') =>
+            {
+                name
+            }
+            _ => h,
+        };
+        http.allowed_hosts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(name))
+    });
+    match allowed {
+        Some(host) => format!("http://{host}"),
+        None => format!("http://{listen}"),
+    }
 }
 
 /// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728): what this
@@ -277,12 +308,9 @@ pub async fn protected_resource_metadata(
         .collect();
     scopes.sort_unstable();
     scopes.dedup();
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    let base = public_base(&gw.config.http, gw.config.listen, &headers);
     axum::Json(serde_json::json!({
-        "resource": format!("http://{host}/mcp"),
+        "resource": format!("{base}/mcp"),
         "authorization_servers": servers,
         "bearer_methods_supported": ["header"],
         "scopes_supported": scopes,
@@ -300,6 +328,37 @@ mod tests {
         assert!(token_in_query(Some("x=1&API_KEY=abc")));
         assert!(!token_in_query(Some("x=1&tokens=2")));
         assert!(!token_in_query(None));
+    }
+
+    #[test]
+    fn public_urls_never_echo_a_foreign_host() {
+        let mut http = crate::config::Config::load(None, "toolgate")
+            .expect("defaults load")
+            .http;
+        let listen: SocketAddr = "127.0.0.1:8088".parse().expect("addr");
+        let with_host = |host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_str(host).expect("value"));
+            h
+        };
+        for (host, base) in [
+            ("127.0.0.1:9000", "http://127.0.0.1:9000"),
+            ("[::1]:9000", "http://[::1]:9000"),
+            ("LOCALHOST", "http://LOCALHOST"),
+            ("evil.example", "http://127.0.0.1:8088"),
+            ("evil.example:80", "http://127.0.0.1:8088"),
+        ] {
+            assert_eq!(public_base(&http, listen, &with_host(host)), base, "{host}");
+        }
+        assert_eq!(
+            public_base(&http, listen, &HeaderMap::new()),
+            "http://127.0.0.1:8088"
+        );
+        http.public_url = Some("https://toolgate.example.com".into());
+        assert_eq!(
+            public_base(&http, listen, &with_host("evil.example")),
+            "https://toolgate.example.com"
+        );
     }
 
     #[test]

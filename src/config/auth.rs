@@ -201,7 +201,8 @@ pub struct SsoConfig {
     /// How the secret is sent to the token endpoint.
     pub client_auth: ClientAuth,
     /// Where the IdP sends the browser back; must be registered there.
-    /// Default `http://{the bound address}/auth/callback`.
+    /// Default `{http.public_url}/auth/callback`, else
+    /// `http://{the bound address}/auth/callback`.
     pub redirect_url: Option<String>,
     pub scopes: Vec<String>,
     /// How long a sign-in lasts.
@@ -307,6 +308,7 @@ fn resolve_secret(report: &mut Report<'_>, key: &str, raw: &str, base: &Path) ->
 pub(super) fn load(
     raw: RawAuth,
     listen: SocketAddr,
+    public_url: Option<&str>,
     base: &Path,
     report: &mut Report<'_>,
 ) -> AuthConfig {
@@ -357,7 +359,7 @@ pub(super) fn load(
     }
     let sso = raw
         .sso
-        .map(|raw| load_sso(raw, &issuers, listen, base, report));
+        .map(|raw| load_sso(raw, &issuers, listen, public_url, base, report));
     AuthConfig {
         dev_insecure,
         api_key_cache_ttl,
@@ -579,6 +581,7 @@ fn load_sso(
     raw: RawSso,
     issuers: &[IssuerConfig],
     listen: SocketAddr,
+    public_url: Option<&str>,
     base: &Path,
     report: &mut Report<'_>,
 ) -> SsoConfig {
@@ -620,7 +623,9 @@ fn load_sso(
             ClientAuth::Basic
         }
     };
-    let redirect_url = raw.redirect_url;
+    let redirect_url = raw
+        .redirect_url
+        .or_else(|| public_url.map(|u| format!("{u}/auth/callback")));
     match &redirect_url {
         Some(url) if !secure_url(url) || !url.ends_with("/auth/callback") => report.error(
             "auth.sso.redirect_url",
@@ -628,7 +633,7 @@ fn load_sso(
         ),
         None if !listen.ip().is_loopback() => report.error(
             "auth.sso.redirect_url",
-            "set it to the address browsers reach toolgate at: https://YOUR-HOST/auth/callback",
+            "set http.public_url (or this) to the address browsers reach toolgate at: https://YOUR-HOST/auth/callback",
         ),
         _ => {}
     }

@@ -68,6 +68,11 @@ pub struct StorageConfig {
 pub struct HttpConfig {
     /// `Host` header values accepted on `/mcp` (DNS-rebinding protection).
     pub allowed_hosts: Vec<String>,
+    /// How clients reach toolgate (`https://toolgate.example.com`): the base
+    /// of the URLs it hands out (protected-resource metadata, challenges,
+    /// the SSO redirect). Unset: `http://` + the request's `Host` when it
+    /// is an allowed host, else the listen address.
+    pub public_url: Option<String>,
     /// Browser `Origin`s accepted; a request with any other `Origin` gets 403.
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
@@ -225,6 +230,7 @@ struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 struct RawHttp {
     allowed_hosts: Option<Vec<String>>,
+    public_url: Option<String>,
     #[serde(default)]
     allowed_origins: Vec<String>,
     max_body_bytes: Option<usize>,
@@ -448,6 +454,21 @@ impl Config {
                 );
             }
         }
+        let public_url = raw
+            .http
+            .public_url
+            .map(|u| u.trim_end_matches('/').to_string());
+        if let Some(url) = &public_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(['/', '?', '#'])) {
+                report.error(
+                    "http.public_url",
+                    format!("`{url}`: scheme and host only, e.g. \"https://toolgate.example.com\""),
+                );
+            }
+        }
         let data_dir = base.join(raw.data_dir.unwrap_or_else(|| PathBuf::from("data")));
         let database_url = raw.database_url.map(|url| {
             let url = secret::resolve(&url, &base, &[]).unwrap_or_else(|e| {
@@ -463,7 +484,7 @@ impl Config {
             }
             Secret::new(url)
         });
-        let auth = auth::load(raw.auth, listen, &base, &mut report);
+        let auth = auth::load(raw.auth, listen, public_url.as_deref(), &base, &mut report);
         let shared_db = database_url
             .as_ref()
             .is_some_and(|u| u.expose().starts_with("postgres"));
@@ -481,6 +502,7 @@ impl Config {
                 listen,
                 http: HttpConfig {
                     allowed_hosts,
+                    public_url,
                     allowed_origins: raw.http.allowed_origins,
                     max_body_bytes,
                     max_sessions,
