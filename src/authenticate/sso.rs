@@ -43,6 +43,9 @@ const LOGIN_WINDOW_SECS: i64 = 600;
 pub const COOKIE_ROUTES: &[&str] = &["/auth/", "/ui/", "/admin/"];
 /// Longest `next` path kept across a sign-in.
 const MAX_NEXT: usize = 512;
+/// Sessions one subject may hold at once; a new sign-in beyond it ends
+/// their oldest.
+pub const MAX_SESSIONS_PER_SUBJECT: usize = 20;
 /// Largest token endpoint answer read.
 const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
 
@@ -291,16 +294,33 @@ impl Sso {
             .bind(now)
             .execute(self.store.pool())
             .await?;
+        let id_sha256 = sha256_hex(&id);
         sqlx::query(
-            "INSERT INTO sso_sessions (id_sha256, caller_json, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO sso_sessions (id_sha256, subject, caller_json, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(sha256_hex(&id))
+        .bind(&id_sha256)
+        .bind(&caller.subject)
         .bind(serde_json::to_string(caller).unwrap_or_default())
         .bind(now)
         .bind(now + ttl)
         .execute(self.store.pool())
         .await?;
+        // At most MAX_SESSIONS_PER_SUBJECT: the new one and the newest others.
+        let others: Vec<(String,)> = sqlx::query_as(
+            "SELECT id_sha256 FROM sso_sessions WHERE subject = $1 AND id_sha256 <> $2 \
+             ORDER BY created_at DESC",
+        )
+        .bind(&caller.subject)
+        .bind(&id_sha256)
+        .fetch_all(self.store.pool())
+        .await?;
+        for (old,) in others.iter().skip(MAX_SESSIONS_PER_SUBJECT - 1) {
+            sqlx::query("DELETE FROM sso_sessions WHERE id_sha256 = $1")
+                .bind(old)
+                .execute(self.store.pool())
+                .await?;
+        }
         Ok(self.set_cookie("session", &self.sign(&id), ttl))
     }
 
@@ -551,6 +571,51 @@ mod tests {
             assert_eq!(local_path(Some(hostile)), "/auth/me", "{hostile}");
         }
         assert_eq!(local_path(None), "/auth/me");
+    }
+
+    #[tokio::test]
+    async fn one_subject_holds_a_bounded_number_of_sessions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(None, dir.path()).await.expect("store");
+        let issuer = Issuer::new(crate::config::IssuerConfig::generic(
+            "idp",
+            "https://idp.example",
+            &["api"],
+        ));
+        let config = SsoConfig {
+            issuer: "idp".into(),
+            client_id: "web".into(),
+            client_secret: None,
+            client_auth: ClientAuth::Basic,
+            redirect_url: None,
+            scopes: vec!["openid".into()],
+            session_ttl: std::time::Duration::from_secs(3600),
+            cookie_key: None,
+        };
+        let sso = Sso::new(
+            config,
+            issuer,
+            &[7; 32],
+            store.clone(),
+            ([127, 0, 0, 1], 1).into(),
+        );
+        let alice = Caller::new("idp:alice".into(), crate::pipeline::Credential::Session);
+        let mut cookies = Vec::new();
+        for _ in 0..MAX_SESSIONS_PER_SUBJECT + 5 {
+            cookies.push(sso.start_session(&alice).await.expect("session"));
+        }
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sso_sessions")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        assert_eq!(count, MAX_SESSIONS_PER_SUBJECT as i64);
+        // The newest session always survives.
+        let newest = cookies.last().expect("cookies").to_str().expect("ascii");
+        let mut headers = HeaderMap::new();
+        let pair = newest.split(';').next().expect("name=value");
+        headers.insert(header::COOKIE, HeaderValue::from_str(pair).expect("value"));
+        let who = sso.session(&headers).await.expect("lookup");
+        assert_eq!(who.map(|c| c.subject), Some("idp:alice".to_string()));
     }
 
     #[test]
