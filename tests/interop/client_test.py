@@ -38,6 +38,8 @@ from typing import Any
 import anyio
 from mcp import Client, types
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -70,7 +72,11 @@ class Ctx:
         return LEGACY_VERSION if self.era == "legacy" else MODERN_VERSION
 
     def http(self, **kw: Any) -> Client:
-        return Client(self.url, mode=self.mode, cache=None, **kw)
+        """A streamable-HTTP client sending run.sh's API key on every request."""
+        key = os.environ["TOOLGATE_INTEROP_KEY"]
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {key}"})
+        transport = streamable_http_client(self.url, http_client=http)
+        return Client(transport, mode=self.mode, cache=None, **kw)
 
     def stdio(self, errlog: Any) -> Client:
         """A client that spawns `toolgate stdio`, its stderr going to errlog."""

@@ -3,7 +3,8 @@
 #
 #   tests/interop/run.sh [TOOLGATE_BINARY]     (default target/debug/toolgate)
 #
-# Starts `toolgate serve` on a free 127.0.0.1 port with three upstreams: npm
+# Starts `toolgate serve` (a fresh data dir: it prints a first admin API key,
+# which every HTTP client below sends) on a free 127.0.0.1 port with three upstreams: npm
 # @modelcontextprotocol/server-everything (stdio), PyPI mcp-server-time (stdio)
 # and toolgate's own `notes` reference server. Then drives it with
 #   - the official Python SDK (PyPI `mcp`): client_test.py, over streamable HTTP
@@ -53,6 +54,7 @@ results="$tmp/results.tsv"
 # leak check (and the exit trap) can find exactly those and nothing else.
 run_id="interop-$$-$RANDOM$RANDOM"
 gateway_pid=""
+api_key=""
 
 log() { printf 'interop: %s\n' "$*" >&2; }
 
@@ -217,7 +219,7 @@ call = "30s"
 EOF
 
   TOOLGATE_INTEROP_RUN="$run_id" RUST_LOG="${RUST_LOG:-info}" \
-    "$toolgate" serve --dev-insecure --config "$tmp/toolgate.toml" >"$tmp/toolgate.log" 2>&1 &
+    "$toolgate" serve --config "$tmp/toolgate.toml" >"$tmp/toolgate.log" 2>&1 &
   gateway_pid=$!
 
   local deadline=$((SECONDS + 120)) body=""
@@ -236,6 +238,13 @@ sys.exit(0 if all(states.get(n) == "ready" for n in ("everything", "time", "note
 EOF
     then
       log "gateway ready at $url after $((SECONDS - gateway_started))s"
+      # A fresh data dir: the first start printed an admin API key once.
+      api_key="$(grep -o 'tgk_[0-9a-f]*_[0-9a-f]*' "$tmp/toolgate.log" | head -n1)"
+      if [[ -z "$api_key" ]]; then
+        log "toolgate printed no first admin key; its log:"
+        tail -n 40 "$tmp/toolgate.log" >&2
+        return 1
+      fi
       return 0
     fi
     sleep 0.25
@@ -249,7 +258,7 @@ EOF
 run_python() {
   local rc=0 extra=()
   [[ -n "$known_failures" ]] && extra=(--known-failures "$known_failures")
-  TOOLGATE_INTEROP_RUN="$run_id" "$venv/bin/python" "$here/client_test.py" \
+  TOOLGATE_INTEROP_RUN="$run_id" TOOLGATE_INTEROP_KEY="$api_key" "$venv/bin/python" "$here/client_test.py" \
     --url "$url" --toolgate "$toolgate" --config "$tmp/toolgate.toml" \
     --results "$results" "${extra[@]}" \
     --stdio-log "$tmp/toolgate-stdio.log" 2>"$tmp/python-client.log" &
@@ -267,7 +276,8 @@ inspector() {
   # HOME points at the temp dir: the inspector keeps a catalog and client
   # config under ~/.mcp-inspector, which a test must not touch.
   (cd "$npm_dir" && HOME="$tmp/inspector-home" TOOLGATE_INTEROP_RUN="$run_id" \
-    timeout 60 npx --no-install @modelcontextprotocol/inspector --cli "$url" "$@")
+    timeout 60 npx --no-install @modelcontextprotocol/inspector --cli "$url" \
+      --header "Authorization: Bearer $api_key" "$@")
 }
 
 # inspector_check ID PYTHON_ASSERTION -- INSPECTOR_ARGS...: the assertion runs
@@ -367,6 +377,14 @@ gateway_started=$SECONDS
 if ((setup_ok)); then
   if start_gateway; then
     record PASS setup/gateway-ready
+    # Deny by default: without the key, a client gets 401 and a challenge.
+    status="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+      -H 'Accept: application/json, text/event-stream' --data '{"jsonrpc":"2.0","id":1,"method":"ping"}' "$url")"
+    if [[ "$status" == 401 ]]; then
+      record PASS http/no-credential-refused
+    else
+      record FAIL http/no-credential-refused "POST /mcp without a key: HTTP $status, want 401"
+    fi
     run_python
     run_inspector
     stop_gateway
