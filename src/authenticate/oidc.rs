@@ -447,11 +447,25 @@ impl Issuer {
         // `scope` (RFC 9068, Okta's `scp` list) or `scp` (Entra), space-separated or a list.
         let granted = strings(claims.get("scope").or_else(|| claims.get("scp")), true);
         if credential == Credential::AccessToken {
+            // Entra app-only tokens (client credentials) carry application
+            // permissions as `roles` and no `scp`: there the required
+            // values are looked for in `roles` (define an app role with the
+            // scope's value).
+            let app_only = matches!(self.config.provider, Provider::Entra(_))
+                && match text("idtyp") {
+                    Some(kind) => kind == "app",
+                    None => granted.is_empty(),
+                };
+            let held = if app_only {
+                strings(claims.get("roles"), false)
+            } else {
+                granted.clone()
+            };
             let missing: Vec<String> = self
                 .config
                 .required_scopes
                 .iter()
-                .filter(|s| !granted.contains(s))
+                .filter(|s| !held.contains(s))
                 .cloned()
                 .collect();
             if !missing.is_empty() {
@@ -677,6 +691,20 @@ mod tests {
             map(entra(), with("scp", json!("other"))).await,
             Err(OidcError::InsufficientScope(_))
         ));
+        // App-only tokens: the required value is looked for in `roles`.
+        let mut app = with("scp", Value::Null);
+        app["idtyp"] = json!("app");
+        assert!(matches!(
+            map(entra(), app.clone()).await,
+            Err(OidcError::InsufficientScope(_))
+        ));
+        app["roles"] = json!(["mcp"]);
+        assert!(map(entra(), app.clone()).await.is_ok());
+        app["idtyp"] = Value::Null;
+        assert!(
+            map(entra(), app).await.is_ok(),
+            "no scp, no idtyp: app-only"
+        );
         // Groups overage without Graph: fail closed, saying what to do.
         let overage = with("_claim_names", json!({"groups": "src1"}));
         let err = map(entra(), overage).await.expect_err("overage refused");
