@@ -609,7 +609,7 @@ impl Processes {
         fs::write(
             servers_dir.join("echo.toml"),
             format!(
-                "name = \"echo\"\ntransport = \"http\"\nurl = {}\n",
+                "name = \"echo\"\ntransport = \"http\"\nurl = {}\n[policy]\ntrusted = true\n",
                 toml_string(upstream_url)
             ),
         )
@@ -618,8 +618,10 @@ impl Processes {
         fs::write(
             &config,
             format!(
-                "listen = \"{addr}\"\nservers_dir = {}\n{}",
+                "listen = \"{addr}\"\nservers_dir = {}\npolicies_dir = {}\n{}",
                 toml_string(&servers_dir.to_string_lossy()),
+                // RBAC on: the repository's default policies.
+                toml_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")),
                 issuer.map_or(String::new(), |url| format!(
                     "[[auth.issuers]]\nname = \"bench\"\nissuer = {}\naudiences = [\"api://toolgate\"]\n",
                     toml_string(url)

@@ -60,6 +60,8 @@ pub struct Gateway {
     pub session_owners: SessionOwners,
     /// Trusted OIDC issuers and their keys.
     pub issuers: Vec<Arc<authenticate::oidc::Issuer>>,
+    /// The Cedar policies in force (`policies/`).
+    pub policies: crate::authorize::Engine,
     /// Built once: `get_info` runs several times per request.
     instructions: String,
 }
@@ -79,7 +81,7 @@ fn instructions(servers: &[crate::config::ServerConfig]) -> String {
 
 impl Gateway {
     /// Build the gateway and start one supervisor per upstream.
-    pub fn start(config: Config) -> Arc<Self> {
+    pub fn start(config: Config, policies: crate::authorize::Policies) -> Arc<Self> {
         let upstreams: Vec<_> = config.servers.iter().cloned().map(Upstream::new).collect();
         let max_sessions = config.http.max_sessions;
         let max_in_flight = config.max_in_flight_calls;
@@ -95,6 +97,7 @@ impl Gateway {
             .iter()
             .map(|u| (u.name.clone(), u.clone()))
             .collect();
+        let config_policies_dir = config.policies_dir.clone();
         let gw = Arc::new(Gateway {
             config: Arc::new(config),
             upstreams,
@@ -106,6 +109,7 @@ impl Gateway {
             fast_lane: FastLane::new(Arc::new(LocalSessionManager::default())),
             session_owners: SessionOwners::new(2 * max_sessions),
             issuers,
+            policies: crate::authorize::Engine::new(policies, config_policies_dir),
             instructions,
         });
         // Bounded: a supervisor waits if the catalog task falls behind.
@@ -489,6 +493,8 @@ pub enum StartError {
         "listening on {0}, beyond loopback, needs an identity provider: add an [[auth.issuers]] entry to toolgate.toml (see examples/okta, examples/entra), or listen on 127.0.0.1"
     )]
     NoIdentityBeyondLoopback(SocketAddr),
+    #[error("invalid policies; nothing was started:\n{0}")]
+    Policies(#[from] crate::authorize::PolicyErrors),
     #[error("browser sign-in ([auth.sso]): {0}")]
     Sso(String),
     #[error("creating the first admin API key: {0}")]
@@ -511,6 +517,7 @@ impl HttpServer {
         if config.auth.issuers.is_empty() && beyond_loopback {
             return Err(StartError::NoIdentityBeyondLoopback(config.listen));
         }
+        let policies = crate::authorize::Policies::load(&config.policies_dir, 1)?;
         let store = Store::open(
             config.storage.database_url.as_ref().map(|s| s.expose()),
             &config.storage.data_dir,
@@ -537,7 +544,7 @@ impl HttpServer {
             .await
             .map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
-        let gateway = Gateway::start(config);
+        let gateway = Gateway::start(config, policies);
         let issuers = gateway.issuers.clone();
         let sso = match &gateway.config.auth.sso {
             Some(sso) => {
@@ -659,7 +666,8 @@ async fn flush_last_used(keys: Arc<ApiKeys>, stop: CancellationToken) {
 
 /// `toolgate stdio`: serve one local client over stdin/stdout.
 pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {
-    let gw = Gateway::start(config);
+    let policies = crate::authorize::Policies::load(&config.policies_dir, 1)?;
+    let gw = Gateway::start(config, policies);
     let server = VirtualServer::new(gw.clone(), Caller::local_process());
     let running = server.serve(rmcp::transport::stdio()).await?;
     let ct = running.cancellation_token();

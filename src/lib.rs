@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod authenticate;
+pub mod authorize;
 pub mod config;
 pub mod mcp;
 pub mod pipeline;

@@ -148,6 +148,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 eprintln!("  - {} [{}] {prefix}", s.name, s.transport.kind());
             }
+            match toolgate::authorize::Policies::load(&config.policies_dir, 1) {
+                Ok(policies) => eprintln!(
+                    "policies OK ({}): {} polic{} validated against the schema",
+                    config.policies_dir.display(),
+                    policies.len(),
+                    if policies.len() == 1 { "y" } else { "ies" }
+                ),
+                Err(errors) => {
+                    eprint!("{errors}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
         }
         Command::Serve {
             listen,

@@ -22,5 +22,7 @@ mod lifecycle;
 mod passthrough;
 #[path = "integration/providers.rs"]
 mod providers;
+#[path = "integration/rbac.rs"]
+mod rbac;
 #[path = "integration/shipped_files.rs"]
 mod shipped_files;

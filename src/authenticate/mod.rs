@@ -138,7 +138,8 @@ pub async fn layer(
         return next.run(request).await;
     }
     match identify(&auth, peer, path, request.uri().query(), request.headers()).await {
-        Ok(caller) => {
+        Ok(mut caller) => {
+            caller.address = Some(peer.ip());
             request.extensions_mut().insert(caller);
             next.run(request).await
         }

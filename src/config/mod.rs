@@ -51,6 +51,8 @@ pub struct Config {
     /// The `toolgate.toml` this came from, if any.
     pub source: Option<PathBuf>,
     pub servers_dir: PathBuf,
+    /// The Cedar schema and policies (`policies/`).
+    pub policies_dir: PathBuf,
     pub storage: StorageConfig,
     pub auth: AuthConfig,
 }
@@ -102,6 +104,8 @@ pub struct ServerConfig {
     pub tools: ToolFilter,
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
+    /// What policies know of it (`Server` attributes: tags, env, trusted).
+    pub facts: crate::authorize::ServerFacts,
     /// The file this server was declared in (for messages).
     pub file: PathBuf,
 }
@@ -216,6 +220,7 @@ impl std::error::Error for ConfigErrors {}
 struct RawConfig {
     listen: Option<String>,
     servers_dir: Option<PathBuf>,
+    policies_dir: Option<PathBuf>,
     shutdown_grace: Option<String>,
     log_format: Option<String>,
     max_in_flight_calls: Option<usize>,
@@ -259,6 +264,18 @@ struct RawServer {
     tools: RawToolFilter,
     #[serde(default)]
     timeouts: RawTimeouts,
+    #[serde(default)]
+    policy: RawServerPolicy,
+}
+
+/// `[policy]` in a server file: what policies know of the server.
+#[derive(Debug, Default, Deserialize)]
+struct RawServerPolicy {
+    #[serde(default)]
+    tags: Vec<String>,
+    env: Option<String>,
+    #[serde(default)]
+    trusted: bool,
 }
 
 fn default_true() -> bool {
@@ -496,6 +513,10 @@ impl Config {
         }
         let servers_dir = base.join(raw.servers_dir.unwrap_or_else(|| PathBuf::from("servers")));
         let servers = load_servers(&servers_dir, self_exe, &mut errors);
+        let policies_dir = base.join(
+            raw.policies_dir
+                .unwrap_or_else(|| PathBuf::from("policies")),
+        );
 
         if errors.is_empty() {
             Ok(Config {
@@ -514,6 +535,7 @@ impl Config {
                 servers,
                 source: path.map(Path::to_path_buf),
                 servers_dir,
+                policies_dir,
                 storage: StorageConfig {
                     data_dir,
                     database_url,
@@ -760,7 +782,7 @@ fn validate_server(
         return None;
     }
     Some(ServerConfig {
-        name,
+        name: name.clone(),
         prefix,
         description: raw.description,
         transport,
@@ -770,6 +792,12 @@ fn validate_server(
         },
         connect_timeout,
         call_timeout,
+        facts: crate::authorize::ServerFacts {
+            name: name.clone(),
+            tags: raw.policy.tags,
+            env: raw.policy.env.unwrap_or_default(),
+            trusted: raw.policy.trusted,
+        },
         file: file.to_path_buf(),
     })
 }

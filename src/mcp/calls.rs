@@ -30,12 +30,15 @@ use rmcp::model::{
 use super::hub::{Downstream, ResourceSubscriber};
 use super::upstream::{self, Upstream};
 use crate::app::Gateway;
-use crate::pipeline::{CallContext, CallError, CallKind};
+use crate::authorize::{Annotations, Policies, Target};
+use crate::pipeline::{CallContext, CallError, CallKind, PolicyQuestion};
 
 /// The upstream a call goes to, and the name it knows the thing by.
 pub struct UpstreamTarget {
     pub upstream: Arc<Upstream>,
     pub upstream_name: String,
+    /// A tool's hints from its definition (worst case for anything else).
+    pub annotations: Annotations,
 }
 
 /// What the MCP ingress hands the pipeline: the request and where it came from.
@@ -55,7 +58,48 @@ fn target(gw: &Gateway, server: &str, upstream_name: String) -> Result<UpstreamT
     Ok(UpstreamTarget {
         upstream,
         upstream_name,
+        annotations: Annotations::WORST,
     })
+}
+
+/// The policy question of a tool call (both ingress paths).
+pub fn tool_question<'a>(
+    name: &'a str,
+    target: &'a UpstreamTarget,
+    args: Option<&'a serde_json::Map<String, serde_json::Value>>,
+) -> PolicyQuestion<'a> {
+    PolicyQuestion {
+        target: Target::Tool {
+            name,
+            server: &target.upstream.config.facts,
+            annotations: target.annotations,
+        },
+        args,
+    }
+}
+
+fn resource_question<'a>(uri: &'a str, target: &'a UpstreamTarget) -> PolicyQuestion<'a> {
+    PolicyQuestion {
+        target: Target::Resource {
+            uri,
+            server: &target.upstream.config.facts,
+        },
+        args: None,
+    }
+}
+
+fn prompt_question<'a>(
+    name: &'a str,
+    target: &'a UpstreamTarget,
+    args: Option<&'a serde_json::Map<String, serde_json::Value>>,
+) -> PolicyQuestion<'a> {
+    PolicyQuestion {
+        target: Target::Prompt {
+            name,
+            server: &target.upstream.config.facts,
+        },
+        args,
+    }
 }
 
 /// Most rounds of upstream input requests bridged for one legacy call.
@@ -199,7 +243,9 @@ pub fn resolve_tool(gw: &Gateway, name: &str) -> Result<UpstreamTarget, CallErro
         kind: "tool",
         name: name.to_string(),
     })?;
-    target(gw, &entry.route.server, entry.route.upstream_name.clone())
+    let mut target = target(gw, &entry.route.server, entry.route.upstream_name.clone())?;
+    target.annotations = Annotations::from_tool(&entry.upstream);
+    Ok(target)
 }
 
 impl CallKind for ToolCall {
@@ -215,6 +261,21 @@ impl CallKind for ToolCall {
 
     fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
         resolve_tool(gw, &input.params.name)
+    }
+
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        target: &'a UpstreamTarget,
+    ) -> Option<PolicyQuestion<'a>> {
+        Some(tool_question(
+            &ctx.input.params.name,
+            target,
+            ctx.input.params.arguments.as_ref(),
+        ))
+    }
+
+    fn policies(gw: &Gateway) -> Arc<Policies> {
+        gw.policies.current()
     }
 
     async fn forward(
@@ -260,6 +321,17 @@ impl CallKind for ResourceRead {
 
     fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
         resolve_resource(gw, &input.params.uri)
+    }
+
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        target: &'a UpstreamTarget,
+    ) -> Option<PolicyQuestion<'a>> {
+        Some(resource_question(&ctx.input.params.uri, target))
+    }
+
+    fn policies(gw: &Gateway) -> Arc<Policies> {
+        gw.policies.current()
     }
 
     async fn forward(
@@ -327,6 +399,22 @@ impl CallKind for PromptGet {
         target(gw, &route.server, route.upstream_name.clone())
     }
 
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        target: &'a UpstreamTarget,
+    ) -> Option<PolicyQuestion<'a>> {
+        let params = &ctx.input.params;
+        Some(prompt_question(
+            &params.name,
+            target,
+            params.arguments.as_ref(),
+        ))
+    }
+
+    fn policies(gw: &Gateway) -> Arc<Policies> {
+        gw.policies.current()
+    }
+
     async fn forward(
         gw: &Gateway,
         ctx: &CallContext<Self>,
@@ -383,6 +471,24 @@ impl CallKind for Completion {
                 name: String::new(),
             }),
         }
+    }
+
+    /// Completing an argument of a prompt or resource template is governed
+    /// like getting the prompt or reading the resource.
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        target: &'a UpstreamTarget,
+    ) -> Option<PolicyQuestion<'a>> {
+        match &ctx.input.params.r#ref {
+            Reference::Prompt(p) => Some(prompt_question(&p.name, target, None)),
+            Reference::Resource(r) => Some(resource_question(&r.uri, target)),
+            // `resolve` refused every other kind of reference.
+            _ => None,
+        }
+    }
+
+    fn policies(gw: &Gateway) -> Arc<Policies> {
+        gw.policies.current()
     }
 
     async fn forward(
@@ -443,6 +549,17 @@ impl CallKind for ResourceSubscription {
 
     fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
         resolve_resource(gw, &input.params.uri)
+    }
+
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        target: &'a UpstreamTarget,
+    ) -> Option<PolicyQuestion<'a>> {
+        Some(resource_question(&ctx.input.params.uri, target))
+    }
+
+    fn policies(gw: &Gateway) -> Arc<Policies> {
+        gw.policies.current()
     }
 
     async fn forward(
@@ -533,6 +650,18 @@ impl CallKind for TaskOp {
                 name: task_id.to_string(),
             })?;
         target(gw, &server, task_id.to_string())
+    }
+
+    /// A task continues a `tools/call` that was decided when it started.
+    fn question<'a>(
+        _ctx: &'a CallContext<Self>,
+        _target: &'a UpstreamTarget,
+    ) -> Option<PolicyQuestion<'a>> {
+        None
+    }
+
+    fn policies(gw: &Gateway) -> Arc<Policies> {
+        gw.policies.current()
     }
 
     async fn forward(

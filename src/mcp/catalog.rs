@@ -278,6 +278,7 @@ mod tests {
             tools: ToolFilter::default(),
             connect_timeout: Duration::from_secs(1),
             call_timeout: Duration::from_secs(1),
+            facts: Default::default(),
             file: format!("servers/{name}.toml").into(),
         }
     }

@@ -9,3 +9,4 @@ pub mod hub;
 pub mod lane;
 pub mod server;
 pub mod upstream;
+pub mod views;

@@ -39,6 +39,7 @@ use super::calls::{
 };
 use super::calls::{TaskOp, TaskRequest};
 use super::hub::{Downstream, ListChanged, SessionId};
+use super::views;
 use crate::app::Gateway;
 use crate::pipeline::{self, CallContext, CallError, CallKind, Caller};
 
@@ -81,14 +82,7 @@ impl VirtualServer {
             // Only the 2026-07-28 link passes them on (see `upstream::send`).
             capabilities: modern.then(|| ctx.client_capabilities()).flatten(),
         };
-        // Over HTTP, whoever sent this request (the authenticate layer put
-        // them in its extensions); over stdio, the session's local user.
-        let caller = ctx
-            .extensions
-            .get::<axum::http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Caller>())
-            .unwrap_or(&self.caller)
-            .clone();
+        let caller = self.caller_of(ctx);
         CallContext::new(
             caller,
             McpInput {
@@ -97,6 +91,16 @@ impl VirtualServer {
             },
             ctx.ct.clone(),
         )
+    }
+
+    /// Over HTTP, whoever sent this request (the authenticate layer put
+    /// them in its extensions); over stdio, the session's local user.
+    fn caller_of(&self, ctx: &RequestContext<RoleServer>) -> Caller {
+        ctx.extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .unwrap_or(&self.caller)
+            .clone()
     }
 
     async fn run<K: CallKind<Input = McpInput<P>, Env = Gateway>, P>(
@@ -115,8 +119,11 @@ pub(crate) fn protocol_error(e: CallError) -> ErrorData {
         CallError::NotFound { kind, name } => {
             ErrorData::invalid_params(format!("Unknown {kind}: {name}"), None)
         }
-        CallError::Upstream { error, .. } => error,
+        CallError::Upstream { error, .. } => *error,
         CallError::Unauthenticated => ErrorData::invalid_request("unauthenticated", None),
+        CallError::Denied(decision) => {
+            ErrorData::invalid_request(format!("toolgate: {decision}"), None)
+        }
         other => ErrorData::internal_error(other.to_string(), None),
     }
 }
@@ -167,11 +174,12 @@ impl ServerHandler for VirtualServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(
-            self.gw.catalog().tools.clone(),
-        ))
+        let caller = self.caller_of(&context);
+        Ok(ListToolsResult::with_all_items(views::tools(
+            &self.gw, &caller,
+        )))
     }
 
     async fn call_tool(
@@ -196,20 +204,22 @@ impl ServerHandler for VirtualServer {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(
-            self.gw.catalog().resources.clone(),
-        ))
+        let caller = self.caller_of(&context);
+        Ok(ListResourcesResult::with_all_items(views::resources(
+            &self.gw, &caller,
+        )))
     }
 
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let caller = self.caller_of(&context);
         Ok(ListResourceTemplatesResult::with_all_items(
-            self.gw.catalog().resource_templates.clone(),
+            views::resource_templates(&self.gw, &caller),
         ))
     }
 
@@ -226,11 +236,12 @@ impl ServerHandler for VirtualServer {
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(
-            self.gw.catalog().prompts.clone(),
-        ))
+        let caller = self.caller_of(&context);
+        Ok(ListPromptsResult::with_all_items(views::prompts(
+            &self.gw, &caller,
+        )))
     }
 
     async fn get_prompt(

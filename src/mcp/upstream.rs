@@ -833,7 +833,7 @@ pub async fn send(
                 tokio::task::yield_now().await;
                 Ok(result)
             }
-            Ok(Err(rmcp::ServiceError::McpError(error))) => Err(CallError::Upstream { server: server(), error }),
+            Ok(Err(rmcp::ServiceError::McpError(error))) => Err(CallError::Upstream { server: server(), error: Box::new(error) }),
             Ok(Err(e)) => Err(CallError::UpstreamFailed { server: server(), reason: e.to_string() }),
             Err(_) => {
                 cancel_upstream("toolgate: call timeout").await;

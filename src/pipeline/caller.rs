@@ -41,6 +41,9 @@ pub struct Caller {
     /// Scopes the token grants.
     pub scopes: Vec<String>,
     pub credential: Credential,
+    /// Where the request came from (set per request by the ingress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl Caller {
@@ -57,6 +60,7 @@ impl Caller {
             client_id: None,
             scopes: Vec::new(),
             credential,
+            address: None,
         }
     }
 

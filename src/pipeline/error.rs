@@ -29,11 +29,17 @@ pub enum CallError {
     UpstreamTimeout { server: String, after: Duration },
     /// The upstream answered with a JSON-RPC error; passed through as is.
     #[error("upstream `{server}` returned an error: {error}")]
-    Upstream { server: String, error: ErrorData },
+    Upstream {
+        server: String,
+        error: Box<ErrorData>,
+    },
     #[error("upstream `{server}` failed: {reason}")]
     UpstreamFailed { server: String, reason: String },
     #[error("cancelled by the caller")]
     Cancelled,
+    /// Visible to the caller, but a policy refuses this call.
+    #[error("{0}")]
+    Denied(Box<crate::authorize::Decision>),
     /// Shutting down, or at the in-flight limit: try again later.
     #[error("{0}")]
     NotAdmitted(crate::app::NotAdmitted),
@@ -42,9 +48,10 @@ pub enum CallError {
 impl CallError {
     pub fn fault(&self) -> Fault {
         match self {
-            CallError::Unauthenticated | CallError::NotFound { .. } | CallError::Cancelled => {
-                Fault::Caller
-            }
+            CallError::Unauthenticated
+            | CallError::NotFound { .. }
+            | CallError::Denied(_)
+            | CallError::Cancelled => Fault::Caller,
             CallError::UpstreamUnavailable { .. }
             | CallError::UpstreamTimeout { .. }
             | CallError::Upstream { .. }

@@ -12,15 +12,16 @@
 //! ```
 //!
 //! Today the spine runs authenticate (the ingress's identity), resolve,
-//! forward and record (a structured `tracing` event per call). The stages in
-//! between are added by later work as functions called from [`run`], in the
-//! order above; each one reads and fills the context and returns early with
-//! `?` to refuse a call.
+//! authorize (Cedar policies, [`crate::authorize`]), forward and record (a
+//! structured `tracing` event per call). The stages in between are added by
+//! later work as functions called from [`run`], in the order above; each one
+//! reads and fills the context and returns early with `?` to refuse a call.
 
 mod caller;
 mod error;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,16 @@ use tokio_util::sync::CancellationToken;
 
 pub use caller::{Caller, Credential};
 pub use error::{CallError, Fault};
+
+use crate::authorize::{Decision, Policies, Query};
+
+/// What the authorize stage asks the policies about one call.
+pub struct PolicyQuestion<'a> {
+    /// What the call is about (tool, resource, prompt, model).
+    pub target: crate::authorize::Target<'a>,
+    /// The call's arguments (tools, prompts).
+    pub args: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
 
 /// A kind of call: how it is resolved and forwarded.
 pub trait CallKind: Sized + Send + Sync + 'static {
@@ -47,6 +58,16 @@ pub trait CallKind: Sized + Send + Sync + 'static {
 
     /// Find the target; an unknown name is [`CallError::NotFound`].
     fn resolve(env: &Self::Env, input: &Self::Input) -> Result<Self::Target, CallError>;
+
+    /// What policies decide on; `None` only for calls that continue one
+    /// already decided (a task's status), never to skip a decision.
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        target: &'a Self::Target,
+    ) -> Option<PolicyQuestion<'a>>;
+
+    /// The policies in force.
+    fn policies(env: &Self::Env) -> Arc<Policies>;
 
     /// Send the call to its target and return what came back.
     fn forward(
@@ -75,6 +96,8 @@ pub struct CallContext<K: CallKind> {
     pub input: K::Input,
     /// Set by [`resolve`].
     pub target: Option<K::Target>,
+    /// Set by [`authorize`]: what the policies decided, and which ones.
+    pub decision: Option<Decision>,
     /// Cancelled when the caller gives up (MCP `notifications/cancelled`,
     /// closed connection); forwarding must stop and tell the upstream.
     pub cancel: CancellationToken,
@@ -90,6 +113,7 @@ impl<K: CallKind> CallContext<K> {
             caller,
             input,
             target: None,
+            decision: None,
             cancel,
             received: Instant::now(),
             timings: Vec::with_capacity(4),
@@ -126,6 +150,10 @@ async fn stages<K: CallKind>(
     ctx.mark("resolve", t);
 
     let t = Instant::now();
+    ctx.decision = authorize(env, ctx)?;
+    ctx.mark("authorize", t);
+
+    let t = Instant::now();
     let output = forward(env, ctx).await;
     ctx.mark("forward", t);
     output
@@ -143,6 +171,47 @@ fn authenticate<K: CallKind>(ctx: &CallContext<K>) -> Result<(), CallError> {
 fn resolve<K: CallKind>(env: &K::Env, ctx: &CallContext<K>) -> Result<K::Target, CallError> {
     K::resolve(env, &ctx.input)
 }
+
+/// Stage 3: may this caller do this? A caller who may not even see the
+/// target gets the same answer as for an unknown one (no existence leak);
+/// one who may see it but not make this call (its arguments) is refused
+/// naming the deciding policies and their reasons.
+fn authorize<K: CallKind>(
+    env: &K::Env,
+    ctx: &CallContext<K>,
+) -> Result<Option<Decision>, CallError> {
+    let Some(target) = &ctx.target else {
+        unreachable!("authorize runs after resolve")
+    };
+    let Some(question) = K::question(ctx, target) else {
+        return Ok(None);
+    };
+    let policies = K::policies(env);
+    let request_id = ctx.id.to_string();
+    let mut query = Query {
+        caller: &ctx.caller,
+        target: question.target,
+        args: None,
+        request_id: &request_id,
+    };
+    let visible = policies.decide(&query);
+    if !visible.allowed {
+        tracing::debug!(call = ctx.id, %visible, "hidden by policy");
+        return Err(CallError::NotFound {
+            kind: query.target.kind(),
+            name: K::subject(&ctx.input).to_string(),
+        });
+    }
+    query.args = Some(question.args.unwrap_or(&EMPTY_ARGS));
+    let decision = policies.decide(&query);
+    if !decision.allowed {
+        return Err(CallError::Denied(Box::new(decision)));
+    }
+    Ok(Some(decision))
+}
+
+static EMPTY_ARGS: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
+    std::sync::LazyLock::new(serde_json::Map::new);
 
 /// Stage 7: send it to the resolved target, unless the caller has already
 /// given up.

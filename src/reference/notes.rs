@@ -66,7 +66,10 @@ impl Notes {
         self.notes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    #[tool(description = "Add or replace a note.")]
+    #[tool(
+        description = "Add or replace a note.",
+        annotations(destructive_hint = false, idempotent_hint = true)
+    )]
     async fn add_note(
         &self,
         Parameters(a): Parameters<AddArgs>,

@@ -32,6 +32,27 @@ pub mod idp;
 
 pub const TOOLGATE: &str = env!("CARGO_BIN_EXE_toolgate");
 
+/// `dir/policies` with the repository's schema and `files` (name, text);
+/// the default `policies_dir` of a toolgate.toml in `dir`.
+pub fn write_policies(dir: &std::path::Path, files: &[(&str, &str)]) {
+    let policy_dir = dir.join("policies");
+    std::fs::create_dir_all(&policy_dir).unwrap();
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/schema.cedarschema"),
+        policy_dir.join("schema.cedarschema"),
+    )
+    .unwrap();
+    for (name, text) in files {
+        std::fs::write(policy_dir.join(format!("{name}.cedar")), text).unwrap();
+    }
+}
+
+/// A policy file that allows everything (tests of other stages).
+pub const ALLOW_ALL: (&str, &str) = (
+    "allow-all",
+    "@id(\"test-allow-all\")\npermit (principal, action, resource);\n",
+);
+
 /// Serve an rmcp handler over streamable HTTP on 127.0.0.1:0; returns its
 /// `/mcp` URL. Stops when `ct` is cancelled.
 pub async fn http_upstream<S, F>(make: F, ct: CancellationToken) -> String
@@ -116,13 +137,26 @@ impl Gateway {
         Self::start_with(servers, extra, true).await
     }
 
-    /// [`Gateway::start`], choosing dev mode.
+    /// [`Gateway::start`], choosing dev mode; every call is allowed by
+    /// policy (see [`Gateway::start_governed`]).
     pub async fn start_with(
         servers: &[(&str, String)],
         extra: &str,
         dev_insecure: bool,
     ) -> Gateway {
+        Self::start_governed(servers, extra, dev_insecure, &[ALLOW_ALL]).await
+    }
+
+    /// [`Gateway::start_with`] under the repository's Cedar schema and
+    /// these policy files (name, text) instead of allow-all.
+    pub async fn start_governed(
+        servers: &[(&str, String)],
+        extra: &str,
+        dev_insecure: bool,
+        policies: &[(&str, &str)],
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
+        write_policies(dir.path(), policies);
         std::fs::create_dir(dir.path().join("servers")).unwrap();
         for (name, text) in servers {
             std::fs::write(

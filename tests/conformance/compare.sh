@@ -131,7 +131,10 @@ start_fixture() {
 # ─── toolgate with the fixture as its only upstream ──────────────────────────
 start_gateway() {
   local attempt body
-  mkdir -p "$tmp/servers"
+  mkdir -p "$tmp/servers" "$tmp/policies"
+  # Protocol conformance, not policy: the repository's schema, allow-all.
+  cp "$repo/policies/schema.cedarschema" "$tmp/policies/"
+  printf '@id("conformance-allow-all")\npermit (principal, action, resource);\n' >"$tmp/policies/allow-all.cedar"
   cat >"$tmp/servers/fixture.toml" <<EOF
 name = "fixture"
 prefix = ""
@@ -143,6 +146,7 @@ EOF
     cat >"$tmp/toolgate.toml" <<EOF
 listen = "127.0.0.1:$gateway_port"
 servers_dir = "servers"
+policies_dir = "policies"
 EOF
     RUST_LOG="${RUST_LOG:-info,rmcp=warn}" \
       "$bin" serve --dev-insecure --config "$tmp/toolgate.toml" >"$out/toolgate.log" 2>&1 &

@@ -257,6 +257,7 @@ async fn stdio_front_end_lists_and_calls() {
     )
     .unwrap();
     std::fs::write(dir.path().join("toolgate.toml"), "").unwrap();
+    write_policies(dir.path(), &[ALLOW_ALL]);
     let mut cmd = tokio::process::Command::new(TOOLGATE);
     cmd.arg("--config")
         .arg(dir.path().join("toolgate.toml"))
@@ -332,6 +333,7 @@ fn a_busy_listen_address_is_a_clear_error() {
         format!("listen = \"{addr}\"\n"),
     )
     .unwrap();
+    write_policies(dir.path(), &[ALLOW_ALL]);
     let out = std::process::Command::new(TOOLGATE)
         .arg("--config")
         .arg(dir.path().join("toolgate.toml"))

@@ -13,7 +13,7 @@ use crate::bad_input::{post, rpc};
 use crate::common::*;
 
 /// `toolgate keys …` against the gateway's config; stdout on success.
-fn keys_cli(gw: &Gateway, args: &[&str]) -> String {
+pub(crate) fn keys_cli(gw: &Gateway, args: &[&str]) -> String {
     let out = std::process::Command::new(TOOLGATE)
         .arg("--config")
         .arg(gw.dir.path().join("toolgate.toml"))
@@ -221,6 +221,7 @@ async fn the_first_admin_key_is_made_once() {
     let cfg = dir.path().join("toolgate.toml");
     std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nservers_dir = \"none\"\n").unwrap();
     std::fs::create_dir(dir.path().join("none")).unwrap();
+    write_policies(dir.path(), &[ALLOW_ALL]);
     let start = || async {
         let config = toolgate::config::Config::load(Some(&cfg), TOOLGATE).unwrap();
         let server = toolgate::app::HttpServer::start(config).await.unwrap();

@@ -185,10 +185,14 @@ installed_at=$(date +%s)
 start_gateway() {
   port="$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
   url="http://127.0.0.1:$port/mcp"
-  mkdir -p "$tmp/servers"
+  mkdir -p "$tmp/servers" "$tmp/policies"
+  # Protocol tests, not policy tests: the repository's schema, allow-all.
+  cp "$here/../../policies/schema.cedarschema" "$tmp/policies/"
+  printf '@id("interop-allow-all")\npermit (principal, action, resource);\n' >"$tmp/policies/allow-all.cedar"
   cat >"$tmp/toolgate.toml" <<EOF
 listen = "127.0.0.1:$port"
 servers_dir = "servers"
+policies_dir = "policies"
 EOF
   cat >"$tmp/servers/everything.toml" <<EOF
 name = "everything"

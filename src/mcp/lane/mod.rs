@@ -49,9 +49,10 @@ use link::LinkResult;
 pub use link::{LaneLink, SessionSpy};
 
 use crate::app::Gateway;
+use crate::authorize::Policies;
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::upstream::Upstream;
-use crate::pipeline::{self, CallContext, CallError, CallKind, Caller};
+use crate::pipeline::{self, CallContext, CallError, CallKind, Caller, PolicyQuestion};
 
 /// Messages (relayed requests, notifications) queued for one caller's
 /// response stream; the upstream's stream is not read while it is full.
@@ -371,6 +372,9 @@ pub(super) struct CancelParams<'a> {
 pub struct LaneInput {
     name: String,
     pub(super) arguments: Option<Box<RawValue>>,
+    /// The arguments parsed, for policies (`None` when absent or not an
+    /// object: the upstream refuses those itself).
+    parsed_arguments: Option<serde_json::Map<String, serde_json::Value>>,
     /// The caller's progress token, if it wants progress.
     pub(super) progress_token: Option<Box<RawValue>>,
     /// The caller's response stream, for what the upstream sends meanwhile.
@@ -401,6 +405,21 @@ impl CallKind for LaneToolCall {
 
     fn resolve(gw: &Gateway, input: &LaneInput) -> Result<UpstreamTarget, CallError> {
         crate::mcp::calls::resolve_tool(gw, &input.name)
+    }
+
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        target: &'a UpstreamTarget,
+    ) -> Option<PolicyQuestion<'a>> {
+        Some(crate::mcp::calls::tool_question(
+            &ctx.input.name,
+            target,
+            ctx.input.parsed_arguments.as_ref(),
+        ))
+    }
+
+    fn policies(gw: &Gateway) -> Arc<Policies> {
+        gw.policies.current()
     }
 
     async fn forward(
@@ -437,9 +456,14 @@ async fn call(
     gw.fast_lane
         .lock_calls()
         .insert(key.clone(), cancel.clone());
+    let parsed_arguments = params
+        .arguments
+        .as_ref()
+        .and_then(|raw| serde_json::from_str(raw.get()).ok());
     let input = LaneInput {
         name: params.name,
         arguments: params.arguments,
+        parsed_arguments,
         progress_token: params.meta.and_then(|m| m.progress_token),
         out: out.clone(),
         session,

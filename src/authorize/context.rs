@@ -1,0 +1,133 @@
+//! Request context for policies: arguments, tool annotations, time.
+
+use cedar_policy::RestrictedExpression;
+use serde_json::{Map, Value};
+
+/// Deepest argument nesting turned into a Cedar record; deeper values are
+/// refused (the call is denied, not guessed).
+pub const MAX_ARG_DEPTH: usize = 16;
+
+/// A tool's behaviour hints (MCP `ToolAnnotations`), as policies see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Annotations {
+    pub read_only: bool,
+    pub destructive: bool,
+    pub idempotent: bool,
+    pub open_world: bool,
+}
+
+impl Annotations {
+    /// What a tool that says nothing is assumed to be (the MCP defaults,
+    /// which are also the worst case).
+    pub const WORST: Annotations = Annotations {
+        read_only: false,
+        destructive: true,
+        idempotent: false,
+        open_world: true,
+    };
+
+    /// From an upstream's tool definition (missing hints: MCP defaults).
+    pub fn from_tool(tool: &rmcp::model::Tool) -> Annotations {
+        let Some(a) = &tool.annotations else {
+            return Annotations::WORST;
+        };
+        let read_only = a.read_only_hint.unwrap_or(false);
+        Annotations {
+            read_only,
+            // A read-only tool does not destroy anything.
+            destructive: !read_only && a.destructive_hint.unwrap_or(true),
+            idempotent: a.idempotent_hint.unwrap_or(false),
+            open_world: a.open_world_hint.unwrap_or(true),
+        }
+    }
+
+    /// What policies may believe: the hints of a trusted server, otherwise
+    /// the worst case (an untrusted server could call anything read-only).
+    pub fn believed(self, trusted: bool) -> Annotations {
+        if trusted { self } else { Annotations::WORST }
+    }
+
+    pub fn to_cedar(self) -> RestrictedExpression {
+        let b = RestrictedExpression::new_bool;
+        RestrictedExpression::new_record([
+            ("read_only".to_string(), b(self.read_only)),
+            ("destructive".to_string(), b(self.destructive)),
+            ("idempotent".to_string(), b(self.idempotent)),
+            ("open_world".to_string(), b(self.open_world)),
+        ])
+        .unwrap_or_else(|_| unreachable!("distinct keys"))
+    }
+}
+
+/// The call's arguments as a Cedar record (`{}` when listing).
+pub fn args(args: Option<&Map<String, Value>>) -> Result<RestrictedExpression, String> {
+    match args {
+        Some(map) => record(map, 0),
+        None => Ok(
+            RestrictedExpression::new_record(Vec::<(String, RestrictedExpression)>::new())
+                .unwrap_or_else(|_| unreachable!("empty record")),
+        ),
+    }
+}
+
+fn record(map: &Map<String, Value>, depth: usize) -> Result<RestrictedExpression, String> {
+    let mut fields = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        // JSON null: the argument is absent for policies (`has` is false).
+        if v.is_null() {
+            continue;
+        }
+        fields.push((k.clone(), to_cedar_at(v, depth + 1)?));
+    }
+    RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
+}
+
+/// A JSON value as a Cedar value, built directly (never through Cedar's
+/// JSON format, so `__entity` / `__extn` keys in arguments stay plain
+/// data). Numbers that are not 64-bit integers become strings.
+pub fn to_cedar(value: &Value) -> Result<RestrictedExpression, String> {
+    to_cedar_at(value, 0)
+}
+
+fn to_cedar_at(value: &Value, depth: usize) -> Result<RestrictedExpression, String> {
+    if depth > MAX_ARG_DEPTH {
+        return Err(format!(
+            "arguments nested deeper than {MAX_ARG_DEPTH} levels"
+        ));
+    }
+    Ok(match value {
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => RestrictedExpression::new_long(i),
+            None => RestrictedExpression::new_string(n.to_string()),
+        },
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Array(items) => RestrictedExpression::new_set(
+            items
+                .iter()
+                .filter(|v| !v.is_null())
+                .map(|v| to_cedar_at(v, depth + 1))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Value::Object(map) => record(map, depth)?,
+        // Only reachable at the top level: an absent value.
+        Value::Null => RestrictedExpression::new_string(String::new()),
+    })
+}
+
+/// `{unix, hour, weekday}` (UTC; weekday 0 = Sunday … 6 = Saturday).
+pub fn time(unix: i64) -> RestrictedExpression {
+    let days = unix.div_euclid(86_400);
+    let hour = unix.rem_euclid(86_400) / 3600;
+    // 1970-01-01 was a Thursday (4).
+    let weekday = (days + 4).rem_euclid(7);
+    RestrictedExpression::new_record([
+        ("unix".to_string(), RestrictedExpression::new_long(unix)),
+        ("hour".to_string(), RestrictedExpression::new_long(hour)),
+        (
+            "weekday".to_string(),
+            RestrictedExpression::new_long(weekday),
+        ),
+    ])
+    .unwrap_or_else(|_| unreachable!("distinct keys"))
+}

@@ -1,0 +1,692 @@
+//! Stage 3, authorize: Cedar policies decide who may see and use which
+//! tool, resource, prompt and model.
+//!
+//! `policies/` holds one Cedar schema (`*.cedarschema`) and any number of
+//! `*.cedar` files. Every policy carries `@id("…")` (its name in decisions,
+//! errors, audit records) and may carry `@reason("…")` (told to a refused
+//! agent). Loading checks syntax and validates every policy against the
+//! schema (strict mode); every problem is reported with its file, line and
+//! column, and an invalid set is never used.
+//!
+//! Entities are built per request from the caller and the target:
+//! - principal `User::"<subject>"`, or `Agent::"<subject>"` for API keys,
+//!   in `Group::"<name>"` for each of its groups and roles;
+//! - resource `Tool::"<exposed name>"`, `Resource::"<exposed uri>"` or
+//!   `Prompt::"<exposed name>"`, each in `Server::"<name>"` (attributes
+//!   `tags`, `env`, `trusted` from `servers/*.toml`), or `Model::"<name>"`;
+//! - context: `args` (the call's arguments as a record), `annotations` (the
+//!   tool's hints, trusted only from a `trusted` server, else the worst
+//!   case), `listing` (true when deciding visibility), `time`, `client_ip`,
+//!   `request_id`.
+//!
+//! Default deny; `forbid` wins. A policy that cannot be evaluated (say, an
+//! argument of an unexpected type) denies the request: an error must never
+//! skip a `forbid`.
+
+mod context;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
+    Validator,
+};
+use serde_json::{Map, Value};
+
+use crate::pipeline::{Caller, Credential};
+
+pub use context::{Annotations, to_cedar};
+
+/// An action policies decide on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Calling a tool; also whether it is listed.
+    CallTool,
+    ReadResource,
+    GetPrompt,
+    /// An LLM chat completion (the LLM proxy).
+    Chat,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::CallTool => "call_tool",
+            Action::ReadResource => "read_resource",
+            Action::GetPrompt => "get_prompt",
+            Action::Chat => "chat",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Action> {
+        [
+            Action::CallTool,
+            Action::ReadResource,
+            Action::GetPrompt,
+            Action::Chat,
+        ]
+        .into_iter()
+        .find(|a| a.name() == text)
+    }
+}
+
+/// What a server contributes to decisions (from `servers/*.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerFacts {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub env: String,
+    /// Its tool annotations are believed.
+    pub trusted: bool,
+}
+
+/// The thing a request is about.
+#[derive(Debug, Clone)]
+pub enum Target<'a> {
+    Tool {
+        /// The exposed (namespaced) name.
+        name: &'a str,
+        server: &'a ServerFacts,
+        annotations: Annotations,
+    },
+    Resource {
+        uri: &'a str,
+        server: &'a ServerFacts,
+    },
+    Prompt {
+        name: &'a str,
+        server: &'a ServerFacts,
+    },
+    Model {
+        name: &'a str,
+    },
+}
+
+impl Target<'_> {
+    /// What it is, in "unknown {kind}" answers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Tool { .. } => "tool",
+            Target::Resource { .. } => "resource",
+            Target::Prompt { .. } => "prompt",
+            Target::Model { .. } => "model",
+        }
+    }
+
+    fn action(&self) -> Action {
+        match self {
+            Target::Tool { .. } => Action::CallTool,
+            Target::Resource { .. } => Action::ReadResource,
+            Target::Prompt { .. } => Action::GetPrompt,
+            Target::Model { .. } => Action::Chat,
+        }
+    }
+}
+
+/// One question for the policies.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub caller: &'a Caller,
+    pub target: Target<'a>,
+    /// The call's arguments; `None` when deciding visibility (listing).
+    pub args: Option<&'a Map<String, Value>>,
+    pub request_id: &'a str,
+}
+
+/// The answer, with the policies that determined it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// `@id`s of the determining policies: the permits that allowed it, or
+    /// the forbids that refused it (empty for default deny).
+    pub policies: Vec<String>,
+    /// `@reason`s of those policies, where they have one.
+    pub reasons: Vec<String>,
+    /// Policies that could not be evaluated (each one denies).
+    pub errors: Vec<String>,
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.allowed { "allowed" } else { "denied" };
+        match (
+            self.allowed,
+            self.policies.as_slice(),
+            self.errors.is_empty(),
+        ) {
+            (_, _, false) => write!(
+                f,
+                "{verdict}: a policy could not be evaluated ({})",
+                self.errors.join("; ")
+            ),
+            (false, [], true) => write!(f, "{verdict}: no policy permits it (default deny)"),
+            (_, ids, true) => {
+                let ids: Vec<String> = ids.iter().map(|i| format!("`{i}`")).collect();
+                write!(f, "{verdict} by policy {}", ids.join(", "))?;
+                if !self.reasons.is_empty() {
+                    write!(f, ": {}", self.reasons.join("; "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One problem in `policies/`, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is not at one place in the file.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+/// Every problem found while loading.
+#[derive(Debug, Clone)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.0 {
+            writeln!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+/// A validated policy set and its schema.
+pub struct Policies {
+    set: PolicySet,
+    /// Where each policy came from (`@id` → file).
+    pub origin: HashMap<String, PathBuf>,
+    /// Bumped by every successful (re)load.
+    pub version: u64,
+}
+
+impl Policies {
+    /// Load and validate the schema and policies in `dir`.
+    pub fn load(dir: &Path, version: u64) -> Result<Policies, PolicyErrors> {
+        let mut errors = Vec::new();
+        let mut schema_files = Vec::new();
+        let mut policy_files = Vec::new();
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    match path.extension().and_then(|e| e.to_str()) {
+                        Some("cedarschema") => schema_files.push(path),
+                        Some("cedar") => policy_files.push(path),
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(PolicyErrors(vec![PolicyError {
+                    file: dir.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    message: format!(
+                        "cannot read the policy directory: {e}; toolgate denies everything without policies (see policies/ in the repository)"
+                    ),
+                }]));
+            }
+        }
+        schema_files.sort();
+        policy_files.sort();
+        let schema = match schema_files.as_slice() {
+            [one] => load_schema(one, &mut errors),
+            [] => {
+                errors.push(PolicyError {
+                    file: dir.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    message: "no Cedar schema (*.cedarschema): policies are validated against it"
+                        .into(),
+                });
+                None
+            }
+            [first, ..] => {
+                errors.push(PolicyError {
+                    file: first.clone(),
+                    line: 0,
+                    column: 0,
+                    message: format!(
+                        "{} schema files: keep exactly one *.cedarschema",
+                        schema_files.len()
+                    ),
+                });
+                None
+            }
+        };
+        if policy_files.is_empty() {
+            errors.push(PolicyError {
+                file: dir.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: "no *.cedar policy files: everything would be denied".into(),
+            });
+        }
+        let mut set = PolicySet::new();
+        let mut origin = HashMap::new();
+        for file in &policy_files {
+            load_policies(file, schema.as_ref(), &mut set, &mut origin, &mut errors);
+        }
+        match schema {
+            Some(_) if errors.is_empty() => Ok(Policies {
+                set,
+                origin,
+                version,
+            }),
+            _ => Err(PolicyErrors(errors)),
+        }
+    }
+
+    /// How many policies are in force.
+    pub fn len(&self) -> usize {
+        self.set.policies().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Decide one query.
+    pub fn decide(&self, query: &Query<'_>) -> Decision {
+        match self.request(query) {
+            Ok((request, entities)) => {
+                let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
+                let diagnostics = response.diagnostics();
+                let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
+                let policies: Vec<String> = diagnostics.reason().map(|id| id.to_string()).collect();
+                let reasons = policies
+                    .iter()
+                    .filter_map(|id| {
+                        self.set
+                            .annotation(&PolicyId::new(id), "reason")
+                            .map(str::to_string)
+                    })
+                    .collect();
+                Decision {
+                    // An error in any policy denies (it may be a forbid).
+                    allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
+                    policies,
+                    reasons,
+                    errors,
+                }
+            }
+            Err(e) => Decision {
+                allowed: false,
+                policies: Vec::new(),
+                reasons: Vec::new(),
+                errors: vec![e],
+            },
+        }
+    }
+
+    fn request(&self, query: &Query<'_>) -> Result<(Request, Entities), String> {
+        let caller = query.caller;
+        let principal_type = if caller.credential == Credential::ApiKey {
+            "Agent"
+        } else {
+            "User"
+        };
+        let principal = uid(principal_type, &caller.subject);
+        let groups: HashSet<EntityUid> = caller
+            .groups
+            .iter()
+            .chain(&caller.roles)
+            .map(|g| uid("Group", g))
+            .collect();
+        let mut entities: Vec<Entity> = groups
+            .iter()
+            .map(|g| Entity::new_no_attrs(g.clone(), HashSet::new()))
+            .collect();
+        let text =
+            |v: &Option<String>| RestrictedExpression::new_string(v.clone().unwrap_or_default());
+        let mut attrs = HashMap::from([
+            ("name".to_string(), text(&caller.name)),
+            (
+                "credential".to_string(),
+                RestrictedExpression::new_string(credential_name(caller.credential).into()),
+            ),
+        ]);
+        if principal_type == "User" {
+            attrs.insert("email".into(), text(&caller.email));
+            attrs.insert("tenant".into(), text(&caller.tenant));
+            attrs.insert("issuer".into(), text(&caller.issuer));
+            attrs.insert("client_id".into(), text(&caller.client_id));
+        }
+        entities.push(Entity::new(principal.clone(), attrs, groups).map_err(|e| e.to_string())?);
+
+        let server_entity = |server: &ServerFacts| {
+            Entity::new(
+                uid("Server", &server.name),
+                HashMap::from([
+                    (
+                        "tags".to_string(),
+                        RestrictedExpression::new_set(
+                            server
+                                .tags
+                                .iter()
+                                .map(|t| RestrictedExpression::new_string(t.clone())),
+                        ),
+                    ),
+                    (
+                        "env".to_string(),
+                        RestrictedExpression::new_string(server.env.clone()),
+                    ),
+                    (
+                        "trusted".to_string(),
+                        RestrictedExpression::new_bool(server.trusted),
+                    ),
+                ]),
+                HashSet::new(),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let mut context = vec![
+            (
+                "listing".to_string(),
+                RestrictedExpression::new_bool(query.args.is_none()),
+            ),
+            (
+                "request_id".to_string(),
+                RestrictedExpression::new_string(query.request_id.to_string()),
+            ),
+            (
+                "client_ip".to_string(),
+                RestrictedExpression::new_ip(
+                    caller
+                        .address
+                        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+                        .to_string(),
+                ),
+            ),
+            (
+                "time".to_string(),
+                context::time(crate::storage::now_unix()),
+            ),
+        ];
+        let resource = match &query.target {
+            Target::Tool {
+                name,
+                server,
+                annotations,
+            } => {
+                let tool = uid("Tool", name);
+                entities.push(server_entity(server)?);
+                entities.push(in_server(&tool, server)?);
+                let trusted = annotations.believed(server.trusted);
+                context.push(("annotations".into(), trusted.to_cedar()));
+                context.push(("args".into(), context::args(query.args)?));
+                tool
+            }
+            Target::Resource { uri, server } => {
+                let resource = uid("Resource", uri);
+                entities.push(server_entity(server)?);
+                entities.push(in_server(&resource, server)?);
+                resource
+            }
+            Target::Prompt { name, server } => {
+                let prompt = uid("Prompt", name);
+                entities.push(server_entity(server)?);
+                entities.push(in_server(&prompt, server)?);
+                context.push(("args".into(), context::args(query.args)?));
+                prompt
+            }
+            Target::Model { name } => uid("Model", name),
+        };
+        let action = uid("Action", query.target.action().name());
+        let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
+        // Policies are validated against the schema when loaded; requests
+        // are not (arguments are whatever the agent sent, with attributes
+        // the schema does not list). A value of an unexpected type makes
+        // the policy that reads it fail to evaluate, which denies.
+        let request = Request::new(principal, action, resource, context, None)
+            .map_err(|e| format!("building the request: {e}"))?;
+        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        Ok((request, entities))
+    }
+}
+
+/// A tool, resource or prompt in its server, with `server` pointing at it.
+fn in_server(thing: &EntityUid, server: &ServerFacts) -> Result<Entity, String> {
+    let server = uid("Server", &server.name);
+    Entity::new(
+        thing.clone(),
+        HashMap::from([(
+            "server".to_string(),
+            RestrictedExpression::new_entity_uid(server.clone()),
+        )]),
+        HashSet::from([server]),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn credential_name(credential: Credential) -> &'static str {
+    match credential {
+        Credential::LocalProcess => "local_process",
+        Credential::DevInsecure => "dev_insecure",
+        Credential::ApiKey => "api_key",
+        Credential::AccessToken => "access_token",
+        Credential::Session => "session",
+        Credential::None => "none",
+    }
+}
+
+fn uid(kind: &str, id: &str) -> EntityUid {
+    // The type names are ours and valid; ids are any string.
+    let kind = EntityTypeName::from_str(kind).unwrap_or_else(|_| unreachable!("valid type name"));
+    EntityUid::from_type_name_and_id(kind, EntityId::new(id))
+}
+
+fn load_schema(file: &Path, errors: &mut Vec<PolicyError>) -> Option<Schema> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            errors.push(PolicyError {
+                file: file.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            });
+            return None;
+        }
+    };
+    match Schema::from_cedarschema_str(&text) {
+        Ok((schema, _warnings)) => Some(schema),
+        Err(e) => {
+            push_diagnostic(errors, file, &text, &e);
+            None
+        }
+    }
+}
+
+fn load_policies(
+    file: &Path,
+    schema: Option<&Schema>,
+    set: &mut PolicySet,
+    origin: &mut HashMap<String, PathBuf>,
+    errors: &mut Vec<PolicyError>,
+) {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            errors.push(PolicyError {
+                file: file.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            });
+            return;
+        }
+    };
+    let parsed = match PolicySet::from_str(&text) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            push_diagnostic(errors, file, &text, &e);
+            return;
+        }
+    };
+    if let Some(template) = parsed.templates().next() {
+        let (line, column) = locate(&text, &template.to_string());
+        errors.push(PolicyError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: "templates (?principal / ?resource) are not supported: write the policy out"
+                .into(),
+        });
+    }
+    if let Some(schema) = schema {
+        let result = Validator::new(schema.clone()).validate(&parsed, ValidationMode::Strict);
+        let before = errors.len();
+        for e in result.validation_errors() {
+            push_diagnostic(errors, file, &text, e);
+        }
+        // Name policies by their `@id`, not the parser's `policy0`.
+        for e in &mut errors[before..] {
+            for p in parsed.policies() {
+                if let Some(id) = p.annotation("id") {
+                    e.message = e
+                        .message
+                        .replace(&format!("policy `{}`", p.id()), &format!("policy `{id}`"));
+                }
+            }
+        }
+    }
+    for policy in parsed.policies() {
+        let (line, column) = locate(&text, &policy.to_string());
+        let at = |message: String| PolicyError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message,
+        };
+        let Some(id) = policy.annotation("id").map(str::to_string) else {
+            errors.push(at("every policy needs an `@id(\"…\")` annotation: it names the policy in decisions and errors".into()));
+            continue;
+        };
+        if id.is_empty() {
+            errors.push(at("`@id` is empty".into()));
+            continue;
+        }
+        if let Some(other) = origin.get(&id) {
+            errors.push(at(format!(
+                "`@id(\"{id}\")` is also used in {}",
+                Path::display(other)
+            )));
+            continue;
+        }
+        if let Err(e) = set.add(policy.new_id(PolicyId::new(&id))) {
+            errors.push(at(e.to_string()));
+            continue;
+        }
+        origin.insert(id, file.to_path_buf());
+    }
+}
+
+/// A cedar error as one or more located errors.
+fn push_diagnostic(
+    errors: &mut Vec<PolicyError>,
+    file: &Path,
+    text: &str,
+    diagnostic: &dyn miette::Diagnostic,
+) {
+    let mut message = diagnostic.to_string();
+    if let Some(help) = diagnostic.help() {
+        message.push_str(&format!(" (help: {help})"));
+    }
+    let offset = diagnostic
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|label| label.offset());
+    let (line, column) = offset.map(|o| line_col(text, o)).unwrap_or((0, 0));
+    let related: Vec<_> = diagnostic
+        .related()
+        .map(|r| r.collect::<Vec<_>>())
+        .unwrap_or_default();
+    if related.is_empty() {
+        errors.push(PolicyError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message,
+        });
+    } else {
+        for r in related {
+            push_diagnostic(errors, file, text, r);
+        }
+    }
+}
+
+/// Where a policy's own text (Cedar keeps it verbatim) starts in its file.
+fn locate(file_text: &str, policy_text: &str) -> (usize, usize) {
+    file_text
+        .find(policy_text.trim())
+        .map(|at| line_col(file_text, at))
+        .unwrap_or((0, 0))
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The policies in force, swapped atomically on reload.
+pub struct Engine {
+    current: ArcSwap<Policies>,
+    pub dir: PathBuf,
+}
+
+impl Engine {
+    pub fn new(policies: Policies, dir: PathBuf) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(policies),
+            dir,
+        }
+    }
+
+    pub fn current(&self) -> Arc<Policies> {
+        self.current.load_full()
+    }
+
+    /// Load `dir` again; on success swap it in, on failure keep the old
+    /// set. Returns the new version.
+    pub fn reload(&self) -> Result<u64, PolicyErrors> {
+        let version = self.current.load().version + 1;
+        let policies = Policies::load(&self.dir, version)?;
+        self.current.store(Arc::new(policies));
+        Ok(version)
+    }
+}

@@ -1,0 +1,344 @@
+//! Tool-level RBAC through the real gateway: the repository's default
+//! policies (`policies/*.cedar`) over a trusted notes server, an untrusted
+//! echo server and a team-owned `github` server; callers are API keys with
+//! groups.
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use toolgate::reference::echo::Echo;
+
+use crate::bad_input::{post, rpc};
+use crate::common::*;
+use crate::identity::keys_cli;
+
+/// The repository's default policy files, plus `extra` ones.
+fn default_policies(extra: &[(&'static str, &'static str)]) -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.extend(extra.iter().map(|(n, t)| (n.to_string(), t.to_string())));
+    files
+}
+
+/// An MCP session opened with an API key, speaking raw JSON-RPC.
+struct Session {
+    url: String,
+    key: String,
+    sid: String,
+    /// Send with an `Origin`, which keeps calls off the fast lane (rmcp's path).
+    via_rmcp: bool,
+}
+
+impl Session {
+    async fn open(url: &str, key: &str, via_rmcp: bool) -> Session {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+        let r = post(url).bearer_auth(key).json(&init).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+        let s = Session {
+            url: url.to_string(),
+            key: key.to_string(),
+            sid,
+            via_rmcp,
+        };
+        s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        s
+    }
+
+    async fn send(&self, body: Value) -> reqwest::Response {
+        let mut request = post(&self.url)
+            .bearer_auth(&self.key)
+            .header("mcp-session-id", &self.sid)
+            .header("mcp-protocol-version", "2025-11-25");
+        if self.via_rmcp {
+            request = request.header("origin", "http://localhost:1");
+        }
+        request.json(&body).send().await.unwrap()
+    }
+
+    async fn rpc(&self, method: &str, params: Value) -> Value {
+        rpc(self
+            .send(json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}))
+            .await)
+        .await
+    }
+
+    async fn names(&self, method: &str, field: &str, key: &str) -> Vec<String> {
+        let v = self.rpc(method, json!({})).await;
+        let mut names: Vec<String> = v["result"][field]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|t| t[key].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    async fn tools(&self) -> Vec<String> {
+        self.names("tools/list", "tools", "name").await
+    }
+
+    /// `Ok(text)` for a result, `Err(message)` for a tool error or a
+    /// JSON-RPC error (prefixed `rpc:`).
+    async fn call(&self, tool: &str, args: Value) -> Result<String, String> {
+        let v = self
+            .rpc("tools/call", json!({"name": tool, "arguments": args}))
+            .await;
+        if let Some(e) = v.get("error") {
+            return Err(format!(
+                "rpc: {}",
+                e["message"].as_str().unwrap_or_default()
+            ));
+        }
+        let text = v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if v["result"]["isError"] == true {
+            Err(text)
+        } else {
+            Ok(text)
+        }
+    }
+}
+
+struct Setup {
+    gw: Gateway,
+    ct: CancellationToken,
+}
+
+async fn setup(extra_policies: &[(&'static str, &'static str)]) -> Setup {
+    let ct = CancellationToken::new();
+    let echo = http_upstream(Echo::new, ct.clone()).await;
+    let github = http_upstream(Echo::new, ct.clone()).await;
+    let servers = [
+        (
+            "notes",
+            stdio_reference_toml("notes", "notes", "[policy]\ntrusted = true"),
+        ),
+        ("echo", http_server_toml("echo", &echo, "")),
+        (
+            "github",
+            http_server_toml(
+                "github",
+                &github,
+                "[policy]\ntrusted = true\ntags = [\"scm\"]",
+            ),
+        ),
+    ];
+    let files = default_policies(extra_policies);
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let gw = Gateway::start_governed(&servers, "", false, &files).await;
+    gw.wait_ready(&["notes", "echo", "github"]).await;
+    Setup { gw, ct }
+}
+
+fn key(gw: &Gateway, name: &str, groups: &[&str]) -> String {
+    let mut args = vec!["create", "--name", name];
+    for g in groups {
+        args.extend(["--group", g]);
+    }
+    keys_cli(gw, &args).trim().to_string()
+}
+
+#[tokio::test]
+async fn the_default_policies_decide_lists_and_calls() {
+    let s = setup(&[]).await;
+    let url = &s.gw.url;
+    let reader = key(&s.gw, "reader", &[]);
+    let eng = key(&s.gw, "eng", &["eng"]);
+    let platform = key(&s.gw, "platform", &["platform"]);
+    let breakglass = key(&s.gw, "breakglass", &["break-glass"]);
+
+    for via_rmcp in [false, true] {
+        // Everyone signed in: read-only tools of trusted servers; nothing of
+        // the untrusted echo server (worst-case annotations: destructive);
+        // nothing of the platform team's github server.
+        let r = Session::open(url, &reader, via_rmcp).await;
+        assert_eq!(r.tools().await, ["notes__list_notes", "notes__read_note"]);
+        assert!(r.call("notes__list_notes", json!({})).await.is_ok());
+        // Hidden is the same as unknown: no existence leak.
+        let hidden = r
+            .call("notes__add_note", json!({"title": "t", "body": "b"}))
+            .await;
+        let unknown = r.call("notes__no_such_tool", json!({})).await;
+        assert_eq!(
+            hidden.unwrap_err().replace("add_note", "X"),
+            unknown.unwrap_err().replace("no_such_tool", "X")
+        );
+        assert!(
+            r.call("github__echo", json!({"message": "m"}))
+                .await
+                .is_err()
+        );
+
+        // eng: non-destructive writes too, but never destructive tools.
+        let e = Session::open(url, &eng, via_rmcp).await;
+        assert_eq!(
+            e.tools().await,
+            ["notes__add_note", "notes__list_notes", "notes__read_note"]
+        );
+        assert_eq!(
+            e.call("notes__add_note", json!({"title": "t", "body": "b"}))
+                .await,
+            Ok("saved note://t".into())
+        );
+        let refused = e.call("notes__delete_note", json!({"title": "t"})).await;
+        assert!(refused.unwrap_err().contains("rpc: Unknown tool"));
+
+        // break-glass: destructive tools (forbid's `unless`, plus a permit),
+        // including the untrusted server's.
+        let b = Session::open(url, &breakglass, via_rmcp).await;
+        let tools = b.tools().await;
+        assert!(
+            tools.contains(&"notes__delete_note".to_string()),
+            "{tools:?}"
+        );
+        assert!(tools.contains(&"echo__crash".to_string()), "{tools:?}");
+        assert!(
+            b.call("notes__delete_note", json!({"title": "t"}))
+                .await
+                .is_ok()
+        );
+
+        // The platform team sees its server; an argument outside the
+        // allowlist is refused with the policy and its reason, visibly.
+        let p = Session::open(url, &platform, via_rmcp).await;
+        assert!(p.tools().await.contains(&"github__echo".to_string()));
+        assert_eq!(
+            p.call(
+                "github__echo",
+                json!({"message": "hi", "repository": "acme/tools"})
+            )
+            .await,
+            Ok("hi".into())
+        );
+        let denied = p
+            .call(
+                "github__echo",
+                json!({"message": "hi", "repository": "evil/tools"}),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            denied.contains("github-repository-allowlist")
+                && denied.contains("only repositories under acme/"),
+            "{denied}"
+        );
+        // A value of the wrong type cannot slip past the forbid: the
+        // policy fails to evaluate, which denies.
+        let confused = p
+            .call("github__echo", json!({"message": "hi", "repository": 42}))
+            .await
+            .unwrap_err();
+        assert!(confused.contains("could not be evaluated"), "{confused}");
+    }
+    s.ct.cancel();
+}
+
+#[tokio::test]
+async fn resources_and_prompts_are_governed_the_same_way() {
+    let s = setup(&[(
+        "prompts",
+        "@id(\"summaries-for-eng\")\n@reason(\"summaries are for eng\")\n\
+         forbid (principal, action == Action::\"get_prompt\", resource == Prompt::\"notes__summarize_notes\")\n\
+         unless { principal in Group::\"eng\" };\n",
+    )])
+    .await;
+    let url = &s.gw.url;
+    let reader = key(&s.gw, "reader", &[]);
+    let eng = key(&s.gw, "eng", &["eng"]);
+    let platform = key(&s.gw, "platform", &["platform"]);
+
+    let r = Session::open(url, &reader, true).await;
+    assert!(r.names("prompts/list", "prompts", "name").await.is_empty());
+    let v = r
+        .rpc("prompts/get", json!({"name": "notes__summarize_notes"}))
+        .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown prompt"),
+        "{v}"
+    );
+    // The github server's resources are the platform team's too.
+    let resources = r.names("resources/list", "resources", "uri").await;
+    assert!(
+        !resources.iter().any(|u| u.starts_with("github+")),
+        "{resources:?}"
+    );
+    let v = r
+        .rpc("resources/read", json!({"uri": "github+echo://counter"}))
+        .await;
+    assert!(v.get("error").is_some(), "{v}");
+
+    let e = Session::open(url, &eng, true).await;
+    assert_eq!(
+        e.names("prompts/list", "prompts", "name").await,
+        ["notes__summarize_notes"]
+    );
+    let v = e
+        .rpc("prompts/get", json!({"name": "notes__summarize_notes"}))
+        .await;
+    assert!(v.get("result").is_some(), "{v}");
+
+    let p = Session::open(url, &platform, true).await;
+    let resources = p.names("resources/list", "resources", "uri").await;
+    assert!(
+        resources.contains(&"github+echo://counter".to_string()),
+        "{resources:?}"
+    );
+    let v = p
+        .rpc("resources/read", json!({"uri": "github+echo://counter"}))
+        .await;
+    assert!(v.get("result").is_some(), "{v}");
+    s.ct.cancel();
+}
+
+#[test]
+fn invalid_policies_stop_serve_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policies(
+        dir.path(),
+        &[(
+            "broken",
+            "@id(\"typo\")\npermit (principal, action == Action::\"call_tool\", resource)\nwhen { context.args.nope == 1 };\n",
+        )],
+    );
+    std::fs::write(
+        dir.path().join("toolgate.toml"),
+        "listen = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    for cmd in ["check", "serve"] {
+        let out = std::process::Command::new(TOOLGATE)
+            .arg("--config")
+            .arg(dir.path().join("toolgate.toml"))
+            .arg(cmd)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("broken.cedar:3:8") && err.contains("policy `typo`"),
+            "{cmd}: {err}"
+        );
+    }
+}
