@@ -115,6 +115,7 @@ impl Gateway {
         // Bounded: a supervisor waits if the catalog task falls behind.
         let (events_tx, events_rx) = mpsc::channel(64);
         tokio::spawn(catalog_task(Arc::downgrade(&gw), events_rx));
+        tokio::spawn(policy_task(Arc::downgrade(&gw)));
         for upstream in &gw.upstreams {
             tokio::spawn(upstream.clone().supervise(
                 gw.hub.clone(),
@@ -461,6 +462,29 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// How often `policies/` is checked for changes.
+const POLICY_CHECK: Duration = Duration::from_secs(1);
+
+/// Reload policies when their files change (until the gateway stops); a
+/// swap may change what clients see, so every client is told to list again.
+async fn policy_task(gw: std::sync::Weak<Gateway>) {
+    let mut refused = None;
+    loop {
+        tokio::time::sleep(POLICY_CHECK).await;
+        let Some(gw) = gw.upgrade() else { return };
+        if gw.shutdown.is_cancelled() {
+            return;
+        }
+        if gw.policies.reload_if_changed(&mut refused) {
+            gw.hub.broadcast_list_changed(ListChanged {
+                tools: true,
+                resources: true,
+                prompts: true,
+            });
+        }
+    }
 }
 
 /// A bound HTTP gateway, for `serve` and for tests.

@@ -20,7 +20,9 @@
 #   conformance  tests/conformance/compare.sh: the official MCP conformance
 #                suite against the fixture directly and through toolgate
 #   config       `toolgate check` on the shipped configuration (the repo's
-#                defaults: servers/), and on each examples/*/toolgate.toml
+#                defaults: servers/, policies/), `toolgate policy test` (the
+#                default policies' table tests in policies/tests/), and
+#                `check` on each examples/*/toolgate.toml
 # The parts that run the binary are skipped when the build fails (there is
 # no binary of this checkout to test).
 #
@@ -76,8 +78,10 @@ skip() {
 
 check_configs() {
   local rc=0 cfg
-  echo "toolgate check (repository defaults: ./servers)"
+  echo "toolgate check (repository defaults: ./servers, ./policies)"
   "$bin" check || rc=1
+  echo "toolgate policy test (policies/tests)"
+  "$bin" policy test || rc=1
   for cfg in examples/*/toolgate.toml; do
     [[ -f "$cfg" ]] || continue
     echo "toolgate --config $cfg check"

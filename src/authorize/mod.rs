@@ -23,6 +23,7 @@
 //! argument of an unexpected type) denies the request: an error must never
 //! skip a `forbid`.
 
+pub mod cases;
 mod context;
 
 use std::collections::{HashMap, HashSet};
@@ -120,7 +121,7 @@ impl Target<'_> {
         }
     }
 
-    fn action(&self) -> Action {
+    pub fn action(&self) -> Action {
         match self {
             Target::Tool { .. } => Action::CallTool,
             Target::Resource { .. } => Action::ReadResource,
@@ -228,11 +229,47 @@ pub struct Policies {
     pub origin: HashMap<String, PathBuf>,
     /// Bumped by every successful (re)load.
     pub version: u64,
+    /// SHA-256 over the files it was loaded from (see [`dir_digest`]).
+    pub digest: [u8; 32],
+}
+
+/// SHA-256 over the names and contents of the schema and policy files in
+/// `dir`: what reload compares to notice a change.
+pub fn dir_digest(dir: &Path) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("cedar" | "cedarschema")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in files {
+        hash.update(
+            file.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        hash.update([0]);
+        hash.update(std::fs::read(&file).unwrap_or_default());
+        hash.update([0]);
+    }
+    hash.finalize().into()
 }
 
 impl Policies {
     /// Load and validate the schema and policies in `dir`.
     pub fn load(dir: &Path, version: u64) -> Result<Policies, PolicyErrors> {
+        let digest = dir_digest(dir);
         let mut errors = Vec::new();
         let mut schema_files = Vec::new();
         let mut policy_files = Vec::new();
@@ -303,6 +340,7 @@ impl Policies {
                 set,
                 origin,
                 version,
+                digest,
             }),
             _ => Err(PolicyErrors(errors)),
         }
@@ -324,7 +362,22 @@ impl Policies {
                 let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
                 let diagnostics = response.diagnostics();
                 let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
-                let policies: Vec<String> = diagnostics.reason().map(|id| id.to_string()).collect();
+                // When a policy fails to evaluate, it decides (a denial):
+                // name it, not the permits that happened to match.
+                let mut policies: Vec<String> = if errors.is_empty() {
+                    diagnostics.reason().map(|id| id.to_string()).collect()
+                } else {
+                    diagnostics
+                        .errors()
+                        .map(
+                            |cedar_policy::AuthorizationError::PolicyEvaluationError(e)| {
+                                e.policy_id().to_string()
+                            },
+                        )
+                        .collect()
+                };
+                policies.sort_unstable();
+                policies.dedup();
                 let reasons = policies
                     .iter()
                     .filter_map(|id| {
@@ -426,6 +479,9 @@ impl Policies {
                     caller
                         .address
                         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+                        // `::ffff:10.1.2.3` (an IPv4 client of a dual-stack
+                        // listener) is 10.1.2.3 to policies.
+                        .to_canonical()
                         .to_string(),
                 ),
             ),
@@ -681,12 +737,41 @@ impl Engine {
         self.current.load_full()
     }
 
-    /// Load `dir` again; on success swap it in, on failure keep the old
-    /// set. Returns the new version.
+    /// Load `dir` again; on success swap it in (calls in flight finish
+    /// under the set they started with), on failure keep the old set.
+    /// Returns the new version.
     pub fn reload(&self) -> Result<u64, PolicyErrors> {
         let version = self.current.load().version + 1;
         let policies = Policies::load(&self.dir, version)?;
         self.current.store(Arc::new(policies));
         Ok(version)
+    }
+
+    /// Reload if the files changed since the set in force (or since the
+    /// last refused attempt, in `refused`); true when a new set is in force.
+    pub fn reload_if_changed(&self, refused: &mut Option<[u8; 32]>) -> bool {
+        let digest = dir_digest(&self.dir);
+        if digest == self.current.load().digest || Some(digest) == *refused {
+            return false;
+        }
+        match self.reload() {
+            Ok(version) => {
+                *refused = None;
+                tracing::info!(
+                    version,
+                    policies = self.current().len(),
+                    dir = %self.dir.display(),
+                    "policies reloaded"
+                );
+                true
+            }
+            Err(errors) => {
+                *refused = Some(digest);
+                for e in &errors.0 {
+                    tracing::error!(error = %e, "policy reload refused; the previous policies stay in force");
+                }
+                false
+            }
+        }
     }
 }

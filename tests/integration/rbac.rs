@@ -342,3 +342,158 @@ fn invalid_policies_stop_serve_naming_file_line_and_column() {
         );
     }
 }
+
+async fn visible(client: &Client) -> usize {
+    client.list_all_tools().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn reloads_under_load_keep_every_call_and_announce_visibility_changes() {
+    let ct = CancellationToken::new();
+    let echo = http_upstream(Echo::new, ct.clone()).await;
+    let reads = "@id(\"reads\")\npermit (principal, action == Action::\"call_tool\", resource)\n\
+                 when { context.annotations.read_only };\n";
+    let gw = Gateway::start_governed(
+        &[(
+            "echo",
+            http_server_toml("echo", &echo, "[policy]\ntrusted = true"),
+        )],
+        "",
+        true,
+        &[("reads", reads)],
+    )
+    .await;
+    gw.wait_ready(&["echo"]).await;
+    let (watcher, heard) = connect(&gw.url).await;
+    let before = visible(&watcher).await;
+    assert_eq!(before, 1, "only the read-only echo__echo");
+
+    // 50 clients calling all along.
+    let stop = CancellationToken::new();
+    let mut workers = Vec::new();
+    for _ in 0..50 {
+        let (client, _) = connect(&gw.url).await;
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.is_cancelled() {
+                match client
+                    .call_tool(call("echo__echo", json!({"message": "m"})))
+                    .await
+                {
+                    Ok(r) if r.is_error != Some(true) => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let policy_dir = gw.dir.path().join("policies");
+    let wait_reload = || tokio::time::sleep(std::time::Duration::from_millis(2500));
+
+    // An invalid change: refused, the old set stays in force.
+    std::fs::write(
+        policy_dir.join("broken.cedar"),
+        "@id(\"x\")\npermit (principal,",
+    )
+    .unwrap();
+    wait_reload().await;
+    assert_eq!(
+        gw.gateway().policies.current().version,
+        1,
+        "still the first set"
+    );
+    assert_eq!(visible(&watcher).await, before);
+
+    // A valid change that shows the dev user more: swapped in, announced.
+    std::fs::remove_file(policy_dir.join("broken.cedar")).unwrap();
+    std::fs::write(
+        policy_dir.join("dev.cedar"),
+        "@id(\"dev-all\")\npermit (principal in Group::\"dev\", action, resource);\n",
+    )
+    .unwrap();
+    let changed_before = heard
+        .tools_changed
+        .load(std::sync::atomic::Ordering::SeqCst);
+    wait_reload().await;
+    assert!(gw.gateway().policies.current().version > 1);
+    assert!(visible(&watcher).await > before);
+    assert!(
+        heard
+            .tools_changed
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > changed_before,
+        "tools/list_changed after a visibility change"
+    );
+
+    stop.cancel();
+    let mut total = 0;
+    for w in workers {
+        let (ok, failed) = w.await.unwrap();
+        assert!(failed.is_empty(), "failed calls during reloads: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 50, "{total} calls");
+    ct.cancel();
+}
+
+#[test]
+fn policy_test_and_explain_from_the_command_line() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(TOOLGATE)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The shipped tests pass.
+    let (ok, _, err) = run(&["policy", "test"]);
+    assert!(ok, "{err}");
+    // A failing case makes the command fail, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let failing = dir.path().join("failing.toml");
+    std::fs::write(
+        &failing,
+        "[[case]]\nname = \"wrong on purpose\"\nprincipal = { subject = \"okta:a\" }\n\
+         action = \"call_tool\"\ntool = \"notes__delete_note\"\nserver = \"notes\"\n\
+         annotations = { destructive = true }\nexpect = \"allow\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["policy", "test", failing.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("wrong on purpose") && err.contains("destructive-needs-break-glass"),
+        "{err}"
+    );
+    // Explain names the deciding policies and their files.
+    let (ok, out, err) = run(&[
+        "policy",
+        "explain",
+        "--subject",
+        "okta:bob",
+        "--group",
+        "platform",
+        "--tool",
+        "github__create_issue",
+        "--args",
+        "{\"repository\": \"evil/x\"}",
+        "--annotations",
+        "{\"read_only\": true}",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"], "deny", "{v}");
+    let ids: Vec<&str> = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"github-repository-allowlist"), "{v}");
+}
