@@ -63,6 +63,10 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process from the command line"
+)]
 enum PolicyCommand {
     /// Run table-driven policy tests (default: policies/tests/*.toml);
     /// exit 1 on any mismatch.
