@@ -62,6 +62,8 @@ pub struct Gateway {
     pub issuers: Vec<Arc<authenticate::oidc::Issuer>>,
     /// The Cedar policies in force (`policies/`).
     pub policies: crate::authorize::Engine,
+    /// Per-caller tool lists (see `mcp::views`).
+    pub list_views: crate::mcp::views::ListCache,
     /// Built once: `get_info` runs several times per request.
     instructions: String,
 }
@@ -110,6 +112,7 @@ impl Gateway {
             session_owners: SessionOwners::new(2 * max_sessions),
             issuers,
             policies: crate::authorize::Engine::new(policies, config_policies_dir),
+            list_views: Default::default(),
             instructions,
         });
         // Bounded: a supervisor waits if the catalog task falls behind.

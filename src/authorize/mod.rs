@@ -79,7 +79,7 @@ impl Action {
 }
 
 /// What a server contributes to decisions (from `servers/*.toml`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ServerFacts {
     pub name: String,
     pub tags: Vec<String>,
@@ -118,6 +118,16 @@ impl Target<'_> {
             Target::Resource { .. } => "resource",
             Target::Prompt { .. } => "prompt",
             Target::Model { .. } => "model",
+        }
+    }
+
+    /// The server it is on, if any.
+    pub fn server(&self) -> Option<&ServerFacts> {
+        match self {
+            Target::Tool { server, .. }
+            | Target::Resource { server, .. }
+            | Target::Prompt { server, .. } => Some(server),
+            Target::Model { .. } => None,
         }
     }
 
@@ -225,6 +235,17 @@ impl std::error::Error for PolicyErrors {}
 /// A validated policy set and its schema.
 pub struct Policies {
     set: PolicySet,
+    /// The policies by scope, so a request is judged only by those that
+    /// can apply to it (see [`Index`]).
+    index: Index,
+    /// Which context attributes any policy mentions; the others are not
+    /// built (the `ip` extension and the clock are not free).
+    uses: ContextUse,
+    /// `@reason` of each policy that has one (looking annotations up in a
+    /// policy set parses the key every time).
+    reasons: HashMap<String, String>,
+    /// Decisions already taken under this set (see [`DecisionCache`]).
+    decisions: DecisionCache,
     /// Where each policy came from (`@id` → file).
     pub origin: HashMap<String, PathBuf>,
     /// Bumped by every successful (re)load.
@@ -337,6 +358,13 @@ impl Policies {
         }
         match schema {
             Some(_) if errors.is_empty() => Ok(Policies {
+                index: Index::new(&set),
+                uses: ContextUse::of(&set),
+                decisions: DecisionCache::default(),
+                reasons: set
+                    .policies()
+                    .filter_map(|p| Some((p.id().to_string(), p.annotation("reason")?.to_string())))
+                    .collect(),
                 set,
                 origin,
                 version,
@@ -355,181 +383,342 @@ impl Policies {
         self.len() == 0
     }
 
-    /// Decide one query.
+    /// Decide one query (remembered, see [`DecisionCache`]).
     pub fn decide(&self, query: &Query<'_>) -> Decision {
-        match self.request(query) {
-            Ok((request, entities)) => {
-                let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
-                let diagnostics = response.diagnostics();
-                let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
-                // When a policy fails to evaluate, it decides (a denial):
-                // name it, not the permits that happened to match.
-                let mut policies: Vec<String> = if errors.is_empty() {
-                    diagnostics.reason().map(|id| id.to_string()).collect()
-                } else {
-                    diagnostics
-                        .errors()
-                        .map(
-                            |cedar_policy::AuthorizationError::PolicyEvaluationError(e)| {
-                                e.policy_id().to_string()
-                            },
-                        )
-                        .collect()
-                };
-                policies.sort_unstable();
-                policies.dedup();
-                let reasons = policies
-                    .iter()
-                    .filter_map(|id| {
-                        self.set
-                            .annotation(&PolicyId::new(id), "reason")
-                            .map(str::to_string)
-                    })
-                    .collect();
-                Decision {
-                    // An error in any policy denies (it may be a forbid).
-                    allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
-                    policies,
-                    reasons,
-                    errors,
-                }
-            }
-            Err(e) => Decision {
-                allowed: false,
-                policies: Vec::new(),
-                reasons: Vec::new(),
-                errors: vec![e],
-            },
+        let key = self.cacheable().then(|| DecisionKey::of(query)).flatten();
+        if let Some(key) = &key
+            && let Some(decision) = self.decisions.get(key)
+        {
+            return decision;
         }
+        let decision = self.decide_uncached(query);
+        if let Some(key) = key {
+            self.decisions.put(key, decision.clone());
+        }
+        decision
     }
 
-    fn request(&self, query: &Query<'_>) -> Result<(Request, Entities), String> {
-        let caller = query.caller;
-        let principal_type = if caller.credential == Credential::ApiKey {
-            "Agent"
-        } else {
-            "User"
-        };
-        let principal = uid(principal_type, &caller.subject);
-        let groups: HashSet<EntityUid> = caller
-            .groups
-            .iter()
-            .chain(&caller.roles)
-            .map(|g| uid("Group", g))
-            .collect();
-        let mut entities: Vec<Entity> = groups
-            .iter()
-            .map(|g| Entity::new_no_attrs(g.clone(), HashSet::new()))
-            .collect();
-        let text =
-            |v: &Option<String>| RestrictedExpression::new_string(v.clone().unwrap_or_default());
-        let mut attrs = HashMap::from([
-            ("name".to_string(), text(&caller.name)),
-            (
-                "credential".to_string(),
-                RestrictedExpression::new_string(credential_name(caller.credential).into()),
-            ),
-        ]);
-        if principal_type == "User" {
-            attrs.insert("email".into(), text(&caller.email));
-            attrs.insert("tenant".into(), text(&caller.tenant));
-            attrs.insert("issuer".into(), text(&caller.issuer));
-            attrs.insert("client_id".into(), text(&caller.client_id));
-        }
-        entities.push(Entity::new(principal.clone(), attrs, groups).map_err(|e| e.to_string())?);
+    /// Whether a decision depends only on what a [`DecisionKey`] holds: no
+    /// policy reads the clock or the request id.
+    fn cacheable(&self) -> bool {
+        !self.uses.time && !self.uses.request_id
+    }
 
-        let server_entity = |server: &ServerFacts| {
-            Entity::new(
-                uid("Server", &server.name),
-                HashMap::from([
-                    (
-                        "tags".to_string(),
-                        RestrictedExpression::new_set(
-                            server
-                                .tags
-                                .iter()
-                                .map(|t| RestrictedExpression::new_string(t.clone())),
-                        ),
-                    ),
-                    (
-                        "env".to_string(),
-                        RestrictedExpression::new_string(server.env.clone()),
-                    ),
-                    (
-                        "trusted".to_string(),
-                        RestrictedExpression::new_bool(server.trusted),
-                    ),
-                ]),
-                HashSet::new(),
-            )
-            .map_err(|e| e.to_string())
+    /// Decide one query, evaluating the policies.
+    pub fn decide_uncached(&self, query: &Query<'_>) -> Decision {
+        let principal = principal_entities(query.caller);
+        let (resource, mut entities) = match target_entities(&query.target) {
+            Ok(t) => t,
+            Err(e) => return Decision::error(e),
         };
-        let mut context = vec![
-            (
-                "listing".to_string(),
-                RestrictedExpression::new_bool(query.args.is_none()),
-            ),
-            (
-                "request_id".to_string(),
-                RestrictedExpression::new_string(query.request_id.to_string()),
-            ),
-            (
-                "client_ip".to_string(),
-                RestrictedExpression::new_ip(
-                    caller
-                        .address
-                        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
-                        // `::ffff:10.1.2.3` (an IPv4 client of a dual-stack
-                        // listener) is 10.1.2.3 to policies.
-                        .to_canonical()
-                        .to_string(),
-                ),
-            ),
-            (
-                "time".to_string(),
-                context::time(crate::storage::now_unix()),
-            ),
-        ];
-        let resource = match &query.target {
-            Target::Tool {
-                name,
-                server,
-                annotations,
-            } => {
-                let tool = uid("Tool", name);
-                entities.push(server_entity(server)?);
-                entities.push(in_server(&tool, server)?);
-                let trusted = annotations.believed(server.trusted);
-                context.push(("annotations".into(), trusted.to_cedar()));
-                context.push(("args".into(), context::args(query.args)?));
-                tool
-            }
-            Target::Resource { uri, server } => {
-                let resource = uid("Resource", uri);
-                entities.push(server_entity(server)?);
-                entities.push(in_server(&resource, server)?);
-                resource
-            }
-            Target::Prompt { name, server } => {
-                let prompt = uid("Prompt", name);
-                entities.push(server_entity(server)?);
-                entities.push(in_server(&prompt, server)?);
-                context.push(("args".into(), context::args(query.args)?));
-                prompt
-            }
-            Target::Model { name } => uid("Model", name),
+        entities.extend(principal.entities.iter().cloned());
+        let entities = match Entities::from_entities(entities, None) {
+            Ok(e) => e,
+            Err(e) => return Decision::error(e.to_string()),
         };
-        let action = uid("Action", query.target.action().name());
-        let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
+        self.decide_with(query, &principal, resource, &entities)
+    }
+
+    /// Whether `caller` may see each of `targets` (a list view): one entity
+    /// store for all of them.
+    pub fn visible(&self, caller: &Caller, targets: &[Target<'_>]) -> Vec<bool> {
+        let principal = principal_entities(caller);
+        let mut entities = principal.entities.clone();
+        let mut servers = HashSet::new();
+        let mut resources = Vec::with_capacity(targets.len());
+        for target in targets {
+            match target_entities(target) {
+                Ok((resource, found)) => {
+                    for e in found {
+                        // Each server once.
+                        if e.uid().type_name().to_string() != "Server" || servers.insert(e.uid()) {
+                            entities.push(e);
+                        }
+                    }
+                    resources.push(Some(resource));
+                }
+                Err(_) => resources.push(None),
+            }
+        }
+        let Ok(entities) = Entities::from_entities(entities, None) else {
+            return vec![false; targets.len()];
+        };
+        targets
+            .iter()
+            .zip(resources)
+            .map(|(target, resource)| {
+                let Some(resource) = resource else {
+                    return false;
+                };
+                let query = Query {
+                    caller,
+                    target: target.clone(),
+                    args: None,
+                    request_id: "list",
+                };
+                self.decide_with(&query, &principal, resource, &entities)
+                    .allowed
+            })
+            .collect()
+    }
+
+    fn decide_with(
+        &self,
+        query: &Query<'_>,
+        principal: &PrincipalEntities,
+        resource: EntityUid,
+        entities: &Entities,
+    ) -> Decision {
+        let action = query.target.action();
+        let slice = self
+            .index
+            .slice(principal, &resource, query.target.server(), action);
+        let context = match context(query, self.uses) {
+            Ok(c) => c,
+            Err(e) => return Decision::error(e),
+        };
         // Policies are validated against the schema when loaded; requests
         // are not (arguments are whatever the agent sent, with attributes
         // the schema does not list). A value of an unexpected type makes
         // the policy that reads it fail to evaluate, which denies.
-        let request = Request::new(principal, action, resource, context, None)
-            .map_err(|e| format!("building the request: {e}"))?;
-        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
-        Ok((request, entities))
+        let request = match Request::new(
+            principal.uid.clone(),
+            uid("Action", action.name()),
+            resource,
+            context,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => return Decision::error(format!("building the request: {e}")),
+        };
+        let response = Authorizer::new().is_authorized(&request, &slice, entities);
+        let diagnostics = response.diagnostics();
+        let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
+        // When a policy fails to evaluate, it decides (a denial): name it,
+        // not the permits that happened to match.
+        let mut policies: Vec<String> = if errors.is_empty() {
+            diagnostics.reason().map(|id| id.to_string()).collect()
+        } else {
+            diagnostics
+                .errors()
+                .map(
+                    |cedar_policy::AuthorizationError::PolicyEvaluationError(e)| {
+                        e.policy_id().to_string()
+                    },
+                )
+                .collect()
+        };
+        policies.sort_unstable();
+        policies.dedup();
+        let reasons = policies
+            .iter()
+            .filter_map(|id| self.reasons.get(id).cloned())
+            .collect();
+        Decision {
+            // An error in any policy denies (it may be a forbid).
+            allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
+            policies,
+            reasons,
+            errors,
+        }
     }
+}
+
+impl Decision {
+    fn error(e: String) -> Decision {
+        Decision {
+            allowed: false,
+            policies: Vec::new(),
+            reasons: Vec::new(),
+            errors: vec![e],
+        }
+    }
+}
+
+/// The principal of a query and its groups, as entities.
+struct PrincipalEntities {
+    uid: EntityUid,
+    /// The principal and its groups.
+    uids: Vec<EntityUid>,
+    entities: Vec<Entity>,
+}
+
+fn principal_entities(caller: &Caller) -> PrincipalEntities {
+    let principal_type = if caller.credential == Credential::ApiKey {
+        "Agent"
+    } else {
+        "User"
+    };
+    let principal = uid(principal_type, &caller.subject);
+    let groups: HashSet<EntityUid> = caller
+        .groups
+        .iter()
+        .chain(&caller.roles)
+        .map(|g| uid("Group", g))
+        .collect();
+    let mut entities: Vec<Entity> = groups
+        .iter()
+        .map(|g| Entity::new_no_attrs(g.clone(), HashSet::new()))
+        .collect();
+    let text = |v: &Option<String>| RestrictedExpression::new_string(v.clone().unwrap_or_default());
+    let mut attrs = HashMap::from([
+        ("name".to_string(), text(&caller.name)),
+        (
+            "credential".to_string(),
+            RestrictedExpression::new_string(credential_name(caller.credential).into()),
+        ),
+    ]);
+    if principal_type == "User" {
+        attrs.insert("email".into(), text(&caller.email));
+        attrs.insert("tenant".into(), text(&caller.tenant));
+        attrs.insert("issuer".into(), text(&caller.issuer));
+        attrs.insert("client_id".into(), text(&caller.client_id));
+    }
+    let mut uids: Vec<EntityUid> = groups.iter().cloned().collect();
+    uids.push(principal.clone());
+    // Strings and booleans only: this cannot fail.
+    if let Ok(entity) = Entity::new(principal.clone(), attrs, groups) {
+        entities.push(entity);
+    }
+    PrincipalEntities {
+        uid: principal,
+        uids,
+        entities,
+    }
+}
+
+/// The resource of a query and the entities it needs (it, its server).
+fn target_entities(target: &Target<'_>) -> Result<(EntityUid, Vec<Entity>), String> {
+    let server_entity = |server: &ServerFacts| {
+        Entity::new(
+            uid("Server", &server.name),
+            HashMap::from([
+                (
+                    "tags".to_string(),
+                    RestrictedExpression::new_set(
+                        server
+                            .tags
+                            .iter()
+                            .map(|t| RestrictedExpression::new_string(t.clone())),
+                    ),
+                ),
+                (
+                    "env".to_string(),
+                    RestrictedExpression::new_string(server.env.clone()),
+                ),
+                (
+                    "trusted".to_string(),
+                    RestrictedExpression::new_bool(server.trusted),
+                ),
+            ]),
+            HashSet::new(),
+        )
+        .map_err(|e| e.to_string())
+    };
+    let in_server =
+        |kind: &str, id: &str, server: &ServerFacts| -> Result<(EntityUid, Vec<Entity>), String> {
+            let thing = uid(kind, id);
+            Ok((
+                thing.clone(),
+                vec![server_entity(server)?, in_server(&thing, server)?],
+            ))
+        };
+    match target {
+        Target::Tool { name, server, .. } => in_server("Tool", name, server),
+        Target::Resource { uri, server } => in_server("Resource", uri, server),
+        Target::Prompt { name, server } => in_server("Prompt", name, server),
+        Target::Model { name } => Ok((uid("Model", name), Vec::new())),
+    }
+}
+
+/// `ip("…")` for an address. Building one parses the extension's name,
+/// so they are remembered (at most [`MAX_IPS`] addresses).
+fn ip_expression(addr: IpAddr) -> RestrictedExpression {
+    static IPS: std::sync::LazyLock<std::sync::Mutex<HashMap<IpAddr, RestrictedExpression>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut ips = IPS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = ips.get(&addr) {
+        return e.clone();
+    }
+    if ips.len() >= MAX_IPS {
+        ips.clear();
+    }
+    let e = RestrictedExpression::new_ip(addr.to_string());
+    ips.insert(addr, e.clone());
+    e
+}
+
+/// Most client addresses whose `ip(…)` expression is remembered.
+const MAX_IPS: usize = 4096;
+
+/// Context attributes policies mention (conservatively: any mention of
+/// the name counts).
+#[derive(Debug, Clone, Copy)]
+struct ContextUse {
+    time: bool,
+    client_ip: bool,
+    request_id: bool,
+}
+
+impl ContextUse {
+    fn of(set: &PolicySet) -> ContextUse {
+        let texts: Vec<String> = set.policies().map(|p| p.to_string()).collect();
+        let mentions = |name: &str| texts.iter().any(|t| t.contains(name));
+        ContextUse {
+            time: mentions("time"),
+            client_ip: mentions("client_ip"),
+            request_id: mentions("request_id"),
+        }
+    }
+}
+
+/// The request context of a query (attributes no policy mentions are
+/// left out: policies were validated, requests are not).
+fn context(query: &Query<'_>, uses: ContextUse) -> Result<Context, String> {
+    let mut context = vec![(
+        "listing".to_string(),
+        RestrictedExpression::new_bool(query.args.is_none()),
+    )];
+    if uses.request_id {
+        context.push((
+            "request_id".to_string(),
+            RestrictedExpression::new_string(query.request_id.to_string()),
+        ));
+    }
+    if uses.client_ip {
+        context.push((
+            "client_ip".to_string(),
+            ip_expression(
+                query
+                    .caller
+                    .address
+                    .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+                    // `::ffff:10.1.2.3` (an IPv4 client of a dual-stack
+                    // listener) is 10.1.2.3 to policies.
+                    .to_canonical(),
+            ),
+        ));
+    }
+    if uses.time {
+        context.push((
+            "time".to_string(),
+            context::time(crate::storage::now_unix()),
+        ));
+    }
+    match &query.target {
+        Target::Tool {
+            server,
+            annotations,
+            ..
+        } => {
+            let believed = annotations.believed(server.trusted);
+            context.push(("annotations".into(), believed.to_cedar()));
+            context.push(("args".into(), context::args(query.args)?));
+        }
+        Target::Prompt { .. } => context.push(("args".into(), context::args(query.args)?)),
+        Target::Resource { .. } | Target::Model { .. } => {}
+    }
+    Context::from_pairs(context).map_err(|e| e.to_string())
 }
 
 /// A tool, resource or prompt in its server, with `server` pointing at it.
@@ -558,8 +747,20 @@ fn credential_name(credential: Credential) -> &'static str {
 }
 
 fn uid(kind: &str, id: &str) -> EntityUid {
-    // The type names are ours and valid; ids are any string.
-    let kind = EntityTypeName::from_str(kind).unwrap_or_else(|_| unreachable!("valid type name"));
+    // Parsing a type name runs Cedar's parser: do it once per type.
+    static TYPES: std::sync::LazyLock<HashMap<&'static str, EntityTypeName>> =
+        std::sync::LazyLock::new(|| {
+            [
+                "User", "Agent", "Group", "Server", "Tool", "Resource", "Prompt", "Model", "Action",
+            ]
+            .into_iter()
+            .filter_map(|t| Some((t, EntityTypeName::from_str(t).ok()?)))
+            .collect()
+        });
+    let kind = TYPES
+        .get(kind)
+        .cloned()
+        .unwrap_or_else(|| unreachable!("entity type {kind} is one of ours"));
     EntityUid::from_type_name_and_id(kind, EntityId::new(id))
 }
 
@@ -773,5 +974,202 @@ impl Engine {
                 false
             }
         }
+    }
+}
+
+/// Policies by scope. A policy whose scope (`principal …`, `action …`,
+/// `resource …`) does not match a request cannot apply to it: it is neither
+/// evaluated nor determining. So each request is judged by the slice of
+/// policies whose scope can match (exactly the same answer as the whole
+/// set, at a cost that grows with the policies that concern this caller
+/// and target, not with all of them). Slices are remembered (at most
+/// [`MAX_SLICES`]).
+struct Index {
+    policies: Vec<cedar_policy::Policy>,
+    /// Entity (as `Type::"id"`) a principal scope names → policies; `None`
+    /// key: any principal.
+    by_principal: HashMap<Option<String>, Vec<usize>>,
+    by_resource: HashMap<Option<String>, Vec<usize>>,
+    /// Per policy: the actions it names (`None`: any).
+    actions: Vec<Option<Vec<String>>>,
+    slices: std::sync::Mutex<HashMap<Vec<usize>, Arc<PolicySet>>>,
+}
+
+/// Most remembered policy slices; at the bound they are all dropped.
+const MAX_SLICES: usize = 4096;
+
+impl Index {
+    fn new(set: &PolicySet) -> Index {
+        use cedar_policy::{ActionConstraint, PrincipalConstraint, ResourceConstraint};
+        let mut index = Index {
+            policies: Vec::new(),
+            by_principal: HashMap::new(),
+            by_resource: HashMap::new(),
+            actions: Vec::new(),
+            slices: std::sync::Mutex::default(),
+        };
+        for (i, policy) in set.policies().enumerate() {
+            let principal = match policy.principal_constraint() {
+                PrincipalConstraint::In(e)
+                | PrincipalConstraint::Eq(e)
+                | PrincipalConstraint::IsIn(_, e) => Some(e.to_string()),
+                PrincipalConstraint::Any | PrincipalConstraint::Is(_) => None,
+            };
+            let resource = match policy.resource_constraint() {
+                ResourceConstraint::In(e)
+                | ResourceConstraint::Eq(e)
+                | ResourceConstraint::IsIn(_, e) => Some(e.to_string()),
+                ResourceConstraint::Any | ResourceConstraint::Is(_) => None,
+            };
+            let actions = match policy.action_constraint() {
+                ActionConstraint::Any => None,
+                ActionConstraint::Eq(a) => Some(vec![a.id().unescaped().to_string()]),
+                ActionConstraint::In(list) => Some(
+                    list.iter()
+                        .map(|a| a.id().unescaped().to_string())
+                        .collect(),
+                ),
+            };
+            index.by_principal.entry(principal).or_default().push(i);
+            index.by_resource.entry(resource).or_default().push(i);
+            index.actions.push(actions);
+            index.policies.push(policy.clone());
+        }
+        index
+    }
+
+    /// The policies that can apply to this principal (and its groups),
+    /// resource (and its server) and action.
+    fn slice(
+        &self,
+        principal: &PrincipalEntities,
+        resource: &EntityUid,
+        server: Option<&ServerFacts>,
+        action: Action,
+    ) -> Arc<PolicySet> {
+        let gather = |map: &HashMap<Option<String>, Vec<usize>>, keys: &[String]| {
+            let mut found: Vec<usize> = map.get(&None).cloned().unwrap_or_default();
+            for key in keys {
+                if let Some(list) = map.get(&Some(key.clone())) {
+                    found.extend(list);
+                }
+            }
+            found.sort_unstable();
+            found.dedup();
+            found
+        };
+        let principals: Vec<String> = principal.uids.iter().map(|u| u.to_string()).collect();
+        let mut resources = vec![resource.to_string()];
+        if let Some(server) = server {
+            resources.push(uid("Server", &server.name).to_string());
+        }
+        let by_principal = gather(&self.by_principal, &principals);
+        let by_resource = gather(&self.by_resource, &resources);
+        let chosen: Vec<usize> = by_principal
+            .into_iter()
+            .filter(|i| by_resource.binary_search(i).is_ok())
+            .filter(|i| {
+                self.actions[*i]
+                    .as_ref()
+                    .is_none_or(|names| names.iter().any(|n| n == action.name()))
+            })
+            .collect();
+        let mut slices = self.slices.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = slices.get(&chosen) {
+            return set.clone();
+        }
+        let mut set = PolicySet::new();
+        for i in &chosen {
+            // Ids are unique in the whole set, so in any part of it.
+            let _ = set.add(self.policies[*i].clone());
+        }
+        let set = Arc::new(set);
+        if slices.len() >= MAX_SLICES {
+            slices.clear();
+        }
+        slices.insert(chosen, set.clone());
+        set
+    }
+}
+
+/// Decisions already taken, per policy set (a reload starts afresh). A
+/// decision is a pure function of the caller (with its groups, roles and
+/// address), the target (with its server and annotations), the arguments
+/// and whether it is a listing, unless a policy reads the clock or the
+/// request id, in which case nothing is remembered. Arguments over
+/// [`MAX_CACHED_ARGS`] bytes are not remembered either; at most
+/// [`MAX_DECISIONS`] decisions, then all are dropped.
+#[derive(Default)]
+struct DecisionCache {
+    map: std::sync::Mutex<HashMap<DecisionKey, Decision>>,
+}
+
+const MAX_DECISIONS: usize = 10_000;
+const MAX_CACHED_ARGS: usize = 1024;
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    caller: Caller,
+    action: Action,
+    target: String,
+    server: Option<ServerFacts>,
+    annotations: Option<(bool, bool, bool, bool)>,
+    /// The arguments as JSON; `None`: a listing.
+    args: Option<String>,
+}
+
+impl DecisionKey {
+    fn of(query: &Query<'_>) -> Option<DecisionKey> {
+        let args = match query.args {
+            None => None,
+            Some(map) => {
+                let json = serde_json::to_string(map).ok()?;
+                if json.len() > MAX_CACHED_ARGS {
+                    return None;
+                }
+                Some(json)
+            }
+        };
+        let (target, annotations) = match &query.target {
+            Target::Tool {
+                name, annotations, ..
+            } => (
+                name.to_string(),
+                Some((
+                    annotations.read_only,
+                    annotations.destructive,
+                    annotations.idempotent,
+                    annotations.open_world,
+                )),
+            ),
+            Target::Resource { uri, .. } => (uri.to_string(), None),
+            Target::Prompt { name, .. } | Target::Model { name } => (name.to_string(), None),
+        };
+        Some(DecisionKey {
+            caller: query.caller.clone(),
+            action: query.target.action(),
+            target,
+            server: query.target.server().cloned(),
+            annotations,
+            args,
+        })
+    }
+}
+
+impl DecisionCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, Decision>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &DecisionKey) -> Option<Decision> {
+        self.lock().get(key).cloned()
+    }
+
+    fn put(&self, key: DecisionKey, decision: Decision) {
+        let mut map = self.lock();
+        if map.len() >= MAX_DECISIONS {
+            map.clear();
+        }
+        map.insert(key, decision);
     }
 }

@@ -60,6 +60,8 @@ pub struct Problem {
 
 #[derive(Debug, Default)]
 pub struct Catalog {
+    /// Distinct for every built catalog (caches of per-caller views key on it).
+    pub generation: u64,
     pub tools: Vec<Tool>,
     pub resources: Vec<Resource>,
     pub resource_templates: Vec<ResourceTemplate>,
@@ -108,7 +110,11 @@ impl Catalog {
     pub fn build<'a>(
         servers: impl IntoIterator<Item = (&'a ServerConfig, Option<&'a Listing>)>,
     ) -> Catalog {
-        let mut c = Catalog::default();
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let mut c = Catalog {
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Catalog::default()
+        };
         let mut owner: HashMap<String, Arc<str>> = HashMap::new();
         for (config, listing) in servers {
             let server: Arc<str> = Arc::from(config.name.as_str());

@@ -2,6 +2,16 @@
 //! (`call_tool` decides whether a tool is listed, `read_resource` a resource
 //! or template, `get_prompt` a prompt), each decided with `listing = true`
 //! and no arguments.
+//!
+//! A caller's tool list is cached ([`ListCache`]) per (policy version,
+//! catalog generation, caller with all its attributes and address) for at
+//! most [`VIEW_TTL`] (a policy on `context.time` may change a list without
+//! anything else changing), at most [`MAX_VIEWS`] lists. Calls are always
+//! decided afresh.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
@@ -21,31 +31,95 @@ fn visible(policies: &Policies, caller: &Caller, target: Target<'_>) -> bool {
         .allowed
 }
 
+/// How long a cached list view is used.
+pub const VIEW_TTL: Duration = Duration::from_secs(10);
+/// Most cached list views; at the bound, expired ones go, then all.
+pub const MAX_VIEWS: usize = 10_000;
+
+type ViewKey = (u64, u64, Caller);
+
+/// Per-caller tool lists (see the module docs).
+#[derive(Default)]
+pub struct ListCache {
+    views: Mutex<HashMap<ViewKey, (Vec<Tool>, Instant)>>,
+}
+
+impl ListCache {
+    /// The cached view for this caller, policy version and catalog
+    /// generation, or `build` it.
+    pub fn get_or_build(
+        &self,
+        caller: &Caller,
+        policy_version: u64,
+        catalog_generation: u64,
+        build: impl FnOnce() -> Vec<Tool>,
+    ) -> Vec<Tool> {
+        let key = (policy_version, catalog_generation, caller.clone());
+        if let Some((tools, at)) = self.lock().get(&key)
+            && at.elapsed() < VIEW_TTL
+        {
+            return tools.clone();
+        }
+        let tools = build();
+        let mut views = self.lock();
+        if views.len() >= MAX_VIEWS {
+            views.retain(|_, (_, at)| at.elapsed() < VIEW_TTL);
+            if views.len() >= MAX_VIEWS {
+                views.clear();
+            }
+        }
+        views.insert(key, (tools.clone(), Instant::now()));
+        tools
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ViewKey, (Vec<Tool>, Instant)>> {
+        self.views.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The tools `caller` may see.
 pub fn tools(gw: &Gateway, caller: &Caller) -> Vec<Tool> {
     let catalog = gw.catalog();
     let policies = gw.policies.current();
-    catalog
+    gw.list_views
+        .get_or_build(caller, policies.version, catalog.generation, || {
+            build_tools(gw, &catalog, &policies, caller)
+        })
+}
+
+fn build_tools(gw: &Gateway, catalog: &Catalog, policies: &Policies, caller: &Caller) -> Vec<Tool> {
+    // Each tool with its upstream (whose config the policy targets borrow).
+    let found: Vec<_> = catalog
         .tools
         .iter()
-        .filter(|tool| {
-            let Some(entry) = catalog.tool(&tool.name) else {
-                return false;
-            };
-            let Some(upstream) = gw.upstream(&entry.route.server) else {
-                return false;
-            };
-            visible(
-                &policies,
-                caller,
-                Target::Tool {
-                    name: &tool.name,
-                    server: &upstream.config.facts,
-                    annotations: Annotations::from_tool(&entry.upstream),
-                },
-            )
+        .filter_map(|tool| {
+            let entry = catalog.tool(&tool.name)?;
+            let upstream = gw.upstream(&entry.route.server)?;
+            Some((tool, upstream, Annotations::from_tool(&entry.upstream)))
         })
-        .cloned()
+        .collect();
+    let targets: Vec<Target<'_>> = found
+        .iter()
+        .map(|(tool, upstream, annotations)| Target::Tool {
+            name: &tool.name,
+            server: &upstream.config.facts,
+            annotations: *annotations,
+        })
+        .collect();
+    let visible = policies.visible(caller, &targets);
+    found
+        .iter()
+        .zip(visible)
+        .filter(|(_, v)| *v)
+        .map(|((tool, ..), _)| (*tool).clone())
         .collect()
 }
 
@@ -121,4 +195,45 @@ pub fn prompts(gw: &Gateway, caller: &Caller) -> Vec<Prompt> {
         })
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Credential;
+
+    #[test]
+    fn the_view_cache_is_keyed_by_everything_that_decides_and_bounded() {
+        let cache = ListCache::default();
+        let alice = Caller::new("okta:alice".into(), Credential::AccessToken);
+        let tool = |n: &str| Tool::new(n.to_string(), "d", serde_json::Map::new());
+        let built = cache.get_or_build(&alice, 1, 1, || vec![tool("a")]);
+        assert_eq!(built.len(), 1);
+        // Same key: the cached list, not a rebuild.
+        let again = cache.get_or_build(&alice, 1, 1, || unreachable!("cached"));
+        assert_eq!(again[0].name, "a");
+        // Another policy version, catalog, group or address: rebuilt.
+        let eng = Caller {
+            groups: vec!["eng".into()],
+            ..alice.clone()
+        };
+        let elsewhere = Caller {
+            address: Some([10, 0, 0, 1].into()),
+            ..alice.clone()
+        };
+        for (caller, version, generation) in [
+            (&alice, 2, 1),
+            (&alice, 1, 2),
+            (&eng, 1, 1),
+            (&elsewhere, 1, 1),
+        ] {
+            let view = cache.get_or_build(caller, version, generation, || vec![tool("b")]);
+            assert_eq!(view[0].name, "b");
+        }
+        // Bounded.
+        for i in 0..MAX_VIEWS + 10 {
+            cache.get_or_build(&alice, 100 + i as u64, 1, Vec::new);
+        }
+        assert!(cache.len() <= MAX_VIEWS);
+    }
 }

@@ -1,7 +1,7 @@
 //! Who is calling: the output of the authenticate stage.
 
 /// How the caller proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Credential {
     /// The local user who started `toolgate stdio` (the OS account).
@@ -20,7 +20,7 @@ pub enum Credential {
 }
 
 /// The identity a call is made under.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Caller {
     /// Stable identifier of the caller; never empty for an authenticated call.
     pub subject: String,

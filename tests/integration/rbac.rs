@@ -407,24 +407,42 @@ async fn reloads_under_load_keep_every_call_and_announce_visibility_changes() {
 
     // A valid change that shows the dev user more: swapped in, announced.
     std::fs::remove_file(policy_dir.join("broken.cedar")).unwrap();
+    // (Written aside and renamed, as editors and deploy tools do: the
+    // watcher never sees half a file.)
     std::fs::write(
-        policy_dir.join("dev.cedar"),
+        policy_dir.join("dev.cedar.tmp"),
         "@id(\"dev-all\")\npermit (principal in Group::\"dev\", action, resource);\n",
     )
     .unwrap();
     let changed_before = heard
         .tools_changed
         .load(std::sync::atomic::Ordering::SeqCst);
-    wait_reload().await;
+    std::fs::rename(
+        policy_dir.join("dev.cedar.tmp"),
+        policy_dir.join("dev.cedar"),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while visible(&watcher).await <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new policies never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     assert!(gw.gateway().policies.current().version > 1);
-    assert!(visible(&watcher).await > before);
-    assert!(
-        heard
-            .tools_changed
-            .load(std::sync::atomic::Ordering::SeqCst)
-            > changed_before,
-        "tools/list_changed after a visibility change"
-    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while heard
+        .tools_changed
+        .load(std::sync::atomic::Ordering::SeqCst)
+        <= changed_before
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tools/list_changed after a visibility change"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     stop.cancel();
     let mut total = 0;
