@@ -382,7 +382,8 @@ pub fn router(
             get(authenticate::protected_resource_metadata),
         )
         .route("/auth/me", get(sso::me))
-        .with_state(gw)
+        .with_state(gw.clone())
+        .merge(crate::admin::router(gw))
         .merge(
             axum::Router::new()
                 .route("/auth/login", get(sso::login))

@@ -3,6 +3,7 @@
 //! Start at [`pipeline`], the spine every call runs through; [`mcp`] is the
 //! MCP front end and the upstream side; [`app`] wires them into a server.
 
+pub mod admin;
 pub mod app;
 pub mod authenticate;
 pub mod authorize;

@@ -25,6 +25,8 @@ pub struct Case {
     pub resource: Option<String>,
     pub prompt: Option<String>,
     pub model: Option<String>,
+    /// An admin API area (`policy`), for `administer`.
+    pub admin: Option<String>,
     pub server: Option<String>,
     pub server_facts: Option<FactsOverride>,
     pub annotations: Option<AnnotationsSpec>,
@@ -131,9 +133,10 @@ impl Case {
             self.resource.is_some(),
             self.prompt.is_some(),
             self.model.is_some(),
+            self.admin.is_some(),
         ];
         if targets.iter().filter(|t| **t).count() != 1 {
-            return Err("name exactly one of tool, resource, prompt, model".into());
+            return Err("name exactly one of tool, resource, prompt, model, admin".into());
         }
         let need_facts = || {
             facts
@@ -141,6 +144,9 @@ impl Case {
                 .ok_or_else(|| "`server` is needed for a tool, resource or prompt".to_string())
         };
         let target = match (&self.tool, &self.resource, &self.prompt, &self.model) {
+            _ if self.admin.is_some() => Target::Admin {
+                name: self.admin.as_deref().unwrap_or_default(),
+            },
             (Some(tool), ..) => Target::Tool {
                 name: tool,
                 server: need_facts()?,

@@ -54,6 +54,8 @@ pub enum Action {
     GetPrompt,
     /// An LLM chat completion (the LLM proxy).
     Chat,
+    /// Using an admin API area (`Admin::"policy"`, …).
+    Administer,
 }
 
 impl Action {
@@ -63,6 +65,7 @@ impl Action {
             Action::ReadResource => "read_resource",
             Action::GetPrompt => "get_prompt",
             Action::Chat => "chat",
+            Action::Administer => "administer",
         }
     }
 
@@ -72,6 +75,7 @@ impl Action {
             Action::ReadResource,
             Action::GetPrompt,
             Action::Chat,
+            Action::Administer,
         ]
         .into_iter()
         .find(|a| a.name() == text)
@@ -108,6 +112,10 @@ pub enum Target<'a> {
     Model {
         name: &'a str,
     },
+    /// An admin API area.
+    Admin {
+        name: &'a str,
+    },
 }
 
 impl Target<'_> {
@@ -118,6 +126,7 @@ impl Target<'_> {
             Target::Resource { .. } => "resource",
             Target::Prompt { .. } => "prompt",
             Target::Model { .. } => "model",
+            Target::Admin { .. } => "admin area",
         }
     }
 
@@ -127,7 +136,7 @@ impl Target<'_> {
             Target::Tool { server, .. }
             | Target::Resource { server, .. }
             | Target::Prompt { server, .. } => Some(server),
-            Target::Model { .. } => None,
+            Target::Model { .. } | Target::Admin { .. } => None,
         }
     }
 
@@ -137,6 +146,7 @@ impl Target<'_> {
             Target::Resource { .. } => Action::ReadResource,
             Target::Prompt { .. } => Action::GetPrompt,
             Target::Model { .. } => Action::Chat,
+            Target::Admin { .. } => Action::Administer,
         }
     }
 }
@@ -628,6 +638,7 @@ fn target_entities(target: &Target<'_>) -> Result<(EntityUid, Vec<Entity>), Stri
         Target::Resource { uri, server } => in_server("Resource", uri, server),
         Target::Prompt { name, server } => in_server("Prompt", name, server),
         Target::Model { name } => Ok((uid("Model", name), Vec::new())),
+        Target::Admin { name } => Ok((uid("Admin", name), Vec::new())),
     }
 }
 
@@ -716,7 +727,7 @@ fn context(query: &Query<'_>, uses: ContextUse) -> Result<Context, String> {
             context.push(("args".into(), context::args(query.args)?));
         }
         Target::Prompt { .. } => context.push(("args".into(), context::args(query.args)?)),
-        Target::Resource { .. } | Target::Model { .. } => {}
+        Target::Resource { .. } | Target::Model { .. } | Target::Admin { .. } => {}
     }
     Context::from_pairs(context).map_err(|e| e.to_string())
 }
@@ -751,7 +762,8 @@ fn uid(kind: &str, id: &str) -> EntityUid {
     static TYPES: std::sync::LazyLock<HashMap<&'static str, EntityTypeName>> =
         std::sync::LazyLock::new(|| {
             [
-                "User", "Agent", "Group", "Server", "Tool", "Resource", "Prompt", "Model", "Action",
+                "User", "Agent", "Group", "Server", "Tool", "Resource", "Prompt", "Model", "Admin",
+                "Action",
             ]
             .into_iter()
             .filter_map(|t| Some((t, EntityTypeName::from_str(t).ok()?)))
@@ -1143,7 +1155,9 @@ impl DecisionKey {
                 )),
             ),
             Target::Resource { uri, .. } => (uri.to_string(), None),
-            Target::Prompt { name, .. } | Target::Model { name } => (name.to_string(), None),
+            Target::Prompt { name, .. } | Target::Model { name } | Target::Admin { name } => {
+                (name.to_string(), None)
+            }
         };
         Some(DecisionKey {
             caller: query.caller.clone(),

@@ -515,3 +515,67 @@ fn policy_test_and_explain_from_the_command_line() {
         .collect();
     assert!(ids.contains(&"github-repository-allowlist"), "{v}");
 }
+
+#[tokio::test]
+async fn the_admin_explain_endpoint_is_for_admins_and_uses_the_live_catalog() {
+    let s = setup(&[]).await;
+    let admin = key(&s.gw, "boss", &["admin"]);
+    let reader = key(&s.gw, "reader", &[]);
+    let url = format!("http://{}/admin/v1/policy/explain", s.gw.addr);
+    let ask = |key: &str, body: Value| {
+        reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    // No annotations given: the live catalog's (delete_note is destructive).
+    let case = json!({
+        "principal": {"subject": "okta:alice", "groups": ["eng"]},
+        "action": "call_tool",
+        "tool": "notes__delete_note",
+    });
+    let r = ask(&admin, case.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["decision"], "deny", "{v}");
+    assert_eq!(
+        v["policies"][0]["id"], "destructive-needs-break-glass",
+        "{v}"
+    );
+    assert!(
+        v["policies"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("20-destructive.cedar"),
+        "{v}"
+    );
+    // Same answer as the CLI: the allow case.
+    let mut add = case.clone();
+    add["tool"] = json!("notes__add_note");
+    let v: Value = ask(&admin, add).await.unwrap().json().await.unwrap();
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["policies"][0]["id"], "writes-for-eng", "{v}");
+    // Not an admin: refused, saying why.
+    let r = ask(&reader, case.clone()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    // A malformed case: a clear 400.
+    let r = ask(
+        &admin,
+        json!({"principal": {"subject": "x"}, "action": "call_tool"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("exactly one of"), "{text}");
+    // No credential at all: the authenticate layer's 401.
+    let r = reqwest::Client::new()
+        .post(&url)
+        .json(&case)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    s.ct.cancel();
+}

@@ -1,0 +1,104 @@
+//! The admin REST API (`/admin/v1/…`). Who may use it is itself a policy
+//! decision: action `administer` on `Admin::"<area>"` (the default policies
+//! give it to the `admin` group).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, json};
+
+use crate::app::Gateway;
+use crate::authorize::cases::{AnnotationsSpec, Case};
+use crate::authorize::{Query, Target};
+use crate::pipeline::Caller;
+
+/// The routes, for the router (behind the authenticate layer).
+pub fn router(gw: Arc<Gateway>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/admin/v1/policy/explain",
+            axum::routing::post(policy_explain),
+        )
+        .with_state(gw)
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// Why `caller` may not administer `area`, if they may not.
+fn may_not_administer(gw: &Gateway, caller: &Caller, area: &str) -> Option<Response> {
+    let decision = gw.policies.current().decide(&Query {
+        caller,
+        target: Target::Admin { name: area },
+        args: Some(&Map::new()),
+        request_id: "admin",
+    });
+    (!decision.allowed).then(|| {
+        refuse(
+            StatusCode::FORBIDDEN,
+            format!("administering `{area}` is not allowed: {decision}"),
+        )
+    })
+}
+
+/// `POST /admin/v1/policy/explain`: the body is one policy test case
+/// (`policies/tests/*.toml` shape, as JSON, `expect` optional); the answer
+/// is what `toolgate policy explain --json` prints. A tool's annotations
+/// and server default to what the live catalog says.
+async fn policy_explain(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(refusal) = may_not_administer(&gw, &caller, "policy") {
+        return refusal;
+    }
+    let mut case: Case = match serde_json::from_slice(&body) {
+        Ok(case) => case,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be a policy case as JSON: {e}"),
+            );
+        }
+    };
+    if let Some(tool) = &case.tool {
+        let catalog = gw.catalog();
+        if let Some(entry) = catalog.tool(tool) {
+            case.server
+                .get_or_insert_with(|| entry.route.server.to_string());
+            if case.annotations.is_none() {
+                let a = crate::authorize::Annotations::from_tool(&entry.upstream);
+                case.annotations = Some(AnnotationsSpec {
+                    read_only: Some(a.read_only),
+                    destructive: Some(a.destructive),
+                    idempotent: Some(a.idempotent),
+                    open_world: Some(a.open_world),
+                });
+            }
+        }
+    }
+    let policies = gw.policies.current();
+    match case.decide(&policies, &gw.config.servers) {
+        Ok(decision) => {
+            let files: Vec<_> = decision
+                .policies
+                .iter()
+                .map(|id| json!({"id": id, "file": policies.origin.get(id).map(|p| p.display().to_string())}))
+                .collect();
+            Json(json!({
+                "decision": if decision.allowed { "allow" } else { "deny" },
+                "policies": files,
+                "reasons": decision.reasons,
+                "errors": decision.errors,
+                "policy_version": policies.version,
+            }))
+            .into_response()
+        }
+        Err(e) => refuse(StatusCode::BAD_REQUEST, e),
+    }
+}
