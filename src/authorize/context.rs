@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 pub const MAX_ARG_DEPTH: usize = 16;
 
 /// A tool's behaviour hints (MCP `ToolAnnotations`), as policies see them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Annotations {
     pub read_only: bool,
     pub destructive: bool,

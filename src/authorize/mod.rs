@@ -256,6 +256,11 @@ pub struct Policies {
     reasons: HashMap<String, String>,
     /// Decisions already taken under this set (see [`DecisionCache`]).
     decisions: DecisionCache,
+    /// Tools, resources and prompts some policy names (`Tool::"…"`, …);
+    /// `None` when that cannot be read reliably (escapes). Things no
+    /// policy names are decided alike when their server and annotations
+    /// are alike, so a list decides each such class once.
+    named: Option<HashSet<String>>,
     /// Where each policy came from (`@id` → file).
     pub origin: HashMap<String, PathBuf>,
     /// Bumped by every successful (re)load.
@@ -371,6 +376,7 @@ impl Policies {
                 index: Index::new(&set),
                 uses: ContextUse::of(&set),
                 decisions: DecisionCache::default(),
+                named: named_things(&set),
                 reasons: set
                     .policies()
                     .filter_map(|p| Some((p.id().to_string(), p.annotation("reason")?.to_string())))
@@ -453,6 +459,9 @@ impl Policies {
         let Ok(entities) = Entities::from_entities(entities, None) else {
             return vec![false; targets.len()];
         };
+        // (kind, server, annotations) → decision, for things no policy names.
+        let mut classes: HashMap<(&'static str, String, Option<Annotations>), bool> =
+            HashMap::new();
         targets
             .iter()
             .zip(resources)
@@ -460,16 +469,45 @@ impl Policies {
                 let Some(resource) = resource else {
                     return false;
                 };
+                let class = self.class_of(target);
+                if let Some(class) = &class
+                    && let Some(known) = classes.get(class)
+                {
+                    return *known;
+                }
                 let query = Query {
                     caller,
                     target: target.clone(),
                     args: None,
                     request_id: "list",
                 };
-                self.decide_with(&query, &principal, resource, &entities)
-                    .allowed
+                let allowed = self
+                    .decide_with(&query, &principal, resource, &entities)
+                    .allowed;
+                if let Some(class) = class {
+                    classes.insert(class, allowed);
+                }
+                allowed
             })
             .collect()
+    }
+
+    /// The class a target is decided with in a list: `None` when some
+    /// policy names it (or names can't be read), so it is decided alone.
+    fn class_of(&self, target: &Target<'_>) -> Option<(&'static str, String, Option<Annotations>)> {
+        let named = self.named.as_ref()?;
+        let (kind, id, annotations) = match target {
+            Target::Tool {
+                name, annotations, ..
+            } => ("Tool", *name, Some(*annotations)),
+            Target::Resource { uri, .. } => ("Resource", *uri, None),
+            Target::Prompt { name, .. } => ("Prompt", *name, None),
+            Target::Model { .. } | Target::Admin { .. } => return None,
+        };
+        if named.contains(&format!("{kind}::{id}")) {
+            return None;
+        }
+        Some((kind, target.server()?.name.clone(), annotations))
     }
 
     fn decide_with(
@@ -1185,5 +1223,99 @@ impl DecisionCache {
             map.clear();
         }
         map.insert(key, decision);
+    }
+}
+
+/// Every `Tool::"…"`, `Resource::"…"` and `Prompt::"…"` a policy names, as
+/// `Kind::id`; `None` if a name uses escapes (then nothing is grouped).
+fn named_things(set: &PolicySet) -> Option<HashSet<String>> {
+    let mut named = HashSet::new();
+    for policy in set.policies() {
+        let text = policy.to_string();
+        for kind in ["Tool", "Resource", "Prompt"] {
+            let marker = format!("{kind}::\"");
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find(&marker) {
+                let after = &rest[at + marker.len()..];
+                let end = after.find('"')?;
+                let id = &after[..end];
+                if id.contains('\\') {
+                    return None;
+                }
+                named.insert(format!("{kind}::{id}"));
+                rest = &after[end + 1..];
+            }
+        }
+        // Spaces or comments between `::` and the id would hide a name.
+        for kind in ["Tool", "Resource", "Prompt"] {
+            if text.matches(&format!("{kind}::")).count()
+                != text.matches(&format!("{kind}::\"")).count()
+            {
+                return None;
+            }
+        }
+    }
+    Some(named)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies(text: &str) -> (tempfile::TempDir, Policies) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/schema.cedarschema"),
+            dir.path().join("schema.cedarschema"),
+        )
+        .expect("schema");
+        std::fs::write(dir.path().join("p.cedar"), text).expect("policy");
+        let p = Policies::load(dir.path(), 1).unwrap_or_else(|e| panic!("{e}"));
+        (dir, p)
+    }
+
+    #[test]
+    fn lists_group_alike_tools_but_never_a_named_one() {
+        let (_dir, p) = policies(
+            "@id(\"all\")\npermit (principal, action, resource);\n\
+             @id(\"not-that-one\")\nforbid (principal, action, resource == Tool::\"s__b\");\n",
+        );
+        assert_eq!(
+            p.named,
+            Some(HashSet::from(["Tool::s__b".to_string()])),
+            "the named tool is known"
+        );
+        let server = ServerFacts {
+            name: "s".into(),
+            ..ServerFacts::default()
+        };
+        let tool = |name| Target::Tool {
+            name,
+            server: &server,
+            annotations: Annotations::WORST,
+        };
+        let caller = Caller::new("u".into(), Credential::AccessToken);
+        // a and c are one class; b is named, so decided on its own.
+        let seen = p.visible(&caller, &[tool("s__a"), tool("s__b"), tool("s__c")]);
+        assert_eq!(seen, vec![true, false, true]);
+        // The same as deciding one by one.
+        for (name, want) in [("s__a", true), ("s__b", false), ("s__c", true)] {
+            let d = p.decide_uncached(&Query {
+                caller: &caller,
+                target: tool(name),
+                args: None,
+                request_id: "t",
+            });
+            assert_eq!(d.allowed, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn escaped_names_turn_grouping_off() {
+        let (_dir, p) = policies(
+            "@id(\"odd\")\nforbid (principal, action, resource == Tool::\"a\\\"b\");\n\
+             @id(\"all\")\npermit (principal, action, resource);\n",
+        );
+        assert_eq!(p.named, None);
     }
 }
