@@ -438,57 +438,60 @@ impl Policies {
     /// Whether `caller` may see each of `targets` (a list view): one entity
     /// store for all of them.
     pub fn visible(&self, caller: &Caller, targets: &[Target<'_>]) -> Vec<bool> {
+        // Which target decides for which: one per class of alike ones
+        // (see `class_of`), each named one on its own.
+        let mut representative: HashMap<(&'static str, String, Option<Annotations>), usize> =
+            HashMap::new();
+        let decided_by: Vec<usize> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, target)| match self.class_of(target) {
+                Some(class) => *representative.entry(class).or_insert(i),
+                None => i,
+            })
+            .collect();
+        // One entity store for the principal and the targets evaluated.
         let principal = principal_entities(caller);
         let mut entities = principal.entities.clone();
         let mut servers = HashSet::new();
-        let mut resources = Vec::with_capacity(targets.len());
-        for target in targets {
-            match target_entities(target) {
-                Ok((resource, found)) => {
-                    for e in found {
-                        // Each server once.
-                        if e.uid().type_name().to_string() != "Server" || servers.insert(e.uid()) {
-                            entities.push(e);
-                        }
+        let mut resources: HashMap<usize, EntityUid> = HashMap::new();
+        for (i, target) in targets.iter().enumerate() {
+            if decided_by[i] != i {
+                continue;
+            }
+            if let Ok((resource, found)) = target_entities(target) {
+                for e in found {
+                    // Each server once.
+                    if e.uid().type_name().to_string() != "Server" || servers.insert(e.uid()) {
+                        entities.push(e);
                     }
-                    resources.push(Some(resource));
                 }
-                Err(_) => resources.push(None),
+                resources.insert(i, resource);
             }
         }
         let Ok(entities) = Entities::from_entities(entities, None) else {
             return vec![false; targets.len()];
         };
-        // (kind, server, annotations) → decision, for things no policy names.
-        let mut classes: HashMap<(&'static str, String, Option<Annotations>), bool> =
-            HashMap::new();
-        targets
-            .iter()
-            .zip(resources)
-            .map(|(target, resource)| {
-                let Some(resource) = resource else {
-                    return false;
-                };
-                let class = self.class_of(target);
-                if let Some(class) = &class
-                    && let Some(known) = classes.get(class)
-                {
-                    return *known;
-                }
+        let mut decided: HashMap<usize, bool> = HashMap::new();
+        for (i, target) in targets.iter().enumerate() {
+            if decided_by[i] != i {
+                continue;
+            }
+            let allowed = resources.remove(&i).is_some_and(|resource| {
                 let query = Query {
                     caller,
                     target: target.clone(),
                     args: None,
                     request_id: "list",
                 };
-                let allowed = self
-                    .decide_with(&query, &principal, resource, &entities)
-                    .allowed;
-                if let Some(class) = class {
-                    classes.insert(class, allowed);
-                }
-                allowed
-            })
+                self.decide_with(&query, &principal, resource, &entities)
+                    .allowed
+            });
+            decided.insert(i, allowed);
+        }
+        decided_by
+            .iter()
+            .map(|by| decided.get(by).copied().unwrap_or(false))
             .collect()
     }
 
