@@ -148,7 +148,32 @@ fn main() {
     println!("| measurement | samples | p50 | p99 | p99.9 |");
     println!("|---|---:|---:|---:|---:|");
 
-    // One call decision.
+    // A call decision for a caller and tool never seen: everything built.
+    let mut h = Histogram::<u64>::new(3).expect("histogram");
+    for i in 0..a.iterations {
+        let server = &facts[i % a.servers];
+        let name = format!("s-{}__tool", i % a.servers);
+        let stranger = Caller {
+            subject: format!("okta:00u-{i}"),
+            ..caller.clone()
+        };
+        let t = Instant::now();
+        let d = policies.decide_uncached(&Query {
+            caller: &stranger,
+            target: Target::Tool {
+                name: &name,
+                server,
+                annotations: writes,
+            },
+            args: Some(&args_map),
+            request_id: "bench",
+        });
+        h.record(t.elapsed().as_nanos() as u64).expect("record");
+        std::hint::black_box(d);
+    }
+    report("decide, evaluated: a new caller and tool", &h);
+
+    // New arguments for a caller and tool seen before: context and evaluation.
     let mut h = Histogram::<u64>::new(3).expect("histogram");
     for i in 0..a.iterations {
         let server = &facts[i % a.servers];
@@ -167,7 +192,10 @@ fn main() {
         h.record(t.elapsed().as_nanos() as u64).expect("record");
         std::hint::black_box(d);
     }
-    report("decide, evaluated (tools/call, with arguments)", &h);
+    report(
+        "decide, evaluated: new arguments, known caller and tool",
+        &h,
+    );
 
     // The same decisions again: remembered.
     let mut h = Histogram::<u64>::new(3).expect("histogram");

@@ -256,6 +256,8 @@ pub struct Policies {
     reasons: HashMap<String, String>,
     /// Decisions already taken under this set (see [`DecisionCache`]).
     decisions: DecisionCache,
+    /// Entity stores and policy slices per caller and target.
+    prepared: std::sync::Mutex<HashMap<PreparedKey, Arc<Prepared>>>,
     /// Tools, resources and prompts some policy names (`Tool::"…"`, …);
     /// `None` when that cannot be read reliably (escapes). Things no
     /// policy names are decided alike when their server and annotations
@@ -376,6 +378,7 @@ impl Policies {
                 index: Index::new(&set),
                 uses: ContextUse::of(&set),
                 decisions: DecisionCache::default(),
+                prepared: std::sync::Mutex::default(),
                 named: named_things(&set),
                 reasons: set
                     .policies()
@@ -422,17 +425,57 @@ impl Policies {
 
     /// Decide one query, evaluating the policies.
     pub fn decide_uncached(&self, query: &Query<'_>) -> Decision {
+        match self.prepare(query) {
+            Ok(p) => self.evaluate(
+                query,
+                &p.principal,
+                p.resource.clone(),
+                &p.entities,
+                &p.slice,
+            ),
+            Err(e) => Decision::error(e),
+        }
+    }
+
+    /// The entity store and policy slice of this caller and target (the
+    /// same whatever the arguments), built once and kept.
+    fn prepare(&self, query: &Query<'_>) -> Result<Arc<Prepared>, String> {
+        let key: PreparedKey = (
+            query.caller.clone(),
+            query.target.action(),
+            target_id(&query.target),
+            query.target.server().cloned(),
+        );
+        if let Some(p) = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
         let principal = principal_entities(query.caller);
-        let (resource, mut entities) = match target_entities(&query.target) {
-            Ok(t) => t,
-            Err(e) => return Decision::error(e),
-        };
+        let (resource, mut entities) = target_entities(&query.target)?;
         entities.extend(principal.entities.iter().cloned());
-        let entities = match Entities::from_entities(entities, None) {
-            Ok(e) => e,
-            Err(e) => return Decision::error(e.to_string()),
-        };
-        self.decide_with(query, &principal, resource, &entities)
+        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        let slice = self.index.slice(
+            &principal,
+            &resource,
+            query.target.server(),
+            query.target.action(),
+        );
+        let prepared = Arc::new(Prepared {
+            principal: principal.uid,
+            resource,
+            entities,
+            slice,
+        });
+        let mut map = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_PREPARED {
+            map.clear();
+        }
+        map.insert(key, prepared.clone());
+        Ok(prepared)
     }
 
     /// Whether `caller` may see each of `targets` (a list view): one entity
@@ -520,10 +563,25 @@ impl Policies {
         resource: EntityUid,
         entities: &Entities,
     ) -> Decision {
+        let slice = self.index.slice(
+            principal,
+            &resource,
+            query.target.server(),
+            query.target.action(),
+        );
+        self.evaluate(query, &principal.uid, resource, entities, &slice)
+    }
+
+    /// Judge `query` with `slice` over `entities`.
+    fn evaluate(
+        &self,
+        query: &Query<'_>,
+        principal: &EntityUid,
+        resource: EntityUid,
+        entities: &Entities,
+        slice: &PolicySet,
+    ) -> Decision {
         let action = query.target.action();
-        let slice = self
-            .index
-            .slice(principal, &resource, query.target.server(), action);
         let context = match context(query, self.uses) {
             Ok(c) => c,
             Err(e) => return Decision::error(e),
@@ -533,7 +591,7 @@ impl Policies {
         // the schema does not list). A value of an unexpected type makes
         // the policy that reads it fail to evaluate, which denies.
         let request = match Request::new(
-            principal.uid.clone(),
+            principal.clone(),
             uid("Action", action.name()),
             resource,
             context,
@@ -542,7 +600,7 @@ impl Policies {
             Ok(r) => r,
             Err(e) => return Decision::error(format!("building the request: {e}")),
         };
-        let response = Authorizer::new().is_authorized(&request, &slice, entities);
+        let response = Authorizer::new().is_authorized(&request, slice, entities);
         let diagnostics = response.diagnostics();
         let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
         // When a policy fails to evaluate, it decides (a denial): name it,
@@ -1261,6 +1319,30 @@ fn named_things(set: &PolicySet) -> Option<HashSet<String>> {
     Some(named)
 }
 
+/// What deciding for one caller and target needs besides the context.
+struct Prepared {
+    principal: EntityUid,
+    resource: EntityUid,
+    entities: Entities,
+    slice: Arc<PolicySet>,
+}
+
+type PreparedKey = (Caller, Action, String, Option<ServerFacts>);
+
+/// Most kept [`Prepared`]; at the bound they are all dropped.
+const MAX_PREPARED: usize = 10_000;
+
+/// `Kind::id` of a target.
+fn target_id(target: &Target<'_>) -> String {
+    match target {
+        Target::Tool { name, .. } => format!("Tool::{name}"),
+        Target::Resource { uri, .. } => format!("Resource::{uri}"),
+        Target::Prompt { name, .. } => format!("Prompt::{name}"),
+        Target::Model { name } => format!("Model::{name}"),
+        Target::Admin { name } => format!("Admin::{name}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1311,6 +1393,26 @@ mod tests {
             });
             assert_eq!(d.allowed, want, "{name}");
         }
+    }
+
+    #[test]
+    fn remembered_decisions_are_bounded() {
+        let cache = DecisionCache::default();
+        let decision = Decision::error("x".into());
+        for i in 0..MAX_DECISIONS + 5 {
+            let key = DecisionKey {
+                caller: Caller::new(format!("u{i}"), Credential::AccessToken),
+                action: Action::CallTool,
+                target: "t".into(),
+                server: None,
+                annotations: None,
+                args: None,
+            };
+            cache.put(key, decision.clone());
+            assert!(cache.lock().len() <= MAX_DECISIONS);
+        }
+        // Past the bound it starts afresh, keeping the newest.
+        assert_eq!(cache.lock().len(), 5);
     }
 
     #[test]
