@@ -468,6 +468,12 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     (status, Json(body))
 }
 
+impl crate::pipeline::PolicySource for Gateway {
+    fn policies(&self) -> Arc<crate::authorize::Policies> {
+        self.policies.current()
+    }
+}
+
 /// How often `policies/` is checked for changes.
 const POLICY_CHECK: Duration = Duration::from_secs(1);
 

@@ -30,7 +30,7 @@ use rmcp::model::{
 use super::hub::{Downstream, ResourceSubscriber};
 use super::upstream::{self, Upstream};
 use crate::app::Gateway;
-use crate::authorize::{Annotations, Policies, Target};
+use crate::authorize::{Annotations, Target};
 use crate::pipeline::{CallContext, CallError, CallKind, PolicyQuestion};
 
 /// The upstream a call goes to, and the name it knows the thing by.
@@ -274,10 +274,6 @@ impl CallKind for ToolCall {
         ))
     }
 
-    fn policies(gw: &Gateway) -> Arc<Policies> {
-        gw.policies.current()
-    }
-
     async fn forward(
         gw: &Gateway,
         ctx: &CallContext<Self>,
@@ -328,10 +324,6 @@ impl CallKind for ResourceRead {
         target: &'a UpstreamTarget,
     ) -> Option<PolicyQuestion<'a>> {
         Some(resource_question(&ctx.input.params.uri, target))
-    }
-
-    fn policies(gw: &Gateway) -> Arc<Policies> {
-        gw.policies.current()
     }
 
     async fn forward(
@@ -411,10 +403,6 @@ impl CallKind for PromptGet {
         ))
     }
 
-    fn policies(gw: &Gateway) -> Arc<Policies> {
-        gw.policies.current()
-    }
-
     async fn forward(
         gw: &Gateway,
         ctx: &CallContext<Self>,
@@ -487,10 +475,6 @@ impl CallKind for Completion {
         }
     }
 
-    fn policies(gw: &Gateway) -> Arc<Policies> {
-        gw.policies.current()
-    }
-
     async fn forward(
         gw: &Gateway,
         ctx: &CallContext<Self>,
@@ -556,10 +540,6 @@ impl CallKind for ResourceSubscription {
         target: &'a UpstreamTarget,
     ) -> Option<PolicyQuestion<'a>> {
         Some(resource_question(&ctx.input.params.uri, target))
-    }
-
-    fn policies(gw: &Gateway) -> Arc<Policies> {
-        gw.policies.current()
     }
 
     async fn forward(
@@ -658,10 +638,6 @@ impl CallKind for TaskOp {
         _target: &'a UpstreamTarget,
     ) -> Option<PolicyQuestion<'a>> {
         None
-    }
-
-    fn policies(gw: &Gateway) -> Arc<Policies> {
-        gw.policies.current()
     }
 
     async fn forward(

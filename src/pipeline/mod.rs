@@ -32,6 +32,11 @@ pub use error::{CallError, Fault};
 
 use crate::authorize::{Decision, Policies, Query};
 
+/// Where the authorize stage finds the policies in force.
+pub trait PolicySource {
+    fn policies(&self) -> Arc<Policies>;
+}
+
 /// What the authorize stage asks the policies about one call.
 pub struct PolicyQuestion<'a> {
     /// What the call is about (tool, resource, prompt, model).
@@ -50,8 +55,9 @@ pub trait CallKind: Sized + Send + Sync + 'static {
     /// the thing, a model route, …).
     type Target: Send + Sync;
     type Output: Send;
-    /// The shared state the kind needs to resolve and forward.
-    type Env: Send + Sync;
+    /// The shared state the kind needs to resolve and forward (and the
+    /// policies in force).
+    type Env: Send + Sync + PolicySource;
 
     /// The name of what is being called, for logs (exposed tool name, URI…).
     fn subject(input: &Self::Input) -> &str;
@@ -65,9 +71,6 @@ pub trait CallKind: Sized + Send + Sync + 'static {
         ctx: &'a CallContext<Self>,
         target: &'a Self::Target,
     ) -> Option<PolicyQuestion<'a>>;
-
-    /// The policies in force.
-    fn policies(env: &Self::Env) -> Arc<Policies>;
 
     /// Send the call to its target and return what came back.
     fn forward(
@@ -186,7 +189,7 @@ fn authorize<K: CallKind>(
     let Some(question) = K::question(ctx, target) else {
         return Ok(None);
     };
-    let policies = K::policies(env);
+    let policies = env.policies();
     let request_id = ctx.id.to_string();
     let mut query = Query {
         caller: &ctx.caller,

@@ -49,7 +49,6 @@ use link::LinkResult;
 pub use link::{LaneLink, SessionSpy};
 
 use crate::app::Gateway;
-use crate::authorize::Policies;
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::upstream::Upstream;
 use crate::pipeline::{self, CallContext, CallError, CallKind, Caller, PolicyQuestion};
@@ -416,10 +415,6 @@ impl CallKind for LaneToolCall {
             target,
             ctx.input.parsed_arguments.as_ref(),
         ))
-    }
-
-    fn policies(gw: &Gateway) -> Arc<Policies> {
-        gw.policies.current()
     }
 
     async fn forward(
