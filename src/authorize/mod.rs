@@ -210,6 +210,18 @@ pub struct PolicyError {
     pub message: String,
 }
 
+impl PolicyError {
+    /// A problem with a whole file or directory, not one place in it.
+    fn whole(file: &Path, message: String) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message,
+        }
+    }
+}
+
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
@@ -271,107 +283,110 @@ pub struct Policies {
     pub digest: [u8; 32],
 }
 
-/// SHA-256 over the names and contents of the schema and policy files in
-/// `dir`: what reload compares to notice a change.
-pub fn dir_digest(dir: &Path) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    matches!(
-                        p.extension().and_then(|e| e.to_str()),
-                        Some("cedar" | "cedarschema")
-                    )
-                })
-                .collect()
+/// The schema and policy files of a policy directory, sorted by name,
+/// each with its text (or why it could not be read).
+type PolicyFiles = Vec<(PathBuf, Result<String, String>)>;
+
+fn read_files(dir: &Path) -> std::io::Result<PolicyFiles> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("cedar" | "cedarschema")
+            )
         })
-        .unwrap_or_default();
+        .collect();
     files.sort();
+    Ok(files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read: {e}"));
+            (path, text)
+        })
+        .collect())
+}
+
+/// SHA-256 over the names and texts of the files.
+fn digest(files: &PolicyFiles) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    for file in files {
+    for (path, text) in files {
         hash.update(
-            file.file_name()
+            path.file_name()
                 .map(|n| n.as_encoded_bytes())
                 .unwrap_or_default(),
         );
         hash.update([0]);
-        hash.update(std::fs::read(&file).unwrap_or_default());
+        hash.update(text.as_deref().unwrap_or_default());
         hash.update([0]);
     }
     hash.finalize().into()
 }
 
+/// SHA-256 over the names and contents of the schema and policy files in
+/// `dir`: what reload compares to notice a change.
+pub fn dir_digest(dir: &Path) -> [u8; 32] {
+    digest(&read_files(dir).unwrap_or_default())
+}
+
 impl Policies {
     /// Load and validate the schema and policies in `dir`.
     pub fn load(dir: &Path, version: u64) -> Result<Policies, PolicyErrors> {
-        let digest = dir_digest(dir);
+        // Read once: the same texts are parsed and give the digest.
+        let files = read_files(dir).map_err(|e| {
+            PolicyErrors(vec![PolicyError::whole(
+                dir,
+                format!("cannot read the policy directory: {e}; toolgate denies everything without policies (see policies/ in the repository)"),
+            )])
+        })?;
+        let digest = digest(&files);
         let mut errors = Vec::new();
-        let mut schema_files = Vec::new();
-        let mut policy_files = Vec::new();
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
-                for entry in entries.flatten() {
-                    let path = entry.path();
-                    match path.extension().and_then(|e| e.to_str()) {
-                        Some("cedarschema") => schema_files.push(path),
-                        Some("cedar") => policy_files.push(path),
-                        _ => {}
-                    }
-                }
-            }
-            Err(e) => {
-                return Err(PolicyErrors(vec![PolicyError {
-                    file: dir.to_path_buf(),
-                    line: 0,
-                    column: 0,
-                    message: format!(
-                        "cannot read the policy directory: {e}; toolgate denies everything without policies (see policies/ in the repository)"
-                    ),
-                }]));
-            }
-        }
-        schema_files.sort();
-        policy_files.sort();
+        let has = |ext: &str| {
+            files
+                .iter()
+                .filter(|(p, _)| p.extension().is_some_and(|e| e == ext))
+                .collect::<Vec<_>>()
+        };
+        let (schema_files, policy_files) = (has("cedarschema"), has("cedar"));
         let schema = match schema_files.as_slice() {
-            [one] => load_schema(one, &mut errors),
+            [(path, text)] => load_schema(path, text, &mut errors),
             [] => {
-                errors.push(PolicyError {
-                    file: dir.to_path_buf(),
-                    line: 0,
-                    column: 0,
-                    message: "no Cedar schema (*.cedarschema): policies are validated against it"
-                        .into(),
-                });
+                errors.push(PolicyError::whole(
+                    dir,
+                    "no Cedar schema (*.cedarschema): policies are validated against it".into(),
+                ));
                 None
             }
-            [first, ..] => {
-                errors.push(PolicyError {
-                    file: first.clone(),
-                    line: 0,
-                    column: 0,
-                    message: format!(
+            [(first, _), ..] => {
+                errors.push(PolicyError::whole(
+                    first,
+                    format!(
                         "{} schema files: keep exactly one *.cedarschema",
                         schema_files.len()
                     ),
-                });
+                ));
                 None
             }
         };
         if policy_files.is_empty() {
-            errors.push(PolicyError {
-                file: dir.to_path_buf(),
-                line: 0,
-                column: 0,
-                message: "no *.cedar policy files: everything would be denied".into(),
-            });
+            errors.push(PolicyError::whole(
+                dir,
+                "no *.cedar policy files: everything would be denied".into(),
+            ));
         }
         let mut set = PolicySet::new();
         let mut origin = HashMap::new();
-        for file in &policy_files {
-            load_policies(file, schema.as_ref(), &mut set, &mut origin, &mut errors);
+        for (file, text) in policy_files {
+            load_policies(
+                file,
+                text,
+                schema.as_ref(),
+                &mut set,
+                &mut origin,
+                &mut errors,
+            );
         }
         match schema {
             Some(_) if errors.is_empty() => Ok(Policies {
@@ -875,23 +890,22 @@ fn uid(kind: &str, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(kind, EntityId::new(id))
 }
 
-fn load_schema(file: &Path, errors: &mut Vec<PolicyError>) -> Option<Schema> {
-    let text = match std::fs::read_to_string(file) {
+fn load_schema(
+    file: &Path,
+    text: &Result<String, String>,
+    errors: &mut Vec<PolicyError>,
+) -> Option<Schema> {
+    let text = match text {
         Ok(text) => text,
-        Err(e) => {
-            errors.push(PolicyError {
-                file: file.to_path_buf(),
-                line: 0,
-                column: 0,
-                message: format!("cannot read: {e}"),
-            });
+        Err(why) => {
+            errors.push(PolicyError::whole(file, why.clone()));
             return None;
         }
     };
-    match Schema::from_cedarschema_str(&text) {
+    match Schema::from_cedarschema_str(text) {
         Ok((schema, _warnings)) => Some(schema),
         Err(e) => {
-            push_diagnostic(errors, file, &text, &e);
+            push_diagnostic(errors, file, text, &e);
             None
         }
     }
@@ -899,32 +913,28 @@ fn load_schema(file: &Path, errors: &mut Vec<PolicyError>) -> Option<Schema> {
 
 fn load_policies(
     file: &Path,
+    text: &Result<String, String>,
     schema: Option<&Schema>,
     set: &mut PolicySet,
     origin: &mut HashMap<String, PathBuf>,
     errors: &mut Vec<PolicyError>,
 ) {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(e) => {
-            errors.push(PolicyError {
-                file: file.to_path_buf(),
-                line: 0,
-                column: 0,
-                message: format!("cannot read: {e}"),
-            });
+    let text = match text {
+        Ok(text) => text.as_str(),
+        Err(why) => {
+            errors.push(PolicyError::whole(file, why.clone()));
             return;
         }
     };
-    let parsed = match PolicySet::from_str(&text) {
+    let parsed = match PolicySet::from_str(text) {
         Ok(parsed) => parsed,
         Err(e) => {
-            push_diagnostic(errors, file, &text, &e);
+            push_diagnostic(errors, file, text, &e);
             return;
         }
     };
     if let Some(template) = parsed.templates().next() {
-        let (line, column) = locate(&text, &template.to_string());
+        let (line, column) = locate(text, &template.to_string());
         errors.push(PolicyError {
             file: file.to_path_buf(),
             line,
@@ -937,7 +947,7 @@ fn load_policies(
         let result = Validator::new(schema.clone()).validate(&parsed, ValidationMode::Strict);
         let before = errors.len();
         for e in result.validation_errors() {
-            push_diagnostic(errors, file, &text, e);
+            push_diagnostic(errors, file, text, e);
         }
         // Name policies by their `@id`, not the parser's `policy0`.
         for e in &mut errors[before..] {
@@ -951,7 +961,7 @@ fn load_policies(
         }
     }
     for policy in parsed.policies() {
-        let (line, column) = locate(&text, &policy.to_string());
+        let (line, column) = locate(text, &policy.to_string());
         let at = |message: String| PolicyError {
             file: file.to_path_buf(),
             line,
