@@ -134,13 +134,20 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
-fn random_hex(bytes: usize) -> Result<String, KeyError> {
+/// `bytes` random bytes, hex-encoded.
+pub(crate) fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| KeyError::Invalid {
-        what: "randomness",
-        why: e.to_string(),
-    })?;
+    getrandom::fill(&mut buf)?;
     Ok(hex(&buf))
+}
+
+impl From<getrandom::Error> for KeyError {
+    fn from(e: getrandom::Error) -> Self {
+        KeyError::Invalid {
+            what: "randomness",
+            why: e.to_string(),
+        }
+    }
 }
 
 /// Split `tgk_{id}_{secret}`.

@@ -31,7 +31,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::api_keys::{hex, sha256_hex};
+use super::api_keys::{random_hex, sha256_hex};
 use super::oidc::Issuer;
 use crate::config::auth::{ClientAuth, SsoConfig};
 use crate::pipeline::Caller;
@@ -186,9 +186,9 @@ impl Sso {
             SsoError::IdpUnavailable(self.issuer.health().err().unwrap_or_default())
         })?;
         let pending = Pending {
-            state: random(32)?,
-            nonce: random(32)?,
-            verifier: random(32)?,
+            state: random_hex(32)?,
+            nonce: random_hex(32)?,
+            verifier: random_hex(32)?,
             next: next.to_string(),
             exp: now_unix() + LOGIN_WINDOW_SECS,
         };
@@ -286,7 +286,7 @@ impl Sso {
 
     /// Store a session for `caller`; the cookie to set.
     async fn start_session(&self, caller: &Caller) -> Result<HeaderValue, SsoError> {
-        let id = random(32)?;
+        let id = random_hex(32)?;
         let now = now_unix();
         let ttl = self.config.session_ttl.as_secs() as i64;
         // Keep the table bounded by live sessions.
@@ -356,7 +356,7 @@ pub fn cookie_key(config: &SsoConfig, data_dir: &Path) -> Result<Vec<u8>, String
         }
         Err(_) => {}
     }
-    let key = random(32).map_err(|e| e.to_string())?;
+    let key = random_hex(32).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -385,10 +385,10 @@ fn form_encode(value: &str) -> String {
     out
 }
 
-fn random(bytes: usize) -> Result<String, SsoError> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| SsoError::Random(e.to_string()))?;
-    Ok(hex(&buf))
+impl From<getrandom::Error> for SsoError {
+    fn from(e: getrandom::Error) -> Self {
+        SsoError::Random(e.to_string())
+    }
 }
 
 /// A local path to return to after sign-in; anything else (another site,
