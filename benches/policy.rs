@@ -148,75 +148,52 @@ fn main() {
     println!("| measurement | samples | p50 | p99 | p99.9 |");
     println!("|---|---:|---:|---:|---:|");
 
-    // A call decision for a caller and tool never seen: everything built.
-    let mut h = Histogram::<u64>::new(3).expect("histogram");
-    for i in 0..a.iterations {
-        let server = &facts[i % a.servers];
-        let name = format!("s-{}__tool", i % a.servers);
-        let stranger = Caller {
-            subject: format!("okta:00u-{i}"),
-            ..caller.clone()
-        };
-        let t = Instant::now();
-        let d = policies.decide_uncached(&Query {
-            caller: &stranger,
-            target: Target::Tool {
-                name: &name,
-                server,
-                annotations: writes,
-            },
-            args: Some(&args_map),
-            request_id: "bench",
-        });
-        h.record(t.elapsed().as_nanos() as u64).expect("record");
-        std::hint::black_box(d);
-    }
-    report("decide, evaluated: a new caller and tool", &h);
-
+    // One `tools/call` decision per iteration (20 tools in turn) for the
+    // caller `who(i)`, evaluated or through the decision cache.
+    let measure = |label: &str, who: &dyn Fn(usize) -> Caller, remembered: bool| {
+        let mut h = Histogram::<u64>::new(3).expect("histogram");
+        for i in 0..a.iterations {
+            let who = who(i);
+            let name = format!("s-{}__tool", i % a.servers);
+            let query = Query {
+                caller: &who,
+                target: Target::Tool {
+                    name: &name,
+                    server: &facts[i % a.servers],
+                    annotations: writes,
+                },
+                args: Some(&args_map),
+                request_id: "bench",
+            };
+            let t = Instant::now();
+            let d = if remembered {
+                policies.decide(&query)
+            } else {
+                policies.decide_uncached(&query)
+            };
+            h.record(t.elapsed().as_nanos() as u64).expect("record");
+            std::hint::black_box(d);
+        }
+        report(label, &h);
+    };
+    // A caller and tool never seen: everything built.
+    let stranger = |i: usize| Caller {
+        subject: format!("okta:00u-{i}"),
+        ..caller.clone()
+    };
+    measure("decide, evaluated: a new caller and tool", &stranger, false);
     // New arguments for a caller and tool seen before: context and evaluation.
-    let mut h = Histogram::<u64>::new(3).expect("histogram");
-    for i in 0..a.iterations {
-        let server = &facts[i % a.servers];
-        let name = format!("s-{}__tool", i % a.servers);
-        let t = Instant::now();
-        let d = policies.decide_uncached(&Query {
-            caller: &caller,
-            target: Target::Tool {
-                name: &name,
-                server,
-                annotations: writes,
-            },
-            args: Some(&args_map),
-            request_id: "bench",
-        });
-        h.record(t.elapsed().as_nanos() as u64).expect("record");
-        std::hint::black_box(d);
-    }
-    report(
+    let known = |_: usize| caller.clone();
+    measure(
         "decide, evaluated: new arguments, known caller and tool",
-        &h,
+        &known,
+        false,
     );
-
-    // The same decisions again: remembered.
-    let mut h = Histogram::<u64>::new(3).expect("histogram");
-    for i in 0..a.iterations {
-        let server = &facts[i % a.servers];
-        let name = format!("s-{}__tool", i % a.servers);
-        let t = Instant::now();
-        let d = policies.decide(&Query {
-            caller: &caller,
-            target: Target::Tool {
-                name: &name,
-                server,
-                annotations: writes,
-            },
-            args: Some(&args_map),
-            request_id: "bench",
-        });
-        h.record(t.elapsed().as_nanos() as u64).expect("record");
-        std::hint::black_box(d);
-    }
-    report("decide, remembered (the same 20 calls repeated)", &h);
+    measure(
+        "decide, remembered (the same 20 calls repeated)",
+        &known,
+        true,
+    );
 
     // One caller's tools/list view.
     let tools: Vec<(rmcp::model::Tool, usize, Annotations)> = (0..a.tools)
