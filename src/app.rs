@@ -544,12 +544,18 @@ impl HttpServer {
     /// Open the store, bind `config.listen` (port 0 picks a free one) and
     /// start serving.
     pub async fn start(config: Config) -> Result<HttpServer, StartError> {
-        let beyond_loopback = !config.listen.ip().is_loopback();
-        if config.auth.dev_insecure && beyond_loopback {
-            return Err(StartError::DevInsecureBeyondLoopback(config.listen));
-        }
-        if config.auth.issuers.is_empty() && beyond_loopback {
-            return Err(StartError::NoIdentityBeyondLoopback(config.listen));
+        // Again after `serve`'s `--listen` / `--dev-insecure` overrides.
+        if !config.listen.ip().is_loopback() {
+            use crate::config::auth::LoopbackOnly;
+            match config.auth.loopback_only().next() {
+                Some(LoopbackOnly::DevInsecure) => {
+                    return Err(StartError::DevInsecureBeyondLoopback(config.listen));
+                }
+                Some(LoopbackOnly::NoIdentity) => {
+                    return Err(StartError::NoIdentityBeyondLoopback(config.listen));
+                }
+                None => {}
+            }
         }
         let policies = crate::authorize::Policies::load(&config.policies_dir, 1)?;
         let store = Store::open(

@@ -319,12 +319,6 @@ pub(super) fn load(
         DEFAULT_API_KEY_CACHE_TTL,
     );
     let dev_insecure = raw.dev_insecure.unwrap_or(false);
-    if dev_insecure && !listen.ip().is_loopback() {
-        report.error(
-            "auth.dev_insecure",
-            format!("listen is {listen}, beyond loopback: dev mode lets any local caller in without a credential, so it is only allowed on 127.0.0.1 / ::1"),
-        );
-    }
     let mut issuers: Vec<IssuerConfig> = Vec::new();
     for (i, raw) in raw.issuers.into_iter().enumerate() {
         let key = |k: &str| format!("auth.issuers[{i}].{k}");
@@ -351,20 +345,56 @@ pub(super) fn load(
             issuers.push(issuer);
         }
     }
-    if issuers.is_empty() && !listen.ip().is_loopback() {
-        report.error(
-            "listen",
-            format!("{listen} is beyond loopback, and no identity provider is configured: add an [[auth.issuers]] entry (see examples/okta, examples/entra) or listen on 127.0.0.1"),
-        );
-    }
     let sso = raw
         .sso
         .map(|raw| load_sso(raw, &issuers, listen, public_url, base, report));
-    AuthConfig {
+    let auth = AuthConfig {
         dev_insecure,
         api_key_cache_ttl,
         issuers,
         sso,
+    };
+    if !listen.ip().is_loopback() {
+        for problem in auth.loopback_only() {
+            let (key, message) = match problem {
+                LoopbackOnly::DevInsecure => (
+                    "auth.dev_insecure",
+                    format!(
+                        "listen is {listen}, beyond loopback: dev mode lets any local caller in without a credential, so it is only allowed on 127.0.0.1 / ::1"
+                    ),
+                ),
+                LoopbackOnly::NoIdentity => (
+                    "listen",
+                    format!(
+                        "{listen} is beyond loopback, and no identity provider is configured: add an [[auth.issuers]] entry (see examples/okta, examples/entra) or listen on 127.0.0.1"
+                    ),
+                ),
+            };
+            report.error(key, message);
+        }
+    }
+    auth
+}
+
+/// Why a gateway may only listen on loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopbackOnly {
+    /// Dev mode lets local callers in without a credential.
+    DevInsecure,
+    /// No identity provider: only API keys, for local use.
+    NoIdentity,
+}
+
+impl AuthConfig {
+    /// What keeps this gateway on loopback (checked by `check` on the
+    /// config, and by `serve` after its command-line overrides).
+    pub fn loopback_only(&self) -> impl Iterator<Item = LoopbackOnly> {
+        [
+            self.dev_insecure.then_some(LoopbackOnly::DevInsecure),
+            self.issuers.is_empty().then_some(LoopbackOnly::NoIdentity),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
