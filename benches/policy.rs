@@ -27,6 +27,11 @@ use toolgate::authorize::{Annotations, Policies, Query, ServerFacts, Target};
 use toolgate::mcp::views::ListCache;
 use toolgate::pipeline::{Caller, Credential};
 
+// The same allocator as the `toolgate` binary, so the numbers are the
+// gateway's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     policies: usize,
     tools: usize,

@@ -478,7 +478,8 @@ impl crate::pipeline::PolicySource for Gateway {
 const POLICY_CHECK: Duration = Duration::from_secs(1);
 
 /// Reload policies when their files change (until the gateway stops); a
-/// swap may change what clients see, so every client is told to list again.
+/// swap may change what clients see, so each client whose lists differ
+/// under the new set is told to list again.
 async fn policy_task(gw: std::sync::Weak<Gateway>) {
     let mut refused = None;
     loop {
@@ -487,14 +488,47 @@ async fn policy_task(gw: std::sync::Weak<Gateway>) {
         if gw.shutdown.is_cancelled() {
             return;
         }
+        let old = gw.policies.current();
         if gw.policies.reload_if_changed(&mut refused) {
-            gw.hub.broadcast_list_changed(ListChanged {
-                tools: true,
-                resources: true,
-                prompts: true,
-            });
+            announce_policy_change(&gw, old).await;
         }
     }
+}
+
+/// Most distinct connected callers whose lists are compared after a policy
+/// reload; past it, every client is told to list again.
+const MAX_COMPARED_CALLERS: usize = 1000;
+
+/// Tell each connected client whose lists differ between the `old` policies
+/// and the ones now in force (comparing is a list per caller and set:
+/// done off the async workers).
+async fn announce_policy_change(gw: &Arc<Gateway>, old: Arc<crate::authorize::Policies>) {
+    let everything = ListChanged {
+        tools: true,
+        resources: true,
+        prompts: true,
+    };
+    let callers = gw.hub.callers();
+    if callers.len() > MAX_COMPARED_CALLERS {
+        gw.hub.broadcast_list_changed(everything);
+        return;
+    }
+    let compare = gw.clone();
+    let changed = tokio::task::spawn_blocking(move || {
+        let new = compare.policies.current();
+        callers
+            .into_iter()
+            .map(|c| {
+                let changed = crate::mcp::views::changed(&compare, &old, &new, &c);
+                (c, changed)
+            })
+            .collect::<HashMap<_, _>>()
+    })
+    .await
+    .unwrap_or_default();
+    // A session opened meanwhile is told everything, to be safe.
+    gw.hub
+        .notify_list_changed(|c| changed.get(c).copied().unwrap_or(everything));
 }
 
 /// A bound HTTP gateway, for `serve` and for tests.

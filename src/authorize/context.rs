@@ -59,15 +59,48 @@ impl Annotations {
     }
 }
 
-/// The call's arguments as a Cedar record (`{}` when listing).
-pub fn args(args: Option<&Map<String, Value>>) -> Result<RestrictedExpression, String> {
-    match args {
-        Some(map) => record(map, 0),
-        None => Ok(
-            RestrictedExpression::new_record(Vec::<(String, RestrictedExpression)>::new())
-                .unwrap_or_else(|_| unreachable!("empty record")),
-        ),
+/// Which arguments policies read: the policies' text names every
+/// attribute they read (Cedar has no computed attribute names), so an
+/// argument none of them names cannot change a decision and is neither
+/// converted nor remembered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsUse {
+    /// Some policy uses `context.args` as a whole.
+    All,
+    /// Only these top-level arguments (`context.args.X`, `context.args has X`).
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl ArgsUse {
+    pub fn reads(&self, name: &str) -> bool {
+        match self {
+            ArgsUse::All => true,
+            ArgsUse::Only(names) => names.contains(name),
+        }
     }
+}
+
+/// The arguments policies read (JSON `null`s are absent, as for policies).
+pub fn read_args<'a>(
+    args: &'a Map<String, Value>,
+    uses: &'a ArgsUse,
+) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    args.iter().filter(|(k, v)| !v.is_null() && uses.reads(k))
+}
+
+/// The call's arguments that policies read, as a Cedar record (`{}` when
+/// listing).
+pub fn args(
+    args: Option<&Map<String, Value>>,
+    uses: &ArgsUse,
+) -> Result<RestrictedExpression, String> {
+    let fields = match args {
+        Some(map) => read_args(map, uses)
+            .map(|(k, v)| Ok((k.clone(), to_cedar_at(v, 1)?)))
+            .collect::<Result<Vec<_>, String>>()?,
+        None => Vec::new(),
+    };
+    RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
 }
 
 fn record(map: &Map<String, Value>, depth: usize) -> Result<RestrictedExpression, String> {

@@ -28,6 +28,7 @@ mod context;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -43,7 +44,7 @@ use serde_json::{Map, Value};
 
 use crate::pipeline::{Caller, Credential};
 
-pub use context::{Annotations, to_cedar};
+pub use context::{Annotations, ArgsUse, to_cedar};
 
 /// An action policies decide on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -269,7 +270,8 @@ pub struct Policies {
     /// Decisions already taken under this set (see [`DecisionCache`]).
     decisions: DecisionCache,
     /// Entity stores and policy slices per caller and target.
-    prepared: std::sync::Mutex<HashMap<PreparedKey, Arc<Prepared>>>,
+    prepared: std::sync::Mutex<HashMap<u64, (PreparedKey, Arc<Prepared>)>>,
+    hasher: std::hash::RandomState,
     /// Tools, resources and prompts some policy names (`Tool::"…"`, …);
     /// `None` when that cannot be read reliably (escapes). Things no
     /// policy names are decided alike when their server and annotations
@@ -394,6 +396,7 @@ impl Policies {
                 uses: ContextUse::of(&set),
                 decisions: DecisionCache::default(),
                 prepared: std::sync::Mutex::default(),
+                hasher: std::hash::RandomState::new(),
                 named: named_things(&set),
                 reasons: set
                     .policies()
@@ -419,7 +422,10 @@ impl Policies {
 
     /// Decide one query (remembered, see [`DecisionCache`]).
     pub fn decide(&self, query: &Query<'_>) -> Decision {
-        let key = self.cacheable().then(|| DecisionKey::of(query)).flatten();
+        let key = self
+            .cacheable()
+            .then(|| DecisionKey::of(query, &self.uses.args))
+            .flatten();
         if let Some(key) = &key
             && let Some(decision) = self.decisions.get(key)
         {
@@ -447,25 +453,42 @@ impl Policies {
                 p.resource.clone(),
                 &p.entities,
                 &p.slice,
+                Some(&p.fixed),
             ),
             Err(e) => Decision::error(e),
         }
     }
 
-    /// The entity store and policy slice of this caller and target (the
-    /// same whatever the arguments), built once and kept.
+    /// The entity store, the policy slice and what its fixed policies
+    /// decide, for this caller, target and listing flag (the same whatever
+    /// the arguments), built once and kept.
     fn prepare(&self, query: &Query<'_>) -> Result<Arc<Prepared>, String> {
-        let key: PreparedKey = (
-            query.caller.clone(),
-            query.target.action(),
-            target_id(&query.target),
-            query.target.server().cloned(),
-        );
-        if let Some(p) = self
+        // Looked up by a hash of the borrowed parts, so a call for a known
+        // caller and target copies nothing.
+        let (kind, id) = target_id(&query.target);
+        let server = query.target.server();
+        let annotations = match query.target {
+            Target::Tool { annotations, .. } => Some(annotations),
+            _ => None,
+        };
+        let listing = query.args.is_none();
+        let hash = self
+            .hasher
+            .hash_one((query.caller, kind, id, server, annotations, listing));
+        let known = |key: &PreparedKey| {
+            key.caller == *query.caller
+                && key.kind == kind
+                && key.id == id
+                && key.server.as_ref() == server
+                && key.annotations == annotations
+                && key.listing == listing
+        };
+        if let Some((key, p)) = self
             .prepared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+            .get(&hash)
+            && known(key)
         {
             return Ok(p.clone());
         }
@@ -479,17 +502,31 @@ impl Policies {
             query.target.server(),
             query.target.action(),
         );
+        let request = self.request(query, &principal.uid, resource.clone(), false)?;
+        let fixed = Outcome::of(&slice.fixed, &request, &entities);
         let prepared = Arc::new(Prepared {
             principal: principal.uid,
             resource,
             entities,
             slice,
+            fixed,
         });
+        let key = PreparedKey {
+            caller: query.caller.clone(),
+            kind,
+            id: id.to_string(),
+            server: server.cloned(),
+            annotations,
+            listing,
+        };
         let mut map = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_PREPARED {
-            map.clear();
-        }
-        map.insert(key, prepared.clone());
+        // Dropped after the lock is released: freeing thousands of entity
+        // stores takes milliseconds no other call should wait for.
+        let full = (map.len() >= MAX_PREPARED).then(|| std::mem::take(&mut *map));
+        // A hash collision replaces the other one.
+        map.insert(hash, (key, prepared.clone()));
+        drop(map);
+        drop(full);
         Ok(prepared)
     }
 
@@ -584,63 +621,131 @@ impl Policies {
             query.target.server(),
             query.target.action(),
         );
-        self.evaluate(query, &principal.uid, resource, entities, &slice)
+        self.evaluate(query, &principal.uid, resource, entities, &slice, None)
     }
 
-    /// Judge `query` with `slice` over `entities`.
+    /// Judge `query` with `slice` over `entities`; `fixed`: what the
+    /// slice's fixed policies decide, when already known.
     fn evaluate(
         &self,
         query: &Query<'_>,
         principal: &EntityUid,
         resource: EntityUid,
         entities: &Entities,
-        slice: &PolicySet,
+        slice: &Slice,
+        fixed: Option<&Outcome>,
     ) -> Decision {
-        let action = query.target.action();
-        let context = match context(query, self.uses) {
-            Ok(c) => c,
+        let request = match self.request(query, principal, resource, true) {
+            Ok(r) => r,
             Err(e) => return Decision::error(e),
         };
+        let varying = Outcome::of(&slice.varying, &request, entities);
+        match fixed {
+            Some(fixed) => fixed.clone(),
+            None => Outcome::of(&slice.fixed, &request, entities),
+        }
+        .and(varying)
+        .decision(&self.reasons)
+    }
+
+    /// The Cedar request of `query`; without the arguments unless
+    /// `with_args`.
+    fn request(
+        &self,
+        query: &Query<'_>,
+        principal: &EntityUid,
+        resource: EntityUid,
+        with_args: bool,
+    ) -> Result<Request, String> {
+        let context = context(query, &self.uses, with_args)?;
         // Policies are validated against the schema when loaded; requests
         // are not (arguments are whatever the agent sent, with attributes
         // the schema does not list). A value of an unexpected type makes
         // the policy that reads it fail to evaluate, which denies.
-        let request = match Request::new(
+        Request::new(
             principal.clone(),
-            uid("Action", action.name()),
+            uid("Action", query.target.action().name()),
             resource,
             context,
             None,
-        ) {
-            Ok(r) => r,
-            Err(e) => return Decision::error(format!("building the request: {e}")),
-        };
-        let response = Authorizer::new().is_authorized(&request, slice, entities);
+        )
+        .map_err(|e| format!("building the request: {e}"))
+    }
+}
+
+/// What some policies decided about one request (Cedar's answer, kept so
+/// that the answers of two disjoint parts of a slice can be combined).
+#[derive(Debug, Clone, Default)]
+struct Outcome {
+    /// Permits satisfied (known only when no forbid was).
+    permits: Vec<String>,
+    /// Forbids satisfied.
+    forbids: Vec<String>,
+    /// Policies that could not be evaluated, and why.
+    errors: Vec<(String, String)>,
+}
+
+impl Outcome {
+    fn of(set: &PolicySet, request: &Request, entities: &Entities) -> Outcome {
+        if set.is_empty() {
+            return Outcome::default();
+        }
+        let response = Authorizer::new().is_authorized(request, set, entities);
         let diagnostics = response.diagnostics();
-        let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
-        // When a policy fails to evaluate, it decides (a denial): name it,
-        // not the permits that happened to match.
-        let mut policies: Vec<String> = if errors.is_empty() {
-            diagnostics.reason().map(|id| id.to_string()).collect()
+        let errors = diagnostics
+            .errors()
+            .map(|e| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(inner) = e;
+                (inner.policy_id().to_string(), e.to_string())
+            })
+            .collect();
+        // Cedar's reasons: the satisfied forbids when it denies, the
+        // satisfied permits when it allows.
+        let reasons = diagnostics
+            .reason()
+            .map(|id| AsRef::<str>::as_ref(id).to_owned())
+            .collect();
+        match response.decision() {
+            CedarDecision::Allow => Outcome {
+                permits: reasons,
+                forbids: Vec::new(),
+                errors,
+            },
+            CedarDecision::Deny => Outcome {
+                permits: Vec::new(),
+                forbids: reasons,
+                errors,
+            },
+        }
+    }
+
+    /// Both parts together: what Cedar says of their union.
+    fn and(mut self, other: Outcome) -> Outcome {
+        self.permits.extend(other.permits);
+        self.forbids.extend(other.forbids);
+        self.errors.extend(other.errors);
+        self
+    }
+
+    fn decision(self, reasons: &HashMap<String, String>) -> Decision {
+        let (allowed, mut policies, errors) = if !self.errors.is_empty() {
+            // A policy that fails to evaluate decides (a denial: it may be
+            // a forbid): name it, not the permits that happened to match.
+            let (ids, messages) = self.errors.into_iter().unzip();
+            (false, ids, messages)
+        } else if !self.forbids.is_empty() {
+            (false, self.forbids, Vec::new())
         } else {
-            diagnostics
-                .errors()
-                .map(
-                    |cedar_policy::AuthorizationError::PolicyEvaluationError(e)| {
-                        e.policy_id().to_string()
-                    },
-                )
-                .collect()
+            (!self.permits.is_empty(), self.permits, Vec::new())
         };
         policies.sort_unstable();
         policies.dedup();
         let reasons = policies
             .iter()
-            .filter_map(|id| self.reasons.get(id).cloned())
+            .filter_map(|id| reasons.get(id).cloned())
             .collect();
         Decision {
-            // An error in any policy denies (it may be a forbid).
-            allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
+            allowed,
             policies,
             reasons,
             errors,
@@ -776,30 +881,128 @@ fn ip_expression(addr: IpAddr) -> RestrictedExpression {
 /// Most client addresses whose `ip(…)` expression is remembered.
 const MAX_IPS: usize = 4096;
 
-/// Context attributes policies mention (conservatively: any mention of
-/// the name counts).
-#[derive(Debug, Clone, Copy)]
+/// The parts of the context policies read; the others are not built (the
+/// `ip` extension, the clock and large arguments are not free).
+#[derive(Debug, Clone)]
 struct ContextUse {
     time: bool,
     client_ip: bool,
     request_id: bool,
+    args: ArgsUse,
 }
 
 impl ContextUse {
+    /// Read off each policy's JSON form: `context.X` and `context has X`
+    /// name what they read; `context` used whole reads everything.
     fn of(set: &PolicySet) -> ContextUse {
-        let texts: Vec<String> = set.policies().map(|p| p.to_string()).collect();
-        let mentions = |name: &str| texts.iter().any(|t| t.contains(name));
+        let mut found = ContextReads::default();
+        for policy in set.policies() {
+            found.add(ContextReads::of(policy));
+        }
+        let reads = |name: &str| found.whole || found.attrs.contains(name);
         ContextUse {
-            time: mentions("time"),
-            client_ip: mentions("client_ip"),
-            request_id: mentions("request_id"),
+            time: reads("time"),
+            client_ip: reads("client_ip"),
+            request_id: reads("request_id"),
+            args: if found.whole || found.whole_args {
+                ArgsUse::All
+            } else {
+                ArgsUse::Only(found.args)
+            },
         }
     }
 }
 
+/// What [`ContextUse::of`] gathers from policies' JSON (Cedar's EST:
+/// `{".": {"left": L, "attr": A}}`, `{"has": {"left": L, "attr": A}}`,
+/// `{"Var": "context"}`).
+#[derive(Default)]
+struct ContextReads {
+    /// Context attributes read.
+    attrs: HashSet<String>,
+    /// Top-level arguments read.
+    args: std::collections::BTreeSet<String>,
+    /// `context` used other than through an attribute.
+    whole: bool,
+    /// `context.args` used other than through an attribute.
+    whole_args: bool,
+}
+
+impl ContextReads {
+    fn of(policy: &cedar_policy::Policy) -> ContextReads {
+        let mut found = ContextReads::default();
+        match policy.to_json() {
+            Ok(json) => found.visit(&json),
+            // Cannot tell: assume it reads everything.
+            Err(_) => found.whole = true,
+        }
+        found
+    }
+
+    fn add(&mut self, other: ContextReads) {
+        self.attrs.extend(other.attrs);
+        self.args.extend(other.args);
+        self.whole |= other.whole;
+        self.whole_args |= other.whole_args;
+    }
+
+    /// Whether it reads what changes from one call to the next for the
+    /// same caller and target: the arguments, the clock, the request id.
+    fn varies(&self) -> bool {
+        self.whole
+            || ["args", "time", "request_id"]
+                .iter()
+                .any(|a| self.attrs.contains(*a))
+    }
+
+    fn visit(&mut self, node: &Value) {
+        match node {
+            Value::Object(map) => {
+                if map.get("Var").and_then(Value::as_str) == Some("context") {
+                    self.whole = true;
+                    return;
+                }
+                for op in [".", "has"] {
+                    let Some(access) = map.get(op) else { continue };
+                    let (Some(left), Some(attr)) = (
+                        access.get("left"),
+                        access.get("attr").and_then(Value::as_str),
+                    ) else {
+                        continue;
+                    };
+                    if is_context(left) {
+                        self.attrs.insert(attr.to_string());
+                        if attr == "args" && op == "." {
+                            // `context.args` on its own.
+                            self.whole_args = true;
+                        }
+                        return;
+                    }
+                    if let Some(Value::Object(inner)) = left.get(".")
+                        && inner.get("attr").and_then(Value::as_str) == Some("args")
+                        && inner.get("left").is_some_and(is_context)
+                    {
+                        self.attrs.insert("args".into());
+                        self.args.insert(attr.to_string());
+                        return;
+                    }
+                }
+                map.values().for_each(|v| self.visit(v));
+            }
+            Value::Array(items) => items.iter().for_each(|v| self.visit(v)),
+            _ => {}
+        }
+    }
+}
+
+fn is_context(node: &Value) -> bool {
+    node.get("Var").and_then(Value::as_str) == Some("context")
+}
+
 /// The request context of a query (attributes no policy mentions are
 /// left out: policies were validated, requests are not).
-fn context(query: &Query<'_>, uses: ContextUse) -> Result<Context, String> {
+fn context(query: &Query<'_>, uses: &ContextUse, with_args: bool) -> Result<Context, String> {
+    let args = if with_args { query.args } else { None };
     let mut context = vec![(
         "listing".to_string(),
         RestrictedExpression::new_bool(query.args.is_none()),
@@ -838,9 +1041,9 @@ fn context(query: &Query<'_>, uses: ContextUse) -> Result<Context, String> {
         } => {
             let believed = annotations.believed(server.trusted);
             context.push(("annotations".into(), believed.to_cedar()));
-            context.push(("args".into(), context::args(query.args)?));
+            context.push(("args".into(), context::args(args, &uses.args)?));
         }
-        Target::Prompt { .. } => context.push(("args".into(), context::args(query.args)?)),
+        Target::Prompt { .. } => context.push(("args".into(), context::args(args, &uses.args)?)),
         Target::Resource { .. } | Target::Model { .. } | Target::Admin { .. } => {}
     }
     Context::from_pairs(context).map_err(|e| e.to_string())
@@ -1107,13 +1310,30 @@ impl Engine {
 /// [`MAX_SLICES`]).
 struct Index {
     policies: Vec<cedar_policy::Policy>,
+    /// Per policy, when the index alone decides its scope (see
+    /// [`unscoped`]): the same policy with the scope `principal, action,
+    /// resource`, which Cedar evaluates faster.
+    unscoped: Vec<Option<cedar_policy::Policy>>,
     /// Entity (as `Type::"id"`) a principal scope names → policies; `None`
     /// key: any principal.
     by_principal: HashMap<Option<String>, Vec<usize>>,
     by_resource: HashMap<Option<String>, Vec<usize>>,
     /// Per policy: the actions it names (`None`: any).
     actions: Vec<Option<Vec<String>>>,
-    slices: std::sync::Mutex<HashMap<Vec<usize>, Arc<PolicySet>>>,
+    /// Per policy: whether it reads what changes from call to call (see
+    /// [`Slice`]).
+    varying: Vec<bool>,
+    slices: std::sync::Mutex<HashMap<Vec<usize>, Arc<Slice>>>,
+}
+
+/// The policies that can apply to some requests, split by what they read.
+struct Slice {
+    /// Policies that read neither the arguments, the clock nor the request
+    /// id: for one caller, target and listing flag, their outcome never
+    /// changes, so it is found once (see [`Prepared`]).
+    fixed: PolicySet,
+    /// The others, evaluated for every call.
+    varying: PolicySet,
 }
 
 /// Most remembered policy slices; at the bound they are all dropped.
@@ -1124,9 +1344,11 @@ impl Index {
         use cedar_policy::{ActionConstraint, PrincipalConstraint, ResourceConstraint};
         let mut index = Index {
             policies: Vec::new(),
+            unscoped: Vec::new(),
             by_principal: HashMap::new(),
             by_resource: HashMap::new(),
             actions: Vec::new(),
+            varying: Vec::new(),
             slices: std::sync::Mutex::default(),
         };
         for (i, policy) in set.policies().enumerate() {
@@ -1154,6 +1376,8 @@ impl Index {
             index.by_principal.entry(principal).or_default().push(i);
             index.by_resource.entry(resource).or_default().push(i);
             index.actions.push(actions);
+            index.unscoped.push(unscoped(policy));
+            index.varying.push(ContextReads::of(policy).varies());
             index.policies.push(policy.clone());
         }
         index
@@ -1167,7 +1391,7 @@ impl Index {
         resource: &EntityUid,
         server: Option<&ServerFacts>,
         action: Action,
-    ) -> Arc<PolicySet> {
+    ) -> Arc<Slice> {
         let gather = |map: &HashMap<Option<String>, Vec<usize>>, keys: &[String]| {
             let mut found: Vec<usize> = map.get(&None).cloned().unwrap_or_default();
             for key in keys {
@@ -1199,12 +1423,21 @@ impl Index {
         if let Some(set) = slices.get(&chosen) {
             return set.clone();
         }
-        let mut set = PolicySet::new();
+        let mut slice = Slice {
+            fixed: PolicySet::new(),
+            varying: PolicySet::new(),
+        };
         for i in &chosen {
+            let policy = self.unscoped[*i].as_ref().unwrap_or(&self.policies[*i]);
+            let part = if self.varying[*i] {
+                &mut slice.varying
+            } else {
+                &mut slice.fixed
+            };
             // Ids are unique in the whole set, so in any part of it.
-            let _ = set.add(self.policies[*i].clone());
+            let _ = part.add(policy.clone());
         }
-        let set = Arc::new(set);
+        let set = Arc::new(slice);
         if slices.len() >= MAX_SLICES {
             slices.clear();
         }
@@ -1213,12 +1446,44 @@ impl Index {
     }
 }
 
+/// `policy` with its scope removed, when a slice of the [`Index`] only
+/// ever holds it for requests its scope matches: then the scope is
+/// already known true, and Cedar need not test it again (each test
+/// allocates). The principal's entities are the principal and its groups
+/// (groups have no parents), a resource's are it and its server, and
+/// actions are matched by name; so `in` scopes are exact, `==` scopes are
+/// exact unless they name a group (a principal) or a server (a resource),
+/// which the index matches through membership, and `is` scopes are not
+/// indexed. `None`: keep the policy as written.
+fn unscoped(policy: &cedar_policy::Policy) -> Option<cedar_policy::Policy> {
+    use cedar_policy::{PrincipalConstraint, ResourceConstraint};
+    let exact_principal = match policy.principal_constraint() {
+        PrincipalConstraint::Any | PrincipalConstraint::In(_) => true,
+        PrincipalConstraint::Eq(e) => e.type_name().to_string() != "Group",
+        PrincipalConstraint::Is(_) | PrincipalConstraint::IsIn(..) => false,
+    };
+    let exact_resource = match policy.resource_constraint() {
+        ResourceConstraint::Any | ResourceConstraint::In(_) => true,
+        ResourceConstraint::Eq(e) => e.type_name().to_string() != "Server",
+        ResourceConstraint::Is(_) | ResourceConstraint::IsIn(..) => false,
+    };
+    if !(exact_principal && exact_resource) {
+        return None;
+    }
+    let mut json = policy.to_json().ok()?;
+    for scope in ["principal", "action", "resource"] {
+        json[scope] = serde_json::json!({"op": "All"});
+    }
+    cedar_policy::Policy::from_json(Some(policy.id().clone()), json).ok()
+}
+
 /// Decisions already taken, per policy set (a reload starts afresh). A
 /// decision is a pure function of the caller (with its groups, roles and
 /// address), the target (with its server and annotations), the arguments
-/// and whether it is a listing, unless a policy reads the clock or the
-/// request id, in which case nothing is remembered. Arguments over
-/// [`MAX_CACHED_ARGS`] bytes are not remembered either; at most
+/// policies read (see [`ArgsUse`]) and whether it is a listing, unless a
+/// policy reads the clock or the request id, in which case nothing is
+/// remembered. Read arguments over [`MAX_CACHED_ARGS`] bytes are not
+/// remembered either; at most
 /// [`MAX_DECISIONS`] decisions, then all are dropped.
 #[derive(Default)]
 struct DecisionCache {
@@ -1240,11 +1505,14 @@ struct DecisionKey {
 }
 
 impl DecisionKey {
-    fn of(query: &Query<'_>) -> Option<DecisionKey> {
+    /// The key of `query`, whose arguments count only as far as policies
+    /// read them.
+    fn of(query: &Query<'_>, uses: &ArgsUse) -> Option<DecisionKey> {
         let args = match query.args {
             None => None,
             Some(map) => {
-                let json = serde_json::to_string(map).ok()?;
+                let read: Vec<_> = context::read_args(map, uses).collect();
+                let json = serde_json::to_string(&read).ok()?;
                 if json.len() > MAX_CACHED_ARGS {
                     return None;
                 }
@@ -1334,28 +1602,39 @@ struct Prepared {
     principal: EntityUid,
     resource: EntityUid,
     entities: Entities,
-    slice: Arc<PolicySet>,
+    slice: Arc<Slice>,
+    /// What `slice.fixed` decides.
+    fixed: Outcome,
 }
 
-type PreparedKey = (Caller, Action, String, Option<ServerFacts>);
+/// What a [`Prepared`] was built for (the kind of target gives the action).
+struct PreparedKey {
+    caller: Caller,
+    kind: &'static str,
+    id: String,
+    server: Option<ServerFacts>,
+    annotations: Option<Annotations>,
+    listing: bool,
+}
 
 /// Most kept [`Prepared`]; at the bound they are all dropped.
 const MAX_PREPARED: usize = 10_000;
 
-/// `Kind::id` of a target.
-fn target_id(target: &Target<'_>) -> String {
-    match target {
-        Target::Tool { name, .. } => format!("Tool::{name}"),
-        Target::Resource { uri, .. } => format!("Resource::{uri}"),
-        Target::Prompt { name, .. } => format!("Prompt::{name}"),
-        Target::Model { name } => format!("Model::{name}"),
-        Target::Admin { name } => format!("Admin::{name}"),
+/// The kind and id of a target.
+fn target_id<'a>(target: &Target<'a>) -> (&'static str, &'a str) {
+    match *target {
+        Target::Tool { name, .. } => ("Tool", name),
+        Target::Resource { uri, .. } => ("Resource", uri),
+        Target::Prompt { name, .. } => ("Prompt", name),
+        Target::Model { name } => ("Model", name),
+        Target::Admin { name } => ("Admin", name),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn policies(text: &str) -> (tempfile::TempDir, Policies) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1423,6 +1702,186 @@ mod tests {
         }
         // Past the bound it starts afresh, keeping the newest.
         assert_eq!(cache.lock().len(), 5);
+    }
+
+    /// Cedar's own answer: the whole set as written, one entity store.
+    fn reference(p: &Policies, query: &Query<'_>) -> Decision {
+        let principal = principal_entities(query.caller);
+        let (resource, mut entities) = target_entities(&query.target).expect("entities");
+        entities.extend(principal.entities);
+        let entities = Entities::from_entities(entities, None).expect("entities");
+        let request = p
+            .request(query, &principal.uid, resource, true)
+            .expect("request");
+        Outcome::of(&p.set, &request, &entities).decision(&p.reasons)
+    }
+
+    #[test]
+    fn slices_decide_exactly_as_the_whole_set() {
+        // Scopes of every kind the index handles (or does not), policies
+        // that read arguments, the address or nothing, and one that fails
+        // to evaluate on a string count.
+        let (_dir, p) = policies(
+            r#"@id("read-only") permit (principal, action == Action::"call_tool", resource) when { context.annotations.read_only };
+@id("eng-writes") permit (principal in Group::"eng", action == Action::"call_tool", resource) when { !context.annotations.destructive };
+@id("alice") permit (principal == User::"alice", action, resource);
+@id("group-eq") permit (principal == Group::"eng", action, resource);
+@id("server-eq") permit (principal, action, resource == Server::"gh");
+@id("agents") permit (principal is Agent, action == Action::"call_tool", resource in Server::"gh");
+@id("tool-is") forbid (principal, action, resource is Tool in Server::"prod") when { !context.annotations.read_only };
+@id("one-tool") forbid (principal, action == Action::"call_tool", resource == Tool::"gh__delete");
+@id("repo") forbid (principal, action == Action::"call_tool", resource in Server::"gh") when { context.args has repository && !(context.args.repository like "acme/*") };
+@id("title") forbid (principal, action == Action::"call_tool", resource) when { context.args has title && context.args.title like "x*" };
+@id("office") forbid (principal, action, resource in Server::"prod") unless { context.client_ip.isInRange(ip("10.0.0.0/8")) };
+@id("prompts") permit (principal, action in [Action::"get_prompt", Action::"read_resource"], resource) when { principal.credential != "api_key" };
+"#,
+        );
+        let servers = ["gh", "prod", "notes"].map(|name| ServerFacts {
+            name: name.into(),
+            trusted: name != "notes",
+            ..ServerFacts::default()
+        });
+        let callers = [
+            ("alice", Credential::AccessToken, vec![], "10.1.2.3"),
+            (
+                "bob",
+                Credential::AccessToken,
+                vec!["eng".to_string()],
+                "192.0.2.1",
+            ),
+            (
+                "bot",
+                Credential::ApiKey,
+                vec!["eng".to_string()],
+                "10.0.0.9",
+            ),
+            ("eng", Credential::AccessToken, vec![], "10.0.0.1"),
+        ]
+        .map(|(subject, credential, groups, address)| Caller {
+            groups,
+            address: address.parse().ok(),
+            ..Caller::new(subject.into(), credential)
+        });
+        let args = [
+            json!({}),
+            json!({"repository": "acme/x"}),
+            json!({"repository": "evil/x", "body": "text"}),
+            json!({"title": "xy"}),
+            json!({"title": 11}),
+        ];
+        let annotations = [
+            Annotations::WORST,
+            Annotations {
+                read_only: true,
+                destructive: false,
+                idempotent: true,
+                open_world: false,
+            },
+        ];
+        let mut compared = 0;
+        for caller in &callers {
+            for server in &servers {
+                for name in ["delete", "read"] {
+                    let name = format!("{}__{name}", server.name);
+                    let mut targets: Vec<Target<'_>> = annotations
+                        .iter()
+                        .map(|a| Target::Tool {
+                            name: &name,
+                            server,
+                            annotations: *a,
+                        })
+                        .collect();
+                    targets.push(Target::Prompt {
+                        name: &name,
+                        server,
+                    });
+                    targets.push(Target::Resource { uri: &name, server });
+                    for target in &targets {
+                        for a in args.iter().map(|a| a.as_object()).chain([None]) {
+                            let query = Query {
+                                caller,
+                                target: target.clone(),
+                                args: a,
+                                request_id: "r",
+                            };
+                            // Twice: built, then from what was kept.
+                            for _ in 0..2 {
+                                assert_eq!(
+                                    p.decide_uncached(&query),
+                                    reference(&p, &query),
+                                    "{} {target:?} {a:?}",
+                                    caller.subject
+                                );
+                                compared += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 4 * 3 * 2 * 4 * 6 * 2);
+    }
+
+    #[test]
+    fn only_the_arguments_policies_read_count() {
+        let (_dir, p) = policies(
+            r#"@id("all") permit (principal, action, resource);
+@id("repo") forbid (principal, action == Action::"call_tool", resource) when { context.args has repository && context.args.repository == "x" };
+@id("title") forbid (principal, action == Action::"call_tool", resource) when { context.args has title && context.args.title == "y" };
+"#,
+        );
+        assert_eq!(
+            p.uses.args,
+            ArgsUse::Only(["repository".to_string(), "title".to_string()].into())
+        );
+        let server = ServerFacts {
+            name: "s".into(),
+            ..ServerFacts::default()
+        };
+        let caller = Caller::new("u".into(), Credential::AccessToken);
+        let decide = |args: Value| {
+            p.decide(&Query {
+                caller: &caller,
+                target: Target::Tool {
+                    name: "s__t",
+                    server: &server,
+                    annotations: Annotations::WORST,
+                },
+                args: args.as_object(),
+                request_id: "r",
+            })
+        };
+        // An argument nested past the limit that no policy reads is not
+        // converted, so it cannot deny; one that is read does.
+        let mut deep = json!(1);
+        for _ in 0..=context::MAX_ARG_DEPTH {
+            deep = json!([deep]);
+        }
+        assert!(decide(json!({"title": "t", "body": deep.clone()})).allowed);
+        assert!(!decide(json!({"title": "t", "repository": deep})).allowed);
+        assert!(!decide(json!({"repository": "x", "body": "a"})).allowed);
+        // Calls that differ only in what no policy reads share a decision,
+        // however large.
+        let before = p.decisions.lock().len();
+        for i in 0..50 {
+            assert!(decide(json!({"title": "u", "body": "b".repeat(4096 + i)})).allowed);
+        }
+        assert_eq!(p.decisions.lock().len(), before + 1);
+    }
+
+    #[test]
+    fn context_reads_are_found() {
+        let (_dir, p) = policies(
+            "@id(\"whole-args\") permit (principal, action == Action::\"call_tool\", resource) when { context.args == context.args };\n",
+        );
+        assert_eq!(p.uses.args, ArgsUse::All);
+        assert!(!p.uses.time && !p.uses.client_ip);
+        let (_dir, p) = policies(
+            "@id(\"t\") permit (principal, action, resource) when { context.time.hour > 8 && context.client_ip.isIpv4() };\n@id(\"h\") permit (principal, action == Action::\"call_tool\", resource) when { context has args };\n",
+        );
+        assert!(p.uses.time && p.uses.client_ip && !p.uses.request_id);
+        assert_eq!(p.uses.args, ArgsUse::Only(Default::default()));
+        assert!(!p.cacheable(), "a policy reads the clock");
     }
 
     #[test]

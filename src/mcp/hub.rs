@@ -15,7 +15,8 @@
 //!   is refused (with an error to the upstream), because guessing could hand
 //!   one user's data to another.
 //!
-//! The hub also knows the connected sessions, to forward `list_changed`.
+//! The hub also knows the connected sessions and who opened them, to forward
+//! `list_changed` to those whose lists changed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +24,8 @@ use std::time::Duration;
 
 use rmcp::model::{ProgressToken, RequestId};
 use rmcp::service::{Peer, RoleClient, RoleServer, SubscriptionSink};
+
+use crate::pipeline::Caller;
 
 /// Process-unique id of a downstream session (one per MCP session, or one per
 /// request for stateless clients).
@@ -51,8 +54,8 @@ type Key = (Arc<str>, RequestId);
 struct Inner {
     calls: HashMap<Key, Downstream>,
     progress: HashMap<(Arc<str>, ProgressToken), Downstream>,
-    sessions: HashMap<SessionId, Peer<RoleServer>>,
-    subscriptions: HashMap<SessionId, (SubscriptionSink, ListChanged)>,
+    sessions: HashMap<SessionId, (Peer<RoleServer>, Caller)>,
+    subscriptions: HashMap<SessionId, (SubscriptionSink, ListChanged, Caller)>,
     /// (server, upstream URI) → sessions subscribed to it (2025-11-25
     /// `resources/subscribe`), with the URI as each knows it.
     resource_subscribers: HashMap<(Arc<str>, String), HashMap<SessionId, ResourceSubscriber>>,
@@ -93,8 +96,9 @@ pub struct ResourceSubscriber {
 /// Most resources one session may subscribe to; beyond it, subscribe fails.
 pub const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1000;
 
-/// Which `list_changed` notifications a subscriber asked for.
-#[derive(Debug, Clone, Copy, Default)]
+/// Which lists changed, or which `list_changed` notifications a subscriber
+/// asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ListChanged {
     pub tools: bool,
     pub resources: bool,
@@ -385,20 +389,21 @@ impl Hub {
         self.lock().tasks.get(task_id).cloned()
     }
 
-    /// Admit a session for `list_changed` notifications.
+    /// Admit a session, opened by `caller`, for `list_changed` notifications.
     pub fn add_session(
         &self,
         id: SessionId,
         peer: Peer<RoleServer>,
+        caller: Caller,
     ) -> Result<(), TooManySessions> {
         let mut inner = self.lock();
         if inner.sessions.len() >= self.max_sessions {
-            inner.sessions.retain(|_, p| !p.is_transport_closed());
+            inner.sessions.retain(|_, (p, _)| !p.is_transport_closed());
             if inner.sessions.len() >= self.max_sessions {
                 return Err(TooManySessions(inner.sessions.len()));
             }
         }
-        inner.sessions.insert(id, peer);
+        inner.sessions.insert(id, (peer, caller));
         Ok(())
     }
 
@@ -406,8 +411,14 @@ impl Hub {
         self.lock().sessions.len()
     }
 
-    pub fn add_subscription(&self, id: SessionId, sink: SubscriptionSink, wants: ListChanged) {
-        self.lock().subscriptions.insert(id, (sink, wants));
+    pub fn add_subscription(
+        &self,
+        id: SessionId,
+        sink: SubscriptionSink,
+        wants: ListChanged,
+        caller: Caller,
+    ) {
+        self.lock().subscriptions.insert(id, (sink, wants, caller));
     }
 
     pub fn remove_subscription(&self, id: SessionId) {
@@ -416,18 +427,47 @@ impl Hub {
 
     /// Tell every connected client what changed. Closed sessions are pruned.
     pub fn broadcast_list_changed(&self, changed: ListChanged) {
+        self.notify_list_changed(|_| changed);
+    }
+
+    /// The distinct callers of the connected sessions and subscriptions.
+    pub fn callers(&self) -> Vec<Caller> {
+        let inner = self.lock();
+        let callers: std::collections::HashSet<&Caller> = inner
+            .sessions
+            .values()
+            .filter(|(p, _)| !p.is_transport_closed())
+            .map(|(_, c)| c)
+            .chain(inner.subscriptions.values().map(|(_, _, c)| c))
+            .collect();
+        callers.into_iter().cloned().collect()
+    }
+
+    /// Tell each connected client what changed for its caller. Closed
+    /// sessions are pruned.
+    pub fn notify_list_changed(&self, changed: impl Fn(&Caller) -> ListChanged) {
         let (peers, sinks) = {
             let mut inner = self.lock();
-            inner.sessions.retain(|_, p| !p.is_transport_closed());
-            let peers: Vec<_> = inner.sessions.values().cloned().collect();
-            let sinks: Vec<_> = inner.subscriptions.values().cloned().collect();
+            inner.sessions.retain(|_, (p, _)| !p.is_transport_closed());
+            let peers: Vec<_> = inner
+                .sessions
+                .values()
+                .map(|(p, c)| (p.clone(), changed(c)))
+                .filter(|(_, what)| *what != ListChanged::default())
+                .collect();
+            let sinks: Vec<_> = inner
+                .subscriptions
+                .values()
+                .map(|(sink, wants, c)| (sink.clone(), *wants, changed(c)))
+                .filter(|(_, _, what)| *what != ListChanged::default())
+                .collect();
             (peers, sinks)
         };
         if peers.is_empty() && sinks.is_empty() {
             return;
         }
         tokio::spawn(async move {
-            for peer in peers {
+            for (peer, changed) in peers {
                 if changed.tools {
                     let _ = peer.notify_tool_list_changed().await;
                 }
@@ -438,7 +478,7 @@ impl Hub {
                     let _ = peer.notify_prompt_list_changed().await;
                 }
             }
-            for (sink, wants) in sinks {
+            for (sink, wants, changed) in sinks {
                 if changed.tools && wants.tools {
                     let _ = sink.notify_tool_list_changed().await;
                 }

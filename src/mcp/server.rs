@@ -165,7 +165,7 @@ impl ServerHandler for VirtualServer {
     ) -> Result<InitializeResult, ErrorData> {
         self.gw
             .hub
-            .add_session(self.session, context.peer.clone())
+            .add_session(self.session, context.peer.clone(), self.caller_of(&context))
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         context.peer.set_peer_info(request.clone());
         self.negotiate_initialize(&request)
@@ -384,9 +384,12 @@ impl ServerHandler for VirtualServer {
             resources: accepted.resources_list_changed == Some(true),
             prompts: accepted.prompts_list_changed == Some(true),
         };
-        self.gw
-            .hub
-            .add_subscription(self.session, context.sink().clone(), wants);
+        self.gw.hub.add_subscription(
+            self.session,
+            context.sink().clone(),
+            wants,
+            self.caller_of(context.request_context()),
+        );
         context.cancelled().await;
         self.gw.hub.remove_subscription(self.session);
         Ok(())

@@ -18,6 +18,7 @@ use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 use crate::app::Gateway;
 use crate::authorize::{Annotations, Policies, Query, Target};
 use crate::mcp::catalog::Catalog;
+use crate::mcp::hub::ListChanged;
 use crate::pipeline::Caller;
 
 fn visible(policies: &Policies, caller: &Caller, target: Target<'_>) -> bool {
@@ -148,32 +149,53 @@ fn resource_visible(
 
 /// The resources `caller` may see.
 pub fn resources(gw: &Gateway, caller: &Caller) -> Vec<Resource> {
-    let catalog = gw.catalog();
-    let policies = gw.policies.current();
+    resources_under(gw, &gw.catalog(), &gw.policies.current(), caller)
+}
+
+fn resources_under(
+    gw: &Gateway,
+    catalog: &Catalog,
+    policies: &Policies,
+    caller: &Caller,
+) -> Vec<Resource> {
     catalog
         .resources
         .iter()
-        .filter(|r| resource_visible(gw, &catalog, &policies, caller, &r.uri))
+        .filter(|r| resource_visible(gw, catalog, policies, caller, &r.uri))
         .cloned()
         .collect()
 }
 
 /// The resource templates `caller` may see (decided on the template).
 pub fn resource_templates(gw: &Gateway, caller: &Caller) -> Vec<ResourceTemplate> {
-    let catalog = gw.catalog();
-    let policies = gw.policies.current();
+    templates_under(gw, &gw.catalog(), &gw.policies.current(), caller)
+}
+
+fn templates_under(
+    gw: &Gateway,
+    catalog: &Catalog,
+    policies: &Policies,
+    caller: &Caller,
+) -> Vec<ResourceTemplate> {
     catalog
         .resource_templates
         .iter()
-        .filter(|t| resource_visible(gw, &catalog, &policies, caller, &t.uri_template))
+        .filter(|t| resource_visible(gw, catalog, policies, caller, &t.uri_template))
         .cloned()
         .collect()
 }
 
 /// The prompts `caller` may see.
 pub fn prompts(gw: &Gateway, caller: &Caller) -> Vec<Prompt> {
-    let catalog = gw.catalog();
-    let policies = gw.policies.current();
+    prompts_under(gw, &gw.catalog(), &gw.policies.current(), caller)
+}
+
+fn prompts_under(
+    gw: &Gateway,
+    catalog: &Catalog,
+    policies: &Policies,
+    caller: &Caller,
+) -> Vec<Prompt> {
     catalog
         .prompts
         .iter()
@@ -185,7 +207,7 @@ pub fn prompts(gw: &Gateway, caller: &Caller) -> Vec<Prompt> {
                 return false;
             };
             visible(
-                &policies,
+                policies,
                 caller,
                 Target::Prompt {
                     name: &p.name,
@@ -195,6 +217,38 @@ pub fn prompts(gw: &Gateway, caller: &Caller) -> Vec<Prompt> {
         })
         .cloned()
         .collect()
+}
+
+/// Which of `caller`'s lists differ between two policy sets (over the
+/// current catalog): what a policy reload must announce to them.
+pub fn changed(gw: &Gateway, old: &Policies, new: &Policies, caller: &Caller) -> ListChanged {
+    let catalog = gw.catalog();
+    let differ = |list: &dyn Fn(&Policies) -> Vec<String>| list(old) != list(new);
+    ListChanged {
+        tools: differ(&|p| {
+            build_tools(gw, &catalog, p, caller)
+                .into_iter()
+                .map(|t| t.name.into_owned())
+                .collect()
+        }),
+        resources: differ(&|p| {
+            resources_under(gw, &catalog, p, caller)
+                .into_iter()
+                .map(|r| r.uri)
+                .chain(
+                    templates_under(gw, &catalog, p, caller)
+                        .into_iter()
+                        .map(|t| t.uri_template),
+                )
+                .collect()
+        }),
+        prompts: differ(&|p| {
+            prompts_under(gw, &catalog, p, caller)
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -329,6 +329,19 @@ pub async fn connect(url: &str) -> (Client, Arc<Heard>) {
     (client, heard)
 }
 
+/// [`connect`] with an API key (or any bearer token).
+pub async fn connect_with_key(url: &str, key: &str) -> (Client, Arc<Heard>) {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let handler = TestClient::default();
+    let heard = handler.heard.clone();
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(key);
+    let client = handler
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap();
+    (client, heard)
+}
+
 pub fn call(name: &str, args: serde_json::Value) -> CallToolRequestParams {
     let mut p = CallToolRequestParams::new(name.to_string());
     p.arguments = args.as_object().cloned();

@@ -367,6 +367,9 @@ async fn reloads_under_load_keep_every_call_and_announce_visibility_changes() {
     let (watcher, heard) = connect(&gw.url).await;
     let before = visible(&watcher).await;
     assert_eq!(before, 1, "only the read-only echo__echo");
+    // Another caller, whose list the change below leaves alone.
+    let (bystander, bystander_heard) = connect_with_key(&gw.url, &key(&gw, "ops", &["ops"])).await;
+    assert_eq!(visible(&bystander).await, 1);
 
     // 50 clients calling all along.
     let stop = CancellationToken::new();
@@ -443,6 +446,16 @@ async fn reloads_under_load_keep_every_call_and_announce_visibility_changes() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // Sent together; the bystander, whose list did not change, hears none.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        bystander_heard
+            .tools_changed
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "list_changed to a client whose list did not change"
+    );
+    assert_eq!(visible(&bystander).await, 1);
 
     stop.cancel();
     let mut total = 0;
