@@ -1,7 +1,7 @@
 //! Tool-level RBAC through the real gateway: the repository's default
 //! policies (`policies/*.cedar`) over a trusted notes server, an untrusted
 //! echo server and a team-owned `github` server; callers are API keys with
-//! groups.
+//! groups, and Okta and Entra access tokens from a real OpenID provider.
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -121,6 +121,11 @@ struct Setup {
 }
 
 async fn setup(extra_policies: &[(&'static str, &'static str)]) -> Setup {
+    setup_with(extra_policies, "").await
+}
+
+/// [`setup`] with extra config lines (identity providers).
+async fn setup_with(extra_policies: &[(&'static str, &'static str)], config: &str) -> Setup {
     let ct = CancellationToken::new();
     let echo = http_upstream(Echo::new, ct.clone()).await;
     let github = http_upstream(Echo::new, ct.clone()).await;
@@ -144,8 +149,24 @@ async fn setup(extra_policies: &[(&'static str, &'static str)]) -> Setup {
         .iter()
         .map(|(n, t)| (n.as_str(), t.as_str()))
         .collect();
-    let gw = Gateway::start_governed(&servers, "", false, &files).await;
+    let gw = Gateway::start_governed(&servers, config, false, &files).await;
     gw.wait_ready(&["notes", "echo", "github"]).await;
+    // Ready once every identity provider's keys are in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = reqwest::get(format!("http://{}/readyz", gw.addr))
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            r.text().await.unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     Setup { gw, ct }
 }
 
@@ -248,6 +269,121 @@ async fn the_default_policies_decide_lists_and_calls() {
             .await
             .unwrap_err();
         assert!(confused.contains("could not be evaluated"), "{confused}");
+    }
+    s.ct.cancel();
+}
+
+/// The default policies for people and agents signed in at Okta and Entra
+/// ID (User principals, groups and app roles from their tokens).
+#[tokio::test]
+async fn the_default_policies_decide_for_okta_and_entra_tokens() {
+    use crate::common::idp::RealIdp;
+    let Some(idp) = RealIdp::start().await else {
+        return;
+    };
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    let okta = "/okta/oauth2/default";
+    let entra = format!("/entra/{TENANT}/v2.0");
+    let config = format!(
+        "[[auth.issuers]]\nname = \"okta\"\nprovider = \"okta\"\nissuer = \"{url}{okta}\"\n\
+         audiences = [\"api://default\"]\n\
+         [[auth.issuers]]\nname = \"entra\"\nprovider = \"entra\"\ntenants = [\"{TENANT}\"]\n\
+         authority = \"{url}/entra\"\nsts = \"{url}/sts\"\naudiences = [\"api://toolgate\"]\n\
+         [auth.issuers.group_map]\n\"0f5a-eng\" = \"eng\"\n",
+        url = idp.url
+    );
+    let s = setup_with(&[], &config).await;
+    let url = &s.gw.url;
+    let person = |uid: &str, groups: &[&str]| json!({"uid": uid, "groups": groups});
+    let reader = idp.token(okta, person("00u-reader", &[])).await;
+    let eng = idp.token(okta, person("00u-eng", &["eng"])).await;
+    let approver = idp
+        .token(okta, person("00u-approver", &["approvers"]))
+        .await;
+    let platform = idp.token(okta, person("00u-platform", &["platform"])).await;
+    let breakglass = idp.token(okta, person("00u-bg", &["break-glass"])).await;
+    // An Entra agent with the Tools.Write app role, and a person whose
+    // group id maps to eng.
+    let entra_writer = idp
+        .token(&entra, json!({"oid": "22222222-0000-0000-0000-000000000001", "roles": ["Tools.Write"], "scp": null}))
+        .await;
+    let entra_eng = idp
+        .token(
+            &entra,
+            json!({"oid": "22222222-0000-0000-0000-000000000002", "groups": ["0f5a-eng"]}),
+        )
+        .await;
+
+    let reads = ["notes__list_notes", "notes__read_note"];
+    let writes = ["notes__add_note", "notes__list_notes", "notes__read_note"];
+    for via_rmcp in [false, true] {
+        for (who, token, want) in [
+            ("okta reader", &reader, &reads[..]),
+            ("okta eng", &eng, &writes[..]),
+            ("okta approver", &approver, &writes[..]),
+            ("entra app role Tools.Write", &entra_writer, &writes[..]),
+            ("entra group mapped to eng", &entra_eng, &writes[..]),
+        ] {
+            let session = Session::open(url, token, via_rmcp).await;
+            // The untrusted echo server's read-only tool counts as
+            // destructive, so none of them sees it; github is the
+            // platform team's.
+            assert_eq!(session.tools().await, want, "{who}");
+            let added = session
+                .call("notes__add_note", json!({"title": "t", "body": "b"}))
+                .await;
+            assert_eq!(added.is_ok(), want.len() == 3, "{who}: {added:?}");
+            // Destructive: hidden, the same answer as an unknown tool.
+            let refused = session
+                .call("notes__delete_note", json!({"title": "t"}))
+                .await
+                .unwrap_err();
+            assert!(refused.contains("rpc: Unknown tool"), "{who}: {refused}");
+        }
+
+        // break-glass destroys (the forbid's `unless`), on any server.
+        let b = Session::open(url, &breakglass, via_rmcp).await;
+        let tools = b.tools().await;
+        assert!(tools.contains(&"echo__crash".to_string()), "{tools:?}");
+        assert!(
+            b.call("notes__delete_note", json!({"title": "t"}))
+                .await
+                .is_ok()
+        );
+
+        // The platform team's server, with its repository allowlist: the
+        // refusal names the policy and its reason; forbid wins over the
+        // team's permit.
+        let p = Session::open(url, &platform, via_rmcp).await;
+        assert!(p.tools().await.contains(&"github__echo".to_string()));
+        assert_eq!(
+            p.call(
+                "github__echo",
+                json!({"message": "hi", "repository": "acme/x"})
+            )
+            .await,
+            Ok("hi".into())
+        );
+        let denied = p
+            .call(
+                "github__echo",
+                json!({"message": "hi", "repository": "evil/x"}),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            denied.contains("github-repository-allowlist")
+                && denied.contains("only repositories under acme/"),
+            "{denied}"
+        );
+        // eng does not even see github (default deny for everyone else).
+        let e = Session::open(url, &eng, via_rmcp).await;
+        assert!(
+            e.call("github__echo", json!({"message": "hi"}))
+                .await
+                .unwrap_err()
+                .contains("rpc: Unknown tool")
+        );
     }
     s.ct.cancel();
 }
