@@ -1106,7 +1106,21 @@ fn load_schema(
         }
     };
     match Schema::from_cedarschema_str(text) {
-        Ok((schema, _warnings)) => Some(schema),
+        Ok((schema, _warnings)) => {
+            // The index matches a policy's actions by name (see `Index`).
+            let groups: Vec<String> = schema.action_groups().map(|g| g.to_string()).collect();
+            if !groups.is_empty() {
+                errors.push(PolicyError::whole(
+                    file,
+                    format!(
+                        "action groups are not supported ({}): list the actions in each policy instead, e.g. `action in [Action::\"call_tool\", Action::\"get_prompt\"]`",
+                        groups.join(", ")
+                    ),
+                ));
+                return None;
+            }
+            Some(schema)
+        }
         Err(e) => {
             push_diagnostic(errors, file, text, &e);
             None
@@ -1882,6 +1896,37 @@ mod tests {
         assert!(p.uses.time && p.uses.client_ip && !p.uses.request_id);
         assert_eq!(p.uses.args, ArgsUse::Only(Default::default()));
         assert!(!p.cacheable(), "a policy reads the clock");
+    }
+
+    #[test]
+    fn action_groups_in_the_schema_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let schema = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/schema.cedarschema"),
+        )
+        .expect("schema")
+        .replace(
+            "action call_tool",
+            "action writes;\naction call_tool in [Action::\"writes\"]",
+        );
+        assert!(
+            schema.contains("action writes;"),
+            "the schema declares call_tool"
+        );
+        std::fs::write(dir.path().join("schema.cedarschema"), schema).expect("schema");
+        std::fs::write(
+            dir.path().join("p.cedar"),
+            "@id(\"a\") permit (principal, action, resource);\n",
+        )
+        .expect("policy");
+        let Err(e) = Policies::load(dir.path(), 1) else {
+            panic!("loaded a schema with action groups")
+        };
+        assert!(
+            e.to_string()
+                .contains("action groups are not supported (Action::\"writes\")"),
+            "{e}"
+        );
     }
 
     #[test]
