@@ -64,6 +64,8 @@ pub struct Gateway {
     pub policies: crate::authorize::Engine,
     /// Per-caller tool lists (see `mcp::views`).
     pub list_views: crate::mcp::views::ListCache,
+    /// The audit trail's writer.
+    pub audit: crate::audit::Audit,
     /// Built once: `get_info` runs several times per request.
     instructions: String,
 }
@@ -83,7 +85,11 @@ fn instructions(servers: &[crate::config::ServerConfig]) -> String {
 
 impl Gateway {
     /// Build the gateway and start one supervisor per upstream.
-    pub fn start(config: Config, policies: crate::authorize::Policies) -> Arc<Self> {
+    pub fn start(
+        config: Config,
+        policies: crate::authorize::Policies,
+        audit: crate::audit::Audit,
+    ) -> Arc<Self> {
         let upstreams: Vec<_> = config.servers.iter().cloned().map(Upstream::new).collect();
         let max_sessions = config.http.max_sessions;
         let max_in_flight = config.max_in_flight_calls;
@@ -113,6 +119,7 @@ impl Gateway {
             issuers,
             policies: crate::authorize::Engine::new(policies, config_policies_dir),
             list_views: Default::default(),
+            audit,
             instructions,
         });
         // Bounded: a supervisor waits if the catalog task falls behind.
@@ -247,6 +254,9 @@ impl Gateway {
                 "shutdown grace period over; abandoning calls"
             );
         }
+        // Every queued audit record is written (and a checkpoint signed)
+        // before the process goes.
+        self.audit.close().await;
         self.shutdown.cancel();
     }
 }
@@ -472,6 +482,22 @@ impl crate::pipeline::PolicySource for Gateway {
     fn policies(&self) -> Arc<crate::authorize::Policies> {
         self.policies.current()
     }
+
+    fn audit(&self) -> &crate::audit::Audit {
+        &self.audit
+    }
+}
+
+/// The audit trail over `store`, with its checkpoint key.
+pub fn start_audit(config: &Config, store: &Store) -> Result<crate::audit::Audit, StartError> {
+    let key =
+        crate::audit::SigningKey::load(config.audit.signing_key.as_ref(), &config.storage.data_dir)
+            .map_err(StartError::Audit)?;
+    Ok(crate::audit::Audit::start(
+        store.clone(),
+        config.audit.clone(),
+        key,
+    ))
 }
 
 /// How often `policies/` is checked for changes.
@@ -489,8 +515,28 @@ async fn policy_task(gw: std::sync::Weak<Gateway>) {
             return;
         }
         let old = gw.policies.current();
-        if gw.policies.reload_if_changed(&mut refused) {
-            announce_policy_change(&gw, old).await;
+        let mut record = crate::audit::Record::new(crate::audit::Kind::PolicyReload);
+        match gw.policies.reload_if_changed(&mut refused) {
+            crate::authorize::Reload::Unchanged => continue,
+            crate::authorize::Reload::Swapped => {
+                let new = gw.policies.current();
+                record.outcome = Some("ok");
+                record.detail = Some(serde_json::json!({
+                    "version": new.version,
+                    "policies": new.len(),
+                    "digest": crate::authenticate::api_keys::hex(&new.digest),
+                }));
+                gw.audit.submit(record).await;
+                announce_policy_change(&gw, old).await;
+            }
+            crate::authorize::Reload::Refused(errors) => {
+                record.outcome = Some("refused");
+                record.detail = Some(serde_json::json!({
+                    "version_in_force": old.version,
+                    "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                }));
+                gw.audit.submit(record).await;
+            }
         }
     }
 }
@@ -569,6 +615,8 @@ pub enum StartError {
     FirstKey(#[from] crate::authenticate::api_keys::KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the audit trail's signing key ([audit] signing_key): {0}")]
+    Audit(String),
 }
 
 /// How often API keys' last-use times are written.
@@ -618,7 +666,8 @@ impl HttpServer {
             .await
             .map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
-        let gateway = Gateway::start(config, policies);
+        let audit = start_audit(&config, &store)?;
+        let gateway = Gateway::start(config, policies, audit);
         let issuers = gateway.issuers.clone();
         let sso = match &gateway.config.auth.sso {
             Some(sso) => {
@@ -741,7 +790,13 @@ async fn flush_last_used(keys: Arc<ApiKeys>, stop: CancellationToken) {
 /// `toolgate stdio`: serve one local client over stdin/stdout.
 pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {
     let policies = crate::authorize::Policies::load(&config.policies_dir, 1)?;
-    let gw = Gateway::start(config, policies);
+    let store = Store::open(
+        config.storage.database_url.as_ref().map(|s| s.expose()),
+        &config.storage.data_dir,
+    )
+    .await?;
+    let audit = start_audit(&config, &store)?;
+    let gw = Gateway::start(config, policies, audit);
     let server = VirtualServer::new(gw.clone(), Caller::local_process());
     let running = server.serve(rmcp::transport::stdio()).await?;
     let ct = running.cancellation_token();

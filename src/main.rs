@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Verify and export the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run one of the reference upstream servers shipped with toolgate.
     Reference {
         name: toolgate::reference::Name,
@@ -112,6 +117,36 @@ enum PolicyCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain, the signed checkpoints and (with
+    /// --checkpoints) an exported checkpoint file; name the first bad
+    /// record; exit 1 on any problem.
+    Verify {
+        /// An exported checkpoint file (JSON lines) kept outside the
+        /// database: proves records cut off the end. Default: the
+        /// configured `audit.checkpoint_file`, if it exists.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// The checkpoint signer's public key (hex). Default: derived from
+        /// the configured signing key.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print records as JSON lines, oldest first.
+    Export {
+        /// From this time (RFC 3339, Unix seconds, or a duration ago: 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// Output format (only `jsonl`).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
     },
 }
 
@@ -261,6 +296,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             return keys(&config, command).await;
+        }
+        Command::Audit { command } => {
+            let config = match load(&cli) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            return audit(&config, command).await;
         }
         Command::Stdio => {
             let config = match load(&cli) {
@@ -446,6 +488,101 @@ fn println_stdout(line: &str) {
     println!("{line}");
 }
 
+async fn audit(config: &Config, command: &AuditCommand) -> anyhow::Result<ExitCode> {
+    use toolgate::audit::{SigningKey, query, verify};
+    let store = toolgate::storage::Store::open(
+        config.storage.database_url.as_ref().map(|s| s.expose()),
+        &config.storage.data_dir,
+    )
+    .await?;
+    match command {
+        AuditCommand::Verify {
+            checkpoints,
+            public_key,
+        } => {
+            let public_key = match public_key {
+                Some(key) => key.trim().to_lowercase(),
+                None => {
+                    let key_file = config.storage.data_dir.join("audit.key");
+                    if config.audit.signing_key.is_none() && !key_file.exists() {
+                        anyhow::bail!(
+                            "no audit signing key: neither [audit] signing_key nor {} is there; give the signer's public key with --public-key",
+                            key_file.display()
+                        );
+                    }
+                    SigningKey::load(config.audit.signing_key.as_ref(), &config.storage.data_dir)
+                        .map_err(anyhow::Error::msg)?
+                        .public_hex()
+                }
+            };
+            let exported = checkpoints.clone().or_else(|| {
+                let file = &config.audit.checkpoint_file;
+                file.exists().then(|| file.clone())
+            });
+            let v = verify::verify(store.pool(), &public_key, exported.as_deref())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let range = match (v.first_seq, v.last_seq) {
+                (Some(a), Some(b)) => format!("seq {a}..={b}"),
+                _ => "no records".into(),
+            };
+            println_stdout(&format!(
+                "{} records ({range}), {} stored checkpoints, {} exported checkpoints{}",
+                v.records,
+                v.checkpoints,
+                v.exported,
+                exported
+                    .as_ref()
+                    .map(|f| format!(" ({})", f.display()))
+                    .unwrap_or_default()
+            ));
+            if v.ok() {
+                println_stdout("audit trail verified: no problems");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for p in &v.problems {
+                println_stdout(&format!("problem: {}", p.message));
+            }
+            if v.more > 0 {
+                println_stdout(&format!("… and {} more problems", v.more));
+            }
+            if let Some(seq) = v.first_bad_seq() {
+                println_stdout(&format!("first bad seq: {seq}"));
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        AuditCommand::Export {
+            since,
+            until,
+            format,
+        } => {
+            if format != "jsonl" {
+                anyhow::bail!("--format {format}: only jsonl is supported");
+            }
+            let now = toolgate::audit::now_ms();
+            let time = |t: &Option<String>| {
+                t.as_deref()
+                    .map(|t| query::parse_time(t, now))
+                    .transpose()
+                    .map_err(anyhow::Error::msg)
+            };
+            let filter = query::Filter {
+                since_ms: time(since)?,
+                until_ms: time(until)?,
+                ..Default::default()
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let count = query::export(store.pool(), &filter, &mut out)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!("exported {count} records");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 async fn keys(config: &Config, command: &KeysCommand) -> anyhow::Result<ExitCode> {
     use toolgate::authenticate::api_keys::{self, ApiKeys};
     let store = toolgate::storage::Store::open(
@@ -465,7 +602,9 @@ async fn keys(config: &Config, command: &KeysCommand) -> anyhow::Result<ExitCode
                 .as_deref()
                 .map(api_keys::parse_validity)
                 .transpose()?;
-            let (record, key) = keys.create(name, groups, valid_for).await?;
+            let (record, key) = keys
+                .create(name, groups, valid_for, toolgate::audit::Who::operator())
+                .await?;
             eprintln!(
                 "created API key `{}` (id {}, groups [{}], expires {}). Store it now: it is not shown again.",
                 record.name,
@@ -501,7 +640,7 @@ async fn keys(config: &Config, command: &KeysCommand) -> anyhow::Result<ExitCode
             }
         }
         KeysCommand::Revoke { key } => {
-            let record = keys.revoke(key).await?;
+            let record = keys.revoke(key, toolgate::audit::Who::operator()).await?;
             eprintln!(
                 "revoked API key `{}` (id {}); gateways stop accepting it within auth.api_key_cache_ttl",
                 record.name, record.id

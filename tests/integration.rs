@@ -10,6 +10,8 @@ mod common;
 
 #[path = "integration/aggregation.rs"]
 mod aggregation;
+#[path = "integration/audit.rs"]
+mod audit;
 #[path = "integration/bad_input.rs"]
 mod bad_input;
 #[path = "integration/identity.rs"]
@@ -20,6 +22,8 @@ mod lane;
 mod lifecycle;
 #[path = "integration/passthrough.rs"]
 mod passthrough;
+#[path = "integration/postgres.rs"]
+mod postgres;
 #[path = "integration/providers.rs"]
 mod providers;
 #[path = "integration/rbac.rs"]

@@ -11,9 +11,14 @@
 #                integration tests start; exports TOOLGATE_IDP_NODE_MODULES
 #                and TOOLGATE_REQUIRE_REAL_IDP=1 (in this run, a test that
 #                needs the IdP fails instead of skipping when it is missing)
+#   postgres-install  the PostgreSQL server binaries (initdb, pg_ctl) that
+#                tests/common/postgres.rs starts a throwaway cluster with:
+#                apt-get installs `postgresql` when they are missing and this
+#                runs as root; exports TOOLGATE_REQUIRE_POSTGRES=1 (in this
+#                run, a store test on PostgreSQL fails instead of skipping)
 #   cargo-test   cargo test --locked: unit tests and tests/integration.rs
-#                (hermetic: in-process upstreams, the gateway and the test
-#                IdP on 127.0.0.1:0)
+#                (hermetic: in-process upstreams, the gateway, the test IdP
+#                and PostgreSQL clusters on 127.0.0.1)
 #   interop      tests/interop/run.sh: the Python `mcp` SDK and the MCP
 #                Inspector CLI as clients, npm/PyPI reference servers as
 #                upstreams, through the gateway
@@ -99,6 +104,55 @@ install_idp() {
   echo "TOOLGATE_IDP_NODE_MODULES=$modules"
 }
 
+# The directory of initdb and pg_ctl, found where tests/common/postgres.rs
+# looks: $TOOLGATE_PG_BIN, the newest /usr/lib/postgresql/*/bin, PATH.
+postgres_bin() {
+  local dir candidates=()
+  if [[ -n "${TOOLGATE_PG_BIN:-}" ]]; then
+    candidates=("$TOOLGATE_PG_BIN")
+  else
+    mapfile -t candidates < <(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV)
+    if command -v initdb >/dev/null; then
+      candidates+=("$(dirname "$(command -v initdb)")")
+    fi
+  fi
+  for dir in "${candidates[@]}"; do
+    if [[ -x "$dir/initdb" && -x "$dir/pg_ctl" ]]; then
+      echo "$dir"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Makes sure the PostgreSQL server binaries are there, and makes cargo test
+# require them.
+install_postgres() {
+  local dir
+  export TOOLGATE_REQUIRE_POSTGRES=1
+  if ! dir="$(postgres_bin)"; then
+    if [[ -n "${TOOLGATE_PG_BIN:-}" ]]; then
+      echo "TOOLGATE_PG_BIN=$TOOLGATE_PG_BIN holds no initdb and pg_ctl" >&2
+      return 1
+    fi
+    if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null; then
+      echo "PostgreSQL server binaries (initdb, pg_ctl) not found: install PostgreSQL" \
+        "(apt-get install postgresql) or set TOOLGATE_PG_BIN to their directory" >&2
+      return 1
+    fi
+    echo "installing PostgreSQL: apt-get install -y -q postgresql"
+    # Stale or empty package lists: refresh once and try again.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql ||
+      { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } ||
+      return 1
+    dir="$(postgres_bin)" || {
+      echo "apt-get installed postgresql but no initdb/pg_ctl in /usr/lib/postgresql/*/bin" >&2
+      return 1
+    }
+  fi
+  echo "PostgreSQL: $dir ($("$dir/pg_ctl" --version))"
+}
+
 trap 'echo "tests/run.sh: interrupted"; exit 130' INT
 trap 'echo "tests/run.sh: terminated"; exit 143' TERM
 
@@ -107,6 +161,7 @@ built=0
 [[ "${statuses[-1]}" == PASS && -x "$bin" ]] && built=1
 
 part idp-install install_idp
+part postgres-install install_postgres
 part cargo-test cargo test --locked
 
 if ((built)); then
@@ -122,15 +177,15 @@ passed=0
 failed=0
 echo
 echo "════ toolgate tests: summary ════"
-printf '%-12s  %-28s  %8s\n' part status duration
+printf '%-16s  %-28s  %8s\n' part status duration
 for i in "${!names[@]}"; do
-  printf '%-12s  %-28s  %8s\n' "${names[$i]}" "${statuses[$i]}" "$(fmt_duration "${durations[$i]}")"
+  printf '%-16s  %-28s  %8s\n' "${names[$i]}" "${statuses[$i]}" "$(fmt_duration "${durations[$i]}")"
   if [[ "${statuses[$i]}" == PASS ]]; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
   fi
 done
-printf '%-12s  %-28s  %8s\n' total "" "$(fmt_duration $(($(date +%s) - started)))"
+printf '%-16s  %-28s  %8s\n' total "" "$(fmt_duration $(($(date +%s) - started)))"
 echo "parts: $passed passed, $failed failed"
 ((failed == 0))

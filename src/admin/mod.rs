@@ -22,6 +22,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
             "/admin/v1/policy/explain",
             axum::routing::post(policy_explain),
         )
+        .route("/admin/v1/audit", axum::routing::get(audit_records))
         .with_state(gw)
 }
 
@@ -100,5 +101,73 @@ async fn policy_explain(
             .into_response()
         }
         Err(e) => refuse(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// `GET /admin/v1/audit?subject=&tool=&decision=&kind=&since=&until=&after=&limit=`:
+/// audit records in `seq` order, at most `limit` (≤ 1000, default 100)
+/// after `after`; `next` is the `after` of the following page (absent at
+/// the end). Times as for `toolgate audit export`.
+async fn audit_records(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Some(refusal) = may_not_administer(&gw, &caller, "audit") {
+        return refusal;
+    }
+    const KNOWN: &[&str] = &[
+        "subject", "tool", "target", "decision", "kind", "since", "until", "after", "limit",
+    ];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("unknown parameter `{unknown}`: use {}", KNOWN.join(", ")),
+        );
+    }
+    let now = crate::audit::now_ms();
+    let time = |key: &str| -> Result<Option<i64>, String> {
+        params
+            .get(key)
+            .map(|t| crate::audit::query::parse_time(t, now))
+            .transpose()
+            .map_err(|e| format!("{key}: {e}"))
+    };
+    let number = |key: &str, default: i64| -> Result<i64, String> {
+        params.get(key).map_or(Ok(default), |v| {
+            v.parse::<i64>()
+                .map_err(|_| format!("{key}: `{v}` is not a whole number"))
+        })
+    };
+    let parsed = (|| {
+        let filter = crate::audit::query::Filter {
+            subject: params.get("subject").cloned(),
+            target: params.get("tool").or(params.get("target")).cloned(),
+            decision: params.get("decision").cloned(),
+            kind: params.get("kind").cloned(),
+            since_ms: time("since")?,
+            until_ms: time("until")?,
+        };
+        let limit = number("limit", 100)?;
+        if !(1..=crate::audit::query::MAX_PAGE).contains(&limit) {
+            return Err(format!(
+                "limit: {limit}; use 1 to {}",
+                crate::audit::query::MAX_PAGE
+            ));
+        }
+        Ok((filter, number("after", 0)?, limit))
+    })();
+    let (filter, after, limit) = match parsed {
+        Ok(p) => p,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    match crate::audit::query::page(gw.audit.store().pool(), &filter, after, limit).await {
+        Ok(records) => {
+            let next = (records.len() as i64 == limit)
+                .then(|| records.last().map(|r| r.seq))
+                .flatten();
+            Json(json!({ "records": records, "next": next })).into_response()
+        }
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }

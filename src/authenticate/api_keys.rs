@@ -186,6 +186,7 @@ impl ApiKeys {
         name: &str,
         groups: &[String],
         valid_for: Option<Duration>,
+        by: crate::audit::Who,
     ) -> Result<(KeyRecord, String), KeyError> {
         if name.is_empty()
             || name.len() > 64
@@ -217,6 +218,7 @@ impl ApiKeys {
             last_used_at: None,
         };
         let groups_json = serde_json::to_string(&record.groups).unwrap_or_else(|_| "[]".into());
+        let mut tx = self.store.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO api_keys (id, name, secret_sha256, groups_json, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -227,10 +229,23 @@ impl ApiKeys {
         .bind(groups_json)
         .bind(record.created_at)
         .bind(record.expires_at)
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await;
         match inserted {
-            Ok(_) => Ok((record, format!("{PREFIX}{id}_{secret}"))),
+            Ok(_) => {
+                // Recorded in the same transaction: no key without its record.
+                let mut event = crate::audit::Record::new(crate::audit::Kind::KeyCreated);
+                event.caller = Some(by);
+                event.target = Some(record.name.clone());
+                event.detail = Some(serde_json::json!({
+                    "id": record.id,
+                    "groups": record.groups,
+                    "expires_at": record.expires_at,
+                }));
+                crate::audit::append_in(&mut tx, &[&event]).await?;
+                tx.commit().await?;
+                Ok((record, format!("{PREFIX}{id}_{secret}")))
+            }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(KeyError::NameTaken(name.to_string()))
             }
@@ -248,8 +263,12 @@ impl ApiKeys {
         if count > 0 {
             return Ok(None);
         }
+        let by = crate::audit::Who {
+            subject: "toolgate:first-start".into(),
+            ..crate::audit::Who::operator()
+        };
         match self
-            .create(FIRST_ADMIN, &[FIRST_ADMIN.to_string()], None)
+            .create(FIRST_ADMIN, &[FIRST_ADMIN.to_string()], None, by)
             .await
         {
             Ok((_, key)) => Ok(Some(key)),
@@ -271,15 +290,28 @@ impl ApiKeys {
 
     /// Revoke the key with this id or name; it stops working at once here
     /// and within the cache time in other processes.
-    pub async fn revoke(&self, id_or_name: &str) -> Result<KeyRecord, KeyError> {
+    pub async fn revoke(
+        &self,
+        id_or_name: &str,
+        by: crate::audit::Who,
+    ) -> Result<KeyRecord, KeyError> {
         let now = now_unix();
-        sqlx::query(
+        let mut tx = self.store.pool().begin().await?;
+        let revoked = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE (id = $2 OR name = $2) AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(id_or_name)
-        .execute(self.store.pool())
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if revoked > 0 {
+            let mut event = crate::audit::Record::new(crate::audit::Kind::KeyRevoked);
+            event.caller = Some(by);
+            event.target = Some(id_or_name.to_string());
+            crate::audit::append_in(&mut tx, &[&event]).await?;
+        }
+        tx.commit().await?;
         let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM api_keys WHERE id = $1 OR name = $1"
         )))
@@ -403,6 +435,7 @@ pub fn parse_validity(text: &str) -> Result<Duration, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::Who;
 
     async fn keys(capacity: usize) -> (ApiKeys, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -417,7 +450,7 @@ mod tests {
     async fn create_use_revoke() {
         let (keys, _dir) = keys(100).await;
         let (record, key) = keys
-            .create("ci-bot", &["eng".into()], None)
+            .create("ci-bot", &["eng".into()], None, Who::operator())
             .await
             .expect("created");
         assert!(
@@ -442,7 +475,7 @@ mod tests {
 
         // Names are unique.
         assert!(matches!(
-            keys.create("ci-bot", &[], None).await,
+            keys.create("ci-bot", &[], None, Who::operator()).await,
             Err(KeyError::NameTaken(_))
         ));
 
@@ -451,13 +484,15 @@ mod tests {
         let listed = keys.list().await.expect("list");
         assert!(listed[0].last_used_at.is_some());
 
-        keys.revoke("ci-bot").await.expect("revoked");
+        keys.revoke("ci-bot", Who::operator())
+            .await
+            .expect("revoked");
         assert_eq!(
             keys.verify(&key).await,
             Err(Refusal::Revoked("ci-bot".into()))
         );
         assert!(matches!(
-            keys.revoke("nobody").await,
+            keys.revoke("nobody", Who::operator()).await,
             Err(KeyError::NotFound(_))
         ));
     }
@@ -466,7 +501,7 @@ mod tests {
     async fn expired_keys_are_refused() {
         let (keys, _dir) = keys(100).await;
         let (record, key) = keys
-            .create("short", &[], Some(Duration::from_secs(2)))
+            .create("short", &[], Some(Duration::from_secs(2)), Who::operator())
             .await
             .expect("created");
         assert!(record.expires_at.is_some());
@@ -488,7 +523,10 @@ mod tests {
             assert!(keys.cached() <= 8, "{} cached", keys.cached());
         }
         // A real key still verifies after the flood.
-        let (_, key) = keys.create("after", &[], None).await.expect("created");
+        let (_, key) = keys
+            .create("after", &[], None, Who::operator())
+            .await
+            .expect("created");
         assert!(keys.verify(&key).await.is_ok());
     }
 

@@ -342,32 +342,7 @@ pub fn cookie_key(config: &SsoConfig, data_dir: &Path) -> Result<Vec<u8>, String
     if let Some(key) = &config.cookie_key {
         return Ok(key.expose().as_bytes().to_vec());
     }
-    let path = data_dir.join("cookie.key");
-    match std::fs::read_to_string(&path) {
-        Ok(text) if text.trim().len() >= 64 => return Ok(text.trim().as_bytes().to_vec()),
-        Ok(_) => {
-            return Err(format!(
-                "{}: too short; delete it to make a new one",
-                path.display()
-            ));
-        }
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(format!("reading {}: {e}", path.display()));
-        }
-        Err(_) => {}
-    }
-    let key = random_hex(32).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .map_err(|e| format!("creating {}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut file, key.as_bytes())
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    Ok(key.into_bytes())
+    crate::storage::key_file(&data_dir.join("cookie.key")).map(String::into_bytes)
 }
 
 /// `application/x-www-form-urlencoded` for one value.

@@ -1287,11 +1287,11 @@ impl Engine {
     }
 
     /// Reload if the files changed since the set in force (or since the
-    /// last refused attempt, in `refused`); true when a new set is in force.
-    pub fn reload_if_changed(&self, refused: &mut Option<[u8; 32]>) -> bool {
+    /// last refused attempt, in `refused`).
+    pub fn reload_if_changed(&self, refused: &mut Option<[u8; 32]>) -> Reload {
         let digest = dir_digest(&self.dir);
         if digest == self.current.load().digest || Some(digest) == *refused {
-            return false;
+            return Reload::Unchanged;
         }
         match self.reload() {
             Ok(version) => {
@@ -1302,17 +1302,27 @@ impl Engine {
                     dir = %self.dir.display(),
                     "policies reloaded"
                 );
-                true
+                Reload::Swapped
             }
             Err(errors) => {
                 *refused = Some(digest);
                 for e in &errors.0 {
                     tracing::error!(error = %e, "policy reload refused; the previous policies stay in force");
                 }
-                false
+                Reload::Refused(errors)
             }
         }
     }
+}
+
+/// What [`Engine::reload_if_changed`] did.
+#[derive(Debug)]
+pub enum Reload {
+    Unchanged,
+    /// A new set is in force.
+    Swapped,
+    /// The files changed but are invalid; the old set stays.
+    Refused(PolicyErrors),
 }
 
 /// Policies by scope. A policy whose scope (`principal …`, `action …`,

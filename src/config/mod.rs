@@ -55,6 +55,7 @@ pub struct Config {
     pub policies_dir: PathBuf,
     pub storage: StorageConfig,
     pub auth: AuthConfig,
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// Where toolgate keeps state (API keys; later audit records, approvals).
@@ -230,6 +231,20 @@ struct RawConfig {
     database_url: Option<String>,
     #[serde(default)]
     auth: auth::RawAuth,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAudit {
+    fail_open: Option<bool>,
+    queue: Option<usize>,
+    wait: Option<String>,
+    checkpoint_interval: Option<String>,
+    checkpoint_file: Option<PathBuf>,
+    signing_key: Option<String>,
+    #[serde(default)]
+    secret_fields: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -511,6 +526,7 @@ impl Config {
                 "with a shared database (several replicas) every replica must sign cookies alike: set cookie_key, e.g. \"${env:TOOLGATE_COOKIE_KEY}\"",
             );
         }
+        let audit = load_audit(raw.audit, &data_dir, &base, listen, shared_db, &mut report);
         let servers_dir = base.join(raw.servers_dir.unwrap_or_else(|| PathBuf::from("servers")));
         let servers = load_servers(&servers_dir, self_exe, &mut errors);
         let policies_dir = base.join(
@@ -541,10 +557,82 @@ impl Config {
                     database_url,
                 },
                 auth,
+                audit,
             })
         } else {
             Err(ConfigErrors(errors))
         }
+    }
+}
+
+/// Most records the audit queue may hold.
+const MAX_AUDIT_QUEUE: usize = 1_000_000;
+
+fn load_audit(
+    raw: RawAudit,
+    data_dir: &Path,
+    base: &Path,
+    listen: SocketAddr,
+    shared_db: bool,
+    report: &mut Report<'_>,
+) -> crate::audit::AuditConfig {
+    let defaults = crate::audit::AuditConfig::defaults(data_dir);
+    let fail_open = raw.fail_open.unwrap_or(false);
+    if fail_open && !listen.ip().is_loopback() {
+        report.error(
+            "audit.fail_open",
+            format!("listen is {listen}, beyond loopback: failing open (calls forwarded without an audit record) is for local development only"),
+        );
+    }
+    let queue = raw.queue.unwrap_or(defaults.queue);
+    if !(1..=MAX_AUDIT_QUEUE).contains(&queue) {
+        report.error(
+            "audit.queue",
+            format!("{queue}: use 1 to {MAX_AUDIT_QUEUE} records"),
+        );
+    }
+    let wait = duration_or(report, "audit.wait", raw.wait.as_deref(), defaults.wait);
+    if wait.is_zero() {
+        report.error("audit.wait", "must be more than 0s");
+    }
+    let checkpoint_interval = duration_or(
+        report,
+        "audit.checkpoint_interval",
+        raw.checkpoint_interval.as_deref(),
+        defaults.checkpoint_interval,
+    );
+    if checkpoint_interval < Duration::from_secs(1) {
+        report.error("audit.checkpoint_interval", "must be at least 1s");
+    }
+    let signing_key = raw.signing_key.map(|text| {
+        let key = secret::resolve(&text, base, &[]).unwrap_or_else(|e| {
+            report.error("audit.signing_key", e.to_string());
+            String::new()
+        });
+        if !key.is_empty()
+            && let Err(e) = crate::audit::SigningKey::from_text(&key)
+        {
+            report.error("audit.signing_key", e);
+        }
+        Secret::new(key)
+    });
+    if shared_db && signing_key.is_none() {
+        report.error(
+            "audit.signing_key",
+            "with a shared database (several replicas) every replica must sign checkpoints with the same key: set signing_key, e.g. \"${env:TOOLGATE_AUDIT_KEY}\" (32 random bytes as hex: `openssl rand -hex 32`)",
+        );
+    }
+    crate::audit::AuditConfig {
+        fail_open,
+        queue,
+        wait,
+        checkpoint_interval,
+        checkpoint_file: raw
+            .checkpoint_file
+            .map(|f| base.join(f))
+            .unwrap_or(defaults.checkpoint_file),
+        signing_key,
+        secret_fields: raw.secret_fields,
     }
 }
 

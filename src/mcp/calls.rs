@@ -39,6 +39,8 @@ pub struct UpstreamTarget {
     pub upstream_name: String,
     /// A tool's hints from its definition (worst case for anything else).
     pub annotations: Annotations,
+    /// SHA-256 of a tool's definition (see `catalog::definition_hash`).
+    pub definition_hash: Option<Arc<str>>,
 }
 
 /// What the MCP ingress hands the pipeline: the request and where it came from.
@@ -59,6 +61,7 @@ fn target(gw: &Gateway, server: &str, upstream_name: String) -> Result<UpstreamT
         upstream,
         upstream_name,
         annotations: Annotations::WORST,
+        definition_hash: None,
     })
 }
 
@@ -75,6 +78,7 @@ pub fn tool_question<'a>(
             annotations: target.annotations,
         },
         args,
+        definition_hash: target.definition_hash.as_deref(),
     }
 }
 
@@ -85,6 +89,7 @@ fn resource_question<'a>(uri: &'a str, target: &'a UpstreamTarget) -> PolicyQues
             server: &target.upstream.config.facts,
         },
         args: None,
+        definition_hash: None,
     }
 }
 
@@ -99,6 +104,7 @@ fn prompt_question<'a>(
             server: &target.upstream.config.facts,
         },
         args,
+        definition_hash: None,
     }
 }
 
@@ -245,6 +251,7 @@ pub fn resolve_tool(gw: &Gateway, name: &str) -> Result<UpstreamTarget, CallErro
     })?;
     let mut target = target(gw, &entry.route.server, entry.route.upstream_name.clone())?;
     target.annotations = Annotations::from_tool(&entry.upstream);
+    target.definition_hash = Some(entry.definition_hash.clone());
     Ok(target)
 }
 

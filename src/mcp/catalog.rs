@@ -49,6 +49,9 @@ pub struct ToolEntry {
     pub upstream: Tool,
     /// The definition as clients see it (namespaced name).
     pub visible: Tool,
+    /// SHA-256 of the upstream's definition (canonical JSON), for audit
+    /// records (and approvals bound to a definition).
+    pub definition_hash: Arc<str>,
 }
 
 /// Something the catalog could not expose, and why.
@@ -185,6 +188,7 @@ impl Catalog {
                         },
                         upstream: tool.clone(),
                         visible: visible.clone(),
+                        definition_hash: definition_hash(tool),
                     },
                 );
                 c.tools.push(visible);
@@ -264,6 +268,12 @@ impl Catalog {
             _ => None,
         }
     }
+}
+
+/// SHA-256 of a tool definition's canonical JSON.
+pub fn definition_hash(tool: &Tool) -> Arc<str> {
+    let json = serde_json::to_value(tool).unwrap_or_default();
+    crate::audit::sha256_hex(crate::audit::canonical(&json).as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -43,6 +43,11 @@ pub enum CallError {
     /// Shutting down, or at the in-flight limit: try again later.
     #[error("{0}")]
     NotAdmitted(crate::app::NotAdmitted),
+    /// The audit trail could not record the decision: not forwarded.
+    #[error(
+        "toolgate: this call was not forwarded because the audit trail cannot record it ({0}); try again later"
+    )]
+    AuditUnavailable(String),
 }
 
 impl CallError {
@@ -56,7 +61,23 @@ impl CallError {
             | CallError::UpstreamTimeout { .. }
             | CallError::Upstream { .. }
             | CallError::UpstreamFailed { .. } => Fault::Upstream,
-            CallError::NotAdmitted(_) => Fault::Internal,
+            CallError::NotAdmitted(_) | CallError::AuditUnavailable(_) => Fault::Internal,
+        }
+    }
+
+    /// `fault/kind`, e.g. `upstream/timeout`, for audit records.
+    pub fn class(&self) -> &'static str {
+        match self {
+            CallError::Unauthenticated => "caller/unauthenticated",
+            CallError::NotFound { .. } => "caller/not_found",
+            CallError::Denied(_) => "caller/denied",
+            CallError::Cancelled => "caller/cancelled",
+            CallError::UpstreamUnavailable { .. } => "upstream/unavailable",
+            CallError::UpstreamTimeout { .. } => "upstream/timeout",
+            CallError::Upstream { .. } => "upstream/error",
+            CallError::UpstreamFailed { .. } => "upstream/failed",
+            CallError::NotAdmitted(_) => "internal/not_admitted",
+            CallError::AuditUnavailable(_) => "internal/audit_unavailable",
         }
     }
 }

@@ -12,10 +12,12 @@
 //! ```
 //!
 //! Today the spine runs authenticate (the ingress's identity), resolve,
-//! authorize (Cedar policies, [`crate::authorize`]), forward and record (a
-//! structured `tracing` event per call). The stages in between are added by
-//! later work as functions called from [`run`], in the order above; each one
-//! reads and fills the context and returns early with `?` to refuse a call.
+//! authorize (Cedar policies, [`crate::authorize`]), record "decided" (the
+//! audit trail, [`crate::audit`]: durable before anything is forwarded),
+//! forward and record "completed" (an audit record and a `tracing` event
+//! per call). The stages in between are added by later work as functions
+//! called from [`run`], in the order above; each one reads and fills the
+//! context and returns early with `?` to refuse a call.
 
 mod caller;
 mod error;
@@ -30,11 +32,14 @@ use tokio_util::sync::CancellationToken;
 pub use caller::{Caller, Credential};
 pub use error::{CallError, Fault};
 
+use crate::audit::{Audit, Kind, Record, Who};
 use crate::authorize::{Decision, Policies, Query};
 
-/// Where the authorize stage finds the policies in force.
+/// Where the authorize stage finds the policies in force, and the record
+/// stages the audit trail.
 pub trait PolicySource {
     fn policies(&self) -> Arc<Policies>;
+    fn audit(&self) -> &Audit;
 }
 
 /// What the authorize stage asks the policies about one call.
@@ -43,6 +48,8 @@ pub struct PolicyQuestion<'a> {
     pub target: crate::authorize::Target<'a>,
     /// The call's arguments (tools, prompts).
     pub args: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// SHA-256 of the target's definition, when it has one (tools).
+    pub definition_hash: Option<&'a str>,
 }
 
 /// A kind of call: how it is resolved and forwarded.
@@ -71,6 +78,11 @@ pub trait CallKind: Sized + Send + Sync + 'static {
         ctx: &'a CallContext<Self>,
         target: &'a Self::Target,
     ) -> Option<PolicyQuestion<'a>>;
+
+    /// How big a result is, for the audit record (when cheap to know).
+    fn result_bytes(_output: &Self::Output) -> Option<u64> {
+        None
+    }
 
     /// Send the call to its target and return what came back.
     fn forward(
@@ -101,6 +113,14 @@ pub struct CallContext<K: CallKind> {
     pub target: Option<K::Target>,
     /// Set by [`authorize`]: what the policies decided, and which ones.
     pub decision: Option<Decision>,
+    /// Set by [`authorize`]: `allow`, `deny` (refused for its arguments) or
+    /// `hidden` (not even visible), for the audit record.
+    pub verdict: Option<&'static str>,
+    /// Set by [`record_decided`]: the `seq` of the durable `decided` record.
+    pub decided: Option<u64>,
+    /// Set by the ingress when known: the MCP session and the W3C trace id.
+    pub session: Option<String>,
+    pub trace: Option<String>,
     /// Cancelled when the caller gives up (MCP `notifications/cancelled`,
     /// closed connection); forwarding must stop and tell the upstream.
     pub cancel: CancellationToken,
@@ -117,6 +137,10 @@ impl<K: CallKind> CallContext<K> {
             input,
             target: None,
             decision: None,
+            verdict: None,
+            decided: None,
+            session: None,
+            trace: None,
             cancel,
             received: Instant::now(),
             timings: Vec::with_capacity(4),
@@ -134,7 +158,7 @@ pub async fn run<K: CallKind>(
     mut ctx: CallContext<K>,
 ) -> Result<K::Output, CallError> {
     let result = stages(env, &mut ctx).await;
-    record_completed(&ctx, &result);
+    record_completed(env, &ctx, &result).await;
     result
 }
 
@@ -153,8 +177,12 @@ async fn stages<K: CallKind>(
     ctx.mark("resolve", t);
 
     let t = Instant::now();
-    ctx.decision = authorize(env, ctx)?;
+    authorize(env, ctx)?;
     ctx.mark("authorize", t);
+
+    let t = Instant::now();
+    ctx.decided = record_decided(env, ctx).await?;
+    ctx.mark("record decided", t);
 
     let t = Instant::now();
     let output = forward(env, ctx).await;
@@ -179,15 +207,12 @@ fn resolve<K: CallKind>(env: &K::Env, ctx: &CallContext<K>) -> Result<K::Target,
 /// target gets the same answer as for an unknown one (no existence leak);
 /// one who may see it but not make this call (its arguments) is refused
 /// naming the deciding policies and their reasons.
-fn authorize<K: CallKind>(
-    env: &K::Env,
-    ctx: &CallContext<K>,
-) -> Result<Option<Decision>, CallError> {
+fn authorize<K: CallKind>(env: &K::Env, ctx: &mut CallContext<K>) -> Result<(), CallError> {
     let Some(target) = &ctx.target else {
         unreachable!("authorize runs after resolve")
     };
     let Some(question) = K::question(ctx, target) else {
-        return Ok(None);
+        return Ok(());
     };
     let policies = env.policies();
     let request_id = ctx.id.to_string();
@@ -200,17 +225,86 @@ fn authorize<K: CallKind>(
     let visible = policies.decide(&query);
     if !visible.allowed {
         tracing::debug!(call = ctx.id, %visible, "hidden by policy");
+        let kind = query.target.kind();
+        ctx.verdict = Some("hidden");
+        ctx.decision = Some(visible);
         return Err(CallError::NotFound {
-            kind: query.target.kind(),
+            kind,
             name: K::subject(&ctx.input).to_string(),
         });
     }
     query.args = Some(question.args.unwrap_or(&EMPTY_ARGS));
     let decision = policies.decide(&query);
     if !decision.allowed {
+        ctx.verdict = Some("deny");
+        ctx.decision = Some(decision.clone());
         return Err(CallError::Denied(Box::new(decision)));
     }
-    Ok(Some(decision))
+    ctx.verdict = Some("allow");
+    ctx.decision = Some(decision);
+    Ok(())
+}
+
+/// Stage 6: the `decided` record of an allowed call, durable before the
+/// call goes anywhere. If the audit trail cannot record it, the call is
+/// refused (unless `audit.fail_open`, a dev-only setting, says otherwise).
+async fn record_decided<K: CallKind>(
+    env: &K::Env,
+    ctx: &CallContext<K>,
+) -> Result<Option<u64>, CallError> {
+    if ctx.decision.is_none() {
+        // A call that continues one already decided (a task's status).
+        return Ok(None);
+    }
+    let audit = env.audit();
+    match audit.write(decided_record(audit, ctx)).await {
+        Ok(seq) => Ok(Some(seq)),
+        Err(e) if audit.config().fail_open => {
+            tracing::error!(call = ctx.id, error = %e, "audit.fail_open: forwarding a call without its audit record");
+            Ok(None)
+        }
+        Err(e) => Err(CallError::AuditUnavailable(e.to_string())),
+    }
+}
+
+/// The `decided` record of a call, from what the stages so far found.
+fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
+    let mut record = call_record(Kind::Decided, ctx);
+    record.decision = Some(match (&ctx.target, ctx.verdict) {
+        (None, _) => "unknown",
+        (Some(_), Some(verdict)) => verdict,
+        (Some(_), None) => "none",
+    });
+    if let Some(decision) = &ctx.decision {
+        record.policies = decision.policies.clone();
+        if !decision.allowed {
+            record.reason = Some(decision.to_string());
+        }
+    }
+    if let Some(question) = ctx.target.as_ref().and_then(|t| K::question(ctx, t)) {
+        record.server = question.target.server().map(|s| s.name.clone());
+        record.definition_hash = question.definition_hash.map(str::to_string);
+        if let Some(args) = question.args {
+            let json = serde_json::Value::Object(args.clone());
+            record.args_hash = Some(crate::audit::sha256_hex(
+                crate::audit::canonical(&json).as_bytes(),
+            ));
+            record.args = Some(audit.redactor().copy(args));
+        }
+    }
+    record
+}
+
+/// The fields every record of a call has.
+fn call_record<K: CallKind>(kind: Kind, ctx: &CallContext<K>) -> Record {
+    let mut record = Record::new(kind);
+    record.call = Some(crate::audit::call_id(ctx.id));
+    record.caller = Some(Who::of(&ctx.caller));
+    record.session = ctx.session.clone();
+    record.trace = ctx.trace.clone();
+    record.method = Some(K::METHOD);
+    record.target = Some(K::subject(&ctx.input).to_string());
+    record
 }
 
 static EMPTY_ARGS: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
@@ -228,9 +322,38 @@ async fn forward<K: CallKind>(env: &K::Env, ctx: &CallContext<K>) -> Result<K::O
     K::forward(env, ctx, target).await
 }
 
-/// Stage 9: one structured event per call, whatever its outcome.
-fn record_completed<K: CallKind, T>(ctx: &CallContext<K>, result: &Result<T, CallError>) {
+/// Stage 9: the `completed` audit record (and, for a call refused before
+/// stage 6, its `decided` record first) and one structured event per call,
+/// whatever its outcome. The records are queued, not waited for.
+async fn record_completed<K: CallKind>(
+    env: &K::Env,
+    ctx: &CallContext<K>,
+    result: &Result<K::Output, CallError>,
+) {
     let latency_us = ctx.received.elapsed().as_micros() as u64;
+    let audit = env.audit();
+    let refused = matches!(
+        result,
+        Err(CallError::NotFound { .. } | CallError::Denied(_) | CallError::Unauthenticated)
+    );
+    if ctx.decided.is_none() && refused {
+        audit.submit(decided_record(audit, ctx)).await;
+    }
+    let mut record = call_record(Kind::Completed, ctx);
+    record.latency_us = Some(latency_us);
+    record.decided_seq = ctx.decided;
+    match result {
+        Ok(output) => {
+            record.outcome = Some("ok");
+            record.result_bytes = K::result_bytes(output);
+        }
+        Err(e) => {
+            record.outcome = Some(if refused { "refused" } else { "error" });
+            record.error_class = Some(e.class().to_string());
+            record.error = Some(audit.redactor().text(&e.to_string()));
+        }
+    }
+    audit.submit(record).await;
     let subject = K::subject(&ctx.input);
     match result {
         Ok(_) => tracing::debug!(

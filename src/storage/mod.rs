@@ -106,6 +106,40 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// The secret in `path`: 32 random bytes as 64 hex digits, made on first
+/// use (owner-only) and read afterwards. For keys a single instance keeps
+/// beside its SQLite file (cookie signing, audit checkpoints); replicas
+/// sharing PostgreSQL are given theirs in the config instead.
+pub fn key_file(path: &Path) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().len() >= 64 => return Ok(text.trim().to_string()),
+        Ok(_) => {
+            return Err(format!(
+                "{}: too short; delete it to make a new one",
+                path.display()
+            ));
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("reading {}: {e}", path.display()));
+        }
+        Err(_) => {}
+    }
+    let key = crate::authenticate::api_keys::random_hex(32).map_err(|e| e.to_string())?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, key.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(key)
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

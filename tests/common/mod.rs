@@ -29,6 +29,7 @@ use toolgate::app::HttpServer;
 use toolgate::config::Config;
 
 pub mod idp;
+pub mod postgres;
 
 pub const TOOLGATE: &str = env!("CARGO_BIN_EXE_toolgate");
 

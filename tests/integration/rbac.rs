@@ -12,7 +12,7 @@ use crate::common::*;
 use crate::identity::keys_cli;
 
 /// The repository's default policy files, plus `extra` ones.
-fn default_policies(extra: &[(&'static str, &'static str)]) -> Vec<(String, String)> {
+pub(crate) fn default_policies(extra: &[(&'static str, &'static str)]) -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap()
@@ -31,7 +31,7 @@ fn default_policies(extra: &[(&'static str, &'static str)]) -> Vec<(String, Stri
 }
 
 /// An MCP session opened with an API key, speaking raw JSON-RPC.
-struct Session {
+pub(crate) struct Session {
     url: String,
     key: String,
     sid: String,
@@ -40,7 +40,7 @@ struct Session {
 }
 
 impl Session {
-    async fn open(url: &str, key: &str, via_rmcp: bool) -> Session {
+    pub(crate) async fn open(url: &str, key: &str, via_rmcp: bool) -> Session {
         let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
         let r = post(url).bearer_auth(key).json(&init).send().await.unwrap();
@@ -93,7 +93,7 @@ impl Session {
 
     /// `Ok(text)` for a result, `Err(message)` for a tool error or a
     /// JSON-RPC error (prefixed `rpc:`).
-    async fn call(&self, tool: &str, args: Value) -> Result<String, String> {
+    pub(crate) async fn call(&self, tool: &str, args: Value) -> Result<String, String> {
         let v = self
             .rpc("tools/call", json!({"name": tool, "arguments": args}))
             .await;
@@ -170,7 +170,7 @@ async fn setup_with(extra_policies: &[(&'static str, &'static str)], config: &st
     Setup { gw, ct }
 }
 
-fn key(gw: &Gateway, name: &str, groups: &[&str]) -> String {
+pub(crate) fn key(gw: &Gateway, name: &str, groups: &[&str]) -> String {
     let mut args = vec!["create", "--name", name];
     for g in groups {
         args.extend(["--group", g]);

@@ -1,0 +1,242 @@
+//! Signed checkpoints: "the chain had reached `seq` with `record_hash`",
+//! signed with an Ed25519 key that is never stored in the database.
+//!
+//! Each checkpoint is written to the store (`audit_checkpoints`) and
+//! appended as one JSON line to a file outside it (`audit.checkpoint_file`).
+//! Whoever edits the database cannot forge one, and a copy of the file
+//! proves records that were cut off the end of the chain.
+
+use std::io::Write;
+use std::path::Path;
+
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::AnyPool;
+
+use super::canonical;
+use crate::authenticate::api_keys::hex;
+
+/// The key that signs checkpoints.
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+}
+
+impl SigningKey {
+    /// From a 32-byte seed given as 64 hex digits or base64.
+    pub fn from_text(text: &str) -> Result<SigningKey, String> {
+        let text = text.trim();
+        let seed = decode_hex(text)
+            .or_else(|| STANDARD.decode(text).ok())
+            .filter(|b| b.len() == 32)
+            .ok_or(
+                "an audit signing key is 32 random bytes as 64 hex digits (or base64), e.g. from `openssl rand -hex 32`",
+            )?;
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| e.to_string())?;
+        Ok(SigningKey { pair })
+    }
+
+    /// The configured key, or the one in `data_dir/audit.key` (made on
+    /// first use, owner-only).
+    pub fn load(
+        configured: Option<&crate::config::Secret>,
+        data_dir: &Path,
+    ) -> Result<SigningKey, String> {
+        match configured {
+            Some(secret) => SigningKey::from_text(secret.expose()),
+            None => {
+                let text = crate::storage::key_file(&data_dir.join("audit.key"))?;
+                SigningKey::from_text(&text)
+            }
+        }
+    }
+
+    /// The public key, hex: what verifiers are given.
+    pub fn public_hex(&self) -> String {
+        hex(self.pair.public_key().as_ref())
+    }
+
+    fn sign(&self, message: &[u8]) -> String {
+        STANDARD.encode(self.pair.sign(message).as_ref())
+    }
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// One signed checkpoint, as stored and exported.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub record_hash: String,
+    pub at_ms: i64,
+    /// Hex Ed25519 public key of the signer.
+    pub public_key: String,
+    /// Base64 Ed25519 signature over [`Checkpoint::body`].
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// What is signed: canonical JSON of everything but the signature.
+    pub fn body(&self) -> String {
+        canonical(&json!({
+            "seq": self.seq,
+            "record_hash": self.record_hash,
+            "at_ms": self.at_ms,
+            "public_key": self.public_key,
+        }))
+    }
+
+    pub fn new(seq: i64, record_hash: String, key: &SigningKey) -> Checkpoint {
+        let mut c = Checkpoint {
+            seq,
+            record_hash,
+            at_ms: super::now_ms(),
+            public_key: key.public_hex(),
+            signature: String::new(),
+        };
+        c.signature = key.sign(c.body().as_bytes());
+        c
+    }
+
+    /// Whether `public_key_hex` signed it (and it is the key it names).
+    pub fn signed_by(&self, public_key_hex: &str) -> bool {
+        if !self.public_key.eq_ignore_ascii_case(public_key_hex) {
+            return false;
+        }
+        let (Some(key), Ok(signature)) =
+            (decode_hex(public_key_hex), STANDARD.decode(&self.signature))
+        else {
+            return false;
+        };
+        UnparsedPublicKey::new(&ED25519, key)
+            .verify(self.body().as_bytes(), &signature)
+            .is_ok()
+    }
+}
+
+/// Sign the chain's head (if it moved past the last checkpoint), store it
+/// and append it to `file`. Returns the new checkpoint, if one was made.
+pub async fn write(
+    pool: &AnyPool,
+    key: &SigningKey,
+    file: &Path,
+) -> Result<Option<Checkpoint>, String> {
+    let (seq, hash): (i64, String) =
+        sqlx::query_as("SELECT seq, record_hash FROM audit_head WHERE chain = 'main'")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| e.to_string())?;
+    let (last,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM audit_checkpoints")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    if seq == 0 || last.is_some_and(|s| s >= seq) {
+        return Ok(None);
+    }
+    let checkpoint = Checkpoint::new(seq, hash, key);
+    store(pool, &checkpoint).await?;
+    export(file, &checkpoint)?;
+    Ok(Some(checkpoint))
+}
+
+/// Put a checkpoint in the store.
+pub async fn store(pool: &AnyPool, c: &Checkpoint) -> Result<(), String> {
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (seq, record_hash, at_ms, body, signature) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(c.seq)
+    .bind(&c.record_hash)
+    .bind(c.at_ms)
+    .bind(c.body())
+    .bind(&c.signature)
+    .execute(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Append a checkpoint to the export file (created owner-only).
+pub fn export(file: &Path, c: &Checkpoint) -> Result<(), String> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(file)
+        .map_err(|e| format!("opening {}: {e}", file.display()))?;
+    let line = serde_json::to_string(c).map_err(|e| e.to_string())?;
+    writeln!(f, "{line}")
+        .and_then(|()| f.sync_data())
+        .map_err(|e| format!("writing {}: {e}", file.display()))
+}
+
+/// Every checkpoint in the store, oldest first.
+pub async fn stored(pool: &AnyPool) -> Result<Vec<Checkpoint>, String> {
+    let rows: Vec<(i64, String, i64, String, String)> = sqlx::query_as(
+        "SELECT seq, record_hash, at_ms, body, signature FROM audit_checkpoints ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, record_hash, at_ms, body, signature)| {
+            let public_key = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["public_key"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            Checkpoint {
+                seq,
+                record_hash,
+                at_ms,
+                public_key,
+                signature,
+            }
+        })
+        .collect())
+}
+
+/// The checkpoints of an exported file, with the line of each problem.
+pub fn read_file(file: &Path) -> Result<Vec<Checkpoint>, String> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| format!("{}:{}: not a checkpoint: {e}", file.display(), i + 1))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_verify_only_under_their_key() {
+        let key = SigningKey::from_text(&"11".repeat(32)).expect("hex key");
+        let other = SigningKey::from_text(&STANDARD.encode([7u8; 32])).expect("base64 key");
+        let c = Checkpoint::new(5, "ab".repeat(32), &key);
+        assert!(c.signed_by(&key.public_hex()));
+        assert!(!c.signed_by(&other.public_hex()));
+        let mut moved = c.clone();
+        moved.seq = 4;
+        assert!(!moved.signed_by(&key.public_hex()), "edited after signing");
+        assert!(SigningKey::from_text("short").is_err());
+    }
+}

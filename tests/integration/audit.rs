@@ -1,0 +1,481 @@
+//! The audit trail through the real gateway (SQLite) and on the store
+//! directly (SQLite and a real PostgreSQL): every decision kind recorded,
+//! tampering detected naming the record, canaries never stored, failing
+//! closed while the store cannot write, a gapless chain under load.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use toolgate::audit::checkpoint::{self, SigningKey};
+use toolgate::audit::{Kind, Record, append_now, verify::verify};
+use toolgate::reference::echo::Echo;
+use toolgate::storage::Store;
+
+use crate::common::postgres::PgServer;
+use crate::common::*;
+use crate::rbac::{Session, default_policies, key};
+
+const CANARY_TOKEN: &str = "ghp_CANARY0123456789abcdefghijklmnopqrstuv";
+const CANARY_PASSWORD: &str = "hunter2-canary-7c1f";
+
+/// A governed gateway with the default policies over the notes server and
+/// a `github` echo server (stopped by `github_ct`), plus `config` lines.
+async fn gateway(config: &str) -> (Gateway, CancellationToken, CancellationToken) {
+    let ct = CancellationToken::new();
+    let github_ct = CancellationToken::new();
+    let github = http_upstream(Echo::new, github_ct.clone()).await;
+    let servers = [
+        (
+            "notes",
+            stdio_reference_toml("notes", "notes", "[policy]\ntrusted = true"),
+        ),
+        (
+            "github",
+            http_server_toml(
+                "github",
+                &github,
+                "[timeouts]\ncall = \"300ms\"\n[policy]\ntrusted = true\ntags = [\"scm\"]",
+            ),
+        ),
+    ];
+    let files = default_policies(&[]);
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let gw = Gateway::start_governed(&servers, config, false, &files).await;
+    gw.wait_ready(&["notes", "github"]).await;
+    (gw, ct, github_ct)
+}
+
+fn db_file(gw: &Gateway) -> std::path::PathBuf {
+    gw.dir.path().join("data/toolgate.db")
+}
+
+/// `toolgate audit verify` on the gateway's config: (exit ok, stdout).
+fn verify_cli(gw: &Gateway) -> (bool, String) {
+    let out = std::process::Command::new(TOOLGATE)
+        .arg("--config")
+        .arg(gw.dir.path().join("toolgate.toml"))
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Every record, through the admin API.
+async fn records(gw: &Gateway, admin: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let r = reqwest::Client::new()
+            .get(format!(
+                "http://{}/admin/v1/audit?after={after}&limit=500",
+                gw.addr
+            ))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        all.extend(page["records"].as_array().unwrap().iter().cloned());
+        match page["next"].as_i64() {
+            Some(next) => after = next,
+            None => return all,
+        }
+    }
+}
+
+fn find<'a>(records: &'a [Value], kind: &str, target: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["record"]["kind"] == kind && r["record"]["target"] == target)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_decision_kind_is_recorded_and_the_chain_verifies() {
+    let (mut gw, ct, _github) = gateway("").await;
+    let admin = key(&gw, "auditor", &["admin"]);
+    let eng = key(&gw, "eng", &["eng"]);
+    let platform = key(&gw, "platform", &["platform", "break-glass"]);
+    let e = Session::open(&gw.url, &eng, false).await;
+    let p = Session::open(&gw.url, &platform, true).await;
+
+    // Allowed, with secrets in the arguments.
+    let body = format!("deploy with {CANARY_TOKEN}");
+    assert!(
+        e.call(
+            "notes__add_note",
+            json!({"title": "a1", "body": body, "password": CANARY_PASSWORD})
+        )
+        .await
+        .is_ok()
+    );
+    // Refused for its arguments, hidden, unknown.
+    assert!(
+        p.call(
+            "github__echo",
+            json!({"message": "m", "repository": "evil/x"})
+        )
+        .await
+        .is_err()
+    );
+    assert!(
+        e.call("notes__delete_note", json!({"title": "a1"}))
+            .await
+            .is_err()
+    );
+    assert!(e.call("nope__nothing", json!({})).await.is_err());
+    // An upstream failure: github does not answer in time.
+    assert!(p.call("github__sleep", json!({"ms": 3000})).await.is_err());
+
+    let all = records(&gw, &admin).await;
+    // Allowed: decided (durable first) then completed, linked.
+    let decided = find(&all, "decided", "notes__add_note");
+    assert_eq!(decided.len(), 1, "{all:#?}");
+    let d = &decided[0]["record"];
+    assert_eq!(d["decision"], "allow");
+    assert_eq!(
+        d["caller"]["subject"],
+        json!(format!("apikey:{}", &eng[4..20]))
+    );
+    assert_eq!(d["caller"]["credential"], "api_key");
+    assert_eq!(d["method"], "tools/call");
+    assert_eq!(d["server"], "notes");
+    assert_eq!(d["policies"], json!(["writes-for-eng"]));
+    assert_eq!(d["args_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(d["definition_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(d["args"]["title"], "a1");
+    assert_eq!(d["args"]["password"], "[REDACTED:secret-field]");
+    assert_eq!(d["args"]["body"], "deploy with [REDACTED:github-token]");
+    let completed = find(&all, "completed", "notes__add_note");
+    assert_eq!(completed[0]["record"]["outcome"], "ok");
+    assert_eq!(completed[0]["record"]["call"], d["call"]);
+    assert_eq!(completed[0]["record"]["decided_seq"], decided[0]["seq"]);
+    assert!(completed[0]["seq"].as_i64() > decided[0]["seq"].as_i64());
+
+    // Denied for its arguments: named policy, refused.
+    let denied = find(&all, "decided", "github__echo");
+    assert_eq!(denied[0]["record"]["decision"], "deny");
+    assert_eq!(
+        denied[0]["record"]["policies"],
+        json!(["github-repository-allowlist"])
+    );
+    assert_eq!(
+        find(&all, "completed", "github__echo")[0]["record"]["outcome"],
+        "refused"
+    );
+    let failed = &find(&all, "completed", "github__sleep")[0]["record"];
+    assert_eq!(failed["outcome"], "error", "{failed}");
+    assert_eq!(failed["error_class"], "upstream/timeout", "{failed}");
+    // Hidden and unknown are recorded for what they were.
+    assert_eq!(
+        find(&all, "decided", "notes__delete_note")[0]["record"]["decision"],
+        "hidden"
+    );
+    assert_eq!(
+        find(&all, "decided", "nope__nothing")[0]["record"]["decision"],
+        "unknown"
+    );
+    // Keys (the first-start admin key, those made at the command line)
+    // are in the same chain.
+    assert_eq!(
+        all.iter()
+            .filter(|r| r["record"]["kind"] == "key_created")
+            .count(),
+        4
+    );
+    // Filters.
+    let r = reqwest::Client::new()
+        .get(format!(
+            "http://{}/admin/v1/audit?decision=deny&tool=github__echo",
+            gw.addr
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let page: Value = r.json().await.unwrap();
+    assert_eq!(page["records"].as_array().unwrap().len(), 1, "{page}");
+    // Not for non-admins; bad parameters are explained.
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/admin/v1/audit", gw.addr))
+        .bearer_auth(&eng)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/admin/v1/audit?since=yesterday", gw.addr))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("RFC 3339"));
+
+    // Shut down: everything written, a checkpoint signed; it verifies.
+    gw.shutdown().await;
+    let (ok, out) = verify_cli(&gw);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("no problems") && out.contains("1 exported"),
+        "{out}"
+    );
+    // The canaries are nowhere in the database files.
+    for file in ["toolgate.db", "toolgate.db-wal"] {
+        let path = gw.dir.path().join("data").join(file);
+        if let Ok(bytes) = std::fs::read(&path) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(CANARY_TOKEN), "token in {file}");
+            assert!(!text.contains(CANARY_PASSWORD), "password in {file}");
+        }
+    }
+    ct.cancel();
+}
+
+/// A fresh store with 10 records and a checkpoint exported to a file.
+async fn chain(url: Option<&str>, dir: &Path) -> (Store, SigningKey, std::path::PathBuf) {
+    let store = Store::open(url, dir).await.unwrap();
+    let key = SigningKey::from_text(&"42".repeat(32)).unwrap();
+    let records: Vec<Record> = (0..10)
+        .map(|i| {
+            let mut r = Record::new(Kind::Decided);
+            r.target = Some(format!("tool-{i}"));
+            r.decision = Some("allow");
+            r
+        })
+        .collect();
+    append_now(&store, &records).await.unwrap();
+    let file = dir.join("checkpoints.jsonl");
+    checkpoint::write(store.pool(), &key, &file)
+        .await
+        .unwrap()
+        .unwrap();
+    (store, key, file)
+}
+
+async fn first_bad(store: &Store, key: &SigningKey, file: Option<&Path>) -> Option<i64> {
+    let v = verify(store.pool(), &key.public_hex(), file).await.unwrap();
+    v.first_bad_seq()
+}
+
+async fn exec(store: &Store, sql: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
+/// Each kind of tampering is found, naming the first bad record.
+async fn tampering_is_detected(url: &dyn Fn(&str) -> Option<String>) {
+    let case = |name: &'static str| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, key, file) = chain(url(name).as_deref(), dir.path()).await;
+        (dir, store, key, file)
+    };
+    // Intact.
+    let (_d, store, key, file) = case("intact").await;
+    assert_eq!(first_bad(&store, &key, Some(&file)).await, None);
+
+    // Edited: one body changed.
+    let (_d, store, key, file) = case("edited").await;
+    exec(
+        &store,
+        "UPDATE audit_records SET body = REPLACE(body, 'tool-4', 'tool-X') WHERE seq = 5",
+    )
+    .await;
+    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(5));
+
+    // Edited: a query column only.
+    let (_d, store, key, file) = case("column").await;
+    exec(
+        &store,
+        "UPDATE audit_records SET decision = 'deny' WHERE seq = 6",
+    )
+    .await;
+    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(6));
+
+    // Deleted.
+    let (_d, store, key, file) = case("deleted").await;
+    exec(&store, "DELETE FROM audit_records WHERE seq = 7").await;
+    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(7));
+
+    // Reordered: records 3 and 4 swapped.
+    let (_d, store, key, file) = case("reordered").await;
+    exec(&store, "UPDATE audit_records SET seq = 100 WHERE seq = 3").await;
+    exec(&store, "UPDATE audit_records SET seq = 3 WHERE seq = 4").await;
+    exec(&store, "UPDATE audit_records SET seq = 4 WHERE seq = 100").await;
+    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(3));
+
+    // Inserted: a forged record at 6, the rest moved up.
+    let (_d, store, key, file) = case("inserted").await;
+    exec(
+        &store,
+        "UPDATE audit_records SET seq = seq + 100 WHERE seq >= 6",
+    )
+    .await;
+    exec(
+        &store,
+        "UPDATE audit_records SET seq = seq - 99 WHERE seq >= 106",
+    )
+    .await;
+    exec(
+        &store,
+        "INSERT INTO audit_records (seq, at_ms, kind, body, prev_hash, record_hash) \
+         SELECT 6, at_ms, kind, REPLACE(body, '\"seq\":5', '\"seq\":6'), record_hash, record_hash FROM audit_records WHERE seq = 5",
+    )
+    .await;
+    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(6));
+
+    // Tail truncated, head and stored checkpoints made to match: only the
+    // exported checkpoint knows.
+    let (_d, store, key, file) = case("truncated").await;
+    exec(&store, "DELETE FROM audit_records WHERE seq > 7").await;
+    exec(
+        &store,
+        "UPDATE audit_head SET seq = 7, record_hash = (SELECT record_hash FROM audit_records WHERE seq = 7)",
+    )
+    .await;
+    exec(&store, "DELETE FROM audit_checkpoints").await;
+    assert_eq!(
+        first_bad(&store, &key, None).await,
+        None,
+        "undetectable without the file"
+    );
+    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(8));
+
+    // A checkpoint signed by another key is not believed.
+    let (_d, store, _key, file) = case("forged").await;
+    let other = SigningKey::from_text(&"17".repeat(32)).unwrap();
+    assert!(first_bad(&store, &other, Some(&file)).await.is_some());
+}
+
+#[tokio::test]
+async fn tampering_is_detected_on_sqlite() {
+    tampering_is_detected(&|_| None).await;
+}
+
+#[tokio::test]
+async fn tampering_is_detected_on_postgres() {
+    let Some(pg) = PgServer::start().await else {
+        return;
+    };
+    let mut urls = std::collections::HashMap::new();
+    for name in [
+        "intact",
+        "edited",
+        "column",
+        "deleted",
+        "reordered",
+        "inserted",
+        "truncated",
+        "forged",
+    ] {
+        urls.insert(name, pg.create_database(name).await);
+    }
+    tampering_is_detected(&|name| urls.get(name).cloned()).await;
+}
+
+#[tokio::test]
+async fn calls_fail_closed_while_the_store_cannot_record_and_recover_after() {
+    let (gw, ct, _github) = gateway("[audit]\nwait = \"1s\"\n").await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let e = Session::open(&gw.url, &eng, false).await;
+    assert!(
+        e.call("notes__add_note", json!({"title": "before", "body": "b"}))
+            .await
+            .is_ok()
+    );
+    // Another process holds SQLite's write lock.
+    let url = format!("sqlite://{}", db_file(&gw).display());
+    let mut lock = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let refused = e
+        .call("notes__add_note", json!({"title": "blocked", "body": "b"}))
+        .await
+        .unwrap_err();
+    assert!(refused.contains("audit trail cannot record"), "{refused}");
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    drop(lock);
+    // Back: calls go through again; the refused one never reached notes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match e
+            .call("notes__add_note", json!({"title": "after", "body": "b"}))
+            .await
+        {
+            Ok(_) => break,
+            Err(err) => assert!(std::time::Instant::now() < deadline, "{err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let listed = e.call("notes__list_notes", json!({})).await.unwrap();
+    assert!(
+        listed.contains("before") && listed.contains("after"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("blocked"),
+        "forwarded without a record: {listed}"
+    );
+    ct.cancel();
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain() {
+    let (mut gw, ct, _github) = gateway("").await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let mut tasks = Vec::new();
+    for s in 0..50 {
+        let url = gw.url.clone();
+        let eng = eng.clone();
+        tasks.push(tokio::spawn(async move {
+            let session = Session::open(&url, &eng, s % 2 == 0).await;
+            let mut ok = 0;
+            for _ in 0..20 {
+                if session.call("notes__list_notes", json!({})).await.is_ok() {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    assert_eq!(ok, 1000);
+    gw.shutdown().await;
+    let store = Store::open(None, &gw.dir.path().join("data"))
+        .await
+        .unwrap();
+    let (count, max): (i64, i64) = sqlx::query_as("SELECT COUNT(*), MAX(seq) FROM audit_records")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(max, count, "gapless from 1");
+    for kind in ["decided", "completed"] {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_records WHERE kind = $1")
+            .bind(kind)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 1000, "{kind}");
+    }
+    let (verified, out) = verify_cli(&gw);
+    assert!(verified, "{out}");
+    ct.cancel();
+}
