@@ -20,6 +20,47 @@ use crate::rbac::{Session, default_policies, key};
 const CANARY_TOKEN: &str = "ghp_CANARY0123456789abcdefghijklmnopqrstuv";
 const CANARY_PASSWORD: &str = "hunter2-canary-7c1f";
 
+/// Where a test gateway keeps its state.
+enum Backend {
+    Sqlite,
+    /// A database on a throwaway PostgreSQL cluster.
+    Postgres(Box<PgServer>, String),
+}
+
+const PG_AUDIT_KEY: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
+impl Backend {
+    /// PostgreSQL with a fresh database, or `None` (skip) without one.
+    async fn postgres(name: &str) -> Option<Backend> {
+        let pg = PgServer::start().await?;
+        let url = pg.create_database(name).await;
+        Some(Backend::Postgres(Box::new(pg), url))
+    }
+
+    /// Top-level config lines, and the `[audit]` table with `audit` in it.
+    fn config(&self, audit: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("[audit]\n{audit}\n"),
+            Backend::Postgres(_, url) => format!(
+                "database_url = \"{url}\"\n[audit]\nsigning_key = \"{PG_AUDIT_KEY}\"\n{audit}\n"
+            ),
+        }
+    }
+
+    fn url(&self) -> Option<&str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres(_, url) => Some(url),
+        }
+    }
+
+    async fn store(&self, gw: &Gateway) -> Store {
+        Store::open(self.url(), &gw.dir.path().join("data"))
+            .await
+            .unwrap()
+    }
+}
+
 /// A governed gateway with the default policies over the notes server and
 /// a `github` echo server (stopped by `github_ct`), plus `config` lines.
 async fn gateway(config: &str) -> (Gateway, CancellationToken, CancellationToken) {
@@ -100,8 +141,19 @@ fn find<'a>(records: &'a [Value], kind: &str, target: &str) -> Vec<&'a Value> {
 }
 
 #[tokio::test]
-async fn every_decision_kind_is_recorded_and_the_chain_verifies() {
-    let (mut gw, ct, _github) = gateway("").await;
+async fn every_decision_kind_is_recorded_and_the_chain_verifies_on_sqlite() {
+    every_decision_kind_is_recorded_and_the_chain_verifies(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn every_decision_kind_is_recorded_and_the_chain_verifies_on_postgres() {
+    if let Some(backend) = Backend::postgres("kinds").await {
+        every_decision_kind_is_recorded_and_the_chain_verifies(backend).await;
+    }
+}
+
+async fn every_decision_kind_is_recorded_and_the_chain_verifies(backend: Backend) {
+    let (mut gw, ct, _github) = gateway(&backend.config("")).await;
     let admin = key(&gw, "auditor", &["admin"]);
     let eng = key(&gw, "eng", &["eng"]);
     let platform = key(&gw, "platform", &["platform", "break-glass"]);
@@ -229,7 +281,18 @@ async fn every_decision_kind_is_recorded_and_the_chain_verifies() {
         out.contains("no problems") && out.contains("1 exported"),
         "{out}"
     );
-    // The canaries are nowhere in the database files.
+    // The canaries are nowhere in the store.
+    let store = backend.store(&gw).await;
+    let bodies: Vec<(String,)> = sqlx::query_as("SELECT body FROM audit_records")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    for (body,) in &bodies {
+        assert!(
+            !body.contains(CANARY_TOKEN) && !body.contains(CANARY_PASSWORD),
+            "{body}"
+        );
+    }
     for file in ["toolgate.db", "toolgate.db-wal"] {
         let path = gw.dir.path().join("data").join(file);
         if let Ok(bytes) = std::fs::read(&path) {
@@ -385,8 +448,8 @@ async fn tampering_is_detected_on_postgres() {
 }
 
 #[tokio::test]
-async fn calls_fail_closed_while_the_store_cannot_record_and_recover_after() {
-    let (gw, ct, _github) = gateway("[audit]\nwait = \"1s\"\n").await;
+async fn calls_fail_closed_while_sqlite_cannot_record_and_recover_after() {
+    let (gw, ct, _github) = gateway(&Backend::Sqlite.config("wait = \"1s\"")).await;
     let eng = key(&gw, "eng", &["eng"]);
     let e = Session::open(&gw.url, &eng, false).await;
     assert!(
@@ -403,15 +466,45 @@ async fn calls_fail_closed_while_the_store_cannot_record_and_recover_after() {
         .execute(&mut lock)
         .await
         .unwrap();
+    refused_then_recovered(&e, async move {
+        sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+        drop(lock);
+    })
+    .await;
+    ct.cancel();
+}
+
+#[tokio::test]
+async fn calls_fail_closed_while_postgres_is_down_and_recover_after() {
+    let Some(backend) = Backend::postgres("down").await else {
+        return;
+    };
+    let (gw, ct, _github) = gateway(&backend.config("wait = \"1s\"")).await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let e = Session::open(&gw.url, &eng, false).await;
+    assert!(
+        e.call("notes__add_note", json!({"title": "before", "body": "b"}))
+            .await
+            .is_ok()
+    );
+    let Backend::Postgres(pg, _) = &backend else {
+        unreachable!("a PostgreSQL backend")
+    };
+    pg.stop().await;
+    refused_then_recovered(&e, pg.restart()).await;
+    ct.cancel();
+}
+
+/// With the store unable to write: a call is refused, saying why, and is
+/// not forwarded; after `recover`, calls go through again.
+async fn refused_then_recovered(e: &Session, recover: impl std::future::Future<Output = ()>) {
     let refused = e
         .call("notes__add_note", json!({"title": "blocked", "body": "b"}))
         .await
         .unwrap_err();
     assert!(refused.contains("audit trail cannot record"), "{refused}");
-    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
-    drop(lock);
-    // Back: calls go through again; the refused one never reached notes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    recover.await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         match e
             .call("notes__add_note", json!({"title": "after", "body": "b"}))
@@ -431,12 +524,22 @@ async fn calls_fail_closed_while_the_store_cannot_record_and_recover_after() {
         !listed.contains("blocked"),
         "forwarded without a record: {listed}"
     );
-    ct.cancel();
 }
 
 #[tokio::test]
-async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain() {
-    let (mut gw, ct, _github) = gateway("").await;
+async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain_on_sqlite() {
+    a_thousand_concurrent_calls_make_one_gapless_verifiable_chain(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain_on_postgres() {
+    if let Some(backend) = Backend::postgres("thousand").await {
+        a_thousand_concurrent_calls_make_one_gapless_verifiable_chain(backend).await;
+    }
+}
+
+async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain(backend: Backend) {
+    let (mut gw, ct, _github) = gateway(&backend.config("")).await;
     let eng = key(&gw, "eng", &["eng"]);
     let mut tasks = Vec::new();
     for s in 0..50 {
@@ -459,9 +562,7 @@ async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain() {
     }
     assert_eq!(ok, 1000);
     gw.shutdown().await;
-    let store = Store::open(None, &gw.dir.path().join("data"))
-        .await
-        .unwrap();
+    let store = backend.store(&gw).await;
     let (count, max): (i64, i64) = sqlx::query_as("SELECT COUNT(*), MAX(seq) FROM audit_records")
         .fetch_one(store.pool())
         .await
