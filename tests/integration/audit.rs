@@ -580,3 +580,205 @@ async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain(backend: 
     assert!(verified, "{out}");
     ct.cancel();
 }
+
+/// An upstream that remembers every message its `note` tool was given:
+/// what reached it, whatever became of the answer.
+#[derive(Clone)]
+struct Witness {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl rmcp::ServerHandler for Witness {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(
+            rmcp::model::ServerCapabilities::builder()
+                .enable_tools()
+                .build(),
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _r: Option<rmcp::model::PaginatedRequestParams>,
+        _c: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, rmcp::ErrorData> {
+        let schema = json!({"type": "object", "properties": {"message": {"type": "string"}}});
+        let mut tool = rmcp::model::Tool::new(
+            "note",
+            "Remember a message.",
+            std::sync::Arc::new(schema.as_object().unwrap().clone()),
+        );
+        tool.annotations = Some(rmcp::model::ToolAnnotations::new().destructive(false));
+        Ok(rmcp::model::ListToolsResult::with_all_items(vec![tool]))
+    }
+
+    async fn call_tool(
+        &self,
+        r: rmcp::model::CallToolRequestParams,
+        _c: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let message = r
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        self.seen.lock().unwrap().push(message.clone());
+        Ok(
+            rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(message)])
+                .into(),
+        )
+    }
+}
+
+/// `toolgate serve` as a child process on `addr`, once it is ready.
+async fn serve(config: &Path, addr: &str) -> std::process::Child {
+    let child = std::process::Command::new(TOOLGATE)
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://{addr}/readyz")).await
+            && r.status() == 200
+        {
+            return child;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn after_sigkill_every_forwarded_call_has_its_decided_record() {
+    let ct = CancellationToken::new();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let witness = {
+        let seen = seen.clone();
+        http_upstream(move || Witness { seen: seen.clone() }, ct.clone()).await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files = default_policies(&[]);
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    write_policies(dir.path(), &files);
+    std::fs::create_dir(dir.path().join("servers")).unwrap();
+    std::fs::write(
+        dir.path().join("servers/witness.toml"),
+        http_server_toml("witness", &witness, "[policy]\ntrusted = true"),
+    )
+    .unwrap();
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let config = dir.path().join("toolgate.toml");
+    std::fs::write(&config, format!("listen = \"{addr}\"\n")).unwrap();
+    let keys = std::process::Command::new(TOOLGATE)
+        .arg("--config")
+        .arg(&config)
+        .args(["keys", "create", "--name", "eng", "--group", "eng"])
+        .output()
+        .unwrap();
+    assert!(keys.status.success());
+    let eng = String::from_utf8(keys.stdout).unwrap().trim().to_string();
+
+    let mut gateway = serve(&config, &addr).await;
+    let url = format!("http://{addr}/mcp");
+    let stop = CancellationToken::new();
+    let mut workers = Vec::new();
+    for w in 0..16 {
+        let (url, eng, stop) = (url.clone(), eng.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let session = Session::open(&url, &eng, w % 2 == 0).await;
+            let mut n = 0;
+            while !stop.is_cancelled() {
+                let message = format!("w{w}-{n}");
+                // After the kill these fail; the loop ends with `stop`.
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    session.call("witness__note", json!({ "message": message })),
+                )
+                .await;
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+    stop.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+    let forwarded: Vec<String> = seen.lock().unwrap().clone();
+    assert!(
+        forwarded.len() > 50,
+        "only {} calls got through",
+        forwarded.len()
+    );
+
+    // Every message the upstream saw has a durable `decided` record.
+    let store = Store::open(None, &dir.path().join("data")).await.unwrap();
+    let bodies: Vec<(String,)> =
+        sqlx::query_as("SELECT body FROM audit_records WHERE kind = 'decided'")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let decided: std::collections::HashSet<String> = bodies
+        .iter()
+        .filter_map(|(b,)| {
+            let v: Value = serde_json::from_str(b).ok()?;
+            v["args"]["message"].as_str().map(str::to_string)
+        })
+        .collect();
+    let missing: Vec<&String> = forwarded.iter().filter(|m| !decided.contains(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "forwarded without a decided record: {missing:?}"
+    );
+    drop(store);
+
+    // The chain verifies, and a restarted gateway extends it.
+    let verify = |config: &Path| {
+        let out = std::process::Command::new(TOOLGATE)
+            .arg("--config")
+            .arg(config)
+            .args(["audit", "verify"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = verify(&config);
+    assert!(ok, "{out}");
+    let mut gateway = serve(&config, &addr).await;
+    let session = Session::open(&url, &eng, false).await;
+    assert_eq!(
+        session
+            .call("witness__note", json!({"message": "after"}))
+            .await,
+        Ok("after".into())
+    );
+    // SIGTERM: a graceful stop, which signs a checkpoint.
+    std::process::Command::new("kill")
+        .args(["-TERM", &gateway.id().to_string()])
+        .status()
+        .unwrap();
+    gateway.wait().unwrap();
+    let (ok, out) = verify(&config);
+    assert!(ok && out.contains("1 exported"), "{out}");
+    ct.cancel();
+}
