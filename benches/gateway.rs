@@ -110,6 +110,10 @@ struct Args {
     /// Measure this running MCP endpoint as "toolgate" instead of spawning `toolgate serve`.
     #[arg(long)]
     gateway_url: Option<String>,
+    /// The spawned gateway keeps its state (API keys, the audit trail) in
+    /// this database (`postgres://…`) instead of SQLite in its data dir.
+    #[arg(long)]
+    database_url: Option<String>,
     /// Tool to call on the direct target.
     #[arg(long, default_value = "echo")]
     direct_tool: String,
@@ -230,6 +234,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     &toolgate_binary(&args),
                     &upstream_url,
                     idp.as_ref().map(|i| i.url.as_str()),
+                    args.database_url.as_deref(),
                 )
                 .await?
         }
@@ -602,6 +607,7 @@ impl Processes {
         binary: &Path,
         upstream_url: &str,
         issuer: Option<&str>,
+        database_url: Option<&str>,
     ) -> anyhow::Result<String> {
         let addr = free_port()?;
         let servers_dir = self.dir.path().join("servers");
@@ -618,10 +624,17 @@ impl Processes {
         fs::write(
             &config,
             format!(
-                "listen = \"{addr}\"\nservers_dir = {}\npolicies_dir = {}\n{}",
+                "listen = \"{addr}\"\nservers_dir = {}\npolicies_dir = {}\n{}{}",
                 toml_string(&servers_dir.to_string_lossy()),
                 // RBAC on: the repository's default policies.
                 toml_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")),
+                // The audit trail is always on; on PostgreSQL it needs a
+                // configured checkpoint key.
+                database_url.map_or(String::new(), |url| format!(
+                    "database_url = {}\n[audit]\nsigning_key = \"{}\"\n",
+                    toml_string(url),
+                    "b".repeat(64)
+                )),
                 issuer.map_or(String::new(), |url| format!(
                     "[[auth.issuers]]\nname = \"bench\"\nissuer = {}\naudiences = [\"api://toolgate\"]\n",
                     toml_string(url)

@@ -42,6 +42,7 @@ pub(super) async fn run(
     counters: Arc<Counters>,
 ) {
     let pool = store.pool().clone();
+    let mut conn = None;
     // Records nobody waits for whose batch failed: retried first.
     let mut kept: VecDeque<Record> = VecDeque::new();
     let mut next_checkpoint = Instant::now() + config.checkpoint_interval;
@@ -82,7 +83,7 @@ pub(super) async fn run(
             }
         }
         if !batch.is_empty() {
-            let ok = commit(&pool, batch, &mut kept, &config, &counters).await;
+            let ok = commit(&pool, &mut conn, batch, &mut kept, &config, &counters).await;
             if !ok && closing.is_none() {
                 // Let the store recover before the next attempt (waiting
                 // calls were already told).
@@ -126,13 +127,30 @@ pub(super) async fn run(
 /// Append `batch`; tell its waiters. Returns whether it was written.
 async fn commit(
     pool: &AnyPool,
+    conn: &mut Option<sqlx::pool::PoolConnection<sqlx::Any>>,
     batch: Vec<Job>,
     kept: &mut VecDeque<Record>,
     config: &AuditConfig,
     counters: &Counters,
 ) -> bool {
     let records: Vec<&Record> = batch.iter().map(|j| &j.record).collect();
-    match append(pool, &records).await {
+    // One connection, kept: no pool checkout per batch. Dropped after an
+    // error (it may be the broken part) and taken afresh next time.
+    let result = match conn {
+        Some(c) => append_on(c, &records).await,
+        None => match pool.acquire().await {
+            Ok(mut c) => {
+                let r = append_on(&mut c, &records).await;
+                *conn = Some(c);
+                r
+            }
+            Err(e) => Err(e),
+        },
+    };
+    if result.is_err() {
+        *conn = None;
+    }
+    match result {
         Ok(first) => {
             counters.failed_batches.store(0, Ordering::Relaxed);
             counters
@@ -171,7 +189,16 @@ async fn commit(
 /// SQLite's write lock), so concurrent appenders (replicas, the command
 /// line) take turns and the chain stays one gapless sequence.
 pub(super) async fn append(pool: &AnyPool, records: &[&Record]) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut conn = pool.acquire().await?;
+    append_on(&mut conn, records).await
+}
+
+/// [`append`] on a connection the caller holds (the writer keeps one).
+async fn append_on(
+    conn: &mut sqlx::AnyConnection,
+    records: &[&Record],
+) -> Result<u64, sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
     let first = append_in(&mut tx, records).await?;
     tx.commit().await?;
     Ok(first)
@@ -183,13 +210,15 @@ pub async fn append_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     records: &[&Record],
 ) -> Result<u64, sqlx::Error> {
-    sqlx::query("UPDATE audit_head SET seq = seq WHERE chain = 'main'")
-        .execute(&mut **tx)
-        .await?;
-    let (mut seq, mut prev): (i64, String) =
-        sqlx::query_as("SELECT seq, record_hash FROM audit_head WHERE chain = 'main'")
-            .fetch_one(&mut **tx)
-            .await?;
+    // Takes the lock and reads the head in one statement: the new `seq`
+    // (old + n) and the current hash, which is the first record's `prev`.
+    let (last, mut prev): (i64, String) = sqlx::query_as(
+        "UPDATE audit_head SET seq = seq + $1 WHERE chain = 'main' RETURNING seq, record_hash",
+    )
+    .bind(records.len() as i64)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut seq = last - records.len() as i64;
     let first = seq + 1;
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
@@ -243,8 +272,7 @@ pub async fn append_in(
         }
         query.execute(&mut **tx).await?;
     }
-    sqlx::query("UPDATE audit_head SET seq = $1, record_hash = $2 WHERE chain = 'main'")
-        .bind(seq)
+    sqlx::query("UPDATE audit_head SET record_hash = $1 WHERE chain = 'main'")
         .bind(&prev)
         .execute(&mut **tx)
         .await?;

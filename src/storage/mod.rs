@@ -61,6 +61,9 @@ impl Store {
         let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { MAX_CONNECTIONS })
+            // An embedded SQLite connection cannot have gone away; pinging
+            // it before each use only costs a round trip to its thread.
+            .test_before_acquire(!sqlite)
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {

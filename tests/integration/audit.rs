@@ -633,8 +633,12 @@ impl rmcp::ServerHandler for Witness {
 }
 
 /// `toolgate serve` as a child process on `addr`, once it is ready.
+#[expect(
+    clippy::zombie_processes,
+    reason = "returned to the caller, which kills and waits for it"
+)]
 async fn serve(config: &Path, addr: &str) -> std::process::Child {
-    let child = std::process::Command::new(TOOLGATE)
+    let mut child = std::process::Command::new(TOOLGATE)
         .arg("--config")
         .arg(config)
         .arg("serve")
@@ -649,10 +653,11 @@ async fn serve(config: &Path, addr: &str) -> std::process::Child {
         {
             return child;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gateway never became ready"
-        );
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the gateway never became ready");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
