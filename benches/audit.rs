@@ -1,5 +1,6 @@
-//! Audit append benchmark (a harness, not a timed test): how long one
-//! transaction of N records takes on the store, and the CPU it costs.
+//! Audit writer benchmark (a harness, not a timed test): how long a call
+//! waits for its `decided` record to be durable when N calls write at once
+//! (the writer commits them together), and the CPU per record.
 //!
 //! Run: `cargo bench --bench audit -- [--database-url postgres://…] [--commits 2000]`
 #![expect(
@@ -10,7 +11,7 @@
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use toolgate::audit::{Kind, Record, append_now};
+use toolgate::audit::{Audit, AuditConfig, Kind, Record, SigningKey};
 use toolgate::storage::Store;
 
 #[global_allocator]
@@ -58,30 +59,37 @@ async fn main() {
             "SQLite"
         }
     );
-    println!("| records per transaction | transactions | p50 | p99 | CPU per transaction |");
+    let key = SigningKey::from_text(&"ab".repeat(32)).expect("key");
+    let audit = Audit::start(store, AuditConfig::defaults(dir.path()), key);
+    println!("| calls writing at once | records | wait p50 | wait p99 | CPU per record |");
     println!("|---:|---:|---:|---:|---:|");
-    for batch in [1usize, 2, 8, 64] {
+    for concurrent in [1usize, 2, 8, 64] {
         let mut h = Histogram::<u64>::new(3).expect("histogram");
         let cpu = cpu_seconds();
-        let n = (commits / batch.max(1)).max(50);
-        for i in 0..n {
-            let records: Vec<Record> = (0..batch)
-                .map(|j| {
-                    let mut r = Record::new(Kind::Decided);
-                    r.target = Some(format!("tool-{i}-{j}"));
-                    r.decision = Some("allow");
-                    r
-                })
-                .collect();
-            let t = Instant::now();
-            append_now(&store, &records).await.expect("append");
-            h.record(t.elapsed().as_micros() as u64).expect("record");
+        let rounds = (commits / concurrent).max(50);
+        for i in 0..rounds {
+            let writes = (0..concurrent).map(|j| {
+                let mut r = Record::new(Kind::Decided);
+                r.target = Some(format!("tool-{i}-{j}"));
+                r.decision = Some("allow");
+                let audit = &audit;
+                async move {
+                    let t = Instant::now();
+                    audit.write(r).await.expect("written");
+                    t.elapsed()
+                }
+            });
+            for waited in futures::future::join_all(writes).await {
+                h.record(waited.as_micros() as u64).expect("record");
+            }
         }
-        let cpu = (cpu_seconds() - cpu) / n as f64 * 1e6;
+        let records = rounds * concurrent;
+        let cpu = (cpu_seconds() - cpu) / records as f64 * 1e6;
         println!(
-            "| {batch} | {n} | {} µs | {} µs | {cpu:.0} µs |",
+            "| {concurrent} | {records} | {} µs | {} µs | {cpu:.0} µs |",
             h.value_at_quantile(0.5),
             h.value_at_quantile(0.99)
         );
     }
+    audit.close().await;
 }

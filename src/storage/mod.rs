@@ -38,6 +38,7 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    sqlite: bool,
 }
 
 impl Store {
@@ -87,11 +88,16 @@ impl Store {
                 source,
             })?;
         sqlx::migrate!("src/storage/migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, sqlite })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// SQLite (embedded), as opposed to PostgreSQL.
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
     }
 }
 

@@ -188,7 +188,17 @@ async fn every_decision_kind_is_recorded_and_the_chain_verifies(backend: Backend
     // An upstream failure: github does not answer in time.
     assert!(p.call("github__sleep", json!({"ms": 3000})).await.is_err());
 
-    let all = records(&gw, &admin).await;
+    // `completed` records are queued, not waited for: the last one may
+    // take a moment (the writer lets it share the next commit).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let all = loop {
+        let all = records(&gw, &admin).await;
+        if !find(&all, "completed", "github__sleep").is_empty() {
+            break all;
+        }
+        assert!(std::time::Instant::now() < deadline, "{all:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     // Allowed: decided (durable first) then completed, linked.
     let decided = find(&all, "decided", "notes__add_note");
     assert_eq!(decided.len(), 1, "{all:#?}");
