@@ -295,6 +295,8 @@ impl Sso {
             .execute(self.store.pool())
             .await?;
         let id_sha256 = sha256_hex(&id);
+        // The session and its `login` audit record commit together.
+        let mut tx = self.store.pool().begin().await?;
         sqlx::query(
             "INSERT INTO sso_sessions (id_sha256, subject, caller_json, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -304,8 +306,14 @@ impl Sso {
         .bind(serde_json::to_string(caller).unwrap_or_default())
         .bind(now)
         .bind(now + ttl)
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await?;
+        let mut login = crate::audit::Record::new(crate::audit::Kind::Login);
+        login.caller = Some(crate::audit::Who::of(caller));
+        login.detail =
+            Some(serde_json::json!({ "issuer": self.config.issuer, "expires_at": now + ttl }));
+        crate::audit::append_in(&mut tx, &[&login]).await?;
+        tx.commit().await?;
         // At most MAX_SESSIONS_PER_SUBJECT: the new one and the newest others.
         let others: Vec<(String,)> = sqlx::query_as(
             "SELECT id_sha256 FROM sso_sessions WHERE subject = $1 AND id_sha256 <> $2 \
@@ -326,10 +334,22 @@ impl Sso {
 
     async fn end_session(&self, headers: &HeaderMap) -> Result<(), SsoError> {
         if let Some(id) = self.cookie(headers, "session").and_then(|v| self.unsign(v)) {
-            sqlx::query("DELETE FROM sso_sessions WHERE id_sha256 = $1")
-                .bind(sha256_hex(id))
-                .execute(self.store.pool())
-                .await?;
+            let mut tx = self.store.pool().begin().await?;
+            let ended: Option<(String,)> =
+                sqlx::query_as("DELETE FROM sso_sessions WHERE id_sha256 = $1 RETURNING subject")
+                    .bind(sha256_hex(id))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some((subject,)) = ended {
+                let mut logout = crate::audit::Record::new(crate::audit::Kind::Logout);
+                logout.caller = Some(crate::audit::Who {
+                    subject,
+                    credential: crate::pipeline::Credential::Session,
+                    ..crate::audit::Who::operator()
+                });
+                crate::audit::append_in(&mut tx, &[&logout]).await?;
+            }
+            tx.commit().await?;
         }
         Ok(())
     }

@@ -83,14 +83,25 @@ impl VirtualServer {
             capabilities: modern.then(|| ctx.client_capabilities()).flatten(),
         };
         let caller = self.caller_of(ctx);
-        CallContext::new(
+        let parts = ctx.extensions.get::<axum::http::request::Parts>();
+        let mut call = CallContext::new(
             caller,
             McpInput {
                 params,
                 origin: Some(origin),
             },
             ctx.ct.clone(),
-        )
+        );
+        // The client's MCP session id over HTTP; over stdio, this process's
+        // session number.
+        call.session = Some(
+            parts
+                .and_then(|p| p.headers.get("mcp-session-id"))
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| format!("local-{}", self.session), str::to_string),
+        );
+        call.trace = parts.and_then(|p| pipeline::trace_id(&p.headers));
+        call
     }
 
     /// Over HTTP, whoever sent this request (the authenticate layer put

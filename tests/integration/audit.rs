@@ -212,6 +212,7 @@ async fn every_decision_kind_is_recorded_and_the_chain_verifies(backend: Backend
     );
     assert_eq!(d["caller"]["credential"], "api_key");
     assert_eq!(d["method"], "tools/call");
+    assert!(d["session"].as_str().is_some_and(|s| !s.is_empty()), "{d}");
     assert_eq!(d["server"], "notes");
     assert_eq!(d["policies"], json!(["writes-for-eng"]));
     assert_eq!(d["args_hash"].as_str().unwrap().len(), 64);

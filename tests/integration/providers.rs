@@ -449,5 +449,24 @@ async fn browser_sign_in_round_trip() {
         page.contains("access_denied") && page.contains("&lt;b&gt;no"),
         "{page}"
     );
+    // The sign-in and the sign-out are in the audit trail.
+    let store = toolgate::storage::Store::open(None, &gw.dir.path().join("data"))
+        .await
+        .unwrap();
+    let kinds: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT kind, subject FROM audit_records WHERE kind IN ('login', 'logout') ORDER BY seq",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let subject = kinds.first().and_then(|(_, s)| s.clone());
+    assert!(subject.is_some(), "{kinds:?}");
+    assert_eq!(
+        kinds,
+        [
+            ("login".to_string(), subject.clone()),
+            ("logout".to_string(), subject)
+        ],
+    );
     ct.cancel();
 }

@@ -151,7 +151,18 @@ impl FastLane {
                 let caller = parts.extensions.get::<Caller>()?.clone();
                 lane.touch(&session, gw.config.http.max_sessions).await;
                 lane.taken.fetch_add(1, Ordering::Relaxed);
-                Some(call(gw.clone(), caller, session, id.get().to_string(), params).await)
+                let trace = crate::pipeline::trace_id(&parts.headers);
+                Some(
+                    call(
+                        gw.clone(),
+                        caller,
+                        session,
+                        trace,
+                        id.get().to_string(),
+                        params,
+                    )
+                    .await,
+                )
             }
             Message {
                 method: Some("notifications/cancelled"),
@@ -442,6 +453,7 @@ async fn call(
     gw: Arc<Gateway>,
     caller: Caller,
     session: Arc<str>,
+    trace: Option<String>,
     id: String,
     params: CallParams,
 ) -> Response<Body> {
@@ -461,7 +473,7 @@ async fn call(
         parsed_arguments,
         progress_token: params.meta.and_then(|m| m.progress_token),
         out: out.clone(),
-        session,
+        session: session.clone(),
     };
     let task_gw = gw.clone();
     let task_cancel = cancel.clone();
@@ -470,7 +482,9 @@ async fn call(
     tokio::spawn(async move {
         let reply = match task_gw.inflight.enter() {
             Ok(_guard) => {
-                let ctx = CallContext::new(caller, input, task_cancel);
+                let mut ctx = CallContext::new(caller, input, task_cancel);
+                ctx.session = Some(session.to_string());
+                ctx.trace = trace;
                 pipeline::run::<LaneToolCall>(&task_gw, ctx).await
             }
             Err(e) => Err(CallError::NotAdmitted(e)),
