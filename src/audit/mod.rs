@@ -20,6 +20,7 @@
 //!   the store.
 
 pub mod checkpoint;
+pub mod forward;
 pub mod query;
 pub mod redact;
 pub mod verify;
@@ -319,6 +320,8 @@ pub struct AuditConfig {
     /// Argument names whose values are always masked, besides the built-in
     /// ones (`password`, `token`, `secret`, …).
     pub secret_fields: Vec<String>,
+    /// Records are also sent here (`[audit.forward]`).
+    pub forward: Option<forward::ForwardConfig>,
 }
 
 impl AuditConfig {
@@ -331,6 +334,7 @@ impl AuditConfig {
             checkpoint_file: data_dir.join("audit-checkpoints.jsonl"),
             signing_key: None,
             secret_fields: Vec::new(),
+            forward: None,
         }
     }
 }
@@ -377,6 +381,9 @@ pub struct Audit {
     config: Arc<AuditConfig>,
     redactor: redact::Redactor,
     pub counters: Arc<Counters>,
+    /// Delivery to `[audit.forward]` (zero when not configured).
+    pub forwarded: Arc<forward::ForwardStats>,
+    stop_forwarding: tokio_util::sync::CancellationToken,
 }
 
 impl Audit {
@@ -392,9 +399,21 @@ impl Audit {
             Arc::new(key),
             counters.clone(),
         ));
+        let forwarded = Arc::new(forward::ForwardStats::default());
+        let stop_forwarding = tokio_util::sync::CancellationToken::new();
+        if let Some(f) = &config.forward {
+            tokio::spawn(forward::run(
+                store.clone(),
+                f.clone(),
+                forwarded.clone(),
+                stop_forwarding.clone(),
+            ));
+        }
         Audit {
             tx,
             store,
+            forwarded,
+            stop_forwarding,
             redactor: redact::Redactor::new(&config.secret_fields),
             config,
             counters,
@@ -460,6 +479,8 @@ impl Audit {
         if self.tx.send(Msg::Close(done)).await.is_ok() {
             let _ = answer.await;
         }
+        // What was not delivered yet goes when a gateway next runs.
+        self.stop_forwarding.cancel();
     }
 }
 

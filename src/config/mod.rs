@@ -245,6 +245,16 @@ struct RawAudit {
     signing_key: Option<String>,
     #[serde(default)]
     secret_fields: Vec<String>,
+    forward: Option<RawForward>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawForward {
+    url: Option<String>,
+    authorization: Option<String>,
+    batch: Option<usize>,
+    interval: Option<String>,
+    max_backoff: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -622,7 +632,42 @@ fn load_audit(
             "with a shared database (several replicas) every replica must sign checkpoints with the same key: set signing_key, e.g. \"${env:TOOLGATE_AUDIT_KEY}\" (32 random bytes as hex: `openssl rand -hex 32`)",
         );
     }
+    let forward = raw.forward.map(|f| {
+        let url = f.url.unwrap_or_default();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            report.error(
+                "audit.forward.url",
+                format!("`{url}`: the receiver's http(s):// URL, e.g. \"https://siem.example.com/ingest\""),
+            );
+        }
+        let batch = f.batch.unwrap_or(100);
+        if !(1..=crate::audit::forward::MAX_BATCH).contains(&batch) {
+            report.error(
+                "audit.forward.batch",
+                format!("{batch}: use 1 to {} records per request", crate::audit::forward::MAX_BATCH),
+            );
+        }
+        let interval = duration_or(report, "audit.forward.interval", f.interval.as_deref(), Duration::from_secs(1));
+        if interval < Duration::from_millis(100) {
+            report.error("audit.forward.interval", "must be at least 100ms");
+        }
+        let max_backoff = duration_or(report, "audit.forward.max_backoff", f.max_backoff.as_deref(), Duration::from_secs(60));
+        let authorization = f.authorization.map(|text| {
+            Secret::new(secret::resolve(&text, base, &[]).unwrap_or_else(|e| {
+                report.error("audit.forward.authorization", e.to_string());
+                String::new()
+            }))
+        });
+        crate::audit::forward::ForwardConfig {
+            url,
+            authorization,
+            batch,
+            interval,
+            max_backoff,
+        }
+    });
     crate::audit::AuditConfig {
+        forward,
         fail_open,
         queue,
         wait,

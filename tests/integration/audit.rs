@@ -800,3 +800,74 @@ async fn after_sigkill_every_forwarded_call_has_its_decided_record() {
     assert!(ok && out.contains("1 exported"), "{out}");
     ct.cancel();
 }
+
+#[tokio::test]
+async fn records_reach_a_webhook_despite_its_failures_in_order_and_complete() {
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    // A receiver that fails its first three requests.
+    let seqs: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let app = {
+        let (seqs, requests) = (seqs.clone(), requests.clone());
+        axum::Router::new().route(
+            "/ingest",
+            axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+                let (seqs, requests) = (seqs.clone(), requests.clone());
+                async move {
+                    assert_eq!(headers["authorization"], "Bearer siem-token");
+                    if requests.fetch_add(1, Ordering::SeqCst) < 3 {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let mut seqs = seqs.lock().unwrap();
+                    for r in body["records"].as_array().unwrap() {
+                        assert!(r["record"]["kind"].is_string() && r["record_hash"].is_string());
+                        seqs.push(r["seq"].as_i64().unwrap());
+                    }
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/ingest", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (gw, ct, _github) = gateway(&Backend::Sqlite.config(&format!(
+        "[audit.forward]\nurl = \"{receiver}\"\nauthorization = \"Bearer siem-token\"\n\
+         interval = \"100ms\"\nbatch = 4\nmax_backoff = \"200ms\"\n"
+    )))
+    .await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let e = Session::open(&gw.url, &eng, false).await;
+    for i in 0..5 {
+        assert!(
+            e.call(
+                "notes__add_note",
+                json!({"title": format!("n{i}"), "body": "b"})
+            )
+            .await
+            .is_ok()
+        );
+    }
+    // Everything written so far arrives, without gaps, in order.
+    let store = Backend::Sqlite.store(&gw).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (written,): (i64,) = sqlx::query_as("SELECT MAX(seq) FROM audit_records")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        let got = seqs.lock().unwrap().clone();
+        if written >= 11 && got.len() as i64 >= written {
+            assert_eq!(got, (1..=got.len() as i64).collect::<Vec<_>>());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?} of {written}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = &gw.gateway().audit.forwarded;
+    assert!(stats.failures.load(Ordering::SeqCst) >= 3);
+    ct.cancel();
+}
