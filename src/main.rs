@@ -136,6 +136,14 @@ enum AuditCommand {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// Delete records older than a duration, behind a signed checkpoint at
+    /// the last one deleted (what remains still verifies); the deletion is
+    /// recorded.
+    Prune {
+        /// Records older than this go (e.g. 90d).
+        #[arg(long)]
+        older_than: String,
+    },
     /// Print records as JSON lines, oldest first.
     Export {
         /// From this time (RFC 3339, Unix seconds, or a duration ago: 24h, 7d).
@@ -550,6 +558,31 @@ async fn audit(config: &Config, command: &AuditCommand) -> anyhow::Result<ExitCo
                 println_stdout(&format!("first bad seq: {seq}"));
             }
             Ok(ExitCode::FAILURE)
+        }
+        AuditCommand::Prune { older_than } => {
+            let before = query::parse_time(older_than, toolgate::audit::now_ms())
+                .map_err(anyhow::Error::msg)?;
+            let key = SigningKey::load(config.audit.signing_key.as_ref(), &config.storage.data_dir)
+                .map_err(anyhow::Error::msg)?;
+            match toolgate::audit::retention::prune(
+                &store,
+                &key,
+                &config.audit.checkpoint_file,
+                before,
+                toolgate::audit::Who::operator(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?
+            {
+                Some(p) => println_stdout(&format!(
+                    "pruned {} records through seq {} behind a signed checkpoint (appended to {})",
+                    p.records,
+                    p.through_seq,
+                    config.audit.checkpoint_file.display()
+                )),
+                None => println_stdout("nothing that old"),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Export {
             since,

@@ -149,6 +149,29 @@ pub async fn write(
     Ok(Some(checkpoint))
 }
 
+/// Sign a checkpoint at `seq` (an existing record), unless there is one;
+/// store and export it.
+pub async fn at(
+    pool: &AnyPool,
+    key: &SigningKey,
+    file: &Path,
+    seq: i64,
+) -> Result<Checkpoint, String> {
+    let existing = stored(pool).await?.into_iter().find(|c| c.seq == seq);
+    if let Some(c) = existing {
+        return Ok(c);
+    }
+    let (hash,): (String,) = sqlx::query_as("SELECT record_hash FROM audit_records WHERE seq = $1")
+        .bind(seq)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| format!("reading record {seq}: {e}"))?;
+    let checkpoint = Checkpoint::new(seq, hash, key);
+    store(pool, &checkpoint).await?;
+    export(file, &checkpoint)?;
+    Ok(checkpoint)
+}
+
 /// Put a checkpoint in the store.
 pub async fn store(pool: &AnyPool, c: &Checkpoint) -> Result<(), String> {
     sqlx::query(

@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod forward;
 pub mod query;
 pub mod redact;
+pub mod retention;
 pub mod verify;
 mod writer;
 

@@ -114,6 +114,9 @@ pub async fn verify(
         }
     }
     let wanted: BTreeSet<i64> = signed.keys().chain(file_signed.keys()).copied().collect();
+    // Where records may have been pruned behind: any signed checkpoint.
+    let mut vouched = signed.clone();
+    vouched.extend(file_signed.clone());
     let mut hashes_at: BTreeMap<i64, String> = BTreeMap::new();
 
     // The records, in order.
@@ -132,7 +135,7 @@ pub async fn verify(
         let Some(last) = rows.last() else { break };
         after = last.0;
         for row in rows {
-            check_record(&mut v, &row, &mut expected, &signed);
+            check_record(&mut v, &row, &mut expected, &vouched);
             if wanted.contains(&row.0) {
                 hashes_at.insert(row.0, row.9.clone());
             }
@@ -217,10 +220,13 @@ fn check_record(
             // Pruned behind a signed checkpoint.
             Some(hash) => (seq, hash.clone()),
             None => {
+                // Missing from just after the last signed checkpoint (records
+                // pruned behind it are not missing).
+                let from = signed.range(..seq).next_back().map_or(1, |(s, _)| s + 1);
                 v.problem(
-                    Some(1),
+                    Some(from),
                     format!(
-                        "records 1..{seq} are missing and no signed checkpoint at seq {} vouches for them",
+                        "records {from}..{seq} are missing (deleted) and no signed checkpoint at seq {} vouches for them",
                         seq - 1
                     ),
                 );

@@ -871,3 +871,77 @@ async fn records_reach_a_webhook_despite_its_failures_in_order_and_complete() {
     assert!(stats.failures.load(Ordering::SeqCst) >= 3);
     ct.cancel();
 }
+
+/// Records older than the cut-off go behind a signed checkpoint; the rest
+/// still verifies, the pruning is recorded, and later tampering is still
+/// found.
+async fn retention_keeps_the_chain_verifiable(url: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(url, dir.path()).await.unwrap();
+    let key = SigningKey::from_text(&"42".repeat(32)).unwrap();
+    let file = dir.path().join("checkpoints.jsonl");
+    let now = toolgate::audit::now_ms();
+    let records: Vec<Record> = (0..10)
+        .map(|i| {
+            let mut r = Record::new(Kind::Decided);
+            r.target = Some(format!("tool-{i}"));
+            // The first six are 100 days old.
+            if i < 6 {
+                r.at_ms = now - 100 * 86_400_000;
+            }
+            r
+        })
+        .collect();
+    append_now(&store, &records).await.unwrap();
+    let pruned = toolgate::audit::retention::prune(
+        &store,
+        &key,
+        &file,
+        now - 90 * 86_400_000,
+        toolgate::audit::Who::operator(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((pruned.through_seq, pruned.records), (6, 6));
+    let v = verify(store.pool(), &key.public_hex(), Some(&file))
+        .await
+        .unwrap();
+    assert!(v.ok(), "{:?}", v.problems);
+    assert_eq!((v.first_seq, v.last_seq), (Some(7), Some(11)));
+    let (kind,): (String,) = sqlx::query_as("SELECT kind FROM audit_records WHERE seq = 11")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(kind, "pruned");
+    // Nothing older is left: pruning again does nothing.
+    assert_eq!(
+        toolgate::audit::retention::prune(
+            &store,
+            &key,
+            &file,
+            now - 90 * 86_400_000,
+            toolgate::audit::Who::operator()
+        )
+        .await
+        .unwrap(),
+        None
+    );
+    // Deleting the first kept record is still noticed.
+    exec(&store, "DELETE FROM audit_records WHERE seq = 7").await;
+    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(7));
+}
+
+#[tokio::test]
+async fn retention_keeps_the_chain_verifiable_on_sqlite() {
+    retention_keeps_the_chain_verifiable(None).await;
+}
+
+#[tokio::test]
+async fn retention_keeps_the_chain_verifiable_on_postgres() {
+    let Some(pg) = PgServer::start().await else {
+        return;
+    };
+    let url = pg.create_database("retention").await;
+    retention_keeps_the_chain_verifiable(Some(&url)).await;
+}
