@@ -190,16 +190,7 @@ pub async fn store(pool: &AnyPool, c: &Checkpoint) -> Result<(), String> {
 
 /// Append a checkpoint to the export file (created owner-only).
 pub fn export(file: &Path, c: &Checkpoint) -> Result<(), String> {
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.append(true).create(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options
-        .open(file)
-        .map_err(|e| format!("opening {}: {e}", file.display()))?;
+    let mut f = crate::storage::owner_only(file, true)?;
     let line = serde_json::to_string(c).map_err(|e| e.to_string())?;
     writeln!(f, "{line}")
         .and_then(|()| f.sync_data())

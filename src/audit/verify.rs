@@ -45,6 +45,32 @@ impl Verification {
         self.problems.iter().filter_map(|p| p.seq).min()
     }
 
+    /// `seq → record_hash` of the checkpoints `public_key` signed; each
+    /// other one is a problem.
+    fn signed(
+        &mut self,
+        checkpoints: &[Checkpoint],
+        source: &str,
+        public_key: &str,
+    ) -> BTreeMap<i64, String> {
+        let mut signed = BTreeMap::new();
+        for c in checkpoints {
+            if c.signed_by(public_key) {
+                signed.insert(c.seq, c.record_hash.clone());
+            } else {
+                self.problem(
+                    Some(c.seq),
+                    format!(
+                        "the {source} checkpoint at seq {} is not signed by the audit key {}",
+                        c.seq,
+                        short(public_key)
+                    ),
+                );
+            }
+        }
+        signed
+    }
+
     fn problem(&mut self, seq: Option<i64>, message: String) {
         if self.problems.len() < MAX_PROBLEMS {
             self.problems.push(Problem { seq, message });
@@ -76,43 +102,15 @@ pub async fn verify(
 ) -> Result<Verification, String> {
     let mut v = Verification::default();
     // Signed checkpoints, by seq (stored and exported).
-    let mut signed: BTreeMap<i64, String> = BTreeMap::new();
     let stored = checkpoint::stored(pool).await?;
     v.checkpoints = stored.len();
-    for c in &stored {
-        if c.signed_by(public_key) {
-            signed.insert(c.seq, c.record_hash.clone());
-        } else {
-            v.problem(
-                Some(c.seq),
-                format!(
-                    "the stored checkpoint at seq {} is not signed by the audit key {}",
-                    c.seq,
-                    short(public_key)
-                ),
-            );
-        }
-    }
+    let signed = v.signed(&stored, "stored", public_key);
     let exported: Vec<Checkpoint> = match exported {
         Some(file) => checkpoint::read_file(file)?,
         None => Vec::new(),
     };
     v.exported = exported.len();
-    let mut file_signed: BTreeMap<i64, String> = BTreeMap::new();
-    for c in &exported {
-        if c.signed_by(public_key) {
-            file_signed.insert(c.seq, c.record_hash.clone());
-        } else {
-            v.problem(
-                Some(c.seq),
-                format!(
-                    "the exported checkpoint at seq {} is not signed by the audit key {}",
-                    c.seq,
-                    short(public_key)
-                ),
-            );
-        }
-    }
+    let file_signed = v.signed(&exported, "exported", public_key);
     let wanted: BTreeSet<i64> = signed.keys().chain(file_signed.keys()).copied().collect();
     // Where records may have been pruned behind: any signed checkpoint.
     let mut vouched = signed.clone();

@@ -266,13 +266,14 @@ async fn append_fast(
             .unwrap_or((seq, prev.clone()));
         let written = if sqlite {
             let mut sql = String::from(
-                "BEGIN IMMEDIATE; UPDATE audit_head SET seq = $1, record_hash = $2                  WHERE chain = 'main' AND seq = $3 AND record_hash = $4; ",
+                "BEGIN IMMEDIATE; UPDATE audit_head SET seq = $1, record_hash = $2 \
+                 WHERE chain = 'main' AND seq = $3 AND record_hash = $4; ",
             );
-            for (i, _) in rows.iter().enumerate() {
-                let n = 4 + i * 10;
+            for i in 0..rows.len() {
                 sql.push_str(&format!(
-                    "INSERT INTO audit_records (seq, at_ms, kind, call_id, subject, target, decision, body, prev_hash, record_hash)                      SELECT ${},${},${},${},${},${},${},${},${},${}                      WHERE EXISTS (SELECT 1 FROM audit_head WHERE chain = 'main' AND seq = $1 AND record_hash = $2); ",
-                    n + 1, n + 2, n + 3, n + 4, n + 5, n + 6, n + 7, n + 8, n + 9, n + 10
+                    "{INSERT} SELECT {} WHERE EXISTS \
+                     (SELECT 1 FROM audit_head WHERE chain = 'main' AND seq = $1 AND record_hash = $2); ",
+                    placeholders(4 + i * 10, false)
                 ));
             }
             sql.push_str("SELECT seq, record_hash FROM audit_head WHERE chain = 'main'; COMMIT;");
@@ -288,20 +289,12 @@ async fn append_fast(
             .await?;
             now.first() == Some(&(last, last_hash.clone()))
         } else {
-            let mut sql = String::from(
-                "WITH head AS (UPDATE audit_head SET seq = $1, record_hash = $2                  WHERE chain = 'main' AND seq = $3 AND record_hash = $4 RETURNING seq)                  INSERT INTO audit_records (seq, at_ms, kind, call_id, subject, target, decision, body, prev_hash, record_hash)                  SELECT v.* FROM (VALUES ",
+            let sql = format!(
+                "WITH head AS (UPDATE audit_head SET seq = $1, record_hash = $2 \
+                 WHERE chain = 'main' AND seq = $3 AND record_hash = $4 RETURNING seq) \
+                 {INSERT} SELECT v.* FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM head)",
+                values(rows.len(), 4, true)
             );
-            for (i, _) in rows.iter().enumerate() {
-                let n = 4 + i * 10;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${}::BIGINT,${}::BIGINT,${}::TEXT,${}::TEXT,${}::TEXT,${}::TEXT,${}::TEXT,${}::TEXT,${}::TEXT,${}::TEXT)",
-                    n + 1, n + 2, n + 3, n + 4, n + 5, n + 6, n + 7, n + 8, n + 9, n + 10
-                ));
-            }
-            sql.push_str(") AS v WHERE EXISTS (SELECT 1 FROM head)");
             let done = bind_rows(
                 sqlx::query_as::<_, ()>(sqlx::AssertSqlSafe(sql))
                     .bind(last)
@@ -323,6 +316,38 @@ async fn append_fast(
     Err(sqlx::Error::Protocol(
         "the audit chain head kept moving (another writer); the batch was not written".into(),
     ))
+}
+
+/// The start of every insert of records.
+const INSERT: &str = "INSERT INTO audit_records \
+    (seq, at_ms, kind, call_id, subject, target, decision, body, prev_hash, record_hash)";
+
+/// `$n+1,…,$n+10`: one row's binds (as [`bind_rows`] binds them), typed for
+/// PostgreSQL's `VALUES` when `cast`.
+fn placeholders(n: usize, cast: bool) -> String {
+    const TYPES: [&str; 10] = [
+        "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT",
+    ];
+    TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if cast {
+                format!("${}::{t}", n + i + 1)
+            } else {
+                format!("${}", n + i + 1)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `(…),(…)` for `rows` rows whose binds start after `offset` others.
+fn values(rows: usize, offset: usize, cast: bool) -> String {
+    (0..rows)
+        .map(|i| format!("({})", placeholders(offset + i * 10, cast)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One record ready to insert.
@@ -374,107 +399,48 @@ fn bind_rows<'q, O>(
     query
 }
 
-/// Append records to the chain in one transaction; the `seq` of the first.
+/// Append records inside the caller's transaction, so they commit (or
+/// not) with whatever else it changes (an API key and its `key_created`);
+/// the `seq` of the first.
 ///
-/// The head row is locked first (an UPDATE takes PostgreSQL's row lock and
+/// The head row is locked first (the UPDATE takes PostgreSQL's row lock and
 /// SQLite's write lock), so concurrent appenders (replicas, the command
 /// line) take turns and the chain stays one gapless sequence.
-pub(super) async fn append(pool: &AnyPool, records: &[&Record]) -> Result<u64, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    append_on(&mut conn, records).await
-}
-
-/// [`append`] on a connection the caller holds (the writer keeps one).
-async fn append_on(
-    conn: &mut sqlx::AnyConnection,
-    records: &[&Record],
-) -> Result<u64, sqlx::Error> {
-    let mut tx = sqlx::Connection::begin(conn).await?;
-    let first = append_in(&mut tx, records).await?;
-    tx.commit().await?;
-    Ok(first)
-}
-
-/// [`append`] inside the caller's transaction, so the records commit (or
-/// not) with whatever else it changes (an API key and its `key_created`).
 pub async fn append_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     records: &[&Record],
 ) -> Result<u64, sqlx::Error> {
     // Takes the lock and reads the head in one statement: the new `seq`
     // (old + n) and the current hash, which is the first record's `prev`.
-    let (last, mut prev): (i64, String) = sqlx::query_as(
+    let (last, prev): (i64, String) = sqlx::query_as(
         "UPDATE audit_head SET seq = seq + $1 WHERE chain = 'main' RETURNING seq, record_hash",
     )
     .bind(records.len() as i64)
     .fetch_one(&mut **tx)
     .await?;
-    let mut seq = last - records.len() as i64;
-    let first = seq + 1;
-    let mut rows = Vec::with_capacity(records.len());
-    for record in records {
-        seq += 1;
-        let body = record.body(seq);
-        let hash = chain_hash(&prev, &body);
-        rows.push((
-            seq,
-            *record,
-            body,
-            std::mem::replace(&mut prev, hash.clone()),
-            hash,
-        ));
-    }
+    let first = last - records.len() as i64 + 1;
+    let rows = rows(first - 1, &prev, records);
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO audit_records (seq, at_ms, kind, call_id, subject, target, decision, body, prev_hash, record_hash) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let n = i * 10;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${},${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7,
-                n + 8,
-                n + 9,
-                n + 10
-            ));
-        }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (seq, record, body, prev_hash, hash) in chunk {
-            query = query
-                .bind(*seq)
-                .bind(record.at_ms)
-                .bind(record.kind.name())
-                .bind(record.call.clone())
-                .bind(record.subject().map(str::to_string))
-                .bind(record.target.clone())
-                .bind(record.decision)
-                .bind(body.clone())
-                .bind(prev_hash.clone())
-                .bind(hash.clone());
-        }
-        query.execute(&mut **tx).await?;
+        let sql = format!("{INSERT} VALUES {}", values(chunk.len(), 0, false));
+        let insert = bind_rows(sqlx::query_as::<_, ()>(sqlx::AssertSqlSafe(sql)), chunk);
+        sqlx::Executor::execute(&mut **tx, insert).await?;
     }
-    sqlx::query("UPDATE audit_head SET record_hash = $1 WHERE chain = 'main'")
-        .bind(&prev)
-        .execute(&mut **tx)
-        .await?;
+    if let Some(row) = rows.last() {
+        sqlx::query("UPDATE audit_head SET record_hash = $1 WHERE chain = 'main'")
+            .bind(&row.hash)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(first as u64)
 }
 
 /// Append records from outside the gateway (the command line), in one
 /// transaction; their first `seq`.
 pub async fn append_now(store: &Store, records: &[Record]) -> Result<u64, AuditError> {
+    let store_error = |e: sqlx::Error| AuditError::Store(e.to_string());
     let refs: Vec<&Record> = records.iter().collect();
-    append(store.pool(), &refs)
-        .await
-        .map_err(|e| AuditError::Store(e.to_string()))
+    let mut tx = store.pool().begin().await.map_err(store_error)?;
+    let first = append_in(&mut tx, &refs).await.map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(first)
 }

@@ -391,22 +391,27 @@ impl Policies {
             );
         }
         match schema {
-            Some(_) if errors.is_empty() => Ok(Policies {
-                index: Index::new(&set),
-                uses: ContextUse::of(&set),
-                decisions: DecisionCache::default(),
-                prepared: std::sync::Mutex::default(),
-                hasher: std::hash::RandomState::new(),
-                named: named_things(&set),
-                reasons: set
-                    .policies()
-                    .filter_map(|p| Some((p.id().to_string(), p.annotation("reason")?.to_string())))
-                    .collect(),
-                set,
-                origin,
-                version,
-                digest,
-            }),
+            Some(_) if errors.is_empty() => {
+                let index = Index::new(&set);
+                Ok(Policies {
+                    uses: ContextUse::of(&index.reads),
+                    index,
+                    decisions: DecisionCache::default(),
+                    prepared: std::sync::Mutex::default(),
+                    hasher: std::hash::RandomState::new(),
+                    named: named_things(&set),
+                    reasons: set
+                        .policies()
+                        .filter_map(|p| {
+                            Some((p.id().to_string(), p.annotation("reason")?.to_string()))
+                        })
+                        .collect(),
+                    set,
+                    origin,
+                    version,
+                    digest,
+                })
+            }
             _ => Err(PolicyErrors(errors)),
         }
     }
@@ -894,11 +899,8 @@ struct ContextUse {
 impl ContextUse {
     /// Read off each policy's JSON form: `context.X` and `context has X`
     /// name what they read; `context` used whole reads everything.
-    fn of(set: &PolicySet) -> ContextUse {
-        let mut found = ContextReads::default();
-        for policy in set.policies() {
-            found.add(ContextReads::of(policy));
-        }
+    /// From what every policy reads (see [`Index`]).
+    fn of(found: &ContextReads) -> ContextUse {
         let reads = |name: &str| found.whole || found.attrs.contains(name);
         ContextUse {
             time: reads("time"),
@@ -907,7 +909,7 @@ impl ContextUse {
             args: if found.whole || found.whole_args {
                 ArgsUse::All
             } else {
-                ArgsUse::Only(found.args)
+                ArgsUse::Only(found.args.clone())
             },
         }
     }
@@ -929,12 +931,13 @@ struct ContextReads {
 }
 
 impl ContextReads {
-    fn of(policy: &cedar_policy::Policy) -> ContextReads {
+    /// What a policy reads, from its JSON form (`None`: it has none, so
+    /// assume it reads everything).
+    fn of(json: Option<&Value>) -> ContextReads {
         let mut found = ContextReads::default();
-        match policy.to_json() {
-            Ok(json) => found.visit(&json),
-            // Cannot tell: assume it reads everything.
-            Err(_) => found.whole = true,
+        match json {
+            Some(json) => found.visit(json),
+            None => found.whole = true,
         }
         found
     }
@@ -1347,6 +1350,8 @@ struct Index {
     /// Per policy: whether it reads what changes from call to call (see
     /// [`Slice`]).
     varying: Vec<bool>,
+    /// What the policies read of the context, all together.
+    reads: ContextReads,
     slices: std::sync::Mutex<HashMap<Vec<usize>, Arc<Slice>>>,
 }
 
@@ -1373,6 +1378,7 @@ impl Index {
             by_resource: HashMap::new(),
             actions: Vec::new(),
             varying: Vec::new(),
+            reads: ContextReads::default(),
             slices: std::sync::Mutex::default(),
         };
         for (i, policy) in set.policies().enumerate() {
@@ -1400,8 +1406,12 @@ impl Index {
             index.by_principal.entry(principal).or_default().push(i);
             index.by_resource.entry(resource).or_default().push(i);
             index.actions.push(actions);
-            index.unscoped.push(unscoped(policy));
-            index.varying.push(ContextReads::of(policy).varies());
+            // Its JSON form, read once for both uses.
+            let json = policy.to_json().ok();
+            index.unscoped.push(unscoped(policy, json.as_ref()));
+            let reads = ContextReads::of(json.as_ref());
+            index.varying.push(reads.varies());
+            index.reads.add(reads);
             index.policies.push(policy.clone());
         }
         index
@@ -1479,7 +1489,7 @@ impl Index {
 /// exact unless they name a group (a principal) or a server (a resource),
 /// which the index matches through membership, and `is` scopes are not
 /// indexed. `None`: keep the policy as written.
-fn unscoped(policy: &cedar_policy::Policy) -> Option<cedar_policy::Policy> {
+fn unscoped(policy: &cedar_policy::Policy, json: Option<&Value>) -> Option<cedar_policy::Policy> {
     use cedar_policy::{PrincipalConstraint, ResourceConstraint};
     let exact_principal = match policy.principal_constraint() {
         PrincipalConstraint::Any | PrincipalConstraint::In(_) => true,
@@ -1494,7 +1504,7 @@ fn unscoped(policy: &cedar_policy::Policy) -> Option<cedar_policy::Policy> {
     if !(exact_principal && exact_resource) {
         return None;
     }
-    let mut json = policy.to_json().ok()?;
+    let mut json = json?.clone();
     for scope in ["principal", "action", "resource"] {
         json[scope] = serde_json::json!({"op": "All"});
     }

@@ -134,19 +134,29 @@ pub fn key_file(path: &Path) -> Result<String, String> {
         Err(_) => {}
     }
     let key = crate::authenticate::api_keys::random_hex(32).map_err(|e| e.to_string())?;
+    let mut file = owner_only(path, false)?;
+    std::io::Write::write_all(&mut file, key.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(key)
+}
+
+/// A file only its owner may read (mode 0600), its folder made if missing:
+/// a new one, or (`append`) one to append to.
+pub fn owner_only(path: &Path, append: bool) -> Result<std::fs::File, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    if append {
+        options.append(true).create(true);
+    } else {
+        options.write(true).create_new(true);
+    }
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
+    options
         .open(path)
-        .map_err(|e| format!("creating {}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut file, key.as_bytes())
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    Ok(key)
+        .map_err(|e| format!("opening {}: {e}", path.display()))
 }
 
 /// Seconds since the Unix epoch.
