@@ -211,6 +211,34 @@ impl Gateway {
         }
     }
 
+    /// Until `/readyz` answers 200 (every upstream tried, every identity
+    /// provider's keys in).
+    pub async fn wait_readyz(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = reqwest::get(format!("http://{}/readyz", self.addr))
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}",
+                r.text().await.unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Policy files as [`Gateway::start_governed`] takes them.
+    pub fn policy_refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
+        files
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect()
+    }
+
     pub async fn shutdown(&mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;

@@ -82,10 +82,7 @@ async fn gateway(config: &str) -> (Gateway, CancellationToken, CancellationToken
         ),
     ];
     let files = default_policies(&[]);
-    let files: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.as_str()))
-        .collect();
+    let files = Gateway::policy_refs(&files);
     let gw = Gateway::start_governed(&servers, config, false, &files).await;
     gw.wait_ready(&["notes", "github"]).await;
     (gw, ct, github_ct)
@@ -95,11 +92,11 @@ fn db_file(gw: &Gateway) -> std::path::PathBuf {
     gw.dir.path().join("data/toolgate.db")
 }
 
-/// `toolgate audit verify` on the gateway's config: (exit ok, stdout).
-fn verify_cli(gw: &Gateway) -> (bool, String) {
+/// `toolgate audit verify` with this config: (exit ok, its output).
+fn verify_cli(config: &Path) -> (bool, String) {
     let out = std::process::Command::new(TOOLGATE)
         .arg("--config")
-        .arg(gw.dir.path().join("toolgate.toml"))
+        .arg(config)
         .args(["audit", "verify"])
         .output()
         .unwrap();
@@ -140,17 +137,30 @@ fn find<'a>(records: &'a [Value], kind: &str, target: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn every_decision_kind_is_recorded_and_the_chain_verifies_on_sqlite() {
-    every_decision_kind_is_recorded_and_the_chain_verifies(Backend::Sqlite).await;
+/// Two tests of `$body`: on SQLite, and on a fresh PostgreSQL database
+/// `$db` (skipped without PostgreSQL, unless it is required).
+macro_rules! on_both_stores {
+    ($body:ident, $sqlite:ident, $postgres:ident, $db:literal) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $body(Backend::Sqlite).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            if let Some(backend) = Backend::postgres($db).await {
+                $body(backend).await;
+            }
+        }
+    };
 }
 
-#[tokio::test]
-async fn every_decision_kind_is_recorded_and_the_chain_verifies_on_postgres() {
-    if let Some(backend) = Backend::postgres("kinds").await {
-        every_decision_kind_is_recorded_and_the_chain_verifies(backend).await;
-    }
-}
+on_both_stores!(
+    every_decision_kind_is_recorded_and_the_chain_verifies,
+    every_decision_kind_is_recorded_and_the_chain_verifies_on_sqlite,
+    every_decision_kind_is_recorded_and_the_chain_verifies_on_postgres,
+    "kinds"
+);
 
 async fn every_decision_kind_is_recorded_and_the_chain_verifies(backend: Backend) {
     let (mut gw, ct, _github) = gateway(&backend.config("")).await;
@@ -288,7 +298,7 @@ async fn every_decision_kind_is_recorded_and_the_chain_verifies(backend: Backend
 
     // Shut down: everything written, a checkpoint signed; it verifies.
     gw.shutdown().await;
-    let (ok, out) = verify_cli(&gw);
+    let (ok, out) = verify_cli(&gw.dir.path().join("toolgate.toml"));
     assert!(ok, "{out}");
     assert!(
         out.contains("no problems") && out.contains("1 exported"),
@@ -539,17 +549,12 @@ async fn refused_then_recovered(e: &Session, recover: impl std::future::Future<O
     );
 }
 
-#[tokio::test]
-async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain_on_sqlite() {
-    a_thousand_concurrent_calls_make_one_gapless_verifiable_chain(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain_on_postgres() {
-    if let Some(backend) = Backend::postgres("thousand").await {
-        a_thousand_concurrent_calls_make_one_gapless_verifiable_chain(backend).await;
-    }
-}
+on_both_stores!(
+    a_thousand_concurrent_calls_make_one_gapless_verifiable_chain,
+    a_thousand_concurrent_calls_make_one_gapless_verifiable_chain_on_sqlite,
+    a_thousand_concurrent_calls_make_one_gapless_verifiable_chain_on_postgres,
+    "thousand"
+);
 
 async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain(backend: Backend) {
     let (mut gw, ct, _github) = gateway(&backend.config("")).await;
@@ -589,7 +594,7 @@ async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain(backend: 
             .unwrap();
         assert_eq!(n, 1000, "{kind}");
     }
-    let (verified, out) = verify_cli(&gw);
+    let (verified, out) = verify_cli(&gw.dir.path().join("toolgate.toml"));
     assert!(verified, "{out}");
     ct.cancel();
 }
@@ -685,10 +690,7 @@ async fn after_sigkill_every_forwarded_call_has_its_decided_record() {
     };
     let dir = tempfile::tempdir().unwrap();
     let files = default_policies(&[]);
-    let files: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.as_str()))
-        .collect();
+    let files = Gateway::policy_refs(&files);
     write_policies(dir.path(), &files);
     std::fs::create_dir(dir.path().join("servers")).unwrap();
     std::fs::write(
@@ -768,19 +770,7 @@ async fn after_sigkill_every_forwarded_call_has_its_decided_record() {
     drop(store);
 
     // The chain verifies, and a restarted gateway extends it.
-    let verify = |config: &Path| {
-        let out = std::process::Command::new(TOOLGATE)
-            .arg("--config")
-            .arg(config)
-            .args(["audit", "verify"])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
-    let (ok, out) = verify(&config);
+    let (ok, out) = verify_cli(&config);
     assert!(ok, "{out}");
     let mut gateway = serve(&config, &addr).await;
     let session = Session::open(&url, &eng, false).await;
@@ -796,7 +786,7 @@ async fn after_sigkill_every_forwarded_call_has_its_decided_record() {
         .status()
         .unwrap();
     gateway.wait().unwrap();
-    let (ok, out) = verify(&config);
+    let (ok, out) = verify_cli(&config);
     assert!(ok && out.contains("1 exported"), "{out}");
     ct.cancel();
 }
@@ -875,9 +865,9 @@ async fn records_reach_a_webhook_despite_its_failures_in_order_and_complete() {
 /// Records older than the cut-off go behind a signed checkpoint; the rest
 /// still verifies, the pruning is recorded, and later tampering is still
 /// found.
-async fn retention_keeps_the_chain_verifiable(url: Option<&str>) {
+async fn retention_keeps_the_chain_verifiable(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(url, dir.path()).await.unwrap();
+    let store = Store::open(backend.url(), dir.path()).await.unwrap();
     let key = SigningKey::from_text(&"42".repeat(32)).unwrap();
     let file = dir.path().join("checkpoints.jsonl");
     let now = toolgate::audit::now_ms();
@@ -932,16 +922,9 @@ async fn retention_keeps_the_chain_verifiable(url: Option<&str>) {
     assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(7));
 }
 
-#[tokio::test]
-async fn retention_keeps_the_chain_verifiable_on_sqlite() {
-    retention_keeps_the_chain_verifiable(None).await;
-}
-
-#[tokio::test]
-async fn retention_keeps_the_chain_verifiable_on_postgres() {
-    let Some(pg) = PgServer::start().await else {
-        return;
-    };
-    let url = pg.create_database("retention").await;
-    retention_keeps_the_chain_verifiable(Some(&url)).await;
-}
+on_both_stores!(
+    retention_keeps_the_chain_verifiable,
+    retention_keeps_the_chain_verifiable_on_sqlite,
+    retention_keeps_the_chain_verifiable_on_postgres,
+    "retention"
+);

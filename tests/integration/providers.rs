@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -29,17 +28,7 @@ async fn gateway(auth: &str) -> (Gateway, SeenHeaders, CancellationToken) {
     let gw =
         Gateway::start_with(&[("echo", http_server_toml("echo", &url, ""))], auth, false).await;
     gw.wait_ready(&["echo"]).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = reqwest::get(format!("http://{}/readyz", gw.addr))
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", r.text().await.unwrap());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gw.wait_readyz().await;
     (gw, seen, ct)
 }
 

@@ -145,28 +145,11 @@ async fn setup_with(extra_policies: &[(&'static str, &'static str)], config: &st
         ),
     ];
     let files = default_policies(extra_policies);
-    let files: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.as_str()))
-        .collect();
+    let files = Gateway::policy_refs(&files);
     let gw = Gateway::start_governed(&servers, config, false, &files).await;
     gw.wait_ready(&["notes", "echo", "github"]).await;
     // Ready once every identity provider's keys are in.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let r = reqwest::get(format!("http://{}/readyz", gw.addr))
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            r.text().await.unwrap()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    gw.wait_readyz().await;
     Setup { gw, ct }
 }
 
@@ -176,6 +159,44 @@ pub(crate) fn key(gw: &Gateway, name: &str, groups: &[&str]) -> String {
         args.extend(["--group", g]);
     }
     keys_cli(gw, &args).trim().to_string()
+}
+
+/// A break-glass caller sees destructive tools, the untrusted server's too,
+/// and may use them.
+async fn break_glass_destroys(b: &Session) {
+    let tools = b.tools().await;
+    assert!(tools.contains(&"echo__crash".to_string()), "{tools:?}");
+    assert!(
+        b.call("notes__delete_note", json!({"title": "t"}))
+            .await
+            .is_ok()
+    );
+}
+
+/// A platform caller uses github under acme/, and is refused elsewhere with
+/// the policy's name and reason.
+async fn github_within_the_allowlist(p: &Session) {
+    assert!(p.tools().await.contains(&"github__echo".to_string()));
+    assert_eq!(
+        p.call(
+            "github__echo",
+            json!({"message": "hi", "repository": "acme/x"})
+        )
+        .await,
+        Ok("hi".into())
+    );
+    let denied = p
+        .call(
+            "github__echo",
+            json!({"message": "hi", "repository": "evil/x"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        denied.contains("github-repository-allowlist")
+            && denied.contains("only repositories under acme/"),
+        "{denied}"
+    );
 }
 
 #[tokio::test]
@@ -231,37 +252,12 @@ async fn the_default_policies_decide_lists_and_calls() {
             tools.contains(&"notes__delete_note".to_string()),
             "{tools:?}"
         );
-        assert!(tools.contains(&"echo__crash".to_string()), "{tools:?}");
-        assert!(
-            b.call("notes__delete_note", json!({"title": "t"}))
-                .await
-                .is_ok()
-        );
+        break_glass_destroys(&b).await;
 
         // The platform team sees its server; an argument outside the
         // allowlist is refused with the policy and its reason, visibly.
         let p = Session::open(url, &platform, via_rmcp).await;
-        assert!(p.tools().await.contains(&"github__echo".to_string()));
-        assert_eq!(
-            p.call(
-                "github__echo",
-                json!({"message": "hi", "repository": "acme/tools"})
-            )
-            .await,
-            Ok("hi".into())
-        );
-        let denied = p
-            .call(
-                "github__echo",
-                json!({"message": "hi", "repository": "evil/tools"}),
-            )
-            .await
-            .unwrap_err();
-        assert!(
-            denied.contains("github-repository-allowlist")
-                && denied.contains("only repositories under acme/"),
-            "{denied}"
-        );
+        github_within_the_allowlist(&p).await;
         // A value of the wrong type cannot slip past the forbid: the
         // policy fails to evaluate, which denies.
         let confused = p
@@ -343,39 +339,13 @@ async fn the_default_policies_decide_for_okta_and_entra_tokens() {
 
         // break-glass destroys (the forbid's `unless`), on any server.
         let b = Session::open(url, &breakglass, via_rmcp).await;
-        let tools = b.tools().await;
-        assert!(tools.contains(&"echo__crash".to_string()), "{tools:?}");
-        assert!(
-            b.call("notes__delete_note", json!({"title": "t"}))
-                .await
-                .is_ok()
-        );
+        break_glass_destroys(&b).await;
 
         // The platform team's server, with its repository allowlist: the
         // refusal names the policy and its reason; forbid wins over the
         // team's permit.
         let p = Session::open(url, &platform, via_rmcp).await;
-        assert!(p.tools().await.contains(&"github__echo".to_string()));
-        assert_eq!(
-            p.call(
-                "github__echo",
-                json!({"message": "hi", "repository": "acme/x"})
-            )
-            .await,
-            Ok("hi".into())
-        );
-        let denied = p
-            .call(
-                "github__echo",
-                json!({"message": "hi", "repository": "evil/x"}),
-            )
-            .await
-            .unwrap_err();
-        assert!(
-            denied.contains("github-repository-allowlist")
-                && denied.contains("only repositories under acme/"),
-            "{denied}"
-        );
+        github_within_the_allowlist(&p).await;
         // eng does not even see github (default deny for everyone else).
         let e = Session::open(url, &eng, via_rmcp).await;
         assert!(
