@@ -371,55 +371,54 @@ async fn tampering_is_detected(url: &dyn Fn(&str) -> Option<String>) {
     let (_d, store, key, file) = case("intact").await;
     assert_eq!(first_bad(&store, &key, Some(&file)).await, None);
 
-    // Edited: one body changed.
-    let (_d, store, key, file) = case("edited").await;
-    exec(
-        &store,
-        "UPDATE audit_records SET body = REPLACE(body, 'tool-4', 'tool-X') WHERE seq = 5",
-    )
-    .await;
-    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(5));
-
-    // Edited: a query column only.
-    let (_d, store, key, file) = case("column").await;
-    exec(
-        &store,
-        "UPDATE audit_records SET decision = 'deny' WHERE seq = 6",
-    )
-    .await;
-    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(6));
-
-    // Deleted.
-    let (_d, store, key, file) = case("deleted").await;
-    exec(&store, "DELETE FROM audit_records WHERE seq = 7").await;
-    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(7));
-
-    // Reordered: records 3 and 4 swapped.
-    let (_d, store, key, file) = case("reordered").await;
-    exec(&store, "UPDATE audit_records SET seq = 100 WHERE seq = 3").await;
-    exec(&store, "UPDATE audit_records SET seq = 3 WHERE seq = 4").await;
-    exec(&store, "UPDATE audit_records SET seq = 4 WHERE seq = 100").await;
-    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(3));
-
-    // Inserted: a forged record at 6, the rest moved up.
-    let (_d, store, key, file) = case("inserted").await;
-    exec(
-        &store,
-        "UPDATE audit_records SET seq = seq + 100 WHERE seq >= 6",
-    )
-    .await;
-    exec(
-        &store,
-        "UPDATE audit_records SET seq = seq - 99 WHERE seq >= 106",
-    )
-    .await;
-    exec(
-        &store,
-        "INSERT INTO audit_records (seq, at_ms, kind, body, prev_hash, record_hash) \
-         SELECT 6, at_ms, kind, REPLACE(body, '\"seq\":5', '\"seq\":6'), record_hash, record_hash FROM audit_records WHERE seq = 5",
-    )
-    .await;
-    assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(6));
+    // Each edit, and the first record it must be found at.
+    let edits: [(&str, &[&str], i64); 5] = [
+        // One body changed.
+        (
+            "edited",
+            &["UPDATE audit_records SET body = REPLACE(body, 'tool-4', 'tool-X') WHERE seq = 5"],
+            5,
+        ),
+        // A query column only.
+        (
+            "column",
+            &["UPDATE audit_records SET decision = 'deny' WHERE seq = 6"],
+            6,
+        ),
+        ("deleted", &["DELETE FROM audit_records WHERE seq = 7"], 7),
+        // Records 3 and 4 swapped.
+        (
+            "reordered",
+            &[
+                "UPDATE audit_records SET seq = 100 WHERE seq = 3",
+                "UPDATE audit_records SET seq = 3 WHERE seq = 4",
+                "UPDATE audit_records SET seq = 4 WHERE seq = 100",
+            ],
+            3,
+        ),
+        // A forged record at 6, the rest moved up.
+        (
+            "inserted",
+            &[
+                "UPDATE audit_records SET seq = seq + 100 WHERE seq >= 6",
+                "UPDATE audit_records SET seq = seq - 99 WHERE seq >= 106",
+                "INSERT INTO audit_records (seq, at_ms, kind, body, prev_hash, record_hash) \
+                 SELECT 6, at_ms, kind, REPLACE(body, '\"seq\":5', '\"seq\":6'), record_hash, record_hash FROM audit_records WHERE seq = 5",
+            ],
+            6,
+        ),
+    ];
+    for (name, statements, want) in edits {
+        let (_d, store, key, file) = case(name).await;
+        for sql in statements {
+            exec(&store, sql).await;
+        }
+        assert_eq!(
+            first_bad(&store, &key, Some(&file)).await,
+            Some(want),
+            "{name}"
+        );
+    }
 
     // Tail truncated, head and stored checkpoints made to match: only the
     // exported checkpoint knows.
