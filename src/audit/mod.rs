@@ -393,13 +393,13 @@ impl Audit {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let config = Arc::new(config);
         let counters = Arc::new(Counters::default());
-        tokio::spawn(writer::run(
+        writer::spawn(
             store.clone(),
             rx,
             config.clone(),
             Arc::new(key),
             counters.clone(),
-        ));
+        );
         let forwarded = Arc::new(forward::ForwardStats::default());
         let stop_forwarding = tokio_util::sync::CancellationToken::new();
         if let Some(f) = &config.forward {

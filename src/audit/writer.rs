@@ -1,5 +1,7 @@
 //! The audit writer: one task that appends queued records to the chain in
-//! batches (group commit) and signs checkpoints.
+//! batches (group commit) and signs checkpoints. On SQLite it runs on a
+//! thread of its own with its own connection; on PostgreSQL it is a task
+//! on the gateway's runtime.
 //!
 //! - It takes the first queued record and whatever else is queued by then
 //!   (at most [`MAX_BATCH`]), appends them in one transaction, and tells
@@ -13,11 +15,13 @@
 //! - On close it writes everything still queued, then a checkpoint.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::AnyPool;
+use sqlx::pool::PoolConnection;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -37,7 +41,38 @@ const LINGER: Duration = Duration::from_millis(20);
 /// Failed batches in a row after which closing gives up on kept records.
 const GIVE_UP_AFTER: u64 = 3;
 
-pub(super) async fn run(
+/// Start the writer over `store`, taking records from `rx`.
+pub(super) fn spawn(
+    store: Store,
+    rx: mpsc::Receiver<Msg>,
+    config: Arc<AuditConfig>,
+    key: Arc<SigningKey>,
+    counters: Arc<Counters>,
+) {
+    if !store.is_sqlite() {
+        tokio::spawn(run(store, rx, config, key, counters));
+        return;
+    }
+    // SQLite calls block: they get a thread, whose own small runtime keeps
+    // the queue's waits and the checkpoints' timers.
+    let started = std::thread::Builder::new()
+        .name("audit-writer".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(run(store, rx, config, key, counters)),
+                // The queue is dropped with `rx`: calls are refused.
+                Err(e) => tracing::error!(error = %e, "the audit writer could not start"),
+            }
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "the audit writer's thread could not start");
+    }
+}
+
+async fn run(
     store: Store,
     mut rx: mpsc::Receiver<Msg>,
     config: Arc<AuditConfig>,
@@ -45,8 +80,7 @@ pub(super) async fn run(
     counters: Arc<Counters>,
 ) {
     let pool = store.pool().clone();
-    let mut conn = None;
-    let mut head: Head = None;
+    let mut sink = Sink::new(&store, &config);
     // Records nobody waits for whose batch failed: retried first.
     let mut kept: VecDeque<Record> = VecDeque::new();
     let mut next_checkpoint = Instant::now() + config.checkpoint_interval;
@@ -103,17 +137,7 @@ pub(super) async fn run(
             }
         }
         if !batch.is_empty() {
-            let ok = commit(
-                &pool,
-                store.is_sqlite(),
-                &mut conn,
-                &mut head,
-                batch,
-                &mut kept,
-                &config,
-                &counters,
-            )
-            .await;
+            let ok = commit(&mut sink, batch, &mut kept, &config, &counters).await;
             if !ok && closing.is_none() {
                 // Let the store recover before the next attempt (waiting
                 // calls were already told).
@@ -155,40 +179,15 @@ pub(super) async fn run(
 }
 
 /// Append `batch`; tell its waiters. Returns whether it was written.
-#[allow(clippy::too_many_arguments)]
 async fn commit(
-    pool: &AnyPool,
-    sqlite: bool,
-    conn: &mut Option<sqlx::pool::PoolConnection<sqlx::Any>>,
-    head: &mut Head,
+    sink: &mut Sink,
     batch: Vec<Job>,
     kept: &mut VecDeque<Record>,
     config: &AuditConfig,
     counters: &Counters,
 ) -> bool {
     let records: Vec<&Record> = batch.iter().map(|j| &j.record).collect();
-    // One connection, kept: no pool checkout per batch. Dropped after an
-    // error (it may be the broken part) and taken afresh next time.
-    if conn.is_none() {
-        match pool.acquire().await {
-            Ok(c) => *conn = Some(c),
-            Err(e) => {
-                *head = None;
-                return fail(batch, e, kept, config, counters);
-            }
-        }
-    }
-    let Some(c) = conn.as_mut() else {
-        unreachable!("acquired above")
-    };
-    let result = append_fast(c, sqlite, head, &records).await;
-    if result.is_err() {
-        // Not knowing what state it is in: roll back, and start afresh.
-        let _ = sqlx::query("ROLLBACK").execute(&mut **c).await;
-        *conn = None;
-        *head = None;
-    }
-    match result {
+    match sink.append(&records).await {
         Ok(first) => {
             counters.failed_batches.store(0, Ordering::Relaxed);
             counters
@@ -209,7 +208,7 @@ async fn commit(
 /// refused); the other records are kept for a retry, up to the bound.
 fn fail(
     batch: Vec<Job>,
-    e: sqlx::Error,
+    e: String,
     kept: &mut VecDeque<Record>,
     config: &AuditConfig,
     counters: &Counters,
@@ -220,7 +219,7 @@ fn fail(
         match job.done {
             // Its call is refused: the record is not kept.
             Some(done) => {
-                let _ = done.send(Err(AuditError::Store(e.to_string())));
+                let _ = done.send(Err(AuditError::Store(e.clone())));
             }
             None if kept.len() < config.queue => kept.push_back(job.record),
             None => {
@@ -231,22 +230,151 @@ fn fail(
     false
 }
 
+/// Where the writer appends batches.
+enum Sink {
+    /// A connection of the writer's own to the SQLite file. On SQLite the
+    /// writer runs on a thread of its own ([`spawn`]), so an append is
+    /// plain calls into SQLite on that thread: no hand-off to a driver
+    /// thread and back for each statement, which cost a call more than the
+    /// commit itself.
+    Sqlite {
+        file: PathBuf,
+        busy: Duration,
+        conn: Option<rusqlite::Connection>,
+    },
+    /// A connection kept from the pool, and the chain's head as this writer
+    /// last left it.
+    Postgres {
+        pool: AnyPool,
+        conn: Option<PoolConnection<sqlx::Any>>,
+        head: Head,
+    },
+}
+
+impl Sink {
+    fn new(store: &Store, config: &AuditConfig) -> Sink {
+        match store.sqlite_file() {
+            Some(file) => Sink::Sqlite {
+                file: file.to_path_buf(),
+                // A locked database is waited for no longer than a call
+                // waits for its record.
+                busy: config.wait.min(Duration::from_secs(5)),
+                conn: None,
+            },
+            None => Sink::Postgres {
+                pool: store.pool().clone(),
+                conn: None,
+                head: None,
+            },
+        }
+    }
+
+    /// Append `records` in one transaction; the `seq` of the first. A
+    /// connection is kept between batches, and dropped after an error (it
+    /// may be the broken part) to be opened afresh next time.
+    async fn append(&mut self, records: &[&Record]) -> Result<u64, String> {
+        match self {
+            Sink::Sqlite { file, busy, conn } => {
+                let c = match conn {
+                    Some(c) => c,
+                    None => conn.insert(
+                        open_sqlite(file, *busy)
+                            .map_err(|e| format!("opening {}: {e}", file.display()))?,
+                    ),
+                };
+                let result = append_sqlite(c, records);
+                if result.is_err() {
+                    *conn = None;
+                }
+                result.map_err(|e| e.to_string())
+            }
+            Sink::Postgres { pool, conn, head } => {
+                let c = match conn {
+                    Some(c) => c,
+                    None => conn.insert(pool.acquire().await.map_err(|e| {
+                        *head = None;
+                        e.to_string()
+                    })?),
+                };
+                let result = append_postgres(c, head, records).await;
+                if result.is_err() {
+                    // Not knowing what state it is in: roll back, and start
+                    // afresh.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut **c).await;
+                    *conn = None;
+                    *head = None;
+                }
+                result.map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// The writer's connection to the SQLite file the pool has migrated (in
+/// WAL mode): every commit is synced to disk (`synchronous = FULL`) before
+/// its calls go on.
+fn open_sqlite(file: &Path, busy: Duration) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+/// Append to SQLite in one IMMEDIATE transaction, which takes the write
+/// lock first: the command line (`keys create`) appending meanwhile waits,
+/// and the head read here is the head written back.
+fn append_sqlite(conn: &mut rusqlite::Connection, records: &[&Record]) -> rusqlite::Result<u64> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let (seq, prev): (i64, String) = tx.query_row(
+        "SELECT seq, record_hash FROM audit_head WHERE chain = 'main'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let rows = rows(seq, &prev, records);
+    {
+        let mut insert = tx.prepare_cached(&format!("{INSERT} VALUES {}", values(1, 0, false)))?;
+        for row in &rows {
+            let r = row.record;
+            insert.execute(rusqlite::params![
+                row.seq,
+                r.at_ms,
+                r.kind.name(),
+                r.call,
+                r.subject(),
+                r.target,
+                r.decision,
+                row.body,
+                row.prev,
+                row.hash,
+            ])?;
+        }
+    }
+    if let Some(last) = rows.last() {
+        tx.execute(
+            "UPDATE audit_head SET seq = $1, record_hash = $2 WHERE chain = 'main'",
+            rusqlite::params![last.seq, last.hash],
+        )?;
+    }
+    tx.commit()?;
+    Ok((seq + 1) as u64)
+}
+
 /// The chain's head as this writer last left it: `(seq, record_hash)`.
 type Head = Option<(i64, String)>;
 
-/// Append in one round trip to the store, assuming the chain head is still
+/// Append to PostgreSQL in one round trip, assuming the chain head is still
 /// where this writer left it (it is, unless another replica or the command
-/// line appended meanwhile). The head row is updated only if it still
-/// holds `head`, and the records are inserted only if that update took;
-/// otherwise nothing changes, the head is read again and it is tried once
-/// more. On SQLite the round trip is one script in an IMMEDIATE transaction
-/// (SQLite runs several statements per query, numbering binds across
-/// them); on PostgreSQL one statement (a data-modifying CTE) in its own
-/// transaction. Each hop to the store costs a thread wake-up or a network
-/// round trip, so this is most of the difference at low call rates.
-async fn append_fast(
+/// line appended meanwhile): one statement (a data-modifying CTE) updates
+/// the head row only if it still holds `head`, and inserts the records only
+/// if that update took; otherwise nothing changes, the head is read again
+/// and it is tried once more. Each round trip costs a network hop, so this
+/// is most of the difference at low call rates.
+async fn append_postgres(
     conn: &mut sqlx::AnyConnection,
-    sqlite: bool,
     head: &mut Head,
     records: &[&Record],
 ) -> Result<u64, sqlx::Error> {
@@ -264,50 +392,23 @@ async fn append_fast(
             .last()
             .map(|r| (r.seq, r.hash.clone()))
             .unwrap_or((seq, prev.clone()));
-        let written = if sqlite {
-            let mut sql = String::from(
-                "BEGIN IMMEDIATE; UPDATE audit_head SET seq = $1, record_hash = $2 \
-                 WHERE chain = 'main' AND seq = $3 AND record_hash = $4; ",
-            );
-            for i in 0..rows.len() {
-                sql.push_str(&format!(
-                    "{INSERT} SELECT {} WHERE EXISTS \
-                     (SELECT 1 FROM audit_head WHERE chain = 'main' AND seq = $1 AND record_hash = $2); ",
-                    placeholders(4 + i * 10, false)
-                ));
-            }
-            sql.push_str("SELECT seq, record_hash FROM audit_head WHERE chain = 'main'; COMMIT;");
-            let now: Vec<(i64, String)> = bind_rows(
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(last)
-                    .bind(last_hash.clone())
-                    .bind(seq)
-                    .bind(prev.clone()),
-                &rows,
-            )
-            .fetch_all(&mut *conn)
-            .await?;
-            now.first() == Some(&(last, last_hash.clone()))
-        } else {
-            let sql = format!(
-                "WITH head AS (UPDATE audit_head SET seq = $1, record_hash = $2 \
-                 WHERE chain = 'main' AND seq = $3 AND record_hash = $4 RETURNING seq) \
-                 {INSERT} SELECT v.* FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM head)",
-                values(rows.len(), 4, true)
-            );
-            let done = bind_rows(
-                sqlx::query_as::<_, ()>(sqlx::AssertSqlSafe(sql))
-                    .bind(last)
-                    .bind(last_hash.clone())
-                    .bind(seq)
-                    .bind(prev.clone()),
-                &rows,
-            );
-            // A statement without rows: its count is what was inserted.
-            let inserted = sqlx::Executor::execute(&mut *conn, done).await?;
-            inserted.rows_affected() == rows.len() as u64
-        };
-        if written {
+        let sql = format!(
+            "WITH head AS (UPDATE audit_head SET seq = $1, record_hash = $2 \
+             WHERE chain = 'main' AND seq = $3 AND record_hash = $4 RETURNING seq) \
+             {INSERT} SELECT v.* FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM head)",
+            values(rows.len(), 4, true)
+        );
+        let done = bind_rows(
+            sqlx::query_as::<_, ()>(sqlx::AssertSqlSafe(sql))
+                .bind(last)
+                .bind(last_hash.clone())
+                .bind(seq)
+                .bind(prev.clone()),
+            &rows,
+        );
+        // A statement without rows: its count is what was inserted.
+        let inserted = sqlx::Executor::execute(&mut *conn, done).await?;
+        if inserted.rows_affected() == rows.len() as u64 {
             *head = Some((last, last_hash));
             return Ok((seq + 1) as u64);
         }

@@ -38,7 +38,8 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    sqlite: bool,
+    /// The SQLite database file, when the store is SQLite.
+    sqlite_file: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -59,7 +60,17 @@ impl Store {
                 )
             }
         };
-        let sqlite = url.starts_with("sqlite:");
+        let sqlite_file = if url.starts_with("sqlite:") {
+            let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+                .map_err(|source| StoreError::Open {
+                    url: redact_url(&url),
+                    source,
+                })?;
+            Some(options.get_filename().to_path_buf())
+        } else {
+            None
+        };
+        let sqlite = sqlite_file.is_some();
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { MAX_CONNECTIONS })
             // An embedded SQLite connection cannot have gone away; pinging
@@ -88,7 +99,7 @@ impl Store {
                 source,
             })?;
         sqlx::migrate!("src/storage/migrations").run(&pool).await?;
-        Ok(Self { pool, sqlite })
+        Ok(Self { pool, sqlite_file })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -97,7 +108,12 @@ impl Store {
 
     /// SQLite (embedded), as opposed to PostgreSQL.
     pub fn is_sqlite(&self) -> bool {
-        self.sqlite
+        self.sqlite_file.is_some()
+    }
+
+    /// The SQLite database file (`None` on PostgreSQL).
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.sqlite_file.as_deref()
     }
 }
 

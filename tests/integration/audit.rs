@@ -679,8 +679,14 @@ async fn serve(config: &Path, addr: &str) -> std::process::Child {
     }
 }
 
-#[tokio::test]
-async fn after_sigkill_every_forwarded_call_has_its_decided_record() {
+on_both_stores!(
+    after_sigkill_every_forwarded_call_has_its_decided_record,
+    after_sigkill_every_forwarded_call_has_its_decided_record_on_sqlite,
+    after_sigkill_every_forwarded_call_has_its_decided_record_on_postgres,
+    "sigkill"
+);
+
+async fn after_sigkill_every_forwarded_call_has_its_decided_record(backend: Backend) {
     let ct = CancellationToken::new();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let witness = {
@@ -702,7 +708,11 @@ async fn after_sigkill_every_forwarded_call_has_its_decided_record() {
         l.local_addr().unwrap().to_string()
     };
     let config = dir.path().join("toolgate.toml");
-    std::fs::write(&config, format!("listen = \"{addr}\"\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("listen = \"{addr}\"\n{}", backend.config("")),
+    )
+    .unwrap();
     let keys = std::process::Command::new(TOOLGATE)
         .arg("--config")
         .arg(&config)
@@ -748,7 +758,9 @@ async fn after_sigkill_every_forwarded_call_has_its_decided_record() {
     );
 
     // Every message the upstream saw has a durable `decided` record.
-    let store = Store::open(None, &dir.path().join("data")).await.unwrap();
+    let store = Store::open(backend.url(), &dir.path().join("data"))
+        .await
+        .unwrap();
     let bodies: Vec<(String,)> =
         sqlx::query_as("SELECT body FROM audit_records WHERE kind = 'decided'")
             .fetch_all(store.pool())
