@@ -457,27 +457,16 @@ fn policy(config: &Config, command: &PolicyCommand) -> anyhow::Result<ExitCode> 
             let decision = case
                 .decide(&policies, &config.servers)
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let files: Vec<serde_json::Value> = decision
-                .policies
-                .iter()
-                .map(|id| {
-                    serde_json::json!({
-                        "id": id,
-                        "file": policies.origin.get(id).map(|p| p.display().to_string()),
-                    })
-                })
-                .collect();
+            let explained = toolgate::authorize::cases::explanation(&decision, &policies);
             if *json {
-                let out = serde_json::json!({
-                    "decision": if decision.allowed { "allow" } else { "deny" },
-                    "policies": files,
-                    "reasons": decision.reasons,
-                    "errors": decision.errors,
-                });
-                println_stdout(&out.to_string());
+                println_stdout(&explained.to_string());
             } else {
                 println_stdout(&decision.to_string());
-                for f in &files {
+                let listed = ["policies", "gates"]
+                    .iter()
+                    .filter_map(|k| explained[*k].as_array())
+                    .flatten();
+                for f in listed {
                     println_stdout(&format!(
                         "  {} ({})",
                         f["id"].as_str().unwrap_or_default(),

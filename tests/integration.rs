@@ -10,6 +10,8 @@ mod common;
 
 #[path = "integration/aggregation.rs"]
 mod aggregation;
+#[path = "integration/approvals.rs"]
+mod approvals;
 #[path = "integration/audit.rs"]
 mod audit;
 #[path = "integration/bad_input.rs"]

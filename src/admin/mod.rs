@@ -86,19 +86,9 @@ async fn policy_explain(
     let policies = gw.policies.current();
     match case.decide(&policies, &gw.config.servers) {
         Ok(decision) => {
-            let files: Vec<_> = decision
-                .policies
-                .iter()
-                .map(|id| json!({"id": id, "file": policies.origin.get(id).map(|p| p.display().to_string())}))
-                .collect();
-            Json(json!({
-                "decision": if decision.allowed { "allow" } else { "deny" },
-                "policies": files,
-                "reasons": decision.reasons,
-                "errors": decision.errors,
-                "policy_version": policies.version,
-            }))
-            .into_response()
+            let mut explained = crate::authorize::cases::explanation(&decision, &policies);
+            explained["policy_version"] = json!(policies.version);
+            Json(explained).into_response()
         }
         Err(e) => refuse(StatusCode::BAD_REQUEST, e),
     }

@@ -162,7 +162,8 @@ pub struct Record {
     /// The arguments, redacted and bounded ([`redact`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,
-    /// `allow`, `deny`, `hidden` (not even visible) or `unknown`.
+    /// `allow`, `deny`, `hidden` (not even visible), `gated` (allowed, held
+    /// by an approval gate) or `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'static str>,
     /// The determining policies.

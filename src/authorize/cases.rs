@@ -38,6 +38,9 @@ pub struct Case {
     pub expect: Option<String>,
     /// The exact determining policies (tests only, optional).
     pub policies: Option<Vec<String>>,
+    /// The exact approval gates an allowed call must pass (tests only,
+    /// optional; `[]` for none).
+    pub gates: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -243,8 +246,48 @@ impl Case {
                 ));
             }
         }
+        if let Some(want) = &self.gates {
+            let mut want = want.clone();
+            want.sort();
+            let mut got: Vec<String> = decision.gates.iter().map(|g| g.policy.clone()).collect();
+            got.sort();
+            if want != got {
+                return Err(format!(
+                    "expected approval gates {want:?}, got {got:?} ({decision})"
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// A decision as `toolgate policy explain --json` prints it and `POST
+/// /admin/v1/policy/explain` answers: the verdict, the determining
+/// policies and the approval gates, each with the file it is in.
+pub fn explanation(decision: &Decision, policies: &Policies) -> Value {
+    let file = |id: &str| policies.origin.get(id).map(|p| p.display().to_string());
+    serde_json::json!({
+        "decision": if decision.allowed { "allow" } else { "deny" },
+        "policies": decision
+            .policies
+            .iter()
+            .map(|id| serde_json::json!({"id": id, "file": file(id)}))
+            .collect::<Vec<_>>(),
+        "reasons": decision.reasons,
+        "errors": decision.errors,
+        "gates": decision
+            .gates
+            .iter()
+            .map(|g| serde_json::json!({
+                "id": g.policy,
+                "file": file(&g.policy),
+                "approver_group": g.group,
+                "timeout_secs": g.timeout.as_secs(),
+                "approvers": g.approvers,
+                "reason": g.reason,
+            }))
+            .collect::<Vec<_>>(),
+    })
 }
 
 #[derive(Deserialize)]

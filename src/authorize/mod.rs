@@ -173,6 +173,34 @@ pub struct Decision {
     pub reasons: Vec<String>,
     /// Policies that could not be evaluated (each one denies).
     pub errors: Vec<String>,
+    /// The approval gates an allowed call must pass (its satisfied
+    /// `@approval` policies); empty when it needs none, and always when
+    /// deciding visibility.
+    pub gates: Vec<Gate>,
+}
+
+/// An approval gate: a `permit` policy with `@approval("<group>")`. It does
+/// not take part in allowing or refusing; when an allowed call satisfies
+/// it, the call goes ahead only once members of the group approve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// The gate policy's `@id`.
+    pub policy: String,
+    /// Members of this group decide (`@approval`).
+    pub group: String,
+    /// How long a request waits for a decision (`@timeout`, default
+    /// [`Gate::DEFAULT_TIMEOUT`]); then it is denied.
+    pub timeout: std::time::Duration,
+    /// How many distinct approvers it takes (`@approvers`, default 1).
+    pub approvers: u32,
+    /// The policy's `@reason`, shown to approvers and to the caller.
+    pub reason: Option<String>,
+}
+
+impl Gate {
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+    /// Most distinct approvers a gate may ask for.
+    pub const MAX_APPROVERS: u32 = 10;
 }
 
 impl fmt::Display for Decision {
@@ -194,6 +222,13 @@ impl fmt::Display for Decision {
                 write!(f, "{verdict} by policy {}", ids.join(", "))?;
                 if !self.reasons.is_empty() {
                     write!(f, ": {}", self.reasons.join("; "))?;
+                }
+                for gate in &self.gates {
+                    write!(
+                        f,
+                        "; needs approval by `{}` (gate `{}`)",
+                        gate.group, gate.policy
+                    )?;
                 }
                 Ok(())
             }
@@ -279,6 +314,11 @@ pub struct Policies {
     named: Option<HashSet<String>>,
     /// Where each policy came from (`@id` → file).
     pub origin: HashMap<String, PathBuf>,
+    /// The approval gates, decided as a set of their own (see [`Gate`]);
+    /// `None` when there are none.
+    gates: Option<Box<Policies>>,
+    /// Each gate policy's group, timeout, approvers and reason.
+    gate_info: HashMap<String, Gate>,
     /// Bumped by every successful (re)load.
     pub version: u64,
     /// SHA-256 over the files it was loaded from (see [`dir_digest`]).
@@ -380,6 +420,7 @@ impl Policies {
         }
         let mut set = PolicySet::new();
         let mut origin = HashMap::new();
+        let mut gate_info = HashMap::new();
         for (file, text) in policy_files {
             load_policies(
                 file,
@@ -387,32 +428,73 @@ impl Policies {
                 schema.as_ref(),
                 &mut set,
                 &mut origin,
+                &mut gate_info,
                 &mut errors,
             );
         }
         match schema {
             Some(_) if errors.is_empty() => {
-                let index = Index::new(&set);
-                Ok(Policies {
-                    uses: ContextUse::of(&index.reads),
-                    index,
-                    decisions: DecisionCache::default(),
-                    prepared: std::sync::Mutex::default(),
-                    hasher: std::hash::RandomState::new(),
-                    named: named_things(&set),
-                    reasons: set
-                        .policies()
-                        .filter_map(|p| {
-                            Some((p.id().to_string(), p.annotation("reason")?.to_string()))
-                        })
-                        .collect(),
-                    set,
-                    origin,
-                    version,
-                    digest,
-                })
+                // Gates are decided apart from the policies that allow and
+                // refuse.
+                let (mut decisions, mut gates) = (PolicySet::new(), PolicySet::new());
+                for policy in set.policies() {
+                    let into = if gate_info.contains_key(AsRef::<str>::as_ref(policy.id())) {
+                        &mut gates
+                    } else {
+                        &mut decisions
+                    };
+                    if let Err(e) = into.add(policy.clone()) {
+                        errors.push(PolicyError::whole(dir, e.to_string()));
+                    }
+                }
+                if !errors.is_empty() {
+                    return Err(PolicyErrors(errors));
+                }
+                let gates = (!gate_info.is_empty()).then(|| {
+                    Box::new(Policies::assemble(
+                        gates,
+                        HashMap::new(),
+                        None,
+                        HashMap::new(),
+                        version,
+                        digest,
+                    ))
+                });
+                Ok(Policies::assemble(
+                    decisions, origin, gates, gate_info, version, digest,
+                ))
             }
             _ => Err(PolicyErrors(errors)),
+        }
+    }
+
+    /// A loaded, validated set, indexed.
+    fn assemble(
+        set: PolicySet,
+        origin: HashMap<String, PathBuf>,
+        gates: Option<Box<Policies>>,
+        gate_info: HashMap<String, Gate>,
+        version: u64,
+        digest: [u8; 32],
+    ) -> Policies {
+        let index = Index::new(&set);
+        Policies {
+            uses: ContextUse::of(&index.reads),
+            index,
+            decisions: DecisionCache::default(),
+            prepared: std::sync::Mutex::default(),
+            hasher: std::hash::RandomState::new(),
+            named: named_things(&set),
+            reasons: set
+                .policies()
+                .filter_map(|p| Some((p.id().to_string(), p.annotation("reason")?.to_string())))
+                .collect(),
+            set,
+            origin,
+            gates,
+            gate_info,
+            version,
+            digest,
         }
     }
 
@@ -425,8 +507,32 @@ impl Policies {
         self.len() == 0
     }
 
-    /// Decide one query (remembered, see [`DecisionCache`]).
+    /// Decide one query (remembered, see [`DecisionCache`]); for an
+    /// allowed call (not a listing), also which gates it must pass. The
+    /// gates are a set of their own with their own memory, keyed on the
+    /// arguments they read. A gate that cannot be evaluated refuses the
+    /// call (it might have asked for approval).
     pub fn decide(&self, query: &Query<'_>) -> Decision {
+        let mut decision = self.decide_policies(query);
+        if let (true, Some(_), Some(gates)) = (decision.allowed, query.args, &self.gates) {
+            let gated = gates.decide_policies(query);
+            if gated.errors.is_empty() {
+                decision.gates = gated
+                    .policies
+                    .iter()
+                    .filter_map(|id| self.gate_info.get(id).cloned())
+                    .collect();
+            } else {
+                decision.allowed = false;
+                decision.policies = Vec::new();
+                decision.reasons = Vec::new();
+                decision.errors = gated.errors;
+            }
+        }
+        decision
+    }
+
+    fn decide_policies(&self, query: &Query<'_>) -> Decision {
         let key = self
             .cacheable()
             .then(|| DecisionKey::of(query, &self.uses.args))
@@ -754,6 +860,7 @@ impl Outcome {
             policies,
             reasons,
             errors,
+            gates: Vec::new(),
         }
     }
 }
@@ -765,6 +872,7 @@ impl Decision {
             policies: Vec::new(),
             reasons: Vec::new(),
             errors: vec![e],
+            gates: Vec::new(),
         }
     }
 }
@@ -1137,6 +1245,7 @@ fn load_policies(
     schema: Option<&Schema>,
     set: &mut PolicySet,
     origin: &mut HashMap<String, PathBuf>,
+    gates: &mut HashMap<String, Gate>,
     errors: &mut Vec<PolicyError>,
 ) {
     let text = match text {
@@ -1203,12 +1312,78 @@ fn load_policies(
             )));
             continue;
         }
+        match gate(&id, policy) {
+            Ok(Some(gate)) => {
+                gates.insert(id.clone(), gate);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                errors.push(at(e));
+                continue;
+            }
+        }
         if let Err(e) = set.add(policy.new_id(PolicyId::new(&id))) {
             errors.push(at(e.to_string()));
             continue;
         }
         origin.insert(id, file.to_path_buf());
     }
+}
+
+/// The gate a policy is, if it has `@approval`; an error for a gate that
+/// is not a `permit`, or for gate annotations that do not parse or sit on
+/// a policy that is not a gate.
+fn gate(id: &str, policy: &cedar_policy::Policy) -> Result<Option<Gate>, String> {
+    let Some(group) = policy.annotation("approval") else {
+        for extra in ["timeout", "approvers"] {
+            if policy.annotation(extra).is_some() {
+                return Err(format!(
+                    "policy `{id}`: `@{extra}` belongs to approval gates; add `@approval(\"<approver group>\")` or remove it"
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    if policy.effect() != cedar_policy::Effect::Permit {
+        return Err(format!(
+            "policy `{id}`: an approval gate (`@approval`) must be a `permit`: it says which allowed calls need approval"
+        ));
+    }
+    if group.trim().is_empty() {
+        return Err(format!(
+            "policy `{id}`: `@approval` names the group whose members approve, e.g. @approval(\"security\")"
+        ));
+    }
+    let timeout = match policy.annotation("timeout") {
+        None => Gate::DEFAULT_TIMEOUT,
+        Some(text) => match crate::config::parse_duration(text) {
+            Ok(t) if !t.is_zero() && t <= std::time::Duration::from_secs(7 * 24 * 3600) => t,
+            _ => {
+                return Err(format!(
+                    "policy `{id}`: @timeout(\"{text}\"): use a duration from 1s to 7d, e.g. \"15m\""
+                ));
+            }
+        },
+    };
+    let approvers = match policy.annotation("approvers") {
+        None => 1,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=Gate::MAX_APPROVERS).contains(&n) => n,
+            _ => {
+                return Err(format!(
+                    "policy `{id}`: @approvers(\"{text}\"): use a number of distinct approvers from 1 to {}",
+                    Gate::MAX_APPROVERS
+                ));
+            }
+        },
+    };
+    Ok(Some(Gate {
+        policy: id.to_string(),
+        group: group.trim().to_string(),
+        timeout,
+        approvers,
+        reason: policy.annotation("reason").map(str::to_string),
+    }))
 }
 
 /// A cedar error as one or more located errors.
@@ -1715,6 +1890,112 @@ mod tests {
                 request_id: "t",
             });
             assert_eq!(d.allowed, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn gates_hold_allowed_calls_they_match_and_read_their_own_arguments() {
+        let (_dir, p) = policies(
+            "@id(\"all\")\npermit (principal, action == Action::\"call_tool\", resource);\n\
+             @id(\"big-refunds\")\n@approval(\"finance\")\n@timeout(\"10m\")\n@approvers(\"2\")\n\
+             @reason(\"refunds over 1000 need two approvers\")\n\
+             permit (principal, action == Action::\"call_tool\", resource == Tool::\"s__refund\")\n\
+             when { context.args has amount && context.args.amount > 1000 };\n\
+             @id(\"no-delete\")\nforbid (principal, action, resource == Tool::\"s__delete\");\n\
+             @id(\"deletes-too\")\n@approval(\"security\")\n\
+             permit (principal, action == Action::\"call_tool\", resource == Tool::\"s__delete\");\n",
+        );
+        // Gates are not among the policies that allow and refuse.
+        assert_eq!(p.len(), 2);
+        let server = ServerFacts {
+            name: "s".into(),
+            ..ServerFacts::default()
+        };
+        let caller = Caller::new("u".into(), Credential::AccessToken);
+        let ask = |name, args: Option<&Map<String, Value>>| {
+            p.decide(&Query {
+                caller: &caller,
+                target: Target::Tool {
+                    name,
+                    server: &server,
+                    annotations: Annotations::WORST,
+                },
+                args,
+                request_id: "t",
+            })
+        };
+        let big = json!({"amount": 5000})
+            .as_object()
+            .cloned()
+            .expect("an object");
+        let small = json!({"amount": 10})
+            .as_object()
+            .cloned()
+            .expect("an object");
+        let d = ask("s__refund", Some(&big));
+        assert!(d.allowed, "{d}");
+        assert_eq!(
+            d.gates,
+            vec![Gate {
+                policy: "big-refunds".into(),
+                group: "finance".into(),
+                timeout: std::time::Duration::from_secs(600),
+                approvers: 2,
+                reason: Some("refunds over 1000 need two approvers".into()),
+            }]
+        );
+        assert!(
+            d.to_string()
+                .contains("needs approval by `finance` (gate `big-refunds`)"),
+            "{d}"
+        );
+        // No policy that allows reads `amount`: the remembered decision must
+        // not carry the gate over to other amounts.
+        assert!(ask("s__refund", Some(&small)).gates.is_empty());
+        assert_eq!(ask("s__refund", Some(&big)).gates.len(), 1);
+        // Listing never asks the gates.
+        assert!(ask("s__refund", None).gates.is_empty());
+        // A refused call is refused, whatever gate matches it.
+        let d = ask("s__delete", Some(&small));
+        assert!(!d.allowed && d.gates.is_empty(), "{d}");
+    }
+
+    #[test]
+    fn gate_annotations_are_checked_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/schema.cedarschema"),
+            dir.path().join("schema.cedarschema"),
+        )
+        .expect("schema");
+        for (text, want) in [
+            (
+                "@id(\"g\")\n@approval(\"sec\")\nforbid (principal, action, resource);",
+                "must be a `permit`",
+            ),
+            (
+                "@id(\"g\")\n@approval(\" \")\npermit (principal, action, resource);",
+                "names the group",
+            ),
+            (
+                "@id(\"g\")\n@approval(\"sec\")\n@timeout(\"soon\")\npermit (principal, action, resource);",
+                "@timeout(\"soon\")",
+            ),
+            (
+                "@id(\"g\")\n@approval(\"sec\")\n@approvers(\"0\")\npermit (principal, action, resource);",
+                "@approvers(\"0\")",
+            ),
+            (
+                "@id(\"g\")\n@timeout(\"5m\")\npermit (principal, action, resource);",
+                "belongs to approval gates",
+            ),
+        ] {
+            std::fs::write(dir.path().join("p.cedar"), text).expect("policy");
+            let Err(e) = Policies::load(dir.path(), 1) else {
+                panic!("loaded: {text}")
+            };
+            let e = e.to_string();
+            assert!(e.contains(want) && e.contains("p.cedar:"), "{text}: {e}");
         }
     }
 

@@ -40,6 +40,9 @@ pub enum CallError {
     /// Visible to the caller, but a policy refuses this call.
     #[error("{0}")]
     Denied(Box<crate::authorize::Decision>),
+    /// Allowed, but an approval gate holds it.
+    #[error("{0}")]
+    ApprovalRequired(String),
     /// Shutting down, or at the in-flight limit: try again later.
     #[error("{0}")]
     NotAdmitted(crate::app::NotAdmitted),
@@ -56,6 +59,7 @@ impl CallError {
             CallError::Unauthenticated
             | CallError::NotFound { .. }
             | CallError::Denied(_)
+            | CallError::ApprovalRequired(_)
             | CallError::Cancelled => Fault::Caller,
             CallError::UpstreamUnavailable { .. }
             | CallError::UpstreamTimeout { .. }
@@ -71,6 +75,7 @@ impl CallError {
             CallError::Unauthenticated => "caller/unauthenticated",
             CallError::NotFound { .. } => "caller/not_found",
             CallError::Denied(_) => "caller/denied",
+            CallError::ApprovalRequired(_) => "caller/approval_required",
             CallError::Cancelled => "caller/cancelled",
             CallError::UpstreamUnavailable { .. } => "upstream/unavailable",
             CallError::UpstreamTimeout { .. } => "upstream/timeout",

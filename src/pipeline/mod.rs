@@ -114,7 +114,8 @@ pub struct CallContext<K: CallKind> {
     /// Set by [`authorize`]: what the policies decided, and which ones.
     pub decision: Option<Decision>,
     /// Set by [`authorize`]: `allow`, `deny` (refused for its arguments) or
-    /// `hidden` (not even visible), for the audit record.
+    /// `hidden` (not even visible), or `gated` (allowed, held by an
+    /// approval gate), for the audit record.
     pub verdict: Option<&'static str>,
     /// Set by [`record_decided`]: the `seq` of the durable `decided` record.
     pub decided: Option<u64>,
@@ -181,6 +182,10 @@ async fn stages<K: CallKind>(
     ctx.mark("authorize", t);
 
     let t = Instant::now();
+    await_approval(ctx)?;
+    ctx.mark("await approval", t);
+
+    let t = Instant::now();
     ctx.decided = record_decided(env, ctx).await?;
     ctx.mark("record decided", t);
 
@@ -245,6 +250,37 @@ fn authorize<K: CallKind>(env: &K::Env, ctx: &mut CallContext<K>) -> Result<(), 
     Ok(())
 }
 
+/// Stage 5: an allowed call that approval gates hold (satisfied
+/// `@approval` policies, [`crate::authorize::Gate`]) goes ahead only once
+/// members of each gate's group approve it. Until this gateway takes
+/// approval requests, such a call is refused (never forwarded), naming the
+/// gates and who would approve.
+fn await_approval<K: CallKind>(ctx: &mut CallContext<K>) -> Result<(), CallError> {
+    let Some(decision) = &ctx.decision else {
+        return Ok(());
+    };
+    if decision.gates.is_empty() {
+        return Ok(());
+    }
+    let gates: Vec<String> = decision
+        .gates
+        .iter()
+        .map(|g| {
+            let mut text = format!("approval by `{}` (gate `{}`", g.group, g.policy);
+            if let Some(reason) = &g.reason {
+                text.push_str(&format!(": {reason}"));
+            }
+            text.push(')');
+            text
+        })
+        .collect();
+    ctx.verdict = Some("gated");
+    Err(CallError::ApprovalRequired(format!(
+        "this call needs {}, and this gateway does not take approval requests yet; it was not forwarded",
+        gates.join(" and ")
+    )))
+}
+
 /// Stage 6: the `decided` record of an allowed call, durable before the
 /// call goes anywhere. If the audit trail cannot record it, the call is
 /// refused (unless `audit.fail_open`, a dev-only setting, says otherwise).
@@ -279,6 +315,14 @@ fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
         record.policies = decision.policies.clone();
         if !decision.allowed {
             record.reason = Some(decision.to_string());
+        }
+        if !decision.gates.is_empty() {
+            let gates: Vec<serde_json::Value> = decision
+                .gates
+                .iter()
+                .map(|g| serde_json::json!({"policy": g.policy, "approver_group": g.group}))
+                .collect();
+            record.detail = Some(serde_json::json!({ "gates": gates }));
         }
     }
     if let Some(question) = ctx.target.as_ref().and_then(|t| K::question(ctx, t)) {
@@ -346,7 +390,10 @@ async fn record_completed<K: CallKind>(
     let audit = env.audit();
     let refused = matches!(
         result,
-        Err(CallError::NotFound { .. } | CallError::Denied(_) | CallError::Unauthenticated)
+        Err(CallError::NotFound { .. }
+            | CallError::Denied(_)
+            | CallError::ApprovalRequired(_)
+            | CallError::Unauthenticated)
     );
     if ctx.decided.is_none() && refused {
         audit.submit(decided_record(audit, ctx)).await;

@@ -601,8 +601,8 @@ async fn a_thousand_concurrent_calls_make_one_gapless_verifiable_chain(backend: 
 /// An upstream that remembers every message its `note` tool was given:
 /// what reached it, whatever became of the answer.
 #[derive(Clone)]
-struct Witness {
-    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+pub(crate) struct Witness {
+    pub(crate) seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl rmcp::ServerHandler for Witness {
