@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod approvals;
 pub mod audit;
 pub mod authenticate;
 pub mod authorize;

@@ -23,6 +23,11 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
             axum::routing::post(policy_explain),
         )
         .route("/admin/v1/audit", axum::routing::get(audit_records))
+        .route("/admin/v1/approvals", axum::routing::get(approvals_list))
+        .route(
+            "/admin/v1/approvals/{id}/{verdict}",
+            axum::routing::post(approvals_decide),
+        )
         .with_state(gw)
 }
 
@@ -159,5 +164,103 @@ async fn audit_records(
             Json(json!({ "records": records, "next": next })).into_response()
         }
         Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// `GET /admin/v1/approvals?state=pending&limit=100`: approval requests,
+/// newest first (`limit` ≤ 1000). Each caller sees the requests their
+/// groups decide; those who may administer `approvals` see all.
+async fn approvals_list(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let limit = match params.get("limit").map(|l| l.parse::<i64>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "limit: a number from 1 to 1000".into(),
+            );
+        }
+    };
+    let state = params.get("state").map(String::as_str);
+    if let Some(s) = state
+        && !["pending", "approved", "denied", "expired", "used"].contains(&s)
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("state `{s}`: use pending, approved, denied, expired or used"),
+        );
+    }
+    let all = may_not_administer(&gw, &caller, "approvals").is_none();
+    match crate::approvals::list(gw.audit.store().pool(), state, limit).await {
+        Ok(rows) => {
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|r| {
+                    all || r["approver_group"]
+                        .as_str()
+                        .is_some_and(|g| caller.groups.iter().any(|c| c == g))
+                })
+                .collect();
+            Json(json!({ "approvals": rows })).into_response()
+        }
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// `POST /admin/v1/approvals/{id}/approve` or `…/deny`, with an optional
+/// JSON body `{"comment": "…"}`: a member of the request's approver group
+/// (never the caller who asked) decides it.
+async fn approvals_decide(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    axum::extract::Path((id, verdict)): axum::extract::Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    use crate::approvals::DecideError;
+    let approve = match verdict.as_str() {
+        "approve" => true,
+        "deny" => false,
+        other => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                format!("`{other}`: POST …/approvals/{{id}}/approve or …/deny"),
+            );
+        }
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        comment: Option<String>,
+    }
+    let body: Body = if body.is_empty() {
+        Body { comment: None }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is {{\"comment\": \"…\"}} (optional): {e}"),
+                );
+            }
+        }
+    };
+    if body.comment.as_ref().is_some_and(|c| c.len() > 4096) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "comment: at most 4096 bytes".into(),
+        );
+    }
+    match crate::approvals::decide(&gw.audit, &id, &caller, approve, body.comment.as_deref()).await
+    {
+        Ok(state) => Json(json!({ "id": id, "state": state })).into_response(),
+        Err(e @ DecideError::NotFound(_)) => refuse(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ DecideError::Forbidden(_)) => refuse(StatusCode::FORBIDDEN, e.to_string()),
+        Err(e @ DecideError::Conflict(_)) => refuse(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ DecideError::Store(_)) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -59,6 +59,10 @@ pub enum Kind {
     Logout,
     /// Records up to a checkpoint were deleted (retention).
     Pruned,
+    /// An approval gate held a call: a request for approval.
+    ApprovalRequested,
+    /// An approver approved or denied a request.
+    ApprovalDecided,
 }
 
 impl Kind {
@@ -72,6 +76,8 @@ impl Kind {
             Kind::Login => "login",
             Kind::Logout => "logout",
             Kind::Pruned => "pruned",
+            Kind::ApprovalRequested => "approval_requested",
+            Kind::ApprovalDecided => "approval_decided",
         }
     }
 }

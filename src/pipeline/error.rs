@@ -40,9 +40,15 @@ pub enum CallError {
     /// Visible to the caller, but a policy refuses this call.
     #[error("{0}")]
     Denied(Box<crate::authorize::Decision>),
-    /// Allowed, but an approval gate holds it.
+    /// An approval gate held it, and it was denied or expired.
     #[error("{0}")]
-    ApprovalRequired(String),
+    ApprovalDenied(String),
+    /// An approval gate held it, and the request could not be recorded or
+    /// followed: not forwarded.
+    #[error(
+        "toolgate: this call needs approval, and the approval request could not be recorded ({0}); it was not forwarded"
+    )]
+    ApprovalUnavailable(String),
     /// Shutting down, or at the in-flight limit: try again later.
     #[error("{0}")]
     NotAdmitted(crate::app::NotAdmitted),
@@ -59,13 +65,15 @@ impl CallError {
             CallError::Unauthenticated
             | CallError::NotFound { .. }
             | CallError::Denied(_)
-            | CallError::ApprovalRequired(_)
+            | CallError::ApprovalDenied(_)
             | CallError::Cancelled => Fault::Caller,
             CallError::UpstreamUnavailable { .. }
             | CallError::UpstreamTimeout { .. }
             | CallError::Upstream { .. }
             | CallError::UpstreamFailed { .. } => Fault::Upstream,
-            CallError::NotAdmitted(_) | CallError::AuditUnavailable(_) => Fault::Internal,
+            CallError::NotAdmitted(_)
+            | CallError::AuditUnavailable(_)
+            | CallError::ApprovalUnavailable(_) => Fault::Internal,
         }
     }
 
@@ -75,7 +83,8 @@ impl CallError {
             CallError::Unauthenticated => "caller/unauthenticated",
             CallError::NotFound { .. } => "caller/not_found",
             CallError::Denied(_) => "caller/denied",
-            CallError::ApprovalRequired(_) => "caller/approval_required",
+            CallError::ApprovalDenied(_) => "caller/approval_denied",
+            CallError::ApprovalUnavailable(_) => "internal/approval_unavailable",
             CallError::Cancelled => "caller/cancelled",
             CallError::UpstreamUnavailable { .. } => "upstream/unavailable",
             CallError::UpstreamTimeout { .. } => "upstream/timeout",

@@ -117,6 +117,8 @@ pub struct CallContext<K: CallKind> {
     /// `hidden` (not even visible), or `gated` (allowed, held by an
     /// approval gate), for the audit record.
     pub verdict: Option<&'static str>,
+    /// Set by [`await_approval`]: the approvals this call used.
+    pub approvals: Vec<String>,
     /// Set by [`record_decided`]: the `seq` of the durable `decided` record.
     pub decided: Option<u64>,
     /// Set by the ingress when known: the MCP session and the W3C trace id.
@@ -139,6 +141,7 @@ impl<K: CallKind> CallContext<K> {
             target: None,
             decision: None,
             verdict: None,
+            approvals: Vec::new(),
             decided: None,
             session: None,
             trace: None,
@@ -182,7 +185,7 @@ async fn stages<K: CallKind>(
     ctx.mark("authorize", t);
 
     let t = Instant::now();
-    await_approval(ctx)?;
+    await_approval(env, ctx).await?;
     ctx.mark("await approval", t);
 
     let t = Instant::now();
@@ -252,33 +255,96 @@ fn authorize<K: CallKind>(env: &K::Env, ctx: &mut CallContext<K>) -> Result<(), 
 
 /// Stage 5: an allowed call that approval gates hold (satisfied
 /// `@approval` policies, [`crate::authorize::Gate`]) goes ahead only once
-/// members of each gate's group approve it. Until this gateway takes
-/// approval requests, such a call is refused (never forwarded), naming the
-/// gates and who would approve.
-fn await_approval<K: CallKind>(ctx: &mut CallContext<K>) -> Result<(), CallError> {
-    let Some(decision) = &ctx.decision else {
+/// members of each gate's group approve it ([`crate::approvals`]). An
+/// approval already given for this very call (same caller, tool,
+/// definition and arguments) is used, once; otherwise a request is made
+/// and the call waits for its decision. Denied or expired: refused with
+/// the approver's comment, never forwarded.
+async fn await_approval<K: CallKind>(
+    env: &K::Env,
+    ctx: &mut CallContext<K>,
+) -> Result<(), CallError> {
+    use crate::approvals::{self, Binding, Outcome};
+    let gates = match &ctx.decision {
+        Some(d) if !d.gates.is_empty() => d.gates.clone(),
+        _ => return Ok(()),
+    };
+    let Some(target) = &ctx.target else {
+        unreachable!("await approval runs after resolve")
+    };
+    let Some(question) = K::question(ctx, target) else {
         return Ok(());
     };
-    if decision.gates.is_empty() {
-        return Ok(());
-    }
-    let gates: Vec<String> = decision
-        .gates
-        .iter()
-        .map(|g| {
-            let mut text = format!("approval by `{}` (gate `{}`", g.group, g.policy);
-            if let Some(reason) = &g.reason {
-                text.push_str(&format!(": {reason}"));
-            }
-            text.push(')');
-            text
-        })
-        .collect();
+    let audit = env.audit();
+    let args = question.args.cloned().unwrap_or_default();
+    let binding = Binding {
+        subject: ctx.caller.subject.clone(),
+        tool: K::subject(&ctx.input).to_string(),
+        definition_hash: question.definition_hash.unwrap_or_default().to_string(),
+        args_hash: crate::audit::sha256_hex(
+            crate::audit::canonical(&serde_json::Value::Object(args.clone())).as_bytes(),
+        ),
+    };
+    let server = question.target.server().map(|s| s.name.clone());
+    let shown = audit.redactor().copy(&args);
+    let call_id = crate::audit::call_id(ctx.id);
+    let pool = audit.store().pool();
     ctx.verdict = Some("gated");
-    Err(CallError::ApprovalRequired(format!(
-        "this call needs {}, and this gateway does not take approval requests yet; it was not forwarded",
-        gates.join(" and ")
-    )))
+    for gate in &gates {
+        let taken = approvals::take(pool, &binding, &gate.policy)
+            .await
+            .map_err(CallError::ApprovalUnavailable)?;
+        if let Some(id) = taken {
+            ctx.approvals.push(id);
+            continue;
+        }
+        let id = approvals::request(
+            audit,
+            &binding,
+            &ctx.caller,
+            server.as_deref(),
+            &shown,
+            gate,
+            &call_id,
+        )
+        .await
+        .map_err(CallError::ApprovalUnavailable)?;
+        tracing::info!(call = ctx.id, approval = %id, gate = %gate.policy, group = %gate.group, "waiting for approval");
+        let refused = |why: String| {
+            CallError::ApprovalDenied(format!(
+                "this call was not forwarded: {why} (approval {id}, gate `{}`)",
+                gate.policy
+            ))
+        };
+        match approvals::wait(pool, &id, &ctx.cancel)
+            .await
+            .map_err(CallError::ApprovalUnavailable)?
+        {
+            None => return Err(CallError::Cancelled),
+            Some(Outcome::Approved) => {
+                if !approvals::use_approved(pool, &id)
+                    .await
+                    .map_err(CallError::ApprovalUnavailable)?
+                {
+                    return Err(refused("its approval was used by another call".into()));
+                }
+                ctx.approvals.push(id);
+            }
+            Some(Outcome::Denied { by, comment }) => {
+                let comment = comment.map_or(String::new(), |c| format!(": {c}"));
+                return Err(refused(format!("denied by {by}{comment}")));
+            }
+            Some(Outcome::Expired) => {
+                return Err(refused(format!(
+                    "no member of `{}` decided within {}s",
+                    gate.group,
+                    gate.timeout.as_secs()
+                )));
+            }
+        }
+    }
+    ctx.verdict = Some("allow");
+    Ok(())
 }
 
 /// Stage 6: the `decided` record of an allowed call, durable before the
@@ -322,7 +388,7 @@ fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
                 .iter()
                 .map(|g| serde_json::json!({"policy": g.policy, "approver_group": g.group}))
                 .collect();
-            record.detail = Some(serde_json::json!({ "gates": gates }));
+            record.detail = Some(serde_json::json!({ "gates": gates, "approvals": ctx.approvals }));
         }
     }
     if let Some(question) = ctx.target.as_ref().and_then(|t| K::question(ctx, t)) {
@@ -392,7 +458,8 @@ async fn record_completed<K: CallKind>(
         result,
         Err(CallError::NotFound { .. }
             | CallError::Denied(_)
-            | CallError::ApprovalRequired(_)
+            | CallError::ApprovalDenied(_)
+            | CallError::ApprovalUnavailable(_)
             | CallError::Unauthenticated)
     );
     if ctx.decided.is_none() && refused {

@@ -1,5 +1,9 @@
 //! Approval gates through the real gateway: `@approval` policies hold the
-//! allowed calls they match, and a held call never reaches its upstream.
+//! allowed calls they match until a member of the gate's group approves
+//! them through the REST API; a held call never reaches its upstream
+//! without that.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -9,16 +13,28 @@ use crate::audit::Witness;
 use crate::common::*;
 use crate::rbac::{Session, default_policies, key};
 
-/// A gate on the witness's `note` tool when the message mentions prod.
-const GATE: &str = r#"@id("prod-notes")
+/// Gates on the witness's `note` tool: messages about prod (approved by
+/// `security`), and messages about the db (which nobody decides in time).
+const GATES: &str = r#"@id("prod-notes")
 @approval("security")
 @reason("notes about prod are reviewed")
 permit (principal, action == Action::"call_tool", resource == Tool::"witness__note")
 when { context.args has message && context.args.message like "*prod*" };
+
+@id("db-notes")
+@approval("security")
+@timeout("2s")
+permit (principal, action == Action::"call_tool", resource == Tool::"witness__note")
+when { context.args has message && context.args.message like "*db*" };
 "#;
 
-#[tokio::test]
-async fn a_call_a_gate_holds_is_refused_naming_the_gate_and_never_forwarded() {
+struct Setup {
+    gw: Gateway,
+    ct: CancellationToken,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn setup() -> Setup {
     let ct = CancellationToken::new();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let witness = {
@@ -29,54 +45,182 @@ async fn a_call_a_gate_holds_is_refused_naming_the_gate_and_never_forwarded() {
         "witness",
         http_server_toml("witness", &witness, "[policy]\ntrusted = true"),
     )];
-    let files = default_policies(&[("gates", GATE)]);
+    let files = default_policies(&[("gates", GATES)]);
     let files = Gateway::policy_refs(&files);
     let gw = Gateway::start_governed(&servers, "", false, &files).await;
     gw.wait_ready(&["witness"]).await;
-    let eng = key(&gw, "eng", &["eng"]);
-    for via_rmcp in [false, true] {
-        let s = Session::open(&gw.url, &eng, via_rmcp).await;
-        // Not matched by the gate: through.
-        assert_eq!(
-            s.call("witness__note", json!({"message": "hello"})).await,
-            Ok("hello".into())
-        );
-        let held = s
-            .call("witness__note", json!({"message": "restart prod"}))
-            .await
-            .unwrap_err();
-        assert!(
-            held.contains(
-                "needs approval by `security` (gate `prod-notes`: notes about prod are reviewed)"
-            ) && held.contains("not forwarded"),
-            "{held}"
-        );
-    }
-    assert_eq!(*seen.lock().unwrap(), vec!["hello", "hello"]);
+    Setup { gw, ct, seen }
+}
 
-    // The refusal is in the audit trail, with the gate.
+/// A tool call in the background (it waits for its approval).
+fn call_in_background(
+    gw: &Gateway,
+    key: &str,
+    message: &str,
+) -> tokio::task::JoinHandle<Result<String, String>> {
+    let (url, key, message) = (gw.url.clone(), key.to_string(), message.to_string());
+    tokio::spawn(async move {
+        Session::open(&url, &key, false)
+            .await
+            .call("witness__note", json!({ "message": message }))
+            .await
+    })
+}
+
+/// The pending requests `key` sees, once there are `n`.
+async fn pending(gw: &Gateway, key: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = reqwest::Client::new()
+            .get(format!(
+                "http://{}/admin/v1/approvals?state=pending",
+                gw.addr
+            ))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        let rows = body["approvals"].as_array().unwrap().clone();
+        if rows.len() >= n {
+            return rows;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// POST …/approvals/{id}/{verdict}: (status, body).
+async fn decide(gw: &Gateway, key: &str, id: &str, verdict: &str, comment: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/admin/v1/approvals/{id}/{verdict}",
+            gw.addr
+        ))
+        .bearer_auth(key)
+        .json(&json!({ "comment": comment }))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_approved_call_goes_through_once_and_a_denied_one_never() {
+    let Setup { gw, ct, seen } = setup().await;
+    // The requester is in `security` too: still not their own approver.
+    let eng = key(&gw, "eng", &["eng", "security"]);
+    let approver = key(&gw, "alice", &["security"]);
+    let outsider = key(&gw, "ops", &["ops"]);
+
+    let s = Session::open(&gw.url, &eng, false).await;
+    assert_eq!(
+        s.call("witness__note", json!({"message": "hello"})).await,
+        Ok("hello".into()),
+        "a call no gate matches goes straight through"
+    );
+
+    let call = call_in_background(&gw, &eng, "restart prod");
+    let rows = pending(&gw, &approver, 1).await;
+    let request = &rows[0];
+    assert_eq!(request["tool"], "witness__note");
+    assert_eq!(request["args"], json!({"message": "restart prod"}));
+    assert_eq!(request["gate"], "prod-notes");
+    assert_eq!(request["approver_group"], "security");
+    assert_eq!(request["reason"], "notes about prod are reviewed");
+    let id = request["id"].as_str().unwrap();
+    // Nothing reached the upstream while it waits.
+    assert_eq!(*seen.lock().unwrap(), vec!["hello"]);
+
+    let (status, body) = decide(&gw, &eng, id, "approve", "mine").await;
+    assert_eq!(status, 403, "self-approval: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("you asked for this call")
+    );
+    let (status, body) = decide(&gw, &outsider, id, "approve", "").await;
+    assert_eq!(status, 403, "outside the group: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("only members of `security`")
+    );
+    let (status, body) = decide(&gw, &approver, id, "approve", "go ahead").await;
+    assert_eq!(
+        (status, &body["state"]),
+        (200, &json!("approved")),
+        "{body}"
+    );
+    assert_eq!(call.await.unwrap(), Ok("restart prod".into()));
+    let (status, _) = decide(&gw, &approver, id, "deny", "").await;
+    assert_eq!(status, 409, "decided once");
+
+    // Changed arguments need their own approval: denied, with the comment.
+    let call = call_in_background(&gw, &eng, "restart prod now");
+    let rows = pending(&gw, &approver, 1).await;
+    assert_eq!(rows[0]["args"], json!({"message": "restart prod now"}));
+    let id = rows[0]["id"].as_str().unwrap();
+    assert_eq!(
+        decide(&gw, &approver, id, "deny", "not during the freeze")
+            .await
+            .0,
+        200
+    );
+    let refused = call.await.unwrap().unwrap_err();
+    assert!(
+        refused.contains("denied by apikey:") && refused.contains("not during the freeze"),
+        "{refused}"
+    );
+
+    // The same call again is not a replay of the approval: a new request.
+    let call = call_in_background(&gw, &eng, "restart prod");
+    let rows = pending(&gw, &approver, 1).await;
+    assert_ne!(rows[0]["id"], json!(request["id"]));
+    assert_eq!(
+        decide(
+            &gw,
+            &approver,
+            rows[0]["id"].as_str().unwrap(),
+            "deny",
+            "once was enough"
+        )
+        .await
+        .0,
+        200
+    );
+    assert!(call.await.unwrap().unwrap_err().contains("once was enough"));
+
+    // Undecided within the gate's timeout: refused, never forwarded.
+    let refused = s
+        .call("witness__note", json!({"message": "drop the db"}))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("no member of `security` decided within 2s"),
+        "{refused}"
+    );
+    assert_eq!(*seen.lock().unwrap(), vec!["hello", "restart prod"]);
+
+    // Every request and decision is in the audit trail.
     let store = Store::open(None, &gw.dir.path().join("data"))
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT body FROM audit_records WHERE kind = 'decided' AND decision = 'gated'",
-        )
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-        if rows.len() == 2 {
-            let body: Value = serde_json::from_str(&rows[0].0).unwrap();
-            assert_eq!(body["target"], "witness__note");
-            assert_eq!(
-                body["detail"]["gates"],
-                json!([{"policy": "prod-notes", "approver_group": "security"}])
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{rows:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let kinds: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT kind, COUNT(*) FROM audit_records WHERE kind LIKE 'approval%' GROUP BY kind ORDER BY kind",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        kinds,
+        vec![
+            ("approval_decided".into(), 3),
+            ("approval_requested".into(), 4)
+        ]
+    );
     ct.cancel();
 }

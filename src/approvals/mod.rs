@@ -1,0 +1,389 @@
+//! Approval requests: a call an approval gate holds ([`Gate`]) waits, as a
+//! request in the store, until members of the gate's group approve or deny
+//! it, or it expires.
+//!
+//! - An approval is bound to who asked, the tool, the hash of its
+//!   definition and the hash of the arguments, and is used once: changed
+//!   arguments, a changed tool definition or a second identical call need
+//!   a new approval.
+//! - Whoever asked can never approve their own call; an approver must be in
+//!   the gate's group; a gate may ask for N distinct approvers. A single
+//!   deny decides.
+//! - Requests live in the store (SQLite or PostgreSQL), and a waiting call
+//!   looks at its request every [`POLL`], so a decision taken on any
+//!   replica releases a call waiting on another.
+//! - Each request and each decision goes into the audit trail, linked to
+//!   the call by its call id.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::AnyPool;
+
+use crate::audit::{Audit, Kind, Record, Who, now_ms};
+use crate::authorize::Gate;
+use crate::pipeline::Caller;
+
+/// How often a waiting call looks at its request.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// What an approval is bound to.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// The caller's subject.
+    pub subject: String,
+    /// The tool as the caller named it.
+    pub tool: String,
+    /// SHA-256 of the tool's definition (empty when it has none).
+    pub definition_hash: String,
+    /// SHA-256 of the arguments' canonical JSON.
+    pub args_hash: String,
+}
+
+/// How a request ended, for the waiting call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Approved,
+    Denied { by: String, comment: Option<String> },
+    Expired,
+}
+
+/// Use an approved, unused approval of this binding and gate, if there is
+/// one; its id. Atomic: of two identical calls, one gets it.
+pub async fn take(pool: &AnyPool, b: &Binding, gate: &str) -> Result<Option<String>, String> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "UPDATE approvals SET state = 'used' WHERE id = (SELECT id FROM approvals \
+         WHERE state = 'approved' AND subject = $1 AND tool = $2 AND definition_hash = $3 \
+         AND args_hash = $4 AND gate = $5 ORDER BY created_ms LIMIT 1) AND state = 'approved' \
+         RETURNING id",
+    )
+    .bind(&b.subject)
+    .bind(&b.tool)
+    .bind(&b.definition_hash)
+    .bind(&b.args_hash)
+    .bind(gate)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| format!("looking for an approval: {e}"))?;
+    Ok(row.map(|(id,)| id))
+}
+
+/// A new pending request for a call and the gate that holds it; its id.
+#[allow(clippy::too_many_arguments)]
+pub async fn request(
+    audit: &Audit,
+    b: &Binding,
+    caller: &Caller,
+    server: Option<&str>,
+    args: &Value,
+    gate: &Gate,
+    call_id: &str,
+) -> Result<String, String> {
+    let id = crate::authenticate::api_keys::random_hex(12).map_err(|e| e.to_string())?;
+    let now = now_ms();
+    let expires = now + gate.timeout.as_millis() as i64;
+    let who = serde_json::to_string(&Who::of(caller)).map_err(|e| e.to_string())?;
+    let mut record = Record::new(Kind::ApprovalRequested);
+    record.call = Some(call_id.to_string());
+    record.caller = Some(Who::of(caller));
+    record.target = Some(b.tool.clone());
+    record.server = server.map(str::to_string);
+    record.args_hash = Some(b.args_hash.clone());
+    record.detail = Some(json!({
+        "approval": id,
+        "gate": gate.policy,
+        "approver_group": gate.group,
+        "approvers": gate.approvers,
+        "expires_ms": expires,
+    }));
+    let store_error = |e: sqlx::Error| format!("recording the approval request: {e}");
+    let mut tx = audit.store().pool().begin().await.map_err(store_error)?;
+    sqlx::query(
+        "INSERT INTO approvals (id, state, subject, caller, tool, server, definition_hash, \
+         args_hash, args, gate, approver_group, approvers_needed, reason, call_id, created_ms, \
+         expires_ms) VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15)",
+    )
+    .bind(&id)
+    .bind(&b.subject)
+    .bind(who)
+    .bind(&b.tool)
+    .bind(server)
+    .bind(&b.definition_hash)
+    .bind(&b.args_hash)
+    .bind(args.to_string())
+    .bind(&gate.policy)
+    .bind(&gate.group)
+    .bind(i64::from(gate.approvers))
+    .bind(gate.reason.as_deref())
+    .bind(call_id)
+    .bind(now)
+    .bind(expires)
+    .execute(&mut *tx)
+    .await
+    .map_err(store_error)?;
+    // The request and its audit record commit together.
+    crate::audit::append_in(&mut tx, &[&record])
+        .await
+        .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(id)
+}
+
+/// Wait until request `id` is decided or expires (then it is marked
+/// expired), or `cancel` fires (`None`).
+pub async fn wait(
+    pool: &AnyPool,
+    id: &str,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Outcome>, String> {
+    loop {
+        let (state, by, comment, expires): (String, Option<String>, Option<String>, i64) =
+            sqlx::query_as(
+                "SELECT state, decided_by, comment, expires_ms FROM approvals WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| format!("reading approval {id}: {e}"))?;
+        match state.as_str() {
+            "approved" => return Ok(Some(Outcome::Approved)),
+            "denied" => {
+                return Ok(Some(Outcome::Denied {
+                    by: by.unwrap_or_default(),
+                    comment,
+                }));
+            }
+            "expired" => return Ok(Some(Outcome::Expired)),
+            _ if now_ms() >= expires => {
+                sqlx::query(
+                    "UPDATE approvals SET state = 'expired', decided_ms = $1 \
+                     WHERE id = $2 AND state = 'pending'",
+                )
+                .bind(now_ms())
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(|e| format!("expiring approval {id}: {e}"))?;
+                // Decided meanwhile? Read it again.
+                continue;
+            }
+            _ => {}
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(None),
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Mark approved request `id` used by the call that waited for it; false
+/// if it was used already.
+pub async fn use_approved(pool: &AnyPool, id: &str) -> Result<bool, String> {
+    let done =
+        sqlx::query("UPDATE approvals SET state = 'used' WHERE id = $1 AND state = 'approved'")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(|e| format!("using approval {id}: {e}"))?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Why an approver's decision was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no approval request `{0}`")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Store(String),
+}
+
+/// An approver's say on request `id`: approve or deny, with a comment.
+/// Returns the request's state after it (`pending` while more approvers
+/// are needed).
+pub async fn decide(
+    audit: &Audit,
+    id: &str,
+    approver: &Caller,
+    approve: bool,
+    comment: Option<&str>,
+) -> Result<String, DecideError> {
+    let store_error = |e: sqlx::Error| DecideError::Store(e.to_string());
+    let pool = audit.store().pool();
+    /// state, requester, approver group, approvers needed, expiry, tool, call.
+    type Request = (String, String, String, i64, i64, String, Option<String>);
+    let row: Option<Request> = sqlx::query_as(
+        "SELECT state, subject, approver_group, approvers_needed, expires_ms, tool, call_id \
+         FROM approvals WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(store_error)?;
+    let Some((state, requester, group, needed, expires, tool, call_id)) = row else {
+        return Err(DecideError::NotFound(id.to_string()));
+    };
+    if !approver.groups.iter().any(|g| g == &group) {
+        return Err(DecideError::Forbidden(format!(
+            "only members of `{group}` decide this request; you are in {:?}",
+            approver.groups
+        )));
+    }
+    if approver.subject == requester {
+        return Err(DecideError::Forbidden(format!(
+            "you asked for this call: another member of `{group}` must decide it"
+        )));
+    }
+    if state != "pending" {
+        return Err(DecideError::Conflict(format!(
+            "this request is already {state}"
+        )));
+    }
+    let now = now_ms();
+    if now >= expires {
+        return Err(DecideError::Conflict("this request has expired".into()));
+    }
+    let mut tx = pool.begin().await.map_err(store_error)?;
+    let voted = sqlx::query(
+        "INSERT INTO approval_votes (approval_id, approver, approve, comment, at_ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(&approver.subject)
+    .bind(i64::from(approve))
+    .bind(comment)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(store_error)?;
+    if voted.rows_affected() == 0 {
+        return Err(DecideError::Conflict(
+            "you have already decided this request; another approver is needed".into(),
+        ));
+    }
+    let (approvals,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM approval_votes WHERE approval_id = $1 AND approve = 1",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(store_error)?;
+    let new_state = match (approve, approvals >= needed) {
+        (false, _) => "denied",
+        (true, true) => "approved",
+        (true, false) => "pending",
+    };
+    if new_state != "pending" {
+        let changed = sqlx::query(
+            "UPDATE approvals SET state = $1, decided_ms = $2, decided_by = $3, comment = $4 \
+             WHERE id = $5 AND state = 'pending'",
+        )
+        .bind(new_state)
+        .bind(now)
+        .bind(&approver.subject)
+        .bind(comment)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if changed.rows_affected() == 0 {
+            return Err(DecideError::Conflict(
+                "this request was decided meanwhile".into(),
+            ));
+        }
+    }
+    let mut record = Record::new(Kind::ApprovalDecided);
+    record.call = call_id;
+    record.caller = Some(Who::of(approver));
+    record.target = Some(tool);
+    record.decision = Some(if approve { "approve" } else { "deny" });
+    record.reason = comment.map(|c| audit.redactor().text(c));
+    record.detail = Some(json!({"approval": id, "state": new_state}));
+    crate::audit::append_in(&mut tx, &[&record])
+        .await
+        .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(new_state.to_string())
+}
+
+/// Requests in `state` (all when `None`), newest first, at most `limit`.
+pub async fn list(pool: &AnyPool, state: Option<&str>, limit: i64) -> Result<Vec<Value>, String> {
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        String,
+        i64,
+        Option<String>,
+        i64,
+        i64,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+    );
+    const COLUMNS: &str = "SELECT id, state, caller, tool, server, args, gate, approver_group, \
+        approvers_needed, reason, created_ms, expires_ms, decided_ms, decided_by, comment \
+        FROM approvals";
+    let query = match state {
+        Some(state) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{COLUMNS} WHERE state = $1 ORDER BY created_ms DESC LIMIT $2"
+        )))
+        .bind(state),
+        None => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{COLUMNS} ORDER BY created_ms DESC LIMIT $1"
+        ))),
+    };
+    let rows: Vec<Row> = query
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| format!("listing approvals: {e}"))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                state,
+                caller,
+                tool,
+                server,
+                args,
+                gate,
+                group,
+                needed,
+                reason,
+                created,
+                expires,
+                decided,
+                by,
+                comment,
+            )| {
+                json!({
+                    "id": id,
+                    "state": state,
+                    "caller": serde_json::from_str::<Value>(&caller).unwrap_or(Value::Null),
+                    "tool": tool,
+                    "server": server,
+                    "args": serde_json::from_str::<Value>(&args).unwrap_or(Value::Null),
+                    "gate": gate,
+                    "approver_group": group,
+                    "approvers": needed,
+                    "reason": reason,
+                    "created_ms": created,
+                    "expires_ms": expires,
+                    "decided_ms": decided,
+                    "decided_by": by,
+                    "comment": comment,
+                })
+            },
+        )
+        .collect())
+}
