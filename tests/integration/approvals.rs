@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use toolgate::storage::Store;
 
-use crate::audit::Witness;
+use crate::audit::{Backend, Witness, verify_cli};
 use crate::common::*;
 use crate::rbac::{Session, default_policies, key};
 
@@ -34,7 +34,7 @@ struct Setup {
     seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-async fn setup() -> Setup {
+async fn setup(backend: &Backend) -> Setup {
     let ct = CancellationToken::new();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let witness = {
@@ -47,7 +47,7 @@ async fn setup() -> Setup {
     )];
     let files = default_policies(&[("gates", GATES)]);
     let files = Gateway::policy_refs(&files);
-    let gw = Gateway::start_governed(&servers, "", false, &files).await;
+    let gw = Gateway::start_governed(&servers, &backend.config(""), false, &files).await;
     gw.wait_ready(&["witness"]).await;
     Setup { gw, ct, seen }
 }
@@ -107,8 +107,19 @@ async fn decide(gw: &Gateway, key: &str, id: &str, verdict: &str, comment: &str)
 }
 
 #[tokio::test]
-async fn an_approved_call_goes_through_once_and_a_denied_one_never() {
-    let Setup { gw, ct, seen } = setup().await;
+async fn an_approved_call_goes_through_once_and_a_denied_one_never_on_sqlite() {
+    an_approved_call_goes_through_once_and_a_denied_one_never(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_approved_call_goes_through_once_and_a_denied_one_never_on_postgres() {
+    if let Some(backend) = Backend::postgres("approvals").await {
+        an_approved_call_goes_through_once_and_a_denied_one_never(backend).await;
+    }
+}
+
+async fn an_approved_call_goes_through_once_and_a_denied_one_never(backend: Backend) {
+    let Setup { gw, ct, seen } = setup(&backend).await;
     // The requester is in `security` too: still not their own approver.
     let eng = key(&gw, "eng", &["eng", "security"]);
     let approver = key(&gw, "alice", &["security"]);
@@ -206,7 +217,7 @@ async fn an_approved_call_goes_through_once_and_a_denied_one_never() {
     assert_eq!(*seen.lock().unwrap(), vec!["hello", "restart prod"]);
 
     // Every request and decision is in the audit trail.
-    let store = Store::open(None, &gw.dir.path().join("data"))
+    let store = Store::open(backend.url(), &gw.dir.path().join("data"))
         .await
         .unwrap();
     let kinds: Vec<(String, i64)> = sqlx::query_as(
@@ -222,5 +233,9 @@ async fn an_approved_call_goes_through_once_and_a_denied_one_never() {
             ("approval_requested".into(), 4)
         ]
     );
+    // Appended by requests and decisions alongside the calls' records,
+    // the chain is still one gapless, verifiable sequence.
+    let (ok, out) = verify_cli(&gw.dir.path().join("toolgate.toml"));
+    assert!(ok, "{out}");
     ct.cancel();
 }

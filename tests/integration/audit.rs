@@ -21,7 +21,7 @@ const CANARY_TOKEN: &str = "ghp_CANARY0123456789abcdefghijklmnopqrstuv";
 const CANARY_PASSWORD: &str = "hunter2-canary-7c1f";
 
 /// Where a test gateway keeps its state.
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     /// A database on a throwaway PostgreSQL cluster.
     Postgres(Box<PgServer>, String),
@@ -31,14 +31,14 @@ const PG_AUDIT_KEY: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e
 
 impl Backend {
     /// PostgreSQL with a fresh database, or `None` (skip) without one.
-    async fn postgres(name: &str) -> Option<Backend> {
+    pub(crate) async fn postgres(name: &str) -> Option<Backend> {
         let pg = PgServer::start().await?;
         let url = pg.create_database(name).await;
         Some(Backend::Postgres(Box::new(pg), url))
     }
 
     /// Top-level config lines, and the `[audit]` table with `audit` in it.
-    fn config(&self, audit: &str) -> String {
+    pub(crate) fn config(&self, audit: &str) -> String {
         match self {
             Backend::Sqlite => format!("[audit]\n{audit}\n"),
             Backend::Postgres(_, url) => format!(
@@ -47,7 +47,7 @@ impl Backend {
         }
     }
 
-    fn url(&self) -> Option<&str> {
+    pub(crate) fn url(&self) -> Option<&str> {
         match self {
             Backend::Sqlite => None,
             Backend::Postgres(_, url) => Some(url),
@@ -93,7 +93,7 @@ fn db_file(gw: &Gateway) -> std::path::PathBuf {
 }
 
 /// `toolgate audit verify` with this config: (exit ok, its output).
-fn verify_cli(config: &Path) -> (bool, String) {
+pub(crate) fn verify_cli(config: &Path) -> (bool, String) {
     let out = std::process::Command::new(TOOLGATE)
         .arg("--config")
         .arg(config)
