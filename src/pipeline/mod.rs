@@ -12,10 +12,11 @@
 //! ```
 //!
 //! Today the spine runs authenticate (the ingress's identity), resolve,
-//! authorize (Cedar policies, [`crate::authorize`]), record "decided" (the
-//! audit trail, [`crate::audit`]: durable before anything is forwarded),
-//! forward and record "completed" (an audit record and a `tracing` event
-//! per call). The stages in between are added by later work as functions
+//! authorize (Cedar policies, [`crate::authorize`]), await approval
+//! (approval gates, [`crate::approvals`]), record "decided" (the audit
+//! trail, [`crate::audit`]: durable before anything is forwarded), forward
+//! and record "completed" (an audit record and a `tracing` event per
+//! call). The stages in between are added by later work as functions
 //! called from [`run`], in the order above; each one reads and fills the
 //! context and returns early with `?` to refuse a call.
 
