@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use toolgate::storage::Store;
 
-use crate::audit::{Backend, Witness, verify_cli};
+use crate::audit::{Backend, Witness, serve, verify_cli};
 use crate::common::*;
 use crate::rbac::{Session, default_policies, key};
 
@@ -237,5 +237,51 @@ async fn an_approved_call_goes_through_once_and_a_denied_one_never(backend: Back
     // the chain is still one gapless, verifiable sequence.
     let (ok, out) = verify_cli(&gw.dir.path().join("toolgate.toml"));
     assert!(ok, "{out}");
+    ct.cancel();
+}
+
+/// Two replicas on one PostgreSQL: the agent's call waits on one (this
+/// process), the approver decides on the other (a `toolgate serve` child
+/// process), and the waiting call goes through.
+#[tokio::test]
+async fn a_decision_on_one_replica_releases_a_call_waiting_on_another() {
+    let Some(backend) = Backend::postgres("replicas").await else {
+        return;
+    };
+    let Setup { gw, ct, seen } = setup(&backend).await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let approver = key(&gw, "alice", &["security"]);
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    // The other replica: the same servers, policies and database.
+    let config = gw.dir.path().join("replica.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"{addr}\"\n{}", backend.config("")),
+    )
+    .unwrap();
+    let mut replica = serve(&config, &addr).await;
+
+    let call = call_in_background(&gw, &eng, "restart prod");
+    let rows = pending(&gw, &approver, 1).await;
+    let id = rows[0]["id"].as_str().unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/admin/v1/approvals/{id}/approve"))
+        .bearer_auth(&approver)
+        .json(&json!({"comment": "from the other replica"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let done = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the waiting call was released")
+        .unwrap();
+    assert_eq!(done, Ok("restart prod".into()));
+    assert_eq!(*seen.lock().unwrap(), vec!["restart prod"]);
+    replica.kill().unwrap();
+    replica.wait().unwrap();
     ct.cancel();
 }

@@ -654,7 +654,7 @@ impl rmcp::ServerHandler for Witness {
     clippy::zombie_processes,
     reason = "returned to the caller, which kills and waits for it"
 )]
-async fn serve(config: &Path, addr: &str) -> std::process::Child {
+pub(crate) async fn serve(config: &Path, addr: &str) -> std::process::Child {
     let mut child = std::process::Command::new(TOOLGATE)
         .arg("--config")
         .arg(config)
