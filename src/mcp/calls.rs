@@ -281,6 +281,20 @@ impl CallKind for ToolCall {
         ))
     }
 
+    async fn progress(ctx: &CallContext<Self>, step: u32, message: &str) {
+        if let Some(origin) = &ctx.input.origin
+            && let Some(token) = &origin.progress_token
+        {
+            let _ = origin
+                .peer
+                .notify_progress(
+                    rmcp::model::ProgressNotificationParam::new(token.clone(), f64::from(step))
+                        .with_message(message),
+                )
+                .await;
+        }
+    }
+
     async fn forward(
         gw: &Gateway,
         ctx: &CallContext<Self>,

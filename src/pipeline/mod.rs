@@ -85,6 +85,17 @@ pub trait CallKind: Sized + Send + Sync + 'static {
         None
     }
 
+    /// Tell the caller the call is still under way (an MCP progress
+    /// notification, when the caller asked for progress), during a long
+    /// wait such as an approval. Nothing by default.
+    fn progress(
+        _ctx: &CallContext<Self>,
+        _step: u32,
+        _message: &str,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Send the call to its target and return what came back.
     fn forward(
         env: &Self::Env,
@@ -254,6 +265,9 @@ fn authorize<K: CallKind>(env: &K::Env, ctx: &mut CallContext<K>) -> Result<(), 
     Ok(())
 }
 
+/// How often a call waiting for approval tells its caller so.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// Stage 5: an allowed call that approval gates hold (satisfied
 /// `@approval` policies, [`crate::authorize::Gate`]) goes ahead only once
 /// members of each gate's group approve it ([`crate::approvals`]). An
@@ -317,10 +331,29 @@ async fn await_approval<K: CallKind>(
                 gate.policy
             ))
         };
-        match approvals::wait(pool, &id, &ctx.cancel)
-            .await
-            .map_err(CallError::ApprovalUnavailable)?
-        {
+        // Waiting, the caller hears at once what for, and then every
+        // [`PROGRESS_EVERY`], which keeps clients that time out idle
+        // requests from giving up.
+        let message = format!(
+            "waiting for approval by `{}` (gate `{}`, request {id})",
+            gate.group, gate.policy
+        );
+        let outcome = {
+            let waiting = approvals::wait(pool, &id, &ctx.cancel);
+            tokio::pin!(waiting);
+            let mut beat = tokio::time::interval(PROGRESS_EVERY);
+            let mut step = 0;
+            loop {
+                tokio::select! {
+                    outcome = &mut waiting => break outcome,
+                    _ = beat.tick() => {
+                        step += 1;
+                        K::progress(ctx, step, &message).await;
+                    }
+                }
+            }
+        };
+        match outcome.map_err(CallError::ApprovalUnavailable)? {
             None => return Err(CallError::Cancelled),
             Some(Outcome::Approved) => {
                 if !approvals::use_approved(pool, &id)

@@ -285,3 +285,52 @@ async fn a_decision_on_one_replica_releases_a_call_waiting_on_another() {
     replica.wait().unwrap();
     ct.cancel();
 }
+
+/// A caller that asks for progress hears, while its call waits, what it
+/// waits for, on both ingress paths.
+#[tokio::test]
+async fn a_waiting_call_reports_progress() {
+    let Setup { gw, ct, .. } = setup(&Backend::Sqlite).await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let approver = key(&gw, "alice", &["security"]);
+    for via_rmcp in [false, true] {
+        let (url, key) = (gw.url.clone(), eng.clone());
+        let watched = tokio::spawn(async move {
+            Session::open(&url, &key, via_rmcp)
+                .await
+                .body(
+                    "tools/call",
+                    json!({"name": "witness__note", "arguments": {"message": "prod check"},
+                           "_meta": {"progressToken": "watch-1"}}),
+                )
+                .await
+        });
+        let rows = pending(&gw, &approver, 1).await;
+        let id = rows[0]["id"].as_str().unwrap();
+        assert_eq!(decide(&gw, &approver, id, "approve", "ok").await.0, 200);
+        let body = watched.await.unwrap();
+        let messages: Vec<Value> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect();
+        let progress = messages
+            .iter()
+            .find(|m| m["method"] == "notifications/progress")
+            .unwrap_or_else(|| panic!("no progress (via rmcp: {via_rmcp}): {body}"));
+        assert_eq!(progress["params"]["progressToken"], "watch-1");
+        assert!(
+            progress["params"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("waiting for approval by `security` (gate `prod-notes`"),
+            "{progress}"
+        );
+        let result = messages.last().unwrap();
+        assert_eq!(
+            result["result"]["content"][0]["text"], "prod check",
+            "{body}"
+        );
+    }
+    ct.cancel();
+}

@@ -68,6 +68,15 @@ impl Session {
         request.json(&body).send().await.unwrap()
     }
 
+    /// The whole response body (JSON or SSE) to one request.
+    pub(crate) async fn body(&self, method: &str, params: Value) -> String {
+        self.send(json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}))
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn rpc(&self, method: &str, params: Value) -> Value {
         rpc(self
             .send(json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}))

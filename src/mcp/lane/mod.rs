@@ -428,6 +428,21 @@ impl CallKind for LaneToolCall {
         ))
     }
 
+    async fn progress(ctx: &CallContext<Self>, step: u32, message: &str) {
+        if let Some(token) = &ctx.input.progress_token {
+            let notification = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":{step},"message":{}}}}}"#,
+                token.get(),
+                serde_json::Value::from(message)
+            );
+            // The response becomes a stream; a full one skips a beat.
+            let _ = ctx
+                .input
+                .out
+                .try_send(Out::Message(Bytes::from(notification)));
+        }
+    }
+
     async fn forward(
         gw: &Gateway,
         ctx: &CallContext<Self>,
