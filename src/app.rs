@@ -486,6 +486,10 @@ impl crate::pipeline::PolicySource for Gateway {
     fn audit(&self) -> &crate::audit::Audit {
         &self.audit
     }
+
+    fn approvals(&self) -> &crate::config::ApprovalsConfig {
+        &self.config.approvals
+    }
 }
 
 /// The audit trail over `store`, with its checkpoint key.

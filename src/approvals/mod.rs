@@ -130,6 +130,76 @@ pub async fn request(
     Ok(id)
 }
 
+/// For a caller that does not wait (`[approvals] wait = false`): where
+/// this call's request stands, as the error to answer with. A request
+/// still pending is reported (and not made twice); a denial or expiry not
+/// yet told is told, once; otherwise a new request is made.
+#[allow(clippy::too_many_arguments)]
+pub async fn standing(
+    audit: &Audit,
+    b: &Binding,
+    caller: &Caller,
+    server: Option<&str>,
+    args: &Value,
+    gate: &Gate,
+    call_id: &str,
+) -> Result<crate::pipeline::CallError, String> {
+    use crate::pipeline::CallError;
+    let pool = audit.store().pool();
+    /// id, state, expiry, decided by, comment, reported.
+    type Latest = (String, String, i64, Option<String>, Option<String>, i64);
+    let latest: Option<Latest> = sqlx::query_as(
+        "SELECT id, state, expires_ms, decided_by, comment, reported FROM approvals \
+         WHERE subject = $1 AND tool = $2 AND definition_hash = $3 AND args_hash = $4 \
+         AND gate = $5 ORDER BY created_ms DESC LIMIT 1",
+    )
+    .bind(&b.subject)
+    .bind(&b.tool)
+    .bind(&b.definition_hash)
+    .bind(&b.args_hash)
+    .bind(&gate.policy)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| format!("looking for an approval request: {e}"))?;
+    let pending = |id: &str, expires: i64| {
+        CallError::ApprovalDenied(format!(
+            "this call needs approval by `{}` (gate `{}`); request {id} is pending, for {}s more: make the same call again, with the same arguments, once it is approved. It was not forwarded",
+            gate.group,
+            gate.policy,
+            ((expires - now_ms()) / 1000).max(0)
+        ))
+    };
+    if let Some((id, state, expires, by, comment, reported)) = latest {
+        match state.as_str() {
+            "pending" if now_ms() < expires => return Ok(pending(&id, expires)),
+            "denied" | "expired" | "pending" if reported == 0 => {
+                sqlx::query(
+                    "UPDATE approvals SET reported = 1, \
+                     state = CASE WHEN state = 'pending' THEN 'expired' ELSE state END WHERE id = $1",
+                )
+                    .bind(&id)
+                    .execute(pool)
+                    .await
+                    .map_err(|e| format!("updating approval {id}: {e}"))?;
+                let why = match (state.as_str(), by) {
+                    ("denied", Some(by)) => format!(
+                        "denied by {by}{}",
+                        comment.map_or(String::new(), |c| format!(": {c}"))
+                    ),
+                    _ => format!("no member of `{}` decided it in time", gate.group),
+                };
+                return Ok(CallError::ApprovalDenied(format!(
+                    "this call was not forwarded: its approval request {id} was {why} (gate `{}`); calling again makes a new request",
+                    gate.policy
+                )));
+            }
+            _ => {}
+        }
+    }
+    let id = request(audit, b, caller, server, args, gate, call_id).await?;
+    Ok(pending(&id, now_ms() + gate.timeout.as_millis() as i64))
+}
+
 /// Wait until request `id` is decided or expires (then it is marked
 /// expired), or `cancel` fires (`None`).
 pub async fn wait(

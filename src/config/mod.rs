@@ -56,6 +56,16 @@ pub struct Config {
     pub storage: StorageConfig,
     pub auth: AuthConfig,
     pub audit: crate::audit::AuditConfig,
+    pub approvals: ApprovalsConfig,
+}
+
+/// How calls that approval gates hold behave (`[approvals]`).
+#[derive(Debug, Clone)]
+pub struct ApprovalsConfig {
+    /// The call stays open until its request is decided (true), or returns
+    /// at once saying a request is pending, and the identical call made
+    /// again goes through once it is approved (false).
+    pub wait: bool,
 }
 
 /// Where toolgate keeps state (API keys; later audit records, approvals).
@@ -233,6 +243,13 @@ struct RawConfig {
     auth: auth::RawAuth,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    approvals: RawApprovals,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawApprovals {
+    wait: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -568,6 +585,9 @@ impl Config {
                 },
                 auth,
                 audit,
+                approvals: ApprovalsConfig {
+                    wait: raw.approvals.wait.unwrap_or(true),
+                },
             })
         } else {
             Err(ConfigErrors(errors))

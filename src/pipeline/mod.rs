@@ -36,11 +36,12 @@ pub use error::{CallError, Fault};
 use crate::audit::{Audit, Kind, Record, Who};
 use crate::authorize::{Decision, Policies, Query};
 
-/// Where the authorize stage finds the policies in force, and the record
-/// stages the audit trail.
+/// Where the authorize stage finds the policies in force, the approval
+/// stage how to wait, and the record stages the audit trail.
 pub trait PolicySource {
     fn policies(&self) -> Arc<Policies>;
     fn audit(&self) -> &Audit;
+    fn approvals(&self) -> &crate::config::ApprovalsConfig;
 }
 
 /// What the authorize stage asks the policies about one call.
@@ -312,6 +313,21 @@ async fn await_approval<K: CallKind>(
         if let Some(id) = taken {
             ctx.approvals.push(id);
             continue;
+        }
+        if !env.approvals().wait {
+            // Not waiting: the caller is told where its request stands and
+            // makes the identical call again once it is approved.
+            return Err(approvals::standing(
+                audit,
+                &binding,
+                &ctx.caller,
+                server.as_deref(),
+                &shown,
+                gate,
+                &call_id,
+            )
+            .await
+            .map_err(CallError::ApprovalUnavailable)?);
         }
         let id = approvals::request(
             audit,

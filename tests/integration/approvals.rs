@@ -334,3 +334,79 @@ async fn a_waiting_call_reports_progress() {
     }
     ct.cancel();
 }
+
+/// `[approvals] wait = false`: a held call returns at once saying its
+/// request is pending; the identical call made again goes through once it
+/// is approved, and hears of a denial once.
+#[tokio::test]
+async fn without_waiting_the_same_call_again_goes_through_once_approved() {
+    let ct = CancellationToken::new();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let witness = {
+        let seen = seen.clone();
+        http_upstream(move || Witness { seen: seen.clone() }, ct.clone()).await
+    };
+    let servers = [(
+        "witness",
+        http_server_toml("witness", &witness, "[policy]\ntrusted = true"),
+    )];
+    let files = default_policies(&[("gates", GATES)]);
+    let files = Gateway::policy_refs(&files);
+    let gw = Gateway::start_governed(&servers, "[approvals]\nwait = false", false, &files).await;
+    gw.wait_ready(&["witness"]).await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let approver = key(&gw, "alice", &["security"]);
+    let s = Session::open(&gw.url, &eng, false).await;
+    let note = |m: &'static str| s.call("witness__note", json!({ "message": m }));
+
+    let first = note("restart prod").await.unwrap_err();
+    assert!(
+        first.contains("is pending") && first.contains("make the same call again"),
+        "{first}"
+    );
+    let again = note("restart prod").await.unwrap_err();
+    let rows = pending(&gw, &approver, 1).await;
+    assert_eq!(
+        rows.len(),
+        1,
+        "asking again makes no second request: {rows:?}"
+    );
+    let id = rows[0]["id"].as_str().unwrap();
+    assert!(
+        first.contains(id) && again.contains(id),
+        "{first} / {again}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+
+    assert_eq!(decide(&gw, &approver, id, "approve", "ok").await.0, 200);
+    assert_eq!(note("restart prod").await, Ok("restart prod".into()));
+    // Used: the next identical call needs a new approval.
+    assert!(
+        note("restart prod")
+            .await
+            .unwrap_err()
+            .contains("is pending")
+    );
+    let rows = pending(&gw, &approver, 1).await;
+    let id = rows[0]["id"].as_str().unwrap();
+    assert_eq!(
+        decide(&gw, &approver, id, "deny", "no more restarts")
+            .await
+            .0,
+        200
+    );
+    let denied = note("restart prod").await.unwrap_err();
+    assert!(
+        denied.contains("denied by") && denied.contains("no more restarts"),
+        "{denied}"
+    );
+    assert!(
+        note("restart prod")
+            .await
+            .unwrap_err()
+            .contains("is pending"),
+        "told once, then a new request"
+    );
+    assert_eq!(*seen.lock().unwrap(), vec!["restart prod"]);
+    ct.cancel();
+}

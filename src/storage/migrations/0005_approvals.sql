@@ -22,7 +22,10 @@ CREATE TABLE approvals (
     expires_ms BIGINT NOT NULL,
     decided_ms BIGINT,
     decided_by TEXT,
-    comment TEXT
+    comment TEXT,
+    -- A denial or expiry told to a caller that did not wait (non-blocking
+    -- mode): told once.
+    reported BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX approvals_state ON approvals (state, created_ms);
 CREATE INDEX approvals_binding ON approvals (subject, tool, args_hash);
