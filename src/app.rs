@@ -497,11 +497,14 @@ pub fn start_audit(config: &Config, store: &Store) -> Result<crate::audit::Audit
     let key =
         crate::audit::SigningKey::load(config.audit.signing_key.as_ref(), &config.storage.data_dir)
             .map_err(StartError::Audit)?;
-    Ok(crate::audit::Audit::start(
-        store.clone(),
-        config.audit.clone(),
-        key,
-    ))
+    let audit = crate::audit::Audit::start(store.clone(), config.audit.clone(), key);
+    if let Some(w) = &config.approvals.webhook {
+        audit.forward(
+            w.forward.clone(),
+            crate::approvals::webhook_feed(w.slack, w.ui_url.clone()),
+        );
+    }
+    Ok(audit)
 }
 
 /// How often `policies/` is checked for changes.

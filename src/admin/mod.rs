@@ -142,6 +142,7 @@ async fn audit_records(
             kind: params.get("kind").cloned(),
             since_ms: time("since")?,
             until_ms: time("until")?,
+            ..Default::default()
         };
         let limit = number("limit", 100)?;
         if !(1..=crate::audit::query::MAX_PAGE).contains(&limit) {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::query::{Filter, page};
+use super::query::{Entry, Filter, page};
 use crate::config::Secret;
 use crate::storage::Store;
 
@@ -42,14 +42,39 @@ pub struct ForwardStats {
     pub cursor: AtomicU64,
 }
 
+/// Shapes a batch of records into a request body.
+pub type Shape = Box<dyn Fn(&[Entry]) -> serde_json::Value + Send + Sync>;
+
+/// What a forwarder sends: which records, from which cursor, shaped how.
+pub struct Feed {
+    /// Its row in `audit_forward`.
+    pub cursor: &'static str,
+    /// Only records of these kinds (all when empty).
+    pub kinds: &'static [&'static str],
+    /// The request body for a batch of records.
+    pub body: Shape,
+}
+
+impl Feed {
+    /// `[audit.forward]`: every record, as `{"records": […]}`.
+    pub fn all_records() -> Feed {
+        Feed {
+            cursor: "default",
+            kinds: &[],
+            body: Box::new(|records| serde_json::json!({ "records": records })),
+        }
+    }
+}
+
 /// Most records per request.
 pub const MAX_BATCH: usize = 1000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Deliver records until `stop`.
+/// Deliver `feed` until `stop`.
 pub async fn run(
     store: Store,
     config: ForwardConfig,
+    feed: Feed,
     stats: Arc<ForwardStats>,
     stop: CancellationToken,
 ) {
@@ -59,7 +84,7 @@ pub async fn run(
         .unwrap_or_default();
     let mut backoff = Duration::from_millis(500);
     loop {
-        let pause = match deliver_once(&store, &client, &config, &stats).await {
+        let pause = match deliver_once(&store, &client, &config, &feed, &stats).await {
             Ok(n) if n == config.batch => Duration::ZERO,
             Ok(_) => {
                 backoff = Duration::from_millis(500);
@@ -81,43 +106,61 @@ pub async fn run(
 }
 
 /// Send the next batch after the cursor; how many records were delivered.
+/// The chain's head is read first: every record up to it is committed
+/// (records and the head move in one transaction), so when fewer than a
+/// batch match, the cursor moves to the head and the records a feed skips
+/// are not read again.
 async fn deliver_once(
     store: &Store,
     client: &reqwest::Client,
     config: &ForwardConfig,
+    feed: &Feed,
     stats: &ForwardStats,
 ) -> Result<usize, String> {
     let pool = store.pool();
-    let (cursor,): (i64,) =
-        sqlx::query_as("SELECT last_seq FROM audit_forward WHERE name = 'default'")
-            .fetch_one(pool)
-            .await
-            .map_err(|e| format!("reading the forwarding cursor: {e}"))?;
-    let records = page(pool, &Filter::default(), cursor, config.batch as i64).await?;
-    let Some(last) = records.last().map(|r| r.seq) else {
-        return Ok(0);
-    };
-    let mut request = client
-        .post(&config.url)
-        .json(&serde_json::json!({ "records": records }));
-    if let Some(auth) = &config.authorization {
-        request = request.header(reqwest::header::AUTHORIZATION, auth.expose());
-    }
-    let response = request.send().await.map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("the receiver answered {}", response.status()));
-    }
-    // Advance only from where we read: if another replica moved it, it
-    // sent these too.
-    sqlx::query("UPDATE audit_forward SET last_seq = $1 WHERE name = 'default' AND last_seq = $2")
-        .bind(last)
-        .bind(cursor)
-        .execute(pool)
+    let (cursor,): (i64,) = sqlx::query_as("SELECT last_seq FROM audit_forward WHERE name = $1")
+        .bind(feed.cursor)
+        .fetch_one(pool)
         .await
-        .map_err(|e| format!("advancing the forwarding cursor: {e}"))?;
+        .map_err(|e| format!("reading the forwarding cursor: {e}"))?;
+    let (head,): (i64,) = sqlx::query_as("SELECT seq FROM audit_head WHERE chain = 'main'")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| format!("reading the chain's head: {e}"))?;
+    let filter = Filter {
+        kinds: feed.kinds.to_vec(),
+        until_seq: Some(head),
+        ..Filter::default()
+    };
+    let records = page(pool, &filter, cursor, config.batch as i64).await?;
+    let next = match records.last() {
+        Some(last) if records.len() == config.batch => last.seq,
+        _ => head,
+    };
+    if !records.is_empty() {
+        let mut request = client.post(&config.url).json(&(feed.body)(&records));
+        if let Some(auth) = &config.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, auth.expose());
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("the receiver answered {}", response.status()));
+        }
+    }
+    if next > cursor {
+        // Advance only from where we read: if another replica moved it,
+        // it sent these too.
+        sqlx::query("UPDATE audit_forward SET last_seq = $1 WHERE name = $2 AND last_seq = $3")
+            .bind(next)
+            .bind(feed.cursor)
+            .bind(cursor)
+            .execute(pool)
+            .await
+            .map_err(|e| format!("advancing the forwarding cursor: {e}"))?;
+    }
     stats
         .delivered
         .fetch_add(records.len() as u64, Ordering::Relaxed);
-    stats.cursor.store(last as u64, Ordering::Relaxed);
+    stats.cursor.store(next as u64, Ordering::Relaxed);
     Ok(records.len())
 }

@@ -413,6 +413,7 @@ impl Audit {
             tokio::spawn(forward::run(
                 store.clone(),
                 f.clone(),
+                forward::Feed::all_records(),
                 forwarded.clone(),
                 stop_forwarding.clone(),
             ));
@@ -426,6 +427,23 @@ impl Audit {
             config,
             counters,
         }
+    }
+
+    /// Also deliver `feed` to `config`'s receiver, until the trail closes.
+    pub fn forward(
+        &self,
+        config: forward::ForwardConfig,
+        feed: forward::Feed,
+    ) -> Arc<forward::ForwardStats> {
+        let stats = Arc::new(forward::ForwardStats::default());
+        tokio::spawn(forward::run(
+            self.store.clone(),
+            config,
+            feed,
+            stats.clone(),
+            self.stop_forwarding.clone(),
+        ));
+        stats
     }
 
     /// The store the trail is in (for queries).

@@ -16,6 +16,10 @@ pub struct Filter {
     pub since_ms: Option<i64>,
     /// Milliseconds since the epoch, exclusive.
     pub until_ms: Option<i64>,
+    /// Only these kinds (any kind when empty).
+    pub kinds: Vec<&'static str>,
+    /// Only records up to this `seq`, inclusive.
+    pub until_seq: Option<i64>,
 }
 
 /// One record as read back.
@@ -53,11 +57,24 @@ pub async fn page(
             texts.push(value);
         }
     }
+    if !filter.kinds.is_empty() {
+        let mut marks = Vec::new();
+        for kind in &filter.kinds {
+            n += 1;
+            marks.push(format!("${n}"));
+            texts.push(kind);
+        }
+        sql.push_str(&format!(" AND kind IN ({})", marks.join(", ")));
+    }
     let mut times: Vec<i64> = Vec::new();
-    for (op, value) in [(">=", filter.since_ms), ("<", filter.until_ms)] {
+    for (column, op, value) in [
+        ("at_ms", ">=", filter.since_ms),
+        ("at_ms", "<", filter.until_ms),
+        ("seq", "<=", filter.until_seq),
+    ] {
         if let Some(value) = value {
             n += 1;
-            sql.push_str(&format!(" AND at_ms {op} ${n}"));
+            sql.push_str(&format!(" AND {column} {op} ${n}"));
             times.push(value);
         }
     }

@@ -66,6 +66,21 @@ pub struct ApprovalsConfig {
     /// at once saying a request is pending, and the identical call made
     /// again goes through once it is approved (false).
     pub wait: bool,
+    /// New requests and decisions are POSTed here (`[approvals.webhook]`).
+    pub webhook: Option<ApprovalsWebhook>,
+}
+
+/// `[approvals.webhook]`: where and in which shape requests and decisions
+/// are announced.
+#[derive(Debug, Clone)]
+pub struct ApprovalsWebhook {
+    pub forward: crate::audit::forward::ForwardConfig,
+    /// Slack's incoming-webhook shape (`{"text": …}`) instead of the
+    /// generic `{"events": […]}`.
+    pub slack: bool,
+    /// The gateway's address as approvers reach it, for links to
+    /// `/ui/approvals/{id}`.
+    pub ui_url: Option<String>,
 }
 
 /// Where toolgate keeps state (API keys; later audit records, approvals).
@@ -250,6 +265,18 @@ struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 struct RawApprovals {
     wait: Option<bool>,
+    webhook: Option<RawWebhook>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawWebhook {
+    url: Option<String>,
+    authorization: Option<String>,
+    batch: Option<usize>,
+    interval: Option<String>,
+    max_backoff: Option<String>,
+    format: Option<String>,
+    ui_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -554,6 +581,7 @@ impl Config {
             );
         }
         let audit = load_audit(raw.audit, &data_dir, &base, listen, shared_db, &mut report);
+        let approvals = load_approvals(raw.approvals, &base, &mut report);
         let servers_dir = base.join(raw.servers_dir.unwrap_or_else(|| PathBuf::from("servers")));
         let servers = load_servers(&servers_dir, self_exe, &mut errors);
         let policies_dir = base.join(
@@ -585,9 +613,7 @@ impl Config {
                 },
                 auth,
                 audit,
-                approvals: ApprovalsConfig {
-                    wait: raw.approvals.wait.unwrap_or(true),
-                },
+                approvals,
             })
         } else {
             Err(ConfigErrors(errors))
@@ -652,40 +678,9 @@ fn load_audit(
             "with a shared database (several replicas) every replica must sign checkpoints with the same key: set signing_key, e.g. \"${env:TOOLGATE_AUDIT_KEY}\" (32 random bytes as hex: `openssl rand -hex 32`)",
         );
     }
-    let forward = raw.forward.map(|f| {
-        let url = f.url.unwrap_or_default();
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            report.error(
-                "audit.forward.url",
-                format!("`{url}`: the receiver's http(s):// URL, e.g. \"https://siem.example.com/ingest\""),
-            );
-        }
-        let batch = f.batch.unwrap_or(100);
-        if !(1..=crate::audit::forward::MAX_BATCH).contains(&batch) {
-            report.error(
-                "audit.forward.batch",
-                format!("{batch}: use 1 to {} records per request", crate::audit::forward::MAX_BATCH),
-            );
-        }
-        let interval = duration_or(report, "audit.forward.interval", f.interval.as_deref(), Duration::from_secs(1));
-        if interval < Duration::from_millis(100) {
-            report.error("audit.forward.interval", "must be at least 100ms");
-        }
-        let max_backoff = duration_or(report, "audit.forward.max_backoff", f.max_backoff.as_deref(), Duration::from_secs(60));
-        let authorization = f.authorization.map(|text| {
-            Secret::new(secret::resolve(&text, base, &[]).unwrap_or_else(|e| {
-                report.error("audit.forward.authorization", e.to_string());
-                String::new()
-            }))
-        });
-        crate::audit::forward::ForwardConfig {
-            url,
-            authorization,
-            batch,
-            interval,
-            max_backoff,
-        }
-    });
+    let forward = raw
+        .forward
+        .map(|f| load_forward(f, "audit.forward", base, report));
     crate::audit::AuditConfig {
         forward,
         fail_open,
@@ -698,6 +693,103 @@ fn load_audit(
             .unwrap_or(defaults.checkpoint_file),
         signing_key,
         secret_fields: raw.secret_fields,
+    }
+}
+
+fn load_approvals(raw: RawApprovals, base: &Path, report: &mut Report<'_>) -> ApprovalsConfig {
+    let webhook = raw.webhook.map(|w| {
+        let slack = match w.format.as_deref() {
+            None | Some("json") => false,
+            Some("slack") => true,
+            Some(other) => {
+                report.error(
+                    "approvals.webhook.format",
+                    format!("`{other}`: use \"json\" (the generic payload) or \"slack\" (an incoming webhook)"),
+                );
+                false
+            }
+        };
+        if let Some(ui) = &w.ui_url
+            && !(ui.starts_with("https://") || ui.starts_with("http://"))
+        {
+            report.error(
+                "approvals.webhook.ui_url",
+                format!("`{ui}`: the gateway's address as approvers open it, e.g. \"https://toolgate.example.com\""),
+            );
+        }
+        let forward = RawForward {
+            url: w.url,
+            authorization: w.authorization,
+            batch: w.batch,
+            interval: w.interval,
+            max_backoff: w.max_backoff,
+        };
+        ApprovalsWebhook {
+            forward: load_forward(forward, "approvals.webhook", base, report),
+            slack,
+            ui_url: w.ui_url.map(|u| u.trim_end_matches('/').to_string()),
+        }
+    });
+    ApprovalsConfig {
+        wait: raw.wait.unwrap_or(true),
+        webhook,
+    }
+}
+
+/// A `[….forward]`-shaped table (`[audit.forward]`, `[approvals.webhook]`)
+/// at `key`.
+fn load_forward(
+    f: RawForward,
+    key: &str,
+    base: &Path,
+    report: &mut Report<'_>,
+) -> crate::audit::forward::ForwardConfig {
+    let url = f.url.unwrap_or_default();
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        report.error(
+            &format!("{key}.url"),
+            format!(
+                "`{url}`: the receiver's http(s):// URL, e.g. \"https://siem.example.com/ingest\""
+            ),
+        );
+    }
+    let batch = f.batch.unwrap_or(100);
+    if !(1..=crate::audit::forward::MAX_BATCH).contains(&batch) {
+        report.error(
+            &format!("{key}.batch"),
+            format!(
+                "{batch}: use 1 to {} records per request",
+                crate::audit::forward::MAX_BATCH
+            ),
+        );
+    }
+    let interval = duration_or(
+        report,
+        &format!("{key}.interval"),
+        f.interval.as_deref(),
+        Duration::from_secs(1),
+    );
+    if interval < Duration::from_millis(100) {
+        report.error(&format!("{key}.interval"), "must be at least 100ms");
+    }
+    let max_backoff = duration_or(
+        report,
+        &format!("{key}.max_backoff"),
+        f.max_backoff.as_deref(),
+        Duration::from_secs(60),
+    );
+    let authorization = f.authorization.map(|text| {
+        Secret::new(secret::resolve(&text, base, &[]).unwrap_or_else(|e| {
+            report.error(&format!("{key}.authorization"), e.to_string());
+            String::new()
+        }))
+    });
+    crate::audit::forward::ForwardConfig {
+        url,
+        authorization,
+        batch,
+        interval,
+        max_backoff,
     }
 }
 

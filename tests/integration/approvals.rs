@@ -410,3 +410,94 @@ async fn without_waiting_the_same_call_again_goes_through_once_approved() {
     assert_eq!(*seen.lock().unwrap(), vec!["restart prod"]);
     ct.cancel();
 }
+
+/// `[approvals.webhook]`: each request and decision reaches a local
+/// receiver, in order, with a link to the approver page, despite the
+/// receiver failing at first.
+#[tokio::test]
+async fn requests_and_decisions_reach_a_webhook_despite_its_failures() {
+    use axum::http::StatusCode;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let events: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let app = {
+        let (events, requests) = (events.clone(), requests.clone());
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::Json<Value>| {
+                let (events, requests) = (events.clone(), requests.clone());
+                async move {
+                    if requests.fetch_add(1, Ordering::SeqCst) < 2 {
+                        return StatusCode::BAD_GATEWAY;
+                    }
+                    let mut events = events.lock().unwrap();
+                    for e in body["events"].as_array().unwrap() {
+                        // At least once: a retried batch may repeat.
+                        if !events.iter().any(|s: &Value| s["seq"] == e["seq"]) {
+                            events.push(e.clone());
+                        }
+                    }
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let ct = CancellationToken::new();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let witness = {
+        let seen = seen.clone();
+        http_upstream(move || Witness { seen: seen.clone() }, ct.clone()).await
+    };
+    let servers = [(
+        "witness",
+        http_server_toml("witness", &witness, "[policy]\ntrusted = true"),
+    )];
+    let files = default_policies(&[("gates", GATES)]);
+    let files = Gateway::policy_refs(&files);
+    let config = format!(
+        "[approvals.webhook]\nurl = \"{receiver}\"\ninterval = \"100ms\"\nmax_backoff = \"200ms\"\n\
+         ui_url = \"https://toolgate.example.com/\"\n"
+    );
+    let gw = Gateway::start_governed(&servers, &config, false, &files).await;
+    gw.wait_ready(&["witness"]).await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let approver = key(&gw, "alice", &["security"]);
+    let call = call_in_background(&gw, &eng, "restart prod");
+    let rows = pending(&gw, &approver, 1).await;
+    let id = rows[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(decide(&gw, &approver, &id, "approve", "fine").await.0, 200);
+    assert_eq!(call.await.unwrap(), Ok("restart prod".into()));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        let got = events.lock().unwrap().clone();
+        if got.len() >= 2 {
+            break got;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        requests.load(Ordering::SeqCst) >= 3,
+        "retried after failures"
+    );
+    let link = format!("https://toolgate.example.com/ui/approvals/{id}");
+    assert_eq!(got[0]["event"], "approval_requested");
+    assert_eq!(got[0]["approval"], json!(id));
+    assert_eq!(got[0]["tool"], "witness__note");
+    assert_eq!(got[0]["gate"], "prod-notes");
+    assert_eq!(got[0]["approver_group"], "security");
+    assert_eq!(got[0]["link"], json!(link));
+    assert_eq!(got[1]["event"], "approval_decided");
+    assert_eq!(got[1]["decision"], "approve");
+    assert_eq!(got[1]["state"], "approved");
+    assert_eq!(got[1]["comment"], "fine");
+    assert!(got[1]["approver"].as_str().unwrap().starts_with("apikey:"));
+    ct.cancel();
+}

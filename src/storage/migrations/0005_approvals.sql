@@ -39,3 +39,8 @@ CREATE TABLE approval_votes (
     at_ms BIGINT NOT NULL,
     PRIMARY KEY (approval_id, approver)
 );
+
+-- How far approval requests and decisions have been announced to
+-- `[approvals.webhook]` (the audit records are the backlog, as for
+-- `[audit.forward]`).
+INSERT INTO audit_forward (name, last_seq) VALUES ('approvals', 0);
