@@ -40,6 +40,17 @@ pub struct Binding {
     pub args_hash: String,
 }
 
+/// One call's request for approval under one gate, before it is stored.
+pub struct Request<'a> {
+    pub binding: &'a Binding,
+    pub caller: &'a Caller,
+    pub server: Option<&'a str>,
+    /// The arguments as approvers see them (redacted).
+    pub args: &'a Value,
+    pub gate: &'a Gate,
+    pub call_id: &'a str,
+}
+
 /// How a request ended, for the waiting call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -69,16 +80,15 @@ pub async fn take(pool: &AnyPool, b: &Binding, gate: &str) -> Result<Option<Stri
 }
 
 /// A new pending request for a call and the gate that holds it; its id.
-#[allow(clippy::too_many_arguments)]
-pub async fn request(
-    audit: &Audit,
-    b: &Binding,
-    caller: &Caller,
-    server: Option<&str>,
-    args: &Value,
-    gate: &Gate,
-    call_id: &str,
-) -> Result<String, String> {
+pub async fn request(audit: &Audit, r: &Request<'_>) -> Result<String, String> {
+    let Request {
+        binding: b,
+        caller,
+        server,
+        args,
+        gate,
+        call_id,
+    } = *r;
     let id = crate::authenticate::api_keys::random_hex(12).map_err(|e| e.to_string())?;
     let now = now_ms();
     let expires = now + gate.timeout.as_millis() as i64;
@@ -134,17 +144,12 @@ pub async fn request(
 /// this call's request stands, as the error to answer with. A request
 /// still pending is reported (and not made twice); a denial or expiry not
 /// yet told is told, once; otherwise a new request is made.
-#[allow(clippy::too_many_arguments)]
 pub async fn standing(
     audit: &Audit,
-    b: &Binding,
-    caller: &Caller,
-    server: Option<&str>,
-    args: &Value,
-    gate: &Gate,
-    call_id: &str,
+    r: &Request<'_>,
 ) -> Result<crate::pipeline::CallError, String> {
     use crate::pipeline::CallError;
+    let (b, gate) = (r.binding, r.gate);
     let pool = audit.store().pool();
     /// id, state, expiry, decided by, comment, reported.
     type Latest = (String, String, i64, Option<String>, Option<String>, i64);
@@ -196,7 +201,7 @@ pub async fn standing(
             _ => {}
         }
     }
-    let id = request(audit, b, caller, server, args, gate, call_id).await?;
+    let id = request(audit, r).await?;
     Ok(pending(&id, now_ms() + gate.timeout.as_millis() as i64))
 }
 

@@ -314,32 +314,24 @@ async fn await_approval<K: CallKind>(
             ctx.approvals.push(id);
             continue;
         }
+        let request = approvals::Request {
+            binding: &binding,
+            caller: &ctx.caller,
+            server: server.as_deref(),
+            args: &shown,
+            gate,
+            call_id: &call_id,
+        };
         if !env.approvals().wait {
             // Not waiting: the caller is told where its request stands and
             // makes the identical call again once it is approved.
-            return Err(approvals::standing(
-                audit,
-                &binding,
-                &ctx.caller,
-                server.as_deref(),
-                &shown,
-                gate,
-                &call_id,
-            )
-            .await
-            .map_err(CallError::ApprovalUnavailable)?);
+            return Err(approvals::standing(audit, &request)
+                .await
+                .map_err(CallError::ApprovalUnavailable)?);
         }
-        let id = approvals::request(
-            audit,
-            &binding,
-            &ctx.caller,
-            server.as_deref(),
-            &shown,
-            gate,
-            &call_id,
-        )
-        .await
-        .map_err(CallError::ApprovalUnavailable)?;
+        let id = approvals::request(audit, &request)
+            .await
+            .map_err(CallError::ApprovalUnavailable)?;
         tracing::info!(call = ctx.id, approval = %id, gate = %gate.policy, group = %gate.group, "waiting for approval");
         let refused = |why: String| {
             CallError::ApprovalDenied(format!(

@@ -34,7 +34,9 @@ struct Setup {
     seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-async fn setup(backend: &Backend) -> Setup {
+/// A gateway over the witness with [`GATES`], on `backend`, with `extra`
+/// toolgate.toml lines.
+async fn setup(backend: &Backend, extra: &str) -> Setup {
     let ct = CancellationToken::new();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let witness = {
@@ -47,7 +49,8 @@ async fn setup(backend: &Backend) -> Setup {
     )];
     let files = default_policies(&[("gates", GATES)]);
     let files = Gateway::policy_refs(&files);
-    let gw = Gateway::start_governed(&servers, &backend.config(""), false, &files).await;
+    let config = format!("{extra}\n{}", backend.config(""));
+    let gw = Gateway::start_governed(&servers, &config, false, &files).await;
     gw.wait_ready(&["witness"]).await;
     Setup { gw, ct, seen }
 }
@@ -119,7 +122,7 @@ async fn an_approved_call_goes_through_once_and_a_denied_one_never_on_postgres()
 }
 
 async fn an_approved_call_goes_through_once_and_a_denied_one_never(backend: Backend) {
-    let Setup { gw, ct, seen } = setup(&backend).await;
+    let Setup { gw, ct, seen } = setup(&backend, "").await;
     // The requester is in `security` too: still not their own approver.
     let eng = key(&gw, "eng", &["eng", "security"]);
     let approver = key(&gw, "alice", &["security"]);
@@ -248,7 +251,7 @@ async fn a_decision_on_one_replica_releases_a_call_waiting_on_another() {
     let Some(backend) = Backend::postgres("replicas").await else {
         return;
     };
-    let Setup { gw, ct, seen } = setup(&backend).await;
+    let Setup { gw, ct, seen } = setup(&backend, "").await;
     let eng = key(&gw, "eng", &["eng"]);
     let approver = key(&gw, "alice", &["security"]);
     let addr = {
@@ -290,7 +293,7 @@ async fn a_decision_on_one_replica_releases_a_call_waiting_on_another() {
 /// waits for, on both ingress paths.
 #[tokio::test]
 async fn a_waiting_call_reports_progress() {
-    let Setup { gw, ct, .. } = setup(&Backend::Sqlite).await;
+    let Setup { gw, ct, .. } = setup(&Backend::Sqlite, "").await;
     let eng = key(&gw, "eng", &["eng"]);
     let approver = key(&gw, "alice", &["security"]);
     for via_rmcp in [false, true] {
@@ -340,20 +343,7 @@ async fn a_waiting_call_reports_progress() {
 /// is approved, and hears of a denial once.
 #[tokio::test]
 async fn without_waiting_the_same_call_again_goes_through_once_approved() {
-    let ct = CancellationToken::new();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let witness = {
-        let seen = seen.clone();
-        http_upstream(move || Witness { seen: seen.clone() }, ct.clone()).await
-    };
-    let servers = [(
-        "witness",
-        http_server_toml("witness", &witness, "[policy]\ntrusted = true"),
-    )];
-    let files = default_policies(&[("gates", GATES)]);
-    let files = Gateway::policy_refs(&files);
-    let gw = Gateway::start_governed(&servers, "[approvals]\nwait = false", false, &files).await;
-    gw.wait_ready(&["witness"]).await;
+    let Setup { gw, ct, seen } = setup(&Backend::Sqlite, "[approvals]\nwait = false").await;
     let eng = key(&gw, "eng", &["eng"]);
     let approver = key(&gw, "alice", &["security"]);
     let s = Session::open(&gw.url, &eng, false).await;
@@ -447,24 +437,11 @@ async fn requests_and_decisions_reach_a_webhook_despite_its_failures() {
     let receiver = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let ct = CancellationToken::new();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let witness = {
-        let seen = seen.clone();
-        http_upstream(move || Witness { seen: seen.clone() }, ct.clone()).await
-    };
-    let servers = [(
-        "witness",
-        http_server_toml("witness", &witness, "[policy]\ntrusted = true"),
-    )];
-    let files = default_policies(&[("gates", GATES)]);
-    let files = Gateway::policy_refs(&files);
     let config = format!(
         "[approvals.webhook]\nurl = \"{receiver}\"\ninterval = \"100ms\"\nmax_backoff = \"200ms\"\n\
          ui_url = \"https://toolgate.example.com/\"\n"
     );
-    let gw = Gateway::start_governed(&servers, &config, false, &files).await;
-    gw.wait_ready(&["witness"]).await;
+    let Setup { gw, ct, .. } = setup(&Backend::Sqlite, &config).await;
     let eng = key(&gw, "eng", &["eng"]);
     let approver = key(&gw, "alice", &["security"]);
     let call = call_in_background(&gw, &eng, "restart prod");
