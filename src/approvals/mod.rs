@@ -59,14 +59,16 @@ pub enum Outcome {
     Expired,
 }
 
-/// Use an approved, unused approval of this binding and gate, if there is
-/// one; its id. Atomic: of two identical calls, one gets it.
-pub async fn take(pool: &AnyPool, b: &Binding, gate: &str) -> Result<Option<String>, String> {
+/// An approved, unused approval of this binding and gate, if there is
+/// one (the oldest); [`use_approved`] spends it.
+pub async fn find_approved(
+    pool: &AnyPool,
+    b: &Binding,
+    gate: &str,
+) -> Result<Option<String>, String> {
     let row: Option<(String,)> = sqlx::query_as(
-        "UPDATE approvals SET state = 'used' WHERE id = (SELECT id FROM approvals \
-         WHERE state = 'approved' AND subject = $1 AND tool = $2 AND definition_hash = $3 \
-         AND args_hash = $4 AND gate = $5 ORDER BY created_ms LIMIT 1) AND state = 'approved' \
-         RETURNING id",
+        "SELECT id FROM approvals WHERE state = 'approved' AND subject = $1 AND tool = $2 \
+         AND definition_hash = $3 AND args_hash = $4 AND gate = $5 ORDER BY created_ms LIMIT 1",
     )
     .bind(&b.subject)
     .bind(&b.tool)
@@ -205,13 +207,37 @@ pub async fn standing(
     Ok(pending(&id, now_ms() + gate.timeout.as_millis() as i64))
 }
 
-/// Wait until request `id` is decided or expires (then it is marked
-/// expired), or `cancel` fires (`None`).
+/// Wait until every request in `ids` is approved (`Approved`), or one of
+/// them is denied or expires (then it is marked expired): that one's index
+/// and outcome. `None` when `cancel` fires first. All are watched at once,
+/// so a denial under any gate ends the wait.
 pub async fn wait(
     pool: &AnyPool,
-    id: &str,
+    ids: &[String],
     cancel: &tokio_util::sync::CancellationToken,
-) -> Result<Option<Outcome>, String> {
+) -> Result<Option<(usize, Outcome)>, String> {
+    loop {
+        let mut approved = 0;
+        for (i, id) in ids.iter().enumerate() {
+            match state_of(pool, id).await? {
+                Some(Outcome::Approved) => approved += 1,
+                Some(outcome) => return Ok(Some((i, outcome))),
+                None => {}
+            }
+        }
+        if approved == ids.len() {
+            return Ok(Some((0, Outcome::Approved)));
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(None),
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// How request `id` ended, or `None` while it is pending (past its expiry
+/// it is marked expired).
+async fn state_of(pool: &AnyPool, id: &str) -> Result<Option<Outcome>, String> {
     loop {
         let (state, by, comment, expires): (String, Option<String>, Option<String>, i64) =
             sqlx::query_as(
@@ -221,15 +247,13 @@ pub async fn wait(
             .fetch_one(pool)
             .await
             .map_err(|e| format!("reading approval {id}: {e}"))?;
-        match state.as_str() {
-            "approved" => return Ok(Some(Outcome::Approved)),
-            "denied" => {
-                return Ok(Some(Outcome::Denied {
-                    by: by.unwrap_or_default(),
-                    comment,
-                }));
-            }
-            "expired" => return Ok(Some(Outcome::Expired)),
+        return Ok(match state.as_str() {
+            "approved" => Some(Outcome::Approved),
+            "denied" => Some(Outcome::Denied {
+                by: by.unwrap_or_default(),
+                comment,
+            }),
+            "expired" => Some(Outcome::Expired),
             _ if now_ms() >= expires => {
                 sqlx::query(
                     "UPDATE approvals SET state = 'expired', decided_ms = $1 \
@@ -243,17 +267,13 @@ pub async fn wait(
                 // Decided meanwhile? Read it again.
                 continue;
             }
-            _ => {}
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return Ok(None),
-            () = tokio::time::sleep(POLL) => {}
-        }
+            _ => None,
+        });
     }
 }
 
-/// Mark approved request `id` used by the call that waited for it; false
-/// if it was used already.
+/// Spend approval `id` on the call it was given for: false if it was
+/// spent already (atomic: of two identical calls, one gets it).
 pub async fn use_approved(pool: &AnyPool, id: &str) -> Result<bool, String> {
     let done =
         sqlx::query("UPDATE approvals SET state = 'used' WHERE id = $1 AND state = 'approved'")
@@ -407,7 +427,19 @@ pub async fn list(pool: &AnyPool, state: Option<&str>, limit: i64) -> Result<Vec
     const COLUMNS: &str = "SELECT id, state, caller, tool, server, args, gate, approver_group, \
         approvers_needed, reason, created_ms, expires_ms, decided_ms, decided_by, comment \
         FROM approvals";
+    // A pending request past its expiry is expired, whether or not a
+    // waiting call has marked it so yet.
+    let now = now_ms();
     let query = match state {
+        Some("pending") => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{COLUMNS} WHERE state = 'pending' AND expires_ms > $1 ORDER BY created_ms DESC LIMIT $2"
+        )))
+        .bind(now),
+        Some("expired") => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{COLUMNS} WHERE (state = 'expired' OR (state = 'pending' AND expires_ms <= $1)) \
+             ORDER BY created_ms DESC LIMIT $2"
+        )))
+        .bind(now),
         Some(state) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{COLUMNS} WHERE state = $1 ORDER BY created_ms DESC LIMIT $2"
         )))
@@ -441,6 +473,11 @@ pub async fn list(pool: &AnyPool, state: Option<&str>, limit: i64) -> Result<Vec
                 by,
                 comment,
             )| {
+                let state = if state == "pending" && expires <= now {
+                    "expired".to_string()
+                } else {
+                    state
+                };
                 json!({
                     "id": id,
                     "state": state,

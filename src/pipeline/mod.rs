@@ -306,48 +306,67 @@ async fn await_approval<K: CallKind>(
     let call_id = crate::audit::call_id(ctx.id);
     let pool = audit.store().pool();
     ctx.verdict = Some("gated");
+    // Approvals already given to this very call are found first but used
+    // only once every gate is satisfied: a call refused under one gate
+    // does not spend its approval under another.
+    let mut approved = Vec::new();
+    let mut needed = Vec::new();
     for gate in &gates {
-        let taken = approvals::take(pool, &binding, &gate.policy)
+        match approvals::find_approved(pool, &binding, &gate.policy)
             .await
-            .map_err(CallError::ApprovalUnavailable)?;
-        if let Some(id) = taken {
-            ctx.approvals.push(id);
-            continue;
+            .map_err(CallError::ApprovalUnavailable)?
+        {
+            Some(id) => approved.push(id),
+            None => needed.push(gate),
         }
-        let request = approvals::Request {
-            binding: &binding,
-            caller: &ctx.caller,
-            server: server.as_deref(),
-            args: &shown,
-            gate,
-            call_id: &call_id,
-        };
-        if !env.approvals().wait {
-            // Not waiting: the caller is told where its request stands and
-            // makes the identical call again once it is approved.
-            return Err(approvals::standing(audit, &request)
+    }
+    let request = |gate| approvals::Request {
+        binding: &binding,
+        caller: &ctx.caller,
+        server: server.as_deref(),
+        args: &shown,
+        gate,
+        call_id: &call_id,
+    };
+    if !needed.is_empty() && !env.approvals().wait {
+        // Not waiting: the caller is told where each request stands and
+        // makes the identical call again once they are approved.
+        let mut told = Vec::new();
+        for gate in &needed {
+            let standing = approvals::standing(audit, &request(gate))
                 .await
-                .map_err(CallError::ApprovalUnavailable)?);
+                .map_err(CallError::ApprovalUnavailable)?;
+            told.push(standing.to_string());
         }
-        let id = approvals::request(audit, &request)
+        return Err(CallError::ApprovalDenied(told.join("; ")));
+    }
+    // Every request is made before waiting, so approvers of several gates
+    // decide side by side.
+    let mut requested = Vec::new();
+    for gate in needed {
+        let id = approvals::request(audit, &request(gate))
             .await
             .map_err(CallError::ApprovalUnavailable)?;
         tracing::info!(call = ctx.id, approval = %id, gate = %gate.policy, group = %gate.group, "waiting for approval");
-        let refused = |why: String| {
-            CallError::ApprovalDenied(format!(
-                "this call was not forwarded: {why} (approval {id}, gate `{}`)",
-                gate.policy
-            ))
-        };
+        requested.push((gate, id));
+    }
+    if !requested.is_empty() {
         // Waiting, the caller hears at once what for, and then every
         // [`PROGRESS_EVERY`], which keeps clients that time out idle
         // requests from giving up.
-        let message = format!(
-            "waiting for approval by `{}` (gate `{}`, request {id})",
-            gate.group, gate.policy
-        );
+        let message = requested
+            .iter()
+            .map(|(gate, id)| {
+                format!(
+                    "waiting for approval by `{}` (gate `{}`, request {id})",
+                    gate.group, gate.policy
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let ids: Vec<String> = requested.iter().map(|(_, id)| id.clone()).collect();
         let outcome = {
-            let waiting = approvals::wait(pool, &id, &ctx.cancel);
+            let waiting = approvals::wait(pool, &ids, &ctx.cancel);
             tokio::pin!(waiting);
             let mut beat = tokio::time::interval(PROGRESS_EVERY);
             let mut step = 0;
@@ -361,30 +380,46 @@ async fn await_approval<K: CallKind>(
                 }
             }
         };
-        match outcome.map_err(CallError::ApprovalUnavailable)? {
+        let (i, outcome) = match outcome.map_err(CallError::ApprovalUnavailable)? {
             None => return Err(CallError::Cancelled),
-            Some(Outcome::Approved) => {
-                if !approvals::use_approved(pool, &id)
-                    .await
-                    .map_err(CallError::ApprovalUnavailable)?
-                {
-                    return Err(refused("its approval was used by another call".into()));
-                }
-                ctx.approvals.push(id);
+            Some(found) => found,
+        };
+        let (gate, id) = &requested[i];
+        let why = match outcome {
+            Outcome::Approved => {
+                approved.extend(ids);
+                None
             }
-            Some(Outcome::Denied { by, comment }) => {
-                let comment = comment.map_or(String::new(), |c| format!(": {c}"));
-                return Err(refused(format!("denied by {by}{comment}")));
-            }
-            Some(Outcome::Expired) => {
-                return Err(refused(format!(
-                    "no member of `{}` decided within {}s",
-                    gate.group,
-                    gate.timeout.as_secs()
-                )));
-            }
+            Outcome::Denied { by, comment } => Some(format!(
+                "denied by {by}{}",
+                comment.map_or(String::new(), |c| format!(": {c}"))
+            )),
+            Outcome::Expired => Some(format!(
+                "no member of `{}` decided within {}s",
+                gate.group,
+                gate.timeout.as_secs()
+            )),
+        };
+        if let Some(why) = why {
+            return Err(CallError::ApprovalDenied(format!(
+                "this call was not forwarded: {why} (approval {id}, gate `{}`)",
+                gate.policy
+            )));
         }
     }
+    // Each approval is used once: by this call, unless an identical call
+    // took it meanwhile.
+    for id in &approved {
+        if !approvals::use_approved(pool, id)
+            .await
+            .map_err(CallError::ApprovalUnavailable)?
+        {
+            return Err(CallError::ApprovalDenied(format!(
+                "this call was not forwarded: its approval {id} was used by another, identical call; make it again for a new request"
+            )));
+        }
+    }
+    ctx.approvals = approved;
     ctx.verdict = Some("allow");
     Ok(())
 }

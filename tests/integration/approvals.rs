@@ -21,6 +21,11 @@ const GATES: &str = r#"@id("prod-notes")
 permit (principal, action == Action::"call_tool", resource == Tool::"witness__note")
 when { context.args has message && context.args.message like "*prod*" };
 
+@id("money-notes")
+@approval("finance")
+permit (principal, action == Action::"call_tool", resource == Tool::"witness__note")
+when { context.args has message && context.args.message like "*money*" };
+
 @id("db-notes")
 @approval("security")
 @timeout("2s")
@@ -218,6 +223,18 @@ async fn an_approved_call_goes_through_once_and_a_denied_one_never(backend: Back
         "{refused}"
     );
     assert_eq!(*seen.lock().unwrap(), vec!["hello", "restart prod"]);
+    let r = reqwest::Client::new()
+        .get(format!(
+            "http://{}/admin/v1/approvals?state=expired",
+            gw.addr
+        ))
+        .bearer_auth(&approver)
+        .send()
+        .await
+        .unwrap();
+    let expired: Value = r.json().await.unwrap();
+    assert_eq!(expired["approvals"][0]["gate"], "db-notes", "{expired}");
+    assert!(pending(&gw, &approver, 0).await.is_empty());
 
     // Every request and decision is in the audit trail.
     let store = Store::open(backend.url(), &gw.dir.path().join("data"))
@@ -476,5 +493,70 @@ async fn requests_and_decisions_reach_a_webhook_despite_its_failures() {
     assert_eq!(got[1]["state"], "approved");
     assert_eq!(got[1]["comment"], "fine");
     assert!(got[1]["approver"].as_str().unwrap().starts_with("apikey:"));
+    ct.cancel();
+}
+
+/// A call two gates hold: both requests are made at once; a denial under
+/// one does not spend the approval under the other, which the same call
+/// made again uses.
+#[tokio::test]
+async fn a_call_two_gates_hold_needs_both_and_spends_nothing_when_refused() {
+    let Setup { gw, ct, seen } = setup(&Backend::Sqlite, "").await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let security = key(&gw, "alice", &["security"]);
+    let finance = key(&gw, "fred", &["finance"]);
+    let call = call_in_background(&gw, &eng, "prod money");
+    let sec = pending(&gw, &security, 1).await;
+    let fin = pending(&gw, &finance, 1).await;
+    assert_eq!(
+        (sec[0]["gate"].as_str(), fin[0]["gate"].as_str()),
+        (Some("prod-notes"), Some("money-notes"))
+    );
+    let sec_id = sec[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(decide(&gw, &security, &sec_id, "approve", "").await.0, 200);
+    let fin_id = fin[0]["id"].as_str().unwrap();
+    assert_eq!(
+        decide(&gw, &finance, fin_id, "deny", "not this quarter")
+            .await
+            .0,
+        200
+    );
+    assert!(
+        call.await
+            .unwrap()
+            .unwrap_err()
+            .contains("not this quarter")
+    );
+    assert!(seen.lock().unwrap().is_empty());
+
+    // Again: security's approval still holds; only finance is asked.
+    let call = call_in_background(&gw, &eng, "prod money");
+    let fin = pending(&gw, &finance, 1).await;
+    assert!(pending(&gw, &security, 0).await.is_empty());
+    assert_eq!(
+        decide(&gw, &finance, fin[0]["id"].as_str().unwrap(), "approve", "")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(call.await.unwrap(), Ok("prod money".into()));
+    // Both approvals are spent.
+    let call = call_in_background(&gw, &eng, "prod money");
+    let sec = pending(&gw, &security, 1).await;
+    assert_ne!(sec[0]["id"], json!(sec_id));
+    assert_eq!(
+        decide(
+            &gw,
+            &security,
+            sec[0]["id"].as_str().unwrap(),
+            "deny",
+            "enough"
+        )
+        .await
+        .0,
+        200
+    );
+    assert!(call.await.unwrap().unwrap_err().contains("enough"));
+    assert_eq!(*seen.lock().unwrap(), vec!["prod money"]);
     ct.cancel();
 }
