@@ -266,9 +266,6 @@ fn authorize<K: CallKind>(env: &K::Env, ctx: &mut CallContext<K>) -> Result<(), 
     Ok(())
 }
 
-/// How often a call waiting for approval tells its caller so.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
 /// Stage 5: an allowed call that approval gates hold (satisfied
 /// `@approval` policies, [`crate::authorize::Gate`]) goes ahead only once
 /// members of each gate's group approve it ([`crate::approvals`]). An
@@ -280,146 +277,12 @@ async fn await_approval<K: CallKind>(
     env: &K::Env,
     ctx: &mut CallContext<K>,
 ) -> Result<(), CallError> {
-    use crate::approvals::{self, Binding, Outcome};
     let gates = match &ctx.decision {
         Some(d) if !d.gates.is_empty() => d.gates.clone(),
         _ => return Ok(()),
     };
-    let Some(target) = &ctx.target else {
-        unreachable!("await approval runs after resolve")
-    };
-    let Some(question) = K::question(ctx, target) else {
-        return Ok(());
-    };
-    let audit = env.audit();
-    let args = question.args.cloned().unwrap_or_default();
-    let binding = Binding {
-        subject: ctx.caller.subject.clone(),
-        tool: K::subject(&ctx.input).to_string(),
-        definition_hash: question.definition_hash.unwrap_or_default().to_string(),
-        args_hash: crate::audit::sha256_hex(
-            crate::audit::canonical(&serde_json::Value::Object(args.clone())).as_bytes(),
-        ),
-    };
-    let server = question.target.server().map(|s| s.name.clone());
-    let shown = audit.redactor().copy(&args);
-    let call_id = crate::audit::call_id(ctx.id);
-    let pool = audit.store().pool();
     ctx.verdict = Some("gated");
-    // Approvals already given to this very call are found first but used
-    // only once every gate is satisfied: a call refused under one gate
-    // does not spend its approval under another.
-    let mut approved = Vec::new();
-    let mut needed = Vec::new();
-    for gate in &gates {
-        match approvals::find_approved(pool, &binding, &gate.policy)
-            .await
-            .map_err(CallError::ApprovalUnavailable)?
-        {
-            Some(id) => approved.push(id),
-            None => needed.push(gate),
-        }
-    }
-    let request = |gate| approvals::Request {
-        binding: &binding,
-        caller: &ctx.caller,
-        server: server.as_deref(),
-        args: &shown,
-        gate,
-        call_id: &call_id,
-    };
-    if !needed.is_empty() && !env.approvals().wait {
-        // Not waiting: the caller is told where each request stands and
-        // makes the identical call again once they are approved.
-        let mut told = Vec::new();
-        for gate in &needed {
-            let standing = approvals::standing(audit, &request(gate))
-                .await
-                .map_err(CallError::ApprovalUnavailable)?;
-            told.push(standing.to_string());
-        }
-        return Err(CallError::ApprovalDenied(told.join("; ")));
-    }
-    // Every request is made before waiting, so approvers of several gates
-    // decide side by side.
-    let mut requested = Vec::new();
-    for gate in needed {
-        let id = approvals::request(audit, &request(gate))
-            .await
-            .map_err(CallError::ApprovalUnavailable)?;
-        tracing::info!(call = ctx.id, approval = %id, gate = %gate.policy, group = %gate.group, "waiting for approval");
-        requested.push((gate, id));
-    }
-    if !requested.is_empty() {
-        // Waiting, the caller hears at once what for, and then every
-        // [`PROGRESS_EVERY`], which keeps clients that time out idle
-        // requests from giving up.
-        let message = requested
-            .iter()
-            .map(|(gate, id)| {
-                format!(
-                    "waiting for approval by `{}` (gate `{}`, request {id})",
-                    gate.group, gate.policy
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        let ids: Vec<String> = requested.iter().map(|(_, id)| id.clone()).collect();
-        let outcome = {
-            let waiting = approvals::wait(pool, &ids, &ctx.cancel);
-            tokio::pin!(waiting);
-            let mut beat = tokio::time::interval(PROGRESS_EVERY);
-            let mut step = 0;
-            loop {
-                tokio::select! {
-                    outcome = &mut waiting => break outcome,
-                    _ = beat.tick() => {
-                        step += 1;
-                        K::progress(ctx, step, &message).await;
-                    }
-                }
-            }
-        };
-        let (i, outcome) = match outcome.map_err(CallError::ApprovalUnavailable)? {
-            None => return Err(CallError::Cancelled),
-            Some(found) => found,
-        };
-        let (gate, id) = &requested[i];
-        let why = match outcome {
-            Outcome::Approved => {
-                approved.extend(ids);
-                None
-            }
-            Outcome::Denied { by, comment } => Some(format!(
-                "denied by {by}{}",
-                comment.map_or(String::new(), |c| format!(": {c}"))
-            )),
-            Outcome::Expired => Some(format!(
-                "no member of `{}` decided within {}s",
-                gate.group,
-                gate.timeout.as_secs()
-            )),
-        };
-        if let Some(why) = why {
-            return Err(CallError::ApprovalDenied(format!(
-                "this call was not forwarded: {why} (approval {id}, gate `{}`)",
-                gate.policy
-            )));
-        }
-    }
-    // Each approval is used once: by this call, unless an identical call
-    // took it meanwhile.
-    for id in &approved {
-        if !approvals::use_approved(pool, id)
-            .await
-            .map_err(CallError::ApprovalUnavailable)?
-        {
-            return Err(CallError::ApprovalDenied(format!(
-                "this call was not forwarded: its approval {id} was used by another, identical call; make it again for a new request"
-            )));
-        }
-    }
-    ctx.approvals = approved;
+    ctx.approvals = crate::approvals::clear(env, ctx, &gates).await?;
     ctx.verdict = Some("allow");
     Ok(())
 }
