@@ -80,17 +80,16 @@ pub async fn clear<K: CallKind>(
         return Ok(Vec::new());
     };
     let audit = env.audit();
-    let args = question.args.cloned().unwrap_or_default();
+    let none = serde_json::Map::new();
+    let args = question.args.unwrap_or(&none);
     let binding = Binding {
         subject: ctx.caller.subject.clone(),
         tool: K::subject(&ctx.input).to_string(),
         definition_hash: question.definition_hash.unwrap_or_default().to_string(),
-        args_hash: crate::audit::sha256_hex(
-            crate::audit::canonical(&serde_json::Value::Object(args.clone())).as_bytes(),
-        ),
+        args_hash: crate::audit::args_hash(args),
     };
     let server = question.target.server().map(|s| s.name.clone());
-    let shown = audit.redactor().copy(&args);
+    let shown = audit.redactor().copy(args);
     let call_id = crate::audit::call_id(ctx.id);
     let pool = audit.store().pool();
     let mut approved = Vec::new();

@@ -260,21 +260,31 @@ pub fn canonical(value: &Value) -> String {
     out
 }
 
+/// SHA-256 (hex) of a call's arguments as canonical JSON: what audit
+/// records carry and what an approval is bound to.
+pub fn args_hash(args: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::new();
+    write_object(args, &mut out);
+    sha256_hex(out.as_bytes())
+}
+
+fn write_object(map: &serde_json::Map<String, Value>, out: &mut String) {
+    let sorted: BTreeMap<&String, &Value> = map.iter().collect();
+    out.push('{');
+    for (i, (k, v)) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(k.clone()).to_string());
+        out.push(':');
+        write_canonical(v, out);
+    }
+    out.push('}');
+}
+
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
-        Value::Object(map) => {
-            let sorted: BTreeMap<&String, &Value> = map.iter().collect();
-            out.push('{');
-            for (i, (k, v)) in sorted.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(v, out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, out),
         Value::Array(items) => {
             out.push('[');
             for (i, v) in items.iter().enumerate() {

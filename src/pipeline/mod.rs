@@ -335,10 +335,7 @@ fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
         record.server = question.target.server().map(|s| s.name.clone());
         record.definition_hash = question.definition_hash.map(str::to_string);
         if let Some(args) = question.args {
-            let json = serde_json::Value::Object(args.clone());
-            record.args_hash = Some(crate::audit::sha256_hex(
-                crate::audit::canonical(&json).as_bytes(),
-            ));
+            record.args_hash = Some(crate::audit::args_hash(args));
             record.args = Some(audit.redactor().copy(args));
         }
     }
