@@ -6,6 +6,7 @@
     reason = "a test should panic at the first surprise"
 )]
 
+#[macro_use]
 mod common;
 
 #[path = "integration/aggregation.rs"]

@@ -435,3 +435,22 @@ pub fn processes_with_env(marker: &str) -> Vec<u32> {
     }
     pids
 }
+
+/// Two tests of `$body`: on SQLite, and on a fresh PostgreSQL database
+/// `$db` (skipped without PostgreSQL, unless it is required). The caller
+/// has the integration tests' `Backend` in scope.
+macro_rules! on_both_stores {
+    ($body:ident, $sqlite:ident, $postgres:ident, $db:literal) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $body(Backend::Sqlite).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            if let Some(backend) = Backend::postgres($db).await {
+                $body(backend).await;
+            }
+        }
+    };
+}

@@ -99,6 +99,12 @@ async fn pending(gw: &Gateway, key: &str, n: usize) -> Vec<Value> {
     }
 }
 
+/// Decide request `id` as `key`, which must be allowed to.
+async fn decided(gw: &Gateway, key: &str, id: &str, verdict: &str, comment: &str) {
+    let (status, body) = decide(gw, key, id, verdict, comment).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// POST …/approvals/{id}/{verdict}: (status, body).
 async fn decide(gw: &Gateway, key: &str, id: &str, verdict: &str, comment: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -114,17 +120,12 @@ async fn decide(gw: &Gateway, key: &str, id: &str, verdict: &str, comment: &str)
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-#[tokio::test]
-async fn an_approved_call_goes_through_once_and_a_denied_one_never_on_sqlite() {
-    an_approved_call_goes_through_once_and_a_denied_one_never(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn an_approved_call_goes_through_once_and_a_denied_one_never_on_postgres() {
-    if let Some(backend) = Backend::postgres("approvals").await {
-        an_approved_call_goes_through_once_and_a_denied_one_never(backend).await;
-    }
-}
+on_both_stores!(
+    an_approved_call_goes_through_once_and_a_denied_one_never,
+    an_approved_call_goes_through_once_and_a_denied_one_never_on_sqlite,
+    an_approved_call_goes_through_once_and_a_denied_one_never_on_postgres,
+    "approvals"
+);
 
 async fn an_approved_call_goes_through_once_and_a_denied_one_never(backend: Backend) {
     let Setup { gw, ct, seen } = setup(&backend, "").await;
@@ -183,12 +184,7 @@ async fn an_approved_call_goes_through_once_and_a_denied_one_never(backend: Back
     let rows = pending(&gw, &approver, 1).await;
     assert_eq!(rows[0]["args"], json!({"message": "restart prod now"}));
     let id = rows[0]["id"].as_str().unwrap();
-    assert_eq!(
-        decide(&gw, &approver, id, "deny", "not during the freeze")
-            .await
-            .0,
-        200
-    );
+    decided(&gw, &approver, id, "deny", "not during the freeze").await;
     let refused = call.await.unwrap().unwrap_err();
     assert!(
         refused.contains("denied by apikey:") && refused.contains("not during the freeze"),
@@ -199,18 +195,14 @@ async fn an_approved_call_goes_through_once_and_a_denied_one_never(backend: Back
     let call = call_in_background(&gw, &eng, "restart prod");
     let rows = pending(&gw, &approver, 1).await;
     assert_ne!(rows[0]["id"], json!(request["id"]));
-    assert_eq!(
-        decide(
-            &gw,
-            &approver,
-            rows[0]["id"].as_str().unwrap(),
-            "deny",
-            "once was enough"
-        )
-        .await
-        .0,
-        200
-    );
+    decided(
+        &gw,
+        &approver,
+        rows[0]["id"].as_str().unwrap(),
+        "deny",
+        "once was enough",
+    )
+    .await;
     assert!(call.await.unwrap().unwrap_err().contains("once was enough"));
 
     // Undecided within the gate's timeout: refused, never forwarded.
@@ -327,7 +319,7 @@ async fn a_waiting_call_reports_progress() {
         });
         let rows = pending(&gw, &approver, 1).await;
         let id = rows[0]["id"].as_str().unwrap();
-        assert_eq!(decide(&gw, &approver, id, "approve", "ok").await.0, 200);
+        decided(&gw, &approver, id, "approve", "ok").await;
         let body = watched.await.unwrap();
         let messages: Vec<Value> = body
             .lines()
@@ -385,7 +377,7 @@ async fn without_waiting_the_same_call_again_goes_through_once_approved() {
     );
     assert!(seen.lock().unwrap().is_empty());
 
-    assert_eq!(decide(&gw, &approver, id, "approve", "ok").await.0, 200);
+    decided(&gw, &approver, id, "approve", "ok").await;
     assert_eq!(note("restart prod").await, Ok("restart prod".into()));
     // Used: the next identical call needs a new approval.
     assert!(
@@ -396,12 +388,7 @@ async fn without_waiting_the_same_call_again_goes_through_once_approved() {
     );
     let rows = pending(&gw, &approver, 1).await;
     let id = rows[0]["id"].as_str().unwrap();
-    assert_eq!(
-        decide(&gw, &approver, id, "deny", "no more restarts")
-            .await
-            .0,
-        200
-    );
+    decided(&gw, &approver, id, "deny", "no more restarts").await;
     let denied = note("restart prod").await.unwrap_err();
     assert!(
         denied.contains("denied by") && denied.contains("no more restarts"),
@@ -464,7 +451,7 @@ async fn requests_and_decisions_reach_a_webhook_despite_its_failures() {
     let call = call_in_background(&gw, &eng, "restart prod");
     let rows = pending(&gw, &approver, 1).await;
     let id = rows[0]["id"].as_str().unwrap().to_string();
-    assert_eq!(decide(&gw, &approver, &id, "approve", "fine").await.0, 200);
+    decided(&gw, &approver, &id, "approve", "fine").await;
     assert_eq!(call.await.unwrap(), Ok("restart prod".into()));
 
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -513,14 +500,9 @@ async fn a_call_two_gates_hold_needs_both_and_spends_nothing_when_refused() {
         (Some("prod-notes"), Some("money-notes"))
     );
     let sec_id = sec[0]["id"].as_str().unwrap().to_string();
-    assert_eq!(decide(&gw, &security, &sec_id, "approve", "").await.0, 200);
+    decided(&gw, &security, &sec_id, "approve", "").await;
     let fin_id = fin[0]["id"].as_str().unwrap();
-    assert_eq!(
-        decide(&gw, &finance, fin_id, "deny", "not this quarter")
-            .await
-            .0,
-        200
-    );
+    decided(&gw, &finance, fin_id, "deny", "not this quarter").await;
     assert!(
         call.await
             .unwrap()
@@ -533,29 +515,20 @@ async fn a_call_two_gates_hold_needs_both_and_spends_nothing_when_refused() {
     let call = call_in_background(&gw, &eng, "prod money");
     let fin = pending(&gw, &finance, 1).await;
     assert!(pending(&gw, &security, 0).await.is_empty());
-    assert_eq!(
-        decide(&gw, &finance, fin[0]["id"].as_str().unwrap(), "approve", "")
-            .await
-            .0,
-        200
-    );
+    decided(&gw, &finance, fin[0]["id"].as_str().unwrap(), "approve", "").await;
     assert_eq!(call.await.unwrap(), Ok("prod money".into()));
     // Both approvals are spent.
     let call = call_in_background(&gw, &eng, "prod money");
     let sec = pending(&gw, &security, 1).await;
     assert_ne!(sec[0]["id"], json!(sec_id));
-    assert_eq!(
-        decide(
-            &gw,
-            &security,
-            sec[0]["id"].as_str().unwrap(),
-            "deny",
-            "enough"
-        )
-        .await
-        .0,
-        200
-    );
+    decided(
+        &gw,
+        &security,
+        sec[0]["id"].as_str().unwrap(),
+        "deny",
+        "enough",
+    )
+    .await;
     assert!(call.await.unwrap().unwrap_err().contains("enough"));
     assert_eq!(*seen.lock().unwrap(), vec!["prod money"]);
     ct.cancel();

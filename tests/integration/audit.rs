@@ -137,24 +137,6 @@ fn find<'a>(records: &'a [Value], kind: &str, target: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// Two tests of `$body`: on SQLite, and on a fresh PostgreSQL database
-/// `$db` (skipped without PostgreSQL, unless it is required).
-macro_rules! on_both_stores {
-    ($body:ident, $sqlite:ident, $postgres:ident, $db:literal) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            $body(Backend::Sqlite).await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            if let Some(backend) = Backend::postgres($db).await {
-                $body(backend).await;
-            }
-        }
-    };
-}
-
 on_both_stores!(
     every_decision_kind_is_recorded_and_the_chain_verifies,
     every_decision_kind_is_recorded_and_the_chain_verifies_on_sqlite,
