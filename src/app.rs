@@ -393,7 +393,11 @@ pub fn router(
         )
         .route("/auth/me", get(sso::me))
         .with_state(gw.clone())
-        .merge(crate::admin::router(gw))
+        .merge(crate::admin::router(gw.clone()))
+        .merge(crate::approvals::ui::router(crate::approvals::ui::Ui {
+            gw,
+            sso: auth.sso.clone(),
+        }))
         .merge(
             axum::Router::new()
                 .route("/auth/login", get(sso::login))

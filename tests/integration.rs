@@ -13,6 +13,8 @@ mod common;
 mod aggregation;
 #[path = "integration/approvals.rs"]
 mod approvals;
+#[path = "integration/approver_page.rs"]
+mod approver_page;
 #[path = "integration/audit.rs"]
 mod audit;
 #[path = "integration/bad_input.rs"]

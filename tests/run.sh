@@ -11,6 +11,12 @@
 #                integration tests start; exports TOOLGATE_IDP_NODE_MODULES
 #                and TOOLGATE_REQUIRE_REAL_IDP=1 (in this run, a test that
 #                needs the IdP fails instead of skipping when it is missing)
+#   browser-install  tests/browser/install.sh: Debian's chromium (apt-get,
+#                when missing and this runs as root) and the pinned npm
+#                playwright-core that drives it for the approver page's
+#                test; exports TOOLGATE_BROWSER_NODE_MODULES and
+#                TOOLGATE_REQUIRE_BROWSER=1 (in this run, the browser test
+#                fails instead of skipping when they are missing)
 #   postgres-install  the PostgreSQL server binaries (initdb, pg_ctl) that
 #                tests/common/postgres.rs starts a throwaway cluster with:
 #                apt-get installs `postgresql` when they are missing and this
@@ -18,7 +24,8 @@
 #                run, a store test on PostgreSQL fails instead of skipping)
 #   cargo-test   cargo test --locked: unit tests and tests/integration.rs
 #                (hermetic: in-process upstreams, the gateway, the test IdP
-#                and PostgreSQL clusters on 127.0.0.1)
+#                and PostgreSQL clusters on 127.0.0.1, headless chromium;
+#                the approver page's screenshots go to target/screenshots/)
 #   interop      tests/interop/run.sh: the Python `mcp` SDK and the MCP
 #                Inspector CLI as clients, npm/PyPI reference servers as
 #                upstreams, through the gateway
@@ -104,6 +111,15 @@ install_idp() {
   echo "TOOLGATE_IDP_NODE_MODULES=$modules"
 }
 
+# Installs chromium and playwright-core and points cargo test at them.
+install_browser() {
+  local modules
+  export TOOLGATE_REQUIRE_BROWSER=1
+  modules="$(bash tests/browser/install.sh | tail -n1)" && [[ -d "$modules" ]] || return 1
+  export TOOLGATE_BROWSER_NODE_MODULES="$modules"
+  echo "TOOLGATE_BROWSER_NODE_MODULES=$modules ($(chromium --version 2>/dev/null))"
+}
+
 # The directory of initdb and pg_ctl, found where tests/common/postgres.rs
 # looks: $TOOLGATE_PG_BIN, the newest /usr/lib/postgresql/*/bin, PATH.
 postgres_bin() {
@@ -161,6 +177,7 @@ built=0
 [[ "${statuses[-1]}" == PASS && -x "$bin" ]] && built=1
 
 part idp-install install_idp
+part browser-install install_browser
 part postgres-install install_postgres
 part cargo-test cargo test --locked
 

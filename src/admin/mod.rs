@@ -168,48 +168,70 @@ async fn audit_records(
     }
 }
 
-/// `GET /admin/v1/approvals?state=pending&limit=100`: approval requests,
-/// newest first (`limit` ≤ 1000). Each caller sees the requests their
-/// groups decide; those who may administer `approvals` see all.
+/// `GET /admin/v1/approvals?state=&tool=&caller=&since=&before=&limit=`:
+/// approval requests, newest first, at most `limit` (≤ 1000, default
+/// 100); `next` is the `before` of the following page. Each caller sees
+/// the requests their groups decide; those who may administer
+/// `approvals` see all.
 async fn approvals_list(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
     axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let limit = match params.get("limit").map(|l| l.parse::<i64>()) {
-        None => 100,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "limit: a number from 1 to 1000".into(),
-            );
-        }
+    let filter = match approvals_filter(&gw, &caller, &params) {
+        Ok(filter) => filter,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
-    let state = params.get("state").map(String::as_str);
-    if let Some(s) = state
-        && !["pending", "approved", "denied", "expired", "used"].contains(&s)
-    {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            format!("state `{s}`: use pending, approved, denied, expired or used"),
-        );
-    }
-    let all = may_not_administer(&gw, &caller, "approvals").is_none();
-    match crate::approvals::list(gw.audit.store().pool(), state, limit).await {
-        Ok(rows) => {
-            let rows: Vec<_> = rows
-                .into_iter()
-                .filter(|r| {
-                    all || r["approver_group"]
-                        .as_str()
-                        .is_some_and(|g| caller.groups.iter().any(|c| c == g))
-                })
-                .collect();
-            Json(json!({ "approvals": rows })).into_response()
-        }
+    match crate::approvals::list(gw.audit.store().pool(), &filter).await {
+        Ok(page) => Json(json!({ "approvals": page.approvals, "next": page.next })).into_response(),
         Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
     }
+}
+
+/// The approval requests `caller` asks for with `params` (`state`,
+/// `tool`, `caller`, `since`, `before`, `limit`) and may see.
+pub fn approvals_filter(
+    gw: &Gateway,
+    caller: &Caller,
+    params: &std::collections::HashMap<String, String>,
+) -> Result<crate::approvals::ListFilter, String> {
+    use crate::approvals::{MAX_PAGE, STATES};
+    const KNOWN: &[&str] = &["state", "tool", "caller", "since", "before", "limit"];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown parameter `{unknown}`: use {}",
+            KNOWN.join(", ")
+        ));
+    }
+    // An empty field (a form left blank) is no filter.
+    let given = |key: &str| params.get(key).filter(|v| !v.is_empty()).cloned();
+    let limit = match given("limit").map(|l| l.parse::<i64>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => return Err(format!("limit: a number from 1 to {MAX_PAGE}")),
+    };
+    let state = given("state");
+    if let Some(s) = &state
+        && !STATES.contains(&s.as_str())
+    {
+        return Err(format!("state `{s}`: use {}", STATES.join(", ")));
+    }
+    let since_ms = given("since")
+        .map(|t| crate::audit::query::parse_time(&t, crate::audit::now_ms()))
+        .transpose()
+        .map_err(|e| format!("since: {e}"))?;
+    let all = may_not_administer(gw, caller, "approvals").is_none();
+    Ok(crate::approvals::ListFilter {
+        state,
+        groups: (!all).then(|| caller.groups.clone()),
+        tool: given("tool"),
+        subject: given("caller"),
+        since_ms,
+        before: given("before")
+            .map(|b| crate::approvals::cursor(&b))
+            .transpose()?,
+        limit,
+    })
 }
 
 /// `POST /admin/v1/approvals/{id}/approve` or `…/deny`, with an optional

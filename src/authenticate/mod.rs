@@ -146,6 +146,15 @@ pub async fn layer(
         Err(rejection) => {
             // The reason goes to the log; never the credential itself.
             tracing::info!(%peer, path, reason = %rejection, "request refused: not authenticated");
+            // A browser opening a page without a session signs in first.
+            if matches!(rejection, Rejection::Missing | Rejection::SessionEnded)
+                && auth.sso.is_some()
+                && path.starts_with("/ui/")
+                && request.method() == axum::http::Method::GET
+            {
+                let back = request.uri().path_and_query().map_or(path, |p| p.as_str());
+                return sso::sign_in_first(back);
+            }
             rejection.into_response(&public_base(&auth.http, auth.listen, request.headers()))
         }
     }

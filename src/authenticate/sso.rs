@@ -164,6 +164,16 @@ impl Sso {
         self.cookie(headers, "session").is_some()
     }
 
+    /// The token the forms of this request's session carry (a hash of the
+    /// session's secret id): a page on another site cannot know it. `None`
+    /// without a signed session cookie.
+    pub fn form_token(&self, headers: &HeaderMap) -> Option<String> {
+        let id = self
+            .cookie(headers, "session")
+            .and_then(|v| self.unsign(v))?;
+        Some(sha256_hex(&format!("toolgate-form:{id}")))
+    }
+
     /// The caller of the request's session cookie: `Ok(None)` without a
     /// valid, unexpired session.
     pub async fn session(&self, headers: &HeaderMap) -> Result<Option<Caller>, SsoError> {
@@ -401,6 +411,29 @@ fn local_path(next: Option<&str>) -> String {
         }
         _ => "/auth/me".to_string(),
     }
+}
+
+/// The answer to a browser opening a page without a session: sign in,
+/// then come back to `path` (with its query).
+pub fn sign_in_first(path: &str) -> Response {
+    redirect(
+        &format!("/auth/login?next={}", percent_encode(path, b"/")),
+        &[],
+    )
+}
+
+/// `text` for a URL: bytes other than ASCII letters, digits, `-_.~` and
+/// `keep` as `%XX`.
+pub fn percent_encode(text: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A short HTML page (text escaped).

@@ -82,7 +82,8 @@ fn parse_date(s: &str) -> Result<i64, String> {
     Ok(days)
 }
 
-fn format_unix(secs: i64) -> String {
+/// Unix seconds as RFC 3339 in UTC (`2026-11-23T08:00:00Z`).
+pub fn format_unix(secs: i64) -> String {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!(

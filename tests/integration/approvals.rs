@@ -33,15 +33,15 @@ permit (principal, action == Action::"call_tool", resource == Tool::"witness__no
 when { context.args has message && context.args.message like "*db*" };
 "#;
 
-struct Setup {
-    gw: Gateway,
-    ct: CancellationToken,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+pub(crate) struct Setup {
+    pub(crate) gw: Gateway,
+    pub(crate) ct: CancellationToken,
+    pub(crate) seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A gateway over the witness with [`GATES`], on `backend`, with `extra`
 /// toolgate.toml lines.
-async fn setup(backend: &Backend, extra: &str) -> Setup {
+pub(crate) async fn setup(backend: &Backend, extra: &str) -> Setup {
     let ct = CancellationToken::new();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let witness = {
@@ -61,7 +61,7 @@ async fn setup(backend: &Backend, extra: &str) -> Setup {
 }
 
 /// A tool call in the background (it waits for its approval).
-fn call_in_background(
+pub(crate) fn call_in_background(
     gw: &Gateway,
     key: &str,
     message: &str,
@@ -76,7 +76,7 @@ fn call_in_background(
 }
 
 /// The pending requests `key` sees, once there are `n`.
-async fn pending(gw: &Gateway, key: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn pending(gw: &Gateway, key: &str, n: usize) -> Vec<Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let r = reqwest::Client::new()
@@ -531,5 +531,75 @@ async fn a_call_two_gates_hold_needs_both_and_spends_nothing_when_refused() {
     .await;
     assert!(call.await.unwrap().unwrap_err().contains("enough"));
     assert_eq!(*seen.lock().unwrap(), vec!["prod money"]);
+    ct.cancel();
+}
+
+#[tokio::test]
+async fn a_page_of_requests_holds_the_callers_groups_and_pages_on() {
+    let Setup { gw, ct, .. } = setup(&Backend::Sqlite, "[approvals]\nwait = false").await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let security = key(&gw, "alice", &["security"]);
+    let finance = key(&gw, "fred", &["finance"]);
+    let s = Session::open(&gw.url, &eng, false).await;
+    // Finance's request first, then three newer ones for security.
+    for message in ["money", "prod 1", "prod 2", "prod 3"] {
+        let refused = s
+            .call("witness__note", json!({ "message": message }))
+            .await
+            .unwrap_err();
+        assert!(refused.contains("is pending"), "{refused}");
+        // Distinct creation times: the order below is by time.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let list = |key: &str, query: &str| {
+        let (url, key) = (
+            format!("http://{}/admin/v1/approvals?{query}", gw.addr),
+            key.to_string(),
+        );
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let messages = |body: &Value| -> Vec<String> {
+        body["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["args"]["message"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The group filter is in the query: finance's one request fills its
+    // page of one although security's are newer.
+    let (status, body) = list(&finance, "limit=1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(messages(&body), ["money"]);
+    // Security pages through its three, newest first.
+    let (_, body) = list(&security, "state=pending&limit=2").await;
+    assert_eq!(messages(&body), ["prod 3", "prod 2"]);
+    let next = body["next"].as_str().unwrap().to_string();
+    let (_, body) = list(&security, &format!("state=pending&limit=2&before={next}")).await;
+    assert_eq!(messages(&body), ["prod 1"]);
+    assert_eq!(body["next"], Value::Null);
+    // Filters, and what is wrong with a bad one.
+    let (_, body) = list(&security, "tool=witness__note&since=1h").await;
+    assert_eq!(messages(&body).len(), 3);
+    let (_, body) = list(&security, "tool=other").await;
+    assert_eq!(messages(&body).len(), 0);
+    for (query, why) in [
+        ("before=12-zz", "is not a `next` this API gave"),
+        ("state=maybe", "state `maybe`: use pending"),
+        ("colour=red", "unknown parameter `colour`"),
+        ("limit=0", "limit: a number from 1 to 1000"),
+    ] {
+        let (status, body) = list(&security, query).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(body["error"].as_str().unwrap().contains(why), "{body}");
+    }
     ct.cancel();
 }
