@@ -453,6 +453,8 @@ where
     }
     // Who opens a session, if this request may (it names none).
     let opener = session.is_none().then(|| subject.to_string());
+    // What an `initialize` says of the client (kept for the fast lane).
+    let opening = opener.is_some().then(|| body.clone());
     if let Some(response) = FastLane::intercept(&gw, &parts, &body).await {
         return response;
     }
@@ -467,9 +469,25 @@ where
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
     {
-        gw.remember_session_owner(opened, &opener).await;
+        let elicits = opening.is_some_and(|body| initialize_declares_elicitation(&body));
+        gw.remember_session_owner(opened, &opener, elicits).await;
     }
     response
+}
+
+/// Whether an `initialize` request's client capabilities take form
+/// elicitation.
+fn initialize_declares_elicitation(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Initialize {
+        params: Params,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        capabilities: rmcp::model::ClientCapabilities,
+    }
+    serde_json::from_slice::<Initialize>(body)
+        .is_ok_and(|i| crate::approvals::can_elicit(&i.params.capabilities))
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
@@ -762,13 +780,13 @@ impl HttpServer {
 impl Gateway {
     /// Record who opened `session`; when the record is full, forget the
     /// sessions rmcp has ended first.
-    async fn remember_session_owner(&self, session: &str, subject: &str) {
+    async fn remember_session_owner(&self, session: &str, subject: &str, elicits: bool) {
         if self.session_owners.len() >= self.config.http.max_sessions {
             let live = self.fast_lane.sessions();
             let live = live.sessions.read().await;
             self.session_owners.prune(|s| live.contains_key(s));
         }
-        self.session_owners.opened(session, subject);
+        self.session_owners.opened(session, subject, elicits);
     }
 
     async fn wait_upstreams_stopped(&self, limit: Duration) {

@@ -24,7 +24,7 @@ use sqlx::AnyPool;
 
 use crate::audit::{Audit, Kind, Record, Who, now_ms};
 use crate::authorize::Gate;
-use crate::pipeline::{CallContext, CallError, CallKind, Caller, PolicySource};
+use crate::pipeline::{CallContext, CallError, CallKind, Caller, Confirmation, PolicySource};
 
 /// How often a waiting call looks at its request.
 pub const POLL: Duration = Duration::from_millis(200);
@@ -50,6 +50,8 @@ pub struct Request<'a> {
     /// The arguments as approvers see them (redacted).
     pub args: &'a Value,
     pub gate: &'a Gate,
+    /// The group that decides (the gate's `@approval`).
+    pub group: &'a str,
     pub call_id: &'a str,
 }
 
@@ -64,29 +66,86 @@ pub enum Outcome {
 /// How often a call waiting for approval tells its caller so.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// What clearing a call's gates took.
+#[derive(Debug, Default)]
+pub struct Cleared {
+    /// The approvals it spent.
+    pub approvals: Vec<String>,
+    /// The `@confirm` gates the end user confirmed.
+    pub confirmed: Vec<String>,
+}
+
 /// Clear `gates` for the call in `ctx` (the pipeline's await-approval
-/// stage): the approvals it spends, or why it may not go ahead. Approvals
-/// already given to this very call are found first and spent only once
-/// every gate is satisfied, so a call refused under one gate spends none;
-/// the others are requested all at once and, unless `[approvals] wait =
-/// false`, waited for together (telling the caller what it waits for).
+/// stage): what it took, or why it may not go ahead.
+///
+/// - `@confirm` gates ask the end user first ([`CallKind::confirm`]); a
+///   gate with a group falls back to it when the user's client cannot be
+///   asked.
+/// - Approvals already given to this very call are found next and spent
+///   only once every gate is satisfied, so a call refused under one gate
+///   spends none; the others are requested all at once and, unless
+///   `[approvals] wait = false`, waited for together (telling the caller
+///   what it waits for).
 pub async fn clear<K: CallKind>(
     env: &K::Env,
     ctx: &CallContext<K>,
     gates: &[Gate],
-) -> Result<Vec<String>, CallError> {
+) -> Result<Cleared, CallError> {
     let Some(target) = &ctx.target else {
         unreachable!("await approval runs after resolve")
     };
     let Some(question) = K::question(ctx, target) else {
-        return Ok(Vec::new());
+        return Ok(Cleared::default());
     };
     let audit = env.audit();
     let none = serde_json::Map::new();
     let args = question.args.unwrap_or(&none);
+    let tool = K::subject(&ctx.input);
+    let mut cleared = Cleared::default();
+    // The groups' gates, once the user has had their say.
+    let mut held = Vec::new();
+    for gate in gates {
+        if let Some(ask) = &gate.confirm {
+            let shown = audit.redactor().copy(args);
+            let question = confirm_question(ask, gate, tool, &shown);
+            let answer = tokio::time::timeout(gate.timeout, K::confirm(env, ctx, &question))
+                .await
+                .unwrap_or_else(|_| {
+                    Confirmation::No(format!("did not answer within {}s", gate.timeout.as_secs()))
+                });
+            match answer {
+                Confirmation::Yes => {
+                    tracing::info!(call = ctx.id, gate = %gate.policy, "the user confirmed the call");
+                    cleared.confirmed.push(gate.policy.clone());
+                    continue;
+                }
+                Confirmation::No(why) => {
+                    return Err(CallError::ApprovalDenied(format!(
+                        "this call was not forwarded: the user {why} (gate `{}`)",
+                        gate.policy
+                    )));
+                }
+                Confirmation::CannotAsk(why) if gate.group.is_none() => {
+                    return Err(CallError::ApprovalDenied(format!(
+                        "this call needs the user's confirmation (gate `{}`), but {why}; use a client that supports MCP elicitation. It was not forwarded",
+                        gate.policy
+                    )));
+                }
+                Confirmation::CannotAsk(why) => {
+                    tracing::info!(call = ctx.id, gate = %gate.policy, reason = %why, "cannot ask the user; asking the gate's group");
+                }
+            }
+        }
+        if let Some(group) = &gate.group {
+            held.push((gate, group.as_str()));
+        }
+    }
+    if held.is_empty() {
+        return Ok(cleared);
+    }
     let binding = Binding {
         subject: ctx.caller.subject.clone(),
-        tool: K::subject(&ctx.input).to_string(),
+        tool: tool.to_string(),
         definition_hash: question.definition_hash.unwrap_or_default().to_string(),
         args_hash: crate::audit::args_hash(args),
     };
@@ -96,29 +155,30 @@ pub async fn clear<K: CallKind>(
     let pool = audit.store().pool();
     let mut approved = Vec::new();
     let mut needed = Vec::new();
-    for gate in gates {
+    for (gate, group) in held {
         match find_approved(pool, &binding, &gate.policy)
             .await
             .map_err(CallError::ApprovalUnavailable)?
         {
             Some(id) => approved.push(id),
-            None => needed.push(gate),
+            None => needed.push((gate, group)),
         }
     }
-    let asking = |gate| Request {
+    let asking = |(gate, group)| Request {
         binding: &binding,
         caller: &ctx.caller,
         server: server.as_deref(),
         args: &shown,
         gate,
+        group,
         call_id: &call_id,
     };
     if !needed.is_empty() && !env.approvals().wait {
         // Not waiting: the caller is told where each request stands and
         // makes the identical call again once they are approved.
         let mut told = Vec::new();
-        for gate in &needed {
-            let standing = standing(audit, &asking(gate))
+        for held in &needed {
+            let standing = standing(audit, &asking(*held))
                 .await
                 .map_err(CallError::ApprovalUnavailable)?;
             told.push(standing.to_string());
@@ -128,12 +188,12 @@ pub async fn clear<K: CallKind>(
     // Every request is made before waiting, so approvers of several gates
     // decide side by side.
     let mut requested = Vec::new();
-    for gate in needed {
-        let id = request(audit, &asking(gate))
+    for (gate, group) in needed {
+        let id = request(audit, &asking((gate, group)))
             .await
             .map_err(CallError::ApprovalUnavailable)?;
-        tracing::info!(call = ctx.id, approval = %id, gate = %gate.policy, group = %gate.group, "waiting for approval");
-        requested.push((gate, id));
+        tracing::info!(call = ctx.id, approval = %id, gate = %gate.policy, %group, "waiting for approval");
+        requested.push((gate, group, id));
     }
     if !requested.is_empty() {
         // Waiting, the caller hears at once what for, and then every
@@ -141,15 +201,15 @@ pub async fn clear<K: CallKind>(
         // requests from giving up.
         let message = requested
             .iter()
-            .map(|(gate, id)| {
+            .map(|(gate, group, id)| {
                 format!(
-                    "waiting for approval by `{}` (gate `{}`, request {id})",
-                    gate.group, gate.policy
+                    "waiting for approval by `{group}` (gate `{}`, request {id})",
+                    gate.policy
                 )
             })
             .collect::<Vec<_>>()
             .join("; ");
-        let ids: Vec<String> = requested.iter().map(|(_, id)| id.clone()).collect();
+        let ids: Vec<String> = requested.iter().map(|(_, _, id)| id.clone()).collect();
         let outcome = {
             let waiting = wait(pool, &ids, &ctx.cancel);
             tokio::pin!(waiting);
@@ -169,7 +229,7 @@ pub async fn clear<K: CallKind>(
             None => return Err(CallError::Cancelled),
             Some(found) => found,
         };
-        let (gate, id) = &requested[i];
+        let (gate, group, id) = &requested[i];
         let why = match outcome {
             Outcome::Approved => {
                 approved.extend(ids);
@@ -180,8 +240,7 @@ pub async fn clear<K: CallKind>(
                 comment.map_or(String::new(), |c| format!(": {c}"))
             )),
             Outcome::Expired => Some(format!(
-                "no member of `{}` decided within {}s",
-                gate.group,
+                "no member of `{group}` decided within {}s",
                 gate.timeout.as_secs()
             )),
         };
@@ -204,7 +263,63 @@ pub async fn clear<K: CallKind>(
             )));
         }
     }
-    Ok(approved)
+    cleared.approvals = approved;
+    Ok(cleared)
+}
+
+/// The `elicitation/create` request (as JSON) that asks the user
+/// `question`: a form with one yes/no field, `allow`.
+pub fn elicitation(question: &str) -> Value {
+    json!({
+        "method": "elicitation/create",
+        "params": {
+            "mode": "form",
+            "message": question,
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "allow": {
+                        "type": "boolean",
+                        "title": "Allow this call",
+                        "description": "toolgate forwards the call only if you allow it",
+                        "default": false
+                    }
+                },
+                "required": ["allow"]
+            }
+        }
+    })
+}
+
+/// The user's answer to [`elicitation`] (an `ElicitResult` as JSON): yes
+/// only when they accepted the form with `allow` true.
+pub fn confirmation(result: &Value) -> Confirmation {
+    match (result["action"].as_str(), &result["content"]["allow"]) {
+        (Some("accept"), Value::Bool(true)) => Confirmation::Yes,
+        (Some("accept"), _) => Confirmation::No("did not allow it".into()),
+        (Some("decline"), _) => Confirmation::No("declined it".into()),
+        (Some("cancel"), _) => Confirmation::No("dismissed the question".into()),
+        _ => Confirmation::No(format!("gave an answer toolgate cannot read ({result})")),
+    }
+}
+
+/// Whether a client with `capabilities` takes form elicitation (an
+/// empty `elicitation` capability means form, as before modes existed).
+pub fn can_elicit(capabilities: &rmcp::model::ClientCapabilities) -> bool {
+    capabilities
+        .elicitation
+        .as_ref()
+        .is_some_and(|e| e.form.is_some() || e.url.is_none())
+}
+
+/// What the user is asked for a `@confirm` gate: its question, the tool
+/// and the arguments (redacted), and the gate's reason.
+fn confirm_question(ask: &str, gate: &Gate, tool: &str, args: &Value) -> String {
+    let mut text = format!("{ask}\n\nTool: {tool}\nArguments: {args}");
+    if let Some(reason) = &gate.reason {
+        text.push_str(&format!("\nWhy you are asked: {reason}"));
+    }
+    text
 }
 
 /// An approved, unused approval of this binding and gate, if there is
@@ -237,6 +352,7 @@ pub async fn request(audit: &Audit, r: &Request<'_>) -> Result<String, String> {
         server,
         args,
         gate,
+        group,
         call_id,
     } = *r;
     let id = crate::authenticate::api_keys::random_hex(12).map_err(|e| e.to_string())?;
@@ -252,7 +368,7 @@ pub async fn request(audit: &Audit, r: &Request<'_>) -> Result<String, String> {
     record.detail = Some(json!({
         "approval": id,
         "gate": gate.policy,
-        "approver_group": gate.group,
+        "approver_group": group,
         "approvers": gate.approvers,
         "expires_ms": expires,
     }));
@@ -273,7 +389,7 @@ pub async fn request(audit: &Audit, r: &Request<'_>) -> Result<String, String> {
     .bind(&b.args_hash)
     .bind(args.to_string())
     .bind(&gate.policy)
-    .bind(&gate.group)
+    .bind(group)
     .bind(i64::from(gate.approvers))
     .bind(gate.reason.as_deref())
     .bind(call_id)
@@ -299,7 +415,7 @@ pub async fn standing(
     r: &Request<'_>,
 ) -> Result<crate::pipeline::CallError, String> {
     use crate::pipeline::CallError;
-    let (b, gate) = (r.binding, r.gate);
+    let (b, gate, group) = (r.binding, r.gate, r.group);
     let pool = audit.store().pool();
     /// id, state, expiry, decided by, comment, reported.
     type Latest = (String, String, i64, Option<String>, Option<String>, i64);
@@ -318,8 +434,7 @@ pub async fn standing(
     .map_err(|e| format!("looking for an approval request: {e}"))?;
     let pending = |id: &str, expires: i64| {
         CallError::ApprovalDenied(format!(
-            "this call needs approval by `{}` (gate `{}`); request {id} is pending, for {}s more: make the same call again, with the same arguments, once it is approved. It was not forwarded",
-            gate.group,
+            "this call needs approval by `{group}` (gate `{}`); request {id} is pending, for {}s more: make the same call again, with the same arguments, once it is approved. It was not forwarded",
             gate.policy,
             ((expires - now_ms()) / 1000).max(0)
         ))
@@ -341,7 +456,7 @@ pub async fn standing(
                         "denied by {by}{}",
                         comment.map_or(String::new(), |c| format!(": {c}"))
                     ),
-                    _ => format!("no member of `{}` decided it in time", gate.group),
+                    _ => format!("no member of `{group}` decided it in time"),
                 };
                 return Ok(CallError::ApprovalDenied(format!(
                     "this call was not forwarded: its approval request {id} was {why} (gate `{}`); calling again makes a new request",

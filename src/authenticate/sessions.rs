@@ -5,10 +5,17 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Session id → the subject that opened it.
+/// Session id → the subject that opened it, and whether its client said
+/// at `initialize` that it takes elicitation (the fast lane asks users to
+/// confirm calls only then).
 pub struct SessionOwners {
-    owners: Mutex<HashMap<String, String>>,
+    owners: Mutex<HashMap<String, Opened>>,
     capacity: usize,
+}
+
+struct Opened {
+    subject: String,
+    elicits: bool,
 }
 
 /// What to do with a request naming a session.
@@ -30,7 +37,7 @@ impl SessionOwners {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Opened>> {
         self.owners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -38,23 +45,37 @@ impl SessionOwners {
     pub fn check(&self, session: &str, subject: &str) -> Ownership {
         let mut owners = self.lock();
         match owners.get(session) {
-            Some(owner) if owner == subject => Ownership::Theirs,
+            Some(owner) if owner.subject == subject => Ownership::Theirs,
             Some(_) => Ownership::Foreign,
             None => {
                 if owners.len() < self.capacity {
-                    owners.insert(session.to_string(), subject.to_string());
+                    let subject = subject.to_string();
+                    owners.insert(
+                        session.to_string(),
+                        Opened {
+                            subject,
+                            elicits: false,
+                        },
+                    );
                 }
                 Ownership::Theirs
             }
         }
     }
 
-    /// Record the opener of a new session.
-    pub fn opened(&self, session: &str, subject: &str) {
+    /// Record the opener of a new session, and whether its client takes
+    /// elicitation.
+    pub fn opened(&self, session: &str, subject: &str, elicits: bool) {
         let mut owners = self.lock();
         if owners.len() < self.capacity {
-            owners.insert(session.to_string(), subject.to_string());
+            let subject = subject.to_string();
+            owners.insert(session.to_string(), Opened { subject, elicits });
         }
+    }
+
+    /// Whether the client of `session` said it takes elicitation.
+    pub fn elicits(&self, session: &str) -> bool {
+        self.lock().get(session).is_some_and(|o| o.elicits)
     }
 
     pub fn len(&self) -> usize {
@@ -78,17 +99,19 @@ mod tests {
     #[test]
     fn sessions_belong_to_their_opener() {
         let owners = SessionOwners::new(2);
-        owners.opened("s1", "alice");
+        owners.opened("s1", "alice", true);
+        assert!(owners.elicits("s1"));
         assert_eq!(owners.check("s1", "alice"), Ownership::Theirs);
         assert_eq!(owners.check("s1", "bob"), Ownership::Foreign);
         // Unknown to us (opened before a restart of this map): claimed.
         assert_eq!(owners.check("s2", "bob"), Ownership::Theirs);
         assert_eq!(owners.check("s2", "alice"), Ownership::Foreign);
+        assert!(!owners.elicits("s2"), "claimed, not seen opening");
         // At the bound nothing more is recorded until pruned.
-        owners.opened("s3", "carol");
+        owners.opened("s3", "carol", false);
         assert_eq!(owners.len(), 2);
         owners.prune(|s| s != "s1");
-        owners.opened("s3", "carol");
+        owners.opened("s3", "carol", false);
         assert_eq!(owners.check("s3", "dave"), Ownership::Foreign);
     }
 }

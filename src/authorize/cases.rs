@@ -282,6 +282,7 @@ pub fn explanation(decision: &Decision, policies: &Policies) -> Value {
                 "id": g.policy,
                 "file": file(&g.policy),
                 "approver_group": g.group,
+                "confirm": g.confirm,
                 "timeout_secs": g.timeout.as_secs(),
                 "approvers": g.approvers,
                 "reason": g.reason,

@@ -179,15 +179,20 @@ pub struct Decision {
     pub gates: Vec<Gate>,
 }
 
-/// An approval gate: a `permit` policy with `@approval("<group>")`. It does
-/// not take part in allowing or refusing; when an allowed call satisfies
-/// it, the call goes ahead only once members of the group approve it.
+/// An approval gate: a `permit` policy with `@approval("<group>")`,
+/// `@confirm("<question>")` or both. It does not take part in allowing or
+/// refusing; when an allowed call satisfies it, the call goes ahead only
+/// once members of the group approve it, or the end user confirms it (MCP
+/// elicitation). With both, the user is asked when their client can be,
+/// and the group otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gate {
     /// The gate policy's `@id`.
     pub policy: String,
     /// Members of this group decide (`@approval`).
-    pub group: String,
+    pub group: Option<String>,
+    /// The end user confirms, asked this (`@confirm`).
+    pub confirm: Option<String>,
     /// How long a request waits for a decision (`@timeout`, default
     /// [`Gate::DEFAULT_TIMEOUT`]); then it is denied.
     pub timeout: std::time::Duration,
@@ -198,6 +203,18 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// What the gate asks for, in words: "approval by `security`", "the
+    /// user's confirmation", or both.
+    pub fn needs(&self) -> String {
+        match (&self.group, &self.confirm) {
+            (Some(group), None) => format!("approval by `{group}`"),
+            (None, _) => "the user's confirmation".to_string(),
+            (Some(group), Some(_)) => {
+                format!("the user's confirmation (else approval by `{group}`)")
+            }
+        }
+    }
+
     pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
     /// Most distinct approvers a gate may ask for.
     pub const MAX_APPROVERS: u32 = 10;
@@ -224,11 +241,7 @@ impl fmt::Display for Decision {
                     write!(f, ": {}", self.reasons.join("; "))?;
                 }
                 for gate in &self.gates {
-                    write!(
-                        f,
-                        "; needs approval by `{}` (gate `{}`)",
-                        gate.group, gate.policy
-                    )?;
+                    write!(f, "; needs {} (gate `{}`)", gate.needs(), gate.policy)?;
                 }
                 Ok(())
             }
@@ -1334,24 +1347,31 @@ fn load_policies(
 /// is not a `permit`, or for gate annotations that do not parse or sit on
 /// a policy that is not a gate.
 fn gate(id: &str, policy: &cedar_policy::Policy) -> Result<Option<Gate>, String> {
-    let Some(group) = policy.annotation("approval") else {
+    let group = policy.annotation("approval");
+    let confirm = policy.annotation("confirm");
+    if group.is_none() && confirm.is_none() {
         for extra in ["timeout", "approvers"] {
             if policy.annotation(extra).is_some() {
                 return Err(format!(
-                    "policy `{id}`: `@{extra}` belongs to approval gates; add `@approval(\"<approver group>\")` or remove it"
+                    "policy `{id}`: `@{extra}` belongs to approval gates; add `@approval(\"<approver group>\")` or `@confirm(\"<question>\")`, or remove it"
                 ));
             }
         }
         return Ok(None);
-    };
+    }
     if policy.effect() != cedar_policy::Effect::Permit {
         return Err(format!(
-            "policy `{id}`: an approval gate (`@approval`) must be a `permit`: it says which allowed calls need approval"
+            "policy `{id}`: an approval gate (`@approval`, `@confirm`) must be a `permit`: it says which allowed calls need approval"
         ));
     }
-    if group.trim().is_empty() {
+    if group.is_some_and(|g| g.trim().is_empty()) {
         return Err(format!(
             "policy `{id}`: `@approval` names the group whose members approve, e.g. @approval(\"security\")"
+        ));
+    }
+    if group.is_none() && policy.annotation("approvers").is_some() {
+        return Err(format!(
+            "policy `{id}`: `@approvers` counts members of an `@approval` group; a `@confirm` gate asks only the user"
         ));
     }
     let timeout = match policy.annotation("timeout") {
@@ -1379,7 +1399,12 @@ fn gate(id: &str, policy: &cedar_policy::Policy) -> Result<Option<Gate>, String>
     };
     Ok(Some(Gate {
         policy: id.to_string(),
-        group: group.trim().to_string(),
+        group: group.map(|g| g.trim().to_string()),
+        // `@confirm` alone asks a question of its own making.
+        confirm: confirm.map(|q| match q.trim() {
+            "" => "Allow this tool call?".to_string(),
+            q => q.to_string(),
+        }),
         timeout,
         approvers,
         reason: policy.annotation("reason").map(str::to_string),
@@ -1938,7 +1963,8 @@ mod tests {
             d.gates,
             vec![Gate {
                 policy: "big-refunds".into(),
-                group: "finance".into(),
+                group: Some("finance".into()),
+                confirm: None,
                 timeout: std::time::Duration::from_secs(600),
                 approvers: 2,
                 reason: Some("refunds over 1000 need two approvers".into()),
@@ -1988,6 +2014,14 @@ mod tests {
             (
                 "@id(\"g\")\n@timeout(\"5m\")\npermit (principal, action, resource);",
                 "belongs to approval gates",
+            ),
+            (
+                "@id(\"g\")\n@confirm\n@approvers(\"2\")\npermit (principal, action, resource);",
+                "a `@confirm` gate asks only the user",
+            ),
+            (
+                "@id(\"g\")\n@confirm(\"sure?\")\nforbid (principal, action, resource);",
+                "must be a `permit`",
             ),
         ] {
             std::fs::write(dir.path().join("p.cedar"), text).expect("policy");

@@ -31,7 +31,7 @@ use super::hub::{Downstream, ResourceSubscriber};
 use super::upstream::{self, Upstream};
 use crate::app::Gateway;
 use crate::authorize::{Annotations, Target};
-use crate::pipeline::{CallContext, CallError, CallKind, PolicyQuestion};
+use crate::pipeline::{CallContext, CallError, CallKind, Confirmation, PolicyQuestion};
 
 /// The upstream a call goes to, and the name it knows the thing by.
 pub struct UpstreamTarget {
@@ -292,6 +292,41 @@ impl CallKind for ToolCall {
                         .with_message(message),
                 )
                 .await;
+        }
+    }
+
+    async fn confirm(gw: &Gateway, ctx: &CallContext<Self>, question: &str) -> Confirmation {
+        let Some(origin) = &ctx.input.origin else {
+            return Confirmation::CannotAsk("this connection has no way to ask".into());
+        };
+        if origin.modern {
+            return Confirmation::CannotAsk(
+                "2026-07-28 clients cannot be asked during a call yet".into(),
+            );
+        }
+        let declared = origin
+            .peer
+            .peer_info()
+            .is_some_and(|info| crate::approvals::can_elicit(&info.capabilities));
+        if !declared {
+            return Confirmation::CannotAsk(
+                "the client did not declare the elicitation capability".into(),
+            );
+        }
+        let request = match serde_json::from_value(crate::approvals::elicitation(question)) {
+            Ok(request) => ServerRequest::ElicitRequest(request),
+            Err(e) => {
+                return Confirmation::CannotAsk(format!("the question could not be built: {e}"));
+            }
+        };
+        match upstream::relay_to(&gw.hub, origin, request, None, &ctx.cancel).await {
+            Ok(rmcp::model::ClientResult::ElicitResult(result)) => {
+                crate::approvals::confirmation(&serde_json::to_value(&result).unwrap_or_default())
+            }
+            Ok(_) => {
+                Confirmation::No("answered with something other than an elicitation result".into())
+            }
+            Err(e) => Confirmation::CannotAsk(format!("asking failed: {}", e.message)),
         }
     }
 

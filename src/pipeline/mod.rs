@@ -97,12 +97,34 @@ pub trait CallKind: Sized + Send + Sync + 'static {
         async {}
     }
 
+    /// Ask the end user to confirm this call (an approval gate's
+    /// `@confirm`), showing them `question`: by MCP elicitation where the
+    /// caller's client supports it. Nobody can be asked by default.
+    fn confirm(
+        _env: &Self::Env,
+        _ctx: &CallContext<Self>,
+        _question: &str,
+    ) -> impl Future<Output = Confirmation> + Send {
+        async { Confirmation::CannotAsk("this kind of call cannot ask its user".into()) }
+    }
+
     /// Send the call to its target and return what came back.
     fn forward(
         env: &Self::Env,
         ctx: &CallContext<Self>,
         target: &Self::Target,
     ) -> impl Future<Output = Result<Self::Output, CallError>> + Send;
+}
+
+/// The end user's answer to an approval gate's `@confirm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// They confirmed.
+    Yes,
+    /// They did not: what they did ("declined", "cancelled", …).
+    No(String),
+    /// They cannot be asked: why not.
+    CannotAsk(String),
 }
 
 /// Process-unique call number, for correlating log lines (and later audit
@@ -130,8 +152,9 @@ pub struct CallContext<K: CallKind> {
     /// `hidden` (not even visible), or `gated` (allowed, held by an
     /// approval gate), for the audit record.
     pub verdict: Option<&'static str>,
-    /// Set by [`await_approval`]: the approvals this call used.
-    pub approvals: Vec<String>,
+    /// Set by [`await_approval`]: the approvals this call used and the
+    /// gates its user confirmed.
+    pub approvals: crate::approvals::Cleared,
     /// Set by [`record_decided`]: the `seq` of the durable `decided` record.
     pub decided: Option<u64>,
     /// Set by the ingress when known: the MCP session and the W3C trace id.
@@ -154,7 +177,7 @@ impl<K: CallKind> CallContext<K> {
             target: None,
             decision: None,
             verdict: None,
-            approvals: Vec::new(),
+            approvals: Default::default(),
             decided: None,
             session: None,
             trace: None,
@@ -326,9 +349,13 @@ fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
             let gates: Vec<serde_json::Value> = decision
                 .gates
                 .iter()
-                .map(|g| serde_json::json!({"policy": g.policy, "approver_group": g.group}))
+                .map(|g| serde_json::json!({"policy": g.policy, "approver_group": g.group, "confirm": g.confirm.is_some()}))
                 .collect();
-            record.detail = Some(serde_json::json!({ "gates": gates, "approvals": ctx.approvals }));
+            record.detail = Some(serde_json::json!({
+                "gates": gates,
+                "approvals": ctx.approvals.approvals,
+                "confirmed": ctx.approvals.confirmed,
+            }));
         }
     }
     if let Some(question) = ctx.target.as_ref().and_then(|t| K::question(ctx, t)) {

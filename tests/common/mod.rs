@@ -264,13 +264,16 @@ pub struct Heard {
     pub tools_changed: AtomicUsize,
     pub sampling_requests: AtomicUsize,
     pub elicitations: AtomicUsize,
+    /// The messages of the elicitations received.
+    pub elicited: Mutex<Vec<String>>,
     /// Sampling requests the server cancelled while we were answering.
     pub sampling_cancelled: AtomicUsize,
     /// URIs of `notifications/resources/updated` received.
     pub resource_updates: Mutex<Vec<String>>,
 }
 
-/// A client that answers sampling with "42" and accepts elicitations.
+/// A client that answers sampling with "42" and accepts elicitations
+/// (with `allow: true`), but declines those whose message says DECLINE.
 #[derive(Clone, Default)]
 pub struct TestClient {
     pub heard: Arc<Heard>,
@@ -317,12 +320,21 @@ impl ClientHandler for TestClient {
 
     async fn create_elicitation(
         &self,
-        _params: ElicitRequestParams,
+        params: ElicitRequestParams,
         _ctx: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
         self.heard.elicitations.fetch_add(1, Ordering::SeqCst);
+        let message = serde_json::to_value(&params).unwrap()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let decline = message.contains("DECLINE");
+        self.heard.elicited.lock().unwrap().push(message);
+        if decline {
+            return Ok(ElicitResult::new(ElicitationAction::Decline));
+        }
         Ok(ElicitResult::new(ElicitationAction::Accept)
-            .with_content(serde_json::json!({"answer": "yes"})))
+            .with_content(serde_json::json!({"answer": "yes", "allow": true})))
     }
 
     async fn on_progress(

@@ -26,6 +26,17 @@ when { context.args has message && context.args.message like "*prod*" };
 permit (principal, action == Action::"call_tool", resource == Tool::"witness__note")
 when { context.args has message && context.args.message like "*money*" };
 
+@id("confirm-notes")
+@confirm("Send this note?")
+permit (principal, action == Action::"call_tool", resource == Tool::"witness__note")
+when { context.args has message && context.args.message like "*confirm*" };
+
+@id("confirm-or-security")
+@confirm
+@approval("security")
+permit (principal, action == Action::"call_tool", resource == Tool::"witness__note")
+when { context.args has message && context.args.message like "*either*" };
+
 @id("db-notes")
 @approval("security")
 @timeout("2s")
@@ -602,4 +613,92 @@ async fn a_page_of_requests_holds_the_callers_groups_and_pages_on() {
         assert!(body["error"].as_str().unwrap().contains(why), "{body}");
     }
     ct.cancel();
+}
+
+/// A `@confirm` gate asks the user through MCP elicitation, on the fast
+/// lane and on the rmcp path; a client that cannot be asked is refused,
+/// or its call goes to the gate's group when it has one.
+#[tokio::test]
+async fn a_confirm_gate_asks_the_user_through_elicitation() {
+    for extra in ["", "[http]\nfast_lane = false"] {
+        let Setup { gw, ct, seen } = setup(&Backend::Sqlite, extra).await;
+        let eng = key(&gw, "eng", &["eng"]);
+        let security = key(&gw, "alice", &["security"]);
+        let (client, heard) = connect_with_key(&gw.url, &eng).await;
+        let note = |message: &str| call("witness__note", json!({ "message": message }));
+
+        let r = client.call_tool(note("confirm: ship it")).await.unwrap();
+        assert_eq!(text(&r), "confirm: ship it", "{extra}: {r:?}");
+        let asked = heard.elicited.lock().unwrap().clone();
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        for shown in ["Send this note?", "Tool: witness__note", "confirm: ship it"] {
+            assert!(asked[0].contains(shown), "{shown} in {}", asked[0]);
+        }
+        let r = client
+            .call_tool(note("confirm: DECLINE this"))
+            .await
+            .unwrap();
+        assert_eq!(r.is_error, Some(true));
+        assert!(
+            text(&r).contains("the user declined it (gate `confirm-notes`)"),
+            "{}",
+            text(&r)
+        );
+        // Both: the user is asked, and nobody in `security` is.
+        let r = client.call_tool(note("either way")).await.unwrap();
+        assert_eq!(text(&r), "either way");
+        assert!(pending(&gw, &security, 0).await.is_empty());
+        assert_eq!(
+            heard.elicitations.load(std::sync::atomic::Ordering::SeqCst),
+            3
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec!["confirm: ship it", "either way"]
+        );
+
+        // A client without elicitation cannot be asked: refused, or the
+        // gate's group decides instead.
+        let raw = Session::open(&gw.url, &eng, !extra.is_empty()).await;
+        let refused = raw
+            .call("witness__note", json!({"message": "confirm quietly"}))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.contains("needs the user's confirmation (gate `confirm-notes`), but the client did not declare the elicitation capability"),
+            "{refused}"
+        );
+        let call = call_in_background(&gw, &eng, "either, quietly");
+        let id = pending(&gw, &security, 1).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        decided(&gw, &security, &id, "approve", "").await;
+        assert_eq!(call.await.unwrap(), Ok("either, quietly".into()));
+
+        // The call's records say who confirmed what.
+        let store = Backend::Sqlite.store(&gw).await;
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT body FROM audit_records WHERE kind = 'decided' ORDER BY seq")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        let confirmed: Vec<Value> = rows
+            .iter()
+            .map(|(r,)| serde_json::from_str::<Value>(r).unwrap())
+            .filter(|r| {
+                r["detail"]["confirmed"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty())
+            })
+            .map(|r| r["detail"]["confirmed"].clone())
+            .collect();
+        assert_eq!(
+            confirmed,
+            vec![json!(["confirm-notes"]), json!(["confirm-or-security"])],
+            "{extra}"
+        );
+        client.cancel().await.unwrap();
+        ct.cancel();
+    }
 }

@@ -54,7 +54,7 @@ impl Backend {
         }
     }
 
-    async fn store(&self, gw: &Gateway) -> Store {
+    pub(crate) async fn store(&self, gw: &Gateway) -> Store {
         Store::open(self.url(), &gw.dir.path().join("data"))
             .await
             .unwrap()

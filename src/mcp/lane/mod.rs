@@ -51,7 +51,9 @@ pub use link::{LaneLink, SessionSpy};
 use crate::app::Gateway;
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::upstream::Upstream;
-use crate::pipeline::{self, CallContext, CallError, CallKind, Caller, PolicyQuestion};
+use crate::pipeline::{
+    self, CallContext, CallError, CallKind, Caller, Confirmation, PolicyQuestion,
+};
 
 /// Messages (relayed requests, notifications) queued for one caller's
 /// response stream; the upstream's stream is not read while it is full.
@@ -440,6 +442,57 @@ impl CallKind for LaneToolCall {
                 .input
                 .out
                 .try_send(Out::Message(Bytes::from(notification)));
+        }
+    }
+
+    async fn confirm(gw: &Gateway, ctx: &CallContext<Self>, question: &str) -> Confirmation {
+        let input = &ctx.input;
+        if !gw.session_owners.elicits(&input.session) {
+            return Confirmation::CannotAsk(
+                "the client did not declare the elicitation capability".into(),
+            );
+        }
+        let lane = &gw.fast_lane;
+        let relay_id = format!(
+            "{RELAY_ID_PREFIX}{}",
+            lane.next_relay.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut request = crate::approvals::elicitation(question);
+        request["jsonrpc"] = "2.0".into();
+        request["id"] = relay_id.as_str().into();
+        let (tx, rx) = oneshot::channel();
+        lane.lock_relays().insert(
+            relay_id.clone(),
+            Relay {
+                session: input.session.clone(),
+                answer: Some(tx),
+                progress_back: None,
+            },
+        );
+        let _forget = Forget(lane, relay_id);
+        // The question rides the call's own response, which becomes a stream.
+        if input
+            .out
+            .send(Out::Message(Bytes::from(request.to_string())))
+            .await
+            .is_err()
+        {
+            return Confirmation::CannotAsk("the caller has gone".into());
+        }
+        let answer = tokio::select! {
+            answer = rx => answer,
+            () = ctx.cancel.cancelled() => return Confirmation::No("cancelled the call".into()),
+        };
+        let Ok(answer) = answer else {
+            return Confirmation::CannotAsk("the caller did not answer".into());
+        };
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        match answer.get("result") {
+            Some(result) => crate::approvals::confirmation(result),
+            None => Confirmation::CannotAsk(format!(
+                "the client answered with an error: {}",
+                answer["error"]
+            )),
         }
     }
 
