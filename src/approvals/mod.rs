@@ -15,6 +15,7 @@
 //! - Each request and each decision goes into the audit trail, linked to
 //!   the call by its call id.
 
+pub mod confirm;
 pub mod ui;
 
 use std::time::Duration;
@@ -108,7 +109,7 @@ pub async fn clear<K: CallKind>(
         if let Some(ask) = &gate.confirm {
             let shown = audit.redactor().copy(args);
             let question = confirm_question(ask, gate, tool, &shown);
-            let answer = tokio::time::timeout(gate.timeout, K::confirm(env, ctx, &question))
+            let answer = tokio::time::timeout(gate.timeout, K::confirm(env, ctx, gate, &question))
                 .await
                 .unwrap_or_else(|_| {
                     Confirmation::No(format!("did not answer within {}s", gate.timeout.as_secs()))
@@ -119,6 +120,7 @@ pub async fn clear<K: CallKind>(
                     cleared.confirmed.push(gate.policy.clone());
                     continue;
                 }
+                Confirmation::Asked(result) => return Err(CallError::ConfirmationNeeded(result)),
                 Confirmation::No(why) => {
                     return Err(CallError::ApprovalDenied(format!(
                         "this call was not forwarded: the user {why} (gate `{}`)",

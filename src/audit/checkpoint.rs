@@ -61,6 +61,28 @@ impl SigningKey {
     fn sign(&self, message: &[u8]) -> String {
         STANDARD.encode(self.pair.sign(message).as_ref())
     }
+
+    /// A signature over `message` for another use than checkpoints:
+    /// `purpose` keeps the two from ever standing for each other.
+    pub fn sign_for(&self, purpose: &str, message: &[u8]) -> Vec<u8> {
+        let mut signed = Vec::with_capacity(purpose.len() + 1 + message.len());
+        signed.extend_from_slice(purpose.as_bytes());
+        signed.push(0);
+        signed.extend_from_slice(message);
+        self.pair.sign(&signed).as_ref().to_vec()
+    }
+
+    /// Whether `signature` is [`Self::sign_for`]'s for `purpose` and
+    /// `message`.
+    pub fn verify_for(&self, purpose: &str, message: &[u8], signature: &[u8]) -> bool {
+        let mut signed = Vec::with_capacity(purpose.len() + 1 + message.len());
+        signed.extend_from_slice(purpose.as_bytes());
+        signed.push(0);
+        signed.extend_from_slice(message);
+        UnparsedPublicKey::new(&ED25519, self.pair.public_key().as_ref())
+            .verify(&signed, signature)
+            .is_ok()
+    }
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {

@@ -398,6 +398,9 @@ pub struct Audit {
     store: Store,
     config: Arc<AuditConfig>,
     redactor: redact::Redactor,
+    /// Also seals state the gateway hands callers to bring back
+    /// (see [`Audit::key`]).
+    key: Arc<SigningKey>,
     pub counters: Arc<Counters>,
     /// Delivery to `[audit.forward]` (zero when not configured).
     pub forwarded: Arc<forward::ForwardStats>,
@@ -410,11 +413,12 @@ impl Audit {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let config = Arc::new(config);
         let counters = Arc::new(Counters::default());
+        let key = Arc::new(key);
         writer::spawn(
             store.clone(),
             rx,
             config.clone(),
-            Arc::new(key),
+            key.clone(),
             counters.clone(),
         );
         let forwarded = Arc::new(forward::ForwardStats::default());
@@ -431,6 +435,7 @@ impl Audit {
         Audit {
             tx,
             store,
+            key,
             forwarded,
             stop_forwarding,
             redactor: redact::Redactor::new(&config.secret_fields),
@@ -467,6 +472,12 @@ impl Audit {
 
     pub fn redactor(&self) -> &redact::Redactor {
         &self.redactor
+    }
+
+    /// The signing key: every replica of a gateway has the same one, so
+    /// state sealed by one is opened by another.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
     }
 
     /// Write `record` and wait until it is durable; its `seq`.

@@ -295,13 +295,27 @@ impl CallKind for ToolCall {
         }
     }
 
-    async fn confirm(gw: &Gateway, ctx: &CallContext<Self>, question: &str) -> Confirmation {
+    async fn confirm(
+        gw: &Gateway,
+        ctx: &CallContext<Self>,
+        gate: &crate::authorize::Gate,
+        question: &str,
+    ) -> Confirmation {
         let Some(origin) = &ctx.input.origin else {
             return Confirmation::CannotAsk("this connection has no way to ask".into());
         };
         if origin.modern {
-            return Confirmation::CannotAsk(
-                "2026-07-28 clients cannot be asked during a call yet".into(),
+            let can_elicit = origin
+                .capabilities
+                .as_ref()
+                .is_some_and(crate::approvals::can_elicit);
+            return crate::approvals::confirm::ask(
+                &gw.audit,
+                &ctx.caller,
+                &ctx.input.params,
+                can_elicit,
+                gate,
+                question,
             );
         }
         let declared = origin
@@ -336,6 +350,8 @@ impl CallKind for ToolCall {
         target: &UpstreamTarget,
     ) -> Result<CallToolResponse, CallError> {
         let mut params = ctx.input.params.clone();
+        // What a `@confirm` gate put in the request is toolgate's alone.
+        crate::approvals::confirm::unwrap(&gw.audit, &ctx.caller, &mut params);
         params.name = target.upstream_name.clone().into();
         strip_progress_token(&mut params.meta);
         match send_bridging_input(gw, ctx, target, params, |p| {
@@ -347,7 +363,16 @@ impl CallKind for ToolCall {
                 r.result_type.get_or_insert(ResultType::COMPLETE);
                 Ok(CallToolResponse::Complete(r))
             }
-            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+            ServerResult::InputRequiredResult(mut r) => {
+                crate::approvals::confirm::wrap(
+                    &gw.audit,
+                    &ctx.caller,
+                    &ctx.input.params,
+                    &ctx.approvals.confirmed,
+                    &mut r,
+                );
+                Ok(CallToolResponse::InputRequired(r))
+            }
             ServerResult::CreateTaskResult(r) => {
                 gw.hub
                     .remember_task(r.task.task_id.clone(), target.upstream.name.clone());

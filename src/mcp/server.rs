@@ -200,6 +200,8 @@ impl ServerHandler for VirtualServer {
     ) -> Result<CallToolResponse, ErrorData> {
         match self.run::<ToolCall, _>(request, &context).await {
             Ok(response) => Ok(response),
+            // A `@confirm` gate's question, for a 2026-07-28 caller.
+            Err(CallError::ConfirmationNeeded(question)) => Ok((*question).into()),
             Err(
                 e @ (CallError::NotFound { .. }
                 | CallError::Upstream { .. }

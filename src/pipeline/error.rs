@@ -43,6 +43,10 @@ pub enum CallError {
     /// An approval gate held it, and it was denied or expired.
     #[error("{0}")]
     ApprovalDenied(String),
+    /// A `@confirm` gate asks the user: the question goes back to a
+    /// 2026-07-28 caller, which makes the call again with the answer.
+    #[error("the user's confirmation is needed; the call comes again with their answer")]
+    ConfirmationNeeded(Box<rmcp::model::InputRequiredResult>),
     /// An approval gate held it, and the request could not be recorded or
     /// followed: not forwarded.
     #[error(
@@ -66,6 +70,7 @@ impl CallError {
             | CallError::NotFound { .. }
             | CallError::Denied(_)
             | CallError::ApprovalDenied(_)
+            | CallError::ConfirmationNeeded(_)
             | CallError::Cancelled => Fault::Caller,
             CallError::UpstreamUnavailable { .. }
             | CallError::UpstreamTimeout { .. }
@@ -84,6 +89,7 @@ impl CallError {
             CallError::NotFound { .. } => "caller/not_found",
             CallError::Denied(_) => "caller/denied",
             CallError::ApprovalDenied(_) => "caller/approval_denied",
+            CallError::ConfirmationNeeded(_) => "caller/confirmation_needed",
             CallError::ApprovalUnavailable(_) => "internal/approval_unavailable",
             CallError::Cancelled => "caller/cancelled",
             CallError::UpstreamUnavailable { .. } => "upstream/unavailable",

@@ -103,6 +103,7 @@ pub trait CallKind: Sized + Send + Sync + 'static {
     fn confirm(
         _env: &Self::Env,
         _ctx: &CallContext<Self>,
+        _gate: &crate::authorize::Gate,
         _question: &str,
     ) -> impl Future<Output = Confirmation> + Send {
         async { Confirmation::CannotAsk("this kind of call cannot ask its user".into()) }
@@ -117,7 +118,7 @@ pub trait CallKind: Sized + Send + Sync + 'static {
 }
 
 /// The end user's answer to an approval gate's `@confirm`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Confirmation {
     /// They confirmed.
     Yes,
@@ -125,6 +126,9 @@ pub enum Confirmation {
     No(String),
     /// They cannot be asked: why not.
     CannotAsk(String),
+    /// The question goes back in the call's answer (a 2026-07-28
+    /// `InputRequiredResult`); the call comes again with the answer.
+    Asked(Box<rmcp::model::InputRequiredResult>),
 }
 
 /// Process-unique call number, for correlating log lines (and later audit

@@ -702,3 +702,83 @@ async fn a_confirm_gate_asks_the_user_through_elicitation() {
         ct.cancel();
     }
 }
+
+/// A 2026-07-28 caller is asked in the call's answer (an
+/// `InputRequiredResult`) and makes the call again with the user's answer.
+#[tokio::test]
+async fn a_confirm_gate_asks_a_stateless_caller_in_its_answer() {
+    use crate::bad_input::{post, rpc};
+    let Setup { gw, ct, seen } = setup(&Backend::Sqlite, "").await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let call = |message: &str, capabilities: Value, input: Option<(Value, Value)>| {
+        let mut params = json!({
+            "name": "witness__note",
+            "arguments": {"message": message},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": capabilities,
+            },
+        });
+        if let Some((responses, state)) = input {
+            params["inputResponses"] = responses;
+            params["requestState"] = state;
+        }
+        let request = post(&gw.url)
+            .bearer_auth(&eng)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "witness__note")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}));
+        async move { rpc(request.send().await.unwrap()).await["result"].clone() }
+    };
+    let elicits = json!({"elicitation": {}});
+    let key = "toolgate_confirm:confirm-notes";
+
+    let asked = call("confirm modern", elicits.clone(), None).await;
+    assert_eq!(asked["resultType"], "input_required", "{asked}");
+    let question = &asked["inputRequests"][key];
+    assert_eq!(question["method"], "elicitation/create", "{asked}");
+    let message = question["params"]["message"].as_str().unwrap();
+    assert!(message.contains("Send this note?") && message.contains("confirm modern"));
+    let state = asked["requestState"].clone();
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "not forwarded while asking"
+    );
+
+    let yes = json!({key: {"action": "accept", "content": {"allow": true}}});
+    let done = call(
+        "confirm modern",
+        elicits.clone(),
+        Some((yes.clone(), state.clone())),
+    )
+    .await;
+    assert_eq!(done["content"][0]["text"], "confirm modern", "{done}");
+    assert_eq!(*seen.lock().unwrap(), vec!["confirm modern"]);
+
+    // The answer belongs to that call: other arguments are asked again.
+    let other = call("confirm other", elicits.clone(), Some((yes, state.clone()))).await;
+    assert_eq!(other["resultType"], "input_required", "{other}");
+    // A decline refuses; a client that cannot be asked is refused.
+    let no = json!({key: {"action": "decline"}});
+    let refused = call("confirm modern", elicits.clone(), Some((no, state))).await;
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert!(
+        refused["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("the user declined it"),
+        "{refused}"
+    );
+    let refused = call("confirm modern", json!({}), None).await;
+    assert!(
+        refused["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("did not declare the elicitation capability"),
+        "{refused}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    ct.cancel();
+}

@@ -445,7 +445,12 @@ impl CallKind for LaneToolCall {
         }
     }
 
-    async fn confirm(gw: &Gateway, ctx: &CallContext<Self>, question: &str) -> Confirmation {
+    async fn confirm(
+        gw: &Gateway,
+        ctx: &CallContext<Self>,
+        _gate: &crate::authorize::Gate,
+        question: &str,
+    ) -> Confirmation {
         let input = &ctx.input;
         if !gw.session_owners.elicits(&input.session) {
             return Confirmation::CannotAsk(
