@@ -228,13 +228,17 @@ pub async fn clear<K: CallKind>(
             }
         };
         let (i, outcome) = match outcome.map_err(CallError::ApprovalUnavailable)? {
-            None => return Err(CallError::Cancelled),
+            None => {
+                // The caller has gone: nobody should decide for nothing.
+                withdraw(audit, &ids, "the caller cancelled the call").await;
+                return Err(CallError::Cancelled);
+            }
             Some(found) => found,
         };
         let (gate, group, id) = &requested[i];
         let why = match outcome {
             Outcome::Approved => {
-                approved.extend(ids);
+                approved.extend(ids.iter().cloned());
                 None
             }
             Outcome::Denied { by, comment } => Some(format!(
@@ -247,6 +251,14 @@ pub async fn clear<K: CallKind>(
             )),
         };
         if let Some(why) = why {
+            // The call's other requests have no call left to release.
+            let others: Vec<String> = ids.iter().filter(|o| *o != id).cloned().collect();
+            withdraw(
+                audit,
+                &others,
+                &format!("the call was refused under gate `{}`", gate.policy),
+            )
+            .await;
             return Err(CallError::ApprovalDenied(format!(
                 "this call was not forwarded: {why} (approval {id}, gate `{}`)",
                 gate.policy
@@ -254,16 +266,14 @@ pub async fn clear<K: CallKind>(
         }
     }
     // Each approval is used once: by this call, unless an identical call
-    // took it meanwhile.
-    for id in &approved {
-        if !use_approved(pool, id)
-            .await
-            .map_err(CallError::ApprovalUnavailable)?
-        {
-            return Err(CallError::ApprovalDenied(format!(
-                "this call was not forwarded: its approval {id} was used by another, identical call; make it again for a new request"
-            )));
-        }
+    // took one meanwhile; then it spends none.
+    if let Some(taken) = use_approved(pool, &approved)
+        .await
+        .map_err(CallError::ApprovalUnavailable)?
+    {
+        return Err(CallError::ApprovalDenied(format!(
+            "this call was not forwarded: its approval {taken} was used by another, identical call; make it again for a new request"
+        )));
     }
     cleared.approvals = approved;
     Ok(cleared)
@@ -537,16 +547,68 @@ async fn state_of(pool: &AnyPool, id: &str) -> Result<Option<Outcome>, String> {
     }
 }
 
-/// Spend approval `id` on the call it was given for: false if it was
-/// spent already (atomic: of two identical calls, one gets it).
-pub async fn use_approved(pool: &AnyPool, id: &str) -> Result<bool, String> {
-    let done =
-        sqlx::query("UPDATE approvals SET state = 'used' WHERE id = $1 AND state = 'approved'")
+/// Spend approvals `ids` on the call they were given for, all or none
+/// (atomic: of two identical calls, one gets them): the one already
+/// spent, if any.
+pub async fn use_approved(pool: &AnyPool, ids: &[String]) -> Result<Option<String>, String> {
+    let failed = |e: sqlx::Error| format!("using approvals: {e}");
+    let mut tx = pool.begin().await.map_err(failed)?;
+    for id in ids {
+        let done =
+            sqlx::query("UPDATE approvals SET state = 'used' WHERE id = $1 AND state = 'approved'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        if done.rows_affected() != 1 {
+            // Dropping the transaction rolls back the others.
+            return Ok(Some(id.clone()));
+        }
+    }
+    tx.commit().await.map_err(failed)?;
+    Ok(None)
+}
+
+/// Withdraw the still-pending requests `ids` (their call ended), each
+/// with an `approval_decided` record saying `why`. Best effort: a
+/// request left pending only expires later.
+async fn withdraw(audit: &Audit, ids: &[String], why: &str) {
+    if ids.is_empty() {
+        return;
+    }
+    let result: Result<(), sqlx::Error> = async {
+        let mut tx = audit.store().pool().begin().await?;
+        let mut records = Vec::new();
+        for id in ids {
+            let row: Option<(String, Option<String>)> = sqlx::query_as(
+                "UPDATE approvals SET state = 'withdrawn', decided_ms = $1, comment = $2 \
+                 WHERE id = $3 AND state = 'pending' RETURNING tool, call_id",
+            )
+            .bind(now_ms())
+            .bind(why)
             .bind(id)
-            .execute(pool)
-            .await
-            .map_err(|e| format!("using approval {id}: {e}"))?;
-    Ok(done.rows_affected() == 1)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((tool, call)) = row {
+                let mut record = Record::new(Kind::ApprovalDecided);
+                record.call = call;
+                record.target = Some(tool);
+                record.decision = Some("withdraw");
+                record.reason = Some(why.to_string());
+                record.detail = Some(json!({"approval": id, "state": "withdrawn"}));
+                records.push(record);
+            }
+        }
+        if !records.is_empty() {
+            let records: Vec<&Record> = records.iter().collect();
+            crate::audit::append_in(&mut tx, &records).await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not withdraw approval requests; they expire on their own");
+    }
 }
 
 /// Why an approver's decision was not taken.
@@ -690,7 +752,14 @@ pub struct ListFilter {
 }
 
 /// The states a request can be in.
-pub const STATES: &[&str] = &["pending", "approved", "denied", "expired", "used"];
+pub const STATES: &[&str] = &[
+    "pending",
+    "approved",
+    "denied",
+    "expired",
+    "used",
+    "withdrawn",
+];
 /// The largest page [`list`] returns.
 pub const MAX_PAGE: i64 = 1000;
 
@@ -970,6 +1039,13 @@ fn slack_line(e: &Value) -> String {
             Some(c) if !c.is_empty() => format!(": {}", text(&json!(c))),
             _ => String::new(),
         };
+        if e["decision"] == "withdraw" {
+            return format!(
+                ":heavy_minus_sign: withdrawn: `{}`, request {}{comment}",
+                text(&e["tool"]),
+                text(&e["approval"]),
+            );
+        }
         let verb = if e["decision"] == "approve" {
             ":white_check_mark: approved"
         } else {
@@ -1017,6 +1093,15 @@ mod tests {
         assert_eq!(
             line,
             ":no_entry: denied by okta:alice: `gh__push`, request ab12 (now denied): not &lt;now&gt;"
+        );
+        let withdrawn = json!({
+            "kind": "approval_decided", "target": "gh__push", "call": "c-1",
+            "decision": "withdraw", "reason": "the call was refused under gate `g`",
+            "detail": {"approval": "cd34", "state": "withdrawn"},
+        });
+        assert_eq!(
+            slack_line(&event(9, &withdrawn, None)),
+            ":heavy_minus_sign: withdrawn: `gh__push`, request cd34: the call was refused under gate `g`"
         );
     }
 }

@@ -542,6 +542,25 @@ async fn a_call_two_gates_hold_needs_both_and_spends_nothing_when_refused() {
     .await;
     assert!(call.await.unwrap().unwrap_err().contains("enough"));
     assert_eq!(*seen.lock().unwrap(), vec!["prod money"]);
+    // Finance's request of that call has no call left: withdrawn, so
+    // finance is not left to decide it.
+    let r = reqwest::Client::new()
+        .get(format!(
+            "http://{}/admin/v1/approvals?state=withdrawn",
+            gw.addr
+        ))
+        .bearer_auth(&finance)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let withdrawn = body["approvals"].as_array().unwrap();
+    assert_eq!(withdrawn.len(), 1, "{body}");
+    assert_eq!(
+        withdrawn[0]["comment"],
+        "the call was refused under gate `prod-notes`"
+    );
+    assert!(pending(&gw, &finance, 0).await.is_empty());
     ct.cancel();
 }
 

@@ -171,14 +171,18 @@ pub(crate) fn key(gw: &Gateway, name: &str, groups: &[&str]) -> String {
 }
 
 /// A break-glass caller sees destructive tools, the untrusted server's too,
-/// and may use them.
+/// and may use them; deleting a note also asks the user
+/// (`confirm-note-deletion`), which this client cannot be asked.
 async fn break_glass_destroys(b: &Session) {
     let tools = b.tools().await;
     assert!(tools.contains(&"echo__crash".to_string()), "{tools:?}");
+    let refused = b
+        .call("notes__delete_note", json!({"title": "t"}))
+        .await
+        .unwrap_err();
     assert!(
-        b.call("notes__delete_note", json!({"title": "t"}))
-            .await
-            .is_ok()
+        refused.contains("needs the user's confirmation (gate `confirm-note-deletion`)"),
+        "allowed by policy, held by the gate: {refused}"
     );
 }
 

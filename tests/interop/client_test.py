@@ -322,6 +322,31 @@ async def t_elicitation(ctx: Ctx) -> None:
         check("Name: Ada Lovelace" in text_of(r), f"result text = {text_of(r)!r}")
 
 
+async def t_confirm_gate(ctx: Ctx) -> None:
+    """toolgate's own question: a @confirm gate (run.sh's confirm-gate.cedar)
+    asks the user through elicitation (legacy: elicitation/create during the
+    call; 2026-07-28: an InputRequiredResult the SDK answers and retries)."""
+    seen: list[str] = []
+
+    async def on_elicit(_ctx: Any, params: Any) -> types.ElicitResult:
+        message = getattr(params, "message", "")
+        seen.append(message)
+        if "decline me" in message:
+            return types.ElicitResult(action="decline")
+        return types.ElicitResult(action="accept", content={"allow": True})
+
+    async with ctx.http(elicitation_callback=on_elicit) as c:
+        r = await c.call_tool("everything__echo", {"message": "please confirm"})
+        check(not r.is_error, f"is_error: {text_of(r)!r}")
+        check(text_of(r) == "Echo: please confirm", f"result text = {text_of(r)!r}")
+        check(len(seen) == 1 and "Echo this message?" in seen[0], f"asked {seen!r}")
+        r = await c.call_tool("everything__echo", {"message": "confirm? decline me"})
+        check(r.is_error, f"a declined call went through: {text_of(r)!r}")
+        check("the user declined it" in text_of(r), f"result text = {text_of(r)!r}")
+        r = await c.call_tool("everything__echo", {"message": "no gate here"})
+        check(text_of(r) == "Echo: no gate here" and len(seen) == 2, f"{text_of(r)!r}, asked {seen!r}")
+
+
 async def t_stdio(ctx: Ctx) -> None:
     """The same SDK over `toolgate stdio` (spawned by the SDK's stdio client)."""
     with open(ctx.stdio_log, "a") as errlog:
@@ -358,6 +383,7 @@ TESTS: list[tuple[str, Callable[[Ctx], Awaitable[None]]]] = [
     ("progress_long_running", t_progress),
     ("progress_all_delivered", t_progress_all_delivered),
     ("sampling_roundtrip", t_sampling),
+    ("confirm_gate_elicitation", t_confirm_gate),
     ("elicitation_roundtrip", t_elicitation),
     ("stdio_list_and_call", t_stdio),
 ]

@@ -189,6 +189,13 @@ start_gateway() {
   # Protocol tests, not policy tests: the repository's schema, allow-all.
   cp "$here/../../policies/schema.cedarschema" "$tmp/policies/"
   printf '@id("interop-allow-all")\npermit (principal, action, resource);\n' >"$tmp/policies/allow-all.cedar"
+  # One user-confirmation gate, for the elicitation of toolgate's own.
+  cat >"$tmp/policies/confirm-gate.cedar" <<'CEDAR'
+@id("interop-confirm-echo")
+@confirm("Echo this message?")
+permit (principal, action == Action::"call_tool", resource == Tool::"everything__echo")
+when { context.args has message && context.args.message like "*confirm*" };
+CEDAR
   cat >"$tmp/toolgate.toml" <<EOF
 listen = "127.0.0.1:$port"
 servers_dir = "servers"
