@@ -7,8 +7,9 @@
 //! - Who sees and decides what is exactly the REST API's rule
 //!   ([`crate::admin::approvals_filter`], [`super::decide`]).
 //! - Everything a caller or an approver wrote (arguments, names, comments)
-//!   is escaped, with control and bidirectional characters shown as
-//!   `\u{…}`, so HTML, script, ANSI escapes and markdown stay inert text.
+//!   is escaped ([`crate::html::escape`]), with control and bidirectional
+//!   characters shown as `\u{…}`, so HTML, script, ANSI escapes and
+//!   markdown stay inert text.
 //! - Forms carry a token derived from the session's secret cookie, and a
 //!   POST from another site (`Origin`, `Sec-Fetch-Site`) is refused; the
 //!   page forbids framing and any script but its own (CSP).
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::app::Gateway;
 use crate::authenticate::sso::Sso;
+use crate::html::escape;
 use crate::pipeline::Caller;
 
 /// What the page's handlers share.
@@ -74,34 +76,9 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// Text as HTML: markup escaped, and characters that could hide or
-/// disguise text (C0/C1 controls such as ANSI's ESC, bidirectional
-/// overrides, zero-width marks) shown as `\u{…}`. Newlines and tabs stay.
-pub fn text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\n' | '\t' => out.push(c),
-            c if c.is_control()
-                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-                    | '\u{2066}'..='\u{2069}' | '\u{061c}' | '\u{feff}') =>
-            {
-                let _ = write!(out, "<span class=\"ctl\">\\u{{{:x}}}</span>", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A URL query value.
 fn query_value(s: &str) -> String {
-    crate::authenticate::sso::percent_encode(s, b"")
+    crate::html::percent_encode(s, b"")
 }
 
 fn when(ms: i64) -> String {
@@ -169,10 +146,10 @@ fn document(title: &str, caller: &Caller, main: &str) -> String {
          <p class=\"who\">Signed in as <strong>{who}</strong> <span class=\"muted\">({subject}; {groups})</span></p>\
          <form method=\"post\" action=\"/auth/logout\"><button type=\"submit\" class=\"link\">Sign out</button></form>\
          </header>\n<main id=\"main\">{main}</main></body></html>\n",
-        title = text(title),
-        who = text(who),
-        subject = text(&caller.subject),
-        groups = text(&groups),
+        title = escape(title),
+        who = escape(who),
+        subject = escape(&caller.subject),
+        groups = escape(&groups),
     )
 }
 
@@ -184,11 +161,11 @@ fn card(r: &Value, caller: &Caller, form: Option<&str>, now: i64) -> String {
     let group = str_of(r, "approver_group");
     let who = &r["caller"];
     let requester = str_of(who, "subject");
-    let mut requester_line = text(requester);
+    let mut requester_line = escape(requester);
     if let Some(name) = who["name"].as_str() {
         requester_line = format!(
             "{} <span class=\"muted\">({requester_line})</span>",
-            text(name)
+            escape(name)
         );
     }
     let args = serde_json::to_string_pretty(&r["args"]).unwrap_or_default();
@@ -199,26 +176,26 @@ fn card(r: &Value, caller: &Caller, form: Option<&str>, now: i64) -> String {
         "<article class=\"request {state}\" id=\"r-{id}\" aria-labelledby=\"r-{id}-h\">\
          <h3 id=\"r-{id}-h\"><code>{tool}</code> <span class=\"muted\">requested by</span> {requester_line}</h3>\
          <dl>",
-        id = text(id),
-        state = text(state),
-        tool = text(str_of(r, "tool")),
+        id = escape(id),
+        state = escape(state),
+        tool = escape(str_of(r, "tool")),
     );
     let mut row = |term: &str, value: String| {
         let _ = write!(out, "<div><dt>{term}</dt><dd>{value}</dd></div>");
     };
     if let Some(server) = r["server"].as_str() {
-        row("Server", text(server));
+        row("Server", escape(server));
     }
-    let mut gate = format!("<code>{}</code>", text(str_of(r, "gate")));
+    let mut gate = format!("<code>{}</code>", escape(str_of(r, "gate")));
     if let Some(reason) = r["reason"].as_str() {
-        let _ = write!(gate, ": {}", text(reason));
+        let _ = write!(gate, ": {}", escape(reason));
     }
     row("Gate", gate);
     row(
         "Decided by",
         format!(
             "members of <code>{}</code>{}",
-            text(group),
+            escape(group),
             if needed > 1 {
                 format!(" ({given} of {needed} approvals given)")
             } else {
@@ -239,40 +216,40 @@ fn card(r: &Value, caller: &Caller, form: Option<&str>, now: i64) -> String {
     } else {
         row(
             "State",
-            format!("<span class=\"state {s}\">{s}</span>", s = text(state)),
+            format!("<span class=\"state {s}\">{s}</span>", s = escape(state)),
         );
         if let Some(by) = r["decided_by"].as_str() {
-            row("Decided by", text(by));
+            row("Decided by", escape(by));
         }
         if let Some(comment) = r["comment"].as_str() {
             row(
                 "Comment",
-                format!("<span class=\"comment\">{}</span>", text(comment)),
+                format!("<span class=\"comment\">{}</span>", escape(comment)),
             );
         }
     }
     row(
         "Request",
-        format!("<a href=\"/ui/approvals/{0}\">{0}</a>", text(id)),
+        format!("<a href=\"/ui/approvals/{0}\">{0}</a>", escape(id)),
     );
     let _ = write!(
         out,
         "</dl><h4>Arguments <span class=\"muted\">(redacted as the audit trail keeps them)</span></h4>\
          <pre class=\"args\" tabindex=\"0\">{}</pre>",
-        text(&args)
+        escape(&args)
     );
     if state == "pending" {
         if requester == caller.subject {
             let _ = write!(
                 out,
                 "<p class=\"note\">You asked for this call: another member of <code>{}</code> must decide it.</p>",
-                text(group)
+                escape(group)
             );
         } else if !caller.groups.iter().any(|g| g == group) {
             let _ = write!(
                 out,
                 "<p class=\"note\">Only members of <code>{}</code> decide this request.</p>",
-                text(group)
+                escape(group)
             );
         } else {
             let _ = write!(
@@ -285,8 +262,8 @@ fn card(r: &Value, caller: &Caller, form: Option<&str>, now: i64) -> String {
                  <button type=\"submit\" name=\"verdict\" value=\"approve\" class=\"approve\">Approve</button>\
                  <button type=\"submit\" name=\"verdict\" value=\"deny\" class=\"deny\">Deny</button>\
                  </div></form>",
-                id = text(id),
-                token = text(form.unwrap_or_default()),
+                id = escape(id),
+                token = escape(form.unwrap_or_default()),
             );
         }
     }
@@ -345,7 +322,7 @@ async fn history_section(
         filter.limit = HISTORY_PAGE;
     }
     let page = super::list(ui.gw.audit.store().pool(), &filter).await?;
-    let value = |k: &str| text(params.get(k).map_or("", String::as_str));
+    let value = |k: &str| escape(params.get(k).map_or("", String::as_str));
     let mut states = String::from("<option value=\"\">any</option>");
     for s in super::STATES {
         let selected = if params.get("state").is_some_and(|v| v == s) {
@@ -383,14 +360,14 @@ async fn history_section(
             "<tr><td><a href=\"/ui/approvals/{id}\">{at}</a></td><td><code>{tool}</code></td>\
              <td>{who}</td><td><code>{gate}</code></td><td><span class=\"state {state}\">{state}</span></td>\
              <td>{by}</td><td class=\"comment\">{comment}</td></tr>",
-            id = text(str_of(r, "id")),
+            id = escape(str_of(r, "id")),
             at = when(r["created_ms"].as_i64().unwrap_or(0)),
-            tool = text(str_of(r, "tool")),
-            who = text(str_of(&r["caller"], "subject")),
-            gate = text(str_of(r, "gate")),
-            state = text(str_of(r, "state")),
-            by = text(str_of(r, "decided_by")),
-            comment = text(str_of(r, "comment")),
+            tool = escape(str_of(r, "tool")),
+            who = escape(str_of(&r["caller"], "subject")),
+            gate = escape(str_of(r, "gate")),
+            state = escape(str_of(r, "state")),
+            by = escape(str_of(r, "decided_by")),
+            comment = escape(str_of(r, "comment")),
         );
     }
     out.push_str("</tbody></table></div>");
@@ -404,7 +381,7 @@ async fn history_section(
         let _ = write!(
             out,
             "<p><a href=\"{}before={}#history\">Older requests</a></p>",
-            text(&link),
+            escape(&link),
             query_value(&next)
         );
     }
@@ -418,7 +395,7 @@ fn flash(ok: bool, message: &str) -> String {
         "<p class=\"flash {}\" role=\"{}\">{}</p>",
         if ok { "ok" } else { "error" },
         if ok { "status" } else { "alert" },
-        text(message)
+        escape(message)
     )
 }
 
@@ -658,31 +635,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn what_others_wrote_stays_inert_text() {
-        assert_eq!(
-            text("<script>alert('x')</script> & \"q\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
-        );
-        // ANSI colour, a bidirectional override, a zero-width space, DEL.
-        assert_eq!(
-            text("\u{1b}[31mred\u{202e}cba\u{200b}\u{7f}"),
-            "<span class=\"ctl\">\\u{1b}</span>[31mred<span class=\"ctl\">\\u{202e}</span>cba\
-             <span class=\"ctl\">\\u{200b}</span><span class=\"ctl\">\\u{7f}</span>"
-        );
-        assert_eq!(text("**bold**\n\tx"), "**bold**\n\tx");
-    }
-
-    #[test]
     fn durations_read_naturally() {
         assert_eq!(duration(-5), "0 s");
         assert_eq!(duration(59_999), "59 s");
         assert_eq!(duration(843_000), "14 min 3 s");
         assert_eq!(duration(7_260_000), "2 h 1 min");
         assert_eq!(duration(3 * 86_400_000 + 3_600_000), "3 d 1 h");
-    }
-
-    #[test]
-    fn query_values_are_encoded() {
-        assert_eq!(query_value("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
     }
 }

@@ -417,23 +417,12 @@ fn local_path(next: Option<&str>) -> String {
 /// then come back to `path` (with its query).
 pub fn sign_in_first(path: &str) -> Response {
     redirect(
-        &format!("/auth/login?next={}", percent_encode(path, b"/")),
+        &format!(
+            "/auth/login?next={}",
+            crate::html::percent_encode(path, b"/")
+        ),
         &[],
     )
-}
-
-/// `text` for a URL: bytes other than ASCII letters, digits, `-_.~` and
-/// `keep` as `%XX`.
-pub fn percent_encode(text: &str, keep: &[u8]) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// A short HTML page (text escaped).
@@ -441,8 +430,8 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>toolgate: {t}</title></head>\
          <body><main><h1>{t}</h1><p>{m}</p></main></body></html>\n",
-        t = escape(title),
-        m = escape(message)
+        t = crate::html::escape(title),
+        m = crate::html::escape(message)
     );
     (
         status,
@@ -450,21 +439,6 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
         body,
     )
         .into_response()
-}
-
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn not_configured() -> Response {
@@ -644,13 +618,5 @@ mod tests {
         headers.insert(header::COOKIE, HeaderValue::from_str(pair).expect("value"));
         let who = sso.session(&headers).await.expect("lookup");
         assert_eq!(who.map(|c| c.subject), Some("idp:alice".to_string()));
-    }
-
-    #[test]
-    fn escaping() {
-        assert_eq!(
-            escape("<script>\"x\" & 'y'</script>"),
-            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
-        );
     }
 }
