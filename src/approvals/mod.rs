@@ -114,6 +114,9 @@ pub async fn clear<K: CallKind>(
                 .unwrap_or_else(|_| {
                     Confirmation::No(format!("did not answer within {}s", gate.timeout.as_secs()))
                 });
+            if ctx.cancel.is_cancelled() {
+                return Err(CallError::Cancelled);
+            }
             match answer {
                 Confirmation::Yes => {
                     tracing::info!(call = ctx.id, gate = %gate.policy, "the user confirmed the call");

@@ -192,7 +192,7 @@ fn card(r: &Value, caller: &Caller, form: Option<&str>, now: i64) -> String {
     }
     row("Gate", gate);
     row(
-        "Decided by",
+        "Approvers",
         format!(
             "members of <code>{}</code>{}",
             escape(group),

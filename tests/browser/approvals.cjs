@@ -20,6 +20,8 @@
 //   screenshots  directory for approvals-pending.png and approvals-decided.png
 //   chromium     the browser (default /usr/bin/chromium)
 //
+// `loaded` carries axe-core's WCAG A/AA violations (`accessibility`).
+//
 // Lines on stdout: {"event":"loaded",...}, {"event":"live",...},
 // {"event":"decided",...}, {"event":"done"}; on failure {"event":"error",
 // "message":...} and exit 1.
@@ -109,7 +111,21 @@ async function main() {
         time_left: card.querySelector('time.left') && card.querySelector('time.left').textContent,
       };
     }, opts.first);
-    say('loaded', { visited, ...facts });
+    // Accessibility: axe-core's WCAG 2.x A/AA rules on the page as shown
+    // (evaluated over the DevTools protocol, which the page's CSP does not
+    // govern; the page itself runs no script but its own).
+    const axeSource = require('node:fs').readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+    await page.evaluate(axeSource);
+    const accessibility = await page.evaluate(async () => {
+      const r = await window.axe.run(document, {
+        runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+      });
+      return {
+        rules_passed: r.passes.length,
+        violations: r.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`),
+      };
+    });
+    say('loaded', { visited, ...facts, accessibility });
     await page.screenshot({ path: path.join(opts.screenshots, 'approvals-pending.png'), fullPage: true });
 
     // 2. A request made while the page is open appears without a reload.

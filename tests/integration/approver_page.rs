@@ -347,6 +347,10 @@ async fn an_approver_signs_in_and_decides_in_headless_chromium() {
     );
     assert_eq!(loaded["lang"], "en");
     assert_eq!(loaded["unlabelled"], 0, "every field has a label");
+    // axe-core's WCAG 2.1 A/AA rules: run, and nothing violated.
+    let a11y = &loaded["accessibility"];
+    assert!(a11y["rules_passed"].as_u64().unwrap() > 10, "{a11y}");
+    assert_eq!(a11y["violations"], json!([]), "{a11y}");
     let args = loaded["args_text"].as_str().unwrap();
     for shown in [
         "<script>window.__pwned=2</script>",
