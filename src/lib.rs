@@ -10,6 +10,7 @@ pub mod audit;
 pub mod authenticate;
 pub mod authorize;
 pub mod config;
+pub mod dates;
 pub mod html;
 pub mod mcp;
 pub mod pipeline;

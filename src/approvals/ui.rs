@@ -82,7 +82,7 @@ fn query_value(s: &str) -> String {
 }
 
 fn when(ms: i64) -> String {
-    crate::reference::clock::format_unix(ms.div_euclid(1000))
+    crate::dates::format_unix(ms.div_euclid(1000))
         .replace('T', " ")
         .replace('Z', "")
 }

@@ -183,20 +183,9 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     if h > 23 || mi > 59 || !(0.0..61.0).contains(&seconds) {
         return Err(wrong());
     }
-    let days = days_from_civil(y, m, day);
+    let days = crate::dates::days_from_civil(y, m as u32, day as u32);
     let secs = days * 86_400 + h * 3600 + mi * 60 - offset_min * 60;
     Ok(secs * 1000 + (seconds * 1000.0) as i64)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
