@@ -725,7 +725,19 @@ async fn after_sigkill_every_forwarded_call_has_its_decided_record(backend: Back
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill it in full flow: once a good number of calls got through (on a
+    // loaded machine that takes longer than on an idle one).
+    let flowing = eventually(Duration::from_secs(30), || {
+        let seen = seen.clone();
+        async move { seen.lock().unwrap().len() > 100 }
+    })
+    .await;
+    assert!(
+        flowing,
+        "calls did not get through: {}",
+        seen.lock().unwrap().len()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
     gateway.kill().unwrap();
     gateway.wait().unwrap();
     stop.cancel();
