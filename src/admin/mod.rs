@@ -188,6 +188,12 @@ async fn approvals_list(
     }
 }
 
+/// Whether `caller` sees every approval request (administers
+/// `approvals`), not only those of their own groups.
+pub fn sees_every_approval(gw: &Gateway, caller: &Caller) -> bool {
+    may_not_administer(gw, caller, "approvals").is_none()
+}
+
 /// The approval requests `caller` asks for with `params` (`state`,
 /// `tool`, `caller`, `since`, `before`, `limit`) and may see.
 pub fn approvals_filter(
@@ -220,7 +226,7 @@ pub fn approvals_filter(
         .map(|t| crate::audit::query::parse_time(&t, crate::audit::now_ms()))
         .transpose()
         .map_err(|e| format!("since: {e}"))?;
-    let all = may_not_administer(gw, caller, "approvals").is_none();
+    let all = sees_every_approval(gw, caller);
     Ok(crate::approvals::ListFilter {
         state,
         groups: (!all).then(|| caller.groups.clone()),
@@ -243,7 +249,6 @@ async fn approvals_decide(
     axum::extract::Path((id, verdict)): axum::extract::Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    use crate::approvals::DecideError;
     let approve = match verdict.as_str() {
         "approve" => true,
         "deny" => false,
@@ -272,18 +277,9 @@ async fn approvals_decide(
             }
         }
     };
-    if body.comment.as_ref().is_some_and(|c| c.len() > 4096) {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "comment: at most 4096 bytes".into(),
-        );
-    }
     match crate::approvals::decide(&gw.audit, &id, &caller, approve, body.comment.as_deref()).await
     {
         Ok(state) => Json(json!({ "id": id, "state": state })).into_response(),
-        Err(e @ DecideError::NotFound(_)) => refuse(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ DecideError::Forbidden(_)) => refuse(StatusCode::FORBIDDEN, e.to_string()),
-        Err(e @ DecideError::Conflict(_)) => refuse(StatusCode::CONFLICT, e.to_string()),
-        Err(e @ DecideError::Store(_)) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => refuse(e.status(), e.to_string()),
     }
 }

@@ -18,7 +18,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rmcp::model::{CallToolRequestParams, InputRequiredResult, InputResponses};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::audit::{Audit, now_ms};
 use crate::authorize::Gate;
@@ -54,10 +53,7 @@ struct State {
 fn binding(caller: &Caller, params: &CallToolRequestParams) -> String {
     let none = serde_json::Map::new();
     let args = crate::audit::args_hash(params.arguments.as_ref().unwrap_or(&none));
-    crate::authenticate::api_keys::hex(&Sha256::digest(format!(
-        "{}\n{}\n{args}",
-        caller.subject, params.name
-    )))
+    crate::audit::sha256_hex(format!("{}\n{}\n{args}", caller.subject, params.name).as_bytes())
 }
 
 fn seal(audit: &Audit, state: &State) -> String {

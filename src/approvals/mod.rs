@@ -244,10 +244,7 @@ pub async fn clear<K: CallKind>(
                 approved.extend(ids.iter().cloned());
                 None
             }
-            Outcome::Denied { by, comment } => Some(format!(
-                "denied by {by}{}",
-                comment.map_or(String::new(), |c| format!(": {c}"))
-            )),
+            Outcome::Denied { by, comment } => Some(denied_by(&by, comment.as_deref())),
             Outcome::Expired => Some(format!(
                 "no member of `{group}` decided within {}s",
                 gate.timeout.as_secs()
@@ -325,6 +322,14 @@ pub fn can_elicit(capabilities: &rmcp::model::ClientCapabilities) -> bool {
         .elicitation
         .as_ref()
         .is_some_and(|e| e.form.is_some() || e.url.is_none())
+}
+
+/// "denied by <approver>: <comment>", as callers are told.
+fn denied_by(by: &str, comment: Option<&str>) -> String {
+    match comment {
+        Some(c) => format!("denied by {by}: {c}"),
+        None => format!("denied by {by}"),
+    }
 }
 
 /// What the user is asked for a `@confirm` gate: its question, the tool
@@ -467,10 +472,7 @@ pub async fn standing(
                     .await
                     .map_err(|e| format!("updating approval {id}: {e}"))?;
                 let why = match (state.as_str(), by) {
-                    ("denied", Some(by)) => format!(
-                        "denied by {by}{}",
-                        comment.map_or(String::new(), |c| format!(": {c}"))
-                    ),
+                    ("denied", Some(by)) => denied_by(&by, comment.as_deref()),
                     _ => format!("no member of `{group}` decided it in time"),
                 };
                 return Ok(CallError::ApprovalDenied(format!(
@@ -495,15 +497,15 @@ pub async fn wait(
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Option<(usize, Outcome)>, String> {
     loop {
-        let mut approved = 0;
-        for (i, id) in ids.iter().enumerate() {
-            match state_of(pool, id).await? {
-                Some(Outcome::Approved) => approved += 1,
-                Some(outcome) => return Ok(Some((i, outcome))),
-                None => {}
+        let states = states_of(pool, ids).await?;
+        for (i, state) in states.iter().enumerate() {
+            if let Some(ended) = state
+                && *ended != Outcome::Approved
+            {
+                return Ok(Some((i, ended.clone())));
             }
         }
-        if approved == ids.len() {
+        if states.iter().all(|s| *s == Some(Outcome::Approved)) {
             return Ok(Some((0, Outcome::Approved)));
         }
         tokio::select! {
@@ -513,27 +515,39 @@ pub async fn wait(
     }
 }
 
-/// How request `id` ended, or `None` while it is pending (past its expiry
-/// it is marked expired).
-async fn state_of(pool: &AnyPool, id: &str) -> Result<Option<Outcome>, String> {
-    loop {
-        let (state, by, comment, expires): (String, Option<String>, Option<String>, i64) =
-            sqlx::query_as(
-                "SELECT state, decided_by, comment, expires_ms FROM approvals WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_one(pool)
-            .await
-            .map_err(|e| format!("reading approval {id}: {e}"))?;
-        return Ok(match state.as_str() {
+/// How each request in `ids` ended, or `None` while it is pending, read
+/// in one query. One past its expiry is marked expired (unless it was
+/// decided meanwhile: then the next look sees how).
+async fn states_of(pool: &AnyPool, ids: &[String]) -> Result<Vec<Option<Outcome>>, String> {
+    let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT id, state, decided_by, comment, expires_ms FROM approvals WHERE id IN ({})",
+        marks.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (String, String, Option<String>, Option<String>, i64)>(
+        sqlx::AssertSqlSafe(sql),
+    );
+    for id in ids {
+        query = query.bind(id);
+    }
+    let rows = query
+        .fetch_all(pool)
+        .await
+        .map_err(|e| format!("reading approvals {ids:?}: {e}"))?;
+    let mut states = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some((_, state, by, comment, expires)) = rows.iter().find(|r| &r.0 == id) else {
+            return Err(format!("approval {id} is gone from the store"));
+        };
+        states.push(match state.as_str() {
             "approved" => Some(Outcome::Approved),
             "denied" => Some(Outcome::Denied {
-                by: by.unwrap_or_default(),
-                comment,
+                by: by.clone().unwrap_or_default(),
+                comment: comment.clone(),
             }),
             "expired" => Some(Outcome::Expired),
-            _ if now_ms() >= expires => {
-                sqlx::query(
+            _ if now_ms() >= *expires => {
+                let marked = sqlx::query(
                     "UPDATE approvals SET state = 'expired', decided_ms = $1 \
                      WHERE id = $2 AND state = 'pending'",
                 )
@@ -542,12 +556,12 @@ async fn state_of(pool: &AnyPool, id: &str) -> Result<Option<Outcome>, String> {
                 .execute(pool)
                 .await
                 .map_err(|e| format!("expiring approval {id}: {e}"))?;
-                // Decided meanwhile? Read it again.
-                continue;
+                (marked.rows_affected() == 1).then_some(Outcome::Expired)
             }
             _ => None,
         });
     }
+    Ok(states)
 }
 
 /// Spend approvals `ids` on the call they were given for, all or none
@@ -625,7 +639,26 @@ pub enum DecideError {
     Conflict(String),
     #[error("{0}")]
     Store(String),
+    #[error("{0}")]
+    Invalid(String),
 }
+
+impl DecideError {
+    /// The HTTP status that says so (REST API and approver page alike).
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            DecideError::NotFound(_) => StatusCode::NOT_FOUND,
+            DecideError::Forbidden(_) => StatusCode::FORBIDDEN,
+            DecideError::Conflict(_) => StatusCode::CONFLICT,
+            DecideError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            DecideError::Invalid(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The longest comment an approver may give.
+pub const MAX_COMMENT: usize = 4096;
 
 /// An approver's say on request `id`: approve or deny, with a comment.
 /// Returns the request's state after it (`pending` while more approvers
@@ -637,6 +670,11 @@ pub async fn decide(
     approve: bool,
     comment: Option<&str>,
 ) -> Result<String, DecideError> {
+    if comment.is_some_and(|c| c.len() > MAX_COMMENT) {
+        return Err(DecideError::Invalid(format!(
+            "the comment is over {MAX_COMMENT} bytes; shorten it"
+        )));
+    }
     let store_error = |e: sqlx::Error| DecideError::Store(e.to_string());
     let pool = audit.store().pool();
     /// state, requester, approver group, approvers needed, expiry, tool, call.

@@ -22,7 +22,6 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::app::Gateway;
 use crate::authenticate::sso::Sso;
@@ -44,8 +43,6 @@ const ICON: &str = include_str!("favicon.svg");
 const PENDING_SHOWN: i64 = 200;
 /// History rows per page.
 const HISTORY_PAGE: i64 = 50;
-/// The longest comment taken (as the REST API).
-pub const MAX_COMMENT: usize = 4096;
 
 /// The routes, for the router (behind the authenticate layer).
 pub fn router(ui: Ui) -> axum::Router {
@@ -257,13 +254,14 @@ fn card(r: &Value, caller: &Caller, form: Option<&str>, now: i64) -> String {
                 "<form class=\"decide\" method=\"post\" action=\"/ui/approvals/{id}/decide\">\
                  <input type=\"hidden\" name=\"token\" value=\"{token}\">\
                  <label for=\"c-{id}\">Comment <span class=\"muted\">(optional; the caller sees it)</span></label>\
-                 <textarea id=\"c-{id}\" name=\"comment\" rows=\"2\" maxlength=\"{MAX_COMMENT}\"></textarea>\
+                 <textarea id=\"c-{id}\" name=\"comment\" rows=\"2\" maxlength=\"{max}\"></textarea>\
                  <div class=\"buttons\">\
                  <button type=\"submit\" name=\"verdict\" value=\"approve\" class=\"approve\">Approve</button>\
                  <button type=\"submit\" name=\"verdict\" value=\"deny\" class=\"deny\">Deny</button>\
                  </div></form>",
                 id = escape(id),
                 token = escape(form.unwrap_or_default()),
+                max = super::MAX_COMMENT,
             );
         }
     }
@@ -278,20 +276,18 @@ async fn pending_section(
     caller: &Caller,
     form: Option<&str>,
 ) -> Result<(String, String), String> {
-    let empty = HashMap::from([("state".to_string(), "pending".to_string())]);
-    let mut filter = crate::admin::approvals_filter(&ui.gw, caller, &empty)?;
-    filter.limit = PENDING_SHOWN;
+    let filter = super::ListFilter {
+        state: Some("pending".into()),
+        groups: (!crate::admin::sees_every_approval(&ui.gw, caller)).then(|| caller.groups.clone()),
+        limit: PENDING_SHOWN,
+        ..Default::default()
+    };
     let page = super::list(ui.gw.audit.store().pool(), &filter).await?;
-    let mut hash = Sha256::new();
+    let mut seen = String::new();
     for r in &page.approvals {
-        hash.update(format!("{}/{};", str_of(r, "id"), r["approvals"]));
+        let _ = write!(seen, "{}/{};", str_of(r, "id"), r["approvals"]);
     }
-    let version: String = hash
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let version = crate::audit::sha256_hex(seen.as_bytes())[..16].to_string();
     let now = crate::audit::now_ms();
     let n = page.approvals.len();
     let mut out = format!(
@@ -499,9 +495,9 @@ async fn one(
         Err(e) => return page(StatusCode::SERVICE_UNAVAILABLE, flash(false, &e)),
     };
     let group = str_of(&request, "approver_group");
-    let all = crate::admin::approvals_filter(&ui.gw, &caller, &HashMap::new())
-        .is_ok_and(|f| f.groups.is_none());
-    if !all && !caller.groups.iter().any(|g| g == group) {
+    if !crate::admin::sees_every_approval(&ui.gw, &caller)
+        && !caller.groups.iter().any(|g| g == group)
+    {
         return page(
             StatusCode::FORBIDDEN,
             format!(
@@ -568,7 +564,6 @@ async fn decide(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
-    use super::DecideError;
     let field = |k: &str| form.get(k).map_or("", String::as_str);
     let refuse = |status: StatusCode, message: String| {
         let ui = ui.clone();
@@ -601,13 +596,6 @@ async fn decide(
         }
     };
     let comment = field("comment").trim();
-    if comment.len() > MAX_COMMENT {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            format!("the comment is over {MAX_COMMENT} bytes; shorten it"),
-        )
-        .await;
-    }
     let comment = (!comment.is_empty()).then_some(comment);
     match super::decide(&ui.gw.audit, &id, &caller, approve, comment).await {
         Ok(state) => {
@@ -618,15 +606,7 @@ async fn decide(
             );
             (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
         }
-        Err(e) => {
-            let status = match e {
-                DecideError::NotFound(_) => StatusCode::NOT_FOUND,
-                DecideError::Forbidden(_) => StatusCode::FORBIDDEN,
-                DecideError::Conflict(_) => StatusCode::CONFLICT,
-                DecideError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            refuse(status, format!("Request {id} was not decided: {e}")).await
-        }
+        Err(e) => refuse(e.status(), format!("Request {id} was not decided: {e}")).await,
     }
 }
 

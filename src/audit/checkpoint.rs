@@ -65,24 +65,24 @@ impl SigningKey {
     /// A signature over `message` for another use than checkpoints:
     /// `purpose` keeps the two from ever standing for each other.
     pub fn sign_for(&self, purpose: &str, message: &[u8]) -> Vec<u8> {
-        let mut signed = Vec::with_capacity(purpose.len() + 1 + message.len());
-        signed.extend_from_slice(purpose.as_bytes());
-        signed.push(0);
-        signed.extend_from_slice(message);
-        self.pair.sign(&signed).as_ref().to_vec()
+        self.pair
+            .sign(&for_purpose(purpose, message))
+            .as_ref()
+            .to_vec()
     }
 
     /// Whether `signature` is [`Self::sign_for`]'s for `purpose` and
     /// `message`.
     pub fn verify_for(&self, purpose: &str, message: &[u8], signature: &[u8]) -> bool {
-        let mut signed = Vec::with_capacity(purpose.len() + 1 + message.len());
-        signed.extend_from_slice(purpose.as_bytes());
-        signed.push(0);
-        signed.extend_from_slice(message);
         UnparsedPublicKey::new(&ED25519, self.pair.public_key().as_ref())
-            .verify(&signed, signature)
+            .verify(&for_purpose(purpose, message), signature)
             .is_ok()
     }
+}
+
+/// What [`SigningKey::sign_for`] signs: `purpose`, a zero byte, `message`.
+fn for_purpose(purpose: &str, message: &[u8]) -> Vec<u8> {
+    [purpose.as_bytes(), &[0], message].concat()
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
