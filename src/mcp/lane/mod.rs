@@ -218,6 +218,46 @@ impl FastLane {
         }
     }
 
+    /// A fresh id for a request relayed to a caller.
+    fn new_relay_id(&self) -> String {
+        format!(
+            "{RELAY_ID_PREFIX}{}",
+            self.next_relay.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Expect the caller of `session` to answer relay `relay_id`.
+    fn register(
+        &self,
+        relay_id: &str,
+        session: Arc<str>,
+        progress_back: Option<(Arc<Upstream>, HeaderValue, Box<RawValue>)>,
+    ) {
+        self.lock_relays().insert(
+            relay_id.to_string(),
+            Relay {
+                session,
+                answer: None,
+                progress_back,
+            },
+        );
+    }
+
+    /// The caller's answer to relay `relay_id`, `None` if it never comes.
+    /// Set up at once (an answer arriving before this is awaited is kept);
+    /// the relay is forgotten when the wait ends, answered or not.
+    fn answer_to(&self, relay_id: String) -> impl Future<Output = Option<Bytes>> + '_ {
+        let (tx, rx) = oneshot::channel();
+        if let Some(relay) = self.lock_relays().get_mut(&relay_id) {
+            relay.answer = Some(tx);
+        }
+        let forget = Forget(self, relay_id);
+        async move {
+            let _forget = forget;
+            rx.await.ok()
+        }
+    }
+
     fn lock_relays(&self) -> std::sync::MutexGuard<'_, HashMap<String, Relay>> {
         self.relays.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -458,23 +498,12 @@ impl CallKind for LaneToolCall {
             );
         }
         let lane = &gw.fast_lane;
-        let relay_id = format!(
-            "{RELAY_ID_PREFIX}{}",
-            lane.next_relay.fetch_add(1, Ordering::Relaxed)
-        );
+        let relay_id = lane.new_relay_id();
+        lane.register(&relay_id, input.session.clone(), None);
         let mut request = crate::approvals::elicitation(question);
         request["jsonrpc"] = "2.0".into();
         request["id"] = relay_id.as_str().into();
-        let (tx, rx) = oneshot::channel();
-        lane.lock_relays().insert(
-            relay_id.clone(),
-            Relay {
-                session: input.session.clone(),
-                answer: Some(tx),
-                progress_back: None,
-            },
-        );
-        let _forget = Forget(lane, relay_id);
+        let answer = lane.answer_to(relay_id);
         // The question rides the call's own response, which becomes a stream.
         if input
             .out
@@ -485,10 +514,10 @@ impl CallKind for LaneToolCall {
             return Confirmation::CannotAsk("the caller has gone".into());
         }
         let answer = tokio::select! {
-            answer = rx => answer,
+            answer = answer => answer,
             () = ctx.cancel.cancelled() => return Confirmation::No("cancelled the call".into()),
         };
-        let Ok(answer) = answer else {
+        let Some(answer) = answer else {
             return Confirmation::CannotAsk("the caller did not answer".into());
         };
         let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
@@ -685,10 +714,7 @@ pub(super) fn relay_request(
     request: &[u8],
 ) -> LinkResult<(String, Bytes)> {
     let lane = &gw.fast_lane;
-    let relay_id = format!(
-        "{RELAY_ID_PREFIX}{}",
-        lane.next_relay.fetch_add(1, Ordering::Relaxed)
-    );
+    let relay_id = lane.new_relay_id();
     let relay_json = serde_json::Value::from(relay_id.as_str()).to_string();
     let mut object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(request).map_err(|e| format!("unreadable request: {e}"))?;
@@ -706,14 +732,7 @@ pub(super) fn relay_request(
         None => None,
     };
     let request = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
-    lane.lock_relays().insert(
-        relay_id.clone(),
-        Relay {
-            session: input.session.clone(),
-            answer: None,
-            progress_back,
-        },
-    );
+    lane.register(&relay_id, input.session.clone(), progress_back);
     Ok((relay_id, Bytes::from(request)))
 }
 
@@ -724,13 +743,7 @@ pub(super) async fn await_answer(
     relay_id: String,
     upstream_id: Box<RawValue>,
 ) -> (Box<RawValue>, Bytes) {
-    let lane = &gw.fast_lane;
-    let (tx, rx) = oneshot::channel();
-    if let Some(relay) = lane.lock_relays().get_mut(&relay_id) {
-        relay.answer = Some(tx);
-    }
-    let _forget = Forget(lane, relay_id);
-    let answer = rx.await.unwrap_or_else(|_| {
+    let answer = gw.fast_lane.answer_to(relay_id).await.unwrap_or_else(|| {
         Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":0,"error":{"code":-32603,"message":"toolgate: the caller did not answer"}}"#,
         )
