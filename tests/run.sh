@@ -102,22 +102,27 @@ check_configs() {
   return "$rc"
 }
 
-# Installs the test IdP's package and points cargo test at it.
-install_idp() {
+# install_npm SCRIPT MODULES_VAR REQUIRE_VAR: runs an install script that
+# prints a node_modules path last, exports it as MODULES_VAR for cargo test,
+# and REQUIRE_VAR=1 (in this run, a test needing it fails instead of
+# skipping when it is missing).
+install_npm() {
   local modules
-  export TOOLGATE_REQUIRE_REAL_IDP=1
-  modules="$(bash tests/idp/install.sh | tail -n1)" && [[ -d "$modules" ]] || return 1
-  export TOOLGATE_IDP_NODE_MODULES="$modules"
-  echo "TOOLGATE_IDP_NODE_MODULES=$modules"
+  export "$3=1"
+  modules="$(bash "$1" | tail -n1)" && [[ -d "$modules" ]] || return 1
+  export "$2=$modules"
+  echo "$2=$modules"
 }
 
-# Installs chromium and playwright-core and points cargo test at them.
+# The test IdP's package.
+install_idp() {
+  install_npm tests/idp/install.sh TOOLGATE_IDP_NODE_MODULES TOOLGATE_REQUIRE_REAL_IDP
+}
+
+# Chromium and playwright-core.
 install_browser() {
-  local modules
-  export TOOLGATE_REQUIRE_BROWSER=1
-  modules="$(bash tests/browser/install.sh | tail -n1)" && [[ -d "$modules" ]] || return 1
-  export TOOLGATE_BROWSER_NODE_MODULES="$modules"
-  echo "TOOLGATE_BROWSER_NODE_MODULES=$modules ($(chromium --version 2>/dev/null))"
+  install_npm tests/browser/install.sh TOOLGATE_BROWSER_NODE_MODULES TOOLGATE_REQUIRE_BROWSER &&
+    { chromium --version 2>/dev/null || true; }
 }
 
 # The directory of initdb and pg_ctl, found where tests/common/postgres.rs

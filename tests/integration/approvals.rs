@@ -86,21 +86,23 @@ pub(crate) fn call_in_background(
     })
 }
 
+/// `GET /admin/v1/approvals?{query}` as `key`: (status, body).
+async fn list(gw: &Gateway, key: &str, query: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/admin/v1/approvals?{query}", gw.addr))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
 /// The pending requests `key` sees, once there are `n`.
 pub(crate) async fn pending(gw: &Gateway, key: &str, n: usize) -> Vec<Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let r = reqwest::Client::new()
-            .get(format!(
-                "http://{}/admin/v1/approvals?state=pending",
-                gw.addr
-            ))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let body: Value = r.json().await.unwrap();
+        let (status, body) = list(gw, key, "state=pending").await;
+        assert_eq!(status, 200);
         let rows = body["approvals"].as_array().unwrap().clone();
         if rows.len() >= n {
             return rows;
@@ -226,16 +228,7 @@ async fn an_approved_call_goes_through_once_and_a_denied_one_never(backend: Back
         "{refused}"
     );
     assert_eq!(*seen.lock().unwrap(), vec!["hello", "restart prod"]);
-    let r = reqwest::Client::new()
-        .get(format!(
-            "http://{}/admin/v1/approvals?state=expired",
-            gw.addr
-        ))
-        .bearer_auth(&approver)
-        .send()
-        .await
-        .unwrap();
-    let expired: Value = r.json().await.unwrap();
+    let (_, expired) = list(&gw, &approver, "state=expired").await;
     assert_eq!(expired["approvals"][0]["gate"], "db-notes", "{expired}");
     assert!(pending(&gw, &approver, 0).await.is_empty());
 
@@ -544,16 +537,7 @@ async fn a_call_two_gates_hold_needs_both_and_spends_nothing_when_refused() {
     assert_eq!(*seen.lock().unwrap(), vec!["prod money"]);
     // Finance's request of that call has no call left: withdrawn, so
     // finance is not left to decide it.
-    let r = reqwest::Client::new()
-        .get(format!(
-            "http://{}/admin/v1/approvals?state=withdrawn",
-            gw.addr
-        ))
-        .bearer_auth(&finance)
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
+    let (_, body) = list(&gw, &finance, "state=withdrawn").await;
     let withdrawn = body["approvals"].as_array().unwrap();
     assert_eq!(withdrawn.len(), 1, "{body}");
     assert_eq!(
@@ -581,21 +565,6 @@ async fn a_page_of_requests_holds_the_callers_groups_and_pages_on() {
         // Distinct creation times: the order below is by time.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let list = |key: &str, query: &str| {
-        let (url, key) = (
-            format!("http://{}/admin/v1/approvals?{query}", gw.addr),
-            key.to_string(),
-        );
-        async move {
-            let r = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
-    };
     let messages = |body: &Value| -> Vec<String> {
         body["approvals"]
             .as_array()
@@ -606,20 +575,25 @@ async fn a_page_of_requests_holds_the_callers_groups_and_pages_on() {
     };
     // The group filter is in the query: finance's one request fills its
     // page of one although security's are newer.
-    let (status, body) = list(&finance, "limit=1").await;
+    let (status, body) = list(&gw, &finance, "limit=1").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(messages(&body), ["money"]);
     // Security pages through its three, newest first.
-    let (_, body) = list(&security, "state=pending&limit=2").await;
+    let (_, body) = list(&gw, &security, "state=pending&limit=2").await;
     assert_eq!(messages(&body), ["prod 3", "prod 2"]);
     let next = body["next"].as_str().unwrap().to_string();
-    let (_, body) = list(&security, &format!("state=pending&limit=2&before={next}")).await;
+    let (_, body) = list(
+        &gw,
+        &security,
+        &format!("state=pending&limit=2&before={next}"),
+    )
+    .await;
     assert_eq!(messages(&body), ["prod 1"]);
     assert_eq!(body["next"], Value::Null);
     // Filters, and what is wrong with a bad one.
-    let (_, body) = list(&security, "tool=witness__note&since=1h").await;
+    let (_, body) = list(&gw, &security, "tool=witness__note&since=1h").await;
     assert_eq!(messages(&body).len(), 3);
-    let (_, body) = list(&security, "tool=other").await;
+    let (_, body) = list(&gw, &security, "tool=other").await;
     assert_eq!(messages(&body).len(), 0);
     for (query, why) in [
         ("before=12-zz", "is not a `next` this API gave"),
@@ -627,7 +601,7 @@ async fn a_page_of_requests_holds_the_callers_groups_and_pages_on() {
         ("colour=red", "unknown parameter `colour`"),
         ("limit=0", "limit: a number from 1 to 1000"),
     ] {
-        let (status, body) = list(&security, query).await;
+        let (status, body) = list(&gw, &security, query).await;
         assert_eq!(status, 400, "{query}");
         assert!(body["error"].as_str().unwrap().contains(why), "{body}");
     }
