@@ -451,11 +451,38 @@ where
         tracing::warn!(caller = %subject, "request names another caller's MCP session; answered as unknown");
         return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
     }
-    // Who opens a session, if this request may (it names none).
+    // Parsed once, strictly, before anything acts on it (the fast lane,
+    // rmcp, the stages behind them): see `mcp::ingress`.
+    let message = match strict_message(&parts, &body) {
+        Ok(Some(message)) if let Some(answer) = crate::mcp::ingress::misshapen(&message) => {
+            return (
+                StatusCode::OK,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                answer,
+            )
+                .into_response();
+        }
+        Ok(message) => message,
+        Err(refused) => {
+            tracing::info!(caller = %subject, error = %refused, "refused an MCP message that does not parse strictly");
+            return (
+                StatusCode::BAD_REQUEST,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                crate::mcp::ingress::parse_error(&refused),
+            )
+                .into_response();
+        }
+    };
+    // Who opens a session, if this request may (it names none), and
+    // whether its client can be asked questions (kept for the fast lane).
     let opener = session.is_none().then(|| subject.to_string());
-    // What an `initialize` says of the client (kept for the fast lane).
-    let opening = opener.is_some().then(|| body.clone());
-    if let Some(response) = FastLane::intercept(&gw, &parts, &body).await {
+    let elicits = opener.is_some()
+        && message
+            .as_ref()
+            .is_some_and(initialize_declares_elicitation);
+    if let Some(message) = message
+        && let Some(response) = FastLane::intercept(&gw, &parts, &body, message).await
+    {
         return response;
     }
     let request = axum::http::Request::from_parts(parts, http_body_util::Full::new(body));
@@ -469,15 +496,34 @@ where
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
     {
-        let elicits = opening.is_some_and(|body| initialize_declares_elicitation(&body));
         gw.remember_session_owner(opened, &opener, elicits).await;
     }
     response
 }
 
+/// The JSON-RPC message a POST carries, parsed strictly; `None` when
+/// there is nothing to parse (another method, an empty body, a content
+/// type rmcp will refuse with 415).
+fn strict_message(
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<Option<serde_json::Value>, crate::json::Refused> {
+    let json = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if parts.method != http::Method::POST || !json {
+        return Ok(None);
+    }
+    crate::json::parse(body).map(Some)
+}
+
 /// Whether an `initialize` request's client capabilities take form
 /// elicitation.
-fn initialize_declares_elicitation(body: &[u8]) -> bool {
+fn initialize_declares_elicitation(message: &serde_json::Value) -> bool {
+    use serde::Deserialize as _;
     #[derive(serde::Deserialize)]
     struct Initialize {
         params: Params,
@@ -486,7 +532,7 @@ fn initialize_declares_elicitation(body: &[u8]) -> bool {
     struct Params {
         capabilities: rmcp::model::ClientCapabilities,
     }
-    serde_json::from_slice::<Initialize>(body)
+    Initialize::deserialize(message)
         .is_ok_and(|i| crate::approvals::can_elicit(&i.params.capabilities))
 }
 
@@ -827,7 +873,9 @@ pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {
     let audit = start_audit(&config, &store)?;
     let gw = Gateway::start(config, policies, audit);
     let server = VirtualServer::new(gw.clone(), Caller::local_process());
-    let running = server.serve(rmcp::transport::stdio()).await?;
+    // A message is read as strictly on stdio as on HTTP, with the same bound.
+    let max_line = gw.config.http.max_body_bytes;
+    let running = server.serve(crate::mcp::ingress::stdio(max_line)).await?;
     let ct = running.cancellation_token();
     tokio::select! {
         _ = running.waiting() => {}

@@ -383,7 +383,7 @@ impl LaneLink {
         let body = call_body(
             id,
             &target.upstream_name,
-            input.arguments.as_deref(),
+            input.arguments.as_ref(),
             input.progress_token.is_some(),
         );
         let (session, response) =
@@ -515,13 +515,22 @@ fn our_progress(
     Some(Bytes::from(message))
 }
 
-fn call_body(id: &str, name: &str, arguments: Option<&RawValue>, progress: bool) -> String {
+/// The upstream's `tools/call`: the arguments are the serialisation of the
+/// value the stages decided on, never the caller's bytes.
+fn call_body(
+    id: &str,
+    name: &str,
+    arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    progress: bool,
+) -> String {
     let name = serde_json::Value::from(name);
     let mut body =
         format!(r#"{{"jsonrpc":"2.0","id":"{id}","method":"tools/call","params":{{"name":{name}"#);
     if let Some(arguments) = arguments {
         body.push_str(r#","arguments":"#);
-        body.push_str(arguments.get());
+        body.push_str(
+            &serde_json::to_string(arguments).expect("a map of JSON values always serialises"),
+        );
     }
     if progress {
         body.push_str(&format!(r#","_meta":{{"progressToken":"{id}"}}"#));
@@ -536,7 +545,7 @@ mod tests {
 
     #[test]
     fn call_bodies_carry_only_what_was_asked() {
-        let args = RawValue::from_string(r#"{"a":1}"#.into()).expect("valid");
+        let args = serde_json::from_str(r#"{"a":1}"#).expect("valid");
         assert_eq!(
             call_body("toolgate-7", "echo", Some(&args), true),
             r#"{"jsonrpc":"2.0","id":"toolgate-7","method":"tools/call","params":{"name":"echo","arguments":{"a":1},"_meta":{"progressToken":"toolgate-7"}}}"#

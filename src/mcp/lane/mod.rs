@@ -39,6 +39,7 @@ use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -121,11 +122,14 @@ impl FastLane {
     }
 
     /// Take the request if it belongs on the fast lane and answer it;
-    /// `None` hands it to rmcp.
+    /// `None` hands it to rmcp. `message` is the body, already parsed
+    /// strictly (see [`crate::mcp::ingress`]): what the lane forwards is
+    /// serialised from it, never the caller's bytes.
     pub async fn intercept(
         gw: &Arc<Gateway>,
         parts: &http::request::Parts,
         body: &Bytes,
+        message: Value,
     ) -> Option<Response<Body>> {
         let lane = &gw.fast_lane;
         if !gw.config.http.fast_lane
@@ -135,15 +139,26 @@ impl FastLane {
             return None;
         }
         let session: Arc<str> = parts.headers.get("mcp-session-id")?.to_str().ok()?.into();
-        let message: Message = serde_json::from_slice(body).ok()?;
-        match message {
-            Message {
-                method: Some("tools/call"),
-                id: Some(id),
-                params: Some(params),
-                ..
-            } => {
-                let params: CallParams = serde_json::from_str(params.get()).ok()?;
+        let Value::Object(mut message) = message else {
+            return None;
+        };
+        let method = match message.get("method") {
+            Some(Value::String(m)) => Some(m.as_str()),
+            Some(_) => return None,
+            None => None,
+        };
+        match (method, message.contains_key("id")) {
+            (Some("tools/call"), true) => {
+                let id = message.remove("id")?;
+                // Anything rmcp would refuse (a non-object `arguments`,
+                // fields the lane does not carry) goes to rmcp, which
+                // answers it.
+                let params = CallParams::deserialize(message.remove("params")?).ok()?;
+                let arguments = match params.arguments {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(arguments)) => Some(arguments),
+                    Some(_) => return None,
+                };
                 if !has_lane(gw, &params.name) {
                     return None;
                 }
@@ -154,38 +169,32 @@ impl FastLane {
                 lane.touch(&session, gw.config.http.max_sessions).await;
                 lane.taken.fetch_add(1, Ordering::Relaxed);
                 let trace = crate::pipeline::trace_id(&parts.headers);
-                Some(
-                    call(
-                        gw.clone(),
-                        caller,
-                        session,
-                        trace,
-                        id.get().to_string(),
-                        params,
-                    )
-                    .await,
-                )
+                let progress_token = match params.meta.and_then(|m| m.progress_token) {
+                    Some(token) => Some(serde_json::value::to_raw_value(&token).ok()?),
+                    None => None,
+                };
+                let (out, rx) = mpsc::channel(OUT_QUEUE);
+                let input = LaneInput {
+                    name: params.name,
+                    arguments,
+                    progress_token,
+                    out,
+                    session,
+                };
+                Some(call(gw.clone(), caller, trace, id.to_string(), input, rx).await)
             }
-            Message {
-                method: Some("notifications/cancelled"),
-                id: None,
-                params: Some(params),
-                ..
-            } => {
-                let params: CancelParams = serde_json::from_str(params.get()).ok()?;
-                let key = (session, params.request_id.get().to_string());
+            (Some("notifications/cancelled"), false) => {
+                // Keyed by the id as serialised from the strict value, as
+                // the call was.
+                let request_id = message.get("params")?.get("requestId")?;
+                let key = (session, request_id.to_string());
                 let token = lane.lock_calls().get(&key).cloned()?;
                 token.cancel();
                 Some(accepted())
             }
-            Message {
-                method: Some("notifications/progress"),
-                id: None,
-                params: Some(params),
-            } => {
+            (Some("notifications/progress"), false) => {
                 // The caller's progress on a request relayed on the lane.
-                let token: ProgressParams = serde_json::from_str(params.get()).ok()?;
-                let token: &str = serde_json::from_str(token.progress_token.get()).ok()?;
+                let token = message.get("params")?.get("progressToken")?.as_str()?;
                 let (upstream, lane_session, upstream_token) = {
                     let relays = lane.lock_relays();
                     let relay = relays.get(token).filter(|r| r.session == session)?;
@@ -197,20 +206,16 @@ impl FastLane {
                 link.notify(&lane_session, notification).await;
                 Some(accepted())
             }
-            Message {
-                method: None,
-                id: Some(id),
-                ..
-            } => {
-                let id: &str = serde_json::from_str(id.get()).ok()?;
+            (None, true) => {
+                let id = message.get("id")?.as_str()?;
                 let answer = lane
                     .lock_relays()
                     .get_mut(id)
                     .filter(|r| r.session == session)?
                     .answer
                     .take()?;
-                // The caller's answer as it sent it; the upstream's id is
-                // put back before it goes on.
+                // The caller's answer as it sent it (it parsed strictly);
+                // the upstream's id is put back before it goes on.
                 let _ = answer.send(body.clone());
                 Some(accepted())
             }
@@ -395,7 +400,7 @@ pub(super) struct Message<'a> {
 struct CallParams {
     name: String,
     #[serde(default)]
-    arguments: Option<Box<RawValue>>,
+    arguments: Option<Value>,
     #[serde(default, rename = "_meta")]
     meta: Option<CallMeta>,
 }
@@ -403,7 +408,7 @@ struct CallParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CallMeta {
-    progress_token: Option<Box<RawValue>>,
+    progress_token: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -423,10 +428,9 @@ pub(super) struct CancelParams<'a> {
 /// What a lane call carries through the pipeline.
 pub struct LaneInput {
     name: String,
-    pub(super) arguments: Option<Box<RawValue>>,
-    /// The arguments parsed, for policies (`None` when absent or not an
-    /// object: the upstream refuses those itself).
-    parsed_arguments: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The arguments, parsed strictly: what policies, approvals and the
+    /// audit see, and (serialised) what the upstream receives.
+    pub(super) arguments: Option<Map<String, Value>>,
     /// The caller's progress token, if it wants progress.
     pub(super) progress_token: Option<Box<RawValue>>,
     /// The caller's response stream, for what the upstream sends meanwhile.
@@ -466,7 +470,7 @@ impl CallKind for LaneToolCall {
         Some(crate::mcp::calls::tool_question(
             &ctx.input.name,
             target,
-            ctx.input.parsed_arguments.as_ref(),
+            ctx.input.arguments.as_ref(),
         ))
     }
 
@@ -554,29 +558,18 @@ impl CallKind for LaneToolCall {
 async fn call(
     gw: Arc<Gateway>,
     caller: Caller,
-    session: Arc<str>,
     trace: Option<String>,
     id: String,
-    params: CallParams,
+    input: LaneInput,
+    mut rx: mpsc::Receiver<Out>,
 ) -> Response<Body> {
-    let (out, mut rx) = mpsc::channel(OUT_QUEUE);
+    let out = input.out.clone();
+    let session = input.session.clone();
     let cancel = CancellationToken::new();
     let key = (session.clone(), id.clone());
     gw.fast_lane
         .lock_calls()
         .insert(key.clone(), cancel.clone());
-    let parsed_arguments = params
-        .arguments
-        .as_ref()
-        .and_then(|raw| serde_json::from_str(raw.get()).ok());
-    let input = LaneInput {
-        name: params.name,
-        arguments: params.arguments,
-        parsed_arguments,
-        progress_token: params.meta.and_then(|m| m.progress_token),
-        out: out.clone(),
-        session: session.clone(),
-    };
     let task_gw = gw.clone();
     let task_cancel = cancel.clone();
     // Its own task, so a caller that hangs up still lets the call tell the
