@@ -12,6 +12,7 @@ pub mod authorize;
 pub mod config;
 pub mod dates;
 pub mod html;
+pub mod listen;
 pub mod mcp;
 pub mod pipeline;
 pub mod reference;
