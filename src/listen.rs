@@ -12,7 +12,9 @@
 //!   first request) or from the request's first byte (later ones).
 //! - **Idle timeout**: a connection with no request in progress and nothing
 //!   arriving is closed after `http.idle_timeout`. A response in progress
-//!   (a long call, an event stream) is never idle.
+//!   (a long call, an event stream) is never idle, unless the client stops
+//!   reading it: a response that cannot be written for `http.idle_timeout`
+//!   closes its connection too (the slow-reading form of the same attack).
 //! - **Connection cap**: at most `http.max_connections` connections are
 //!   served. A further one is answered at once with `503` and `Retry-After`
 //!   and closed (up to [`REFUSING`] being answered at a time; beyond that
@@ -34,6 +36,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -271,7 +274,8 @@ async fn serve_connection(
                 return;
             }
             why = clock.expired(limits) => {
-                // No request is in progress: closing loses nothing.
+                // No request is in progress (closing loses nothing), or the
+                // client stopped reading its response.
                 tracing::debug!(%peer, "{why}; connection closed");
                 return;
             }
@@ -286,6 +290,13 @@ async fn serve_connection(
 /// What one connection is doing, for its timeouts.
 struct Clock {
     state: Mutex<State>,
+    /// `state.write_stalled_since` is set (checked without the lock on
+    /// every write).
+    write_stalled: AtomicBool,
+    /// When bytes last went out, in ms after `opened`: a response flushing
+    /// out of hyper's buffers after its body ended is not idleness.
+    last_write_ms: AtomicU64,
+    opened: Instant,
     /// A deadline appeared or came closer.
     changed: Notify,
 }
@@ -298,6 +309,8 @@ struct State {
     head_since: Option<Instant>,
     /// Since when nothing has happened on the connection.
     idle_since: Option<Instant>,
+    /// Since when a response has been waiting for the client to read.
+    write_stalled_since: Option<Instant>,
 }
 
 impl Clock {
@@ -308,7 +321,11 @@ impl Clock {
                 in_progress: 0,
                 head_since: Some(now),
                 idle_since: Some(now),
+                write_stalled_since: None,
             }),
+            write_stalled: AtomicBool::new(false),
+            last_write_ms: AtomicU64::new(0),
+            opened: now,
             changed: Notify::new(),
         }
     }
@@ -331,6 +348,23 @@ impl Clock {
         }
     }
 
+    /// A write could not go out (`stalled`) or went out.
+    fn wrote<T>(&self, polled: &Poll<std::io::Result<T>>) {
+        if matches!(polled, Poll::Ready(Ok(_))) {
+            let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last_write_ms.store(ms, Ordering::Relaxed);
+        }
+        let stalled = polled.is_pending();
+        if stalled == self.write_stalled.load(Ordering::Relaxed) {
+            return;
+        }
+        self.write_stalled.store(stalled, Ordering::Relaxed);
+        self.state().write_stalled_since = stalled.then(Instant::now);
+        if stalled {
+            self.changed.notify_one();
+        }
+    }
+
     /// Resolves once the connection has been idle, or reading a request's
     /// head, for too long; says which.
     async fn expired(&self, limits: Limits) -> &'static str {
@@ -344,13 +378,24 @@ impl Clock {
                         "request head not received in time (http.header_read_timeout)",
                     )
                 });
-                let idle = s
-                    .idle_since
-                    .map(|t| (t + limits.idle_timeout, "idle (http.idle_timeout)"));
-                match (head, idle) {
-                    (Some(h), Some(i)) => Some(if h.0 <= i.0 { h } else { i }),
-                    (h, i) => h.or(i),
-                }
+                let wrote =
+                    self.opened + Duration::from_millis(self.last_write_ms.load(Ordering::Relaxed));
+                let idle = s.idle_since.map(|t| {
+                    (
+                        t.max(wrote) + limits.idle_timeout,
+                        "idle (http.idle_timeout)",
+                    )
+                });
+                let unread = s.write_stalled_since.map(|t| {
+                    (
+                        t + limits.idle_timeout,
+                        "response not read by the client (http.idle_timeout)",
+                    )
+                });
+                [head, idle, unread]
+                    .into_iter()
+                    .flatten()
+                    .min_by_key(|d| d.0)
             };
             match deadline {
                 Some((at, why)) if at <= Instant::now() => return why,
@@ -448,7 +493,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.clock.wrote(&polled);
+        polled
     }
 
     fn poll_write_vectored(
@@ -456,7 +503,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.clock.wrote(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -1159,6 +1159,48 @@ mod tests {
         let cfg = Config::load(Some(&cfg_path), "/bin/toolgate").expect("valid");
         assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
         assert!(cfg.servers.is_empty());
+        assert_eq!(cfg.http.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(cfg.http.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(cfg.http.max_connections, None);
+    }
+
+    #[test]
+    fn connection_limits_must_be_usable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (line, needle) in [
+            (
+                "header_read_timeout = \"0s\"",
+                "`http.header_read_timeout`: must be more than 0",
+            ),
+            (
+                "idle_timeout = \"0ms\"",
+                "`http.idle_timeout`: must be more than 0",
+            ),
+            ("idle_timeout = \"soon\"", "`http.idle_timeout`: `soon`"),
+            (
+                "max_connections = 0",
+                "`http.max_connections`: must be 1 to 1000000",
+            ),
+            (
+                "max_connections = 1000001",
+                "`http.max_connections`: must be 1 to 1000000",
+            ),
+        ] {
+            write(dir.path(), "toolgate.toml", &format!("[http]\n{line}\n"));
+            let err = Config::load(Some(&dir.path().join("toolgate.toml")), "tg")
+                .expect_err(line)
+                .to_string();
+            assert!(err.contains(needle), "{line}: {err}");
+        }
+        write(
+            dir.path(),
+            "toolgate.toml",
+            "[http]\nheader_read_timeout = \"2s\"\nidle_timeout = \"5m\"\nmax_connections = 50\n",
+        );
+        let cfg = Config::load(Some(&dir.path().join("toolgate.toml")), "tg").expect("valid");
+        assert_eq!(cfg.http.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.http.idle_timeout, Duration::from_secs(300));
+        assert_eq!(cfg.http.max_connections, Some(50));
     }
 
     #[test]

@@ -489,3 +489,61 @@ async fn a_gateway_at_a_low_open_files_limit_flooded_with_connections_keeps_answ
     let (ok, out) = verify_cli(&config);
     assert!(ok, "{out}");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_responses_is_closed_after_the_idle_timeout() {
+    let (mut gw, ct) = gateway("header_read_timeout = \"5s\"\nidle_timeout = \"500ms\"").await;
+    let session = OneConnection::open(&gw.url).await;
+    // Three pipelined calls whose answers (3 MB each) far exceed what the
+    // socket buffers hold, on a socket that never reads.
+    let message = "a".repeat(3_000_000);
+    let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "echo__echo", "arguments": {"message": message}}})
+    .to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: {ACCEPT}\r\nContent-Type: application/json\r\nMcp-Session-Id: {}\r\nMcp-Protocol-Version: 2025-11-25\r\nContent-Length: {}\r\n\r\n{body}",
+        session.sid,
+        body.len()
+    );
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(gw.addr).await.unwrap();
+    let (mut read, mut write) = tcp.into_split();
+    let writer = tokio::spawn(async move {
+        for _ in 0..3 {
+            if write.write_all(request.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        // Keep the write half open (no FIN) until the gateway closes.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    // Not reading for well past the idle timeout...
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // ...then whatever was buffered arrives, and the connection is closed
+    // short of the three answers.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 65536];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a stalled response's connection stayed open"
+    );
+    assert!(
+        got < 2 * message.len(),
+        "{got} bytes arrived: the stalled response was not cut"
+    );
+    writer.abort();
+    // The gateway serves others as before.
+    assert_eq!(session.echo("still").await, Ok("still".into()));
+    gw.shutdown().await;
+    ct.cancel();
+}
