@@ -692,6 +692,29 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("the audit trail's signing key ([audit] signing_key): {0}")]
     Audit(String),
+    #[error(transparent)]
+    Listen(#[from] crate::listen::ListenError),
+}
+
+/// Raise the open-files limit and fit the connection cap under it.
+fn front_door_limits(config: &Config) -> Result<crate::listen::Limits, StartError> {
+    use crate::listen;
+    let descriptors = listen::raise_descriptor_limit()?;
+    let reserved = listen::reserved_descriptors(config.servers.len());
+    let max_connections =
+        listen::connection_cap(config.http.max_connections, descriptors.limit, reserved)?;
+    tracing::info!(
+        open_files = descriptors.limit,
+        raised_from = descriptors.was,
+        reserved,
+        max_connections,
+        "open-files limit and connection cap"
+    );
+    Ok(listen::Limits {
+        header_read_timeout: config.http.header_read_timeout,
+        idle_timeout: config.http.idle_timeout,
+        max_connections,
+    })
 }
 
 /// How often API keys' last-use times are written.
@@ -733,6 +756,7 @@ impl HttpServer {
             .map(|s| sso::cookie_key(s, &config.storage.data_dir))
             .transpose()
             .map_err(StartError::Sso)?;
+        let limits = front_door_limits(&config)?;
         let bind = |source| StartError::Bind {
             addr: config.listen,
             source,
@@ -779,18 +803,8 @@ impl HttpServer {
         let gw = gateway.clone();
         let stop_signal = stop.clone();
         let task = tokio::spawn(async move {
-            use axum::serve::ListenerExt;
-            // Nagle's algorithm + delayed ACK adds ~40 ms per response.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
             let drained = CancellationToken::new();
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let serve = axum::serve(listener, app).with_graceful_shutdown({
-                let drained = drained.clone();
-                async move { drained.cancelled().await }
-            });
-            let serve = tokio::spawn(serve.into_future());
+            let serve = tokio::spawn(crate::listen::serve(listener, app, limits, drained.clone()));
             stop_signal.cancelled().await;
             // Stop accepting connections; requests already open keep going.
             drained.cancel();

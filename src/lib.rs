@@ -13,6 +13,7 @@ pub mod config;
 pub mod dates;
 pub mod html;
 pub mod json;
+pub mod listen;
 pub mod mcp;
 pub mod pipeline;
 pub mod reference;

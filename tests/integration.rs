@@ -21,6 +21,8 @@ mod audit;
 mod bad_input;
 #[path = "integration/forwarded_is_decided.rs"]
 mod forwarded_is_decided;
+#[path = "integration/connections.rs"]
+mod connections;
 #[path = "integration/identity.rs"]
 mod identity;
 #[path = "integration/lane.rs"]

@@ -30,6 +30,17 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT_CALLS: usize = 4096;
 /// Default cap on concurrent MCP sessions.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Default cap on open client connections: two per session (its event
+/// stream and its calls); lowered to what the open-files limit allows.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2 * DEFAULT_MAX_SESSIONS;
+/// Largest `http.max_connections` accepted.
+pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+/// Default time a request's head gets to arrive complete.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time an idle keep-alive connection stays open. Longer than
+/// most clients' own idle timeouts, so a client rarely reuses a connection
+/// the gateway is just closing.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -109,6 +120,16 @@ pub struct HttpConfig {
     /// Plain `tools/call` requests to HTTP upstreams take the fast lane
     /// (`src/mcp/lane/`); `false` sends everything through rmcp.
     pub fast_lane: bool,
+    /// A request's head must arrive complete within this, counted from
+    /// the connection's opening (its first request) or from the request's
+    /// first byte (later ones); else the connection is closed.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress and nothing arriving is
+    /// closed after this long.
+    pub idle_timeout: Duration,
+    /// Most open client connections; `None`: as many as the open-files
+    /// limit allows, at most [`DEFAULT_MAX_CONNECTIONS`] (see `listen`).
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,6 +331,9 @@ struct RawHttp {
     max_body_bytes: Option<usize>,
     max_sessions: Option<usize>,
     fast_lane: Option<bool>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -524,6 +548,27 @@ impl Config {
         if max_sessions == 0 {
             report.error("http.max_sessions", "must be at least 1");
         }
+        let header_read_timeout = positive_duration_or(
+            &mut report,
+            "http.header_read_timeout",
+            raw.http.header_read_timeout.as_deref(),
+            DEFAULT_HEADER_READ_TIMEOUT,
+        );
+        let idle_timeout = positive_duration_or(
+            &mut report,
+            "http.idle_timeout",
+            raw.http.idle_timeout.as_deref(),
+            DEFAULT_IDLE_TIMEOUT,
+        );
+        let max_connections = raw.http.max_connections;
+        if max_connections.is_some_and(|n| n == 0 || n > MAX_MAX_CONNECTIONS) {
+            report.error(
+                "http.max_connections",
+                format!(
+                    "must be 1 to {MAX_MAX_CONNECTIONS}; leave it out to fit the open-files limit"
+                ),
+            );
+        }
         let allowed_hosts = raw.http.allowed_hosts.unwrap_or_else(|| {
             vec![
                 "localhost".into(),
@@ -599,6 +644,9 @@ impl Config {
                     max_body_bytes,
                     max_sessions,
                     fast_lane: raw.http.fast_lane.unwrap_or(true),
+                    header_read_timeout,
+                    idle_timeout,
+                    max_connections,
                 },
                 shutdown_grace,
                 log_format,
@@ -807,6 +855,21 @@ fn duration_or(
             default
         }
     }
+}
+
+/// [`duration_or`] for a timeout, which cannot be zero.
+fn positive_duration_or(
+    report: &mut Report<'_>,
+    key: &str,
+    raw: Option<&str>,
+    default: Duration,
+) -> Duration {
+    let d = duration_or(report, key, raw, default);
+    if d.is_zero() {
+        report.error(key, "must be more than 0 (e.g. \"10s\")");
+        return default;
+    }
+    d
 }
 
 fn load_servers(dir: &Path, self_exe: &str, errors: &mut Vec<ConfigError>) -> Vec<ServerConfig> {
@@ -1096,6 +1159,48 @@ mod tests {
         let cfg = Config::load(Some(&cfg_path), "/bin/toolgate").expect("valid");
         assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
         assert!(cfg.servers.is_empty());
+        assert_eq!(cfg.http.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(cfg.http.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(cfg.http.max_connections, None);
+    }
+
+    #[test]
+    fn connection_limits_must_be_usable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (line, needle) in [
+            (
+                "header_read_timeout = \"0s\"",
+                "`http.header_read_timeout`: must be more than 0",
+            ),
+            (
+                "idle_timeout = \"0ms\"",
+                "`http.idle_timeout`: must be more than 0",
+            ),
+            ("idle_timeout = \"soon\"", "`http.idle_timeout`: `soon`"),
+            (
+                "max_connections = 0",
+                "`http.max_connections`: must be 1 to 1000000",
+            ),
+            (
+                "max_connections = 1000001",
+                "`http.max_connections`: must be 1 to 1000000",
+            ),
+        ] {
+            write(dir.path(), "toolgate.toml", &format!("[http]\n{line}\n"));
+            let err = Config::load(Some(&dir.path().join("toolgate.toml")), "tg")
+                .expect_err(line)
+                .to_string();
+            assert!(err.contains(needle), "{line}: {err}");
+        }
+        write(
+            dir.path(),
+            "toolgate.toml",
+            "[http]\nheader_read_timeout = \"2s\"\nidle_timeout = \"5m\"\nmax_connections = 50\n",
+        );
+        let cfg = Config::load(Some(&dir.path().join("toolgate.toml")), "tg").expect("valid");
+        assert_eq!(cfg.http.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.http.idle_timeout, Duration::from_secs(300));
+        assert_eq!(cfg.http.max_connections, Some(50));
     }
 
     #[test]
