@@ -19,10 +19,10 @@ mod approver_page;
 mod audit;
 #[path = "integration/bad_input.rs"]
 mod bad_input;
-#[path = "integration/forwarded_is_decided.rs"]
-mod forwarded_is_decided;
 #[path = "integration/connections.rs"]
 mod connections;
+#[path = "integration/forwarded_is_decided.rs"]
+mod forwarded_is_decided;
 #[path = "integration/identity.rs"]
 mod identity;
 #[path = "integration/lane.rs"]
@@ -33,6 +33,8 @@ mod lifecycle;
 mod passthrough;
 #[path = "integration/postgres.rs"]
 mod postgres;
+#[path = "integration/progress_order.rs"]
+mod progress_order;
 #[path = "integration/providers.rs"]
 mod providers;
 #[path = "integration/rbac.rs"]

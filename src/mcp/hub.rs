@@ -112,11 +112,6 @@ pub struct Hub {
     registered: tokio::sync::Notify,
 }
 
-/// How long a finished call's progress route outlives it: an upstream sends
-/// its last progress right before the result, and rmcp may hand us the
-/// result before it has handled that notification.
-const PROGRESS_LINGER: Duration = Duration::from_millis(500);
-
 /// Unregisters a call when dropped (completed, failed or cancelled alike).
 pub struct Registration {
     hub: Arc<Hub>,
@@ -126,16 +121,12 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub.lock().calls.remove(&self.key);
+        // Progress read before the result has been sent on by now
+        // (`in_order`): nothing more is routed for this call.
+        let mut hub = self.hub.lock();
+        hub.calls.remove(&self.key);
         if let Some(p) = self.progress.take() {
-            let hub = self.hub.clone();
-            // Outside a runtime (process exit) there is nothing left to route.
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    tokio::time::sleep(PROGRESS_LINGER).await;
-                    hub.lock().progress.remove(&p);
-                });
-            }
+            hub.progress.remove(&p);
         }
     }
 }

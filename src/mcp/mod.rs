@@ -7,6 +7,7 @@
 pub mod calls;
 pub mod catalog;
 pub mod hub;
+pub mod in_order;
 pub mod ingress;
 pub mod lane;
 pub mod server;

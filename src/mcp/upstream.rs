@@ -25,8 +25,7 @@ use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, CreateMessageRequest,
     CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
     ElicitResult, Implementation, ListRootsRequest, ListRootsResult,
-    LoggingMessageNotificationParam, ProgressNotificationParam, ResourceUpdatedNotificationParam,
-    ServerRequest, ServerResult,
+    LoggingMessageNotificationParam, ResourceUpdatedNotificationParam, ServerRequest, ServerResult,
 };
 use rmcp::model::{GetExtensions, ProtocolVersion, RequestMetaObject, SubscriptionFilter};
 use rmcp::service::{ClientCacheConfig, ClientLifecycleMode, ClientServiceExt};
@@ -34,6 +33,7 @@ use rmcp::service::{
     InboundStreamOrigin, NotificationContext, OriginatingRequestId, Peer, PeerRequestOptions,
     RequestContext, RoleClient, RunningService,
 };
+use rmcp::transport::IntoTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, ErrorData};
@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::Listing;
 use super::hub::{Downstream, Hub};
+use super::in_order::InOrder;
 use crate::config::{ServerConfig, Transport};
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -443,6 +444,11 @@ impl Upstream {
                         }
                     });
                 }
+                let transport = InOrder::new(
+                    IntoTransport::<RoleClient, _, _>::into_transport(transport),
+                    handler.hub.clone(),
+                    handler.server.clone(),
+                );
                 handler
                     .serve_with_lifecycle(transport, lifecycle.clone())
                     .await
@@ -472,7 +478,11 @@ impl Upstream {
                     Some(lane) => lane.spy(client),
                     None => super::lane::SessionSpy::detached(client),
                 };
-                let transport = StreamableHttpClientTransport::with_client(client, config);
+                let transport = InOrder::new(
+                    StreamableHttpClientTransport::with_client(client, config),
+                    handler.hub.clone(),
+                    handler.server.clone(),
+                );
                 handler
                     .serve_with_lifecycle(transport, lifecycle.clone())
                     .await
@@ -688,24 +698,8 @@ impl ClientHandler for UpstreamClient {
         }
     }
 
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let Some(target) = self
-            .hub
-            .progress_target(&self.server, &params.progress_token)
-        else {
-            return;
-        };
-        let Some(token) = target.progress_token else {
-            return;
-        };
-        let mut params = params;
-        params.progress_token = token;
-        let _ = target.peer.notify_progress(params).await;
-    }
+    // Progress never reaches the handler: [`InOrder`] takes it off the
+    // link, to keep its order.
 
     async fn on_logging_message(
         &self,
