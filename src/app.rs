@@ -90,7 +90,11 @@ impl Gateway {
         policies: crate::authorize::Policies,
         audit: crate::audit::Audit,
     ) -> Arc<Self> {
-        let upstreams: Vec<_> = config.servers.iter().cloned().map(Upstream::new).collect();
+        let upstreams: Vec<_> = config
+            .servers
+            .iter()
+            .map(|s| Upstream::new(s.clone(), config.host_resolver.clone()))
+            .collect();
         let max_sessions = config.http.max_sessions;
         let max_in_flight = config.max_in_flight_calls;
         let instructions = instructions(&config.servers);
@@ -195,9 +199,11 @@ impl Gateway {
         }
     }
 
-    /// `/readyz`: ready once every upstream has been tried at least once.
-    /// A down upstream does not make the gateway unready (its tools are
-    /// simply absent); the body says which upstreams are up and why not.
+    /// The gateway's state in detail (`GET /admin/v1/status`, admins only):
+    /// ready once every upstream has been tried at least once. A down
+    /// upstream does not make the gateway unready (its tools are simply
+    /// absent); the body says which upstreams are up and why not, and where
+    /// they are (URLs without credentials).
     pub fn readiness(&self) -> (bool, serde_json::Value) {
         let mut ready = true;
         let upstreams: Vec<_> = self
@@ -212,12 +218,16 @@ impl Gateway {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
-                serde_json::json!({
+                let mut entry = serde_json::json!({
                     "name": &*u.name,
                     "transport": u.config.transport.kind(),
                     "since_unix": since,
                     "health": health,
-                })
+                });
+                if let crate::config::Transport::Http { url, .. } = &u.config.transport {
+                    entry["url"] = url.to_string().into();
+                }
+                entry
             })
             .collect();
         let issuers: Vec<_> = self
@@ -490,8 +500,26 @@ fn initialize_declares_elicitation(body: &[u8]) -> bool {
         .is_ok_and(|i| crate::approvals::can_elicit(&i.params.capabilities))
 }
 
+/// `/readyz` is public (load balancers, orchestrators): states only. Error
+/// texts and addresses say where internal services live and may echo what
+/// an upstream sent, so they are for admins (`GET /admin/v1/status`).
 async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
-    let (ready, body) = gw.readiness();
+    let (ready, detail) = gw.readiness();
+    let names = |list: &serde_json::Value| list.as_array().cloned().unwrap_or_default();
+    let upstreams: Vec<_> = names(&detail["upstreams"])
+        .iter()
+        .map(|u| serde_json::json!({"name": u["name"], "health": {"state": u["health"]["state"]}}))
+        .collect();
+    let issuers: Vec<_> = names(&detail["issuers"])
+        .iter()
+        .map(|i| serde_json::json!({"name": i["name"], "state": i["state"]}))
+        .collect();
+    let body = serde_json::json!({
+        "ready": ready,
+        "upstreams": upstreams,
+        "issuers": issuers,
+        "details": "GET /admin/v1/status (administer Admin::\"status\")",
+    });
     let status = if ready {
         StatusCode::OK
     } else {

@@ -19,6 +19,8 @@ mod approver_page;
 mod audit;
 #[path = "integration/bad_input.rs"]
 mod bad_input;
+#[path = "integration/egress.rs"]
+mod egress;
 #[path = "integration/identity.rs"]
 mod identity;
 #[path = "integration/lane.rs"]

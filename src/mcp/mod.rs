@@ -5,6 +5,7 @@
 
 pub mod calls;
 pub mod catalog;
+pub mod egress;
 pub mod hub;
 pub mod lane;
 pub mod server;
