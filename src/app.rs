@@ -84,12 +84,13 @@ fn instructions(servers: &[crate::config::ServerConfig]) -> String {
 }
 
 impl Gateway {
-    /// Build the gateway and start one supervisor per upstream.
+    /// Build the gateway and start one supervisor per upstream; fails only
+    /// when an HTTP client cannot be built (never a fallback client).
     pub fn start(
         config: Config,
         policies: crate::authorize::Policies,
         audit: crate::audit::Audit,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, StartError> {
         let upstreams: Vec<_> = config
             .servers
             .iter()
@@ -104,7 +105,8 @@ impl Gateway {
             .iter()
             .cloned()
             .map(authenticate::oidc::Issuer::new)
-            .collect();
+            .collect::<Result<_, _>>()
+            .map_err(StartError::HttpClient)?;
         let by_name = upstreams
             .iter()
             .map(|u| (u.name.clone(), u.clone()))
@@ -137,7 +139,7 @@ impl Gateway {
                 gw.shutdown.clone(),
             ));
         }
-        gw
+        Ok(gw)
     }
 
     pub fn catalog(&self) -> arc_swap::Guard<Arc<Catalog>> {
@@ -547,7 +549,8 @@ pub fn start_audit(config: &Config, store: &Store) -> Result<crate::audit::Audit
     let key =
         crate::audit::SigningKey::load(config.audit.signing_key.as_ref(), &config.storage.data_dir)
             .map_err(StartError::Audit)?;
-    let audit = crate::audit::Audit::start(store.clone(), config.audit.clone(), key);
+    let audit = crate::audit::Audit::start(store.clone(), config.audit.clone(), key)
+        .map_err(StartError::HttpClient)?;
     if let Some(w) = &config.approvals.webhook {
         audit.forward(
             w.forward.clone(),
@@ -674,6 +677,10 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("the audit trail's signing key ([audit] signing_key): {0}")]
     Audit(String),
+    /// An HTTP client (upstream links, identity providers, forwarding)
+    /// could not be built; toolgate never falls back to another one.
+    #[error("{0}")]
+    HttpClient(String),
 }
 
 /// How often API keys' last-use times are written.
@@ -724,7 +731,7 @@ impl HttpServer {
             .map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
         let audit = start_audit(&config, &store)?;
-        let gateway = Gateway::start(config, policies, audit);
+        let gateway = Gateway::start(config, policies, audit)?;
         let issuers = gateway.issuers.clone();
         let sso = match &gateway.config.auth.sso {
             Some(sso) => {
@@ -733,13 +740,16 @@ impl HttpServer {
                     .find(|i| i.config.name == sso.issuer)
                     .cloned()
                     .ok_or_else(|| StartError::Sso(format!("no issuer `{}`", sso.issuer)))?;
-                Some(Arc::new(sso::Sso::new(
-                    sso.clone(),
-                    issuer,
-                    cookie_key.as_deref().unwrap_or_default(),
-                    store,
-                    addr,
-                )))
+                Some(Arc::new(
+                    sso::Sso::new(
+                        sso.clone(),
+                        issuer,
+                        cookie_key.as_deref().unwrap_or_default(),
+                        store,
+                        addr,
+                    )
+                    .map_err(StartError::HttpClient)?,
+                ))
             }
             None => None,
         };
@@ -853,7 +863,7 @@ pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let audit = start_audit(&config, &store)?;
-    let gw = Gateway::start(config, policies, audit);
+    let gw = Gateway::start(config, policies, audit)?;
     let server = VirtualServer::new(gw.clone(), Caller::local_process());
     let running = server.serve(rmcp::transport::stdio()).await?;
     let ct = running.cancellation_token();

@@ -62,9 +62,9 @@ pub struct CheckedResolver {
 }
 
 impl CheckedResolver {
-    pub fn new(server: &ServerConfig, resolver: HostResolver, allow_link_local: bool) -> Self {
+    pub fn new(server: &str, resolver: HostResolver, allow_link_local: bool) -> Self {
         Self {
-            server: Arc::from(server.name.as_str()),
+            server: Arc::from(server),
             resolver,
             allow_link_local,
         }
@@ -159,7 +159,7 @@ pub fn upstream_client(
         .redirect(policy)
         .no_proxy()
         .dns_resolver(Arc::new(CheckedResolver::new(
-            server,
+            &server.name,
             resolver,
             allow_link_local,
         )))
@@ -184,4 +184,72 @@ pub fn refusal_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'
         next = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::str::FromStr;
+    use tower::Service;
+
+    fn resolver(allow_link_local: bool) -> CheckedResolver {
+        let ip = |s: &str| IpAddr::from_str(s).expect("ip");
+        let table = HashMap::from([
+            ("ok.test".to_string(), vec![ip("10.0.0.7")]),
+            (
+                "meta.test".to_string(),
+                vec![ip("10.0.0.7"), ip("::ffff:169.254.169.254")],
+            ),
+            ("empty.test".to_string(), vec![]),
+        ]);
+        CheckedResolver::new("up", HostResolver::Fixed(Arc::new(table)), allow_link_local)
+    }
+
+    async fn lane_lookup(r: &mut CheckedResolver, host: &str) -> Result<Vec<SocketAddr>, Refused> {
+        let name = hyper_util::client::legacy::connect::dns::Name::from_str(host).expect("name");
+        r.call(name).await.map(Iterator::collect)
+    }
+
+    #[tokio::test]
+    async fn the_lane_connector_refuses_names_that_resolve_to_metadata_addresses() {
+        let mut checked = resolver(false);
+        assert!(lane_lookup(&mut checked, "ok.test").await.is_ok());
+        let refused = lane_lookup(&mut checked, "meta.test")
+            .await
+            .expect_err("refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("`meta.test` resolves to ::ffff:169.254.169.254")
+                && refused.to_string().contains("servers/up.toml"),
+            "{refused}"
+        );
+        let named = lane_lookup(&mut checked, "metadata.google.internal")
+            .await
+            .expect_err("refused by name, before any lookup");
+        assert!(matches!(named, Refused::LinkLocal { .. }), "{named}");
+        assert!(matches!(
+            lane_lookup(&mut checked, "empty.test").await,
+            Err(Refused::NoAddress(_))
+        ));
+        let mut allowed = resolver(true);
+        assert_eq!(
+            lane_lookup(&mut allowed, "meta.test")
+                .await
+                .expect("allowed")
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_found_inside_wrapping_errors() {
+        let refused = Refused::NoAddress("x".into());
+        let io = std::io::Error::other(refused);
+        assert!(matches!(refusal_in(&io), Some(Refused::NoAddress(_))));
+        let plain = std::io::Error::other("no");
+        assert!(refusal_in(&plain).is_none());
+    }
 }

@@ -109,7 +109,7 @@ impl Upstream {
             lane: match &config.transport {
                 crate::config::Transport::Http { url, headers } if url.is_plain_http() => {
                     let resolver = super::egress::CheckedResolver::new(
-                        &config,
+                        &config.name,
                         resolver.clone(),
                         url.allow_link_local,
                     );
