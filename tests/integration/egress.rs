@@ -487,3 +487,50 @@ async fn readyz_never_shows_upstream_credentials_and_details_are_for_admins() {
 
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn audit_forwarding_never_follows_a_redirect() {
+    use std::sync::atomic::AtomicUsize;
+    let ct = CancellationToken::new();
+    // Where the redirect points: counts what reaches it.
+    let reached = Arc::new(AtomicUsize::new(0));
+    let target = {
+        let reached = reached.clone();
+        let router = axum::Router::new().fallback(move || {
+            reached.fetch_add(1, Ordering::SeqCst);
+            async { "ok" }
+        });
+        serve(router, ct.clone()).await
+    };
+    let receiver = redirector(307, target, ct.clone()).await;
+    let echo = http_upstream(Echo::new, ct.clone()).await;
+    let mut gw = Gateway::start(
+        &[("echo", http_server_toml("echo", &echo, ""))],
+        &format!(
+            "[audit.forward]\nurl = \"{receiver}?token=siem-query-token\"\nauthorization = \"Bearer siem-token\"\ninterval = \"100ms\"\nmax_backoff = \"200ms\"\n"
+        ),
+    )
+    .await;
+    gw.wait_ready(&["echo"]).await;
+    let (client, _) = connect(&gw.url).await;
+    client
+        .call_tool(call("echo__echo", json!({"message": "audited"})))
+        .await
+        .unwrap();
+    let stats = gw.gateway().audit.forwarded.clone();
+    let failed = eventually(Duration::from_secs(10), || {
+        let stats = stats.clone();
+        async move { stats.failures.load(Ordering::SeqCst) >= 2 }
+    })
+    .await;
+    assert!(failed, "the redirect should count as a failed delivery");
+    assert_eq!(stats.delivered.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "a delivery followed the redirect"
+    );
+    client.cancel().await.unwrap();
+    gw.shutdown().await;
+    ct.cancel();
+}
