@@ -60,7 +60,7 @@ async fn main() {
         }
     );
     let key = SigningKey::from_text(&"ab".repeat(32)).expect("key");
-    let audit = Audit::start(store, AuditConfig::defaults(dir.path()), key);
+    let audit = Audit::start(store, AuditConfig::defaults(dir.path()), key).expect("audit");
     println!("| calls writing at once | records | wait p50 | wait p99 | CPU per record |");
     println!("|---:|---:|---:|---:|---:|");
     for concurrent in [1usize, 2, 8, 64] {

@@ -84,13 +84,18 @@ fn instructions(servers: &[crate::config::ServerConfig]) -> String {
 }
 
 impl Gateway {
-    /// Build the gateway and start one supervisor per upstream.
+    /// Build the gateway and start one supervisor per upstream; fails only
+    /// when an HTTP client cannot be built (never a fallback client).
     pub fn start(
         config: Config,
         policies: crate::authorize::Policies,
         audit: crate::audit::Audit,
-    ) -> Arc<Self> {
-        let upstreams: Vec<_> = config.servers.iter().cloned().map(Upstream::new).collect();
+    ) -> Result<Arc<Self>, StartError> {
+        let upstreams: Vec<_> = config
+            .servers
+            .iter()
+            .map(|s| Upstream::new(s.clone(), config.host_resolver.clone()))
+            .collect();
         let max_sessions = config.http.max_sessions;
         let max_in_flight = config.max_in_flight_calls;
         let instructions = instructions(&config.servers);
@@ -100,7 +105,8 @@ impl Gateway {
             .iter()
             .cloned()
             .map(authenticate::oidc::Issuer::new)
-            .collect();
+            .collect::<Result<_, _>>()
+            .map_err(StartError::HttpClient)?;
         let by_name = upstreams
             .iter()
             .map(|u| (u.name.clone(), u.clone()))
@@ -133,7 +139,7 @@ impl Gateway {
                 gw.shutdown.clone(),
             ));
         }
-        gw
+        Ok(gw)
     }
 
     pub fn catalog(&self) -> arc_swap::Guard<Arc<Catalog>> {
@@ -195,9 +201,11 @@ impl Gateway {
         }
     }
 
-    /// `/readyz`: ready once every upstream has been tried at least once.
-    /// A down upstream does not make the gateway unready (its tools are
-    /// simply absent); the body says which upstreams are up and why not.
+    /// The gateway's state in detail (`GET /admin/v1/status`, admins only):
+    /// ready once every upstream has been tried at least once. A down
+    /// upstream does not make the gateway unready (its tools are simply
+    /// absent); the body says which upstreams are up and why not, and where
+    /// they are (URLs without credentials).
     pub fn readiness(&self) -> (bool, serde_json::Value) {
         let mut ready = true;
         let upstreams: Vec<_> = self
@@ -212,12 +220,16 @@ impl Gateway {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
-                serde_json::json!({
+                let mut entry = serde_json::json!({
                     "name": &*u.name,
                     "transport": u.config.transport.kind(),
                     "since_unix": since,
                     "health": health,
-                })
+                });
+                if let crate::config::Transport::Http { url, .. } = &u.config.transport {
+                    entry["url"] = url.to_string().into();
+                }
+                entry
             })
             .collect();
         let issuers: Vec<_> = self
@@ -536,8 +548,26 @@ fn initialize_declares_elicitation(message: &serde_json::Value) -> bool {
         .is_ok_and(|i| crate::approvals::can_elicit(&i.params.capabilities))
 }
 
+/// `/readyz` is public (load balancers, orchestrators): states only. Error
+/// texts and addresses say where internal services live and may echo what
+/// an upstream sent, so they are for admins (`GET /admin/v1/status`).
 async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
-    let (ready, body) = gw.readiness();
+    let (ready, detail) = gw.readiness();
+    let names = |list: &serde_json::Value| list.as_array().cloned().unwrap_or_default();
+    let upstreams: Vec<_> = names(&detail["upstreams"])
+        .iter()
+        .map(|u| serde_json::json!({"name": u["name"], "health": {"state": u["health"]["state"]}}))
+        .collect();
+    let issuers: Vec<_> = names(&detail["issuers"])
+        .iter()
+        .map(|i| serde_json::json!({"name": i["name"], "state": i["state"]}))
+        .collect();
+    let body = serde_json::json!({
+        "ready": ready,
+        "upstreams": upstreams,
+        "issuers": issuers,
+        "details": "GET /admin/v1/status (administer Admin::\"status\")",
+    });
     let status = if ready {
         StatusCode::OK
     } else {
@@ -565,7 +595,8 @@ pub fn start_audit(config: &Config, store: &Store) -> Result<crate::audit::Audit
     let key =
         crate::audit::SigningKey::load(config.audit.signing_key.as_ref(), &config.storage.data_dir)
             .map_err(StartError::Audit)?;
-    let audit = crate::audit::Audit::start(store.clone(), config.audit.clone(), key);
+    let audit = crate::audit::Audit::start(store.clone(), config.audit.clone(), key)
+        .map_err(StartError::HttpClient)?;
     if let Some(w) = &config.approvals.webhook {
         audit.forward(
             w.forward.clone(),
@@ -694,6 +725,10 @@ pub enum StartError {
     Audit(String),
     #[error(transparent)]
     Listen(#[from] crate::listen::ListenError),
+    /// An HTTP client (upstream links, identity providers, forwarding)
+    /// could not be built; toolgate never falls back to another one.
+    #[error("{0}")]
+    HttpClient(String),
 }
 
 /// Raise the open-files limit and fit the connection cap under it.
@@ -766,7 +801,7 @@ impl HttpServer {
             .map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
         let audit = start_audit(&config, &store)?;
-        let gateway = Gateway::start(config, policies, audit);
+        let gateway = Gateway::start(config, policies, audit)?;
         let issuers = gateway.issuers.clone();
         let sso = match &gateway.config.auth.sso {
             Some(sso) => {
@@ -775,13 +810,16 @@ impl HttpServer {
                     .find(|i| i.config.name == sso.issuer)
                     .cloned()
                     .ok_or_else(|| StartError::Sso(format!("no issuer `{}`", sso.issuer)))?;
-                Some(Arc::new(sso::Sso::new(
-                    sso.clone(),
-                    issuer,
-                    cookie_key.as_deref().unwrap_or_default(),
-                    store,
-                    addr,
-                )))
+                Some(Arc::new(
+                    sso::Sso::new(
+                        sso.clone(),
+                        issuer,
+                        cookie_key.as_deref().unwrap_or_default(),
+                        store,
+                        addr,
+                    )
+                    .map_err(StartError::HttpClient)?,
+                ))
             }
             None => None,
         };
@@ -885,7 +923,7 @@ pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let audit = start_audit(&config, &store)?;
-    let gw = Gateway::start(config, policies, audit);
+    let gw = Gateway::start(config, policies, audit)?;
     let server = VirtualServer::new(gw.clone(), Caller::local_process());
     // A message is read as strictly on stdio as on HTTP, with the same bound.
     let max_line = gw.config.http.max_body_bytes;

@@ -247,7 +247,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     format!("{}__*", s.prefix)
                 };
-                eprintln!("  - {} [{}] {prefix}", s.name, s.transport.kind());
+                let at = match &s.transport {
+                    // Shown without credentials (userinfo, query values).
+                    toolgate::config::Transport::Http { url, .. } => format!(" {url}"),
+                    toolgate::config::Transport::Stdio { .. } => String::new(),
+                };
+                eprintln!("  - {} [{}{at}] {prefix}", s.name, s.transport.kind());
             }
             match toolgate::authorize::Policies::load(&config.policies_dir, 1) {
                 Ok(policies) => eprintln!(

@@ -23,6 +23,8 @@ mod bad_input;
 mod connections;
 #[path = "integration/forwarded_is_decided.rs"]
 mod forwarded_is_decided;
+#[path = "integration/egress.rs"]
+mod egress;
 #[path = "integration/identity.rs"]
 mod identity;
 #[path = "integration/lane.rs"]

@@ -23,6 +23,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
             axum::routing::post(policy_explain),
         )
         .route("/admin/v1/audit", axum::routing::get(audit_records))
+        .route("/admin/v1/status", axum::routing::get(status))
         .route("/admin/v1/approvals", axum::routing::get(approvals_list))
         .route(
             "/admin/v1/approvals/{id}/{verdict}",
@@ -49,6 +50,17 @@ fn may_not_administer(gw: &Gateway, caller: &Caller, area: &str) -> Option<Respo
             format!("administering `{area}` is not allowed: {decision}"),
         )
     })
+}
+
+/// `GET /admin/v1/status`: what `/readyz` says in detail: each upstream's
+/// health with the reason it is down and its URL (without credentials),
+/// each identity provider's problem, catalog problems, session count.
+async fn status(State(gw): State<Arc<Gateway>>, Extension(caller): Extension<Caller>) -> Response {
+    if let Some(refusal) = may_not_administer(&gw, &caller, "status") {
+        return refusal;
+    }
+    let (_, body) = gw.readiness();
+    Json(body).into_response()
 }
 
 /// `POST /admin/v1/policy/explain`: the body is one policy test case

@@ -206,7 +206,7 @@ mod tests {
     async fn audit(dir: &std::path::Path) -> Audit {
         let store = crate::storage::Store::open(None, dir).await.expect("store");
         let key = crate::audit::SigningKey::from_text(&"7".repeat(64)).expect("key");
-        Audit::start(store, crate::audit::AuditConfig::defaults(dir), key)
+        Audit::start(store, crate::audit::AuditConfig::defaults(dir), key).expect("audit")
     }
 
     fn gate() -> Gate {

@@ -70,18 +70,30 @@ impl Feed {
 pub const MAX_BATCH: usize = 1000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Deliver `feed` until `stop`.
+/// The HTTP client of a feed: no redirects (the receiver's
+/// `authorization` and the records would go wherever it points).
+pub fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("the HTTP client for audit forwarding could not be built: {e}"))
+}
+
+/// Deliver `feed` with `client` until `stop`.
 pub async fn run(
     store: Store,
+    client: reqwest::Client,
     config: ForwardConfig,
     feed: Feed,
     stats: Arc<ForwardStats>,
     stop: CancellationToken,
 ) {
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .unwrap_or_default();
+    // A receiver URL may carry a token in its query: log it safely.
+    let shown = url::Url::parse(&config.url).map_or_else(
+        |_| "(an invalid URL)".to_string(),
+        |u| crate::config::egress::redact(&u, &[]),
+    );
     let mut backoff = Duration::from_millis(500);
     loop {
         let pause = match deliver_once(&store, &client, &config, &feed, &stats).await {
@@ -92,7 +104,7 @@ pub async fn run(
             }
             Err(e) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(url = %config.url, error = %e, retry_in_ms = backoff.as_millis() as u64, "audit forwarding failed; retrying");
+                tracing::warn!(url = %shown, error = %e, retry_in_ms = backoff.as_millis() as u64, "audit forwarding failed; retrying");
                 let wait = backoff;
                 backoff = (backoff * 2).min(config.max_backoff);
                 wait
@@ -142,7 +154,23 @@ async fn deliver_once(
         if let Some(auth) = &config.authorization {
             request = request.header(reqwest::header::AUTHORIZATION, auth.expose());
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        // reqwest's message prints the URL in full (tokens in its query).
+        let response = request.send().await.map_err(|e| {
+            let e = e.without_url();
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        })?;
+        if response.status().is_redirection() {
+            return Err(format!(
+                "the receiver answered {} (a redirect); audit forwarding does not follow redirects: set the final URL",
+                response.status()
+            ));
+        }
         if !response.status().is_success() {
             return Err(format!("the receiver answered {}", response.status()));
         }

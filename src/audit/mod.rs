@@ -405,11 +405,15 @@ pub struct Audit {
     /// Delivery to `[audit.forward]` (zero when not configured).
     pub forwarded: Arc<forward::ForwardStats>,
     stop_forwarding: tokio_util::sync::CancellationToken,
+    /// For forwarding feeds (built once, at start).
+    http: reqwest::Client,
 }
 
 impl Audit {
-    /// Start the writer over `store`, signing checkpoints with `key`.
-    pub fn start(store: Store, config: AuditConfig, key: SigningKey) -> Audit {
+    /// Start the writer over `store`, signing checkpoints with `key`;
+    /// fails only when the forwarder's HTTP client cannot be built.
+    pub fn start(store: Store, config: AuditConfig, key: SigningKey) -> Result<Audit, String> {
+        let client = forward::client()?;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let config = Arc::new(config);
         let counters = Arc::new(Counters::default());
@@ -426,22 +430,24 @@ impl Audit {
         if let Some(f) = &config.forward {
             tokio::spawn(forward::run(
                 store.clone(),
+                client.clone(),
                 f.clone(),
                 forward::Feed::all_records(),
                 forwarded.clone(),
                 stop_forwarding.clone(),
             ));
         }
-        Audit {
+        Ok(Audit {
             tx,
             store,
             key,
             forwarded,
             stop_forwarding,
+            http: client,
             redactor: redact::Redactor::new(&config.secret_fields),
             config,
             counters,
-        }
+        })
     }
 
     /// Also deliver `feed` to `config`'s receiver, until the trail closes.
@@ -453,6 +459,7 @@ impl Audit {
         let stats = Arc::new(forward::ForwardStats::default());
         tokio::spawn(forward::run(
             self.store.clone(),
+            self.http.clone(),
             config,
             feed,
             stats.clone(),

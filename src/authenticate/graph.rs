@@ -32,18 +32,18 @@ pub struct Graph {
 }
 
 impl Graph {
-    pub fn new(config: GraphConfig) -> Self {
+    pub fn new(config: GraphConfig) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|e| format!("the HTTP client for Microsoft Graph could not be built: {e}"))?;
+        Ok(Self {
             config,
             http,
             tokens: Mutex::default(),
             groups: Mutex::default(),
-        }
+        })
     }
 
     /// Ids of every group `oid` (a user, or a service principal when

@@ -121,7 +121,8 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    pub fn new(config: IssuerConfig) -> Arc<Self> {
+    /// Fails only when its HTTP client cannot be built.
+    pub fn new(config: IssuerConfig) -> Result<Arc<Self>, String> {
         let rules = Rules {
             issuers: config.accepted_issuers(),
             audiences: config.audiences.clone(),
@@ -130,7 +131,7 @@ impl Issuer {
             id_token_nonce: None,
         };
         let graph = match &config.provider {
-            Provider::Entra(entra) => entra.graph.clone().map(Graph::new),
+            Provider::Entra(entra) => entra.graph.clone().map(Graph::new).transpose()?,
             _ => None,
         };
         let http = reqwest::Client::builder()
@@ -138,8 +139,13 @@ impl Issuer {
             // Keys come only from the issuer itself: no redirects elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
-        Arc::new(Self {
+            .map_err(|e| {
+                format!(
+                    "the HTTP client for identity provider `{}` could not be built: {e}",
+                    config.name
+                )
+            })?;
+        Ok(Arc::new(Self {
             config,
             rules,
             http,
@@ -154,7 +160,7 @@ impl Issuer {
             fetching: tokio::sync::Mutex::new(()),
             verified: Mutex::default(),
             graph,
-        })
+        }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, KeySet> {
@@ -635,6 +641,7 @@ mod tests {
 
     async fn map(config: IssuerConfig, claims: Value) -> Result<Caller, OidcError> {
         Issuer::new(config)
+            .expect("client")
             .caller(claims.as_object().expect("object"), Credential::AccessToken)
             .await
     }
@@ -754,7 +761,7 @@ mod tests {
 
     #[test]
     fn recognising_issuers() {
-        let issuer = Issuer::new(entra());
+        let issuer = Issuer::new(entra()).expect("client");
         assert_eq!(
             issuer.recognise("https://sts.windows.net/t2/"),
             Recognised::Ours
@@ -769,7 +776,7 @@ mod tests {
         );
         let mut okta = IssuerConfig::generic("okta", "https://org.okta.com/oauth2/default", &["a"]);
         okta.provider = Provider::Okta;
-        let okta = Issuer::new(okta);
+        let okta = Issuer::new(okta).expect("client");
         assert_eq!(
             okta.recognise("https://org.okta.com"),
             Recognised::OktaOrgServer

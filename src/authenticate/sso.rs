@@ -96,24 +96,24 @@ impl Sso {
         key: &[u8],
         store: Store,
         addr: std::net::SocketAddr,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
+            .map_err(|e| format!("the HTTP client for browser sign-in could not be built: {e}"))?;
         let redirect_url = config
             .redirect_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}/auth/callback"));
-        Self {
+        Ok(Self {
             config,
             redirect_url,
             issuer,
             key: hmac::Key::new(hmac::HMAC_SHA256, key),
             store,
             http,
-        }
+        })
     }
 
     fn cookie_name(&self, what: &str) -> String {
@@ -583,7 +583,8 @@ mod tests {
             "idp",
             "https://idp.example",
             &["api"],
-        ));
+        ))
+        .expect("client");
         let config = SsoConfig {
             issuer: "idp".into(),
             client_id: "web".into(),
@@ -600,7 +601,8 @@ mod tests {
             &[7; 32],
             store.clone(),
             ([127, 0, 0, 1], 1).into(),
-        );
+        )
+        .expect("client");
         let alice = Caller::new("idp:alice".into(), crate::pipeline::Credential::Session);
         let mut cookies = Vec::new();
         for _ in 0..MAX_SESSIONS_PER_SUBJECT + 5 {

@@ -7,6 +7,7 @@
 //! resolved after parsing (see [`secret`]).
 
 pub mod auth;
+pub mod egress;
 pub mod secret;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use auth::{AuthConfig, IssuerConfig, Provider};
+pub use egress::{HostResolver, UpstreamUrl};
 pub use secret::Secret;
 
 /// Default address: loopback only, so a fresh `toolgate serve` is not reachable
@@ -68,6 +70,10 @@ pub struct Config {
     pub auth: AuthConfig,
     pub audit: crate::audit::AuditConfig,
     pub approvals: ApprovalsConfig,
+    /// How upstream host names are resolved (not a file setting: the
+    /// system resolver, or a fixed table set by tests and embedders).
+    /// Every answer is checked against link-local and metadata addresses.
+    pub host_resolver: HostResolver,
 }
 
 /// How calls that approval gates hold behave (`[approvals]`).
@@ -166,7 +172,9 @@ pub enum Transport {
         cwd: Option<PathBuf>,
     },
     Http {
-        url: String,
+        /// Checked at load (no link-local or metadata address unless the
+        /// server allows it); prints without credentials.
+        url: UpstreamUrl,
         headers: Vec<(String, Secret)>,
     },
 }
@@ -351,6 +359,10 @@ struct RawServer {
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
     url: Option<String>,
+    /// Let this server's URL (and what its name resolves to) be a
+    /// link-local or cloud-metadata address.
+    #[serde(default)]
+    allow_link_local: bool,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -662,6 +674,7 @@ impl Config {
                 auth,
                 audit,
                 approvals,
+                host_resolver: HostResolver::default(),
             })
         } else {
             Err(ConfigErrors(errors))
@@ -976,6 +989,7 @@ fn validate_server(
         Some("stdio") => {
             for (key, present) in [
                 ("url", raw.url.is_some()),
+                ("allow_link_local", raw.allow_link_local),
                 ("headers", !raw.headers.is_empty()),
             ] {
                 if present {
@@ -1009,12 +1023,12 @@ fn validate_server(
                 })
                 .collect();
             let cwd = raw.cwd.map(|c| base.join(c));
-            Transport::Stdio {
+            Some(Transport::Stdio {
                 command,
                 args,
                 env,
                 cwd,
-            }
+            })
         }
         Some("http") => {
             for (key, present) in [
@@ -1028,22 +1042,27 @@ fn validate_server(
                 }
             }
             let url = match raw.url.as_deref() {
-                Some(u) => resolve("url", u, report),
+                Some(u) => {
+                    let mut from_refs = Vec::new();
+                    match secret::resolve_recording(u, base, &extra, &mut from_refs) {
+                        Ok(text) => UpstreamUrl::parse(&text, &from_refs, raw.allow_link_local)
+                            .map_err(|e| report.error("url", e.to_string()))
+                            .ok(),
+                        Err(e) => {
+                            report.error("url", e.to_string());
+                            None
+                        }
+                    }
+                }
                 None => {
                     report.error(
                         "url",
                         "required for transport = \"http\" (e.g. \"http://127.0.0.1:3001/mcp\")",
                     );
-                    String::new()
+                    None
                 }
             };
-            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
-                report.error(
-                    "url",
-                    format!("`{url}` must start with http:// or https://"),
-                );
-            }
-            let headers = raw
+            let headers: Vec<(String, Secret)> = raw
                 .headers
                 .iter()
                 .map(|(k, v)| {
@@ -1053,7 +1072,10 @@ fn validate_server(
                     )
                 })
                 .collect();
-            Transport::Http { url, headers }
+            url.map(|mut url| {
+                url.mask_also(headers.iter().map(|(_, v)| v.expose()));
+                Transport::Http { url, headers }
+            })
         }
         Some(other) => {
             report.error("transport", format!("`{other}`: use \"stdio\" or \"http\""));
@@ -1089,6 +1111,7 @@ fn validate_server(
     if report.errors.len() > before {
         return None;
     }
+    let transport = transport?;
     Some(ServerConfig {
         name: name.clone(),
         prefix,
@@ -1236,7 +1259,7 @@ mod tests {
             "a.toml: `comand`: unknown key",
             "a.toml: `command`: required",
             "`timeouts.call`",
-            "b.toml: `url`: `ftp://x`",
+            "b.toml: `url`: `ftp://x/` must start with http:// or https://",
             "c.toml: `url`: environment variable `TOOLGATE_SURELY_UNSET`",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");

@@ -56,6 +56,18 @@ pub type ExtraRefs<'a> = &'a [(&'a str, &'a str)];
 /// Replace every `${env:NAME}` / `${file:PATH}` in `raw`. `$${` is a literal `${`.
 /// Relative file paths are resolved against `base_dir` (the config file's folder).
 pub fn resolve(raw: &str, base_dir: &Path, extra: ExtraRefs<'_>) -> Result<String, ReferenceError> {
+    resolve_recording(raw, base_dir, extra, &mut Vec::new())
+}
+
+/// [`resolve`], also pushing each value a reference stood for onto
+/// `values` (so what came from a secret can be masked where the whole
+/// string is shown, e.g. an upstream URL).
+pub fn resolve_recording(
+    raw: &str,
+    base_dir: &Path,
+    extra: ExtraRefs<'_>,
+    values: &mut Vec<String>,
+) -> Result<String, ReferenceError> {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while let Some(pos) = rest.find("${") {
@@ -69,7 +81,9 @@ pub fn resolve(raw: &str, base_dir: &Path, extra: ExtraRefs<'_>) -> Result<Strin
         let after = &rest[pos + 2..];
         let end = after.find('}').ok_or(ReferenceError::Unterminated)?;
         let reference = &after[..end];
-        out.push_str(&lookup(reference, base_dir, extra)?);
+        let value = lookup(reference, base_dir, extra)?;
+        out.push_str(&value);
+        values.push(value);
         rest = &after[end + 1..];
     }
     out.push_str(rest);

@@ -288,7 +288,7 @@ mod tests {
             prefix: prefix.into(),
             description: None,
             transport: Transport::Http {
-                url: "http://x".into(),
+                url: crate::config::UpstreamUrl::parse("http://x", &[], false).expect("valid"),
                 headers: vec![],
             },
             tools: ToolFilter::default(),

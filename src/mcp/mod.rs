@@ -6,6 +6,7 @@
 
 pub mod calls;
 pub mod catalog;
+pub mod egress;
 pub mod hub;
 pub mod in_order;
 pub mod ingress;

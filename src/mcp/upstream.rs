@@ -82,6 +82,8 @@ pub struct Upstream {
     state: Mutex<State>,
     /// The fast lane's link, for an upstream reached over plain HTTP.
     lane: Option<super::lane::LaneLink>,
+    /// How this upstream's host name is resolved (then checked).
+    resolver: crate::config::HostResolver,
 }
 
 struct State {
@@ -101,16 +103,24 @@ pub enum Event {
 }
 
 impl Upstream {
-    pub fn new(config: ServerConfig) -> Arc<Self> {
+    pub fn new(config: ServerConfig, resolver: crate::config::HostResolver) -> Arc<Self> {
         Arc::new(Self {
             name: Arc::from(config.name.as_str()),
             modern_route: Arc::from(format!("{}#2026-07-28", config.name)),
             lane: match &config.transport {
-                crate::config::Transport::Http { url, headers } => {
-                    super::lane::LaneLink::new(url, headers).ok()
+                crate::config::Transport::Http { url, headers } if url.is_plain_http() => {
+                    let resolver = super::egress::CheckedResolver::new(
+                        &config.name,
+                        resolver.clone(),
+                        url.allow_link_local,
+                    );
+                    super::lane::LaneLink::new(&config.name, url, headers, resolver)
+                        .map_err(|why| tracing::warn!(server = %config.name, %why, "no fast lane for this upstream; its calls go through rmcp"))
+                        .ok()
                 }
-                crate::config::Transport::Stdio { .. } => None,
+                _ => None,
             },
+            resolver,
             config,
             state: Mutex::new(State {
                 peer: None,
@@ -159,6 +169,15 @@ impl Upstream {
     pub fn health(&self) -> (Health, SystemTime) {
         let state = self.state();
         (state.health.clone(), state.since)
+    }
+
+    /// `text` (an error from the HTTP stack or the upstream) without this
+    /// upstream's credentials: its URL shown safely, secrets masked.
+    pub fn scrub(&self, text: &str) -> String {
+        match &self.config.transport {
+            Transport::Http { url, .. } => url.scrub(text),
+            Transport::Stdio { .. } => text.to_string(),
+        }
     }
 
     fn set(&self, health: Health, peer: Option<Peer<RoleClient>>, listing: Option<Arc<Listing>>) {
@@ -236,6 +255,8 @@ impl Upstream {
                     reason
                 }
             };
+            // Error texts of the HTTP stack print URLs in full.
+            let reason = self.scrub(&reason);
             tracing::warn!(server = %self.name, %reason, retry_in_ms = backoff.as_millis() as u64, "upstream unavailable");
             self.set(
                 Health::Down {
@@ -307,7 +328,7 @@ impl Upstream {
                 Some(running)
             }
             Ok(Err(e)) => {
-                tracing::info!(server = %self.name, reason = %e, "no 2026-07-28 link; modern callers use the 2025-11-25 session");
+                tracing::info!(server = %self.name, reason = %self.scrub(&e), "no 2026-07-28 link; modern callers use the 2025-11-25 session");
                 None
             }
             Err(_) => None,
@@ -455,7 +476,7 @@ impl Upstream {
                     .map_err(|e| format!("initialize failed: {e}"))
             }
             Transport::Http { url, headers } => {
-                let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                let mut config = StreamableHttpClientTransportConfig::with_uri(url.expose())
                     .max_concurrent_requests(256);
                 config.channel_buffer_capacity = 256;
                 for (k, v) in headers {
@@ -468,11 +489,8 @@ impl Upstream {
                         .map_err(|_| format!("header `{k}` has an invalid value"))?;
                     config.custom_headers.insert(name, value);
                 }
-                let client = reqwest::Client::builder()
-                    .tcp_nodelay(true)
-                    .pool_max_idle_per_host(256)
-                    .build()
-                    .map_err(|e| format!("HTTP client: {e}"))?;
+                let client = super::egress::upstream_client(&self.config, self.resolver.clone())
+                    .map_err(|e| e.to_string())?;
                 // The fast lane shares this link's session (see `lane::link`).
                 let client = match &self.lane {
                     Some(lane) => lane.spy(client),
@@ -804,7 +822,7 @@ pub async fn send(
         .await
         .map_err(|e| CallError::UpstreamUnavailable {
             server: server(),
-            reason: e.to_string(),
+            reason: upstream.scrub(&e.to_string()),
         })?;
     let id = handle.id.clone();
     let _registration =
@@ -828,7 +846,7 @@ pub async fn send(
                 Ok(result)
             }
             Ok(Err(rmcp::ServiceError::McpError(error))) => Err(CallError::Upstream { server: server(), error: Box::new(error) }),
-            Ok(Err(e)) => Err(CallError::UpstreamFailed { server: server(), reason: e.to_string() }),
+            Ok(Err(e)) => Err(CallError::UpstreamFailed { server: server(), reason: upstream.scrub(&e.to_string()) }),
             Err(_) => {
                 cancel_upstream("toolgate: call timeout").await;
                 Err(CallError::UpstreamTimeout { server: server(), after: timeout })

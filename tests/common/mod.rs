@@ -156,6 +156,18 @@ impl Gateway {
         dev_insecure: bool,
         policies: &[(&str, &str)],
     ) -> Gateway {
+        Self::start_configured(servers, extra, dev_insecure, policies, |_| {}).await
+    }
+
+    /// [`Gateway::start_governed`], with `tweak` applied to the loaded
+    /// config (what files cannot set, e.g. a fixed host resolver).
+    pub async fn start_configured(
+        servers: &[(&str, String)],
+        extra: &str,
+        dev_insecure: bool,
+        policies: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Config),
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         write_policies(dir.path(), policies);
         std::fs::create_dir(dir.path().join("servers")).unwrap();
@@ -174,6 +186,7 @@ impl Gateway {
         .unwrap();
         let mut config = Config::load(Some(&cfg), TOOLGATE).unwrap_or_else(|e| panic!("{e}"));
         config.auth.dev_insecure |= dev_insecure;
+        tweak(&mut config);
         let server = HttpServer::start(config).await.unwrap();
         let addr = server.addr;
         Gateway {

@@ -485,7 +485,8 @@ async fn cached_keys_serve_a_bounded_time_then_fail_closed() {
     // Within the bound the cached keys still verify new tokens...
     let bob = idp.token(idp.claims(json!({"sub": "bob"})));
     assert_eq!(echo_with(&gw.url, &bob, false).await, Ok("hello".into()));
-    // ...past it, the issuer fails closed and /readyz says why.
+    // ...past it, the issuer fails closed; /readyz says degraded, the
+    // admin status why.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let carol = idp.token(idp.claims(json!({"sub": "carol"})));
     let r = initialize(&gw.url, Some(&carol)).await;
@@ -499,8 +500,10 @@ async fn cached_keys_serve_a_bounded_time_then_fail_closed() {
         .json()
         .await
         .unwrap();
-    let reason = ready["issuers"][0]["reason"].as_str().unwrap_or_default();
-    assert!(reason.starts_with("failing closed"), "{ready}");
+    assert_eq!(ready["issuers"][0]["state"], "degraded", "{ready}");
+    let (_, detail) = gw.gateway().readiness();
+    let reason = detail["issuers"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("failing closed"), "{detail}");
     gw.shutdown().await;
     ct.cancel();
 }

@@ -42,8 +42,9 @@ use super::{
     with_id, with_param,
 };
 use crate::app::Gateway;
-use crate::config::Secret;
+use crate::config::{Secret, UpstreamUrl};
 use crate::mcp::calls::UpstreamTarget;
+use crate::mcp::egress::{self, CheckedResolver};
 use crate::pipeline::CallError;
 
 /// Why an exchange with the upstream failed, before it became a [`CallError`].
@@ -51,8 +52,13 @@ pub(super) type LinkResult<T> = Result<T, String>;
 
 /// How to reach the upstream.
 struct Endpoint {
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// Resolves through [`CheckedResolver`]; hyper's client never follows
+    /// redirects (a 3xx is refused in [`LaneLink::exchange`]).
+    client: Client<HttpConnector<CheckedResolver>, Full<Bytes>>,
     uri: http::Uri,
+    /// The same URL, for messages (prints without credentials).
+    url: UpstreamUrl,
+    server: Arc<str>,
     /// From the server's config (credentials); marked sensitive.
     headers: HeaderMap,
 }
@@ -88,13 +94,37 @@ impl Endpoint {
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> LinkResult<Response<Incoming>> {
-        self.client
-            .request(request)
-            .await
-            .map_err(|e| match std::error::Error::source(&e) {
-                Some(source) => format!("{e}: {source}"),
-                None => e.to_string(),
-            })
+        self.client.request(request).await.map_err(|e| {
+            if let Some(refused) = egress::refusal_in(&e) {
+                return refused.to_string();
+            }
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            self.url.scrub(&text)
+        })
+    }
+
+    /// Why a 3xx answer is refused, naming where it pointed (safely).
+    fn redirect_refused(&self, response: &Response<Incoming>) -> String {
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url::Url::parse(self.url.expose()).ok()?.join(l).ok())
+            .map_or_else(
+                || "an unreadable location".to_string(),
+                |l| crate::config::egress::redact(&l, &[]),
+            );
+        egress::Refused::Redirect {
+            server: self.server.clone(),
+            status: response.status().as_u16(),
+            location,
+        }
+        .to_string()
     }
 
     /// POST a notification or an answer; the reply (202) carries nothing.
@@ -238,8 +268,16 @@ pub struct LaneLink {
 type Answer<'a> = Pin<Box<dyn Future<Output = (Box<RawValue>, Bytes)> + Send + 'a>>;
 
 impl LaneLink {
-    pub fn new(url: &str, headers: &[(String, Secret)]) -> Result<Self, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("url `{url}`: {e}"))?;
+    pub fn new(
+        server: &str,
+        url: &UpstreamUrl,
+        headers: &[(String, Secret)],
+        resolver: CheckedResolver,
+    ) -> Result<Self, String> {
+        let uri: http::Uri = url
+            .expose()
+            .parse()
+            .map_err(|e| format!("url `{url}`: {e}"))?;
         if uri.scheme_str() != Some("http") {
             return Err("the fast lane speaks plain HTTP only".into());
         }
@@ -250,12 +288,14 @@ impl LaneLink {
             value.set_sensitive(true);
             map.append(name, value);
         }
-        let mut connector = HttpConnector::new();
+        let mut connector = HttpConnector::new_with_resolver(resolver);
         connector.set_nodelay(true);
         Ok(Self {
             endpoint: Endpoint {
                 client: Client::builder(TokioExecutor::new()).build(connector),
                 uri,
+                url: url.clone(),
+                server: Arc::from(server),
                 headers: map,
             },
             session: Arc::default(),
@@ -394,6 +434,9 @@ impl LaneLink {
                     reason,
                 })?;
         let _ = sent_on.set(session.clone());
+        if response.status().is_redirection() {
+            return Err(failed(self.endpoint.redirect_refused(&response)));
+        }
         if !response.status().is_success() {
             return Err(failed(format!("HTTP {}", response.status())));
         }
@@ -588,6 +631,20 @@ impl SessionSpy {
 
 type SpyResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
 
+/// A refused redirect or address as its own message: reqwest's text would
+/// only say "error following redirect" (and print the URL in full).
+fn explain(error: StreamableHttpError<reqwest::Error>) -> StreamableHttpError<reqwest::Error> {
+    match error {
+        StreamableHttpError::Client(e) => match egress::refusal_in(&e) {
+            Some(refused) => {
+                StreamableHttpError::UnexpectedServerResponse(refused.to_string().into())
+            }
+            None => StreamableHttpError::Client(e),
+        },
+        other => other,
+    }
+}
+
 impl StreamableHttpClient for SessionSpy {
     type Error = reqwest::Error;
 
@@ -603,6 +660,7 @@ impl StreamableHttpClient for SessionSpy {
         self.inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await
+            .map_err(explain)
     }
 
     async fn post_message_with_response_limits(
@@ -625,6 +683,7 @@ impl StreamableHttpClient for SessionSpy {
                 limits,
             )
             .await
+            .map_err(explain)
     }
 
     async fn delete_session(
@@ -638,6 +697,7 @@ impl StreamableHttpClient for SessionSpy {
         self.inner
             .delete_session(uri, session_id, auth_header, custom_headers)
             .await
+            .map_err(explain)
     }
 
     async fn get_stream(
@@ -652,6 +712,7 @@ impl StreamableHttpClient for SessionSpy {
         self.inner
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
+            .map_err(explain)
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -674,5 +735,6 @@ impl StreamableHttpClient for SessionSpy {
                 max_sse_event_size,
             )
             .await
+            .map_err(explain)
     }
 }
