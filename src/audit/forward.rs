@@ -92,7 +92,10 @@ pub async fn run(
             }
             Err(e) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(url = %config.url, error = %e, retry_in_ms = backoff.as_millis() as u64, "audit forwarding failed; retrying");
+                // The URL may carry a credential (`?token=…`), and so may
+                // the client's error, which repeats it.
+                let masker = super::redact::Redactor::default();
+                tracing::warn!(url = %masker.text(&config.url), error = %masker.text(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "audit forwarding failed; retrying");
                 let wait = backoff;
                 backoff = (backoff * 2).min(config.max_backoff);
                 wait
