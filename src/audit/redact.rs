@@ -241,6 +241,11 @@ impl Redactor {
         if text.contains("PRIVATE KEY-----") {
             return "[REDACTED:private-key]".into();
         }
+        // Fast path for short names and words (most keys, tool names):
+        // shorter than any known format, with no assignment or flag.
+        if text.len() < 20 && !text.bytes().any(|c| matches!(c, b'=' | b':' | b'-')) {
+            return text.to_string();
+        }
         let mut found: Vec<Span> = Vec::new();
         known_formats(text, &mut found);
         url_userinfo(text, &mut found);
@@ -455,8 +460,9 @@ fn known_formats(text: &str, found: &mut Vec<Span>) {
     let mut jwt_searched = 0;
     let mut i = 0;
     while i < b.len() {
-        let starts_word =
-            b[i].is_ascii_alphanumeric() && (i == 0 || !b[i - 1].is_ascii_alphanumeric());
+        // Only the first letters of the formats above can start one.
+        let starts_word = matches!(b[i], b'A' | b'g' | b'x' | b's' | b'r' | b't' | b'e')
+            && (i == 0 || !b[i - 1].is_ascii_alphanumeric());
         if !starts_word {
             i += 1;
             continue;
@@ -535,6 +541,13 @@ fn url_userinfo(text: &str, found: &mut Vec<Span>) {
 
 /// The word after `Bearer` or `Basic`, when it looks like a credential.
 fn auth_schemes(text: &str, found: &mut Vec<Span>) {
+    let b = text.as_bytes();
+    if !b
+        .windows(4)
+        .any(|w| w.eq_ignore_ascii_case(b"eare") || w.eq_ignore_ascii_case(b"asic"))
+    {
+        return;
+    }
     let lower = text.to_ascii_lowercase();
     for scheme in ["bearer ", "basic "] {
         for (i, _) in lower.match_indices(scheme) {
@@ -663,6 +676,8 @@ mod tests {
                 "user: bob",
             ),
             ("MY_API_KEY=abc123 ./start".into(), "abc123", "./start"),
+            // Short texts skip most scanning, not assignments.
+            ("token=xyz".into(), "xyz", "token="),
         ] {
             let masked = text(&line);
             hides(&masked, &[secret], &[kept]);

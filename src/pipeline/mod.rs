@@ -347,7 +347,8 @@ fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
     if let Some(decision) = &ctx.decision {
         record.policies = decision.policies.clone();
         if !decision.allowed {
-            record.reason = Some(decision.to_string());
+            // A policy's evaluation error may quote an argument's value.
+            record.reason = Some(audit.redactor().text(&decision.to_string()));
         }
         if !decision.gates.is_empty() {
             let gates: Vec<serde_json::Value> = decision
