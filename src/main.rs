@@ -536,7 +536,7 @@ async fn audit(config: &Config, command: &AuditCommand) -> anyhow::Result<ExitCo
             if let Some((from, to)) = v.unsigned {
                 let after = match v.last_signed {
                     Some(seq) => format!("after the last signed checkpoint (seq {seq})"),
-                    None => "and no signed checkpoint covers any record yet".into(),
+                    None => "no checkpoint has been signed yet".into(),
                 };
                 println_stdout(&format!(
                     "note: records {from}..={to} are not yet covered by a signed checkpoint ({after}): they chain, but whoever can write the store could have rewritten or cut them unnoticed; the next checkpoint (every checkpoint_interval, and at shutdown) covers them"
