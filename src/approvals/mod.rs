@@ -676,6 +676,10 @@ pub async fn decide(
             "the comment is over {MAX_COMMENT} bytes; shorten it"
         )));
     }
+    // Kept and shown to others (the caller, other approvers, the audit):
+    // through the same masker as arguments.
+    let masked = comment.map(|c| audit.redactor().mask(c));
+    let comment = masked.as_deref();
     let store_error = |e: sqlx::Error| DecideError::Store(e.to_string());
     let pool = audit.store().pool();
     /// state, requester, approver group, approvers needed, expiry, tool, call.

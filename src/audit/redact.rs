@@ -236,8 +236,9 @@ impl Redactor {
         }
     }
 
-    /// Secrets of `text` replaced by `[REDACTED:kind]`.
-    fn mask(&self, text: &str) -> String {
+    /// Secrets of `text` replaced by `[REDACTED:kind]`, nothing cut (for
+    /// texts bounded elsewhere).
+    pub fn mask(&self, text: &str) -> String {
         if text.contains("PRIVATE KEY-----") {
             return "[REDACTED:private-key]".into();
         }

@@ -821,7 +821,16 @@ async fn an_approver_never_sees_the_secrets_of_a_held_call() {
     let page = r.text().await.unwrap();
     assert!(page.contains("restart prod"), "{page}");
     none_of(&secrets, &page, "the approver page");
-    decided(&gw, &approver, id, "approve", "ok").await;
+    // An approver's comment is kept through the same masker.
+    decided(
+        &gw,
+        &approver,
+        id,
+        "approve",
+        "ok; rotate GITHUB_TOKEN=canary-comment-1 after",
+    )
+    .await;
+    secrets.push("canary-comment-1");
     assert_eq!(call.await.unwrap(), Ok("restart prod".into()));
     // The upstream got the arguments as sent: masking is for what is kept.
     assert_eq!(*seen.lock().unwrap(), vec!["restart prod"]);
@@ -835,11 +844,18 @@ async fn an_approver_never_sees_the_secrets_of_a_held_call() {
     for (body,) in &bodies {
         none_of(&secrets, body, "an audit record");
     }
-    let stored: Vec<(String,)> = sqlx::query_as("SELECT args FROM approvals")
+    let stored: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT args, comment FROM approvals")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    none_of(&secrets, &format!("{stored:?}"), "the approvals table");
+    assert!(format!("{stored:?}").contains("rotate GITHUB_TOKEN=[REDACTED:secret] after"));
+    let votes: Vec<(Option<String>,)> = sqlx::query_as("SELECT comment FROM approval_votes")
         .fetch_all(store.pool())
         .await
         .unwrap();
-    none_of(&secrets, &format!("{stored:?}"), "the approvals table");
+    none_of(&secrets, &format!("{votes:?}"), "the approval votes");
     ct.cancel();
 }
 
