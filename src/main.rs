@@ -538,6 +538,15 @@ async fn audit(config: &Config, command: &AuditCommand) -> anyhow::Result<ExitCo
                     .map(|f| format!(" ({})", f.display()))
                     .unwrap_or_default()
             ));
+            if let Some((from, to)) = v.unsigned {
+                let after = match v.last_signed {
+                    Some(seq) => format!("after the last signed checkpoint (seq {seq})"),
+                    None => "no checkpoint has been signed yet".into(),
+                };
+                println_stdout(&format!(
+                    "note: records {from}..={to} are not yet covered by a signed checkpoint ({after}): they chain, but whoever can write the store could have rewritten or cut them unnoticed; the next checkpoint (every checkpoint_interval, and at shutdown) covers them"
+                ));
+            }
             if v.ok() {
                 println_stdout("audit trail verified: no problems");
                 return Ok(ExitCode::SUCCESS);
@@ -548,8 +557,8 @@ async fn audit(config: &Config, command: &AuditCommand) -> anyhow::Result<ExitCo
             if v.more > 0 {
                 println_stdout(&format!("… and {} more problems", v.more));
             }
-            if let Some(seq) = v.first_bad_seq() {
-                println_stdout(&format!("first bad seq: {seq}"));
+            if let Some(first) = v.first_bad() {
+                println_stdout(&format!("first bad seq: {first}"));
             }
             Ok(ExitCode::FAILURE)
         }

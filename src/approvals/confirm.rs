@@ -50,9 +50,9 @@ struct State {
 }
 
 /// The call a state belongs to: who, which tool, which arguments.
-fn binding(caller: &Caller, params: &CallToolRequestParams) -> String {
+fn binding(audit: &Audit, caller: &Caller, params: &CallToolRequestParams) -> String {
     let none = serde_json::Map::new();
-    let args = crate::audit::args_hash(params.arguments.as_ref().unwrap_or(&none));
+    let args = audit.args_hash(params.arguments.as_ref().unwrap_or(&none));
     crate::audit::sha256_hex(format!("{}\n{}\n{args}", caller.subject, params.name).as_bytes())
 }
 
@@ -91,7 +91,7 @@ pub fn ask(
     gate: &Gate,
     question: &str,
 ) -> Confirmation {
-    let b = binding(caller, params);
+    let b = binding(audit, caller, params);
     let ours = params.request_state.as_deref().and_then(|t| open(audit, t));
     let current = ours.as_ref().filter(|s| s.b == b && s.exp > now_ms());
     let answers = params.input_responses.as_ref();
@@ -155,7 +155,7 @@ pub fn unwrap(audit: &Audit, caller: &Caller, params: &mut CallToolRequestParams
     if !token.starts_with(PREFIX) {
         return;
     }
-    let b = binding(caller, params);
+    let b = binding(audit, caller, params);
     let state = open(audit, token).filter(|s| s.b == b);
     params.request_state = state.as_ref().and_then(|s| s.s.clone());
     match state.and_then(|s| s.r) {
@@ -189,7 +189,7 @@ pub fn wrap(
         return;
     }
     let state = State {
-        b: binding(caller, params),
+        b: binding(audit, caller, params),
         exp: now_ms() + CONFIRMED_FOR_MS,
         ok: confirmed.to_vec(),
         s: result.request_state.take(),

@@ -39,7 +39,8 @@ pub struct Binding {
     pub tool: String,
     /// SHA-256 of the tool's definition (empty when it has none).
     pub definition_hash: String,
-    /// SHA-256 of the arguments' canonical JSON.
+    /// Keyed hash of the arguments' canonical JSON ([`Audit::args_hash`]):
+    /// an approval given for some arguments is spent only on the same.
     pub args_hash: String,
 }
 
@@ -152,7 +153,7 @@ pub async fn clear<K: CallKind>(
         subject: ctx.caller.subject.clone(),
         tool: tool.to_string(),
         definition_hash: question.definition_hash.unwrap_or_default().to_string(),
-        args_hash: crate::audit::args_hash(args),
+        args_hash: audit.args_hash(args),
     };
     let server = question.target.server().map(|s| s.name.clone());
     let shown = audit.redactor().copy(args);
@@ -675,6 +676,10 @@ pub async fn decide(
             "the comment is over {MAX_COMMENT} bytes; shorten it"
         )));
     }
+    // Kept and shown to others (the caller, other approvers, the audit):
+    // through the same masker as arguments.
+    let masked = comment.map(|c| audit.redactor().mask(c));
+    let comment = masked.as_deref();
     let store_error = |e: sqlx::Error| DecideError::Store(e.to_string());
     let pool = audit.store().pool();
     /// state, requester, approver group, approvers needed, expiry, tool, call.

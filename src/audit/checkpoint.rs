@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -19,10 +20,17 @@ use sqlx::AnyPool;
 use super::canonical;
 use crate::authenticate::api_keys::hex;
 
-/// The key that signs checkpoints.
+/// The key that signs checkpoints, and the key of argument hashes
+/// derived from it ([`SigningKey::args_mac_hex`]).
 pub struct SigningKey {
     pair: Ed25519KeyPair,
+    args_key: hmac::Key,
 }
+
+/// HKDF salt and info of the argument hash key: the derived key is never
+/// the signing seed itself, nor any other key derived from it.
+const ARGS_KEY_SALT: &[u8] = b"toolgate audit";
+const ARGS_KEY_INFO: &[u8] = b"args_hash hmac-sha256 v1";
 
 impl SigningKey {
     /// From a 32-byte seed given as 64 hex digits or base64.
@@ -35,7 +43,17 @@ impl SigningKey {
                 "an audit signing key is 32 random bytes as 64 hex digits (or base64), e.g. from `openssl rand -hex 32`",
             )?;
         let pair = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| e.to_string())?;
-        Ok(SigningKey { pair })
+        // Argument hashes are keyed by the signing key (HKDF-SHA256 of its
+        // seed) rather than by a key of their own: it is already outside
+        // the database, every replica already shares it (approvals are
+        // bound to the hash on any replica), and the command line loads it
+        // the same way; a new key would be one more secret to distribute.
+        let args_key = hkdf::Salt::new(hkdf::HKDF_SHA256, ARGS_KEY_SALT)
+            .extract(&seed)
+            .expand(&[ARGS_KEY_INFO], hmac::HMAC_SHA256)
+            .map(hmac::Key::from)
+            .map_err(|_| "could not derive the argument hash key from the audit signing key")?;
+        Ok(SigningKey { pair, args_key })
     }
 
     /// The configured key, or the one in `data_dir/audit.key` (made on
@@ -56,6 +74,13 @@ impl SigningKey {
     /// The public key, hex: what verifiers are given.
     pub fn public_hex(&self) -> String {
         hex(self.pair.public_key().as_ref())
+    }
+
+    /// HMAC-SHA256 of `message` (hex) under the key derived for
+    /// argument hashes: whoever reads the audit cannot test guesses of a
+    /// masked argument against it without this key.
+    pub fn args_mac_hex(&self, message: &[u8]) -> String {
+        hex(hmac::sign(&self.args_key, message).as_ref())
     }
 
     fn sign(&self, message: &[u8]) -> String {

@@ -104,7 +104,9 @@ pub async fn run(
             }
             Err(e) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(url = %shown, error = %e, retry_in_ms = backoff.as_millis() as u64, "audit forwarding failed; retrying");
+                // The client's error may repeat a credential the URL carries.
+                let error = super::redact::Redactor::default().text(&e);
+                tracing::warn!(url = %shown, %error, retry_in_ms = backoff.as_millis() as u64, "audit forwarding failed; retrying");
                 let wait = backoff;
                 backoff = (backoff * 2).min(config.max_backoff);
                 wait

@@ -15,9 +15,10 @@
 //! - The [`writer`](Audit) commits records in batches off the hot path
 //!   (group commit): a call's wait is one batch's commit, shared by every
 //!   call that arrived meanwhile. The queue is bounded.
-//! - Arguments are stored as a SHA-256 and a redacted, size-bounded copy
-//!   ([`redact`]): secret-shaped values and secret-named fields never reach
-//!   the store.
+//! - Arguments are stored as a keyed hash ([`args_hash`]) and a redacted,
+//!   size-bounded copy ([`redact`]): secret-shaped values and secret-named
+//!   fields never reach the store, and the hash cannot be used to test
+//!   guesses of them without the audit key.
 
 pub mod checkpoint;
 pub mod forward;
@@ -162,7 +163,8 @@ pub struct Record {
     /// SHA-256 of the tool's definition as its upstream declared it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub definition_hash: Option<String>,
-    /// SHA-256 of the canonical JSON of the arguments as sent.
+    /// Keyed hash of the canonical JSON of the arguments as sent
+    /// ([`args_hash`]; a bare SHA-256 in records written before).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args_hash: Option<String>,
     /// The arguments, redacted and bounded ([`redact`]).
@@ -260,12 +262,20 @@ pub fn canonical(value: &Value) -> String {
     out
 }
 
-/// SHA-256 (hex) of a call's arguments as canonical JSON: what audit
-/// records carry and what an approval is bound to.
-pub fn args_hash(args: &serde_json::Map<String, Value>) -> String {
+/// What a keyed `args_hash` starts with. Records written before hashes
+/// were keyed carry a bare SHA-256 (64 hex digits): they keep it, and
+/// still verify, since a record's hash covers its body as written.
+pub const ARGS_HASH_PREFIX: &str = "hmac-sha256:";
+
+/// `hmac-sha256:` and the HMAC-SHA256 (hex) of a call's arguments as
+/// canonical JSON, keyed by `key` ([`SigningKey::args_mac_hex`]): what
+/// audit records carry and what an approval is bound to. Keyed, because a
+/// plain hash of arguments whose copy is masked lets anyone who reads the
+/// audit test guesses of the masked values.
+pub fn args_hash(key: &SigningKey, args: &serde_json::Map<String, Value>) -> String {
     let mut out = String::new();
     write_object(args, &mut out);
-    sha256_hex(out.as_bytes())
+    format!("{ARGS_HASH_PREFIX}{}", key.args_mac_hex(out.as_bytes()))
 }
 
 fn write_object(map: &serde_json::Map<String, Value>, out: &mut String) {
@@ -481,6 +491,11 @@ impl Audit {
         &self.redactor
     }
 
+    /// The keyed hash of `args` ([`args_hash`] under this trail's key).
+    pub fn args_hash(&self, args: &serde_json::Map<String, Value>) -> String {
+        args_hash(&self.key, args)
+    }
+
     /// The signing key: every replica of a gateway has the same one, so
     /// state sealed by one is opened by another.
     pub fn key(&self) -> &SigningKey {
@@ -564,6 +579,28 @@ mod tests {
         );
         // Strings are escaped as JSON.
         assert_eq!(canonical(&json!({"k\"": "a\nb"})), r#"{"k\"":"a\nb"}"#);
+    }
+
+    #[test]
+    fn args_hashes_are_keyed_marked_and_ignore_key_order() {
+        let one = SigningKey::from_text(&"11".repeat(32)).expect("key");
+        let two = SigningKey::from_text(&"22".repeat(32)).expect("key");
+        let args = json!({"b": 1, "password": "hunter2"});
+        let args = args.as_object().expect("object");
+        let reordered: serde_json::Map<String, Value> =
+            serde_json::from_str(r#"{"password":"hunter2","b":1}"#).expect("json");
+        let hash = args_hash(&one, args);
+        assert!(hash.starts_with(ARGS_HASH_PREFIX), "{hash}");
+        assert_eq!(hash.len(), ARGS_HASH_PREFIX.len() + 64);
+        assert_eq!(hash, args_hash(&one, &reordered));
+        // Not the bare hash a reader of the audit could recompute, nor
+        // another key's.
+        let bare = sha256_hex(canonical(&Value::Object(args.clone())).as_bytes());
+        assert!(!hash.contains(&bare));
+        assert_ne!(hash, args_hash(&two, args));
+        // Another password, another hash.
+        let other = json!({"b": 1, "password": "hunter3"});
+        assert_ne!(hash, args_hash(&one, other.as_object().expect("object")));
     }
 
     #[test]

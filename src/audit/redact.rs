@@ -1,22 +1,47 @@
-//! What of a call's arguments may be kept: a copy with secrets masked and
-//! its size bounded.
+//! What of a call's arguments and texts may be kept: a copy with secrets
+//! masked and its size bounded. Every argument copy and every text that
+//! the audit trail stores or sends (records, error texts, approval requests
+//! shown to approvers and users, webhook feeds built from records) goes
+//! through this one [`Redactor`]; the guardrails stage will replace its
+//! detectors, not add a second path.
 //!
 //! Masked (until the guardrails stage brings real detectors):
 //! - the value of any field whose name says it holds a secret (`password`,
 //!   `token`, `secret`, `api_key`, `authorization`, `cookie`, …, and the
-//!   names configured in `audit.secret_fields`), at any depth;
-//! - secret-shaped words in any string: AWS access key ids, GitHub, GitLab,
-//!   Slack, Stripe, OpenAI/Anthropic and Google API keys, JWTs, `Bearer`
-//!   credentials, and private key blocks.
+//!   names configured in `audit.secret_fields`), at any depth; so is the
+//!   `value` of a `{"name": "DB_PASSWORD", "value": …}` pair and the
+//!   element after a `--password` flag in an argument list;
+//! - in any string, and in object keys:
+//!   - words of well-known credential formats (AWS access key ids, GitHub,
+//!     GitLab, Slack, Stripe, OpenAI/Anthropic, Google and toolgate keys,
+//!     JWTs), wherever they start (after `=`, `//`, a quote, …);
+//!   - values assigned to secret names: `GITHUB_TOKEN=…`, `--api-key=…`,
+//!     `--password …`, `password: …`, `"password":"…"`, `?access_token=…`
+//!     and, in a URL query only, `?key=…`, `&sig=…`, `&code=…`;
+//!   - header lines `Authorization: …`, `Cookie: …` (the scheme word, such
+//!     as `Bearer`, stays readable);
+//!   - the password of a URL's userinfo (`scheme://user:PASSWORD@host`), or
+//!     a userinfo that is one credential-like word (`https://TOKEN@host`);
+//!   - the word after `Bearer` / `Basic`;
+//!   - private key blocks (the whole string).
+//!
+//! Why a hand-written scanner and not the `url` crate: the URLs here sit in
+//! free text, may be cut, quoted or malformed, and the job is to find spans
+//! to hide, failing towards hiding more; a URL parser answers a different
+//! question (what one well-formed URL means).
 
 use serde_json::{Map, Value};
 
 /// Largest redacted copy kept, as JSON; a larger one is replaced by a
-/// summary (its top-level keys and size).
+/// summary (its top-level keys, masked, and size).
 pub const MAX_COPY_BYTES: usize = 8 * 1024;
-/// Longest string kept in a copy; longer ones are cut.
+/// Longest string kept in a copy; longer ones are cut (after masking, so
+/// a secret across the cut is never half shown).
 pub const MAX_STRING_CHARS: usize = 1024;
 
+/// Parts of names that say a value is a secret, in the form names are
+/// compared in ([`normal_name`]: lowercase, without `-`, `_`, `.` or
+/// spaces, so `API_KEY`, `api-key` and `apiKey` are one name).
 const SECRET_NAMES: &[&str] = &[
     "password",
     "passwd",
@@ -24,18 +49,34 @@ const SECRET_NAMES: &[&str] = &[
     "secret",
     "token",
     "apikey",
-    "api_key",
-    "api-key",
     "authorization",
-    "auth_header",
+    "authheader",
     "cookie",
     "credential",
-    "private_key",
     "privatekey",
-    "client_secret",
-    "session_id",
-    "access_key",
+    "sessionid",
+    "accesskey",
+    "signingkey",
+    "encryptionkey",
+    "bearer",
 ];
+
+/// Names that hold a secret as a URL query parameter (`?key=…`); anywhere
+/// else they are too common to mask (`{"key": "user:42"}`).
+const QUERY_SECRET_NAMES: &[&str] = &[
+    "key",
+    "sig",
+    "signature",
+    "code",
+    "pass",
+    "pwd",
+    "auth",
+    "x-amz-signature",
+    "x-goog-signature",
+];
+
+/// Header names whose value is the rest of the line.
+const HEADER_NAMES: &[&str] = &["authorization", "proxyauthorization", "cookie", "setcookie"];
 
 /// Word prefixes of well-known credential formats, with the shortest
 /// plausible length of the whole word.
@@ -55,16 +96,30 @@ const SECRET_PREFIXES: &[(&str, usize, &str)] = &[
     ("xoxs-", 20, "slack-token"),
     ("sk_live_", 24, "stripe-key"),
     ("rk_live_", 24, "stripe-key"),
+    ("sk_test_", 24, "stripe-key"),
     ("sk-ant-", 40, "anthropic-key"),
     ("sk-", 40, "openai-key"),
     ("AIza", 39, "google-api-key"),
     ("tgk_", 20, "toolgate-key"),
 ];
 
-/// Masks secrets in argument copies (see the module docs).
+/// Authorization schemes whose next word is a credential.
+const AUTH_SCHEMES: &[&str] = &["bearer", "basic", "token", "digest", "negotiate"];
+
+/// A byte range of a text to hide, and what it is.
+type Span = (usize, usize, &'static str);
+
+/// Masks secrets in argument copies and texts (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Redactor {
     names: Vec<String>,
+}
+
+impl Default for Redactor {
+    /// The built-in secret names only.
+    fn default() -> Redactor {
+        Redactor::new(&[])
+    }
 }
 
 impl Redactor {
@@ -74,14 +129,30 @@ impl Redactor {
             names: SECRET_NAMES
                 .iter()
                 .map(|n| n.to_string())
-                .chain(extra.iter().map(|n| n.to_ascii_lowercase()))
+                .chain(extra.iter().map(|n| normal_name(n)))
+                .filter(|n| !n.is_empty())
                 .collect(),
         }
     }
 
-    fn secret_name(&self, key: &str) -> bool {
-        let key = key.to_ascii_lowercase();
-        self.names.iter().any(|n| key.contains(n.as_str()))
+    /// Whether a field, variable, flag or header called `name` holds a
+    /// secret. `token` followed by `s` is a count (`max_tokens`), not one.
+    fn secret_name(&self, name: &str) -> bool {
+        let name = normal_name(name);
+        self.names.iter().any(|n| {
+            name.match_indices(n.as_str())
+                .any(|(i, _)| !(n == "token" && name[i + n.len()..].starts_with('s')))
+        })
+    }
+
+    /// Whether `word` is a command-line flag naming a secret
+    /// (`--password`, `-api-key`), its value being the next word.
+    fn secret_flag(&self, word: &str) -> bool {
+        let name = word.trim_start_matches('-');
+        word.starts_with('-')
+            && !name.is_empty()
+            && name.bytes().all(is_name_byte)
+            && self.secret_name(name)
     }
 
     /// A copy of `args` fit to store: secrets masked, strings cut, and the
@@ -92,8 +163,7 @@ impl Redactor {
         if size <= MAX_COPY_BYTES {
             return copy;
         }
-        let mut keys: Vec<&String> = args.keys().collect();
-        keys.truncate(64);
+        let keys: Vec<String> = args.keys().take(64).map(|k| self.text(k)).collect();
         serde_json::json!({
             "[toolgate]": format!("arguments of {size} bytes (redacted) exceed the {MAX_COPY_BYTES}-byte copy limit; see args_hash"),
             "keys": keys,
@@ -101,92 +171,408 @@ impl Redactor {
     }
 
     fn object(&self, map: &Map<String, Value>) -> Value {
-        Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = if self.secret_name(k) && !v.is_null() {
-                        Value::String("[REDACTED:secret-field]".into())
-                    } else {
-                        self.value(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        )
+        // `{"name": "DB_PASSWORD", "value": "…"}`: a pair naming a secret.
+        let names_secret = ["name", "key"].iter().any(|k| {
+            map.get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|n| self.secret_name(n))
+        });
+        let mut out = Map::new();
+        for (k, v) in map {
+            let secret = self.secret_name(k) || (names_secret && k == "value");
+            let v = if secret && !v.is_null() {
+                Value::String("[REDACTED:secret-field]".into())
+            } else {
+                self.value(v)
+            };
+            // A secret used as a key is masked like one in a value; two
+            // keys that mask alike stay two entries.
+            let masked = self.text(k);
+            let mut key = masked.clone();
+            let mut n = 1;
+            while out.contains_key(&key) {
+                n += 1;
+                key = format!("{masked} #{n}");
+            }
+            out.insert(key, v);
+        }
+        Value::Object(out)
     }
 
     fn value(&self, value: &Value) -> Value {
         match value {
             Value::String(s) => Value::String(self.text(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.value(v)).collect()),
+            Value::Array(items) => {
+                // An argument list: `["--password", "hunter2"]`.
+                let mut after_flag = false;
+                let items = items
+                    .iter()
+                    .map(|item| {
+                        let v = match item {
+                            Value::String(_) if after_flag => {
+                                Value::String("[REDACTED:secret]".into())
+                            }
+                            other => self.value(other),
+                        };
+                        after_flag = item.as_str().is_some_and(|s| self.secret_flag(s));
+                        v
+                    })
+                    .collect();
+                Value::Array(items)
+            }
             Value::Object(map) => self.object(map),
             other => other.clone(),
         }
     }
 
-    /// `text` with secret-shaped words masked, cut at [`MAX_STRING_CHARS`].
+    /// `text` with secrets masked, cut at [`MAX_STRING_CHARS`]. The whole
+    /// text is scanned before the cut (its size is bounded by the request
+    /// body limit), so no secret is cut in half and half shown.
     pub fn text(&self, text: &str) -> String {
-        let masked = mask(text);
-        if masked.chars().count() > MAX_STRING_CHARS {
-            let cut: String = masked.chars().take(MAX_STRING_CHARS).collect();
-            format!("{cut}…[cut]")
-        } else {
-            masked
+        let masked = self.mask(text);
+        match masked.char_indices().nth(MAX_STRING_CHARS) {
+            Some((cut, _)) => format!("{}…[cut]", &masked[..cut]),
+            None => masked,
         }
     }
-}
 
-/// Secret-shaped words of `text` replaced by `[REDACTED:kind]`.
-fn mask(text: &str) -> String {
-    if text.contains("PRIVATE KEY-----") {
-        return "[REDACTED:private-key]".into();
-    }
-    let is_word = |c: char| c.is_ascii_alphanumeric() || "_-.+/=".contains(c);
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let mut bearer = false;
-    while !rest.is_empty() {
-        let start = rest.find(is_word).unwrap_or(rest.len());
-        out.push_str(&rest[..start]);
-        rest = &rest[start..];
-        let end = rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
-        let word = &rest[..end];
-        match secret_kind(word, bearer) {
-            Some(kind) => {
+    /// Secrets of `text` replaced by `[REDACTED:kind]`, nothing cut (for
+    /// texts bounded elsewhere).
+    pub fn mask(&self, text: &str) -> String {
+        if text.contains("PRIVATE KEY-----") {
+            return "[REDACTED:private-key]".into();
+        }
+        // Fast path for short names and words (most keys, tool names):
+        // shorter than any known format, with no assignment or flag.
+        if text.len() < 20 && !text.bytes().any(|c| matches!(c, b'=' | b':' | b'-')) {
+            return text.to_string();
+        }
+        let mut found: Vec<Span> = Vec::new();
+        known_formats(text, &mut found);
+        url_userinfo(text, &mut found);
+        self.assignments(text, &mut found);
+        self.flags(text, &mut found);
+        auth_schemes(text, &mut found);
+        if found.is_empty() {
+            return text.to_string();
+        }
+        // Overlapping spans hide as one, named by the first.
+        found.sort_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        let mut spans = found.into_iter().peekable();
+        while let Some((start, mut end, kind)) = spans.next() {
+            while let Some(&(s, e, _)) = spans.peek() {
+                if s > end {
+                    break;
+                }
+                end = end.max(e);
+                spans.next();
+            }
+            let start = start.max(at);
+            out.push_str(&text[at..start]);
+            if end > start {
                 out.push_str("[REDACTED:");
                 out.push_str(kind);
                 out.push(']');
             }
-            None => out.push_str(word),
+            at = at.max(end);
         }
-        bearer = word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("basic");
-        rest = &rest[end..];
+        out.push_str(&text[at..]);
+        out
     }
-    out
+
+    /// Values assigned to secret names: `NAME=value`, `name: value`,
+    /// `"name":"value"`, `--name=value`, `?key=value`, header lines.
+    fn assignments(&self, text: &str, found: &mut Vec<Span>) {
+        let b = text.as_bytes();
+        for sep in (0..b.len()).filter(|&i| b[i] == b'=' || b[i] == b':') {
+            // The name before it, past spaces and a (possibly escaped)
+            // closing quote: `password = `, `"password": `, `\"password\":`.
+            let mut j = sep;
+            while j > 0 && b[j - 1] == b' ' {
+                j -= 1;
+            }
+            if j > 0 && matches!(b[j - 1], b'"' | b'\'') {
+                j -= 1;
+                if j > 0 && b[j - 1] == b'\\' {
+                    j -= 1;
+                }
+            }
+            let name_end = j;
+            while j > 0 && is_name_byte(b[j - 1]) {
+                j -= 1;
+            }
+            if j == name_end {
+                continue;
+            }
+            let name = &text[j..name_end];
+            let in_query = j > 0 && matches!(b[j - 1], b'?' | b'&' | b';');
+            let secret = self.secret_name(name)
+                || (in_query
+                    && QUERY_SECRET_NAMES
+                        .iter()
+                        .any(|n| name.eq_ignore_ascii_case(n)));
+            // `scheme://` is a URL, not an assignment.
+            if !secret || (b[sep] == b':' && b[sep + 1..].starts_with(b"//")) {
+                continue;
+            }
+            let whole_line = HEADER_NAMES.contains(&normal_name(name).as_str());
+            if let Some((start, end)) = value_span(text, sep + 1, whole_line) {
+                found.push((start, end, "secret"));
+            }
+        }
+    }
+
+    /// The word after a flag naming a secret: `--password hunter2`.
+    fn flags(&self, text: &str, found: &mut Vec<Span>) {
+        if !text.contains('-') {
+            return;
+        }
+        let mut words = words(text).peekable();
+        while let Some((start, end)) = words.next() {
+            if !self.secret_flag(&text[start..end]) {
+                continue;
+            }
+            if let Some(&(next, _)) = words.peek()
+                && !text[next..].starts_with('-')
+                && let Some((s, e)) = value_span(text, next, false)
+            {
+                found.push((s, e, "secret"));
+            }
+        }
+    }
 }
 
-fn secret_kind(word: &str, after_bearer: bool) -> Option<&'static str> {
-    if word.is_empty() {
+/// `name` as secret names are compared: lowercase, without `-`, `_`,
+/// `.` or spaces.
+fn normal_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.' | ' '))
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// What a variable, flag, field or header name is made of.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// What a credential of a well-known format is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')
+}
+
+/// The length of the run of `bytes` that `keep` accepts.
+fn run(bytes: &[u8], keep: impl Fn(u8) -> bool) -> usize {
+    bytes.iter().position(|&b| !keep(b)).unwrap_or(bytes.len())
+}
+
+/// Byte ranges of the whitespace-separated words of `text`.
+fn words(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let b = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        i += run(&b[i..], |c| c.is_ascii_whitespace());
+        if i >= b.len() {
+            return None;
+        }
+        let start = i;
+        i += run(&b[i..], |c| !c.is_ascii_whitespace());
+        Some((start, i))
+    })
+}
+
+/// The value starting at `from` (after spaces): a quoted string (to its
+/// closing quote, escaped or not), or a word up to the next delimiter;
+/// with `whole_line`, the rest of the line past an authorization scheme
+/// word. `None` for nothing, `null`, or a structure (`{`, `[`), whose own
+/// fields are checked by name.
+fn value_span(text: &str, from: usize, whole_line: bool) -> Option<(usize, usize)> {
+    let b = text.as_bytes();
+    let mut i = from + run(&b[from..], |c| c == b' ' || c == b'\t');
+    i += run(&b[i..], |c| c == b'\\');
+    let first = *b.get(i)?;
+    let (mut start, end) = if matches!(first, b'"' | b'\'' | b'`') {
+        let start = i + 1;
+        let escaped = i > from && b[i - 1] == b'\\';
+        let mut k = start;
+        while k < b.len() {
+            if escaped && b[k] == b'\\' && b.get(k + 1) == Some(&first) {
+                break;
+            }
+            if !escaped && b[k] == b'\\' {
+                k += 2;
+                continue;
+            }
+            if !escaped && b[k] == first {
+                break;
+            }
+            if b[k] == b'\n' {
+                break;
+            }
+            k += 1;
+        }
+        (start, k.min(b.len()))
+    } else if matches!(first, b'{' | b'[' | b'=') {
         return None;
-    }
-    if after_bearer && word.len() >= 16 {
-        return Some("credential");
-    }
-    for (prefix, min, kind) in SECRET_PREFIXES {
-        if word.starts_with(prefix) && word.len() >= *min {
-            return Some(kind);
+    } else if whole_line {
+        (i, i + run(&b[i..], |c| !matches!(c, b'\n' | b'\r' | b'"')))
+    } else {
+        let stop = |c: u8| {
+            c.is_ascii_whitespace()
+                || matches!(
+                    c,
+                    b'&' | b';'
+                        | b','
+                        | b'"'
+                        | b'\''
+                        | b'`'
+                        | b')'
+                        | b']'
+                        | b'}'
+                        | b'<'
+                        | b'>'
+                        | b'|'
+                )
+        };
+        (i, i + run(&b[i..], |c| !stop(c)))
+    };
+    if whole_line {
+        // `Authorization: Bearer …`: the scheme stays readable.
+        let word = run(&b[start..end], |c| c.is_ascii_alphabetic());
+        if b.get(start + word) == Some(&b' ')
+            && AUTH_SCHEMES
+                .iter()
+                .any(|s| text[start..start + word].eq_ignore_ascii_case(s))
+        {
+            start += word + 1;
         }
     }
-    // A JWT: three base64url segments, the first two JSON objects.
-    let parts: Vec<&str> = word.split('.').collect();
-    if parts.len() == 3
-        && parts[0].starts_with("eyJ")
-        && parts[1].starts_with("eyJ")
-        && parts[2].len() >= 16
-    {
-        return Some("jwt");
+    let value = &text[start..end];
+    (!value.trim().is_empty() && value != "null").then_some((start, end))
+}
+
+/// Words of well-known credential formats and JWTs, wherever a word
+/// starts (not only after a space: after `=`, `//`, `_`, a quote, …).
+fn known_formats(text: &str, found: &mut Vec<Span>) {
+    let b = text.as_bytes();
+    // Dotted runs already searched for a JWT (each run once: linear time).
+    let mut jwt_searched = 0;
+    let mut i = 0;
+    while i < b.len() {
+        // Only the first letters of the formats above can start one.
+        let starts_word = matches!(b[i], b'A' | b'g' | b'x' | b's' | b'r' | b't' | b'e')
+            && (i == 0 || !b[i - 1].is_ascii_alphanumeric());
+        if !starts_word {
+            i += 1;
+            continue;
+        }
+        let rest = &text[i..];
+        let known = SECRET_PREFIXES.iter().find_map(|&(prefix, min, kind)| {
+            if !rest.starts_with(prefix) {
+                return None;
+            }
+            let len = run(rest.as_bytes(), is_token_byte);
+            (len >= min).then_some((len, kind))
+        });
+        if let Some((len, kind)) = known {
+            found.push((i, i + len, kind));
+            i += len;
+            continue;
+        }
+        if i >= jwt_searched && rest.starts_with("eyJ") {
+            let len = run(rest.as_bytes(), |c| is_token_byte(c) || c == b'.');
+            jwts(&rest[..len], i, found);
+            jwt_searched = i + len;
+        }
+        i += 1;
     }
-    None
+}
+
+/// JWTs in a dotted run at `offset`: three parts, the first two
+/// base64url JSON objects (`eyJ…`), the signature at least 16 long.
+fn jwts(run: &str, offset: usize, found: &mut Vec<Span>) {
+    let mut parts: Vec<(usize, &str)> = Vec::new();
+    let mut at = 0;
+    for part in run.split('.') {
+        parts.push((at, part));
+        at += part.len() + 1;
+    }
+    let mut k = 0;
+    while k + 2 < parts.len() {
+        let [(start, a), (_, b), (sig_at, sig)] = [parts[k], parts[k + 1], parts[k + 2]];
+        if a.starts_with("eyJ") && b.starts_with("eyJ") && sig.len() >= 16 {
+            found.push((offset + start, offset + sig_at + sig.len(), "jwt"));
+            k += 3;
+        } else {
+            k += 1;
+        }
+    }
+}
+
+/// The password of a URL's userinfo (`scheme://user:PASSWORD@host`), or a
+/// userinfo that is one credential-like word (`https://TOKEN@host`; a
+/// short user name such as `git@` stays).
+fn url_userinfo(text: &str, found: &mut Vec<Span>) {
+    let b = text.as_bytes();
+    for (i, _) in text.match_indices("://") {
+        let start = i + 3;
+        // The authority runs to the path, query, fragment or end of word;
+        // its last `@` ends the userinfo (an unencoded `@` in a password
+        // is hidden with it).
+        let len = run(&b[start..], |c| {
+            !(c.is_ascii_whitespace()
+                || matches!(c, b'/' | b'?' | b'#' | b'"' | b'\'' | b'<' | b'>' | b'`'))
+        });
+        let Some(at) = text[start..start + len].rfind('@') else {
+            continue;
+        };
+        let info = &text[start..start + at];
+        match info.find(':') {
+            Some(colon) if colon + 1 < info.len() => {
+                found.push((start + colon + 1, start + at, "url-credential"));
+            }
+            Some(_) => {}
+            None if credential_like(info) => found.push((start, start + at, "url-credential")),
+            None => {}
+        }
+    }
+}
+
+/// The word after `Bearer` or `Basic`, when it looks like a credential.
+fn auth_schemes(text: &str, found: &mut Vec<Span>) {
+    let b = text.as_bytes();
+    if !b
+        .windows(4)
+        .any(|w| w.eq_ignore_ascii_case(b"eare") || w.eq_ignore_ascii_case(b"asic"))
+    {
+        return;
+    }
+    let lower = text.to_ascii_lowercase();
+    for scheme in ["bearer ", "basic "] {
+        for (i, _) in lower.match_indices(scheme) {
+            if i > 0 && text.as_bytes()[i - 1].is_ascii_alphanumeric() {
+                continue;
+            }
+            let mut start = i + scheme.len();
+            start += run(&text.as_bytes()[start..], |c| c == b' ');
+            let len = run(&text.as_bytes()[start..], |c| {
+                is_token_byte(c) || matches!(c, b'.' | b'+' | b'/' | b'=' | b'~')
+            });
+            if credential_like(&text[start..start + len]) {
+                found.push((start, start + len, "credential"));
+            }
+        }
+    }
+}
+
+/// Long, or mixing letters and digits: a credential rather than a word.
+fn credential_like(word: &str) -> bool {
+    word.len() >= 16
+        || (word.len() >= 8
+            && word.bytes().any(|c| c.is_ascii_digit())
+            && word.bytes().any(|c| c.is_ascii_alphabetic()))
 }
 
 #[cfg(test)]
@@ -198,12 +584,30 @@ mod tests {
         Redactor::new(&["ssn".into()]).copy(v.as_object().expect("object"))
     }
 
+    fn text(t: &str) -> String {
+        Redactor::default().text(t)
+    }
+
+    /// `masked` hides every one of `secrets` and keeps every one of `kept`.
+    #[track_caller]
+    fn hides(masked: &str, secrets: &[&str], kept: &[&str]) {
+        for s in secrets {
+            assert!(!masked.contains(s), "{s:?} shown in {masked:?}");
+        }
+        for k in kept {
+            assert!(masked.contains(k), "{k:?} lost from {masked:?}");
+        }
+    }
+
+    const GHP: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+    const AKIA: &str = "AKIAIOSFODNN7EXAMPLE";
+
     #[test]
     fn secret_fields_and_secret_shaped_values_are_masked() {
         let out = redact(json!({
             "title": "deploy",
             "password": "hunter2",
-            "nested": {"API_KEY": "x", "Ssn": "123-45-6789", "list": ["ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"]},
+            "nested": {"API_KEY": "x", "Ssn": "123-45-6789", "list": [GHP]},
             "body": "use AKIAIOSFODNN7EXAMPLE and Bearer abcdefghijklmnopqrstuvwxyz please",
             "jwt": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl",
             "key": "-----BEGIN RSA PRIVATE KEY-----\nMIIE...\n-----END RSA PRIVATE KEY-----",
@@ -211,17 +615,19 @@ mod tests {
             "absent": null
         }));
         let text = out.to_string();
-        for secret in [
-            "hunter2",
-            "123-45-6789",
-            "ghp_0123",
-            "AKIAIOSFODNN7EXAMPLE",
-            "abcdefghijklmnopqrstuvwxyz",
-            "eyJzdWIi",
-            "MIIE",
-        ] {
-            assert!(!text.contains(secret), "{secret} in {text}");
-        }
+        hides(
+            &text,
+            &[
+                "hunter2",
+                "123-45-6789",
+                "ghp_0123",
+                AKIA,
+                "abcdefghijklmnopqrstuvwxyz",
+                "eyJzdWIi",
+                "MIIE",
+            ],
+            &[],
+        );
         assert_eq!(out["title"], "deploy");
         assert_eq!(out["count"], 3);
         assert_eq!(out["absent"], Value::Null);
@@ -233,6 +639,249 @@ mod tests {
         assert_eq!(out["nested"]["list"][0], "[REDACTED:github-token]");
         assert_eq!(out["jwt"], "[REDACTED:jwt]");
         assert_eq!(out["key"], "[REDACTED:private-key]");
+    }
+
+    #[test]
+    fn environment_assignments_hide_their_values() {
+        for (line, secret, kept) in [
+            (
+                format!("AWS_ACCESS_KEY_ID={AKIA} aws s3 ls"),
+                AKIA,
+                "aws s3 ls",
+            ),
+            (
+                "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY; make"
+                    .into(),
+                "wJalrXUtnFEMI",
+                "; make",
+            ),
+            (
+                format!("GITHUB_TOKEN={GHP} gh pr list"),
+                "ghp_0123",
+                "gh pr list",
+            ),
+            (
+                "PGPASSWORD=s3cr3t psql -h db".into(),
+                "s3cr3t",
+                "psql -h db",
+            ),
+            ("env SLACK_BOT_TOKEN='x y z' run".into(), "x y z", "run"),
+            (
+                "client_secret = \"hunter2\"".into(),
+                "hunter2",
+                "client_secret",
+            ),
+            (
+                "db:\n  password: hunter2\n  user: bob".into(),
+                "hunter2",
+                "user: bob",
+            ),
+            ("MY_API_KEY=abc123 ./start".into(), "abc123", "./start"),
+            // Short texts skip most scanning, not assignments.
+            ("token=xyz".into(), "xyz", "token="),
+        ] {
+            let masked = text(&line);
+            hides(&masked, &[secret], &[kept]);
+            assert!(masked.contains("[REDACTED:"), "{masked}");
+        }
+    }
+
+    #[test]
+    fn command_line_flags_hide_their_values() {
+        for (line, secret) in [
+            (format!("gh auth login --with-token={GHP}"), "ghp_0123"),
+            (format!("gh auth login --with-token {GHP}"), "ghp_0123"),
+            ("mysql --password hunter2 -u root".to_string(), "hunter2"),
+            ("mysql --password=hunter2 -u root".into(), "hunter2"),
+            (
+                "tool -api-key opaque-value-1 --verbose".into(),
+                "opaque-value-1",
+            ),
+            ("vault login --token \"s.abc def\"".into(), "s.abc def"),
+            ("curl -u bob --pass-phrase=openme x".into(), "openme"),
+        ] {
+            hides(&text(&line), &[secret], &["[REDACTED:"]);
+        }
+        // An argument list: the element after the flag.
+        let out = redact(json!({"argv": ["mysql", "--password", "hunter2", "-u", "root"]}));
+        assert_eq!(
+            out["argv"],
+            json!(["mysql", "--password", "[REDACTED:secret]", "-u", "root"])
+        );
+    }
+
+    #[test]
+    fn urls_hide_userinfo_and_query_credentials() {
+        for (url, secret, kept) in [
+            (
+                format!("git clone https://{GHP}@github.com/o/r.git"),
+                "ghp_0123",
+                "github.com/o/r.git",
+            ),
+            (
+                "https://user:pass@host.example/x".into(),
+                "pass@",
+                "https://user:",
+            ),
+            (
+                "postgres://admin:s3cr3t@db:5432/app".into(),
+                "s3cr3t",
+                "db:5432/app",
+            ),
+            (
+                "redis://:hunter2@cache:6379".into(),
+                "hunter2",
+                "cache:6379",
+            ),
+            (
+                "https://x-access-token:opaque99@github.com/o/r".into(),
+                "opaque99",
+                "x-access-token",
+            ),
+            ("https://u:p@ss@host/".into(), "p@ss", "host/"),
+            (
+                "https://0123456789abcdef0123456789abcdef01234567@github.com/".into(),
+                "0123456789abcdef",
+                "github.com",
+            ),
+            (
+                "https://api.example/v1?key=sk_live_0123456789abcdefghijklmn".into(),
+                "sk_live_0123",
+                "api.example/v1?key=",
+            ),
+            (
+                "https://maps.example/api?key=AbCdEf123456&q=paris".into(),
+                "AbCdEf123456",
+                "q=paris",
+            ),
+            (
+                "https://h/cb?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz".into(),
+                "SplxlOBe",
+                "state=xyz",
+            ),
+            (
+                "https://h/x?access_token=abc.def&page=2".into(),
+                "abc.def",
+                "page=2",
+            ),
+            (
+                "https://b.s3.example/o?X-Amz-Signature=deadbeef01&X-Amz-Expires=60".into(),
+                "deadbeef01",
+                "X-Amz-Expires=60",
+            ),
+        ] {
+            hides(&text(&url), &[secret], &[kept]);
+        }
+        // Short user names are no credentials.
+        let kept = "ssh://git@github.com/o/r and https://alice@example.org/";
+        assert_eq!(text(kept), kept);
+    }
+
+    #[test]
+    fn headers_and_json_inside_strings_hide_their_values() {
+        for (line, secret, kept) in [
+            (
+                "curl -H 'Authorization: Bearer opaque123' https://h".to_string(),
+                "opaque123",
+                "Bearer",
+            ),
+            (
+                "Authorization: Basic dXNlcjpwYXNz\nAccept: */*".into(),
+                "dXNlcjpwYXNz",
+                "Accept: */*",
+            ),
+            ("authorization: token abc\n".into(), "abc", "token"),
+            (
+                "Cookie: session=abc123; theme=dark\nHost: h".into(),
+                "abc123",
+                "Host: h",
+            ),
+            ("X-Api-Key: k-12345\n".into(), "k-12345", "X-Api-Key"),
+            (
+                r#"{"user":"bob","password":"p4ss word"}"#.into(),
+                "p4ss word",
+                r#""user":"bob""#,
+            ),
+            (
+                r#"{"user": "bob", "password" : "p4ss"}"#.into(),
+                "p4ss",
+                "bob",
+            ),
+            (
+                r#"{\"password\":\"p4ss\",\"user\":\"bob\"}"#.into(),
+                "p4ss",
+                r#"\"user\":\"bob\""#,
+            ),
+            (
+                r#"{"auth": {"token": "t0k3n-value"}}"#.into(),
+                "t0k3n-value",
+                "auth",
+            ),
+            (
+                r#"{"headers":"Authorization: Bearer opaque123"}"#.into(),
+                "opaque123",
+                "headers",
+            ),
+        ] {
+            hides(&text(&line), &[secret], &[kept]);
+        }
+    }
+
+    #[test]
+    fn secrets_used_as_object_keys_are_masked() {
+        let out = redact(json!({
+            GHP: true,
+            "tokens": {AKIA: "ok", "AKIAABCDEFGHIJKLMNOP": "two keys stay two entries"},
+            "password=hunter2": 1,
+            "Bearer abcdefghijklmnopqrstuvwxyz": "x",
+            "plain": {"title": "kept"}
+        }));
+        let text = out.to_string();
+        hides(
+            &text,
+            &[
+                GHP,
+                AKIA,
+                "AKIAABCDEFGHIJKLMNOP",
+                "hunter2",
+                "abcdefghijklmnopqrstuvwxyz",
+            ],
+            &[
+                "[REDACTED:github-token]",
+                "#2",
+                "password=[REDACTED:secret]",
+            ],
+        );
+        assert_eq!(out["plain"]["title"], "kept");
+        assert_eq!(out["tokens"].as_object().map(Map::len), Some(2), "{out}");
+        // The summary of a large copy lists keys masked too.
+        let mut big: Map<String, Value> = (0..40)
+            .map(|i| (format!("k{i}"), Value::String("b".repeat(400))))
+            .collect();
+        big.insert(GHP.into(), Value::Null);
+        let out = Redactor::default().copy(&big);
+        assert!(out.get("[toolgate]").is_some(), "{out}");
+        hides(&out.to_string(), &[GHP], &["[REDACTED:github-token]"]);
+    }
+
+    #[test]
+    fn nested_values_and_name_value_pairs_are_masked() {
+        let out = redact(json!({
+            "spec": {"containers": [{"env": [
+                {"name": "DB_PASSWORD", "value": "hunter2"},
+                {"name": "LOG_LEVEL", "value": "debug"}
+            ]}]},
+            "steps": [[{"run": format!("GH_TOKEN={GHP} gh release create")}]],
+            "config": {"Database": {"url": "mysql://root:toor@db/app"}}
+        }));
+        let env = &out["spec"]["containers"][0]["env"];
+        assert_eq!(env[0]["value"], "[REDACTED:secret-field]");
+        assert_eq!(env[1]["value"], "debug");
+        hides(
+            &out.to_string(),
+            &["hunter2", "ghp_0123", "toor"],
+            &["gh release create", "db/app"],
+        );
     }
 
     #[test]
@@ -254,8 +903,69 @@ mod tests {
     }
 
     #[test]
-    fn ordinary_words_stay() {
-        let text = "the sk-8 skateboard costs 42 and eyJ is not a token";
-        assert_eq!(Redactor::new(&[]).text(text), text);
+    fn a_secret_across_the_cut_is_not_half_shown() {
+        let at_cut = format!("{}{GHP} tail", "x ".repeat(MAX_STRING_CHARS / 2 - 5));
+        let masked = text(&at_cut);
+        assert!(!masked.contains("ghp_"), "{masked}");
+        let value_at_cut = format!(
+            "{}password={}",
+            " ".repeat(MAX_STRING_CHARS - 12),
+            "z".repeat(40)
+        );
+        assert!(!text(&value_at_cut).contains("zzz"));
+    }
+
+    #[test]
+    fn ordinary_text_stays_readable() {
+        for ordinary in [
+            "the sk-8 skateboard costs 42 and eyJ is not a token",
+            "meeting at 12:30, ratio 3:1, see https://example.com/docs?page=2&sort=asc#top",
+            "write to bob@example.com; max_tokens=4096, total_tokens: 17",
+            "the password policy asks for 12 characters; a token bucket refills",
+            "a Bearer of bad news and basic authentication explained",
+            "key: user:42, primary_key=id, sort_key=name, https://h/x?page=2",
+            "if token == null || token != expected { retry(); }",
+            "SELECT id FROM users WHERE name = 'bob' AND task-42 = done",
+            "日本語のテキスト: password はありません",
+        ] {
+            assert_eq!(text(ordinary), ordinary);
+        }
+        let out = redact(json!({"max_tokens": 100, "title": "a", "tags": ["-v", "x"]}));
+        assert_eq!(
+            out,
+            json!({"max_tokens": 100, "title": "a", "tags": ["-v", "x"]})
+        );
+    }
+
+    #[test]
+    fn configured_names_count_everywhere() {
+        let r = Redactor::new(&["Employee-Number".into()]);
+        assert_eq!(
+            r.text("EMPLOYEE_NUMBER=12345 and --employee-number 678"),
+            "EMPLOYEE_NUMBER=[REDACTED:secret] and --employee-number [REDACTED:secret]"
+        );
+    }
+
+    #[test]
+    fn hostile_text_is_masked_in_linear_time() {
+        for unit in [
+            "a=",
+            ":",
+            "ghp_",
+            "eyJ.",
+            "://@",
+            "--password ",
+            "\\\"",
+            "Bearer ",
+        ] {
+            let hostile = unit.repeat(200_000 / unit.len());
+            let started = std::time::Instant::now();
+            let _ = text(&hostile);
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "{unit:?}: {:?}",
+                started.elapsed()
+            );
+        }
     }
 }

@@ -13,7 +13,12 @@ use super::{GENESIS, chain_hash};
 /// One thing wrong, at a place in the chain where there is one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The record it is at; for one located only to a range (a chain
+    /// rewritten and re-hashed, which only a signed checkpoint catches),
+    /// the first record of that range.
     pub seq: Option<i64>,
+    /// The last record of that range.
+    pub through: Option<i64>,
     pub message: String,
 }
 
@@ -28,6 +33,11 @@ pub struct Verification {
     pub problems: Vec<Problem>,
     /// Problems past the [`MAX_PROBLEMS`] listed.
     pub more: usize,
+    /// The records after the last signed checkpoint (first, last), if
+    /// any: they chain, but no signature covers them yet.
+    pub unsigned: Option<(i64, i64)>,
+    /// The seq of the last signed checkpoint within the records.
+    pub last_signed: Option<i64>,
 }
 
 /// Most problems listed (the count goes on).
@@ -40,9 +50,31 @@ impl Verification {
         self.problems.is_empty()
     }
 
-    /// The lowest `seq` any problem is at.
+    /// The lowest `seq` a problem is known to be at; when every problem
+    /// is located only to a range, the lowest start of one.
     pub fn first_bad_seq(&self) -> Option<i64> {
-        self.problems.iter().filter_map(|p| p.seq).min()
+        self.first_problem().and_then(|p| p.seq)
+    }
+
+    /// The problem [`Self::first_bad_seq`] is about: the earliest known
+    /// place, or else the earliest (then narrowest) range.
+    fn first_problem(&self) -> Option<&Problem> {
+        self.problems
+            .iter()
+            .filter(|p| p.seq.is_some())
+            .min_by_key(|p| (p.through.is_some(), p.seq, p.through))
+    }
+
+    /// Where the first bad record is, as people are told: `5`, or
+    /// `somewhere in 1..=77` when only a range is known.
+    pub fn first_bad(&self) -> Option<String> {
+        let first = self.first_problem()?;
+        Some(match (first.seq, first.through) {
+            (Some(from), Some(through)) if through > from => {
+                format!("somewhere in {from}..={through}")
+            }
+            (seq, _) => seq.map(|s| s.to_string()).unwrap_or_default(),
+        })
     }
 
     /// `seq → record_hash` of the checkpoints `public_key` signed; each
@@ -72,8 +104,16 @@ impl Verification {
     }
 
     fn problem(&mut self, seq: Option<i64>, message: String) {
+        self.problem_in(seq, None, message);
+    }
+
+    fn problem_in(&mut self, seq: Option<i64>, through: Option<i64>, message: String) {
         if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(Problem { seq, message });
+            self.problems.push(Problem {
+                seq,
+                through,
+                message,
+            });
         } else {
             self.more += 1;
         }
@@ -168,15 +208,40 @@ pub async fn verify(
         None => v.problem(None, "the chain head row is missing".into()),
     }
 
-    // Every signed checkpoint must match the record at its seq.
+    // Every signed checkpoint must match the record at its seq. One that
+    // does not means the chain was rewritten (and re-hashed) from some
+    // record after the last checkpoint that still matches: the edit is
+    // somewhere in between, not necessarily at the checkpoint.
+    let matched: BTreeSet<i64> = signed
+        .iter()
+        .chain(file_signed.iter())
+        .filter(|(seq, hash)| hashes_at.get(*seq) == Some(*hash))
+        .map(|(seq, _)| *seq)
+        .collect();
+    let first_kept = v.first_seq.unwrap_or(1);
     for (source, map) in [("stored", &signed), ("exported", &file_signed)] {
         for (seq, hash) in map {
             match hashes_at.get(seq) {
                 Some(h) if h == hash => {}
-                Some(_) => v.problem(
-                    Some(*seq),
-                    format!("record {seq} differs from the {source} signed checkpoint at {seq}"),
-                ),
+                Some(_) => {
+                    let (from, since) = match matched.range(..*seq).next_back() {
+                        Some(good) => (
+                            good + 1,
+                            format!("the signed checkpoint at seq {good} still matches"),
+                        ),
+                        None => (
+                            first_kept,
+                            "no earlier signed checkpoint narrows it down".to_string(),
+                        ),
+                    };
+                    v.problem_in(
+                        Some(from),
+                        Some(*seq),
+                        format!(
+                            "record {seq} differs from the {source} signed checkpoint at seq {seq}: records were edited somewhere in {from}..={seq} and the chain re-hashed after them ({since}); compare them with a copy kept elsewhere (the forward feed, an export)"
+                        ),
+                    );
+                }
                 None if *seq > last.0 => v.problem(
                     Some(last.0 + 1),
                     format!(
@@ -188,6 +253,16 @@ pub async fn verify(
                 // Before the first record kept: pruned behind it.
                 None => {}
             }
+        }
+    }
+
+    // Records after the last signed checkpoint chain, but only a
+    // signature proves them: say so, even when everything verifies.
+    if let Some(last) = v.last_seq {
+        v.last_signed = wanted.range(..=last).next_back().copied();
+        let from = v.last_signed.map_or(first_kept, |s| s + 1);
+        if from <= last {
+            v.unsigned = Some((from, last));
         }
     }
     Ok(v)

@@ -338,7 +338,7 @@ async fn record_decided<K: CallKind>(
 
 /// The `decided` record of a call, from what the stages so far found.
 fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
-    let mut record = call_record(Kind::Decided, ctx);
+    let mut record = call_record(audit, Kind::Decided, ctx);
     record.decision = Some(match (&ctx.target, ctx.verdict) {
         (None, _) => "unknown",
         (Some(_), Some(verdict)) => verdict,
@@ -347,7 +347,8 @@ fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
     if let Some(decision) = &ctx.decision {
         record.policies = decision.policies.clone();
         if !decision.allowed {
-            record.reason = Some(decision.to_string());
+            // A policy's evaluation error may quote an argument's value.
+            record.reason = Some(audit.redactor().text(&decision.to_string()));
         }
         if !decision.gates.is_empty() {
             let gates: Vec<serde_json::Value> = decision
@@ -366,22 +367,23 @@ fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
         record.server = question.target.server().map(|s| s.name.clone());
         record.definition_hash = question.definition_hash.map(str::to_string);
         if let Some(args) = question.args {
-            record.args_hash = Some(crate::audit::args_hash(args));
+            record.args_hash = Some(audit.args_hash(args));
             record.args = Some(audit.redactor().copy(args));
         }
     }
     record
 }
 
-/// The fields every record of a call has.
-fn call_record<K: CallKind>(kind: Kind, ctx: &CallContext<K>) -> Record {
+/// The fields every record of a call has. The target goes through the
+/// masker too: a resource URI (or an unknown name) may carry a credential.
+fn call_record<K: CallKind>(audit: &Audit, kind: Kind, ctx: &CallContext<K>) -> Record {
     let mut record = Record::new(kind);
     record.call = Some(crate::audit::call_id(ctx.id));
     record.caller = Some(Who::of(&ctx.caller));
     record.session = ctx.session.clone();
     record.trace = ctx.trace.clone();
     record.method = Some(K::METHOD);
-    record.target = Some(K::subject(&ctx.input).to_string());
+    record.target = Some(audit.redactor().text(K::subject(&ctx.input)));
     record
 }
 
@@ -433,7 +435,7 @@ async fn record_completed<K: CallKind>(
     if ctx.decided.is_none() && refused {
         audit.submit(decided_record(audit, ctx)).await;
     }
-    let mut record = call_record(Kind::Completed, ctx);
+    let mut record = call_record(audit, Kind::Completed, ctx);
     record.latency_us = Some(latency_us);
     record.decided_seq = ctx.decided;
     match result {
@@ -448,15 +450,16 @@ async fn record_completed<K: CallKind>(
         }
     }
     audit.submit(record).await;
-    let subject = K::subject(&ctx.input);
+    // Logs hold no more than the audit does: subject and error masked.
+    let subject = || audit.redactor().text(K::subject(&ctx.input));
     match result {
         Ok(_) => tracing::debug!(
-            call = ctx.id, method = K::METHOD, subject, caller = %ctx.caller.subject, latency_us, outcome = "ok",
+            call = ctx.id, method = K::METHOD, subject = %subject(), caller = %ctx.caller.subject, latency_us, outcome = "ok",
             stages = ?ctx.timings, "call completed"
         ),
         Err(e) => tracing::info!(
-            call = ctx.id, method = K::METHOD, subject, caller = %ctx.caller.subject, latency_us,
-            outcome = "error", fault = ?e.fault(), error = %e, stages = ?ctx.timings,
+            call = ctx.id, method = K::METHOD, subject = %subject(), caller = %ctx.caller.subject, latency_us,
+            outcome = "error", fault = ?e.fault(), error = %audit.redactor().text(&e.to_string()), stages = ?ctx.timings,
             "call failed"
         ),
     }

@@ -775,3 +775,162 @@ async fn a_confirm_gate_asks_a_stateless_caller_in_its_answer() {
     assert_eq!(seen.lock().unwrap().len(), 1);
     ct.cancel();
 }
+
+/// A held call carrying secrets in every glued form: the request an
+/// approver reads (the API's list, the approver page), the approvals table and
+/// the audit records hold none of them, yet stay readable.
+#[tokio::test]
+async fn an_approver_never_sees_the_secrets_of_a_held_call() {
+    use crate::audit::{none_of, secret_laden_args};
+    let Setup { gw, ct, seen } = setup(&Backend::Sqlite, "").await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let approver = key(&gw, "alice", &["security"]);
+    let (args, secrets) =
+        secret_laden_args(json!({"message": "restart prod", "password": "canary-pw-field"}));
+    let mut secrets = secrets;
+    secrets.push("canary-pw-field");
+    let call = {
+        let (url, eng) = (gw.url.clone(), eng.clone());
+        tokio::spawn(async move {
+            Session::open(&url, &eng, true)
+                .await
+                .call("witness__note", args)
+                .await
+        })
+    };
+    let rows = pending(&gw, &approver, 1).await;
+    none_of(&secrets, &rows[0].to_string(), "the approvals list");
+    assert_eq!(rows[0]["args"]["message"], "restart prod");
+    assert_eq!(rows[0]["args"]["password"], "[REDACTED:secret-field]");
+    assert!(
+        rows[0]["args"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("AWS_ACCESS_KEY_ID=[REDACTED:"),
+        "{}",
+        rows[0]
+    );
+    let id = rows[0]["id"].as_str().unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/ui/approvals/{id}", gw.addr))
+        .bearer_auth(&approver)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("restart prod"), "{page}");
+    none_of(&secrets, &page, "the approver page");
+    // An approver's comment is kept through the same masker.
+    decided(
+        &gw,
+        &approver,
+        id,
+        "approve",
+        "ok; rotate GITHUB_TOKEN=canary-comment-1 after",
+    )
+    .await;
+    secrets.push("canary-comment-1");
+    assert_eq!(call.await.unwrap(), Ok("restart prod".into()));
+    // The upstream got the arguments as sent: masking is for what is kept.
+    assert_eq!(*seen.lock().unwrap(), vec!["restart prod"]);
+    let store = Store::open(None, &gw.dir.path().join("data"))
+        .await
+        .unwrap();
+    let bodies: Vec<(String,)> = sqlx::query_as("SELECT body FROM audit_records")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    for (body,) in &bodies {
+        none_of(&secrets, body, "an audit record");
+    }
+    let stored: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT args, comment FROM approvals")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    none_of(&secrets, &format!("{stored:?}"), "the approvals table");
+    assert!(format!("{stored:?}").contains("rotate GITHUB_TOKEN=[REDACTED:secret] after"));
+    let votes: Vec<(Option<String>,)> = sqlx::query_as("SELECT comment FROM approval_votes")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    none_of(&secrets, &format!("{votes:?}"), "the approval votes");
+    ct.cancel();
+}
+
+/// Two calls whose masked copies look the same to the approver (they
+/// differ only in a masked password): an approval given for one is never
+/// spent on the other, which makes a request of its own; the approved
+/// arguments then go through, once.
+#[tokio::test]
+async fn an_approval_is_spent_only_on_the_arguments_it_was_given_for() {
+    let Setup { gw, ct, seen } = setup(&Backend::Sqlite, "[approvals]\nwait = false").await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let approver = key(&gw, "alice", &["security"]);
+    let s = Session::open(&gw.url, &eng, false).await;
+    let note = |password: &'static str| {
+        s.call(
+            "witness__note",
+            json!({"message": "restart prod", "password": password}),
+        )
+    };
+    assert!(note("pw-one").await.unwrap_err().contains("is pending"));
+    let rows = pending(&gw, &approver, 1).await;
+    let first = rows[0]["id"].as_str().unwrap().to_string();
+    decided(&gw, &approver, &first, "approve", "ok").await;
+
+    // Same look, other password: not forwarded, a request of its own.
+    let other = note("pw-two").await.unwrap_err();
+    assert!(
+        other.contains("is pending") && !other.contains(&first),
+        "{other}"
+    );
+    let rows = pending(&gw, &approver, 1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_ne!(rows[0]["id"], json!(first));
+    assert_eq!(
+        rows[0]["args"],
+        json!({"message": "restart prod", "password": "[REDACTED:secret-field]"})
+    );
+    // Other arguments in every way (an extra field, another type) too.
+    assert!(
+        s.call(
+            "witness__note",
+            json!({"message": "restart prod", "password": "pw-one", "force": true})
+        )
+        .await
+        .unwrap_err()
+        .contains("is pending")
+    );
+    assert!(
+        s.call(
+            "witness__note",
+            json!({"message": "restart prod", "password": ["pw-one"]})
+        )
+        .await
+        .unwrap_err()
+        .contains("is pending")
+    );
+    assert!(seen.lock().unwrap().is_empty(), "nothing forwarded yet");
+    // The approved arguments go through, once.
+    assert_eq!(note("pw-one").await, Ok("restart prod".into()));
+    assert!(note("pw-one").await.unwrap_err().contains("is pending"));
+    assert_eq!(*seen.lock().unwrap(), vec!["restart prod"]);
+    // Bound by the keyed hash, as the audit shows it.
+    let store = Store::open(None, &gw.dir.path().join("data"))
+        .await
+        .unwrap();
+    let hashes: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT args_hash FROM approvals")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(hashes.len(), 4, "{hashes:?}");
+    assert!(
+        hashes
+            .iter()
+            .all(|(h,)| h.starts_with(toolgate::audit::ARGS_HASH_PREFIX)),
+        "{hashes:?}"
+    );
+    ct.cancel();
+}

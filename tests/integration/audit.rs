@@ -207,7 +207,12 @@ async fn every_decision_kind_is_recorded_and_the_chain_verifies(backend: Backend
     assert!(d["session"].as_str().is_some_and(|s| !s.is_empty()), "{d}");
     assert_eq!(d["server"], "notes");
     assert_eq!(d["policies"], json!(["writes-for-eng"]));
-    assert_eq!(d["args_hash"].as_str().unwrap().len(), 64);
+    assert!(
+        d["args_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with(toolgate::audit::ARGS_HASH_PREFIX)
+    );
     assert_eq!(d["definition_hash"].as_str().unwrap().len(), 64);
     assert_eq!(d["args"]["title"], "a1");
     assert_eq!(d["args"]["password"], "[REDACTED:secret-field]");
@@ -349,9 +354,21 @@ async fn tampering_is_detected(url: &dyn Fn(&str) -> Option<String>) {
         let (store, key, file) = chain(url(name).as_deref(), dir.path()).await;
         (dir, store, key, file)
     };
-    // Intact.
+    // Intact, then two records past the checkpoint: still intact, but
+    // said to be unsigned.
     let (_d, store, key, file) = case("intact").await;
     assert_eq!(first_bad(&store, &key, Some(&file)).await, None);
+    append_now(
+        &store,
+        &[Record::new(Kind::Login), Record::new(Kind::Logout)],
+    )
+    .await
+    .unwrap();
+    let v = verify(store.pool(), &key.public_hex(), Some(&file))
+        .await
+        .unwrap();
+    assert!(v.ok(), "{:?}", v.problems);
+    assert_eq!((v.unsigned, v.last_signed), (Some((11, 12)), Some(10)));
 
     // Each edit, and the first record it must be found at.
     let edits: [(&str, &[&str], i64); 5] = [
@@ -419,6 +436,23 @@ async fn tampering_is_detected(url: &dyn Fn(&str) -> Option<String>) {
     );
     assert_eq!(first_bad(&store, &key, Some(&file)).await, Some(8));
 
+    // Rewritten from record 4 and re-hashed to the head: every record
+    // links, only the signed checkpoint at 10 knows, and the edit is
+    // placed in the range before it, not at 10.
+    let (_d, store, key, file) = case("rewritten").await;
+    rewrite_from(&store, 4, |body| body.replacen('{', "{\"forged\":true,", 1)).await;
+    let v = verify(store.pool(), &key.public_hex(), Some(&file))
+        .await
+        .unwrap();
+    assert_eq!(
+        v.first_bad().as_deref(),
+        Some("somewhere in 1..=10"),
+        "{:?}",
+        v.problems
+    );
+    assert!(v.problems[0].message.contains("edited somewhere in 1..=10"));
+    assert_eq!(v.unsigned, None);
+
     // A checkpoint signed by another key is not believed.
     let (_d, store, _key, file) = case("forged").await;
     let other = SigningKey::from_text(&"17".repeat(32)).unwrap();
@@ -444,6 +478,7 @@ async fn tampering_is_detected_on_postgres() {
         "reordered",
         "inserted",
         "truncated",
+        "rewritten",
         "forged",
     ] {
         urls.insert(name, pg.create_database(name).await);
@@ -933,3 +968,369 @@ on_both_stores!(
     retention_keeps_the_chain_verifiable_on_postgres,
     "retention"
 );
+
+/// Credentials in forms the masker must find, each with its own canary:
+/// (text an agent might send, the secret in it).
+pub(crate) fn glued_secrets() -> Vec<(String, &'static str)> {
+    vec![
+        (
+            "AWS_ACCESS_KEY_ID=AKIACANARY0000000001 aws s3 ls".into(),
+            "AKIACANARY0000000001",
+        ),
+        (
+            "gh auth login --with-token=ghp_CANARY2xxxxxxxxxxxxxxxxxxxxxxxxxxxxx".into(),
+            "CANARY2xxxx",
+        ),
+        (
+            "git clone https://ghp_CANARY3xxxxxxxxxxxxxxxxxxxxxxxxxxxxx@github.com/acme/x".into(),
+            "CANARY3xxxx",
+        ),
+        (
+            "curl https://deploy:canary4-pass@registry.example/v2/".into(),
+            "canary4-pass",
+        ),
+        (
+            "fetch https://api.example/v1/charges?key=sk_live_CANARY5xxxxxxxxxxxxxxx&limit=3"
+                .into(),
+            "CANARY5xxxx",
+        ),
+        (
+            "curl -H \"Authorization: Bearer canary6opaque\" https://api.example".into(),
+            "canary6opaque",
+        ),
+        (
+            r#"payload {"user":"bob","password":"canary7 with spaces"}"#.into(),
+            "canary7",
+        ),
+        ("mysql --password canary8pw -u root".into(), "canary8pw"),
+        (
+            "open https://h.example/x?access_token=canary9tok&page=2".into(),
+            "canary9tok",
+        ),
+        (
+            "Cookie: sid=canary10cookie; theme=dark\nAccept: */*".into(),
+            "canary10cookie",
+        ),
+        ("PGPASSWORD=canary11pg psql -h db".into(), "canary11pg"),
+        (
+            "DATABASE_URL=postgres://app:canary12db@db.internal:5432/app".into(),
+            "canary12db",
+        ),
+    ]
+}
+
+/// Arguments carrying every [`glued_secrets`] form, secrets used as
+/// object keys, an argument list and a name/value pair; `extra` fields
+/// on top. The secrets besides the glued ones are returned too.
+pub(crate) fn secret_laden_args(extra: Value) -> (Value, Vec<&'static str>) {
+    let text: Vec<String> = glued_secrets().into_iter().map(|(t, _)| t).collect();
+    let mut args = json!({
+        "body": text.join("\n"),
+        "ghp_CANARYKEYxxxxxxxxxxxxxxxxxxxxxxxxxxxx": "a secret used as a key",
+        "headers": {"AKIACANARYKEY0000001": true},
+        "argv": ["deploy", "--api-key", "canary-argv-1"],
+        "env": [{"name": "DB_PASSWORD", "value": "canary-env-1"}],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        args[k] = v.clone();
+    }
+    let mut secrets: Vec<&'static str> = glued_secrets().into_iter().map(|(_, s)| s).collect();
+    secrets.extend([
+        "CANARYKEYxxxx",
+        "AKIACANARYKEY0000001",
+        "canary-argv-1",
+        "canary-env-1",
+    ]);
+    (args, secrets)
+}
+
+/// Every secret of `secrets` absent from `text`, told by name.
+#[track_caller]
+pub(crate) fn none_of(secrets: &[&str], text: &str, place: &str) {
+    for s in secrets {
+        assert!(!text.contains(s), "{s:?} leaked into {place}: {text}");
+    }
+}
+
+/// Secrets glued to other text, used as object keys, in argument lists
+/// and name/value pairs, and an unknown tool named by a secret: none of
+/// them reaches the audit trail (its records through the admin API, the
+/// store's bytes), through the fast lane and through rmcp alike.
+#[tokio::test]
+async fn secret_leaks_into_the_audit_trail_are_masked() {
+    let (mut gw, ct, _github) = gateway(&Backend::Sqlite.config("")).await;
+    let admin = key(&gw, "auditor", &["admin"]);
+    let eng = key(&gw, "eng", &["eng"]);
+    let (_, secrets) = secret_laden_args(json!({}));
+    let mut secrets = secrets;
+    secrets.push("CANARYTOOLxxxx");
+    for (title, via_rmcp) in [("lane", false), ("rmcp", true)] {
+        let s = Session::open(&gw.url, &eng, via_rmcp).await;
+        let (args, _) = secret_laden_args(json!({"title": title}));
+        assert!(
+            s.call("notes__add_note", args).await.is_ok(),
+            "{title}: allowed"
+        );
+        // Refused, its name (the record's target) and error text masked.
+        assert!(
+            s.call("ghp_CANARYTOOLxxxxxxxxxxxxxxxxxxxxxxxxxxxx", json!({}))
+                .await
+                .is_err()
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let all = loop {
+        let all = records(&gw, &admin).await;
+        let completed = all
+            .iter()
+            .filter(|r| r["record"]["kind"] == "completed")
+            .count();
+        if completed >= 4 {
+            break all;
+        }
+        assert!(std::time::Instant::now() < deadline, "{all:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let decided = find(&all, "decided", "notes__add_note");
+    assert_eq!(decided.len(), 2, "{all:#?}");
+    for d in &decided {
+        let args = &d["record"]["args"];
+        // Still readable around what was hidden.
+        let body = args["body"].as_str().unwrap();
+        for kept in [
+            "aws s3 ls",
+            "github.com/acme/x",
+            "registry.example/v2/",
+            "limit=3",
+            "psql -h db",
+        ] {
+            assert!(body.contains(kept), "{kept:?} lost: {body}");
+        }
+        assert_eq!(args["argv"][1], "--api-key");
+        assert_eq!(args["env"][0]["name"], "DB_PASSWORD");
+    }
+    assert_eq!(
+        all.iter()
+            .filter(|r| r["record"]["target"] == "[REDACTED:github-token]")
+            .count(),
+        4,
+        "the unknown tool's decided and completed records, both paths"
+    );
+    none_of(&secrets, &Value::Array(all).to_string(), "the admin API");
+
+    gw.shutdown().await;
+    let store = Backend::Sqlite.store(&gw).await;
+    let bodies: Vec<(String,)> = sqlx::query_as("SELECT body FROM audit_records")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    for (body,) in &bodies {
+        none_of(&secrets, body, "a stored record");
+    }
+    drop(store);
+    for file in ["toolgate.db", "toolgate.db-wal"] {
+        if let Ok(bytes) = std::fs::read(gw.dir.path().join("data").join(file)) {
+            none_of(&secrets, &String::from_utf8_lossy(&bytes), file);
+        }
+    }
+    ct.cancel();
+}
+
+/// `args_hash` is keyed by the audit key: a reader of the audit cannot
+/// recompute it from guessed arguments (the bare SHA-256 of old records is
+/// not it), two gateways with different keys hash the same arguments
+/// apart, and the key the gateway keeps beside its store reproduces it.
+#[tokio::test]
+async fn masked_arguments_cannot_be_guessed_from_args_hash() {
+    let args = json!({"title": "h1", "body": "b", "password": "hunter2"});
+    let mut hashes = Vec::new();
+    for _ in 0..2 {
+        let (mut gw, ct, _github) = gateway(&Backend::Sqlite.config("")).await;
+        let admin = key(&gw, "auditor", &["admin"]);
+        let eng = key(&gw, "eng", &["eng"]);
+        let s = Session::open(&gw.url, &eng, false).await;
+        assert!(s.call("notes__add_note", args.clone()).await.is_ok());
+        let all = records(&gw, &admin).await;
+        let hash = find(&all, "decided", "notes__add_note")[0]["record"]["args_hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        gw.shutdown().await;
+        let map = args.as_object().unwrap();
+        // A guess with the right password, hashed the old, unkeyed way.
+        let bare = toolgate::audit::sha256_hex(toolgate::audit::canonical(&args).as_bytes());
+        assert!(!hash.contains(&bare), "{hash}");
+        assert!(
+            hash.starts_with(toolgate::audit::ARGS_HASH_PREFIX),
+            "{hash}"
+        );
+        // The gateway's own key (beside the store, not in it) does.
+        let own = SigningKey::load(None, &gw.dir.path().join("data")).unwrap();
+        assert_eq!(toolgate::audit::args_hash(&own, map), hash);
+        let guessed = json!({"title": "h1", "body": "b", "password": "hunter3"});
+        assert_ne!(
+            toolgate::audit::args_hash(&own, guessed.as_object().unwrap()),
+            hash
+        );
+        hashes.push(hash);
+        ct.cancel();
+    }
+    assert_ne!(hashes[0], hashes[1], "different keys, different hashes");
+}
+
+/// Rewrite the chain from `seq` on as someone with write access to the
+/// store would: `edit` that record's body, re-hash it and every later
+/// record, and move the head along.
+async fn rewrite_from(store: &Store, seq: i64, edit: impl Fn(&str) -> String) {
+    let (mut prev,): (String,) =
+        sqlx::query_as("SELECT record_hash FROM audit_records WHERE seq = $1")
+            .bind(seq - 1)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, body FROM audit_records WHERE seq >= $1 ORDER BY seq")
+            .bind(seq)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    for (s, body) in rows {
+        let body = if s == seq { edit(&body) } else { body };
+        let hash = toolgate::audit::chain_hash(&prev, &body);
+        sqlx::query(
+            "UPDATE audit_records SET body = $1, prev_hash = $2, record_hash = $3 WHERE seq = $4",
+        )
+        .bind(&body)
+        .bind(&prev)
+        .bind(&hash)
+        .bind(s)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        prev = hash;
+    }
+    sqlx::query("UPDATE audit_head SET record_hash = $1 WHERE chain = 'main'")
+        .bind(&prev)
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
+/// `toolgate audit verify` over a store whose first records were written
+/// before argument hashes were keyed (bare SHA-256): they verify with the
+/// new ones; records after the last signed checkpoint are reported as not
+/// yet covered; and a chain rewritten (and re-hashed) from an early record
+/// is reported with the range the edit must be in, not only the
+/// checkpoint's seq.
+#[tokio::test]
+async fn audit_verify_over_old_records_an_unsigned_tail_and_a_rewritten_chain() {
+    // A data directory as an earlier toolgate left it: five records with
+    // bare SHA-256 argument hashes, behind a signed checkpoint.
+    let data = tempfile::tempdir().unwrap();
+    let old_hash = toolgate::audit::sha256_hex(br#"{"title":"old"}"#);
+    {
+        let store = Store::open(None, data.path()).await.unwrap();
+        let key = SigningKey::load(None, data.path()).unwrap();
+        let records: Vec<Record> = (0..5)
+            .map(|i| {
+                let mut r = Record::new(Kind::Decided);
+                r.target = Some(format!("notes__add_note-{i}"));
+                r.decision = Some("allow");
+                r.args_hash = Some(old_hash.clone());
+                r.args = Some(json!({"title": "old"}));
+                r
+            })
+            .collect();
+        append_now(&store, &records).await.unwrap();
+        checkpoint::write(
+            store.pool(),
+            &key,
+            &data.path().join("audit-checkpoints.jsonl"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    let config = format!(
+        "data_dir = \"{}\"\n[audit]\ncheckpoint_file = \"{}\"\n",
+        data.path().display(),
+        data.path().join("audit-checkpoints.jsonl").display()
+    );
+    let (mut gw, ct, _github) = gateway(&config).await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let s = Session::open(&gw.url, &eng, false).await;
+    assert!(
+        s.call("notes__add_note", json!({"title": "new", "body": "b"}))
+            .await
+            .is_ok()
+    );
+    gw.shutdown().await;
+    let cfg = gw.dir.path().join("toolgate.toml");
+    let (ok, out) = verify_cli(&cfg);
+    assert!(ok && out.contains("no problems"), "{out}");
+    assert!(
+        !out.contains("not yet covered"),
+        "all signed at shutdown: {out}"
+    );
+    let store = Store::open(None, data.path()).await.unwrap();
+    let hashes: Vec<(String,)> = sqlx::query_as(
+        "SELECT json_extract(body, '$.args_hash') FROM audit_records \
+         WHERE json_extract(body, '$.args_hash') IS NOT NULL ORDER BY seq",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        hashes.first().unwrap().0,
+        old_hash,
+        "old records keep theirs"
+    );
+    assert!(
+        hashes
+            .last()
+            .unwrap()
+            .0
+            .starts_with(toolgate::audit::ARGS_HASH_PREFIX),
+        "{hashes:?}"
+    );
+    let (signed_at,): (i64,) = sqlx::query_as("SELECT MAX(seq) FROM audit_checkpoints")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+
+    // Records appended while no gateway runs (keys made at the command
+    // line): they chain, but no signature covers them yet.
+    key(&gw, "later-1", &["eng"]);
+    key(&gw, "later-2", &["eng"]);
+    let (ok, out) = verify_cli(&cfg);
+    assert!(ok, "{out}");
+    let tail = format!(
+        "records {}..={} are not yet covered by a signed checkpoint (after the last signed checkpoint (seq {signed_at}))",
+        signed_at + 1,
+        signed_at + 2
+    );
+    assert!(out.contains(&tail), "{out}");
+
+    // Someone who can write the store rewrites record 7 (a gateway record)
+    // and re-hashes everything after it: every record links, only the
+    // checkpoint signed at shutdown disagrees, and the edit is placed
+    // between the last checkpoint that still matches (the old records')
+    // and that one.
+    let (before,): (i64,) = sqlx::query_as("SELECT MAX(seq) FROM audit_checkpoints WHERE seq < 7")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    rewrite_from(&store, 7, |body| body.replacen('{', "{\"forged\":true,", 1)).await;
+    let (ok, out) = verify_cli(&cfg);
+    assert!(!ok, "{out}");
+    let range = format!("somewhere in {}..={signed_at}", before + 1);
+    assert!(
+        out.contains(&format!("records were edited {range}"))
+            && out.contains(&format!(
+                "the signed checkpoint at seq {before} still matches"
+            ))
+            && out.contains(&format!("first bad seq: {range}")),
+        "{out}"
+    );
+    ct.cancel();
+}
