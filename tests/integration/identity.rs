@@ -467,6 +467,52 @@ async fn access_tokens_from_a_configured_issuer() {
     ct.cancel();
 }
 
+/// RFC 7515 §4.1.11: a token whose `crit` header names an extension the
+/// gateway does not understand is invalid, even when the issuer's key
+/// signed it; so is a malformed `crit`, and `b64`/`zip`/`x5c` headers.
+#[tokio::test]
+async fn tokens_with_critical_or_unsupported_headers_get_401() {
+    let idp = FakeIdp::start().await;
+    let (mut gw, ct) = gateway_trusting(&idp, "").await;
+    let good = idp.token(idp.claims(json!({})));
+    let ready = eventually(Duration::from_secs(10), || async {
+        echo_with(&gw.url, &good, false).await == Ok("hello".into())
+    })
+    .await;
+    assert!(ready, "a plain token from the IdP works");
+    for extra in [
+        json!({"crit": ["exp"], "exp": 1}),
+        json!({"crit": ["b64"], "b64": false}),
+        json!({"crit": ["urn:x:policy"], "urn:x:policy": "allow-all"}),
+        json!({"crit": "exp", "exp": 1}),
+        json!({"crit": []}),
+        json!({"crit": [7]}),
+        json!({"crit": ["alg"]}),
+        json!({"crit": null}),
+        json!({"b64": false}),
+        json!({"zip": "DEF"}),
+        json!({"x5c": ["MIIB"]}),
+    ] {
+        let token = {
+            let keys = idp.keys.lock().unwrap();
+            let mut header = json!({"alg": "RS256", "kid": keys.rsa_kid, "typ": "at+jwt"});
+            for (k, v) in extra.as_object().unwrap() {
+                header[k] = v.clone();
+            }
+            keys.sign(header, idp.claims(json!({})))
+        };
+        let r = initialize(&gw.url, Some(&token)).await;
+        assert_eq!(r.status(), 401, "{extra}");
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(challenge.contains("invalid_token"), "{extra}: {challenge}");
+    }
+    gw.shutdown().await;
+    ct.cancel();
+}
+
 #[tokio::test]
 async fn cached_keys_serve_a_bounded_time_then_fail_closed() {
     let idp = FakeIdp::start().await;
