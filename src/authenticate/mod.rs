@@ -247,12 +247,13 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
 
 /// OAuth's query-string token (RFC 6750 §2.3) and the usual variants.
 fn token_in_query(query: Option<&str>) -> bool {
+    // Decoded as the application would read it: `access%5Ftoken` and
+    // `access_token` are one key.
     query.is_some_and(|q| {
-        q.split('&').any(|pair| {
-            let key = pair.split('=').next().unwrap_or_default();
+        form_urlencoded::parse(q.as_bytes()).any(|(key, _)| {
             ["access_token", "token", "api_key", "apikey"]
                 .iter()
-                .any(|k| key.eq_ignore_ascii_case(k))
+                .any(|k| key.trim().eq_ignore_ascii_case(k))
         })
     })
 }
@@ -337,6 +338,12 @@ mod tests {
         assert!(token_in_query(Some("access_token=abc")));
         assert!(token_in_query(Some("x=1&API_KEY=abc")));
         assert!(!token_in_query(Some("x=1&tokens=2")));
+        // Encoded keys are the same keys once decoded.
+        assert!(token_in_query(Some("access%5Ftoken=abc")));
+        assert!(token_in_query(Some("x=1&%61pi_key=abc")));
+        assert!(token_in_query(Some("x=1;y=2&Token")));
+        assert!(token_in_query(Some("&&token=")));
+        assert!(!token_in_query(Some("next=%2Fx%3Ftoken%3D1")));
         assert!(!token_in_query(None));
     }
 
