@@ -128,19 +128,9 @@ impl Graph {
             .await
             .map_err(|e| format!("POST {url}: {e}"))?;
         let status = response.status();
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
-        {
-            return Err(format!("POST {url}: answer over 4 MiB"));
-        }
-        let bytes = response
-            .bytes()
+        let bytes = super::read_capped(response, MAX_RESPONSE_BYTES)
             .await
             .map_err(|e| format!("POST {url}: {e}"))?;
-        if bytes.len() > MAX_RESPONSE_BYTES {
-            return Err(format!("POST {url}: answer over 4 MiB"));
-        }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
             return Err(format!("POST {url}: HTTP {status}: {text}"));

@@ -298,20 +298,10 @@ impl Issuer {
                     .and_then(|s| s.parse::<u64>().ok())
             })
             .map(|s| Duration::from_secs(s.clamp(60, 86_400)));
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
-        {
-            return Err(format!("GET {url}: document over 1 MiB"));
-        }
-        let body = response
-            .bytes()
+        let body = super::read_capped(response, MAX_DOCUMENT_BYTES)
             .await
             .map_err(|e| format!("GET {url}: {e}"))?;
-        if body.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!("GET {url}: document over 1 MiB"));
-        }
-        Ok((body.to_vec(), max_age))
+        Ok((body, max_age))
     }
 
     /// Whether the issuer has usable keys, and if not, why.

@@ -267,13 +267,9 @@ impl Sso {
             .await
             .map_err(|e| SsoError::Exchange(format!("POST {}: {e}", endpoints.token)))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let body = super::read_capped(response, MAX_TOKEN_RESPONSE)
             .await
-            .map_err(|e| SsoError::Exchange(e.to_string()))?;
-        if body.len() > MAX_TOKEN_RESPONSE {
-            return Err(SsoError::Exchange("answer over 256 KiB".into()));
-        }
+            .map_err(|e| SsoError::Exchange(format!("POST {}: {e}", endpoints.token)))?;
         let body: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| SsoError::Exchange(format!("HTTP {status}, not JSON: {e}")))?;
         if !status.is_success() {
