@@ -28,18 +28,20 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// `text` for a URL: bytes other than ASCII letters, digits, `-_.~` and
-/// `keep` as `%XX`.
-pub fn percent_encode(text: &str, keep: &[u8]) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+/// For a URL component: all but ASCII letters, digits and `-_.~` (RFC 3986
+/// unreserved) encoded.
+pub const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+/// For a path: as [`COMPONENT`], keeping `/`.
+pub const PATH: &percent_encoding::AsciiSet = &COMPONENT.remove(b'/');
+
+/// `text` for a URL, the bytes in `set` as `%XX` (by the
+/// `percent-encoding` crate).
+pub fn percent_encode(text: &str, set: &'static percent_encoding::AsciiSet) -> String {
+    percent_encoding::utf8_percent_encode(text, set).to_string()
 }
 
 #[cfg(test)]
@@ -63,7 +65,12 @@ mod tests {
 
     #[test]
     fn urls_get_only_safe_bytes() {
-        assert_eq!(percent_encode("a b&c=d/é", b""), "a%20b%26c%3Dd%2F%C3%A9");
-        assert_eq!(percent_encode("/ui/a?b=c", b"/"), "/ui/a%3Fb%3Dc");
+        assert_eq!(
+            percent_encode("a b&c=d/é", COMPONENT),
+            "a%20b%26c%3Dd%2F%C3%A9"
+        );
+        assert_eq!(percent_encode("/ui/a?b=c", PATH), "/ui/a%3Fb%3Dc");
+        assert_eq!(percent_encode("-_.~%+#\0", COMPONENT), "-_.~%25%2B%23%00");
+        assert_eq!(percent_encode("//x/../y", PATH), "//x/../y");
     }
 }

@@ -21,10 +21,10 @@ mod audit;
 mod bad_input;
 #[path = "integration/connections.rs"]
 mod connections;
-#[path = "integration/forwarded_is_decided.rs"]
-mod forwarded_is_decided;
 #[path = "integration/egress.rs"]
 mod egress;
+#[path = "integration/forwarded_is_decided.rs"]
+mod forwarded_is_decided;
 #[path = "integration/identity.rs"]
 mod identity;
 #[path = "integration/lane.rs"]

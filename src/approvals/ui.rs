@@ -75,7 +75,7 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// A URL query value.
 fn query_value(s: &str) -> String {
-    crate::html::percent_encode(s, b"")
+    crate::html::percent_encode(s, crate::html::COMPONENT)
 }
 
 fn when(ms: i64) -> String {

@@ -128,64 +128,37 @@ pub async fn export(
 
 /// A point in time for `--since` / `--until` and the API, as milliseconds
 /// since the epoch: RFC 3339 (`2026-11-24T08:00:00Z`, an offset, or a date
-/// alone), Unix seconds, or a duration ago (`24h`, `7d`).
+/// alone), Unix seconds, or a duration ago (`24h`, `7d`). Dates and times
+/// that do not exist (`2026-02-31`, `24:00`) are refused, never shifted.
 pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     let text = text.trim();
-    let wrong = || {
+    let wrong = |why: String| {
         format!(
-            "`{text}` is not a time: use RFC 3339 (2026-11-24T08:00:00Z or 2026-11-24), Unix seconds, or a duration ago (24h, 7d)"
+            "{why}: use RFC 3339 (2026-11-24T08:00:00Z or 2026-11-24), Unix seconds, or a duration ago (24h, 7d)"
         )
     };
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text
             .parse::<i64>()
-            .map(|s| s.saturating_mul(1000))
-            .map_err(|_| wrong());
+            .ok()
+            .and_then(|s| s.checked_mul(1000))
+            .ok_or_else(|| wrong(format!("`{text}` is too large for Unix seconds")));
     }
-    if let Some(days) = text.strip_suffix('d')
-        && let Ok(days) = days.parse::<i64>()
+    if text.ends_with(|c: char| c.is_ascii_alphabetic())
+        && text.starts_with(|c: char| c.is_ascii_digit())
+        && !text.contains(['-', ':'])
     {
-        return Ok(now_ms - days * 86_400_000);
+        // A duration ago; at most 100 years, so the subtraction fits.
+        let ago = crate::config::parse_duration(text).map_err(wrong)?;
+        return Ok(now_ms.saturating_sub(ago.as_millis() as i64));
     }
-    if let Ok(ago) = crate::config::parse_duration(text) {
-        return Ok(now_ms - ago.as_millis() as i64);
-    }
-    let num = |s: &str| s.parse::<i64>().map_err(|_| wrong());
-    let (date, time) = text
-        .split_once(['T', 't', ' '])
-        .unwrap_or((text, "00:00:00Z"));
-    let mut d = date.splitn(3, '-');
-    let (y, m, day) = (
-        num(d.next().unwrap_or_default())?,
-        num(d.next().unwrap_or_default())?,
-        num(d.next().unwrap_or_default())?,
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return Err(wrong());
-    }
-    // The offset: Z, or ±HH:MM.
-    let (clock, offset_min) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
-        (clock, 0)
-    } else if let Some(at) = time.rfind(['+', '-']) {
-        let (clock, offset) = time.split_at(at);
-        let sign = if offset.starts_with('-') { -1 } else { 1 };
-        let (h, mm) = offset[1..].split_once(':').ok_or_else(wrong)?;
-        (clock, sign * (num(h)? * 60 + num(mm)?))
+    if text.contains(['T', 't', ' ']) {
+        crate::dates::parse_rfc3339_ms(text).map_err(|e| wrong(e.to_string()))
     } else {
-        return Err(wrong());
-    };
-    let mut c = clock.splitn(3, ':');
-    let (h, mi) = (
-        num(c.next().unwrap_or_default())?,
-        num(c.next().unwrap_or_default())?,
-    );
-    let seconds: f64 = c.next().unwrap_or("0").parse().map_err(|_| wrong())?;
-    if h > 23 || mi > 59 || !(0.0..61.0).contains(&seconds) {
-        return Err(wrong());
+        crate::dates::parse_date(text)
+            .map(crate::dates::date_start_ms)
+            .map_err(|e| wrong(e.to_string()))
     }
-    let days = crate::dates::days_from_civil(y, m as u32, day as u32);
-    let secs = days * 86_400 + h * 3600 + mi * 60 - offset_min * 60;
-    Ok(secs * 1000 + (seconds * 1000.0) as i64)
 }
 
 #[cfg(test)]
@@ -207,13 +180,30 @@ mod tests {
         assert_eq!(parse_time("1700000000", now), Ok(1_700_000_000_000));
         assert_eq!(parse_time("24h", now), Ok(now - 86_400_000));
         assert_eq!(parse_time("7d", now), Ok(now - 7 * 86_400_000));
+        assert_eq!(parse_time("2024-02-29", now), Ok(1_709_164_800_000));
+        assert_eq!(parse_time("90m", now), Ok(now - 90 * 60_000));
         for bad in [
             "yesterday",
             "2026-13-01",
             "2026-11-24T25:00:00Z",
             "2026-11-24T08:00:00",
+            // Days and times that do not exist, once shifted silently.
+            "2026-02-31",
+            "2026-02-29",
+            "2026-04-31",
+            "2026-02-29T00:00:00Z",
+            "2026-11-24T24:00:00Z",
+            "2026-11-24T08:00:60Z",
+            // Numbers past what fits.
+            "99999999999999999",
+            "99999999999999999999",
+            "36501d",
+            "18446744073709551615h",
+            "-5d",
+            "7 d",
         ] {
-            assert!(parse_time(bad, now).is_err(), "{bad}");
+            let err = parse_time(bad, now).expect_err(bad);
+            assert!(err.contains("use RFC 3339"), "{bad}: {err}");
         }
     }
 }

@@ -10,6 +10,7 @@
 //! once per flush (every 30 s and at shutdown), not on every call.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,8 +21,10 @@ use crate::pipeline::{Caller, Credential};
 use crate::storage::{Store, now_unix};
 
 const PREFIX: &str = "tgk_";
-/// Keys held in the verification cache (unknown ids included); at the
-/// bound, stale entries go, then everything.
+/// Keys held in the verification cache (unknown ids included). At the
+/// bound the cache evicts by use (`quick_cache`'s S3-FIFO-like policy):
+/// a flood of unique ids passes through its probation part and never
+/// pushes out the keys agents keep presenting.
 pub const MAX_CACHED_KEYS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +86,9 @@ struct Cached {
 pub struct ApiKeys {
     store: Store,
     ttl: Duration,
-    capacity: usize,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: quick_cache::sync::Cache<String, Cached>,
+    /// Lookups that went to the store (the cache missed or was stale).
+    store_lookups: AtomicU64,
     /// Keys used since the last flush, with when.
     used: Mutex<HashMap<String, i64>>,
 }
@@ -174,8 +178,8 @@ impl ApiKeys {
         Self {
             store,
             ttl,
-            capacity,
-            cache: Mutex::default(),
+            cache: quick_cache::sync::Cache::new(capacity),
+            store_lookups: AtomicU64::new(0),
             used: Mutex::default(),
         }
     }
@@ -319,26 +323,19 @@ impl ApiKeys {
         .fetch_optional(self.store.pool())
         .await?;
         let (record, _) = record(row.ok_or_else(|| KeyError::NotFound(id_or_name.to_string()))?);
-        self.lock_cache().remove(&record.id);
+        self.cache.remove(&record.id);
         Ok(record)
-    }
-
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The caller a presented key stands for, or why not. Fails closed when
     /// the store cannot be read.
     pub async fn verify(&self, presented: &str) -> Result<Caller, Refusal> {
         let (id, secret) = parse(presented).ok_or(Refusal::Malformed)?;
-        let cached = self
-            .lock_cache()
-            .get(id)
-            .filter(|c| c.at.elapsed() < self.ttl)
-            .cloned();
+        let cached = self.cache.get(id).filter(|c| c.at.elapsed() < self.ttl);
         let found = match cached {
             Some(c) => c.found,
             None => {
+                self.store_lookups.fetch_add(1, Ordering::Relaxed);
                 let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {COLUMNS} FROM api_keys WHERE id = $1"
                 )))
@@ -375,15 +372,7 @@ impl ApiKeys {
     }
 
     fn remember(&self, id: &str, found: Option<Arc<(KeyRecord, String)>>) {
-        let mut cache = self.lock_cache();
-        if cache.len() >= self.capacity {
-            let ttl = self.ttl;
-            cache.retain(|_, c| c.at.elapsed() < ttl);
-            if cache.len() >= self.capacity {
-                cache.clear();
-            }
-        }
-        cache.insert(
+        self.cache.insert(
             id.to_string(),
             Cached {
                 found,
@@ -412,7 +401,13 @@ impl ApiKeys {
 
     /// Entries in the verification cache (for tests of its bound).
     pub fn cached(&self) -> usize {
-        self.lock_cache().len()
+        self.cache.len()
+    }
+
+    /// How many verifications had to read the store (for tests that a hot
+    /// key stays cached).
+    pub fn store_lookups(&self) -> u64 {
+        self.store_lookups.load(Ordering::Relaxed)
     }
 }
 
@@ -528,6 +523,37 @@ mod tests {
             .await
             .expect("created");
         assert!(keys.verify(&key).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unique_ids_does_not_evict_a_hot_key() {
+        let (keys, _dir) = keys(64).await;
+        let (_, hot) = keys
+            .create("hot", &[], None, Who::operator())
+            .await
+            .expect("created");
+        // In use: read from the store once, then served from the cache.
+        for _ in 0..3 {
+            assert!(keys.verify(&hot).await.is_ok());
+        }
+        assert_eq!(keys.store_lookups(), 1);
+        // Ten times the cache's size of unique unknown ids, the hot key
+        // still in use between them, as an agent's would be.
+        for i in 0..640u64 {
+            let key = format!("tgk_{i:016x}_{}", "0".repeat(64));
+            assert_eq!(keys.verify(&key).await, Err(Refusal::Unknown));
+            if i % 64 == 0 {
+                assert!(keys.verify(&hot).await.is_ok());
+            }
+            assert!(keys.cached() <= 64, "{} cached", keys.cached());
+        }
+        let lookups = keys.store_lookups();
+        assert_eq!(
+            lookups, 641,
+            "each unknown id read the store once, the hot key never again"
+        );
+        assert!(keys.verify(&hot).await.is_ok());
+        assert_eq!(keys.store_lookups(), lookups, "the hot key is still cached");
     }
 
     #[test]

@@ -14,13 +14,14 @@ use crate::config::auth::GraphConfig;
 
 /// How long a caller's looked-up groups are reused.
 const GROUPS_FOR: Duration = Duration::from_secs(600);
-/// Callers whose groups are remembered; at the bound the oldest half goes.
+/// Callers whose groups are remembered; at the bound the least used go
+/// (`quick_cache`), not the callers who keep calling.
 pub const MAX_CACHED_CALLERS: usize = 10_000;
 /// Largest Graph answer read (11,000 group ids fit easily).
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-type Groups = HashMap<(String, String), (Vec<String>, Instant)>;
+type Groups = quick_cache::sync::Cache<(String, String), (Vec<String>, Instant)>;
 
 pub struct Graph {
     config: GraphConfig,
@@ -28,7 +29,7 @@ pub struct Graph {
     /// Tenant → app token and until when it is good.
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// (tenant, object id) → groups and when they were fetched.
-    groups: Mutex<Groups>,
+    groups: Groups,
 }
 
 impl Graph {
@@ -42,7 +43,7 @@ impl Graph {
             config,
             http,
             tokens: Mutex::default(),
-            groups: Mutex::default(),
+            groups: Groups::new(MAX_CACHED_CALLERS),
         })
     }
 
@@ -58,10 +59,8 @@ impl Graph {
             return Err(format!("`oid` {oid:?} is not an object id"));
         }
         let key = (tid.to_string(), oid.to_string());
-        if let Some((groups, at)) = lock(&self.groups).get(&key)
-            && at.elapsed() < GROUPS_FOR
-        {
-            return Ok(groups.clone());
+        if let Some(groups) = fresh(&self.groups, &key) {
+            return Ok(groups);
         }
         let token = self.token(tid).await?;
         let kind = if app { "servicePrincipals" } else { "users" };
@@ -82,12 +81,7 @@ impl Graph {
             .filter_map(Value::as_str)
             .map(str::to_string)
             .collect();
-        remember(
-            &mut lock(&self.groups),
-            key,
-            groups.clone(),
-            MAX_CACHED_CALLERS,
-        );
+        self.groups.insert(key, (groups.clone(), Instant::now()));
         Ok(groups)
     }
 
@@ -128,19 +122,9 @@ impl Graph {
             .await
             .map_err(|e| format!("POST {url}: {e}"))?;
         let status = response.status();
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
-        {
-            return Err(format!("POST {url}: answer over 4 MiB"));
-        }
-        let bytes = response
-            .bytes()
+        let bytes = super::read_capped(response, MAX_RESPONSE_BYTES)
             .await
             .map_err(|e| format!("POST {url}: {e}"))?;
-        if bytes.len() > MAX_RESPONSE_BYTES {
-            return Err(format!("POST {url}: answer over 4 MiB"));
-        }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
             return Err(format!("POST {url}: HTTP {status}: {text}"));
@@ -149,15 +133,12 @@ impl Graph {
     }
 }
 
-/// Insert, first dropping the older half when at `capacity`.
-fn remember(cache: &mut Groups, key: (String, String), groups: Vec<String>, capacity: usize) {
-    if cache.len() >= capacity {
-        let mut ages: Vec<Instant> = cache.values().map(|(_, at)| *at).collect();
-        ages.sort_unstable();
-        let cutoff = ages[ages.len() / 2];
-        cache.retain(|_, (_, at)| *at > cutoff);
-    }
-    cache.insert(key, (groups, Instant::now()));
+/// The remembered groups for `key`, if fetched less than [`GROUPS_FOR`] ago.
+fn fresh(cache: &Groups, key: &(String, String)) -> Option<Vec<String>> {
+    cache
+        .get(key)
+        .filter(|(_, at)| at.elapsed() < GROUPS_FOR)
+        .map(|(groups, _)| groups)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -169,15 +150,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cache_stays_bounded_keeping_the_newest() {
-        let mut cache = Groups::new();
-        for i in 0..10 {
-            let key = ("t".to_string(), format!("o{i}"));
-            remember(&mut cache, key, vec![format!("g{i}")], 4);
-            assert!(cache.len() <= 4, "{} entries", cache.len());
-            std::thread::sleep(Duration::from_millis(2));
+    fn the_cache_stays_bounded_keeping_callers_in_use() {
+        let cache = Groups::new(64);
+        let key = |o: &str| ("t".to_string(), o.to_string());
+        cache.insert(key("busy"), (vec!["eng".into()], Instant::now()));
+        for i in 0..640 {
+            cache.insert(
+                key(&format!("o{i}")),
+                (vec![format!("g{i}")], Instant::now()),
+            );
+            if i % 32 == 0 {
+                assert!(fresh(&cache, &key("busy")).is_some(), "evicted at {i}");
+            }
+            assert!(cache.len() <= 64, "{} entries", cache.len());
         }
-        assert!(cache.contains_key(&("t".to_string(), "o9".to_string())));
-        assert!(!cache.contains_key(&("t".to_string(), "o0".to_string())));
+        assert_eq!(fresh(&cache, &key("busy")), Some(vec!["eng".to_string()]));
+        // Past GROUPS_FOR an entry is not used.
+        let old = Instant::now().checked_sub(GROUPS_FOR + Duration::from_secs(1));
+        if let Some(old) = old {
+            cache.insert(key("old"), (vec!["x".into()], old));
+            assert_eq!(fresh(&cache, &key("old")), None);
+        }
     }
 }

@@ -4,8 +4,12 @@
 //! - the algorithm comes from an allowlist (`RS256`, `ES256`); never `none`,
 //!   never HMAC: keys are the issuer's public keys, so an `HS256` token
 //!   "signed" with one is a forgery;
-//! - `jku`, `x5u` and `jwk` headers are refused, never followed: keys come
-//!   only from the issuer's configured JWKS;
+//! - `jku`, `x5u`, `x5c` and `jwk` headers are refused, never followed:
+//!   keys come only from the issuer's configured JWKS;
+//! - a `crit` header is refused (RFC 7515 §4.1.11: a token naming an
+//!   extension the verifier does not understand is invalid, and toolgate
+//!   understands none), and so is a malformed one; `b64` (RFC 7797, which
+//!   changes what is signed) and `zip` (JWE only) are refused too;
 //! - `exp`, `iss` and `aud` are required (not just checked when present);
 //!   `iss` must match exactly, `aud` must include a configured audience;
 //!   `exp` and `nbf` allow a bounded clock skew;
@@ -35,6 +39,14 @@ pub enum JwtError {
     Algorithm(String),
     #[error("header `{0}` is not accepted (keys come only from the issuer's JWKS)")]
     KeyHeader(&'static str),
+    #[error("header `{0}` is not supported")]
+    Unsupported(&'static str),
+    #[error(
+        "header `crit` names extension `{0}`, which toolgate does not understand (RFC 7515 §4.1.11)"
+    )]
+    CriticalExtension(String),
+    #[error("header `crit` must be a non-empty array of extension header names: {0}")]
+    MalformedCrit(&'static str),
     #[error("no key `{0}` in the issuer's key set")]
     UnknownKey(String),
     #[error("bad signature")]
@@ -152,14 +164,72 @@ pub struct Rules {
     pub id_token_nonce: Option<String>,
 }
 
+/// The JOSE header parameters toolgate reads. Every other one is looked
+/// at by [`refuse_header_parameters`] first, by presence (a `null` value
+/// counts as present).
 #[derive(Deserialize)]
 struct Header {
     alg: String,
     kid: Option<String>,
     typ: Option<String>,
-    jku: Option<Value>,
-    x5u: Option<Value>,
-    jwk: Option<Value>,
+}
+
+/// Header parameters registered by RFC 7515 and RFC 7516: `crit` may not
+/// list them (§4.1.11).
+const REGISTERED_HEADERS: [&str; 16] = [
+    "alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit", "enc",
+    "zip", "epk", "apu", "apv",
+];
+
+/// Refuses header parameters that would fetch keys, change what is
+/// signed, or name extensions toolgate does not implement.
+fn refuse_header_parameters(header: &Map<String, Value>) -> Result<(), JwtError> {
+    for name in ["jku", "x5u", "x5c", "jwk"] {
+        if header.contains_key(name) {
+            return Err(JwtError::KeyHeader(name));
+        }
+    }
+    if let Some(crit) = header.get("crit") {
+        let Value::Array(names) = crit else {
+            return Err(JwtError::MalformedCrit("not an array"));
+        };
+        if names.is_empty() {
+            return Err(JwtError::MalformedCrit("empty"));
+        }
+        let mut seen: Vec<&str> = Vec::with_capacity(names.len());
+        for name in names {
+            let Value::String(name) = name else {
+                return Err(JwtError::MalformedCrit("a name that is not a string"));
+            };
+            if name.is_empty() {
+                return Err(JwtError::MalformedCrit("an empty name"));
+            }
+            if REGISTERED_HEADERS.contains(&name.as_str()) {
+                return Err(JwtError::MalformedCrit(
+                    "it lists a header defined by the JWS/JWE specifications",
+                ));
+            }
+            if seen.contains(&name.as_str()) {
+                return Err(JwtError::MalformedCrit("a name listed twice"));
+            }
+            if !header.contains_key(name) {
+                return Err(JwtError::MalformedCrit(
+                    "it lists a header the token does not carry",
+                ));
+            }
+            seen.push(name);
+        }
+        // Well-formed, but toolgate implements no extension.
+        return Err(JwtError::CriticalExtension(
+            seen.first().copied().unwrap_or_default().to_string(),
+        ));
+    }
+    for name in ["b64", "zip"] {
+        if header.contains_key(name) {
+            return Err(JwtError::Unsupported(name));
+        }
+    }
+    Ok(())
 }
 
 /// The verified claims of `token`, or the first rule it breaks.
@@ -183,16 +253,13 @@ pub fn verify(
             .decode(part)
             .map_err(|_| JwtError::Malformed)
     };
-    let header: Header = serde_json::from_slice(&decode(h)?).map_err(|_| JwtError::Malformed)?;
-    for (present, name) in [
-        (header.jku.is_some(), "jku"),
-        (header.x5u.is_some(), "x5u"),
-        (header.jwk.is_some(), "jwk"),
-    ] {
-        if present {
-            return Err(JwtError::KeyHeader(name));
-        }
-    }
+    let header_json = decode(h)?;
+    let parameters: Map<String, Value> =
+        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
+    refuse_header_parameters(&parameters)?;
+    // Parsed again as a struct: serde refuses a duplicated `alg`, `kid` or
+    // `typ` there, where the map above would keep the last one silently.
+    let header: Header = serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
     let alg = Alg::parse(&header.alg)
         .filter(|a| rules.algorithms.contains(a))
         .ok_or_else(|| JwtError::Algorithm(header.alg.clone()))?;
@@ -594,6 +661,100 @@ mod tests {
         );
         assert_eq!(
             verify("a.b", &keys, &rules(), NOW).err(),
+            Some(JwtError::Malformed)
+        );
+    }
+
+    #[test]
+    fn critical_and_unsupported_header_parameters_are_refused() {
+        let idp = TestIssuer::new();
+        let keys = parse_jwks(idp.jwks().as_bytes()).expect("jwks");
+        let check = |extra: Value| {
+            let mut header = json!({"alg": "RS256", "kid": "rsa-1"});
+            for (k, v) in extra.as_object().expect("object") {
+                header[k] = v.clone();
+            }
+            verify(&idp.sign(header, claims()), &keys, &rules(), NOW).err()
+        };
+        let cases: Vec<(Value, JwtError)> = vec![
+            // Well-formed, naming extensions toolgate does not implement.
+            (
+                json!({"crit": ["exp"], "exp": 1}),
+                JwtError::CriticalExtension("exp".into()),
+            ),
+            (
+                json!({"crit": ["b64"], "b64": false}),
+                JwtError::CriticalExtension("b64".into()),
+            ),
+            (
+                json!({"crit": ["http://x.test/ext", "y"], "http://x.test/ext": true, "y": 1}),
+                JwtError::CriticalExtension("http://x.test/ext".into()),
+            ),
+            // Malformed `crit`.
+            (
+                json!({"crit": "exp", "exp": 1}),
+                JwtError::MalformedCrit("not an array"),
+            ),
+            (
+                json!({"crit": null}),
+                JwtError::MalformedCrit("not an array"),
+            ),
+            (
+                json!({"crit": {"exp": 1}}),
+                JwtError::MalformedCrit("not an array"),
+            ),
+            (json!({"crit": []}), JwtError::MalformedCrit("empty")),
+            (
+                json!({"crit": [1]}),
+                JwtError::MalformedCrit("a name that is not a string"),
+            ),
+            (
+                json!({"crit": [""]}),
+                JwtError::MalformedCrit("an empty name"),
+            ),
+            (
+                json!({"crit": ["alg"]}),
+                JwtError::MalformedCrit("it lists a header defined by the JWS/JWE specifications"),
+            ),
+            (
+                json!({"crit": ["kid"]}),
+                JwtError::MalformedCrit("it lists a header defined by the JWS/JWE specifications"),
+            ),
+            (
+                json!({"crit": ["e", "e"], "e": 1}),
+                JwtError::MalformedCrit("a name listed twice"),
+            ),
+            (
+                json!({"crit": ["absent"]}),
+                JwtError::MalformedCrit("it lists a header the token does not carry"),
+            ),
+            // Parameters that change what is signed, or belong to JWE.
+            (json!({"b64": false}), JwtError::Unsupported("b64")),
+            (json!({"b64": true}), JwtError::Unsupported("b64")),
+            (json!({"zip": "DEF"}), JwtError::Unsupported("zip")),
+            // Key-carrying headers, even when null.
+            (json!({"x5c": ["MIIB"]}), JwtError::KeyHeader("x5c")),
+            (json!({"jwk": null}), JwtError::KeyHeader("jwk")),
+            (json!({"jku": null}), JwtError::KeyHeader("jku")),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(check(extra.clone()), Some(want), "{extra}");
+        }
+        // Harmless unregistered parameters and `x5t` hints still pass.
+        assert_eq!(check(json!({"x5t": "abc", "note": "hi"})), None);
+        // A duplicated `alg` is refused, not resolved to one of the two.
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"rsa-1","alg":"RS256"}"#);
+        let body = URL_SAFE_NO_PAD.encode(claims().to_string());
+        let good = idp.sign(json!({"alg": "RS256", "kid": "rsa-1"}), claims());
+        let signature = good.rsplit('.').next().expect("signature");
+        assert_eq!(
+            verify(
+                &format!("{header}.{body}.{signature}"),
+                &keys,
+                &rules(),
+                NOW
+            )
+            .err(),
             Some(JwtError::Malformed)
         );
     }

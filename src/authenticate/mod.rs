@@ -37,6 +37,27 @@ pub use api_keys::ApiKeys;
 
 use crate::pipeline::Caller;
 
+/// The body of an identity provider's (or Graph's) answer, read chunk by
+/// chunk and abandoned as soon as it passes `limit` bytes: never buffered
+/// whole first. A `Content-Length` over the limit is refused unread.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let over = || format!("answer over the limit of {limit} bytes");
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(over());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(over());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Paths anyone may fetch without credentials.
 pub const PUBLIC_ROUTES: &[&str] = &[
     "/healthz",
@@ -247,12 +268,13 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
 
 /// OAuth's query-string token (RFC 6750 §2.3) and the usual variants.
 fn token_in_query(query: Option<&str>) -> bool {
+    // Decoded as the application would read it: `access%5Ftoken` and
+    // `access_token` are one key.
     query.is_some_and(|q| {
-        q.split('&').any(|pair| {
-            let key = pair.split('=').next().unwrap_or_default();
+        form_urlencoded::parse(q.as_bytes()).any(|(key, _)| {
             ["access_token", "token", "api_key", "apikey"]
                 .iter()
-                .any(|k| key.eq_ignore_ascii_case(k))
+                .any(|k| key.trim().eq_ignore_ascii_case(k))
         })
     })
 }
@@ -332,11 +354,92 @@ pub async fn protected_resource_metadata(
 mod tests {
     use super::*;
 
+    /// A loopback server answering `/exact/N` with N bytes in chunks (no
+    /// `Content-Length`), `/declared` with a `Content-Length` over any
+    /// limit, and `/endless` with a body that never ends.
+    async fn body_server() -> String {
+        use axum::body::Body;
+        use axum::routing::get;
+        let chunks = |n: usize| {
+            futures::stream::iter((0..n).step_by(1000).map(move |at| {
+                Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; (n - at).min(1000)]))
+            }))
+        };
+        let router = axum::Router::new()
+            .route(
+                "/exact/{n}",
+                get(
+                    move |axum::extract::Path(n): axum::extract::Path<usize>| async move {
+                        Body::from_stream(chunks(n))
+                    },
+                ),
+            )
+            .route(
+                "/declared",
+                get(|| async {
+                    axum::http::Response::builder()
+                        .header("content-length", "999999999")
+                        .body(Body::from_stream(futures::stream::repeat_with(|| {
+                            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"x"))
+                        })))
+                        .expect("response")
+                }),
+            )
+            .route(
+                "/endless",
+                get(|| async {
+                    Body::from_stream(futures::stream::repeat_with(|| {
+                        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 64 * 1024]))
+                    }))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn answers_are_capped_while_read() {
+        let base = body_server().await;
+        let client = reqwest::Client::new();
+        let get = |path: &str| client.get(format!("{base}{path}")).send();
+        let limit = 10_000;
+        let body = read_capped(get("/exact/10000").await.expect("get"), limit).await;
+        assert_eq!(
+            body.map(|b| b.len()),
+            Ok(limit),
+            "exactly the limit is fine"
+        );
+        for path in ["/exact/10001", "/exact/50000", "/declared"] {
+            let err = read_capped(get(path).await.expect("get"), limit)
+                .await
+                .expect_err(path);
+            assert_eq!(err, "answer over the limit of 10000 bytes", "{path}");
+        }
+        // A body that never ends: refused at the limit, not read forever.
+        let endless = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            read_capped(get("/endless").await.expect("get"), limit),
+        )
+        .await
+        .expect("stops at the limit");
+        assert!(endless.is_err());
+    }
+
     #[test]
     fn query_tokens_are_spotted() {
         assert!(token_in_query(Some("access_token=abc")));
         assert!(token_in_query(Some("x=1&API_KEY=abc")));
         assert!(!token_in_query(Some("x=1&tokens=2")));
+        // Encoded keys are the same keys once decoded.
+        assert!(token_in_query(Some("access%5Ftoken=abc")));
+        assert!(token_in_query(Some("x=1&%61pi_key=abc")));
+        assert!(token_in_query(Some("x=1;y=2&Token")));
+        assert!(token_in_query(Some("&&token=")));
+        assert!(!token_in_query(Some("next=%2Fx%3Ftoken%3D1")));
         assert!(!token_in_query(None));
     }
 

@@ -13,7 +13,6 @@
 //!   for `keys_max_stale` (default [`DEFAULT_MAX_STALE`]); after that its
 //!   tokens are refused.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,7 +35,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 /// Verified tokens remembered (by SHA-256), so an agent's repeated calls
 /// with one token cost a hash, not a signature check; at the bound the
-/// expired ones go, then all.
+/// cache evicts by use (`quick_cache`), so many fresh tokens do not push
+/// out the ones in use.
 pub const MAX_VERIFIED_TOKENS: usize = 10_000;
 /// Longest a verified token is trusted without checking it again (it also
 /// never outlives its `exp`), so a key the IdP withdrew stops working soon.
@@ -115,7 +115,7 @@ pub struct Issuer {
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
     /// SHA-256 of a verified token → its caller and until when.
-    verified: Mutex<HashMap<[u8; 32], (Caller, Instant)>>,
+    verified: quick_cache::sync::Cache<[u8; 32], (Caller, Instant)>,
     /// Entra groups overage lookups, when configured.
     graph: Option<Graph>,
 }
@@ -158,7 +158,7 @@ impl Issuer {
                 last_unknown_kid_refresh: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
-            verified: Mutex::default(),
+            verified: quick_cache::sync::Cache::new(MAX_VERIFIED_TOKENS),
             graph,
         }))
     }
@@ -304,20 +304,10 @@ impl Issuer {
                     .and_then(|s| s.parse::<u64>().ok())
             })
             .map(|s| Duration::from_secs(s.clamp(60, 86_400)));
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
-        {
-            return Err(format!("GET {url}: document over 1 MiB"));
-        }
-        let body = response
-            .bytes()
+        let body = super::read_capped(response, MAX_DOCUMENT_BYTES)
             .await
             .map_err(|e| format!("GET {url}: {e}"))?;
-        if body.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!("GET {url}: document over 1 MiB"));
-        }
-        Ok((body.to_vec(), max_age))
+        Ok((body, max_age))
     }
 
     /// Whether the issuer has usable keys, and if not, why.
@@ -336,10 +326,10 @@ impl Issuer {
     /// The caller an access token from this issuer stands for.
     pub async fn verify(&self, token: &str) -> Result<Caller, OidcError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((caller, until)) = self.lock_verified().get(&digest)
-            && Instant::now() < *until
+        if let Some((caller, until)) = self.verified.get(&digest)
+            && Instant::now() < until
         {
-            return Ok(caller.clone());
+            return Ok(caller);
         }
         let now = crate::storage::now_unix();
         let claims = self.judge(token, &self.rules, now).await?;
@@ -391,20 +381,9 @@ impl Issuer {
         }
     }
 
-    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Caller, Instant)>> {
-        self.verified.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn remember(&self, digest: [u8; 32], caller: Caller, for_: Duration) {
-        let mut verified = self.lock_verified();
-        if verified.len() >= MAX_VERIFIED_TOKENS {
-            let now = Instant::now();
-            verified.retain(|_, (_, until)| now < *until);
-            if verified.len() >= MAX_VERIFIED_TOKENS {
-                verified.clear();
-            }
-        }
-        verified.insert(digest, (caller, Instant::now() + for_));
+        self.verified
+            .insert(digest, (caller, Instant::now() + for_));
     }
 
     fn usable_keys(&self) -> Result<Arc<Vec<Jwk>>, OidcError> {

@@ -267,13 +267,9 @@ impl Sso {
             .await
             .map_err(|e| SsoError::Exchange(format!("POST {}: {e}", endpoints.token)))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let body = super::read_capped(response, MAX_TOKEN_RESPONSE)
             .await
-            .map_err(|e| SsoError::Exchange(e.to_string()))?;
-        if body.len() > MAX_TOKEN_RESPONSE {
-            return Err(SsoError::Exchange("answer over 256 KiB".into()));
-        }
+            .map_err(|e| SsoError::Exchange(format!("POST {}: {e}", endpoints.token)))?;
         let body: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| SsoError::Exchange(format!("HTTP {status}, not JSON: {e}")))?;
         if !status.is_success() {
@@ -377,17 +373,7 @@ pub fn cookie_key(config: &SsoConfig, data_dir: &Path) -> Result<Vec<u8>, String
 
 /// `application/x-www-form-urlencoded` for one value.
 fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 impl From<getrandom::Error> for SsoError {
@@ -419,7 +405,7 @@ pub fn sign_in_first(path: &str) -> Response {
     redirect(
         &format!(
             "/auth/login?next={}",
-            crate::html::percent_encode(path, b"/")
+            crate::html::percent_encode(path, crate::html::PATH)
         ),
         &[],
     )
@@ -559,6 +545,12 @@ pub async fn me(axum::Extension(caller): axum::Extension<Caller>) -> impl IntoRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_credentials_are_form_encoded() {
+        assert_eq!(form_encode("a b+c/é*~"), "a+b%2Bc%2F%C3%A9*%7E");
+        assert_eq!(form_encode("id:with:colons"), "id%3Awith%3Acolons");
+    }
 
     #[test]
     fn next_stays_on_this_site() {

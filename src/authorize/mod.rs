@@ -318,7 +318,7 @@ pub struct Policies {
     /// Decisions already taken under this set (see [`DecisionCache`]).
     decisions: DecisionCache,
     /// Entity stores and policy slices per caller and target.
-    prepared: std::sync::Mutex<HashMap<u64, (PreparedKey, Arc<Prepared>)>>,
+    prepared: quick_cache::sync::Cache<u64, Arc<(PreparedKey, Arc<Prepared>)>>,
     hasher: std::hash::RandomState,
     /// Tools, resources and prompts some policy names (`Tool::"…"`, …);
     /// `None` when that cannot be read reliably (escapes). Things no
@@ -495,7 +495,7 @@ impl Policies {
             uses: ContextUse::of(&index.reads),
             index,
             decisions: DecisionCache::default(),
-            prepared: std::sync::Mutex::default(),
+            prepared: quick_cache::sync::Cache::new(MAX_PREPARED),
             hasher: std::hash::RandomState::new(),
             named: named_things(&set),
             reasons: set
@@ -607,14 +607,10 @@ impl Policies {
                 && key.annotations == annotations
                 && key.listing == listing
         };
-        if let Some((key, p)) = self
-            .prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
-            && known(key)
+        if let Some(entry) = self.prepared.get(&hash)
+            && known(&entry.0)
         {
-            return Ok(p.clone());
+            return Ok(entry.1.clone());
         }
         let principal = principal_entities(query.caller);
         let (resource, mut entities) = target_entities(&query.target)?;
@@ -643,14 +639,9 @@ impl Policies {
             annotations,
             listing,
         };
-        let mut map = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
-        // Dropped after the lock is released: freeing thousands of entity
-        // stores takes milliseconds no other call should wait for.
-        let full = (map.len() >= MAX_PREPARED).then(|| std::mem::take(&mut *map));
         // A hash collision replaces the other one.
-        map.insert(hash, (key, prepared.clone()));
-        drop(map);
-        drop(full);
+        self.prepared
+            .insert(hash, Arc::new((key, prepared.clone())));
         Ok(prepared)
     }
 
@@ -990,17 +981,13 @@ fn target_entities(target: &Target<'_>) -> Result<(EntityUid, Vec<Entity>), Stri
 /// `ip("…")` for an address. Building one parses the extension's name,
 /// so they are remembered (at most [`MAX_IPS`] addresses).
 fn ip_expression(addr: IpAddr) -> RestrictedExpression {
-    static IPS: std::sync::LazyLock<std::sync::Mutex<HashMap<IpAddr, RestrictedExpression>>> =
-        std::sync::LazyLock::new(Default::default);
-    let mut ips = IPS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(e) = ips.get(&addr) {
-        return e.clone();
-    }
-    if ips.len() >= MAX_IPS {
-        ips.clear();
+    static IPS: std::sync::LazyLock<quick_cache::sync::Cache<IpAddr, RestrictedExpression>> =
+        std::sync::LazyLock::new(|| quick_cache::sync::Cache::new(MAX_IPS));
+    if let Some(e) = IPS.get(&addr) {
+        return e;
     }
     let e = RestrictedExpression::new_ip(addr.to_string());
-    ips.insert(addr, e.clone());
+    IPS.insert(addr, e.clone());
     e
 }
 
@@ -1552,7 +1539,7 @@ struct Index {
     varying: Vec<bool>,
     /// What the policies read of the context, all together.
     reads: ContextReads,
-    slices: std::sync::Mutex<HashMap<Vec<usize>, Arc<Slice>>>,
+    slices: quick_cache::sync::Cache<Vec<usize>, Arc<Slice>>,
 }
 
 /// The policies that can apply to some requests, split by what they read.
@@ -1565,7 +1552,8 @@ struct Slice {
     varying: PolicySet,
 }
 
-/// Most remembered policy slices; at the bound they are all dropped.
+/// Most remembered policy slices; at the bound the least used go
+/// (`quick_cache`).
 const MAX_SLICES: usize = 4096;
 
 impl Index {
@@ -1579,7 +1567,7 @@ impl Index {
             actions: Vec::new(),
             varying: Vec::new(),
             reads: ContextReads::default(),
-            slices: std::sync::Mutex::default(),
+            slices: quick_cache::sync::Cache::new(MAX_SLICES),
         };
         for (i, policy) in set.policies().enumerate() {
             let principal = match policy.principal_constraint() {
@@ -1653,9 +1641,8 @@ impl Index {
                     .is_none_or(|names| names.iter().any(|n| n == action.name()))
             })
             .collect();
-        let mut slices = self.slices.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = slices.get(&chosen) {
-            return set.clone();
+        if let Some(set) = self.slices.get(&chosen) {
+            return set;
         }
         let mut slice = Slice {
             fixed: PolicySet::new(),
@@ -1672,10 +1659,7 @@ impl Index {
             let _ = part.add(policy.clone());
         }
         let set = Arc::new(slice);
-        if slices.len() >= MAX_SLICES {
-            slices.clear();
-        }
-        slices.insert(chosen, set.clone());
+        self.slices.insert(chosen, set.clone());
         set
     }
 }
@@ -1718,10 +1702,19 @@ fn unscoped(policy: &cedar_policy::Policy, json: Option<&Value>) -> Option<cedar
 /// policy reads the clock or the request id, in which case nothing is
 /// remembered. Read arguments over [`MAX_CACHED_ARGS`] bytes are not
 /// remembered either; at most
-/// [`MAX_DECISIONS`] decisions, then all are dropped.
-#[derive(Default)]
+/// [`MAX_DECISIONS`] decisions; at the bound the least used go
+/// (`quick_cache`), so a flood of one-off queries does not push out the
+/// decisions taken on every call.
 struct DecisionCache {
-    map: std::sync::Mutex<HashMap<DecisionKey, Decision>>,
+    map: quick_cache::sync::Cache<DecisionKey, Decision>,
+}
+
+impl Default for DecisionCache {
+    fn default() -> Self {
+        Self {
+            map: quick_cache::sync::Cache::new(MAX_DECISIONS),
+        }
+    }
 }
 
 const MAX_DECISIONS: usize = 10_000;
@@ -1782,20 +1775,12 @@ impl DecisionKey {
 }
 
 impl DecisionCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, Decision>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn get(&self, key: &DecisionKey) -> Option<Decision> {
-        self.lock().get(key).cloned()
+        self.map.get(key)
     }
 
     fn put(&self, key: DecisionKey, decision: Decision) {
-        let mut map = self.lock();
-        if map.len() >= MAX_DECISIONS {
-            map.clear();
-        }
-        map.insert(key, decision);
+        self.map.insert(key, decision);
     }
 }
 
@@ -1851,7 +1836,7 @@ struct PreparedKey {
     listing: bool,
 }
 
-/// Most kept [`Prepared`]; at the bound they are all dropped.
+/// Most kept [`Prepared`]; at the bound the least used go (`quick_cache`).
 const MAX_PREPARED: usize = 10_000;
 
 /// The kind and id of a target.
@@ -2034,23 +2019,36 @@ mod tests {
     }
 
     #[test]
-    fn remembered_decisions_are_bounded() {
+    fn remembered_decisions_are_bounded_and_a_flood_keeps_the_hot_one() {
         let cache = DecisionCache::default();
+        let key = |who: &str| DecisionKey {
+            caller: Caller::new(who.to_string(), Credential::AccessToken),
+            action: Action::CallTool,
+            target: "t".into(),
+            server: None,
+            annotations: None,
+            args: None,
+        };
+        let hot = Decision::error("hot".into());
+        cache.put(key("hot"), hot.clone());
         let decision = Decision::error("x".into());
-        for i in 0..MAX_DECISIONS + 5 {
-            let key = DecisionKey {
-                caller: Caller::new(format!("u{i}"), Credential::AccessToken),
-                action: Action::CallTool,
-                target: "t".into(),
-                server: None,
-                annotations: None,
-                args: None,
-            };
-            cache.put(key, decision.clone());
-            assert!(cache.lock().len() <= MAX_DECISIONS);
+        // Three times the bound of one-off queries, the hot one asked for
+        // in between as a busy agent's would be.
+        for i in 0..3 * MAX_DECISIONS {
+            cache.put(key(&format!("u{i}")), decision.clone());
+            if i % 1000 == 0 {
+                assert!(
+                    cache.get(&key("hot")).is_some(),
+                    "hot decision evicted at {i}"
+                );
+            }
+            assert!(cache.map.len() <= MAX_DECISIONS);
         }
-        // Past the bound it starts afresh, keeping the newest.
-        assert_eq!(cache.lock().len(), 5);
+        assert_eq!(
+            cache.get(&key("hot")).map(|d| d.errors),
+            Some(hot.errors),
+            "the hot decision is still remembered"
+        );
     }
 
     /// Cedar's own answer: the whole set as written, one entity store.
@@ -2211,11 +2209,11 @@ mod tests {
         assert!(!decide(json!({"repository": "x", "body": "a"})).allowed);
         // Calls that differ only in what no policy reads share a decision,
         // however large.
-        let before = p.decisions.lock().len();
+        let before = p.decisions.map.len();
         for i in 0..50 {
             assert!(decide(json!({"title": "u", "body": "b".repeat(4096 + i)})).allowed);
         }
-        assert_eq!(p.decisions.lock().len(), before + 1);
+        assert_eq!(p.decisions.map.len(), before + 1);
     }
 
     #[test]

@@ -226,8 +226,9 @@ impl SsoConfig {
     /// Cookies get `Secure` and the `__Host-` prefix when served over TLS.
     pub fn https(&self) -> bool {
         self.redirect_url
-            .as_ref()
-            .is_some_and(|u| u.starts_with("https://"))
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .is_some_and(|u| u.scheme() == "https")
     }
 }
 
@@ -290,12 +291,18 @@ struct RawSso {
     cookie_key: Option<String>,
 }
 
-/// `https://…`, or plain `http://` on loopback (tests, local IdPs).
+/// `https://…`, or plain `http://` on loopback (tests, local IdPs); never
+/// with user info (`http://localhost:1@evil.example/` is evil.example).
 fn secure_url(url: &str) -> bool {
-    url.starts_with("https://")
-        || ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
-            .iter()
-            .any(|p| url.starts_with(p))
+    super::http_url(url).is_ok_and(|u| u.scheme() == "https" || super::is_loopback_url(&u))
+}
+
+/// A redirect URL whose path ends in `/auth/callback`, with no query or
+/// fragment the IdP would have to keep.
+fn is_callback(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.path().ends_with("/auth/callback") && u.query().is_none() && u.fragment().is_none()
+    })
 }
 
 fn resolve_secret(report: &mut Report<'_>, key: &str, raw: &str, base: &Path) -> Secret {
@@ -657,7 +664,7 @@ fn load_sso(
         .redirect_url
         .or_else(|| public_url.map(|u| format!("{u}/auth/callback")));
     match &redirect_url {
-        Some(url) if !secure_url(url) || !url.ends_with("/auth/callback") => report.error(
+        Some(url) if !secure_url(url) || !is_callback(url) => report.error(
             "auth.sso.redirect_url",
             format!("`{url}`: use https://YOUR-HOST/auth/callback (plain http only on loopback)"),
         ),
@@ -701,5 +708,67 @@ fn load_sso(
         scopes,
         session_ttl,
         cookie_key,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_a_loopback_host_never_by_prefix() {
+        for ok in [
+            "https://idp.example.com/oauth2/default",
+            "HTTPS://IDP.example.com",
+            "http://127.0.0.1:8080/",
+            "http://127.0.0.1/",
+            "http://127.1.2.3:9/x",
+            "http://localhost:1/",
+            "http://LOCALHOST:1/",
+            "http://[::1]:8080/",
+            "http://[0:0:0:0:0:0:0:1]/",
+        ] {
+            assert!(secure_url(ok), "{ok}");
+        }
+        for bad in [
+            // User info: the host is what follows `@`.
+            "http://localhost:1@evil.example/",
+            "http://127.0.0.1:80@evil.example/",
+            "http://[::1]:1@evil.example/",
+            "https://user:pass@idp.example.com/",
+            "https://user@idp.example.com/",
+            // Look-alike hosts.
+            "http://localhost.evil.example/",
+            "http://localhost./",
+            "http://127.0.0.1.evil.example/",
+            "http://evil.example/#http://127.0.0.1:1",
+            "http://evil.example/?u=http://localhost:1",
+            "http://[::ffff:8.8.8.8]/",
+            "http://0.0.0.0:8080/",
+            // Not http(s), or not a URL at all.
+            "ftp://127.0.0.1/",
+            "file:///etc/passwd",
+            "https://",
+            "http//127.0.0.1:1/",
+            "127.0.0.1:8080",
+            "",
+        ] {
+            assert!(!secure_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn callbacks_end_in_the_callback_path() {
+        assert!(is_callback("https://toolgate.example.com/auth/callback"));
+        assert!(is_callback("https://example.com/toolgate/auth/callback"));
+        for bad in [
+            "https://example.com/auth/callback?x=/auth/callback",
+            "https://example.com/auth/callback#frag",
+            "https://example.com/auth/callbackx",
+            "https://example.com/other?next=/auth/callback",
+            "not a url/auth/callback",
+        ] {
+            assert!(!is_callback(bad), "{bad}");
+        }
     }
 }

@@ -9,8 +9,6 @@
 //! anything else changing), at most [`MAX_VIEWS`] lists. Calls are always
 //! decided afresh.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
@@ -34,15 +32,23 @@ fn visible(policies: &Policies, caller: &Caller, target: Target<'_>) -> bool {
 
 /// How long a cached list view is used.
 pub const VIEW_TTL: Duration = Duration::from_secs(10);
-/// Most cached list views; at the bound, expired ones go, then all.
+/// Most cached list views; at the bound the least used go (`quick_cache`),
+/// so many one-off callers do not push out the lists agents keep asking for.
 pub const MAX_VIEWS: usize = 10_000;
 
 type ViewKey = (u64, u64, Caller);
 
 /// Per-caller tool lists (see the module docs).
-#[derive(Default)]
 pub struct ListCache {
-    views: Mutex<HashMap<ViewKey, (Vec<Tool>, Instant)>>,
+    views: quick_cache::sync::Cache<ViewKey, (Vec<Tool>, Instant)>,
+}
+
+impl Default for ListCache {
+    fn default() -> Self {
+        Self {
+            views: quick_cache::sync::Cache::new(MAX_VIEWS),
+        }
+    }
 }
 
 impl ListCache {
@@ -56,33 +62,22 @@ impl ListCache {
         build: impl FnOnce() -> Vec<Tool>,
     ) -> Vec<Tool> {
         let key = (policy_version, catalog_generation, caller.clone());
-        if let Some((tools, at)) = self.lock().get(&key)
+        if let Some((tools, at)) = self.views.get(&key)
             && at.elapsed() < VIEW_TTL
         {
-            return tools.clone();
+            return tools;
         }
         let tools = build();
-        let mut views = self.lock();
-        if views.len() >= MAX_VIEWS {
-            views.retain(|_, (_, at)| at.elapsed() < VIEW_TTL);
-            if views.len() >= MAX_VIEWS {
-                views.clear();
-            }
-        }
-        views.insert(key, (tools.clone(), Instant::now()));
+        self.views.insert(key, (tools.clone(), Instant::now()));
         tools
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.views.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ViewKey, (Vec<Tool>, Instant)>> {
-        self.views.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -284,10 +279,16 @@ mod tests {
             let view = cache.get_or_build(caller, version, generation, || vec![tool("b")]);
             assert_eq!(view[0].name, "b");
         }
-        // Bounded.
-        for i in 0..MAX_VIEWS + 10 {
-            cache.get_or_build(&alice, 100 + i as u64, 1, Vec::new);
+        // Bounded, and a flood of one-off callers keeps the list in use.
+        for i in 0..3 * MAX_VIEWS {
+            let stranger = Caller::new(format!("okta:u{i}"), Credential::AccessToken);
+            cache.get_or_build(&stranger, 1, 1, Vec::new);
+            if i % 1000 == 0 {
+                cache.get_or_build(&alice, 1, 1, || unreachable!("evicted at {i}"));
+            }
+            assert!(cache.len() <= MAX_VIEWS);
         }
-        assert!(cache.len() <= MAX_VIEWS);
+        let kept = cache.get_or_build(&alice, 1, 1, || unreachable!("evicted by the flood"));
+        assert_eq!(kept[0].name, "a");
     }
 }

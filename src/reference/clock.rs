@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::dates::{civil_from_days, days_from_civil, format_unix};
+use crate::dates::{format_date, format_unix, parse_date};
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -42,34 +42,6 @@ impl Default for Clock {
     }
 }
 
-fn parse_date(s: &str) -> Result<i64, String> {
-    let parts: Vec<&str> = s.trim().split('-').collect();
-    let bad = || format!("`{s}` is not a date like 2026-11-23");
-    let [y, m, d] = parts.as_slice() else {
-        return Err(bad());
-    };
-    let (y, m, d): (i64, u32, u32) = (
-        y.parse().map_err(|_| bad())?,
-        m.parse().map_err(|_| bad())?,
-        d.parse().map_err(|_| bad())?,
-    );
-    let days = days_from_civil(y, m, d);
-    if !(1..=12).contains(&m) || civil_from_days(days) != (y, m, d) {
-        return Err(format!("`{s}` is not a real calendar date"));
-    }
-    Ok(days)
-}
-
-const WEEKDAYS: [&str; 7] = [
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sunday",
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-];
-
 fn text_or_error(r: Result<String, String>) -> CallToolResult {
     match r {
         Ok(t) => CallToolResult::success(vec![ContentBlock::text(t)]),
@@ -103,7 +75,9 @@ impl Clock {
     )]
     async fn weekday(&self, Parameters(a): Parameters<DateArgs>) -> CallToolResult {
         text_or_error(
-            parse_date(&a.date).map(|days| WEEKDAYS[days.rem_euclid(7) as usize].to_string()),
+            parse_date(a.date.trim())
+                .map(|date| date.weekday().to_string())
+                .map_err(|e| e.to_string()),
         )
     }
 
@@ -112,14 +86,15 @@ impl Clock {
         annotations(read_only_hint = true)
     )]
     async fn add_days(&self, Parameters(a): Parameters<AddDaysArgs>) -> CallToolResult {
-        text_or_error(parse_date(&a.date).and_then(|days| {
-            let days = days
-                .checked_add(a.days)
-                .filter(|d| d.abs() < 3_000_000)
-                .ok_or("out of range")?;
-            let (y, m, d) = civil_from_days(days);
-            Ok(format!("{y:04}-{m:02}-{d:02}"))
-        }))
+        text_or_error(
+            parse_date(a.date.trim())
+                .map_err(|e| e.to_string())
+                .and_then(|date| {
+                    date.checked_add(time::Duration::days(a.days))
+                        .map(format_date)
+                        .ok_or_else(|| "out of range: years 0000 to 9999".to_string())
+                }),
+        )
     }
 
     #[tool(
@@ -127,11 +102,11 @@ impl Clock {
         annotations(read_only_hint = true)
     )]
     async fn from_unix(&self, Parameters(a): Parameters<UnixArgs>) -> CallToolResult {
-        text_or_error(if a.seconds.abs() < 90_000_000_000 {
-            Ok(format_unix(a.seconds))
-        } else {
-            Err("out of range".into())
-        })
+        text_or_error(
+            time::OffsetDateTime::from_unix_timestamp(a.seconds)
+                .map(|_| format_unix(a.seconds))
+                .map_err(|_| "out of range: years 0000 to 9999".to_string()),
+        )
     }
 }
 
@@ -149,7 +124,10 @@ mod tests {
 
     #[test]
     fn calendar() {
-        assert_eq!(WEEKDAYS[20_780usize % 7], "Monday");
-        assert!(parse_date("2026-02-30").is_err());
+        let day = |text: &str| parse_date(text).map(|d| d.weekday().to_string());
+        assert_eq!(day("2026-11-23").as_deref(), Ok("Monday"));
+        assert_eq!(day("2024-02-29").as_deref(), Ok("Thursday"));
+        assert!(day("2026-02-30").is_err());
+        assert!(day("2026-02-29").is_err());
     }
 }

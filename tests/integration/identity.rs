@@ -307,6 +307,58 @@ async fn a_session_belongs_to_the_caller_who_opened_it() {
     ct.cancel();
 }
 
+/// A flood of unique unknown API keys (more than the verification cache
+/// holds) must not evict the key an agent keeps using. Observable: the key
+/// is revoked by another process (the CLI), which this gateway learns only
+/// when it next reads the store; while the key stays cached (TTL 60 s) it
+/// keeps working. A cache that empties itself when full would read the
+/// store again mid-flood and refuse it.
+#[tokio::test]
+async fn a_flood_of_unknown_api_keys_does_not_evict_a_hot_one() {
+    let ct = CancellationToken::new();
+    let url = http_upstream(Echo::new, ct.clone()).await;
+    let mut gw = Gateway::start_with(
+        &[("echo", http_server_toml("echo", &url, ""))],
+        "[auth]\napi_key_cache_ttl = \"60s\"",
+        false,
+    )
+    .await;
+    gw.wait_ready(&["echo"]).await;
+    let base = format!("http://{}", gw.addr);
+    let hot = keys_cli(&gw, &["create", "--name", "hot"])
+        .trim()
+        .to_string();
+    assert_eq!(initialize(&gw.url, Some(&hot)).await.status(), 200);
+    keys_cli(&gw, &["revoke", "hot"]);
+
+    let client = reqwest::Client::new();
+    let flood = toolgate::authenticate::api_keys::MAX_CACHED_KEYS + 2_000;
+    let mut next = 0;
+    while next < flood {
+        // A batch of unknown keys at once, then the hot key, as an agent's
+        // calls would interleave with an attacker's.
+        let batch: Vec<_> = (next..(next + 100).min(flood))
+            .map(|i| {
+                client
+                    .get(format!("{base}/not-a-route"))
+                    .bearer_auth(format!("tgk_{i:016x}_{}", "0".repeat(64)))
+                    .send()
+            })
+            .collect();
+        for r in futures::future::join_all(batch).await {
+            assert_eq!(r.unwrap().status(), 401);
+        }
+        next += 100;
+        assert_eq!(
+            initialize(&gw.url, Some(&hot)).await.status(),
+            200,
+            "the hot key was read from the store again after {next} unknown keys"
+        );
+    }
+    gw.shutdown().await;
+    ct.cancel();
+}
+
 /// A fake OIDC provider on 127.0.0.1: discovery and a JWKS from a test
 /// issuer that can rotate its keys; counts JWKS fetches.
 struct FakeIdp {
@@ -463,6 +515,52 @@ async fn access_tokens_from_a_configured_issuer() {
     idp.stop.cancel();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(echo_with(&gw.url, &token, false).await, Ok("hello".into()));
+    gw.shutdown().await;
+    ct.cancel();
+}
+
+/// RFC 7515 §4.1.11: a token whose `crit` header names an extension the
+/// gateway does not understand is invalid, even when the issuer's key
+/// signed it; so is a malformed `crit`, and `b64`/`zip`/`x5c` headers.
+#[tokio::test]
+async fn tokens_with_critical_or_unsupported_headers_get_401() {
+    let idp = FakeIdp::start().await;
+    let (mut gw, ct) = gateway_trusting(&idp, "").await;
+    let good = idp.token(idp.claims(json!({})));
+    let ready = eventually(Duration::from_secs(10), || async {
+        echo_with(&gw.url, &good, false).await == Ok("hello".into())
+    })
+    .await;
+    assert!(ready, "a plain token from the IdP works");
+    for extra in [
+        json!({"crit": ["exp"], "exp": 1}),
+        json!({"crit": ["b64"], "b64": false}),
+        json!({"crit": ["urn:x:policy"], "urn:x:policy": "allow-all"}),
+        json!({"crit": "exp", "exp": 1}),
+        json!({"crit": []}),
+        json!({"crit": [7]}),
+        json!({"crit": ["alg"]}),
+        json!({"crit": null}),
+        json!({"b64": false}),
+        json!({"zip": "DEF"}),
+        json!({"x5c": ["MIIB"]}),
+    ] {
+        let token = {
+            let keys = idp.keys.lock().unwrap();
+            let mut header = json!({"alg": "RS256", "kid": keys.rsa_kid, "typ": "at+jwt"});
+            for (k, v) in extra.as_object().unwrap() {
+                header[k] = v.clone();
+            }
+            keys.sign(header, idp.claims(json!({})))
+        };
+        let r = initialize(&gw.url, Some(&token)).await;
+        assert_eq!(r.status(), 401, "{extra}");
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(challenge.contains("invalid_token"), "{extra}: {challenge}");
+    }
     gw.shutdown().await;
     ct.cancel();
 }
