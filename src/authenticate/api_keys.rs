@@ -331,21 +331,28 @@ impl ApiKeys {
     /// the store cannot be read.
     pub async fn verify(&self, presented: &str) -> Result<Caller, Refusal> {
         let (id, secret) = parse(presented).ok_or(Refusal::Malformed)?;
-        let cached = self.cache.get(id).filter(|c| c.at.elapsed() < self.ttl);
-        let found = match cached {
-            Some(c) => c.found,
-            None => {
-                self.store_lookups.fetch_add(1, Ordering::Relaxed);
-                let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM api_keys WHERE id = $1"
-                )))
-                .bind(id)
-                .fetch_optional(self.store.pool())
-                .await
-                .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-                let found = row.map(|r| Arc::new(record(r)));
-                self.remember(id, found.clone());
-                found
+        let fresh = |c: &Cached| c.at.elapsed() < self.ttl;
+        let found = match self.cache.get(id) {
+            Some(c) if fresh(&c) => c.found,
+            stale => {
+                if stale.is_some() {
+                    self.cache.remove(id);
+                }
+                // One store read per key at a time: a burst of sessions
+                // opened with one new key waits for the first lookup
+                // instead of queueing every one on the store's pool.
+                match self.cache.get_value_or_guard_async(id).await {
+                    Ok(c) if fresh(&c) => c.found,
+                    Ok(_) => self.lookup(id).await?,
+                    Err(guard) => {
+                        let found = self.lookup(id).await?;
+                        let _ = guard.insert(Cached {
+                            found: found.clone(),
+                            at: Instant::now(),
+                        });
+                        found
+                    }
+                }
             }
         };
         let found = found.ok_or(Refusal::Unknown)?;
@@ -371,14 +378,17 @@ impl ApiKeys {
         Ok(record.caller())
     }
 
-    fn remember(&self, id: &str, found: Option<Arc<(KeyRecord, String)>>) {
-        self.cache.insert(
-            id.to_string(),
-            Cached {
-                found,
-                at: Instant::now(),
-            },
-        );
+    /// Read key `id` from the store.
+    async fn lookup(&self, id: &str) -> Result<Option<Arc<(KeyRecord, String)>>, Refusal> {
+        self.store_lookups.fetch_add(1, Ordering::Relaxed);
+        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.store.pool())
+        .await
+        .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        Ok(row.map(|r| Arc::new(record(r))))
     }
 
     /// Write the last-use times gathered since the previous flush.
@@ -523,6 +533,35 @@ mod tests {
             .await
             .expect("created");
         assert!(keys.verify(&key).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_sessions_with_one_new_key_reads_the_store_once() {
+        let (keys, _dir) = keys(64).await;
+        let keys = Arc::new(keys);
+        let (_, key) = keys
+            .create("burst", &[], None, Who::operator())
+            .await
+            .expect("created");
+        let unknown = format!("tgk_{:016x}_{}", 7, "0".repeat(64));
+        let tasks = (0..50).map(|i| {
+            let (keys, key, unknown) = (keys.clone(), key.clone(), unknown.clone());
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    keys.verify(&key).await.is_ok()
+                } else {
+                    keys.verify(&unknown).await == Err(Refusal::Unknown)
+                }
+            })
+        });
+        for answer in futures::future::join_all(tasks).await {
+            assert!(answer.expect("joined"));
+        }
+        assert_eq!(
+            keys.store_lookups(),
+            2,
+            "one read for the key, one for the unknown id"
+        );
     }
 
     #[tokio::test]

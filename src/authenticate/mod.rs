@@ -193,7 +193,17 @@ async fn identify(
     }
     match bearer(headers)? {
         Some(token) if api_keys::is_api_key(token) => {
-            auth.keys.verify(token).await.map_err(Rejection::InvalidKey)
+            auth.keys
+                .verify(token)
+                .await
+                .map_err(|refusal| match refusal {
+                    // The store could not be read: nothing is known about the
+                    // key, so not "invalid" (401) but "try again" (503).
+                    api_keys::Refusal::Unavailable(why) => {
+                        Rejection::Unavailable(format!("the key store is unavailable: {why}"))
+                    }
+                    refusal => Rejection::InvalidKey(refusal),
+                })
         }
         Some(_) if auth.issuers.is_empty() => Err(Rejection::NoIdentityProvider),
         Some(token) => verify_access_token(auth, token).await,

@@ -526,10 +526,27 @@ async fn calls_fail_closed_while_postgres_is_down_and_recover_after() {
             .await
             .is_ok()
     );
+    // A key not yet seen, so not cached: who presents it cannot be known
+    // while the store is down.
+    let unseen = key(&gw, "unseen", &["eng"]);
     let Backend::Postgres(pg, _) = &backend else {
         unreachable!("a PostgreSQL backend")
     };
     pg.stop().await;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let resp = crate::bad_input::post(&gw.url)
+        .bearer_auth(&unseen)
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        503,
+        "an unreadable key store is not an invalid key: {}",
+        resp.text().await.unwrap()
+    );
     refused_then_recovered(&e, pg.restart()).await;
     ct.cancel();
 }

@@ -516,10 +516,12 @@ async fn a_client_that_stops_reading_its_responses_is_closed_after_the_idle_time
             }
         }
         // Keep the write half open (no FIN) until the gateway closes.
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(40)).await;
     });
-    // Not reading for well past the idle timeout...
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Not reading for well past the idle timeout, and long enough for a
+    // debug build to make the first answers (each call's 3 MB of arguments
+    // is parsed, decided on, masked for the audit and echoed)...
+    tokio::time::sleep(Duration::from_secs(12)).await;
     // ...then whatever was buffered arrives, and the connection is closed
     // short of the three answers.
     let mut got = 0usize;

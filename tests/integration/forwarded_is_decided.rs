@@ -379,37 +379,46 @@ async fn parser_differentials_are_refused_on_the_stdio_front_end() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The next answer (notifications, such as a list change, skipped).
+    let mut next = async || -> Value {
+        loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(10), stdout.next_line())
+                .await
+                .expect("an answer in time")
+                .unwrap()
+                .expect("stdout open");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v.get("id").is_some() {
+                return v;
+            }
+        }
+    };
     let mut send = async |line: &str| {
         stdin.write_all(line.as_bytes()).await.unwrap();
         stdin.write_all(b"\n").await.unwrap();
         stdin.flush().await.unwrap();
     };
     send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#).await;
-    let init: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    let init = next().await;
     assert_eq!(init["id"], 1, "{init}");
     send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
     for (what, message) in hostile_messages() {
         send(&message).await;
-        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("{what}: no answer"))
-            .unwrap()
-            .unwrap();
-        let v: Value = serde_json::from_str(&answer).unwrap();
+        let v = next().await;
         assert_eq!(v["error"]["code"], -32700, "{what}: {v}");
         assert_eq!(v["id"], Value::Null, "{what}: {v}");
     }
     // A line over the limit is answered too, and the session goes on.
     send(&format!(r#"{{"x":"{}"}}"#, "a".repeat(70_000))).await;
-    let v: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    let v = next().await;
     assert_eq!(v["error"]["code"], -32600, "{v}");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("65536"),
         "{v}"
     );
     send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).await;
-    let v: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    let v = next().await;
     assert_eq!(v["id"], 2, "{v}");
     assert!(rec.seen.lock().unwrap().is_empty());
     child.kill().await.unwrap();
