@@ -1045,15 +1045,16 @@ pub async fn serve_stdio(
     let revoked = async {
         match &key {
             Some((keys, key, _)) => {
-                still_valid(keys, key, gw.config.auth.api_key_cache_ttl).await;
+                until_refused(keys, key, gw.config.auth.api_key_cache_ttl).await
             }
             None => std::future::pending().await,
         }
     };
+    let mut refused = None;
     tokio::select! {
         _ = running.waiting() => {}
         _ = shutdown_signal() => { ct.cancel(); }
-        _ = revoked => { ct.cancel(); }
+        refusal = revoked => { ct.cancel(); refused = Some(refusal); }
     }
     if let Some((keys, ..)) = &key
         && let Err(e) = keys.flush_last_used().await
@@ -1062,12 +1063,19 @@ pub async fn serve_stdio(
     }
     gw.drain().await;
     gw.wait_upstreams_stopped(Duration::from_secs(5)).await;
+    if let Some(refusal) = refused {
+        return Err(StartError::StdioKey(refusal).into());
+    }
     Ok(())
 }
 
 /// Returns once `key` is refused (revoked, expired, deleted, or the store
 /// cannot vouch for it: fail closed), checking every `every`.
-async fn still_valid(keys: &ApiKeys, key: &crate::config::Secret, every: Duration) {
+async fn until_refused(
+    keys: &ApiKeys,
+    key: &crate::config::Secret,
+    every: Duration,
+) -> crate::authenticate::api_keys::Refusal {
     loop {
         if let Err(e) = keys.flush_last_used().await {
             tracing::warn!(error = %e, "could not record the API key's last use");
@@ -1076,7 +1084,7 @@ async fn still_valid(keys: &ApiKeys, key: &crate::config::Secret, every: Duratio
         tokio::time::sleep(every.max(Duration::from_secs(1))).await;
         if let Err(refusal) = keys.verify(key.expose()).await {
             tracing::error!(%refusal, "TOOLGATE_API_KEY is no longer accepted: ending the stdio session");
-            return;
+            return refusal;
         }
     }
 }

@@ -352,7 +352,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            toolgate::app::serve_stdio(config, api_key).await?;
+            let code = match toolgate::app::serve_stdio(config, api_key).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("toolgate: {e:#}");
+                    1
+                }
+            };
+            // Drained and recorded by now. A read of stdin still pending is
+            // a blocking thread the runtime would wait for on its way out
+            // (until the client closes stdin): leave without it.
+            std::process::exit(code);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -388,3 +388,31 @@ async fn stdio_refuses_to_start_with_a_key_the_store_does_not_accept() {
         assert!(out.stdout.is_empty(), "nothing served: {why}");
     }
 }
+
+#[tokio::test]
+async fn stdio_session_ends_once_its_key_is_revoked() {
+    let dir = config_dir(
+        &[(
+            "notes",
+            stdio_reference_toml("notes", "notes", "[policy]\ntrusted = true"),
+        )],
+        &[],
+    );
+    std::fs::write(
+        dir.path().join("toolgate.toml"),
+        "listen = \"127.0.0.1:0\"\n[auth]\napi_key_cache_ttl = \"1s\"\n",
+    )
+    .unwrap();
+    let eng = keys_in(
+        dir.path(),
+        &["create", "--name", "laptop", "--group", "eng"],
+    );
+    let client = stdio_client(dir.path(), Some(&eng)).await;
+    let names = listed(&client).await;
+    assert!(names.contains(&"notes__add_note".to_string()), "{names:?}");
+    keys_in(dir.path(), &["revoke", "laptop"]);
+    // Within the cache TTL (and the check's one-second floor), the session
+    // ends: the client sees its transport close.
+    let ended = tokio::time::timeout(Duration::from_secs(10), client.waiting()).await;
+    assert!(ended.is_ok(), "the stdio session outlived its revoked key");
+}
