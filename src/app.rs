@@ -254,6 +254,18 @@ impl Gateway {
         (ready, body)
     }
 
+    /// What each server exposes to which group under the policies in
+    /// force, and why the rest is hidden (`GET /admin/v1/status`).
+    pub fn exposure(&self) -> Vec<crate::authorize::exposure::ServerExposure> {
+        let catalog = self.catalog();
+        crate::authorize::exposure::summarize(
+            &self.policies.current(),
+            &catalog,
+            &self.config.servers,
+            |name| self.upstream(name).is_some_and(|u| u.listing().is_some()),
+        )
+    }
+
     /// Stop taking calls, wait for in-flight ones up to the grace period,
     /// then stop upstreams.
     pub async fn drain(&self) {
@@ -719,6 +731,10 @@ pub enum StartError {
     Sso(String),
     #[error("creating the first admin API key: {0}")]
     FirstKey(#[from] crate::authenticate::api_keys::KeyError),
+    #[error(
+        "TOOLGATE_API_KEY: {0}; `toolgate stdio` runs as that key's identity, so give it a key from `toolgate keys create --name NAME --group GROUP` (same toolgate.toml), or unset it to run as local:$USER without groups"
+    )]
+    StdioKey(crate::authenticate::api_keys::Refusal),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the audit trail's signing key ([audit] signing_key): {0}")]
@@ -914,28 +930,163 @@ async fn flush_last_used(keys: Arc<ApiKeys>, stop: CancellationToken) {
     }
 }
 
-/// `toolgate stdio`: serve one local client over stdin/stdout.
-pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {
+/// `toolgate check`: connect to every upstream once, wait until each has
+/// answered or failed (at most its connect timeout, plus a second), and
+/// say what each exposes to which group under `policies`. Stops the
+/// upstreams it started before returning; a down upstream is reported
+/// with its reason.
+pub async fn probe_exposure(
+    config: &Config,
+    policies: &crate::authorize::Policies,
+) -> Vec<(crate::authorize::exposure::ServerExposure, Option<String>)> {
+    let upstreams: Vec<_> = config
+        .servers
+        .iter()
+        .map(|s| Upstream::new(s.clone(), config.host_resolver.clone()))
+        .collect();
+    let hub = Arc::new(Hub::new(config.http.max_sessions));
+    let stop = CancellationToken::new();
+    // Nobody listens for listing changes here: the catalog is built once
+    // below. Bounded; the receiver is drained while waiting.
+    let (events_tx, mut events_rx) = mpsc::channel(64);
+    for u in &upstreams {
+        tokio::spawn(
+            u.clone()
+                .supervise(hub.clone(), events_tx.clone(), stop.clone()),
+        );
+    }
+    drop(events_tx);
+    let longest = config
+        .servers
+        .iter()
+        .map(|s| s.connect_timeout)
+        .max()
+        .unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + longest + Duration::from_secs(1);
+    // Settled: listed, or failed at least once.
+    let settled =
+        |u: &Upstream| u.listing().is_some() || matches!(u.health().0, Health::Down { .. });
+    while tokio::time::Instant::now() < deadline && !upstreams.iter().all(|u| settled(u)) {
+        tokio::select! {
+            _ = events_rx.recv() => {}
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    let listings: Vec<Option<Arc<Listing>>> = upstreams.iter().map(|u| u.listing()).collect();
+    let catalog = Catalog::build(
+        upstreams
+            .iter()
+            .zip(&listings)
+            .map(|(u, l)| (&u.config, l.as_deref())),
+    );
+    let summary =
+        crate::authorize::exposure::summarize(policies, &catalog, &config.servers, |name| {
+            upstreams
+                .iter()
+                .any(|u| &*u.name == name && u.listing().is_some())
+        });
+    let why_down: Vec<Option<String>> = upstreams
+        .iter()
+        .map(|u| match u.health().0 {
+            Health::Down { reason, .. } => Some(reason),
+            Health::Connecting { .. } if u.listing().is_none() => {
+                Some(format!("no answer within {longest:?}"))
+            }
+            _ => None,
+        })
+        .collect();
+    stop.cancel();
+    // Child processes end with their links.
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < until && upstreams.iter().any(|u| u.peer().is_ok()) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    summary.into_iter().zip(why_down).collect()
+}
+
+/// `toolgate stdio`: serve one local client over stdin/stdout, as
+/// `local:$USER` without groups, or, given `api_key` (the
+/// `TOOLGATE_API_KEY` environment variable), as that key's identity and
+/// groups, verified against the key store as the HTTP front end does. The
+/// key is checked again every `auth.api_key_cache_ttl`: once revoked or
+/// expired, the session ends.
+pub async fn serve_stdio(
+    config: Config,
+    api_key: Option<crate::config::Secret>,
+) -> anyhow::Result<()> {
     let policies = crate::authorize::Policies::load(&config.policies_dir, 1)?;
     let store = Store::open(
         config.storage.database_url.as_ref().map(|s| s.expose()),
         &config.storage.data_dir,
     )
     .await?;
+    let key = match api_key {
+        None => None,
+        Some(key) => {
+            let keys = Arc::new(ApiKeys::new(store.clone(), config.auth.api_key_cache_ttl));
+            let caller = keys
+                .verify(key.expose())
+                .await
+                .map_err(StartError::StdioKey)?;
+            Some((keys, key, caller))
+        }
+    };
     let audit = start_audit(&config, &store)?;
     let gw = Gateway::start(config, policies, audit)?;
-    let server = VirtualServer::new(gw.clone(), Caller::local_process());
+    let caller = key
+        .as_ref()
+        .map_or_else(Caller::local_process, |(_, _, caller)| caller.clone());
+    tracing::info!(subject = %caller.subject, groups = ?caller.groups, "serving one client over stdio");
+    let server = VirtualServer::new(gw.clone(), caller);
     // A message is read as strictly on stdio as on HTTP, with the same bound.
     let max_line = gw.config.http.max_body_bytes;
     let running = server.serve(crate::mcp::ingress::stdio(max_line)).await?;
     let ct = running.cancellation_token();
+    let revoked = async {
+        match &key {
+            Some((keys, key, _)) => {
+                until_refused(keys, key, gw.config.auth.api_key_cache_ttl).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let mut refused = None;
     tokio::select! {
         _ = running.waiting() => {}
         _ = shutdown_signal() => { ct.cancel(); }
+        refusal = revoked => { ct.cancel(); refused = Some(refusal); }
+    }
+    if let Some((keys, ..)) = &key
+        && let Err(e) = keys.flush_last_used().await
+    {
+        tracing::warn!(error = %e, "could not record the API key's last use");
     }
     gw.drain().await;
     gw.wait_upstreams_stopped(Duration::from_secs(5)).await;
+    if let Some(refusal) = refused {
+        return Err(StartError::StdioKey(refusal).into());
+    }
     Ok(())
+}
+
+/// Returns once `key` is refused (revoked, expired, deleted, or the store
+/// cannot vouch for it: fail closed), checking every `every`.
+async fn until_refused(
+    keys: &ApiKeys,
+    key: &crate::config::Secret,
+    every: Duration,
+) -> crate::authenticate::api_keys::Refusal {
+    loop {
+        if let Err(e) = keys.flush_last_used().await {
+            tracing::warn!(error = %e, "could not record the API key's last use");
+        }
+        // At least a second apart, however short the cache TTL.
+        tokio::time::sleep(every.max(Duration::from_secs(1))).await;
+        if let Err(refusal) = keys.verify(key.expose()).await {
+            tracing::error!(%refusal, "TOOLGATE_API_KEY is no longer accepted: ending the stdio session");
+            return refusal;
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -39,7 +39,9 @@ enum Command {
         #[arg(long)]
         dev_insecure: bool,
     },
-    /// Serve one local MCP client over stdin/stdout.
+    /// Serve one local MCP client over stdin/stdout, as local:$USER
+    /// without groups, or as the API key in the environment variable
+    /// TOOLGATE_API_KEY (its identity and groups).
     Stdio,
     /// Validate the configuration and every server file; exit 1 on any error.
     Check,
@@ -254,16 +256,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 eprintln!("  - {} [{}{at}] {prefix}", s.name, s.transport.kind());
             }
-            match toolgate::authorize::Policies::load(&config.policies_dir, 1) {
-                Ok(policies) => eprintln!(
-                    "policies OK ({}): {} polic{} validated against the schema",
-                    config.policies_dir.display(),
-                    policies.len(),
-                    if policies.len() == 1 { "y" } else { "ies" }
-                ),
+            let policies = match toolgate::authorize::Policies::load(&config.policies_dir, 1) {
+                Ok(policies) => policies,
                 Err(errors) => {
                     eprint!("{errors}");
                     return Ok(ExitCode::FAILURE);
+                }
+            };
+            eprintln!(
+                "policies OK ({}): {} polic{} validated against the schema",
+                config.policies_dir.display(),
+                policies.len(),
+                if policies.len() == 1 { "y" } else { "ies" }
+            );
+            // What a new user most often asks next: why a tool is missing.
+            eprintln!(
+                "tools each server exposes, as seen by {} (`toolgate policy explain --tool NAME` says why for one tool):",
+                toolgate::authorize::exposure::ASKED_FOR
+            );
+            for (exposure, down) in toolgate::app::probe_exposure(&config, &policies).await {
+                eprintln!("  - {exposure}");
+                if let Some(reason) = down {
+                    eprintln!("    why: {reason}");
                 }
             }
         }
@@ -323,7 +337,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             init_logging(config.log_format);
-            toolgate::app::serve_stdio(config).await?;
+            let name = toolgate::authenticate::api_keys::STDIO_KEY_ENV;
+            let api_key = match std::env::var(name) {
+                Ok(key) if key.trim().is_empty() => {
+                    eprintln!(
+                        "{name} is set but empty: set it to an API key (`toolgate keys create`), or unset it to run as local:$USER"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Ok(key) => Some(toolgate::config::Secret::new(key.trim())),
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    eprintln!("{name} is not valid UTF-8: set it to an API key");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let code = match toolgate::app::serve_stdio(config, api_key).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("toolgate: {e:#}");
+                    1
+                }
+            };
+            // Drained and recorded by now. A read of stdin still pending is
+            // a blocking thread the runtime would wait for on its way out
+            // (until the client closes stdin): leave without it.
+            std::process::exit(code);
         }
     }
     Ok(ExitCode::SUCCESS)

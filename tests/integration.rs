@@ -23,6 +23,8 @@ mod bad_input;
 mod connections;
 #[path = "integration/egress.rs"]
 mod egress;
+#[path = "integration/first_hour.rs"]
+mod first_hour;
 #[path = "integration/forwarded_is_decided.rs"]
 mod forwarded_is_decided;
 #[path = "integration/identity.rs"]

@@ -54,12 +54,17 @@ fn may_not_administer(gw: &Gateway, caller: &Caller, area: &str) -> Option<Respo
 
 /// `GET /admin/v1/status`: what `/readyz` says in detail: each upstream's
 /// health with the reason it is down and its URL (without credentials),
-/// each identity provider's problem, catalog problems, session count.
+/// each identity provider's problem, catalog problems, session count, and
+/// what each server exposes to which group (and why the rest is hidden).
 async fn status(State(gw): State<Arc<Gateway>>, Extension(caller): Extension<Caller>) -> Response {
     if let Some(refusal) = may_not_administer(&gw, &caller, "status") {
         return refusal;
     }
-    let (_, body) = gw.readiness();
+    let (_, mut body) = gw.readiness();
+    body["exposure"] = json!({
+        "asked_for": crate::authorize::exposure::ASKED_FOR,
+        "servers": gw.exposure(),
+    });
     Json(body).into_response()
 }
 

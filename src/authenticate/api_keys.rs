@@ -39,6 +39,11 @@ pub enum KeyError {
     Store(#[from] sqlx::Error),
 }
 
+/// The environment variable holding the API key `toolgate stdio` runs as
+/// (an environment variable, not a flag: command lines are visible to
+/// every local user).
+pub const STDIO_KEY_ENV: &str = "TOOLGATE_API_KEY";
+
 /// Why a presented key was refused (logged; the caller gets a plain 401).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Refusal {

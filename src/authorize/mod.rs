@@ -25,6 +25,7 @@
 
 pub mod cases;
 mod context;
+pub mod exposure;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -514,6 +515,11 @@ impl Policies {
     /// How many policies are in force.
     pub fn len(&self) -> usize {
         self.set.policies().count()
+    }
+
+    /// The groups the policies name (`Group::"…"`), sorted.
+    pub fn groups(&self) -> std::collections::BTreeSet<String> {
+        exposure::groups_named(&self.set)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -1865,6 +1871,21 @@ mod tests {
         std::fs::write(dir.path().join("p.cedar"), text).expect("policy");
         let p = Policies::load(dir.path(), 1).unwrap_or_else(|e| panic!("{e}"));
         (dir, p)
+    }
+
+    #[test]
+    fn every_group_a_policy_names_is_found_wherever_it_is_named() {
+        let (_dir, p) = policies(
+            "@id(\"scope\")\npermit (principal in Group::\"eng\", action, resource);\n\
+             @id(\"unless\")\nforbid (principal, action, resource)\n\
+             unless { principal in Group::\"break-glass\" || principal in [Group::\"a \\\"quoted\\\" one\"] };\n\
+             @id(\"spaced\")\npermit (principal in Group :: \"ops\", action, resource);\n\
+             @id(\"not-a-group\")\npermit (principal, action, resource == Tool::\"Group\");\n",
+        );
+        assert_eq!(
+            p.groups().into_iter().collect::<Vec<_>>(),
+            ["a \"quoted\" one", "break-glass", "eng", "ops"]
+        );
     }
 
     #[test]

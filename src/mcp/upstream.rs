@@ -445,6 +445,9 @@ impl Upstream {
             } => {
                 let mut cmd = tokio::process::Command::new(command);
                 cmd.args(args);
+                // The key `toolgate stdio` runs as is the gateway's, never
+                // an upstream's (the rest of the environment is inherited).
+                cmd.env_remove(crate::authenticate::api_keys::STDIO_KEY_ENV);
                 for (k, v) in env {
                     cmd.env(k, v.expose());
                 }

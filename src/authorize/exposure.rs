@@ -1,0 +1,265 @@
+//! What each upstream server exposes to which group under the policies in
+//! force, and why the rest is hidden: `toolgate check` prints it and
+//! `GET /admin/v1/status` returns it. It asks the same question a tool
+//! list does (visibility, see `mcp::views`) for one representative caller
+//! per group, and names the policies that decided each hidden tool.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::{Annotations, Policies, Query, ServerFacts, Target};
+use crate::config::ServerConfig;
+use crate::mcp::catalog::Catalog;
+use crate::pipeline::{Caller, Credential};
+
+/// The name shown for a caller in no group.
+pub const NO_GROUP: &str = "(no group)";
+
+/// Who the answers are for: an API key holding the group (what
+/// `toolgate keys create --group` makes, and the key `serve` prints on its
+/// first start), calling from the loopback address.
+pub const ASKED_FOR: &str = "an API key in each group the policies name";
+
+/// Why tools are hidden: the deciding policies, and those that could not
+/// be evaluated.
+type Why = (Vec<String>, Vec<String>);
+
+/// One server's tools as the groups see them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServerExposure {
+    pub server: String,
+    /// The server's file (`servers/<name>.toml`).
+    pub file: String,
+    /// Its `[policy] trusted`: whether its tool annotations are believed.
+    pub trusted: bool,
+    /// How many tools it offers through the gateway; `None` while it is
+    /// down (nothing is known about its tools).
+    pub tools: Option<usize>,
+    /// Per group the policies name, then [`NO_GROUP`].
+    pub groups: Vec<GroupExposure>,
+    /// What to change for an untrusted server whose hidden tools would be
+    /// visible if its annotations were believed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// What one group sees of one server.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupExposure {
+    pub group: String,
+    pub visible: usize,
+    /// The hidden tools, by the policies that hid them.
+    pub hidden: Vec<Hidden>,
+}
+
+/// Tools hidden from a group by the same determining policies.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Hidden {
+    /// The `forbid` policies that refused them; empty when no policy
+    /// permits them (default deny).
+    pub policies: Vec<String>,
+    /// Policies that could not be evaluated (each one denies).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    pub tools: usize,
+    /// Of those, how many the group would see if the server were trusted.
+    pub visible_if_trusted: usize,
+}
+
+/// Each configured server's exposure; `is_up` says whether a server's
+/// listing is known (a down server's tools are not in `catalog`).
+pub fn summarize(
+    policies: &Policies,
+    catalog: &Catalog,
+    servers: &[ServerConfig],
+    is_up: impl Fn(&str) -> bool,
+) -> Vec<ServerExposure> {
+    let mut groups: Vec<Option<String>> = policies.groups().into_iter().map(Some).collect();
+    groups.push(None);
+    let callers: Vec<(String, Caller)> = groups
+        .iter()
+        .map(|group| {
+            let caller = Caller {
+                groups: group.iter().cloned().collect(),
+                address: Some(IpAddr::from([127, 0, 0, 1])),
+                ..Caller::new("apikey:exposure".into(), Credential::ApiKey)
+            };
+            (group.clone().unwrap_or_else(|| NO_GROUP.into()), caller)
+        })
+        .collect();
+    servers
+        .iter()
+        .map(|server| {
+            let tools: Vec<(&str, Annotations)> = catalog
+                .tools
+                .iter()
+                .filter_map(|tool| {
+                    let entry = catalog.tool(&tool.name)?;
+                    (*entry.route.server == *server.name).then(|| {
+                        (
+                            tool.name.as_ref(),
+                            Annotations::from_tool(&entry.upstream),
+                        )
+                    })
+                })
+                .collect();
+            let trusted_facts = ServerFacts {
+                trusted: true,
+                ..server.facts.clone()
+            };
+            let groups: Vec<GroupExposure> = callers
+                .iter()
+                .map(|(group, caller)| exposure(policies, caller, group, &server.facts, &trusted_facts, &tools))
+                .collect();
+            let would_change = !server.facts.trusted
+                && groups
+                    .iter()
+                    .flat_map(|g| &g.hidden)
+                    .any(|h| h.visible_if_trusted > 0);
+            let file = server.file.display().to_string();
+            ServerExposure {
+                hint: would_change.then(|| {
+                    format!(
+                        "untrusted annotations count as destructive: set `[policy] trusted = true` in {file} if you trust its annotations"
+                    )
+                }),
+                server: server.name.clone(),
+                file,
+                trusted: server.facts.trusted,
+                tools: is_up(&server.name).then_some(tools.len()),
+                groups,
+            }
+        })
+        .collect()
+}
+
+fn exposure(
+    policies: &Policies,
+    caller: &Caller,
+    group: &str,
+    facts: &ServerFacts,
+    trusted_facts: &ServerFacts,
+    tools: &[(&str, Annotations)],
+) -> GroupExposure {
+    let visible_to = |name: &str, server: &ServerFacts, annotations: Annotations| {
+        policies.decide(&Query {
+            caller,
+            target: Target::Tool {
+                name,
+                server,
+                annotations,
+            },
+            // Visibility, as a tool list decides it.
+            args: None,
+            request_id: "exposure",
+        })
+    };
+    let mut visible = 0;
+    let mut hidden: BTreeMap<Why, (usize, usize)> = BTreeMap::new();
+    for (name, annotations) in tools {
+        let decision = visible_to(name, facts, *annotations);
+        if decision.allowed {
+            visible += 1;
+            continue;
+        }
+        let if_trusted = !facts.trusted && visible_to(name, trusted_facts, *annotations).allowed;
+        let counts = hidden
+            .entry((decision.policies, decision.errors))
+            .or_default();
+        counts.0 += 1;
+        counts.1 += usize::from(if_trusted);
+    }
+    GroupExposure {
+        group: group.to_string(),
+        visible,
+        hidden: hidden
+            .into_iter()
+            .map(|((policies, errors), (tools, visible_if_trusted))| Hidden {
+                policies,
+                errors,
+                tools,
+                visible_if_trusted,
+            })
+            .collect(),
+    }
+}
+
+impl fmt::Display for ServerExposure {
+    /// `notes: 4 tools; admin: 0, eng: 0, (no group): 0`, then one line
+    /// per reason tools are hidden (groups alike merged), then the hint.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(tools) = self.tools else {
+            return write!(f, "{}: down, so its tools are unknown", self.server);
+        };
+        let counts: Vec<String> = self
+            .groups
+            .iter()
+            .map(|g| format!("{}: {}", g.group, g.visible))
+            .collect();
+        write!(
+            f,
+            "{}: {tools} tool{}; {}",
+            self.server,
+            if tools == 1 { "" } else { "s" },
+            counts.join(", ")
+        )?;
+        // Groups that lose the same tools to the same policies, on one line.
+        let mut lines: BTreeMap<(usize, Why), Vec<&str>> = BTreeMap::new();
+        for g in &self.groups {
+            for h in &g.hidden {
+                lines
+                    .entry((h.tools, (h.policies.clone(), h.errors.clone())))
+                    .or_default()
+                    .push(&g.group);
+            }
+        }
+        for ((count, (policies, errors)), groups) in lines {
+            let by = match (policies.as_slice(), errors.is_empty()) {
+                (_, false) => format!(
+                    "a policy that could not be evaluated ({})",
+                    errors.join("; ")
+                ),
+                ([], true) => "no policy permitting them (default deny)".to_string(),
+                (ids, true) => ids
+                    .iter()
+                    .map(|id| format!("`{id}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            write!(f, "\n    {count} hidden from {} by {by}", groups.join(", "))?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n    ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The groups a policy set names (`Group::"…"` anywhere in a policy), read
+/// from each policy's JSON form so escapes and spacing cannot hide one.
+pub(super) fn groups_named(set: &cedar_policy::PolicySet) -> BTreeSet<String> {
+    fn walk(value: &serde_json::Value, found: &mut BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.get("type").and_then(|t| t.as_str()) == Some("Group")
+                    && let Some(id) = map.get("id").and_then(|i| i.as_str())
+                {
+                    found.insert(id.to_string());
+                }
+                map.values().for_each(|v| walk(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = BTreeSet::new();
+    for policy in set.policies() {
+        if let Ok(json) = policy.to_json() {
+            walk(&json, &mut found);
+        }
+    }
+    found
+}
