@@ -210,7 +210,7 @@ async fn the_page_signs_in_refuses_forged_forms_and_shows_only_the_callers_group
     let (status, _, page) = get(&gw, &alice, "/ui/approvals?since=yesterday-ish").await;
     assert_eq!(status, 400);
     assert!(
-        page.contains("since: `yesterday-ish` is not a time"),
+        page.contains("since: `yesterday-ish` is not an RFC 3339 time"),
         "{page}"
     );
 
