@@ -6,10 +6,12 @@
 //!
 //! - Who sees and decides what is exactly the REST API's rule
 //!   ([`crate::admin::approvals_filter`], [`super::decide`]).
-//! - Everything a caller or an approver wrote (arguments, names, comments)
-//!   is escaped ([`crate::html::escape`]), with control and bidirectional
-//!   characters shown as `\u{…}`, so HTML, script, ANSI escapes and
-//!   markdown stay inert text.
+//! - The HTML comes from askama templates (`templates/`), which escape
+//!   every value. Everything a caller or an approver wrote (arguments,
+//!   names, comments) is shown as text by [`crate::html::escape`], with
+//!   control and bidirectional characters as `\u{…}`, so HTML, script, ANSI
+//!   escapes and markdown stay inert; values in attributes (filters, ids,
+//!   the form token) get askama's escaping alone, never markup.
 //! - Forms carry a token derived from the session's secret cookie, and a
 //!   POST from another site (`Origin`, `Sec-Fetch-Site`) is refused; the
 //!   page forbids framing and any script but its own (CSP).
@@ -25,7 +27,7 @@ use serde_json::Value;
 
 use crate::app::Gateway;
 use crate::authenticate::sso::Sso;
-use crate::html::escape;
+use crate::html::filters;
 use crate::pipeline::Caller;
 
 /// What the page's handlers share.
@@ -123,276 +125,288 @@ fn html(status: StatusCode, body: String) -> Response {
     r
 }
 
-/// The whole document around `main`.
-fn document(title: &str, caller: &Caller, main: &str) -> String {
-    let who = caller.name.as_deref().unwrap_or(&caller.subject);
-    let groups = if caller.groups.is_empty() {
-        "no groups".to_string()
-    } else {
-        caller.groups.join(", ")
+// The page's HTML comes from askama templates in `templates/` beside this
+// file, found through `src/askama.toml` (the repository's top level has no
+// room for askama's default `askama.toml` and `templates/`). askama escapes
+// every `{{ value }}` for HTML, so a value in an attribute stays one quoted
+// value; text goes through the `visible` filter, which also shows control
+// and bidirectional characters as `\u{…}` and is used between tags only.
+
+/// A template's output inside another template: already HTML.
+macro_rules! html_safe {
+    ($($t:ident),*) => {
+        $(impl askama::filters::HtmlSafe for $t<'_> {})*
     };
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · toolgate</title>\
-         <link rel=\"icon\" href=\"/ui/assets/icon.svg\">\
-         <link rel=\"stylesheet\" href=\"/ui/assets/approvals.css\">\
-         <script src=\"/ui/assets/approvals.js\" defer></script></head>\n<body>\
-         <a class=\"skip\" href=\"#main\">Skip to content</a>\
-         <header><a class=\"brand\" href=\"/ui/approvals\">toolgate approvals</a>\
-         <p class=\"who\">Signed in as <strong>{who}</strong> <span class=\"muted\">({subject}; {groups})</span></p>\
-         <form method=\"post\" action=\"/auth/logout\"><button type=\"submit\" class=\"link\">Sign out</button></form>\
-         </header>\n<main id=\"main\">{main}</main></body></html>\n",
-        title = escape(title),
-        who = escape(who),
-        subject = escape(&caller.subject),
-        groups = escape(&groups),
-    )
+}
+html_safe!(Flash, Card, PendingSection, HistorySection);
+
+/// The whole document around `main`.
+#[derive(askama::Template)]
+#[template(path = "approvals_document.html", config = "src/askama.toml")]
+struct Document<'a> {
+    title: &'a str,
+    who: &'a str,
+    subject: &'a str,
+    groups: String,
+    main: Vec<Part<'a>>,
+}
+
+/// What `main` holds, in order.
+enum Part<'a> {
+    Flash(Flash<'a>),
+    Pending(PendingSection<'a>),
+    History(HistorySection<'a>),
+    /// The link back to the list.
+    Back,
+    Heading(&'a str),
+    Card(Box<Card<'a>>),
+}
+
+fn document<'a>(title: &'a str, caller: &'a Caller, main: Vec<Part<'a>>) -> Document<'a> {
+    Document {
+        title,
+        who: caller.name.as_deref().unwrap_or(&caller.subject),
+        subject: &caller.subject,
+        groups: if caller.groups.is_empty() {
+            "no groups".to_string()
+        } else {
+            caller.groups.join(", ")
+        },
+        main,
+    }
+}
+
+/// Renders a page or part: its HTML, or a plain-text 500 if a template
+/// fails (it cannot with these values; a failure is not shown half done).
+fn render(status: StatusCode, page: &impl askama::Template) -> Response {
+    match page.render() {
+        Ok(body) => html(status, body),
+        Err(e) => {
+            tracing::error!(error = %e, "approver page: a template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the approver page could not be rendered; see the gateway's log",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Who may decide a pending request, as the card shows it.
+enum Decision<'a> {
+    /// Not pending: no form, no note.
+    None,
+    /// The viewer asked for the call.
+    Own,
+    /// The viewer is not in the approver group.
+    NotMember,
+    /// The viewer decides: the form with the session's form token.
+    Form(&'a str),
 }
 
 /// One request as a card; with the decision form when `form` is the
 /// session's form token and the viewer may decide it.
-fn card(r: &Value, caller: &Caller, form: Option<&str>, now: i64) -> String {
-    let id = str_of(r, "id");
-    let state = str_of(r, "state");
-    let group = str_of(r, "approver_group");
-    let who = &r["caller"];
-    let requester = str_of(who, "subject");
-    let mut requester_line = escape(requester);
-    if let Some(name) = who["name"].as_str() {
-        requester_line = format!(
-            "{} <span class=\"muted\">({requester_line})</span>",
-            escape(name)
-        );
-    }
-    let args = serde_json::to_string_pretty(&r["args"]).unwrap_or_default();
-    let needed = r["approvers"].as_i64().unwrap_or(1);
-    let given = r["approvals"].as_i64().unwrap_or(0);
-    let expires = r["expires_ms"].as_i64().unwrap_or(0);
-    let mut out = format!(
-        "<article class=\"request {state}\" id=\"r-{id}\" aria-labelledby=\"r-{id}-h\">\
-         <h3 id=\"r-{id}-h\"><code>{tool}</code> <span class=\"muted\">requested by</span> {requester_line}</h3>\
-         <dl>",
-        id = escape(id),
-        state = escape(state),
-        tool = escape(str_of(r, "tool")),
-    );
-    let mut row = |term: &str, value: String| {
-        let _ = write!(out, "<div><dt>{term}</dt><dd>{value}</dd></div>");
-    };
-    if let Some(server) = r["server"].as_str() {
-        row("Server", escape(server));
-    }
-    let mut gate = format!("<code>{}</code>", escape(str_of(r, "gate")));
-    if let Some(reason) = r["reason"].as_str() {
-        let _ = write!(gate, ": {}", escape(reason));
-    }
-    row("Gate", gate);
-    row(
-        "Approvers",
-        format!(
-            "members of <code>{}</code>{}",
-            escape(group),
-            if needed > 1 {
-                format!(" ({given} of {needed} approvals given)")
-            } else {
-                String::new()
-            }
-        ),
-    );
-    let created = r["created_ms"].as_i64().unwrap_or(0);
-    row("Requested", format!("<time>{}</time> UTC", when(created)));
-    if state == "pending" {
-        row(
-            "Time left",
-            format!(
-                "<time class=\"left\" data-expires=\"{expires}\">{}</time>",
-                duration(expires - now)
-            ),
-        );
-    } else {
-        row(
-            "State",
-            format!("<span class=\"state {s}\">{s}</span>", s = escape(state)),
-        );
-        if let Some(by) = r["decided_by"].as_str() {
-            row("Decided by", escape(by));
-        }
-        if let Some(comment) = r["comment"].as_str() {
-            row(
-                "Comment",
-                format!("<span class=\"comment\">{}</span>", escape(comment)),
-            );
-        }
-    }
-    row(
-        "Request",
-        format!("<a href=\"/ui/approvals/{0}\">{0}</a>", escape(id)),
-    );
-    let _ = write!(
-        out,
-        "</dl><h4>Arguments <span class=\"muted\">(redacted as the audit trail keeps them)</span></h4>\
-         <pre class=\"args\" tabindex=\"0\">{}</pre>",
-        escape(&args)
-    );
-    if state == "pending" {
-        if requester == caller.subject {
-            let _ = write!(
-                out,
-                "<p class=\"note\">You asked for this call: another member of <code>{}</code> must decide it.</p>",
-                escape(group)
-            );
-        } else if !caller.groups.iter().any(|g| g == group) {
-            let _ = write!(
-                out,
-                "<p class=\"note\">Only members of <code>{}</code> decide this request.</p>",
-                escape(group)
-            );
-        } else {
-            let _ = write!(
-                out,
-                "<form class=\"decide\" method=\"post\" action=\"/ui/approvals/{id}/decide\">\
-                 <input type=\"hidden\" name=\"token\" value=\"{token}\">\
-                 <label for=\"c-{id}\">Comment <span class=\"muted\">(optional; the caller sees it)</span></label>\
-                 <textarea id=\"c-{id}\" name=\"comment\" rows=\"2\" maxlength=\"{max}\"></textarea>\
-                 <div class=\"buttons\">\
-                 <button type=\"submit\" name=\"verdict\" value=\"approve\" class=\"approve\">Approve</button>\
-                 <button type=\"submit\" name=\"verdict\" value=\"deny\" class=\"deny\">Deny</button>\
-                 </div></form>",
-                id = escape(id),
-                token = escape(form.unwrap_or_default()),
-                max = super::MAX_COMMENT,
-            );
-        }
-    }
-    out.push_str("</article>");
-    out
+#[derive(askama::Template)]
+#[template(path = "approvals_card.html", config = "src/askama.toml")]
+struct Card<'a> {
+    id: &'a str,
+    /// `id` for a URL path.
+    id_path: String,
+    state: &'a str,
+    pending: bool,
+    tool: &'a str,
+    requester: &'a str,
+    requester_name: Option<&'a str>,
+    server: Option<&'a str>,
+    gate: &'a str,
+    reason: Option<&'a str>,
+    group: &'a str,
+    needed: i64,
+    given: i64,
+    created: String,
+    expires: i64,
+    left: String,
+    decided_by: Option<&'a str>,
+    comment: Option<&'a str>,
+    args: String,
+    decision: Decision<'a>,
+    max_comment: usize,
 }
 
-/// The pending section, and its version (changes when a request comes,
-/// goes or gets an approval).
-async fn pending_section(
-    ui: &Ui,
-    caller: &Caller,
-    form: Option<&str>,
-) -> Result<(String, String), String> {
+fn card<'a>(r: &'a Value, caller: &Caller, form: Option<&'a str>, now: i64) -> Card<'a> {
+    let state = str_of(r, "state");
+    let group = str_of(r, "approver_group");
+    let requester = str_of(&r["caller"], "subject");
+    let pending = state == "pending";
+    let expires = r["expires_ms"].as_i64().unwrap_or(0);
+    Card {
+        id: str_of(r, "id"),
+        id_path: crate::html::percent_encode(str_of(r, "id"), crate::html::COMPONENT),
+        state,
+        pending,
+        tool: str_of(r, "tool"),
+        requester,
+        requester_name: r["caller"]["name"].as_str(),
+        server: r["server"].as_str(),
+        gate: str_of(r, "gate"),
+        reason: r["reason"].as_str(),
+        group,
+        needed: r["approvers"].as_i64().unwrap_or(1),
+        given: r["approvals"].as_i64().unwrap_or(0),
+        created: when(r["created_ms"].as_i64().unwrap_or(0)),
+        expires,
+        left: duration(expires - now),
+        decided_by: r["decided_by"].as_str(),
+        comment: r["comment"].as_str(),
+        args: serde_json::to_string_pretty(&r["args"]).unwrap_or_default(),
+        decision: if !pending {
+            Decision::None
+        } else if requester == caller.subject {
+            Decision::Own
+        } else if !caller.groups.iter().any(|g| g == group) {
+            Decision::NotMember
+        } else {
+            Decision::Form(form.unwrap_or_default())
+        },
+        max_comment: super::MAX_COMMENT,
+    }
+}
+
+/// The pending section.
+#[derive(askama::Template)]
+#[template(path = "approvals_pending.html", config = "src/askama.toml")]
+struct PendingSection<'a> {
+    /// Changes when a request comes, goes or gets an approval.
+    version: String,
+    /// Oldest first: the one closest to expiring on top.
+    cards: Vec<Card<'a>>,
+    /// More are waiting than shown.
+    more: bool,
+}
+
+/// Pending requests the caller sees (the store's page, newest first).
+async fn pending_requests(ui: &Ui, caller: &Caller) -> Result<super::Page, String> {
     let filter = super::ListFilter {
         state: Some("pending".into()),
         groups: (!crate::admin::sees_every_approval(&ui.gw, caller)).then(|| caller.groups.clone()),
         limit: PENDING_SHOWN,
         ..Default::default()
     };
-    let page = super::list(ui.gw.audit.store().pool(), &filter).await?;
+    super::list(ui.gw.audit.store().pool(), &filter).await
+}
+
+fn pending_section<'a>(
+    page: &'a super::Page,
+    caller: &Caller,
+    form: Option<&'a str>,
+) -> PendingSection<'a> {
     let mut seen = String::new();
     for r in &page.approvals {
         let _ = write!(seen, "{}/{};", str_of(r, "id"), r["approvals"]);
     }
-    let version = crate::audit::sha256_hex(seen.as_bytes())[..16].to_string();
     let now = crate::audit::now_ms();
-    let n = page.approvals.len();
-    let mut out = format!(
-        "<section id=\"pending\" aria-labelledby=\"pending-h\" data-version=\"{version}\">\
-         <h1 id=\"pending-h\">Waiting for a decision <span class=\"count\">({n}{more})</span></h1>\
-         <p class=\"live muted\" role=\"status\" aria-live=\"polite\"></p>",
-        more = if page.next.is_some() { "+" } else { "" },
-    );
-    if n == 0 {
-        out.push_str("<p class=\"empty\">Nothing is waiting for your groups.</p>");
+    PendingSection {
+        version: crate::audit::sha256_hex(seen.as_bytes())[..16].to_string(),
+        cards: page
+            .approvals
+            .iter()
+            .rev()
+            .map(|r| card(r, caller, form, now))
+            .collect(),
+        more: page.next.is_some(),
     }
-    // Oldest first: the one closest to expiring on top.
-    for r in page.approvals.iter().rev() {
-        out.push_str(&card(r, caller, form, now));
-    }
-    out.push_str("</section>");
-    Ok((out, version))
 }
 
 /// The history table with its filter form.
-async fn history_section(
+#[derive(askama::Template)]
+#[template(path = "approvals_history.html", config = "src/askama.toml")]
+struct HistorySection<'a> {
+    states: &'static [&'static str],
+    state: Option<&'a str>,
+    tool: &'a str,
+    caller: &'a str,
+    since: &'a str,
+    rows: Vec<HistoryRow<'a>>,
+    /// The link to the next page.
+    older: Option<String>,
+}
+
+struct HistoryRow<'a> {
+    id_path: String,
+    at: String,
+    tool: &'a str,
+    caller: &'a str,
+    gate: &'a str,
+    state: &'a str,
+    decided_by: &'a str,
+    comment: &'a str,
+}
+
+/// The history page for the filters in `params`.
+async fn history_requests(
     ui: &Ui,
     caller: &Caller,
     params: &HashMap<String, String>,
-) -> Result<String, String> {
+) -> Result<super::Page, String> {
     let mut filter = crate::admin::approvals_filter(&ui.gw, caller, params)?;
     if !params.contains_key("limit") {
         filter.limit = HISTORY_PAGE;
     }
-    let page = super::list(ui.gw.audit.store().pool(), &filter).await?;
-    let value = |k: &str| escape(params.get(k).map_or("", String::as_str));
-    let mut states = String::from("<option value=\"\">any</option>");
-    for s in super::STATES {
-        let selected = if params.get("state").is_some_and(|v| v == s) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(states, "<option{selected}>{s}</option>");
-    }
-    let mut out = format!(
-        "<section id=\"history\" aria-labelledby=\"history-h\"><h2 id=\"history-h\">History</h2>\
-         <form class=\"filters\" method=\"get\" action=\"/ui/approvals#history\" role=\"search\">\
-         <label>State <select name=\"state\">{states}</select></label>\
-         <label>Tool <input name=\"tool\" value=\"{tool}\" size=\"18\"></label>\
-         <label>Caller <input name=\"caller\" value=\"{who}\" size=\"18\" placeholder=\"subject\"></label>\
-         <label>Since <input name=\"since\" value=\"{since}\" size=\"16\" placeholder=\"24h or 2026-11-01\"></label>\
-         <button type=\"submit\">Filter</button> <a href=\"/ui/approvals#history\">Clear</a></form>",
-        tool = value("tool"),
-        who = value("caller"),
-        since = value("since"),
-    );
-    if page.approvals.is_empty() {
-        out.push_str("<p class=\"empty\">No requests match.</p></section>");
-        return Ok(out);
-    }
-    out.push_str(
-        "<div class=\"table\"><table><thead><tr><th scope=\"col\">Requested (UTC)</th>\
-         <th scope=\"col\">Tool</th><th scope=\"col\">Caller</th><th scope=\"col\">Gate</th>\
-         <th scope=\"col\">State</th><th scope=\"col\">Decided by</th><th scope=\"col\">Comment</th>\
-         </tr></thead><tbody>",
-    );
-    for r in &page.approvals {
-        let _ = write!(
-            out,
-            "<tr><td><a href=\"/ui/approvals/{id}\">{at}</a></td><td><code>{tool}</code></td>\
-             <td>{who}</td><td><code>{gate}</code></td><td><span class=\"state {state}\">{state}</span></td>\
-             <td>{by}</td><td class=\"comment\">{comment}</td></tr>",
-            id = escape(str_of(r, "id")),
-            at = when(r["created_ms"].as_i64().unwrap_or(0)),
-            tool = escape(str_of(r, "tool")),
-            who = escape(str_of(&r["caller"], "subject")),
-            gate = escape(str_of(r, "gate")),
-            state = escape(str_of(r, "state")),
-            by = escape(str_of(r, "decided_by")),
-            comment = escape(str_of(r, "comment")),
-        );
-    }
-    out.push_str("</tbody></table></div>");
-    if let Some(next) = page.next {
+    super::list(ui.gw.audit.store().pool(), &filter).await
+}
+
+fn history_section<'a>(
+    page: &'a super::Page,
+    params: &'a HashMap<String, String>,
+) -> HistorySection<'a> {
+    let value = |k: &str| params.get(k).map_or("", String::as_str);
+    let older = page.next.as_ref().map(|next| {
         let mut link = String::from("/ui/approvals?");
         for key in ["state", "tool", "caller", "since"] {
             if let Some(v) = params.get(key).filter(|v| !v.is_empty()) {
                 let _ = write!(link, "{key}={}&", query_value(v));
             }
         }
-        let _ = write!(
-            out,
-            "<p><a href=\"{}before={}#history\">Older requests</a></p>",
-            escape(&link),
-            query_value(&next)
-        );
+        let _ = write!(link, "before={}#history", query_value(next));
+        link
+    });
+    HistorySection {
+        states: super::STATES,
+        state: params.get("state").map(String::as_str),
+        tool: value("tool"),
+        caller: value("caller"),
+        since: value("since"),
+        rows: page
+            .approvals
+            .iter()
+            .map(|r| HistoryRow {
+                id_path: crate::html::percent_encode(str_of(r, "id"), crate::html::COMPONENT),
+                at: when(r["created_ms"].as_i64().unwrap_or(0)),
+                tool: str_of(r, "tool"),
+                caller: str_of(&r["caller"], "subject"),
+                gate: str_of(r, "gate"),
+                state: str_of(r, "state"),
+                decided_by: str_of(r, "decided_by"),
+                comment: str_of(r, "comment"),
+            })
+            .collect(),
+        older,
     }
-    out.push_str("</section>");
-    Ok(out)
 }
 
 /// A short notice at the top of the page.
-fn flash(ok: bool, message: &str) -> String {
-    format!(
-        "<p class=\"flash {}\" role=\"{}\">{}</p>",
-        if ok { "ok" } else { "error" },
-        if ok { "status" } else { "alert" },
-        escape(message)
-    )
+#[derive(askama::Template)]
+#[template(path = "approvals_flash.html", config = "src/askama.toml")]
+struct Flash<'a> {
+    ok: bool,
+    message: std::borrow::Cow<'a, str>,
+}
+
+fn flash<'a>(ok: bool, message: impl Into<std::borrow::Cow<'a, str>>) -> Flash<'a> {
+    Flash {
+        ok,
+        message: message.into(),
+    }
 }
 
 /// The full page, with `notice` on top.
@@ -417,22 +431,28 @@ async fn full_page(
             },
         ))
     });
-    let pending = pending_section(ui, caller, form.as_deref()).await;
-    let history = history_section(ui, caller, &params).await;
-    let mut main = notice.map(|(ok, m)| flash(ok, &m)).unwrap_or_default();
+    let pending = pending_requests(ui, caller).await;
+    let history = history_requests(ui, caller, &params).await;
+    let mut main: Vec<Part> = notice
+        .into_iter()
+        .map(|(ok, m)| Part::Flash(flash(ok, m)))
+        .collect();
     let mut status = status;
-    for part in [pending.map(|(html, _)| html), history] {
-        match part {
-            Ok(html) => main.push_str(&html),
-            Err(e) => {
-                main.push_str(&flash(false, &e));
-                if status == StatusCode::OK {
-                    status = StatusCode::BAD_REQUEST;
-                }
-            }
+    let mut failed = |e: &String| {
+        if status == StatusCode::OK {
+            status = StatusCode::BAD_REQUEST;
         }
-    }
-    html(status, document("Approvals", caller, &main))
+        Part::Flash(flash(false, e.clone()))
+    };
+    main.push(match &pending {
+        Ok(page) => Part::Pending(pending_section(page, caller, form.as_deref())),
+        Err(e) => failed(e),
+    });
+    main.push(match &history {
+        Ok(page) => Part::History(history_section(page, &params)),
+        Err(e) => failed(e),
+    });
+    render(status, &document("Approvals", caller, main))
 }
 
 /// `GET /ui/approvals?state=&tool=&caller=&since=&before=`
@@ -453,22 +473,23 @@ async fn live(
     headers: HeaderMap,
 ) -> Response {
     let form = ui.sso.as_ref().and_then(|s| s.form_token(&headers));
-    match pending_section(&ui, &caller, form.as_deref()).await {
-        Ok((section, version)) => {
-            let etag = format!("\"{version}\"");
+    match pending_requests(&ui, &caller).await {
+        Ok(page) => {
+            let section = pending_section(&page, &caller, form.as_deref());
+            let etag = format!("\"{}\"", section.version);
             if headers
                 .get(header::IF_NONE_MATCH)
                 .is_some_and(|v| v.as_bytes() == etag.as_bytes())
             {
                 return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
             }
-            let mut r = html(StatusCode::OK, section);
+            let mut r = render(StatusCode::OK, &section);
             if let Ok(v) = HeaderValue::from_str(&etag) {
                 r.headers_mut().insert(header::ETAG, v);
             }
             r
         }
-        Err(e) => html(StatusCode::SERVICE_UNAVAILABLE, flash(false, &e)),
+        Err(e) => render(StatusCode::SERVICE_UNAVAILABLE, &flash(false, e)),
     }
 }
 
@@ -479,20 +500,24 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let back = "<p><a href=\"/ui/approvals\">← All requests</a></p>";
-    let page = |status, main: String| html(status, document("Approval request", &caller, &main));
+    let page = |status, main| render(status, &document("Approval request", &caller, main));
     let request = match super::get(ui.gw.audit.store().pool(), &id).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             return page(
                 StatusCode::NOT_FOUND,
-                format!(
-                    "{}{back}",
-                    flash(false, &format!("No approval request `{id}`."))
-                ),
+                vec![
+                    Part::Flash(flash(false, format!("No approval request `{id}`."))),
+                    Part::Back,
+                ],
             );
         }
-        Err(e) => return page(StatusCode::SERVICE_UNAVAILABLE, flash(false, &e)),
+        Err(e) => {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![Part::Flash(flash(false, e))],
+            );
+        }
     };
     let group = str_of(&request, "approver_group");
     if !crate::admin::sees_every_approval(&ui.gw, &caller)
@@ -500,21 +525,29 @@ async fn one(
     {
         return page(
             StatusCode::FORBIDDEN,
-            format!(
-                "{}{back}",
-                flash(
+            vec![
+                Part::Flash(flash(
                     false,
-                    &format!("Only members of `{group}` see this request.")
-                )
-            ),
+                    format!("Only members of `{group}` see this request."),
+                )),
+                Part::Back,
+            ],
         );
     }
     let form = ui.sso.as_ref().and_then(|s| s.form_token(&headers));
-    let main = format!(
-        "{back}<h1>Approval request</h1>{}",
-        card(&request, &caller, form.as_deref(), crate::audit::now_ms())
-    );
-    page(StatusCode::OK, main)
+    page(
+        StatusCode::OK,
+        vec![
+            Part::Back,
+            Part::Heading("Approval request"),
+            Part::Card(Box::new(card(
+                &request,
+                &caller,
+                form.as_deref(),
+                crate::audit::now_ms(),
+            ))),
+        ],
+    )
 }
 
 /// Why a POST from a browser is refused before anything else: it comes

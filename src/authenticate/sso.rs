@@ -22,6 +22,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use askama::Template as _;
 use aws_lc_rs::hmac;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -34,6 +35,7 @@ use sha2::{Digest, Sha256};
 use super::api_keys::{random_hex, sha256_hex};
 use super::oidc::Issuer;
 use crate::config::auth::{ClientAuth, SsoConfig};
+use crate::html::filters;
 use crate::pipeline::Caller;
 use crate::storage::{Store, now_unix};
 
@@ -411,14 +413,26 @@ pub fn sign_in_first(path: &str) -> Response {
     )
 }
 
-/// A short HTML page (text escaped).
+/// A short HTML page: `title` and `message` as text (an askama template,
+/// found through `src/askama.toml`; see `crate::html` for how text shows).
+#[derive(askama::Template)]
+#[template(path = "sign_in_page.html", config = "src/askama.toml")]
+struct Page<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
 fn page(status: StatusCode, title: &str, message: &str) -> Response {
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>toolgate: {t}</title></head>\
-         <body><main><h1>{t}</h1><p>{m}</p></main></body></html>\n",
-        t = crate::html::escape(title),
-        m = crate::html::escape(message)
-    );
+    let (status, body) = match (Page { title, message }).render() {
+        Ok(body) => (status, body),
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in page: the template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the sign-in page could not be rendered; see the gateway's log".to_string(),
+            )
+        }
+    };
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

@@ -424,3 +424,284 @@ async fn an_approver_signs_in_and_decides_in_headless_chromium() {
     eprintln!("screenshots: {}", shots.display());
     ct.cancel();
 }
+
+/// Text the page fills in, as a browser shows it: control, bidirectional
+/// and zero-width characters as `\u{…}` (see `toolgate::html::escape`).
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c != '\n'
+                && c != '\t'
+                && (c.is_control()
+                    || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                        | '\u{2066}'..='\u{2069}' | '\u{061c}' | '\u{feff}'))
+            {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The elements the page's templates write; anything else in a parsed
+/// page came from a value.
+const TEMPLATE_ELEMENTS: &[&str] = &[
+    "html", "head", "meta", "title", "link", "script", "body", "a", "header", "p", "strong",
+    "span", "form", "button", "main", "section", "h1", "h2", "h3", "h4", "article", "code", "dl",
+    "div", "dt", "dd", "time", "pre", "input", "label", "textarea", "select", "option", "table",
+    "thead", "tbody", "tr", "th", "td",
+];
+
+/// Every element of `page` (parsed by html5ever, as a browser parses it)
+/// is one the templates write, with no event-handler attribute, and no
+/// attribute value but a filter field's (which the test compares with what
+/// it typed) holds markup.
+fn only_template_markup(page: &str) -> scraper::Html {
+    let doc = scraper::Html::parse_document(page);
+    for el in doc
+        .root_element()
+        .descendants()
+        .filter_map(scraper::ElementRef::wrap)
+    {
+        let e = el.value();
+        assert!(
+            TEMPLATE_ELEMENTS.contains(&e.name()),
+            "<{}> came from a value: {page}",
+            e.name()
+        );
+        for (name, value) in e.attrs() {
+            assert!(
+                !name.starts_with("on"),
+                "{name}={value:?} came from a value: {page}"
+            );
+            if e.name() != "input" || e.attr("type").is_some() {
+                assert!(!value.contains('<'), "markup in {name}={value:?}: {page}");
+            }
+        }
+        if e.name() == "script" {
+            assert_eq!(e.attr("src"), Some("/ui/assets/approvals.js"));
+        }
+        if e.name() == "span" && e.classes().any(|c| c == "ctl") {
+            let inside = el
+                .ancestors()
+                .filter_map(scraper::ElementRef::wrap)
+                .any(|a| matches!(a.value().name(), "title" | "textarea" | "option"));
+            assert!(!inside, "a control shown inside {page}");
+        }
+    }
+    doc
+}
+
+fn select<'a>(doc: &'a scraper::Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    doc.select(&scraper::Selector::parse(css).unwrap())
+        .collect()
+}
+
+/// Markup injection through attribute context: the history filters and
+/// every other value the page puts into an attribute or text (tool and
+/// caller filters, the next-page link, request ids, comments, arguments,
+/// error messages) carrying quotes, angle brackets, ampersands, control and
+/// bidirectional characters stay the one value they were: an attribute
+/// round-trips exactly through a real HTML parser, text shows controls as
+/// `\u{…}`, and no element appears that the templates did not write.
+#[tokio::test]
+async fn markup_injection_through_attribute_context_stays_one_value() {
+    let Setup { gw, ct, .. } = setup(&Backend::Sqlite, "").await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let security = key(&gw, "watcher", &["security"]);
+    let page = |query: Vec<(&'static str, String)>, path: String| {
+        let (addr, security) = (gw.addr, security.clone());
+        async move {
+            let mut url = reqwest::Url::parse(&format!("http://{addr}{path}")).unwrap();
+            if !query.is_empty() {
+                url.query_pairs_mut().extend_pairs(query);
+            }
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(security)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Breaking out of double and single quotes and out of the tag, closing
+    // RCDATA elements, entities, ANSI colour, C1 NEL, a bidirectional
+    // override, a zero-width space, tab and newline. (NUL and CR cannot
+    // round-trip as raw characters through any HTML parser: the parser
+    // replaces NUL and turns CR into LF.)
+    let hostile = [
+        "\"><img src=x onerror=alert(1)>",
+        "' autofocus onfocus='alert(2)",
+        "<b>bold</b> & &amp; &lt; &#60;",
+        "</textarea></title></option><script>alert(3)</script>",
+        "\u{1b}[31mred\u{85}next\u{202e}cba\u{200b}x\ttab\nline",
+        "<span class=\"ctl\">\\u{1b}</span>",
+    ];
+
+    // A decided request with a hostile comment and arguments, for the
+    // history and the card, and one left pending.
+    let call = call_in_background(&gw, &eng, &format!("prod {}", hostile.concat()));
+    let id = pending(&gw, &security, 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let comment = hostile.join(" | ");
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/admin/v1/approvals/{id}/approve",
+            gw.addr
+        ))
+        .bearer_auth(&security)
+        .json(&json!({ "comment": comment }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    call.await.unwrap().unwrap();
+    let waiting = call_in_background(&gw, &eng, &format!("prod again {}", hostile[0]));
+    let waiting_id = pending(&gw, &security, 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    for value in hostile
+        .iter()
+        .map(|v| v.to_string())
+        .chain([hostile.concat()])
+    {
+        // The filters come back in their fields exactly as typed.
+        let (status, body) = page(
+            vec![
+                ("tool", value.clone()),
+                ("caller", value.clone()),
+                ("state", "".into()),
+            ],
+            "/ui/approvals".into(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let doc = only_template_markup(&body);
+        for field in ["tool", "caller"] {
+            let inputs = select(&doc, &format!("form.filters input[name={field}]"));
+            assert_eq!(inputs.len(), 1, "{body}");
+            assert_eq!(
+                inputs[0].value().attr("value"),
+                Some(value.as_str()),
+                "{body}"
+            );
+        }
+        assert_eq!(select(&doc, "form.filters input").len(), 3, "{body}");
+        assert_eq!(
+            select(&doc, "form.filters select[name=state] option").len(),
+            7
+        );
+        assert_eq!(
+            select(&doc, "form.filters select option[selected]").len(),
+            0
+        );
+        assert_eq!(
+            select(&doc, "#history p.empty").len(),
+            1,
+            "nothing matches: {body}"
+        );
+        // The pending card, its form and its ids are intact.
+        let forms = select(&doc, "#pending form.decide");
+        assert_eq!(forms.len(), 1, "{body}");
+        assert_eq!(
+            forms[0].value().attr("action"),
+            Some(format!("/ui/approvals/{waiting_id}/decide").as_str())
+        );
+        assert_eq!(
+            select(&doc, &format!("#r-{waiting_id} textarea[name=comment]")).len(),
+            1
+        );
+        let args = select(&doc, &format!("#r-{waiting_id} pre.args"));
+        let args: String = args[0].text().collect();
+        assert!(args.contains("<img src=x onerror=alert(1)>"), "{args}");
+
+        // A bad filter is explained as text, and the form is not there.
+        let (status, body) = page(vec![("since", value.clone())], "/ui/approvals".into()).await;
+        assert_eq!(status, 400, "{body}");
+        let doc = only_template_markup(&body);
+        let flash: String = select(&doc, "p.flash.error")[0].text().collect();
+        assert!(flash.contains(&shown(&value)), "{flash}");
+
+        // An unknown request id, from the path, is text.
+        let (status, body) = page(vec![], format!("/ui/approvals/{}", percent(&value))).await;
+        assert_eq!(status, 404, "{body}");
+        let doc = only_template_markup(&body);
+        let flash: String = select(&doc, "p.flash.error")[0].text().collect();
+        assert_eq!(flash, format!("No approval request `{}`.", shown(&value)));
+    }
+
+    // The history: the comment is text; the next-page link keeps the
+    // filters and the cursor as one URL.
+    let (status, body) = page(
+        vec![
+            ("state", "used".into()),
+            ("tool", "witness__note".into()),
+            ("limit", "1".into()),
+        ],
+        "/ui/approvals".into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let doc = only_template_markup(&body);
+    let comments = select(&doc, "#history td.comment");
+    assert_eq!(comments.len(), 1, "{body}");
+    assert_eq!(comments[0].text().collect::<String>(), shown(&comment));
+    assert_eq!(
+        select(&doc, "form.filters select option[selected]").len(),
+        1
+    );
+    let older = select(&doc, "#history p a");
+    let href = older[0].value().attr("href").unwrap();
+    let url = reqwest::Url::parse(&format!("http://x{href}")).unwrap();
+    let q: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert_eq!(
+        &q[..2],
+        &[
+            ("state".into(), "used".into()),
+            ("tool".into(), "witness__note".into())
+        ]
+    );
+    assert_eq!(q[2].0, "before");
+    assert_eq!(url.fragment(), Some("history"));
+    // The decided card shows the comment and the arguments as text.
+    let (status, body) = page(vec![], format!("/ui/approvals/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    let doc = only_template_markup(&body);
+    let shown_comment: String = select(&doc, "span.comment")[0].text().collect();
+    assert_eq!(shown_comment, shown(&comment));
+    assert_eq!(select(&doc, &format!("article#r-{id}")).len(), 1);
+    assert_eq!(select(&doc, "form.decide").len(), 0, "decided: no form");
+
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/admin/v1/approvals/{waiting_id}/deny",
+            gw.addr
+        ))
+        .bearer_auth(&security)
+        .json(&json!({ "comment": "no" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(waiting.await.unwrap().is_err());
+    ct.cancel();
+}
+
+/// `text` as one URL path segment.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
