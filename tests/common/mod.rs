@@ -479,3 +479,78 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// `toolgate stdio` with the config in `dir`, spoken to line by line (raw
+/// JSON-RPC, so what it writes is seen as written).
+pub struct RawStdio {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl RawStdio {
+    pub fn start(dir: &std::path::Path) -> RawStdio {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(TOOLGATE)
+            .arg("--config")
+            .arg(dir.join("toolgate.toml"))
+            .arg("stdio")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        RawStdio {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Write one line (a message, or raw text).
+    pub async fn send(&mut self, line: impl std::fmt::Display) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// The next message, whatever it is.
+    pub async fn next(&mut self) -> serde_json::Value {
+        let line = tokio::time::timeout(Duration::from_secs(20), self.stdout.next_line())
+            .await
+            .expect("a message in time")
+            .unwrap()
+            .expect("stdout open");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// The next answer (a message with an id), notifications skipped.
+    pub async fn next_answer(&mut self) -> serde_json::Value {
+        loop {
+            let message = self.next().await;
+            if message.get("id").is_some() {
+                return message;
+            }
+        }
+    }
+
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// `GET /admin/v1/status` with `key`: status code and body.
+pub async fn admin_status(addr: SocketAddr, key: String) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/admin/v1/status"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}

@@ -445,18 +445,7 @@ async fn readyz_never_shows_upstream_credentials_and_details_are_for_admins() {
     );
 
     // Admins see why and where (still without credentials); others do not.
-    let status = |key: String| {
-        let url = format!("http://{}/admin/v1/status", gw.addr);
-        async move {
-            let r = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        }
-    };
+    let status = |key: String| admin_status(gw.addr, key);
     let (code, body) = status(key(&gw, "ops", &["admin"])).await;
     assert_eq!(code, 200, "{body}");
     assert!(leaks(&body).is_empty(), "{body}");

@@ -177,18 +177,7 @@ async fn admin_status_says_what_each_server_exposes_to_admins_only() {
     )
     .await;
     gw.wait_ready(&["notes"]).await;
-    let status = |key: String| {
-        let url = format!("http://{}/admin/v1/status", gw.addr);
-        async move {
-            let r = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        }
-    };
+    let status = |key: String| admin_status(gw.addr, key);
     let (code, body) = status(key(&gw, "ops", &["admin"])).await;
     assert_eq!(code, 200, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();

@@ -351,7 +351,6 @@ async fn the_upstream_receives_the_value_that_was_decided_on() {
 
 #[tokio::test]
 async fn parser_differentials_are_refused_on_the_stdio_front_end() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let ct = CancellationToken::new();
     let rec = Recorder::default();
     let recorder = rec.clone();
@@ -369,58 +368,35 @@ async fn parser_differentials_are_refused_on_the_stdio_front_end() {
     )
     .unwrap();
     write_policies(dir.path(), &[POLICY]);
-    let mut child = tokio::process::Command::new(TOOLGATE)
-        .arg("--config")
-        .arg(dir.path().join("toolgate.toml"))
-        .arg("stdio")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    // The next answer (notifications, such as a list change, skipped).
-    let mut next = async || -> Value {
-        loop {
-            let line = tokio::time::timeout(std::time::Duration::from_secs(10), stdout.next_line())
-                .await
-                .expect("an answer in time")
-                .unwrap()
-                .expect("stdout open");
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if v.get("id").is_some() {
-                return v;
-            }
-        }
-    };
-    let mut send = async |line: &str| {
-        stdin.write_all(line.as_bytes()).await.unwrap();
-        stdin.write_all(b"\n").await.unwrap();
-        stdin.flush().await.unwrap();
-    };
-    send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#).await;
-    let init = next().await;
+    let mut stdio = RawStdio::start(dir.path());
+    stdio.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#).await;
+    let init = stdio.next_answer().await;
     assert_eq!(init["id"], 1, "{init}");
-    send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    stdio
+        .send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .await;
     for (what, message) in hostile_messages() {
-        send(&message).await;
-        let v = next().await;
+        stdio.send(&message).await;
+        let v = stdio.next_answer().await;
         assert_eq!(v["error"]["code"], -32700, "{what}: {v}");
         assert_eq!(v["id"], Value::Null, "{what}: {v}");
     }
     // A line over the limit is answered too, and the session goes on.
-    send(&format!(r#"{{"x":"{}"}}"#, "a".repeat(70_000))).await;
-    let v = next().await;
+    stdio
+        .send(&format!(r#"{{"x":"{}"}}"#, "a".repeat(70_000)))
+        .await;
+    let v = stdio.next_answer().await;
     assert_eq!(v["error"]["code"], -32600, "{v}");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("65536"),
         "{v}"
     );
-    send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).await;
-    let v = next().await;
+    stdio
+        .send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
+        .await;
+    let v = stdio.next_answer().await;
     assert_eq!(v["id"], 2, "{v}");
     assert!(rec.seen.lock().unwrap().is_empty());
-    child.kill().await.unwrap();
+    stdio.kill().await;
     ct.cancel();
 }

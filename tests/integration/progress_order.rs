@@ -153,7 +153,6 @@ async fn progress_keeps_its_order_for_stateless_2026_callers() {
 #[tokio::test]
 async fn progress_keeps_its_order_through_toolgate_stdio() {
     use std::collections::HashMap;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("servers")).unwrap();
     std::fs::write(
@@ -163,46 +162,26 @@ async fn progress_keeps_its_order_through_toolgate_stdio() {
     .unwrap();
     std::fs::write(dir.path().join("toolgate.toml"), "").unwrap();
     write_policies(dir.path(), &[ALLOW_ALL]);
-    let mut child = tokio::process::Command::new(TOOLGATE)
-        .arg("--config")
-        .arg(dir.path().join("toolgate.toml"))
-        .arg("stdio")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = async || -> Value {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("an answer in time")
-            .unwrap()
-            .expect("stdout open");
-        serde_json::from_str(&line).unwrap()
-    };
-    let mut send = async |message: Value| {
-        stdin
-            .write_all(format!("{message}\n").as_bytes())
-            .await
-            .unwrap();
-        stdin.flush().await.unwrap();
-    };
-    send(json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+    let mut stdio = RawStdio::start(dir.path());
+    stdio.send(&json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}))
     .await;
-    assert_eq!(next().await["id"], "init");
-    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    assert_eq!(stdio.next().await["id"], "init");
+    stdio
+        .send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
     // The upstream is up once its tool is listed.
     let mut listed = false;
     for attempt in 0..100 {
-        send(json!({"jsonrpc": "2.0", "id": format!("list{attempt}"), "method": "tools/list"}))
+        stdio
+            .send(
+                &json!({"jsonrpc": "2.0", "id": format!("list{attempt}"), "method": "tools/list"}),
+            )
             .await;
         let id = format!("list{attempt}");
         // Notifications (a list change) may come before the answer.
         let list = loop {
-            let message = next().await;
+            let message = stdio.next().await;
             if message["id"] == id {
                 break message;
             }
@@ -219,15 +198,16 @@ async fn progress_keeps_its_order_through_toolgate_stdio() {
     assert!(listed, "secho never came up");
     for batch in (0..CALLS).collect::<Vec<_>>().chunks(AT_ONCE) {
         for &i in batch {
-            send(json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+            stdio
+                .send(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
                         "params": params("secho__sleep", &format!("s{i}"))}))
-            .await;
+                .await;
         }
         // Interleaved across calls; in order within each.
         let mut heard: HashMap<String, Vec<Value>> = HashMap::new();
         let mut results = 0;
         while results < batch.len() {
-            let message = next().await;
+            let message = stdio.next().await;
             let token = match message.get("id") {
                 Some(id) => {
                     results += 1;
@@ -245,5 +225,5 @@ async fn progress_keeps_its_order_through_toolgate_stdio() {
             check("toolgate stdio", &token, &heard[&token]);
         }
     }
-    child.kill().await.unwrap();
+    stdio.kill().await;
 }
