@@ -606,23 +606,40 @@ async fn audit(config: &Config, command: &AuditCommand) -> anyhow::Result<ExitCo
                 .map_err(anyhow::Error::msg)?;
             let key = SigningKey::load(config.audit.signing_key.as_ref(), &config.storage.data_dir)
                 .map_err(anyhow::Error::msg)?;
+            // What a configured receiver has not taken yet is kept.
+            let mut hold = Vec::new();
+            if config.audit.forward.is_some() {
+                hold.push(toolgate::audit::forward::Feed::all_records().cursor);
+            }
+            if config.approvals.webhook.is_some() {
+                hold.push(toolgate::approvals::WEBHOOK_CURSOR);
+            }
             match toolgate::audit::retention::prune(
                 &store,
                 &key,
                 &config.audit.checkpoint_file,
                 before,
+                &hold,
                 toolgate::audit::Who::operator(),
             )
             .await
             .map_err(anyhow::Error::msg)?
             {
-                Some(p) => println_stdout(&format!(
-                    "pruned {} records through seq {} behind a signed checkpoint (appended to {})",
-                    p.records,
-                    p.through_seq,
-                    config.audit.checkpoint_file.display()
-                )),
-                None => println_stdout("nothing that old"),
+                Some(p) => {
+                    println_stdout(&format!(
+                        "pruned {} records through seq {} behind a signed checkpoint (appended to {})",
+                        p.records,
+                        p.through_seq,
+                        config.audit.checkpoint_file.display()
+                    ));
+                    if p.held_back > 0 {
+                        println_stdout(&format!(
+                            "kept {} older records a forwarding receiver has not taken yet",
+                            p.held_back
+                        ));
+                    }
+                }
+                None => println_stdout("nothing to prune (nothing that old, or not yet forwarded)"),
             }
             Ok(ExitCode::SUCCESS)
         }

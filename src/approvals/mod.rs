@@ -997,12 +997,15 @@ fn view(row: Row, now: i64) -> Value {
     })
 }
 
+/// The `[approvals.webhook]` feed's cursor (its row in `audit_forward`).
+pub const WEBHOOK_CURSOR: &str = "approvals";
+
 /// The `[approvals.webhook]` feed: each request and decision, as
 /// `{"events": […]}` (see [`event`]) or, for Slack, `{"text": …}` with one
 /// line per event and a link to the approver page when `ui_url` is set.
 pub fn webhook_feed(slack: bool, ui_url: Option<String>) -> crate::audit::forward::Feed {
     crate::audit::forward::Feed {
-        cursor: "approvals",
+        cursor: WEBHOOK_CURSOR,
         kinds: &["approval_requested", "approval_decided"],
         body: Box::new(move |records| {
             let events: Vec<Value> = records

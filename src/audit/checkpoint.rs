@@ -204,9 +204,15 @@ pub async fn at(
     file: &Path,
     seq: i64,
 ) -> Result<Checkpoint, String> {
-    let existing = stored(pool).await?.into_iter().find(|c| c.seq == seq);
-    if let Some(c) = existing {
-        return Ok(c);
+    let existing: Option<CheckpointRow> = sqlx::query_as(
+        "SELECT seq, record_hash, at_ms, body, signature FROM audit_checkpoints WHERE seq = $1",
+    )
+    .bind(seq)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some(row) = existing {
+        return Ok(from_row(row));
     }
     let (hash,): (String,) = sqlx::query_as("SELECT record_hash FROM audit_records WHERE seq = $1")
         .bind(seq)
@@ -222,7 +228,10 @@ pub async fn at(
 /// Put a checkpoint in the store.
 pub async fn store(pool: &AnyPool, c: &Checkpoint) -> Result<(), String> {
     sqlx::query(
-        "INSERT INTO audit_checkpoints (seq, record_hash, at_ms, body, signature) VALUES ($1, $2, $3, $4, $5)",
+        // Replicas (and a prune) may sign the same seq at once: either
+        // signature vouches for it.
+        "INSERT INTO audit_checkpoints (seq, record_hash, at_ms, body, signature) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (seq) DO NOTHING",
     )
     .bind(c.seq)
     .bind(&c.record_hash)
@@ -246,28 +255,30 @@ pub fn export(file: &Path, c: &Checkpoint) -> Result<(), String> {
 
 /// Every checkpoint in the store, oldest first.
 pub async fn stored(pool: &AnyPool) -> Result<Vec<Checkpoint>, String> {
-    let rows: Vec<(i64, String, i64, String, String)> = sqlx::query_as(
+    let rows: Vec<CheckpointRow> = sqlx::query_as(
         "SELECT seq, record_hash, at_ms, body, signature FROM audit_checkpoints ORDER BY seq",
     )
     .fetch_all(pool)
     .await
     .map_err(|e| e.to_string())?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, record_hash, at_ms, body, signature)| {
-            let public_key = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["public_key"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            Checkpoint {
-                seq,
-                record_hash,
-                at_ms,
-                public_key,
-                signature,
-            }
-        })
-        .collect())
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// A stored checkpoint's columns.
+type CheckpointRow = (i64, String, i64, String, String);
+
+fn from_row((seq, record_hash, at_ms, body, signature): CheckpointRow) -> Checkpoint {
+    let public_key = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["public_key"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    Checkpoint {
+        seq,
+        record_hash,
+        at_ms,
+        public_key,
+        signature,
+    }
 }
 
 /// The checkpoints of an exported file, with the line of each problem.

@@ -350,6 +350,8 @@ pub struct AuditConfig {
     pub secret_fields: Vec<String>,
     /// Records are also sent here (`[audit.forward]`).
     pub forward: Option<forward::ForwardConfig>,
+    /// Records older than this are pruned on a schedule (`None`: kept).
+    pub retain: Option<Duration>,
 }
 
 impl AuditConfig {
@@ -363,6 +365,7 @@ impl AuditConfig {
             signing_key: None,
             secret_fields: Vec::new(),
             forward: None,
+            retain: None,
         }
     }
 }
@@ -415,6 +418,9 @@ pub struct Audit {
     /// Delivery to `[audit.forward]` (zero when not configured).
     pub forwarded: Arc<forward::ForwardStats>,
     stop_forwarding: tokio_util::sync::CancellationToken,
+    /// The cursors of the feeds started: retention keeps what they have
+    /// not delivered.
+    feeds: Arc<std::sync::Mutex<Vec<&'static str>>>,
     /// For forwarding feeds (built once, at start).
     http: reqwest::Client,
 }
@@ -437,7 +443,23 @@ impl Audit {
         );
         let forwarded = Arc::new(forward::ForwardStats::default());
         let stop_forwarding = tokio_util::sync::CancellationToken::new();
+        let feeds = Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(retain) = config.retain {
+            tokio::spawn(retention::schedule(
+                retention::Schedule {
+                    store: store.clone(),
+                    key: key.clone(),
+                    checkpoint_file: config.checkpoint_file.clone(),
+                    retain,
+                    hold: feeds.clone(),
+                },
+                stop_forwarding.clone(),
+            ));
+        }
         if let Some(f) = &config.forward {
+            if let Ok(mut feeds) = feeds.lock() {
+                feeds.push(forward::Feed::all_records().cursor);
+            }
             tokio::spawn(forward::run(
                 store.clone(),
                 client.clone(),
@@ -453,6 +475,7 @@ impl Audit {
             key,
             forwarded,
             stop_forwarding,
+            feeds,
             http: client,
             redactor: redact::Redactor::new(&config.secret_fields),
             config,
@@ -467,6 +490,9 @@ impl Audit {
         feed: forward::Feed,
     ) -> Arc<forward::ForwardStats> {
         let stats = Arc::new(forward::ForwardStats::default());
+        if let Ok(mut feeds) = self.feeds.lock() {
+            feeds.push(feed.cursor);
+        }
         tokio::spawn(forward::run(
             self.store.clone(),
             self.http.clone(),

@@ -319,6 +319,7 @@ struct RawAudit {
     #[serde(default)]
     secret_fields: Vec<String>,
     forward: Option<RawForward>,
+    retain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -777,6 +778,16 @@ fn load_audit(
     if checkpoint_interval < Duration::from_secs(1) {
         report.error("audit.checkpoint_interval", "must be at least 1s");
     }
+    let retain = raw.retain.as_deref().map(|text| {
+        let retain = duration_or(report, "audit.retain", Some(text), Duration::ZERO);
+        if retain < Duration::from_secs(1) {
+            report.error(
+                "audit.retain",
+                format!("`{text}`: keep records at least 1s (e.g. \"90d\"), or leave `retain` out to keep them all"),
+            );
+        }
+        retain
+    });
     let signing_key = raw.signing_key.map(|text| {
         let key = secret::resolve(&text, base, &[]).unwrap_or_else(|e| {
             report.error("audit.signing_key", e.to_string());
@@ -810,6 +821,7 @@ fn load_audit(
             .unwrap_or(defaults.checkpoint_file),
         signing_key,
         secret_fields: raw.secret_fields,
+        retain,
     }
 }
 

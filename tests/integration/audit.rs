@@ -945,6 +945,7 @@ async fn retention_keeps_the_chain_verifiable(backend: Backend) {
         &key,
         &file,
         now - 90 * 86_400_000,
+        &[],
         toolgate::audit::Who::operator(),
     )
     .await
@@ -968,6 +969,7 @@ async fn retention_keeps_the_chain_verifiable(backend: Backend) {
             &key,
             &file,
             now - 90 * 86_400_000,
+            &[],
             toolgate::audit::Who::operator()
         )
         .await
@@ -985,6 +987,178 @@ on_both_stores!(
     retention_keeps_the_chain_verifiable_on_postgres,
     "retention"
 );
+
+/// A prune deletes in chunks, each behind a signed checkpoint: a prune cut
+/// short after any chunk leaves a trail that verifies, the next prune
+/// finishes it, and the store keeps only the checkpoints still vouching
+/// for something (the exported file keeps every one).
+async fn retention_cut_short_still_verifies(backend: Backend) {
+    use toolgate::audit::retention::{CHUNK, delete_through, prune};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(backend.url(), dir.path()).await.unwrap();
+    let key = SigningKey::from_text(&"42".repeat(32)).unwrap();
+    let file = dir.path().join("checkpoints.jsonl");
+    let now = toolgate::audit::now_ms();
+    let old = 2 * CHUNK + CHUNK / 2;
+    for start in (0..old + 10).step_by(5_000) {
+        let records: Vec<Record> = (start..(start + 5_000).min(old + 10))
+            .map(|i| {
+                let mut r = Record::new(Kind::Decided);
+                r.target = Some(format!("tool-{i}"));
+                if i < old {
+                    r.at_ms = now - 100 * 86_400_000;
+                }
+                r
+            })
+            .collect();
+        append_now(&store, &records).await.unwrap();
+    }
+    // What a prune cut short after its first chunk leaves.
+    checkpoint::at(store.pool(), &key, &file, old)
+        .await
+        .unwrap();
+    delete_through(&store, &key, &file, 1, CHUNK).await.unwrap();
+    let v = verify(store.pool(), &key.public_hex(), Some(&file))
+        .await
+        .unwrap();
+    assert!(v.ok(), "{:?}", v.problems);
+    assert_eq!(v.first_seq, Some(CHUNK + 1));
+    // The next prune finishes it.
+    let pruned = prune(
+        &store,
+        &key,
+        &file,
+        now - 90 * 86_400_000,
+        &[],
+        toolgate::audit::Who::operator(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (pruned.through_seq, pruned.records),
+        (old, (old - CHUNK) as u64)
+    );
+    let v = verify(store.pool(), &key.public_hex(), Some(&file))
+        .await
+        .unwrap();
+    assert!(v.ok(), "{:?}", v.problems);
+    assert_eq!((v.first_seq, v.last_seq), (Some(old + 1), Some(old + 11)));
+    // Only the checkpoint the kept records start from is left in the store.
+    let stored = checkpoint::stored(store.pool()).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![old],
+        "checkpoints left"
+    );
+    // The exported file has each chunk's.
+    let exported: Vec<i64> = checkpoint::read_file(&file)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    for seq in [CHUNK, 2 * CHUNK, old] {
+        assert!(exported.contains(&seq), "{seq} not in {exported:?}");
+    }
+}
+
+on_both_stores!(
+    retention_cut_short_still_verifies,
+    retention_cut_short_still_verifies_on_sqlite,
+    retention_cut_short_still_verifies_on_postgres,
+    "retention_chunks"
+);
+
+/// `[audit] retain`: the gateway prunes on its own, behind signed
+/// checkpoints, but never what a forwarding receiver has not taken yet.
+#[tokio::test]
+async fn scheduled_retention_prunes_but_never_what_a_receiver_has_not_taken() {
+    use axum::http::StatusCode;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    // A receiver that refuses everything until `open`.
+    let open = Arc::new(AtomicBool::new(false));
+    let seqs: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let app = {
+        let (open, seqs) = (open.clone(), seqs.clone());
+        axum::Router::new().route(
+            "/ingest",
+            axum::routing::post(move |body: axum::Json<Value>| {
+                let (open, seqs) = (open.clone(), seqs.clone());
+                async move {
+                    if !open.load(Ordering::SeqCst) {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let mut seqs = seqs.lock().unwrap();
+                    for r in body["records"].as_array().unwrap() {
+                        seqs.push(r["seq"].as_i64().unwrap());
+                    }
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/ingest", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (gw, ct, _github) = gateway(&Backend::Sqlite.config(&format!(
+        "retain = \"1s\"\n[audit.forward]\nurl = \"{receiver}\"\ninterval = \"100ms\"\nmax_backoff = \"200ms\"\n"
+    )))
+    .await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let e = Session::open(&gw.url, &eng, false).await;
+    for i in 0..5 {
+        let args = json!({"title": format!("n{i}"), "body": "b"});
+        assert!(e.call("notes__add_note", args).await.is_ok());
+    }
+    let store = Backend::Sqlite.store(&gw).await;
+    let first = || async {
+        let (first, last): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM audit_records")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        (first.unwrap_or(0), last.unwrap_or(0))
+    };
+    // Past retention several times over, but not delivered: all kept.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(first().await.0, 1, "undelivered records were pruned");
+    // Once delivered, pruned behind a checkpoint; what remains verifies.
+    open.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (kept_from, _) = loop {
+        let (from, to) = first().await;
+        if from > 11 {
+            break (from, to);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not pruned: {from}..={to}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The receiver has every record that was pruned.
+    let got = seqs.lock().unwrap().clone();
+    for seq in 1..kept_from {
+        assert!(
+            got.contains(&seq),
+            "seq {seq} pruned before it was forwarded"
+        );
+    }
+    let (kind, by): (String, String) = sqlx::query_as(
+        "SELECT kind, subject FROM audit_records WHERE kind = 'pruned' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (kind.as_str(), by.as_str()),
+        ("pruned", "toolgate:retention")
+    );
+    let (ok, out) = verify_cli(&gw.dir.path().join("toolgate.toml"));
+    assert!(ok, "{out}");
+    ct.cancel();
+}
 
 /// Credentials in forms the masker must find, each with its own canary:
 /// (text an agent might send, the secret in it).
