@@ -133,7 +133,12 @@ impl FakeGraph {
                 post(|Path(tid): Path<String>, body: String| async move {
                     assert!(body.contains("client_secret=graph-secret"), "{body}");
                     assert!(body.contains("grant_type=client_credentials"), "{body}");
-                    axum::Json(json!({"access_token": format!("graph-{tid}"), "expires_in": 3600}))
+                    assert!(body.contains("client_id=graph-reader"), "{body}");
+                    assert!(body.contains("scope=http%3A%2F%2F127.0.0.1%3A"), "{body}");
+                    assert!(body.contains("%2F.default"), "{body}");
+                    // RFC 6749 §5.1: `token_type` is required (Entra sends it).
+                    axum::Json(json!({"access_token": format!("graph-{tid}"),
+                        "token_type": "Bearer", "expires_in": 3600}))
                 }),
             )
             .route(
