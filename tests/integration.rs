@@ -27,6 +27,8 @@ mod egress;
 mod first_hour;
 #[path = "integration/forwarded_is_decided.rs"]
 mod forwarded_is_decided;
+#[path = "integration/hostile_idp.rs"]
+mod hostile_idp;
 #[path = "integration/identity.rs"]
 mod identity;
 #[path = "integration/lane.rs"]

@@ -3,13 +3,21 @@
 //! groups must be asked for (`getMemberGroups`, transitive). toolgate asks
 //! with its own app credentials (client credentials per tenant; the app
 //! needs `GroupMember.Read.All`), and remembers the answer for a while.
+//!
+//! The app token comes from the `oauth2` crate's client-credentials grant
+//! (`client_secret_post`, scope `{endpoint}/.default`); it and the Graph
+//! call go through [`IdpHttp`]: no redirects, a timeout, bodies capped
+//! while read.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use oauth2::basic::BasicClient;
+use oauth2::{AuthType, ClientId, ClientSecret, Scope, TokenResponse as _, TokenUrl};
 use serde_json::Value;
 
+use super::idp_http::{IdpHttp, error_chain, token_error};
 use crate::config::auth::GraphConfig;
 
 /// How long a caller's looked-up groups are reused.
@@ -25,7 +33,7 @@ type Groups = quick_cache::sync::Cache<(String, String), (Vec<String>, Instant)>
 
 pub struct Graph {
     config: GraphConfig,
-    http: reqwest::Client,
+    http: IdpHttp,
     /// Tenant → app token and until when it is good.
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// (tenant, object id) → groups and when they were fetched.
@@ -34,11 +42,7 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(config: GraphConfig) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("the HTTP client for Microsoft Graph could not be built: {e}"))?;
+        let http = IdpHttp::new("Microsoft Graph", TIMEOUT, MAX_RESPONSE_BYTES)?;
         Ok(Self {
             config,
             http,
@@ -68,6 +72,7 @@ impl Graph {
         let body = self
             .post(
                 self.http
+                    .client()
                     .post(&url)
                     .bearer_auth(token)
                     .json(&serde_json::json!({ "securityEnabledOnly": false })),
@@ -93,24 +98,24 @@ impl Graph {
             return Ok(token.clone());
         }
         let url = self.config.token_url.replace("{tid}", tid);
-        let scope = format!("{}/.default", self.config.endpoint);
-        let body = self
-            .post(
-                self.http.post(&url).form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", self.config.client_id.as_str()),
-                    ("client_secret", self.config.client_secret.expose()),
-                    ("scope", scope.as_str()),
-                ]),
-                &url,
-            )
-            .await?;
-        let token = body["access_token"]
-            .as_str()
-            .ok_or_else(|| format!("{url}: no access_token in the answer"))?
-            .to_string();
+        let token_url = TokenUrl::new(url.clone()).map_err(|e| format!("token_url {url}: {e}"))?;
+        let answer = BasicClient::new(ClientId::new(self.config.client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                self.config.client_secret.expose().to_string(),
+            ))
+            .set_auth_type(AuthType::RequestBody)
+            .set_token_uri(token_url)
+            .exchange_client_credentials()
+            .add_scope(Scope::new(format!("{}/.default", self.config.endpoint)))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| token_error(&url, e))?;
+        let token = answer.access_token().secret().clone();
         // Renew a minute early; never trust it longer than an hour.
-        let lifetime = body["expires_in"].as_u64().unwrap_or(300).clamp(60, 3600);
+        let lifetime = answer
+            .expires_in()
+            .map_or(300, |d| d.as_secs())
+            .clamp(60, 3600);
         let until = Instant::now() + Duration::from_secs(lifetime - 30);
         lock(&self.tokens).insert(tid.to_string(), (token.clone(), until));
         Ok(token)
@@ -120,9 +125,14 @@ impl Graph {
         let response = request
             .send()
             .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
+            .map_err(|e| format!("POST {url}: {}", error_chain(&e)))?;
         let status = response.status();
-        let bytes = super::read_capped(response, MAX_RESPONSE_BYTES)
+        if status.is_redirection() {
+            return Err(format!(
+                "POST {url}: the answer is a redirect (HTTP {status}), which toolgate does not follow"
+            ));
+        }
+        let bytes = super::read_capped(response, self.http.limit())
             .await
             .map_err(|e| format!("POST {url}: {e}"))?;
         if !status.is_success() {

@@ -20,6 +20,7 @@
 
 pub mod api_keys;
 pub mod graph;
+pub mod idp_http;
 pub mod jwt;
 pub mod oidc;
 pub mod sessions;

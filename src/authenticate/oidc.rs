@@ -70,6 +70,9 @@ pub enum OidcError {
 
 struct KeySet {
     keys: Arc<Vec<Jwk>>,
+    /// The JWKS document `keys` came from, as fetched: browser sign-in
+    /// hands it to `openidconnect` (see [`Issuer::jwks_document`]).
+    document: Arc<Vec<u8>>,
     fetched: Option<Instant>,
     max_age: Duration,
     /// The last fetch error, while there is one.
@@ -151,6 +154,7 @@ impl Issuer {
             http,
             state: Mutex::new(KeySet {
                 keys: Arc::default(),
+                document: Arc::default(),
                 fetched: None,
                 max_age: DEFAULT_KEYS_MAX_AGE,
                 problem: Some("not fetched yet".into()),
@@ -197,8 +201,9 @@ impl Issuer {
         let result = self.fetch().await;
         let mut state = self.lock();
         match result {
-            Ok((keys, max_age, discovered)) => {
+            Ok((keys, document, max_age, discovered)) => {
                 state.keys = Arc::new(keys);
+                state.document = Arc::new(document);
                 state.fetched = Some(Instant::now());
                 state.max_age = max_age;
                 state.discovered = Some(discovered);
@@ -212,7 +217,7 @@ impl Issuer {
         }
     }
 
-    async fn fetch(&self) -> Result<(Vec<Jwk>, Duration, Discovered), String> {
+    async fn fetch(&self) -> Result<(Vec<Jwk>, Vec<u8>, Duration, Discovered), String> {
         let known = self.lock().discovered.clone();
         let discovered = match known {
             Some(d) => d,
@@ -250,7 +255,12 @@ impl Issuer {
         if keys.is_empty() {
             return Err(format!("{jwks_uri} has no RSA or P-256 signing keys"));
         }
-        Ok((keys, max_age.unwrap_or(DEFAULT_KEYS_MAX_AGE), discovered))
+        Ok((
+            keys,
+            body,
+            max_age.unwrap_or(DEFAULT_KEYS_MAX_AGE),
+            discovered,
+        ))
     }
 
     /// The sign-in endpoints discovery named, once it has run.
@@ -259,6 +269,13 @@ impl Issuer {
             .discovered
             .as_ref()
             .and_then(|d| d.endpoints.clone())
+    }
+
+    /// The JWKS document behind the keys [`Self::verify_id_token`] uses,
+    /// under the same rules (none before the first fetch, none once stale).
+    pub fn jwks_document(&self) -> Result<Arc<Vec<u8>>, OidcError> {
+        self.usable_keys()?;
+        Ok(self.lock().document.clone())
     }
 
     /// Whether a token claiming `iss` is this issuer's business.

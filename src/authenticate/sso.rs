@@ -6,14 +6,30 @@
 //!   `state`, `nonce` and PKCE challenge, remembered in a signed, short-lived
 //!   login cookie (nothing is stored server-side before sign-in).
 //! - `GET /auth/callback` checks `state` against that cookie, redeems the
-//!   code with the PKCE verifier, verifies the ID token with the issuer's
-//!   keys and rules ([`super::oidc`]: same verifier as for access tokens,
-//!   plus `aud` = our client id and the sign-in's `nonce`), then starts a
-//!   session: a random id in a signed cookie (`HttpOnly`, `SameSite=Lax`,
+//!   code with the PKCE verifier, verifies the ID token twice (below), then
+//!   starts a session: a random id in a signed cookie (`HttpOnly`, `SameSite=Lax`,
 //!   `Path=/`, expiring; `Secure` and the `__Host-` prefix over https). The
 //!   store keeps only the id's SHA-256 and who signed in.
 //! - `GET|POST /auth/logout` ends the session; `GET /auth/me` says who the
 //!   request's credential (session, token or key) stands for.
+//!
+//! The protocol is the `openidconnect` crate's (authorization URL with
+//! state, nonce and S256 PKCE; the code exchange; OpenID Connect ID-token
+//! validation), sending through [`IdpHttp`] (our reqwest client: no
+//! redirects, a timeout, the body capped while read). What the crate works
+//! from comes from the [`Issuer`], which already ran discovery and holds
+//! the JWKS with its bounds, refresh on an unknown `kid`, and staleness
+//! limit: the crate's client is built from those endpoints and that JWKS
+//! document, so there is no second discovery fetch, no second key cache,
+//! and `/readyz` describes the one state both use.
+//!
+//! The ID token must pass both the crate's validation (signature with the
+//! issuer's keys, `iss`, `aud` = our client id and no other untrusted
+//! audience, `exp`, `iat`, `sub`, `nonce`) and the project's stricter
+//! verifier ([`Issuer::verify_id_token`]: only RS256/ES256, RSA keys of at
+//! least 2048 bits, `crit`/`jku`/`x5u`/`jwk`/`b64` refused, duplicate
+//! header names refused, `nbf`, one clock-skew rule). The crate checks no
+//! `azp`, so that check is ours: when present it must be our client id.
 //!
 //! Session cookies are accepted only on browser routes (`/auth/`, `/ui/`,
 //! `/admin/`), never on `/mcp`: an agent endpoint must not act on a
@@ -29,11 +45,20 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet,
+    CoreJwsSigningAlgorithm, CoreTokenResponse,
+};
+use openidconnect::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RequestTokenError, Scope, TokenResponse as _, TokenUrl,
+};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::api_keys::{random_hex, sha256_hex};
-use super::oidc::Issuer;
+use super::idp_http::{IdpHttp, error_chain, token_error};
+use super::oidc::{Endpoints, Issuer};
 use crate::config::auth::{ClientAuth, SsoConfig};
 use crate::html::filters;
 use crate::pipeline::Caller;
@@ -49,7 +74,14 @@ const MAX_NEXT: usize = 512;
 /// their oldest.
 pub const MAX_SESSIONS_PER_SUBJECT: usize = 20;
 /// Largest token endpoint answer read.
-const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
+pub const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
+/// The whole code exchange, connection to last byte.
+const TOKEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The `openidconnect` client of a sign-in: authorization and token
+/// endpoints set, nothing else.
+type SignInClient =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 /// What the login cookie carries to the callback.
 #[derive(Serialize, Deserialize)]
@@ -68,7 +100,7 @@ pub struct Sso {
     issuer: Arc<Issuer>,
     key: hmac::Key,
     store: Store,
-    http: reqwest::Client,
+    http: IdpHttp,
 }
 
 /// Why a sign-in or session failed; each becomes a short page.
@@ -99,11 +131,7 @@ impl Sso {
         store: Store,
         addr: std::net::SocketAddr,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("the HTTP client for browser sign-in could not be built: {e}"))?;
+        let http = IdpHttp::new("browser sign-in", TOKEN_TIMEOUT, MAX_TOKEN_RESPONSE)?;
         let redirect_url = config
             .redirect_url
             .clone()
@@ -204,18 +232,29 @@ impl Sso {
             next: next.to_string(),
             exp: now_unix() + LOGIN_WINDOW_SECS,
         };
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(pending.verifier.as_bytes()));
-        let mut url = reqwest::Url::parse(&endpoints.authorization)
-            .map_err(|e| SsoError::IdpUnavailable(format!("authorization endpoint: {e}")))?;
-        url.query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &self.config.client_id)
-            .append_pair("redirect_uri", &self.redirect_url)
-            .append_pair("scope", &self.config.scopes.join(" "))
-            .append_pair("state", &pending.state)
-            .append_pair("nonce", &pending.nonce)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256");
+        // Our own randomness (getrandom, as for every other secret here)
+        // for state, nonce and verifier: the crate takes them as given.
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+            pending.verifier.clone(),
+        ));
+        let (state, nonce) = (pending.state.clone(), pending.nonce.clone());
+        let (url, _, _) = self
+            .client(&endpoints)?
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce),
+            )
+            // The crate always asks for `openid`; the rest as configured.
+            .add_scopes(
+                self.config
+                    .scopes
+                    .iter()
+                    .filter(|s| *s != "openid")
+                    .map(|s| Scope::new(s.clone())),
+            )
+            .set_pkce_challenge(challenge)
+            .url();
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&pending).unwrap_or_default());
         let cookie = self.set_cookie("login", &self.sign(&payload), LOGIN_WINDOW_SECS);
         Ok((url.into(), cookie))
@@ -244,52 +283,110 @@ impl Sso {
             .issuer
             .endpoints()
             .ok_or_else(|| SsoError::IdpUnavailable("no endpoints".into()))?;
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", self.redirect_url.as_str()),
-            ("client_id", self.config.client_id.as_str()),
-            ("code_verifier", pending.verifier.as_str()),
-        ];
-        let mut request = self.http.post(&endpoints.token);
-        match (&self.config.client_secret, self.config.client_auth) {
-            (Some(secret), ClientAuth::Basic) => {
-                // RFC 6749 §2.3.1: form-encode both before Basic.
-                request = request.basic_auth(
-                    form_encode(&self.config.client_id),
-                    Some(form_encode(secret.expose())),
-                );
-            }
-            (Some(secret), ClientAuth::Post) => form.push(("client_secret", secret.expose())),
-            (None, _) => {}
-        }
-        let response = request
-            .form(&form)
-            .send()
+        let token = endpoints.token.as_str();
+        let answer: CoreTokenResponse = self
+            .client(&endpoints)?
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.clone()))
+            .request_async(&self.http)
             .await
-            .map_err(|e| SsoError::Exchange(format!("POST {}: {e}", endpoints.token)))?;
-        let status = response.status();
-        let body = super::read_capped(response, MAX_TOKEN_RESPONSE)
-            .await
-            .map_err(|e| SsoError::Exchange(format!("POST {}: {e}", endpoints.token)))?;
-        let body: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| SsoError::Exchange(format!("HTTP {status}, not JSON: {e}")))?;
-        if !status.is_success() {
-            return Err(SsoError::Exchange(format!(
-                "HTTP {status}: {} {}",
-                body["error"].as_str().unwrap_or_default(),
-                body["error_description"].as_str().unwrap_or_default()
-            )));
-        }
-        let id_token = body["id_token"]
-            .as_str()
+            .map_err(|e| match e {
+                // The crate parses the ID token with the answer: a token
+                // it cannot read is a refused ID token, not a failed exchange.
+                RequestTokenError::Parse(e, body) => match unreadable_id_token(&body) {
+                    Some(why) => SsoError::IdToken(why),
+                    None => SsoError::Exchange(token_error::<
+                        openidconnect::core::CoreErrorResponseType,
+                    >(
+                        token, RequestTokenError::Parse(e, body)
+                    )),
+                },
+                e => SsoError::Exchange(token_error(token, e)),
+            })?;
+        let id_token = answer
+            .id_token()
             .ok_or_else(|| SsoError::Exchange("no id_token (is `openid` in the scopes?)".into()))?;
+        // The project's rules first: they refresh the keys on an unknown
+        // `kid`, so the crate below sees the keys the token needs.
+        let raw = id_token.to_string();
         let caller = self
             .issuer
-            .verify_id_token(id_token, &self.config.client_id, &pending.nonce)
+            .verify_id_token(&raw, &self.config.client_id, &pending.nonce)
             .await
             .map_err(|e| SsoError::IdToken(e.to_string()))?;
+        let keys = self
+            .issuer
+            .jwks_document()
+            .map_err(|e| SsoError::IdToken(e.to_string()))?;
+        let keys: CoreJsonWebKeySet = serde_json::from_slice(&keys)
+            .map_err(|e| SsoError::IdToken(format!("the issuer's JWKS: {e}")))?;
+        // Checked above against the issuer's accepted `iss` values (Entra
+        // has several); the crate then holds the token to that one.
+        let iss = caller
+            .issuer
+            .clone()
+            .ok_or_else(|| SsoError::IdToken("missing `iss` claim".into()))?;
+        let iss = IssuerUrl::new(iss).map_err(|e| SsoError::IdToken(format!("`iss`: {e}")))?;
+        let leeway = chrono::TimeDelta::seconds(self.issuer.config.leeway.as_secs() as i64);
+        let verifier = CoreIdTokenVerifier::new_public_client(
+            ClientId::new(self.config.client_id.clone()),
+            iss,
+            keys,
+        )
+        .set_allowed_algs([
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        ])
+        // The crate allows no skew on `exp`; ours allows `leeway`.
+        .set_time_fn(move || chrono::Utc::now() - leeway);
+        let claims = id_token
+            .claims(&verifier, &Nonce::new(pending.nonce.clone()))
+            .map_err(|e| SsoError::IdToken(error_chain(&e)))?;
+        if let Some(azp) = claims.authorized_party()
+            && azp.as_str() != self.config.client_id
+        {
+            return Err(SsoError::IdToken(format!(
+                "its `azp` ({}) is not this client ({})",
+                azp.as_str(),
+                self.config.client_id
+            )));
+        }
         Ok((caller, pending.next))
+    }
+
+    /// The crate's client for this issuer's endpoints, with our client
+    /// credentials.
+    fn client(&self, endpoints: &Endpoints) -> Result<SignInClient, SsoError> {
+        let url = |what: &str, e: url::ParseError| {
+            SsoError::IdpUnavailable(format!("the discovered {what} endpoint: {e}"))
+        };
+        let issuer = IssuerUrl::new(self.issuer.config.issuer.clone())
+            .map_err(|e| SsoError::IdpUnavailable(format!("issuer URL: {e}")))?;
+        let client = CoreClient::new(
+            ClientId::new(self.config.client_id.clone()),
+            issuer,
+            CoreJsonWebKeySet::default(),
+        )
+        .set_auth_uri(
+            AuthUrl::new(endpoints.authorization.clone()).map_err(|e| url("authorization", e))?,
+        )
+        .set_token_uri(TokenUrl::new(endpoints.token.clone()).map_err(|e| url("token", e))?)
+        .set_redirect_uri(
+            RedirectUrl::new(self.redirect_url.clone())
+                .map_err(|e| SsoError::IdpUnavailable(format!("redirect_url: {e}")))?,
+        );
+        // RFC 6749 §2.3.1: the crate form-encodes both before Basic.
+        Ok(
+            match (&self.config.client_secret, self.config.client_auth) {
+                (Some(secret), auth) => client
+                    .set_client_secret(ClientSecret::new(secret.expose().to_string()))
+                    .set_auth_type(match auth {
+                        ClientAuth::Basic => AuthType::BasicAuth,
+                        ClientAuth::Post => AuthType::RequestBody,
+                    }),
+                (None, _) => client,
+            },
+        )
     }
 
     /// Store a session for `caller`; the cookie to set.
@@ -373,9 +470,14 @@ pub fn cookie_key(config: &SsoConfig, data_dir: &Path) -> Result<Vec<u8>, String
     crate::storage::key_file(&data_dir.join("cookie.key")).map(String::into_bytes)
 }
 
-/// `application/x-www-form-urlencoded` for one value.
-fn form_encode(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+/// Why the `id_token` of a token endpoint answer does not parse as an ID
+/// token, if that is what made the answer unreadable.
+fn unreadable_id_token(body: &[u8]) -> Option<String> {
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let raw = answer.get("id_token")?.as_str()?;
+    serde_json::from_value::<CoreIdToken>(serde_json::Value::String(raw.to_string()))
+        .err()
+        .map(|e| format!("it does not parse: {e}"))
 }
 
 impl From<getrandom::Error> for SsoError {
@@ -559,12 +661,6 @@ pub async fn me(axum::Extension(caller): axum::Extension<Caller>) -> impl IntoRe
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn client_credentials_are_form_encoded() {
-        assert_eq!(form_encode("a b+c/é*~"), "a+b%2Bc%2F%C3%A9*%7E");
-        assert_eq!(form_encode("id:with:colons"), "id%3Awith%3Acolons");
-    }
 
     #[test]
     fn next_stays_on_this_site() {

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use toolgate::reference::echo::Echo;
@@ -133,7 +134,12 @@ impl FakeGraph {
                 post(|Path(tid): Path<String>, body: String| async move {
                     assert!(body.contains("client_secret=graph-secret"), "{body}");
                     assert!(body.contains("grant_type=client_credentials"), "{body}");
-                    axum::Json(json!({"access_token": format!("graph-{tid}"), "expires_in": 3600}))
+                    assert!(body.contains("client_id=graph-reader"), "{body}");
+                    assert!(body.contains("scope=http%3A%2F%2F127.0.0.1%3A"), "{body}");
+                    assert!(body.contains("%2F.default"), "{body}");
+                    // RFC 6749 §5.1: `token_type` is required (Entra sends it).
+                    axum::Json(json!({"access_token": format!("graph-{tid}"),
+                        "token_type": "Bearer", "expires_in": 3600}))
                 }),
             )
             .route(
@@ -244,6 +250,74 @@ async fn entra_tokens_from_a_real_idp() {
     assert!(body.contains("[auth.issuers.graph]"), "{body}");
     ct.cancel();
     ct2.cancel();
+}
+
+#[tokio::test]
+async fn graph_token_endpoint_redirects_and_oversized_answers_fail_closed() {
+    use axum::routing::post;
+    let Some(idp) = RealIdp::start().await else {
+        return;
+    };
+    // Where the redirect points: it would hand out a token; counts visits.
+    let visits = Arc::new(AtomicUsize::new(0));
+    let counted = visits.clone();
+    let elsewhere = axum::Router::new().fallback(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { axum::Json(json!({"access_token": "stolen", "token_type": "Bearer"})) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, elsewhere).await.unwrap() });
+    // Tenant T1's token endpoint redirects; T2's answers past the 4 MiB cap.
+    let to = elsewhere_url.clone();
+    let hostile = axum::Router::new().route(
+        "/{tid}/token",
+        post(move |Path(tid): Path<String>| {
+            let to = to.clone();
+            async move {
+                if tid == T1 {
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(header::LOCATION, format!("{to}/{tid}/token"))],
+                    )
+                        .into_response()
+                } else {
+                    let pad = "x".repeat(4 * 1024 * 1024 + 1);
+                    axum::Json(json!({"access_token": "a", "token_type": "Bearer", "pad": pad}))
+                        .into_response()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hostile).await.unwrap() });
+    let graph = FakeGraph {
+        url,
+        lookups: Arc::default(),
+    };
+    let (gw, _, ct) = gateway(&entra_toml(&idp, Some(&graph))).await;
+    let overage = json!({
+        "oid": OID, "groups": null, "_claim_names": {"groups": "src1"}
+    });
+    for (tid, why) in [(T1, "redirect"), (T2, "over the limit")] {
+        let big = idp
+            .token(&format!("/entra/{tid}/v2.0"), overage.clone())
+            .await;
+        let (status, body) = me(&gw, &big).await;
+        assert_eq!(status, 503, "{tid}: {body}");
+        let body = body.to_string();
+        assert!(
+            body.contains(why) && body.contains("Graph"),
+            "{tid}: {body}"
+        );
+    }
+    assert_eq!(
+        visits.load(Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+    ct.cancel();
 }
 
 /// The `name=value` of a `Set-Cookie` named `name`.
