@@ -301,6 +301,9 @@ async fn main() {
             fill(&store, postgres, held, target).await.expect("fill");
         }
         let fill_time = filling.elapsed();
+        // Measure the store, not the OS writing the fill back to disk.
+        let synced = std::process::Command::new("sync").status();
+        assert!(synced.is_ok_and(|s| s.success()), "sync failed");
         let (bytes, records) = size(&store, postgres).await.expect("size");
         let audit = start(&store, dir.path());
         let appends = throughput(&audit, seconds).await;
