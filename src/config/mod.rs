@@ -778,15 +778,19 @@ fn load_audit(
     if checkpoint_interval < Duration::from_secs(1) {
         report.error("audit.checkpoint_interval", "must be at least 1s");
     }
-    let retain = raw.retain.as_deref().map(|text| {
-        let retain = duration_or(report, "audit.retain", Some(text), Duration::ZERO);
-        if retain < Duration::from_secs(1) {
+    let retain = raw.retain.as_deref().map(|text| match parse_duration(text) {
+        Ok(retain) if retain < Duration::from_secs(1) => {
             report.error(
                 "audit.retain",
                 format!("`{text}`: keep records at least 1s (e.g. \"90d\"), or leave `retain` out to keep them all"),
             );
+            retain
         }
-        retain
+        Ok(retain) => retain,
+        Err(e) => {
+            report.error("audit.retain", e);
+            Duration::ZERO
+        }
     });
     let signing_key = raw.signing_key.map(|text| {
         let key = secret::resolve(&text, base, &[]).unwrap_or_else(|e| {
@@ -1325,6 +1329,34 @@ mod tests {
         assert_eq!(cfg.http.header_read_timeout, Duration::from_secs(2));
         assert_eq!(cfg.http.idle_timeout, Duration::from_secs(300));
         assert_eq!(cfg.http.max_connections, Some(50));
+    }
+
+    #[test]
+    fn audit_retention_is_a_duration_of_at_least_a_second() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("toolgate.toml");
+        for (line, needle) in [
+            (
+                "retain = \"0s\"",
+                "`audit.retain`: `0s`: keep records at least 1s",
+            ),
+            (
+                "retain = \"500ms\"",
+                "`audit.retain`: `500ms`: keep records at least 1s",
+            ),
+            ("retain = \"forever\"", "`audit.retain`: `forever`"),
+        ] {
+            write(dir.path(), "toolgate.toml", &format!("[audit]\n{line}\n"));
+            let err = Config::load(Some(&path), "tg").expect_err(line).to_string();
+            assert!(err.contains(needle), "{line}: {err}");
+            assert!(err.contains("1 configuration error"), "{line}: {err}");
+        }
+        write(dir.path(), "toolgate.toml", "[audit]\nretain = \"90d\"\n");
+        let cfg = Config::load(Some(&path), "tg").expect("valid");
+        assert_eq!(cfg.audit.retain, Some(Duration::from_secs(90 * 86_400)));
+        write(dir.path(), "toolgate.toml", "");
+        let cfg = Config::load(Some(&path), "tg").expect("valid");
+        assert_eq!(cfg.audit.retain, None);
     }
 
     #[test]
