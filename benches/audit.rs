@@ -10,7 +10,10 @@
 //!
 //! Run: `cargo bench --bench audit -- [--database-url postgres://…]
 //! [--commits 2000] [--sizes 0,1000000,10000000] [--seconds 5] [--rate 1000]
-//! [--call-index]`
+//! [--call-index] [--prune 1000000]`
+//!
+//! `--prune N` then deletes the oldest N records as `[audit] retain`
+//! does, while writing at the steady rate, and reports both.
 #![expect(
     clippy::print_stdout,
     reason = "a bench harness reports its results on stdout"
@@ -31,6 +34,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Distinct callers in the filled store and in the measured writes.
 const SUBJECTS: u64 = 1000;
+/// The time of the first filled record (a month ago); record `x` of the
+/// fill is `x` milliseconds later.
+static FILL_BASE_MS: std::sync::LazyLock<i64> =
+    std::sync::LazyLock::new(|| toolgate::audit::now_ms() - 30 * 86_400_000);
+
 /// Rows per bulk-fill statement.
 const FILL_CHUNK: u64 = 500_000;
 
@@ -57,6 +65,8 @@ fn cpu_seconds() -> f64 {
 /// masked argument copy, the deciding policy): about 900 bytes stored.
 fn decided(n: u64) -> Record {
     let mut r = Record::new(Kind::Decided);
+    // As old as the fill (so `--prune` may take the oldest of both).
+    r.at_ms = *FILL_BASE_MS;
     r.call = Some(format!("5f1c2a9e04b7-{n:x}"));
     r.caller = Some(Who {
         subject: format!("okta:00u{:017}", n % SUBJECTS),
@@ -117,7 +127,7 @@ async fn fill(store: &Store, postgres: bool, from: u64, to: u64) -> Result<(), s
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind((start + 1) as i64)
             .bind(end as i64)
-            .bind(toolgate::audit::now_ms() - 86_400_000)
+            .bind(*FILL_BASE_MS)
             .bind(template.clone())
             .bind("ab".repeat(32))
             .execute(pool)
@@ -335,4 +345,46 @@ async fn main() {
             fill_time.as_secs_f64()
         );
     }
+    if let Some(n) = value("--prune") {
+        let n: i64 = n.replace('_', "").parse().expect("--prune: a number");
+        prune_while_writing(&store, dir.path(), n, rate).await;
+    }
+}
+
+/// `[audit] retain` at work: prune the oldest `n` records while one record
+/// at a time is written at `rate`/s; how long the writes waited meanwhile.
+async fn prune_while_writing(store: &Store, dir: &std::path::Path, n: i64, rate: u64) {
+    let audit = start(store, dir);
+    let key = SigningKey::from_text(&"ab".repeat(32)).expect("key");
+    let file = dir.join("prune-checkpoints.jsonl");
+    let pruning = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let by = Who {
+                subject: "bench".into(),
+                ..Who::operator()
+            };
+            let pruned =
+                toolgate::audit::retention::prune(&store, &key, &file, *FILL_BASE_MS + n, &[], by)
+                    .await
+                    .expect("pruned");
+            (pruned, started.elapsed())
+        })
+    };
+    let mut waits = Histogram::<u64>::new(3).expect("histogram");
+    while !pruning.is_finished() {
+        waits.add(paced(&audit, rate, 1).await).expect("merge");
+    }
+    let (pruned, took) = pruning.await.expect("prune task");
+    close(audit).await;
+    let records = pruned.map_or(0, |p| p.records);
+    println!(
+        "\n### Pruning {records} records while writing {rate}/s: {:.1} s ({:.0} records/s); writes waited p50 {} µs, p99 {} µs, max {} µs\n",
+        took.as_secs_f64(),
+        records as f64 / took.as_secs_f64(),
+        waits.value_at_quantile(0.5),
+        waits.value_at_quantile(0.99),
+        waits.max()
+    );
 }
