@@ -329,9 +329,10 @@ impl Sink {
 /// Its commits only append to the WAL: copying the WAL back into the
 /// database file (a WAL checkpoint, not to be confused with the trail's
 /// signed checkpoints) is left to [`wal_checkpointer`], on a thread of its
-/// own, so no call waits for it. Left to SQLite, every 1,000th page
-/// written made one commit copy ~4 MB into the file and sync it, at places
-/// spread the wider the larger the file: the wait's p99 grew with the store.
+/// own, so no commit does the copying itself. Left to SQLite, every
+/// 1,000th page written made one commit copy ~4 MB into the file and sync
+/// it, at places spread the wider the larger the file (the copier's own
+/// sync may still delay a commit's: see README, *Benchmark*).
 /// The page cache is [`WRITER_CACHE_KIB`]: the pages an append touches (the
 /// right edge of each index, one leaf per active caller in the subject
 /// index) stay in it however large the store grows.
