@@ -54,22 +54,10 @@ pub(super) fn spawn(
         return;
     }
     // SQLite calls block: they get a thread, whose own small runtime keeps
-    // the queue's waits and the checkpoints' timers; and the WAL is copied
-    // into the file on another (it stops when the writer does).
-    let (stop_wal, stopped) = std::sync::mpsc::channel::<()>();
-    if let Some(file) = store.sqlite_file().map(Path::to_path_buf) {
-        let spawned = std::thread::Builder::new()
-            .name("audit-wal".into())
-            .spawn(move || wal_checkpointer(file, stopped));
-        if let Err(e) = spawned {
-            // The writer's backstop still copies it.
-            tracing::warn!(error = %e, "the audit WAL checkpointer's thread could not start");
-        }
-    }
+    // the queue's waits and the checkpoints' timers.
     let started = std::thread::Builder::new()
         .name("audit-writer".into())
         .spawn(move || {
-            let _stop_wal = stop_wal;
             match tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()
@@ -324,71 +312,29 @@ impl Sink {
 
 /// The writer's connection to the SQLite file the pool has migrated (in
 /// WAL mode): every commit is synced to disk (`synchronous = FULL`) before
-/// its calls go on.
+/// its calls go on. Its page cache is [`WRITER_CACHE_KIB`], so the pages an
+/// append touches (the right edge of each index, one leaf per active
+/// caller in the subject index) stay in it however large the store grows.
 ///
-/// Its commits only append to the WAL: copying the WAL back into the
-/// database file (a WAL checkpoint, not to be confused with the trail's
-/// signed checkpoints) is left to [`wal_checkpointer`], on a thread of its
-/// own, so no commit does the copying itself. Left to SQLite, every
-/// 1,000th page written made one commit copy ~4 MB into the file and sync
-/// it, at places spread the wider the larger the file (the copier's own
-/// sync may still delay a commit's: see README, *Benchmark*).
-/// The page cache is [`WRITER_CACHE_KIB`]: the pages an append touches (the
-/// right edge of each index, one leaf per active caller in the subject
-/// index) stay in it however large the store grows.
+/// SQLite copies the WAL into the file itself, inside the commit that
+/// passes 1,000 pages. Tried and dropped: a thread of its own copying it
+/// every 500 ms (appends/s up by half) made the gateway's p99 at 2,000
+/// calls/s 2–3 ms worse, its disk flush delaying commits' (README,
+/// *Benchmark*).
 fn open_sqlite(file: &Path, busy: Duration) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = open_rw(file, busy)?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-    // A backstop only: should the checkpointer fall behind, the writer
-    // copies the WAL itself once it holds this many pages.
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)?;
-    Ok(conn)
-}
-
-/// The writer connection's page cache (KiB).
-const WRITER_CACHE_KIB: i64 = 32 * 1024;
-/// WAL pages after which the writer checkpoints itself (~64 MB).
-const WAL_BACKSTOP_PAGES: i64 = 16_384;
-/// How often the WAL is copied into the database file.
-const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-fn open_rw(file: &Path, busy: Duration) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
         file,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(busy)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     Ok(conn)
 }
 
-/// Copy the WAL into the database file every [`WAL_CHECKPOINT_EVERY`]
-/// (`PASSIVE`: never waits for the writer, which goes on appending
-/// meanwhile), until `stop` is dropped; then once more.
-fn wal_checkpointer(file: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
-    let mut conn = None;
-    loop {
-        let last = matches!(
-            stop.recv_timeout(WAL_CHECKPOINT_EVERY),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
-        );
-        if conn.is_none() {
-            conn = open_rw(&file, Duration::from_secs(1))
-                .map_err(|e| tracing::warn!(error = %e, "the audit WAL checkpointer cannot open the store"))
-                .ok();
-        }
-        if let Some(c) = &conn
-            && let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
-            tracing::warn!(error = %e, "copying the audit WAL into the database failed");
-            conn = None;
-        }
-        if last {
-            return;
-        }
-    }
-}
+/// The writer connection's page cache (KiB).
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 /// Append to SQLite in one IMMEDIATE transaction, which takes the write
 /// lock first: the command line (`keys create`) appending meanwhile waits,
@@ -617,42 +563,19 @@ mod tests {
     use super::super::{Audit, AuditConfig, Kind, Record, SigningKey};
     use crate::storage::Store;
 
-    /// Appends only grow the WAL; the checkpointer thread copies it into
-    /// the database file (SQLite alone would wait for 16,384 pages now),
-    /// and the migration left no index on call ids to maintain.
+    /// Every append maintains every index of the table: only the ones a
+    /// query reads are left (migration 0006 dropped the one on call ids).
     #[tokio::test]
-    async fn the_wal_is_copied_into_the_file_off_the_writer() {
+    async fn the_writer_maintains_only_indexes_a_query_reads() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(None, dir.path()).await.expect("store");
         let key = SigningKey::from_text(&"ab".repeat(32)).expect("key");
         let audit =
             Audit::start(store.clone(), AuditConfig::defaults(dir.path()), key).expect("audit");
-        let file = dir.path().join("toolgate.db");
-        let before = std::fs::metadata(&file).expect("db file").len();
-        for i in 0..40 {
-            let writes = (0..100).map(|j| {
-                let mut r = Record::new(Kind::Decided);
-                r.target = Some(format!("tool-{i}-{j}-{}", "x".repeat(600)));
-                audit.write(r)
-            });
-            for written in futures::future::join_all(writes).await {
-                written.expect("written");
-            }
-        }
-        // 4,000 records of ~800 bytes: ~3 MB to copy, well under the
-        // writer's own backstop (64 MB).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let grown = std::fs::metadata(&file).expect("db file").len() - before;
-            if grown > 3_000_000 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the database file grew by {grown} bytes only: the WAL is not being copied"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        audit
+            .write(Record::new(Kind::Decided))
+            .await
+            .expect("written");
         let indexes: Vec<(String,)> = sqlx::query_as(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_records' \
              AND name LIKE 'audit_records_%' ORDER BY name",
