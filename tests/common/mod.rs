@@ -113,13 +113,18 @@ where
     }
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    serve_until(listener, router, ct);
+    format!("http://{addr}/mcp")
+}
+
+/// Serve `router` on `listener` until `ct` is cancelled.
+pub fn serve_until(listener: tokio::net::TcpListener, router: axum::Router, ct: CancellationToken) {
     tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move { ct.cancelled().await })
             .await
             .unwrap();
     });
-    format!("http://{addr}/mcp")
 }
 
 /// A gateway under test, with its config directory.

@@ -848,38 +848,52 @@ async fn after_sigkill_every_forwarded_call_has_its_decided_record(backend: Back
     ct.cancel();
 }
 
+/// An `[audit.forward]` receiver on 127.0.0.1: `take` sees each request
+/// and says whether to take it (200, its records' `seq`s kept in order) or
+/// refuse it (503). Its URL, and the `seq`s taken.
+async fn receiver(
+    take: impl Fn(&axum::http::HeaderMap, &Value) -> bool + Clone + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<i64>>>) {
+    use axum::http::{HeaderMap, StatusCode};
+    let seqs: std::sync::Arc<std::sync::Mutex<Vec<i64>>> = Default::default();
+    let kept = seqs.clone();
+    let app = axum::Router::new().route(
+        "/ingest",
+        axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+            let (take, kept) = (take.clone(), kept.clone());
+            async move {
+                if !take(&headers, &body) {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let mut kept = kept.lock().unwrap();
+                for r in body["records"].as_array().unwrap() {
+                    kept.push(r["seq"].as_i64().unwrap());
+                }
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seqs)
+}
+
 #[tokio::test]
 async fn records_reach_a_webhook_despite_its_failures_in_order_and_complete() {
-    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
     // A receiver that fails its first three requests.
-    let seqs: Arc<Mutex<Vec<i64>>> = Arc::default();
     let requests = Arc::new(AtomicUsize::new(0));
-    let app = {
-        let (seqs, requests) = (seqs.clone(), requests.clone());
-        axum::Router::new().route(
-            "/ingest",
-            axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
-                let (seqs, requests) = (seqs.clone(), requests.clone());
-                async move {
-                    assert_eq!(headers["authorization"], "Bearer siem-token");
-                    if requests.fetch_add(1, Ordering::SeqCst) < 3 {
-                        return StatusCode::SERVICE_UNAVAILABLE;
-                    }
-                    let mut seqs = seqs.lock().unwrap();
-                    for r in body["records"].as_array().unwrap() {
-                        assert!(r["record"]["kind"].is_string() && r["record_hash"].is_string());
-                        seqs.push(r["seq"].as_i64().unwrap());
-                    }
-                    StatusCode::OK
-                }
-            }),
-        )
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver = format!("http://{}/ingest", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let counted = requests.clone();
+    let (receiver, seqs) = receiver(move |headers, body| {
+        assert_eq!(headers["authorization"], "Bearer siem-token");
+        for r in body["records"].as_array().unwrap() {
+            assert!(r["record"]["kind"].is_string() && r["record_hash"].is_string());
+        }
+        counted.fetch_add(1, Ordering::SeqCst) >= 3
+    })
+    .await;
 
     let (gw, ct, _github) = gateway(&Backend::Sqlite.config(&format!(
         "[audit.forward]\nurl = \"{receiver}\"\nauthorization = \"Bearer siem-token\"\n\
@@ -1073,34 +1087,12 @@ on_both_stores!(
 /// checkpoints, but never what a forwarding receiver has not taken yet.
 #[tokio::test]
 async fn scheduled_retention_prunes_but_never_what_a_receiver_has_not_taken() {
-    use axum::http::StatusCode;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
     // A receiver that refuses everything until `open`.
     let open = Arc::new(AtomicBool::new(false));
-    let seqs: Arc<Mutex<Vec<i64>>> = Arc::default();
-    let app = {
-        let (open, seqs) = (open.clone(), seqs.clone());
-        axum::Router::new().route(
-            "/ingest",
-            axum::routing::post(move |body: axum::Json<Value>| {
-                let (open, seqs) = (open.clone(), seqs.clone());
-                async move {
-                    if !open.load(Ordering::SeqCst) {
-                        return StatusCode::SERVICE_UNAVAILABLE;
-                    }
-                    let mut seqs = seqs.lock().unwrap();
-                    for r in body["records"].as_array().unwrap() {
-                        seqs.push(r["seq"].as_i64().unwrap());
-                    }
-                    StatusCode::OK
-                }
-            }),
-        )
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver = format!("http://{}/ingest", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let opened = open.clone();
+    let (receiver, seqs) = receiver(move |_, _| opened.load(Ordering::SeqCst)).await;
     let (gw, ct, _github) = gateway(&Backend::Sqlite.config(&format!(
         "retain = \"1s\"\n[audit.forward]\nurl = \"{receiver}\"\ninterval = \"100ms\"\nmax_backoff = \"200ms\"\n"
     )))

@@ -136,12 +136,7 @@ fn echo_router(host: &str, ct: &CancellationToken) -> axum::Router {
 async fn serve(router: axum::Router, ct: CancellationToken) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { ct.cancelled().await })
-            .await
-            .unwrap();
-    });
+    serve_until(listener, router, ct);
     format!("http://{addr}/mcp")
 }
 

@@ -97,13 +97,7 @@ impl HostileIdp {
                 }),
             );
         let stop = CancellationToken::new();
-        let st = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { st.cancelled().await })
-                .await
-                .unwrap();
-        });
+        serve_until(listener, router, stop.clone());
         HostileIdp {
             url,
             keys,

@@ -395,13 +395,7 @@ impl FakeIdp {
                 }),
             );
         let stop = CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { s.cancelled().await })
-                .await
-                .unwrap();
-        });
+        serve_until(listener, router, stop.clone());
         FakeIdp {
             url,
             keys,
