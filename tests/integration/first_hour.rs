@@ -12,6 +12,7 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 
 use crate::common::*;
+use crate::identity::keys_in;
 use crate::rbac::{default_policies, key};
 
 /// A config folder with the repository's policies (plus `extra`) and
@@ -241,22 +242,6 @@ async fn stdio_client(
         .serve(TokioChildProcess::new(cmd).unwrap())
         .await
         .unwrap()
-}
-
-fn keys_in(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(TOOLGATE)
-        .arg("--config")
-        .arg(dir.join("toolgate.toml"))
-        .arg("keys")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// The tool names listed, once the notes server's tools are in.

@@ -14,9 +14,15 @@ use crate::common::*;
 
 /// `toolgate keys …` against the gateway's config; stdout on success.
 pub(crate) fn keys_cli(gw: &Gateway, args: &[&str]) -> String {
+    keys_in(gw.dir.path(), args)
+}
+
+/// `toolgate keys …` against the config in `dir`; stdout (trimmed) on
+/// success.
+pub(crate) fn keys_in(dir: &std::path::Path, args: &[&str]) -> String {
     let out = std::process::Command::new(TOOLGATE)
         .arg("--config")
-        .arg(gw.dir.path().join("toolgate.toml"))
+        .arg(dir.join("toolgate.toml"))
         .arg("keys")
         .args(args)
         .output()
@@ -26,7 +32,7 @@ pub(crate) fn keys_cli(gw: &Gateway, args: &[&str]) -> String {
         "keys {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 pub(crate) async fn initialize(url: &str, key: Option<&str>) -> reqwest::Response {
