@@ -531,7 +531,7 @@ where
 fn strict_message(
     parts: &http::request::Parts,
     body: &[u8],
-) -> Result<Option<serde_json::Value>, crate::json::Refused> {
+) -> Result<Option<serde_json::Value>, crate::util::json::Refused> {
     let json = parts
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -541,7 +541,7 @@ fn strict_message(
     if parts.method != http::Method::POST || !json {
         return Ok(None);
     }
-    crate::json::parse(body).map(Some)
+    crate::util::json::parse(body).map(Some)
 }
 
 /// Whether an `initialize` request's client capabilities take form
@@ -642,7 +642,7 @@ async fn policy_task(gw: std::sync::Weak<Gateway>) {
                 record.detail = Some(serde_json::json!({
                     "version": new.version,
                     "policies": new.len(),
-                    "digest": crate::authenticate::api_keys::hex(&new.digest),
+                    "digest": crate::util::digest::hex(&new.digest),
                 }));
                 gw.audit.submit(record).await;
                 announce_policy_change(&gw, old).await;
@@ -1053,7 +1053,7 @@ pub async fn serve_stdio(
     let mut refused = None;
     tokio::select! {
         _ = running.waiting() => {}
-        _ = shutdown_signal() => { ct.cancel(); }
+        _ = crate::util::signal::shutdown_signal() => { ct.cancel(); }
         refusal = revoked => { ct.cancel(); refused = Some(refusal); }
     }
     if let Some((keys, ..)) = &key
@@ -1087,26 +1087,4 @@ async fn until_refused(
             return refusal;
         }
     }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -37,10 +37,11 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::util::sync::LockExt;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -332,7 +333,7 @@ impl Clock {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // The state stays consistent whatever panicked while holding it.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.locked()
     }
 
     /// Bytes arrived.
@@ -569,7 +570,7 @@ impl Refusals {
     }
 
     fn log(&self, peer: SocketAddr) {
-        let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut logged = self.logged.locked();
         if logged.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
             *logged = Some(Instant::now());
             tracing::warn!(

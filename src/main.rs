@@ -306,7 +306,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "\n  toolgate: first start, so an admin API key was created. It is shown only now:\n\n    {key}\n\n  Send it as `Authorization: Bearer <key>`. Manage keys with `toolgate keys create|list|revoke`;\n  or configure an identity provider ([[auth.issuers]]) for your users.\n"
                 );
             }
-            toolgate::app::shutdown_signal().await;
+            toolgate::util::signal::shutdown_signal().await;
             tracing::info!("shutting down");
             server.shutdown().await;
         }

@@ -53,7 +53,9 @@ struct State {
 fn binding(audit: &Audit, caller: &Caller, params: &CallToolRequestParams) -> String {
     let none = serde_json::Map::new();
     let args = audit.args_hash(params.arguments.as_ref().unwrap_or(&none));
-    crate::audit::sha256_hex(format!("{}\n{}\n{args}", caller.subject, params.name).as_bytes())
+    crate::util::digest::sha256_hex(
+        format!("{}\n{}\n{args}", caller.subject, params.name).as_bytes(),
+    )
 }
 
 fn seal(audit: &Audit, state: &State) -> String {

@@ -376,7 +376,7 @@ pub async fn request(audit: &Audit, r: &Request<'_>) -> Result<String, String> {
         group,
         call_id,
     } = *r;
-    let id = crate::authenticate::api_keys::random_hex(12).map_err(|e| e.to_string())?;
+    let id = crate::util::digest::random_hex(12).map_err(|e| e.to_string())?;
     let now = now_ms();
     let expires = now + gate.timeout.as_millis() as i64;
     let who = serde_json::to_string(&Who::of(caller)).map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@
 //!   ([`crate::admin::approvals_filter`], [`super::decide`]).
 //! - The HTML comes from askama templates (`templates/`), which escape
 //!   every value. Everything a caller or an approver wrote (arguments,
-//!   names, comments) is shown as text by [`crate::html::escape`], with
+//!   names, comments) is shown as text by [`crate::util::html::escape`], with
 //!   control and bidirectional characters as `\u{…}`, so HTML, script, ANSI
 //!   escapes and markdown stay inert; values in attributes (filters, ids,
 //!   the form token) get askama's escaping alone, never markup.
@@ -27,8 +27,8 @@ use serde_json::Value;
 
 use crate::app::Gateway;
 use crate::authenticate::sso::Sso;
-use crate::html::filters;
 use crate::pipeline::Caller;
+use crate::util::html::filters;
 
 /// What the page's handlers share.
 #[derive(Clone)]
@@ -77,11 +77,11 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// A URL query value.
 fn query_value(s: &str) -> String {
-    crate::html::percent_encode(s, crate::html::COMPONENT)
+    crate::util::html::percent_encode(s, crate::util::html::COMPONENT)
 }
 
 fn when(ms: i64) -> String {
-    crate::dates::format_unix(ms.div_euclid(1000))
+    crate::util::dates::format_unix(ms.div_euclid(1000))
         .replace('T', " ")
         .replace('Z', "")
 }
@@ -241,7 +241,7 @@ fn card<'a>(r: &'a Value, caller: &Caller, form: Option<&'a str>, now: i64) -> C
     let expires = r["expires_ms"].as_i64().unwrap_or(0);
     Card {
         id: str_of(r, "id"),
-        id_path: crate::html::percent_encode(str_of(r, "id"), crate::html::COMPONENT),
+        id_path: crate::util::html::percent_encode(str_of(r, "id"), crate::util::html::COMPONENT),
         state,
         pending,
         tool: str_of(r, "tool"),
@@ -306,7 +306,7 @@ fn pending_section<'a>(
     }
     let now = crate::audit::now_ms();
     PendingSection {
-        version: crate::audit::sha256_hex(seen.as_bytes())[..16].to_string(),
+        version: crate::util::digest::sha256_hex(seen.as_bytes())[..16].to_string(),
         cards: page
             .approvals
             .iter()
@@ -380,7 +380,10 @@ fn history_section<'a>(
             .approvals
             .iter()
             .map(|r| HistoryRow {
-                id_path: crate::html::percent_encode(str_of(r, "id"), crate::html::COMPONENT),
+                id_path: crate::util::html::percent_encode(
+                    str_of(r, "id"),
+                    crate::util::html::COMPONENT,
+                ),
                 at: when(r["created_ms"].as_i64().unwrap_or(0)),
                 tool: str_of(r, "tool"),
                 caller: str_of(&r["caller"], "subject"),

@@ -18,7 +18,7 @@ use serde_json::json;
 use sqlx::AnyPool;
 
 use super::canonical;
-use crate::authenticate::api_keys::hex;
+use crate::util::digest::hex;
 
 /// The key that signs checkpoints, and the key of argument hashes
 /// derived from it ([`SigningKey::args_mac_hex`]).

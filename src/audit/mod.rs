@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::pipeline::{Caller, Credential};
 use crate::storage::Store;
+use crate::util::sync::LockExt;
 
 pub use checkpoint::SigningKey;
 pub use writer::{append_in, append_now};
@@ -309,18 +310,13 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::authenticate::api_keys::hex(&Sha256::digest(bytes))
-}
-
 /// `SHA-256(prev ‖ body)` as hex, `prev` being the previous record's hash
 /// (hex; 64 zeros before the first record).
 pub fn chain_hash(prev_hex: &str, body: &str) -> String {
     let mut hash = Sha256::new();
     hash.update(prev_hex.as_bytes());
     hash.update(body.as_bytes());
-    crate::authenticate::api_keys::hex(&hash.finalize())
+    crate::util::digest::hex(&hash.finalize())
 }
 
 /// What `prev_hash` is for the first record.
@@ -457,9 +453,7 @@ impl Audit {
             ));
         }
         if let Some(f) = &config.forward {
-            if let Ok(mut feeds) = feeds.lock() {
-                feeds.push(forward::Feed::all_records().cursor);
-            }
+            feeds.locked().push(forward::Feed::all_records().cursor);
             tokio::spawn(forward::run(
                 store.clone(),
                 client.clone(),
@@ -490,9 +484,7 @@ impl Audit {
         feed: forward::Feed,
     ) -> Arc<forward::ForwardStats> {
         let stats = Arc::new(forward::ForwardStats::default());
-        if let Ok(mut feeds) = self.feeds.lock() {
-            feeds.push(feed.cursor);
-        }
+        self.feeds.locked().push(feed.cursor);
         tokio::spawn(forward::run(
             self.store.clone(),
             self.http.clone(),
@@ -583,7 +575,7 @@ impl Audit {
 /// a random prefix per process and a counter.
 pub fn call_id(n: u64) -> String {
     static PREFIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        crate::authenticate::api_keys::random_hex(6).unwrap_or_else(|_| format!("{:x}", now_ms()))
+        crate::util::digest::random_hex(6).unwrap_or_else(|_| format!("{:x}", now_ms()))
     });
     format!("{}-{n:x}", *PREFIX)
 }
@@ -621,7 +613,8 @@ mod tests {
         assert_eq!(hash, args_hash(&one, &reordered));
         // Not the bare hash a reader of the audit could recompute, nor
         // another key's.
-        let bare = sha256_hex(canonical(&Value::Object(args.clone())).as_bytes());
+        let bare =
+            crate::util::digest::sha256_hex(canonical(&Value::Object(args.clone())).as_bytes());
         assert!(!hash.contains(&bare));
         assert_ne!(hash, args_hash(&two, args));
         // Another password, another hash.

@@ -153,10 +153,10 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
         return Ok(now_ms.saturating_sub(ago.as_millis() as i64));
     }
     if text.contains(['T', 't', ' ']) {
-        crate::dates::parse_rfc3339_ms(text).map_err(|e| wrong(e.to_string()))
+        crate::util::dates::parse_rfc3339_ms(text).map_err(|e| wrong(e.to_string()))
     } else {
-        crate::dates::parse_date(text)
-            .map(crate::dates::date_start_ms)
+        crate::util::dates::parse_date(text)
+            .map(crate::util::dates::date_start_ms)
             .map_err(|e| wrong(e.to_string()))
     }
 }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::{self, SigningKey};
 use super::{Kind, Record, Who, append_in, now_ms};
 use crate::storage::Store;
+use crate::util::sync::LockExt;
 
 /// Records deleted per transaction.
 pub const CHUNK: i64 = 10_000;
@@ -196,7 +197,9 @@ pub async fn schedule(s: Schedule, stop: CancellationToken) {
             subject: "toolgate:retention".into(),
             ..Who::operator()
         };
-        let hold: Vec<&str> = s.hold.lock().map(|h| h.clone()).unwrap_or_default();
+        // A poisoned lock still holds the cursors: an empty hold would
+        // prune records a feed has not forwarded yet.
+        let hold: Vec<&str> = s.hold.locked().clone();
         match prune(&s.store, &s.key, &s.checkpoint_file, before, &hold, by).await {
             Ok(Some(p)) => tracing::info!(
                 records = p.records,

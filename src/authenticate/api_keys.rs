@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::pipeline::{Caller, Credential};
 use crate::storage::{Store, now_unix};
+use crate::util::digest::random_hex;
+use crate::util::sync::LockExt;
 
 const PREFIX: &str = "tgk_";
 /// Keys held in the verification cache (unknown ids included). At the
@@ -130,24 +131,7 @@ fn record(row: Row) -> (KeyRecord, String) {
 }
 
 pub(crate) fn sha256_hex(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    out
-}
-
-/// `bytes` random bytes, hex-encoded.
-pub(crate) fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf)?;
-    Ok(hex(&buf))
+    crate::util::digest::sha256_hex(secret.as_bytes())
 }
 
 impl From<getrandom::Error> for KeyError {
@@ -372,7 +356,7 @@ impl ApiKeys {
         if record.expires_at.is_some_and(|at| at <= now) {
             return Err(Refusal::Expired(record.name.clone()));
         }
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used = self.used.locked();
         match used.get_mut(&record.id) {
             Some(at) => *at = now,
             None => {
@@ -398,12 +382,7 @@ impl ApiKeys {
 
     /// Write the last-use times gathered since the previous flush.
     pub async fn flush_last_used(&self) -> Result<(), KeyError> {
-        let used: Vec<(String, i64)> = self
-            .used
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .collect();
+        let used: Vec<(String, i64)> = self.used.locked().drain().collect();
         for (id, at) in used {
             sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
                 .bind(at)

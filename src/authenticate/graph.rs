@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::idp_http::{IdpHttp, error_chain, token_error};
 use crate::config::auth::GraphConfig;
+use crate::util::sync::LockExt;
 
 /// How long a caller's looked-up groups are reused.
 const GROUPS_FOR: Duration = Duration::from_secs(600);
@@ -152,7 +153,7 @@ fn fresh(cache: &Groups, key: &(String, String)) -> Option<Vec<String>> {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.locked()
 }
 
 #[cfg(test)]

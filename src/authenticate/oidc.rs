@@ -24,6 +24,7 @@ use super::jwt::{self, Alg, Jwk, JwtError, Rules};
 use crate::config::auth::ClaimMapping;
 use crate::config::{IssuerConfig, Provider};
 use crate::pipeline::{Caller, Credential};
+use crate::util::sync::LockExt;
 
 /// Shortest time between two key refreshes caused by unknown `kid`s.
 pub const UNKNOWN_KID_REFRESH: Duration = Duration::from_secs(30);
@@ -168,7 +169,7 @@ impl Issuer {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, KeySet> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// Keep the keys fresh until `stop`: fetch now, retry with backoff while

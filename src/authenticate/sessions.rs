@@ -2,6 +2,7 @@
 //! session opened by another caller gets the same 404 as an unknown session
 //! (so a leaked or guessed session id is worth nothing, and says nothing).
 
+use crate::util::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -38,7 +39,7 @@ impl SessionOwners {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Opened>> {
-        self.owners.lock().unwrap_or_else(|e| e.into_inner())
+        self.owners.locked()
     }
 
     /// Check (or claim) `session` for `subject`.

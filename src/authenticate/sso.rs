@@ -56,13 +56,14 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::api_keys::{random_hex, sha256_hex};
+use super::api_keys::sha256_hex;
 use super::idp_http::{IdpHttp, error_chain, token_error};
 use super::oidc::{Endpoints, Issuer};
 use crate::config::auth::{ClientAuth, SsoConfig};
-use crate::html::filters;
 use crate::pipeline::Caller;
 use crate::storage::{Store, now_unix};
+use crate::util::digest::random_hex;
+use crate::util::html::filters;
 
 /// How long a sign-in may take between `/auth/login` and the callback.
 const LOGIN_WINDOW_SECS: i64 = 600;
@@ -509,14 +510,14 @@ pub fn sign_in_first(path: &str) -> Response {
     redirect(
         &format!(
             "/auth/login?next={}",
-            crate::html::percent_encode(path, crate::html::PATH)
+            crate::util::html::percent_encode(path, crate::util::html::PATH)
         ),
         &[],
     )
 }
 
 /// A short HTML page: `title` and `message` as text (an askama template,
-/// found through `src/askama.toml`; see `crate::html` for how text shows).
+/// found through `src/askama.toml`; see `crate::util::html` for how text shows).
 #[derive(askama::Template)]
 #[template(path = "sign_in_page.html", config = "src/askama.toml")]
 struct Page<'a> {

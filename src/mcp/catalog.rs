@@ -273,7 +273,7 @@ impl Catalog {
 /// SHA-256 of a tool definition's canonical JSON.
 pub fn definition_hash(tool: &Tool) -> Arc<str> {
     let json = serde_json::to_value(tool).unwrap_or_default();
-    crate::audit::sha256_hex(crate::audit::canonical(&json).as_bytes()).into()
+    crate::util::digest::sha256_hex(crate::audit::canonical(&json).as_bytes()).into()
 }
 
 #[cfg(test)]

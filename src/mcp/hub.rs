@@ -26,6 +26,7 @@ use rmcp::model::{ProgressToken, RequestId};
 use rmcp::service::{Peer, RoleClient, RoleServer, SubscriptionSink};
 
 use crate::pipeline::Caller;
+use crate::util::sync::LockExt;
 
 /// Process-unique id of a downstream session (one per MCP session, or one per
 /// request for stateless clients).
@@ -149,7 +150,7 @@ impl Hub {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock leaves plain maps behind; keep going.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.locked()
     }
 
     /// Record that upstream request `upstream_id` (with `upstream_progress`)

@@ -1,5 +1,5 @@
 //! The first rule of both MCP front ends (streamable HTTP in `app`, and
-//! `toolgate stdio` here): a message is parsed strictly ([`crate::json`])
+//! `toolgate stdio` here): a message is parsed strictly ([`crate::util::json`])
 //! before anything acts on it, and one that fails is answered with a
 //! JSON-RPC parse error and goes no further: no stage sees it, no upstream
 //! receives it.
@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
-use crate::json::Refused;
+use crate::util::json::Refused;
 
 /// JSON-RPC's "Parse error".
 pub const PARSE_ERROR: i64 = -32700;
@@ -200,7 +200,7 @@ fn read_line(line: Read<'_>, max_line: usize) -> Line {
     if line.trim_ascii().is_empty() {
         return Line::Skip(None);
     }
-    let value = match crate::json::parse(line) {
+    let value = match crate::util::json::parse(line) {
         Ok(value) => value,
         Err(refused) => {
             tracing::info!(error = %refused, "refused a message on stdin");

@@ -45,6 +45,7 @@ use super::catalog::Listing;
 use super::hub::{Downstream, Hub};
 use super::in_order::InOrder;
 use crate::config::{ServerConfig, Transport};
+use crate::util::sync::LockExt;
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -139,7 +140,7 @@ impl Upstream {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// The live connection, or why there is none.

@@ -66,7 +66,7 @@ where
                 let _ = tcp.set_nodelay(true);
             });
             axum::serve(listener, router)
-                .with_graceful_shutdown(crate::app::shutdown_signal())
+                .with_graceful_shutdown(crate::util::signal::shutdown_signal())
                 .await?;
         }
     }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::util::sync::LockExt;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
@@ -63,7 +64,7 @@ impl Notes {
     }
 
     fn notes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
-        self.notes.lock().unwrap_or_else(|p| p.into_inner())
+        self.notes.locked()
     }
 
     #[tool(

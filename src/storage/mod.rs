@@ -149,7 +149,7 @@ pub fn key_file(path: &Path) -> Result<String, String> {
         }
         Err(_) => {}
     }
-    let key = crate::authenticate::api_keys::random_hex(32).map_err(|e| e.to_string())?;
+    let key = crate::util::digest::random_hex(32).map_err(|e| e.to_string())?;
     let mut file = owner_only(path, false)?;
     std::io::Write::write_all(&mut file, key.as_bytes())
         .map_err(|e| format!("writing {}: {e}", path.display()))?;

@@ -426,7 +426,7 @@ async fn an_approver_signs_in_and_decides_in_headless_chromium() {
 }
 
 /// Text the page fills in, as a browser shows it: control, bidirectional
-/// and zero-width characters as `\u{…}` (see `toolgate::html::escape`).
+/// and zero-width characters as `\u{…}` (see `toolgate::util::html::escape`).
 fn shown(text: &str) -> String {
     text.chars()
         .map(|c| {

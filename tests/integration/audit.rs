@@ -1341,7 +1341,7 @@ async fn masked_arguments_cannot_be_guessed_from_args_hash() {
         gw.shutdown().await;
         let map = args.as_object().unwrap();
         // A guess with the right password, hashed the old, unkeyed way.
-        let bare = toolgate::audit::sha256_hex(toolgate::audit::canonical(&args).as_bytes());
+        let bare = toolgate::util::digest::sha256_hex(toolgate::audit::canonical(&args).as_bytes());
         assert!(!hash.contains(&bare), "{hash}");
         assert!(
             hash.starts_with(toolgate::audit::ARGS_HASH_PREFIX),
@@ -1410,7 +1410,7 @@ async fn audit_verify_over_old_records_an_unsigned_tail_and_a_rewritten_chain() 
     // A data directory as an earlier toolgate left it: five records with
     // bare SHA-256 argument hashes, behind a signed checkpoint.
     let data = tempfile::tempdir().unwrap();
-    let old_hash = toolgate::audit::sha256_hex(br#"{"title":"old"}"#);
+    let old_hash = toolgate::util::digest::sha256_hex(br#"{"title":"old"}"#);
     {
         let store = Store::open(None, data.path()).await.unwrap();
         let key = SigningKey::load(None, data.path()).unwrap();

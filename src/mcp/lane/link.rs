@@ -46,6 +46,7 @@ use crate::config::{Secret, UpstreamUrl};
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::egress::{self, CheckedResolver};
 use crate::pipeline::CallError;
+use crate::util::sync::LockExt;
 
 /// Why an exchange with the upstream failed, before it became a [`CallError`].
 pub(super) type LinkResult<T> = Result<T, String>;
@@ -154,16 +155,11 @@ struct Shared {
 
 impl Shared {
     fn relayed(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, mpsc::Sender<Out>)>> {
-        self.relayed.lock().unwrap_or_else(|e| e.into_inner())
+        self.relayed.locked()
     }
 
     fn request_refresh(&self) {
-        if let Some(refresh) = self
-            .refresh
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(refresh) = self.refresh.locked().as_ref() {
             // Full means a re-list is already pending.
             let _ = refresh.try_send(());
         }
@@ -239,11 +235,7 @@ struct InFlight<'a>(&'a Shared, &'a str);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0
-            .calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(self.1);
+        self.0.calls.locked().remove(self.1);
     }
 }
 
@@ -332,17 +324,13 @@ impl LaneLink {
 
     /// Calls in flight on the lane.
     pub fn calls_in_flight(&self) -> usize {
-        self.shared
-            .calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.shared.calls.locked().len()
     }
 
     /// Give an untagged notification (a log message heard on the rmcp link)
     /// to the lane's caller, if there is exactly one; `false` if not.
     pub fn deliver_to_sole_caller(&self, notification: &impl serde::Serialize) -> bool {
-        let calls = self.shared.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let calls = self.shared.calls.locked();
         let (Some(sink), 1) = (calls.values().next(), calls.len()) else {
             return false;
         };
@@ -359,11 +347,7 @@ impl LaneLink {
     /// Where `list_changed` from the upstream should ask for a re-list (the
     /// supervisor's channel of its current connection).
     pub fn set_refresh(&self, refresh: mpsc::Sender<()>) {
-        *self
-            .shared
-            .refresh
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(refresh);
+        *self.shared.refresh.locked() = Some(refresh);
     }
 
     /// POST a notification on the lane's session `session`.
@@ -441,17 +425,13 @@ impl LaneLink {
             return Err(failed(format!("HTTP {}", response.status())));
         }
         let heard_logs = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        self.shared
-            .calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                id.to_string(),
-                CallSink {
-                    out: input.out.clone(),
-                    heard_logs: heard_logs.clone(),
-                },
-            );
+        self.shared.calls.locked().insert(
+            id.to_string(),
+            CallSink {
+                out: input.out.clone(),
+                heard_logs: heard_logs.clone(),
+            },
+        );
         let _in_flight = InFlight(&self.shared, id);
         let mut reader = MessageReader::new(response);
         // Requests the upstream sent the caller, answered while the stream
@@ -518,12 +498,7 @@ impl LaneLink {
 
     /// POST a call on the rmcp link's session.
     async fn post_call(&self, body: String) -> LinkResult<(HeaderValue, Response<Incoming>)> {
-        let session = self
-            .session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or("not connected")?;
+        let session = self.session.locked().clone().ok_or("not connected")?;
         let request = self
             .endpoint
             .request(Method::POST, Some(&session), Bytes::from(body));
@@ -622,7 +597,7 @@ impl SessionSpy {
         let Some(id) = session.and_then(|s| HeaderValue::from_str(s).ok()) else {
             return;
         };
-        let mut current = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.session.locked();
         if current.as_ref() != Some(&id) {
             *current = Some(id);
         }
@@ -693,7 +668,7 @@ impl StreamableHttpClient for SessionSpy {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> SpyResult<()> {
-        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.session.locked() = None;
         self.inner
             .delete_session(uri, session_id, auth_header, custom_headers)
             .await

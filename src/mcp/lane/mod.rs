@@ -55,6 +55,7 @@ use crate::mcp::upstream::Upstream;
 use crate::pipeline::{
     self, CallContext, CallError, CallKind, Caller, Confirmation, PolicyQuestion,
 };
+use crate::util::sync::LockExt;
 
 /// Messages (relayed requests, notifications) queued for one caller's
 /// response stream; the upstream's stream is not read while it is full.
@@ -264,13 +265,13 @@ impl FastLane {
     }
 
     fn lock_relays(&self) -> std::sync::MutexGuard<'_, HashMap<String, Relay>> {
-        self.relays.lock().unwrap_or_else(|e| e.into_inner())
+        self.relays.locked()
     }
 
     fn lock_calls(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, String), CancellationToken>> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+        self.calls.locked()
     }
 
     /// Keep rmcp's idle timer from ending a session used only on this lane:
@@ -279,7 +280,7 @@ impl FastLane {
     async fn touch(&self, session: &Arc<str>, max_sessions: usize) {
         let now = Instant::now();
         {
-            let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+            let mut touched = self.touched.locked();
             match touched.get_mut(session) {
                 Some(at) if now.duration_since(*at) < SESSION_TOUCH_EVERY => return,
                 Some(at) => *at = now,
@@ -762,11 +763,7 @@ struct Forget<'a>(&'a FastLane, String);
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.0
-            .relays
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.1);
+        self.0.relays.locked().remove(&self.1);
     }
 }
 

@@ -36,7 +36,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// Filters for the gateway's askama templates (a template module brings
-/// them in with `use crate::html::filters;`).
+/// them in with `use crate::util::html::filters;`).
 pub mod filters {
     /// `{{ text|visible }}`: text shown as [`super::escape`] shows it, for
     /// element content only (see there); the template's escaper does not
