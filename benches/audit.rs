@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use toolgate::audit::{Audit, AuditConfig, Kind, Record, SigningKey, Who};
-use toolgate::pipeline::Credential;
+use toolgate::call::Credential;
 use toolgate::storage::Store;
 
 #[global_allocator]

@@ -24,8 +24,8 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde_json::json;
 use toolgate::authorize::{Annotations, Policies, Query, ServerFacts, Target};
+use toolgate::call::{Caller, Credential};
 use toolgate::mcp::views::ListCache;
-use toolgate::pipeline::{Caller, Credential};
 
 // The same allocator as the `toolgate` binary, so the numbers are the
 // gateway's.

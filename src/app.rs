@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -26,18 +25,19 @@ use rmcp::ServiceExt;
 use rmcp::model::SetLevelRequestParams;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::authenticate::sessions::{Ownership, SessionOwners};
 use crate::authenticate::{self, ApiKeys, Authenticator, sso};
+use crate::call::Caller;
 use crate::config::Config;
 use crate::mcp::catalog::{Catalog, Listing};
 use crate::mcp::hub::{Hub, ListChanged};
 use crate::mcp::lane::FastLane;
 use crate::mcp::server::VirtualServer;
 use crate::mcp::upstream::{self, Health, Upstream};
-use crate::pipeline::Caller;
+use crate::pipeline::InFlight;
 use crate::storage::{Store, StoreError};
 
 /// How long the last responses get to reach clients after the final call
@@ -256,9 +256,9 @@ impl Gateway {
 
     /// What each server exposes to which group under the policies in
     /// force, and why the rest is hidden (`GET /admin/v1/status`).
-    pub fn exposure(&self) -> Vec<crate::authorize::exposure::ServerExposure> {
+    pub fn exposure(&self) -> Vec<crate::mcp::exposure::ServerExposure> {
         let catalog = self.catalog();
-        crate::authorize::exposure::summarize(
+        crate::mcp::exposure::summarize(
             &self.policies.current(),
             &catalog,
             &self.config.servers,
@@ -293,77 +293,6 @@ async fn catalog_task(gw: std::sync::Weak<Gateway>, mut events: mpsc::Receiver<u
         let changed = gw.rebuild_catalog();
         tracing::debug!(%server, ?changed, "catalog rebuilt");
         gw.hub.broadcast_list_changed(changed);
-    }
-}
-
-/// Counts calls in flight, up to a limit; once closed, admits no more.
-pub struct InFlight {
-    count: AtomicUsize,
-    limit: usize,
-    closed: AtomicBool,
-    idle: Notify,
-}
-
-/// Why a call was not admitted.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum NotAdmitted {
-    #[error("the gateway is shutting down")]
-    ShuttingDown,
-    #[error(
-        "the gateway is at its limit of {0} calls in flight (max_in_flight_calls); retry shortly"
-    )]
-    Full(usize),
-}
-
-/// Held for the duration of one call.
-pub struct InFlightGuard<'a>(&'a InFlight);
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
-impl InFlight {
-    pub fn new(limit: usize) -> Self {
-        Self {
-            count: AtomicUsize::new(0),
-            limit,
-            closed: AtomicBool::new(false),
-            idle: Notify::new(),
-        }
-    }
-
-    /// Admit one call, unless shutdown has begun or the limit is reached.
-    pub fn enter(&self) -> Result<InFlightGuard<'_>, NotAdmitted> {
-        let before = self.count.fetch_add(1, Ordering::AcqRel);
-        let guard = InFlightGuard(self);
-        if self.closed.load(Ordering::Acquire) {
-            return Err(NotAdmitted::ShuttingDown);
-        }
-        if before >= self.limit {
-            return Err(NotAdmitted::Full(self.limit));
-        }
-        Ok(guard)
-    }
-
-    /// Refuse new calls and wait up to `grace` for the rest; returns how many
-    /// were still running at the deadline.
-    pub async fn close_and_wait(&self, grace: Duration) -> usize {
-        self.closed.store(true, Ordering::Release);
-        let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            let notified = self.idle.notified();
-            let n = self.count.load(Ordering::Acquire);
-            if n == 0 {
-                return 0;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.count.load(Ordering::Acquire);
-            }
-        }
     }
 }
 
@@ -938,7 +867,7 @@ async fn flush_last_used(keys: Arc<ApiKeys>, stop: CancellationToken) {
 pub async fn probe_exposure(
     config: &Config,
     policies: &crate::authorize::Policies,
-) -> Vec<(crate::authorize::exposure::ServerExposure, Option<String>)> {
+) -> Vec<(crate::mcp::exposure::ServerExposure, Option<String>)> {
     let upstreams: Vec<_> = config
         .servers
         .iter()
@@ -979,12 +908,11 @@ pub async fn probe_exposure(
             .zip(&listings)
             .map(|(u, l)| (&u.config, l.as_deref())),
     );
-    let summary =
-        crate::authorize::exposure::summarize(policies, &catalog, &config.servers, |name| {
-            upstreams
-                .iter()
-                .any(|u| &*u.name == name && u.listing().is_some())
-        });
+    let summary = crate::mcp::exposure::summarize(policies, &catalog, &config.servers, |name| {
+        upstreams
+            .iter()
+            .any(|u| &*u.name == name && u.listing().is_some())
+    });
     let why_down: Vec<Option<String>> = upstreams
         .iter()
         .map(|u| match u.health().0 {

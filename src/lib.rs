@@ -9,6 +9,7 @@ pub mod approvals;
 pub mod audit;
 pub mod authenticate;
 pub mod authorize;
+pub mod call;
 pub mod config;
 pub mod listen;
 pub mod mcp;

@@ -272,7 +272,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // What a new user most often asks next: why a tool is missing.
             eprintln!(
                 "tools each server exposes, as seen by {} (`toolgate policy explain --tool NAME` says why for one tool):",
-                toolgate::authorize::exposure::ASKED_FOR
+                toolgate::mcp::exposure::ASKED_FOR
             );
             for (exposure, down) in toolgate::app::probe_exposure(&config, &policies).await {
                 eprintln!("  - {exposure}");

@@ -13,7 +13,7 @@ use serde_json::{Map, json};
 use crate::app::Gateway;
 use crate::authorize::cases::{AnnotationsSpec, Case};
 use crate::authorize::{Query, Target};
-use crate::pipeline::Caller;
+use crate::call::Caller;
 
 /// The routes, for the router (behind the authenticate layer).
 pub fn router(gw: Arc<Gateway>) -> axum::Router {
@@ -62,7 +62,7 @@ async fn status(State(gw): State<Arc<Gateway>>, Extension(caller): Extension<Cal
     }
     let (_, mut body) = gw.readiness();
     body["exposure"] = json!({
-        "asked_for": crate::authorize::exposure::ASKED_FOR,
+        "asked_for": crate::mcp::exposure::ASKED_FOR,
         "servers": gw.exposure(),
     });
     Json(body).into_response()
@@ -95,7 +95,7 @@ async fn policy_explain(
             case.server
                 .get_or_insert_with(|| entry.route.server.to_string());
             if case.annotations.is_none() {
-                let a = crate::authorize::Annotations::from_tool(&entry.upstream);
+                let a = crate::mcp::catalog::annotations(&entry.upstream);
                 case.annotations = Some(AnnotationsSpec {
                     read_only: Some(a.read_only),
                     destructive: Some(a.destructive),

@@ -21,7 +21,8 @@ use serde_json::json;
 
 use crate::audit::{Audit, now_ms};
 use crate::authorize::Gate;
-use crate::pipeline::{Caller, Confirmation};
+use crate::call::Caller;
+use crate::pipeline::Confirmation;
 
 /// What every toolgate `requestState` starts with.
 const PREFIX: &str = "toolgate1.";
@@ -203,7 +204,7 @@ pub fn wrap(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::Credential;
+    use crate::call::Credential;
 
     async fn audit(dir: &std::path::Path) -> Audit {
         let store = crate::storage::Store::open(None, dir).await.expect("store");

@@ -25,7 +25,8 @@ use sqlx::AnyPool;
 
 use crate::audit::{Audit, Kind, Record, Who, now_ms};
 use crate::authorize::Gate;
-use crate::pipeline::{CallContext, CallError, CallKind, Caller, Confirmation, PolicySource};
+use crate::call::{CallError, Caller};
+use crate::pipeline::{CallContext, CallKind, Confirmation, PolicySource};
 
 /// How often a waiting call looks at its request.
 pub const POLL: Duration = Duration::from_millis(200);
@@ -431,11 +432,8 @@ pub async fn request(audit: &Audit, r: &Request<'_>) -> Result<String, String> {
 /// this call's request stands, as the error to answer with. A request
 /// still pending is reported (and not made twice); a denial or expiry not
 /// yet told is told, once; otherwise a new request is made.
-pub async fn standing(
-    audit: &Audit,
-    r: &Request<'_>,
-) -> Result<crate::pipeline::CallError, String> {
-    use crate::pipeline::CallError;
+pub async fn standing(audit: &Audit, r: &Request<'_>) -> Result<crate::call::CallError, String> {
+    use crate::call::CallError;
     let (b, gate, group) = (r.binding, r.gate, r.group);
     let pool = audit.store().pool();
     /// id, state, expiry, decided by, comment, reported.

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::app::Gateway;
 use crate::authenticate::sso::Sso;
-use crate::pipeline::Caller;
+use crate::call::Caller;
 use crate::util::html::filters;
 
 /// What the page's handlers share.

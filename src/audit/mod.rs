@@ -39,7 +39,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::pipeline::{Caller, Credential};
+use crate::call::{Caller, Credential};
 use crate::storage::Store;
 use crate::util::sync::LockExt;
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
-use crate::pipeline::{Caller, Credential};
+use crate::call::{Caller, Credential};
 use crate::storage::{Store, now_unix};
 use crate::util::digest::random_hex;
 use crate::util::sync::LockExt;

@@ -36,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 
 pub use api_keys::ApiKeys;
 
-use crate::pipeline::Caller;
+use crate::call::Caller;
 
 /// The body of an identity provider's (or Graph's) answer, read chunk by
 /// chunk and abandoned as soon as it passes `limit` bytes: never buffered

@@ -21,9 +21,9 @@ use sha2::{Digest, Sha256};
 
 use super::graph::Graph;
 use super::jwt::{self, Alg, Jwk, JwtError, Rules};
+use crate::call::{Caller, Credential};
 use crate::config::auth::ClaimMapping;
 use crate::config::{IssuerConfig, Provider};
-use crate::pipeline::{Caller, Credential};
 use crate::util::sync::LockExt;
 
 /// Shortest time between two key refreshes caused by unknown `kid`s.

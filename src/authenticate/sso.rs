@@ -59,8 +59,8 @@ use serde::{Deserialize, Serialize};
 use super::api_keys::sha256_hex;
 use super::idp_http::{IdpHttp, error_chain, token_error};
 use super::oidc::{Endpoints, Issuer};
+use crate::call::Caller;
 use crate::config::auth::{ClientAuth, SsoConfig};
-use crate::pipeline::Caller;
 use crate::storage::{Store, now_unix};
 use crate::util::digest::random_hex;
 use crate::util::html::filters;
@@ -450,7 +450,7 @@ impl Sso {
                 let mut logout = crate::audit::Record::new(crate::audit::Kind::Logout);
                 logout.caller = Some(crate::audit::Who {
                     subject,
-                    credential: crate::pipeline::Credential::Session,
+                    credential: crate::call::Credential::Session,
                     ..crate::audit::Who::operator()
                 });
                 crate::audit::append_in(&mut tx, &[&logout]).await?;
@@ -706,7 +706,7 @@ mod tests {
             ([127, 0, 0, 1], 1).into(),
         )
         .expect("client");
-        let alice = Caller::new("idp:alice".into(), crate::pipeline::Credential::Session);
+        let alice = Caller::new("idp:alice".into(), crate::call::Credential::Session);
         let mut cookies = Vec::new();
         for _ in 0..MAX_SESSIONS_PER_SUBJECT + 5 {
             cookies.push(sso.start_session(&alice).await.expect("session"));

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{Annotations, Decision, Policies, Query, ServerFacts, Target};
+use crate::call::{Caller, Credential};
 use crate::config::ServerConfig;
-use crate::pipeline::{Caller, Credential};
 
 /// One written-down question, and (for tests) its expected answer.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -3,61 +3,11 @@
 use cedar_policy::RestrictedExpression;
 use serde_json::{Map, Value};
 
+use crate::call::Annotations;
+
 /// Deepest argument nesting turned into a Cedar record; deeper values are
 /// refused (the call is denied, not guessed).
 pub const MAX_ARG_DEPTH: usize = 16;
-
-/// A tool's behaviour hints (MCP `ToolAnnotations`), as policies see them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Annotations {
-    pub read_only: bool,
-    pub destructive: bool,
-    pub idempotent: bool,
-    pub open_world: bool,
-}
-
-impl Annotations {
-    /// What a tool that says nothing is assumed to be (the MCP defaults,
-    /// which are also the worst case).
-    pub const WORST: Annotations = Annotations {
-        read_only: false,
-        destructive: true,
-        idempotent: false,
-        open_world: true,
-    };
-
-    /// From an upstream's tool definition (missing hints: MCP defaults).
-    pub fn from_tool(tool: &rmcp::model::Tool) -> Annotations {
-        let Some(a) = &tool.annotations else {
-            return Annotations::WORST;
-        };
-        let read_only = a.read_only_hint.unwrap_or(false);
-        Annotations {
-            read_only,
-            // A read-only tool does not destroy anything.
-            destructive: !read_only && a.destructive_hint.unwrap_or(true),
-            idempotent: a.idempotent_hint.unwrap_or(false),
-            open_world: a.open_world_hint.unwrap_or(true),
-        }
-    }
-
-    /// What policies may believe: the hints of a trusted server, otherwise
-    /// the worst case (an untrusted server could call anything read-only).
-    pub fn believed(self, trusted: bool) -> Annotations {
-        if trusted { self } else { Annotations::WORST }
-    }
-
-    pub fn to_cedar(self) -> RestrictedExpression {
-        let b = RestrictedExpression::new_bool;
-        RestrictedExpression::new_record([
-            ("read_only".to_string(), b(self.read_only)),
-            ("destructive".to_string(), b(self.destructive)),
-            ("idempotent".to_string(), b(self.idempotent)),
-            ("open_world".to_string(), b(self.open_world)),
-        ])
-        .unwrap_or_else(|_| unreachable!("distinct keys"))
-    }
-}
 
 /// Which arguments policies read: the policies' text names every
 /// attribute they read (Cedar has no computed attribute names), so an
@@ -161,6 +111,18 @@ pub fn time(unix: i64) -> RestrictedExpression {
             "weekday".to_string(),
             RestrictedExpression::new_long(weekday),
         ),
+    ])
+    .unwrap_or_else(|_| unreachable!("distinct keys"))
+}
+
+/// A tool's hints as a Cedar record (`context.annotations`).
+pub fn annotations(a: Annotations) -> RestrictedExpression {
+    let b = RestrictedExpression::new_bool;
+    RestrictedExpression::new_record([
+        ("read_only".to_string(), b(a.read_only)),
+        ("destructive".to_string(), b(a.destructive)),
+        ("idempotent".to_string(), b(a.idempotent)),
+        ("open_world".to_string(), b(a.open_world)),
     ])
     .unwrap_or_else(|_| unreachable!("distinct keys"))
 }

@@ -25,7 +25,6 @@
 
 pub mod cases;
 mod context;
-pub mod exposure;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -41,48 +40,12 @@ use cedar_policy::{
     EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
     Validator,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::pipeline::{Caller, Credential};
+use crate::call::{Caller, Credential};
 
-pub use context::{Annotations, ArgsUse, to_cedar};
-
-/// An action policies decide on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// Calling a tool; also whether it is listed.
-    CallTool,
-    ReadResource,
-    GetPrompt,
-    /// An LLM chat completion (the LLM proxy).
-    Chat,
-    /// Using an admin API area (`Admin::"policy"`, …).
-    Administer,
-}
-
-impl Action {
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::CallTool => "call_tool",
-            Action::ReadResource => "read_resource",
-            Action::GetPrompt => "get_prompt",
-            Action::Chat => "chat",
-            Action::Administer => "administer",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Action> {
-        [
-            Action::CallTool,
-            Action::ReadResource,
-            Action::GetPrompt,
-            Action::Chat,
-            Action::Administer,
-        ]
-        .into_iter()
-        .find(|a| a.name() == text)
-    }
-}
+pub use crate::call::{Action, Annotations, Decision, Gate, Query, Target};
+pub use context::{ArgsUse, to_cedar};
 
 /// What a server contributes to decisions (from `servers/*.toml`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -92,162 +55,6 @@ pub struct ServerFacts {
     pub env: String,
     /// Its tool annotations are believed.
     pub trusted: bool,
-}
-
-/// The thing a request is about.
-#[derive(Debug, Clone)]
-pub enum Target<'a> {
-    Tool {
-        /// The exposed (namespaced) name.
-        name: &'a str,
-        server: &'a ServerFacts,
-        annotations: Annotations,
-    },
-    Resource {
-        uri: &'a str,
-        server: &'a ServerFacts,
-    },
-    Prompt {
-        name: &'a str,
-        server: &'a ServerFacts,
-    },
-    Model {
-        name: &'a str,
-    },
-    /// An admin API area.
-    Admin {
-        name: &'a str,
-    },
-}
-
-impl Target<'_> {
-    /// What it is, in "unknown {kind}" answers.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Target::Tool { .. } => "tool",
-            Target::Resource { .. } => "resource",
-            Target::Prompt { .. } => "prompt",
-            Target::Model { .. } => "model",
-            Target::Admin { .. } => "admin area",
-        }
-    }
-
-    /// The server it is on, if any.
-    pub fn server(&self) -> Option<&ServerFacts> {
-        match self {
-            Target::Tool { server, .. }
-            | Target::Resource { server, .. }
-            | Target::Prompt { server, .. } => Some(server),
-            Target::Model { .. } | Target::Admin { .. } => None,
-        }
-    }
-
-    pub fn action(&self) -> Action {
-        match self {
-            Target::Tool { .. } => Action::CallTool,
-            Target::Resource { .. } => Action::ReadResource,
-            Target::Prompt { .. } => Action::GetPrompt,
-            Target::Model { .. } => Action::Chat,
-            Target::Admin { .. } => Action::Administer,
-        }
-    }
-}
-
-/// One question for the policies.
-#[derive(Debug, Clone)]
-pub struct Query<'a> {
-    pub caller: &'a Caller,
-    pub target: Target<'a>,
-    /// The call's arguments; `None` when deciding visibility (listing).
-    pub args: Option<&'a Map<String, Value>>,
-    pub request_id: &'a str,
-}
-
-/// The answer, with the policies that determined it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// `@id`s of the determining policies: the permits that allowed it, or
-    /// the forbids that refused it (empty for default deny).
-    pub policies: Vec<String>,
-    /// `@reason`s of those policies, where they have one.
-    pub reasons: Vec<String>,
-    /// Policies that could not be evaluated (each one denies).
-    pub errors: Vec<String>,
-    /// The approval gates an allowed call must pass (its satisfied
-    /// `@approval` policies); empty when it needs none, and always when
-    /// deciding visibility.
-    pub gates: Vec<Gate>,
-}
-
-/// An approval gate: a `permit` policy with `@approval("<group>")`,
-/// `@confirm("<question>")` or both. It does not take part in allowing or
-/// refusing; when an allowed call satisfies it, the call goes ahead only
-/// once members of the group approve it, or the end user confirms it (MCP
-/// elicitation). With both, the user is asked when their client can be,
-/// and the group otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gate {
-    /// The gate policy's `@id`.
-    pub policy: String,
-    /// Members of this group decide (`@approval`).
-    pub group: Option<String>,
-    /// The end user confirms, asked this (`@confirm`).
-    pub confirm: Option<String>,
-    /// How long a request waits for a decision (`@timeout`, default
-    /// [`Gate::DEFAULT_TIMEOUT`]); then it is denied.
-    pub timeout: std::time::Duration,
-    /// How many distinct approvers it takes (`@approvers`, default 1).
-    pub approvers: u32,
-    /// The policy's `@reason`, shown to approvers and to the caller.
-    pub reason: Option<String>,
-}
-
-impl Gate {
-    /// What the gate asks for, in words: "approval by `security`", "the
-    /// user's confirmation", or both.
-    pub fn needs(&self) -> String {
-        match (&self.group, &self.confirm) {
-            (Some(group), None) => format!("approval by `{group}`"),
-            (None, _) => "the user's confirmation".to_string(),
-            (Some(group), Some(_)) => {
-                format!("the user's confirmation (else approval by `{group}`)")
-            }
-        }
-    }
-
-    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-    /// Most distinct approvers a gate may ask for.
-    pub const MAX_APPROVERS: u32 = 10;
-}
-
-impl fmt::Display for Decision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.allowed { "allowed" } else { "denied" };
-        match (
-            self.allowed,
-            self.policies.as_slice(),
-            self.errors.is_empty(),
-        ) {
-            (_, _, false) => write!(
-                f,
-                "{verdict}: a policy could not be evaluated ({})",
-                self.errors.join("; ")
-            ),
-            (false, [], true) => write!(f, "{verdict}: no policy permits it (default deny)"),
-            (_, ids, true) => {
-                let ids: Vec<String> = ids.iter().map(|i| format!("`{i}`")).collect();
-                write!(f, "{verdict} by policy {}", ids.join(", "))?;
-                if !self.reasons.is_empty() {
-                    write!(f, ": {}", self.reasons.join("; "))?;
-                }
-                for gate in &self.gates {
-                    write!(f, "; needs {} (gate `{}`)", gate.needs(), gate.policy)?;
-                }
-                Ok(())
-            }
-        }
-    }
 }
 
 /// One problem in `policies/`, with where it is.
@@ -303,6 +110,32 @@ impl fmt::Display for PolicyErrors {
 }
 
 impl std::error::Error for PolicyErrors {}
+
+/// The groups a policy set names (`Group::"…"` anywhere in a policy), read
+/// from each policy's JSON form so escapes and spacing cannot hide one.
+fn groups_named(set: &cedar_policy::PolicySet) -> std::collections::BTreeSet<String> {
+    fn walk(value: &serde_json::Value, found: &mut std::collections::BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.get("type").and_then(|t| t.as_str()) == Some("Group")
+                    && let Some(id) = map.get("id").and_then(|i| i.as_str())
+                {
+                    found.insert(id.to_string());
+                }
+                map.values().for_each(|v| walk(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = std::collections::BTreeSet::new();
+    for policy in set.policies() {
+        if let Ok(json) = policy.to_json() {
+            walk(&json, &mut found);
+        }
+    }
+    found
+}
 
 /// A validated policy set and its schema.
 pub struct Policies {
@@ -519,7 +352,7 @@ impl Policies {
 
     /// The groups the policies name (`Group::"…"`), sorted.
     pub fn groups(&self) -> std::collections::BTreeSet<String> {
-        exposure::groups_named(&self.set)
+        groups_named(&self.set)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -1157,7 +990,7 @@ fn context(query: &Query<'_>, uses: &ContextUse, with_args: bool) -> Result<Cont
             ..
         } => {
             let believed = annotations.believed(server.trusted);
-            context.push(("annotations".into(), believed.to_cedar()));
+            context.push(("annotations".into(), context::annotations(believed)));
             context.push(("args".into(), context::args(args, &uses.args)?));
         }
         Target::Prompt { .. } => context.push(("args".into(), context::args(args, &uses.args)?)),
@@ -1943,7 +1776,7 @@ mod tests {
             ..ServerFacts::default()
         };
         let caller = Caller::new("u".into(), Credential::AccessToken);
-        let ask = |name, args: Option<&Map<String, Value>>| {
+        let ask = |name, args: Option<&serde_json::Map<String, Value>>| {
             p.decide(&Query {
                 caller: &caller,
                 target: Target::Tool {

@@ -31,7 +31,8 @@ use super::hub::{Downstream, ResourceSubscriber};
 use super::upstream::{self, Upstream};
 use crate::app::Gateway;
 use crate::authorize::{Annotations, Target};
-use crate::pipeline::{CallContext, CallError, CallKind, Confirmation, PolicyQuestion};
+use crate::call::CallError;
+use crate::pipeline::{CallContext, CallKind, Confirmation, PolicyQuestion};
 
 /// The upstream a call goes to, and the name it knows the thing by.
 pub struct UpstreamTarget {
@@ -250,7 +251,7 @@ pub fn resolve_tool(gw: &Gateway, name: &str) -> Result<UpstreamTarget, CallErro
         name: name.to_string(),
     })?;
     let mut target = target(gw, &entry.route.server, entry.route.upstream_name.clone())?;
-    target.annotations = Annotations::from_tool(&entry.upstream);
+    target.annotations = crate::mcp::catalog::annotations(&entry.upstream);
     target.definition_hash = Some(entry.definition_hash.clone());
     Ok(target)
 }

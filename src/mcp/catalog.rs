@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
+use crate::call::Annotations;
 use crate::config::ServerConfig;
 
 /// What one upstream offered at its last listing.
@@ -274,6 +275,22 @@ impl Catalog {
 pub fn definition_hash(tool: &Tool) -> Arc<str> {
     let json = serde_json::to_value(tool).unwrap_or_default();
     crate::util::digest::sha256_hex(crate::audit::canonical(&json).as_bytes()).into()
+}
+
+/// A tool's behaviour hints as policies see them, from its definition
+/// (missing hints: the MCP defaults, which are also the worst case).
+pub fn annotations(tool: &Tool) -> Annotations {
+    let Some(a) = &tool.annotations else {
+        return Annotations::WORST;
+    };
+    let read_only = a.read_only_hint.unwrap_or(false);
+    Annotations {
+        read_only,
+        // A read-only tool does not destroy anything.
+        destructive: !read_only && a.destructive_hint.unwrap_or(true),
+        idempotent: a.idempotent_hint.unwrap_or(false),
+        open_world: a.open_world_hint.unwrap_or(true),
+    }
 }
 
 #[cfg(test)]

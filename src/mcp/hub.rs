@@ -25,7 +25,7 @@ use std::time::Duration;
 use rmcp::model::{ProgressToken, RequestId};
 use rmcp::service::{Peer, RoleClient, RoleServer, SubscriptionSink};
 
-use crate::pipeline::Caller;
+use crate::call::Caller;
 use crate::util::sync::LockExt;
 
 /// Process-unique id of a downstream session (one per MCP session, or one per

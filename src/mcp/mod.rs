@@ -7,6 +7,7 @@
 pub mod calls;
 pub mod catalog;
 pub mod egress;
+pub mod exposure;
 pub mod hub;
 pub mod in_order;
 pub mod ingress;

@@ -41,7 +41,8 @@ use super::calls::{TaskOp, TaskRequest};
 use super::hub::{Downstream, ListChanged, SessionId};
 use super::views;
 use crate::app::Gateway;
-use crate::pipeline::{self, CallContext, CallError, CallKind, Caller};
+use crate::call::{CallError, Caller};
+use crate::pipeline::{self, CallContext, CallKind};
 
 fn next_session_id() -> SessionId {
     static NEXT: AtomicU64 = AtomicU64::new(1);

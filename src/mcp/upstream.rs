@@ -801,8 +801,8 @@ pub async fn send(
     request: ClientRequest,
     downstream: Option<Downstream>,
     cancel: &CancellationToken,
-) -> Result<ServerResult, crate::pipeline::CallError> {
-    use crate::pipeline::CallError;
+) -> Result<ServerResult, crate::call::CallError> {
+    use crate::call::CallError;
     let server = || upstream.config.name.clone();
     let modern = downstream.as_ref().is_some_and(|d| d.modern);
     let (peer, route) = upstream

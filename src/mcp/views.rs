@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
 use crate::app::Gateway;
-use crate::authorize::{Annotations, Policies, Query, Target};
+use crate::authorize::Policies;
+use crate::call::Caller;
+use crate::call::{Query, Target};
 use crate::mcp::catalog::Catalog;
 use crate::mcp::hub::ListChanged;
-use crate::pipeline::Caller;
 
 fn visible(policies: &Policies, caller: &Caller, target: Target<'_>) -> bool {
     policies
@@ -99,7 +100,11 @@ fn build_tools(gw: &Gateway, catalog: &Catalog, policies: &Policies, caller: &Ca
         .filter_map(|tool| {
             let entry = catalog.tool(&tool.name)?;
             let upstream = gw.upstream(&entry.route.server)?;
-            Some((tool, upstream, Annotations::from_tool(&entry.upstream)))
+            Some((
+                tool,
+                upstream,
+                crate::mcp::catalog::annotations(&entry.upstream),
+            ))
         })
         .collect();
     let targets: Vec<Target<'_>> = found
@@ -249,7 +254,7 @@ pub fn changed(gw: &Gateway, old: &Policies, new: &Policies, caller: &Caller) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::Credential;
+    use crate::call::Credential;
 
     #[test]
     fn the_view_cache_is_keyed_by_everything_that_decides_and_bounded() {

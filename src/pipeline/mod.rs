@@ -20,8 +20,7 @@
 //! called from [`run`], in the order above; each one reads and fills the
 //! context and returns early with `?` to refuse a call.
 
-mod caller;
-mod error;
+pub mod admit;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-pub use caller::{Caller, Credential};
-pub use error::{CallError, Fault};
+pub use admit::{InFlight, InFlightGuard};
 
 use crate::audit::{Audit, Kind, Record, Who};
-use crate::authorize::{Decision, Policies, Query};
+use crate::authorize::Policies;
+use crate::call::{CallError, Caller, Decision, Query};
 
 /// Where the authorize stage finds the policies in force, the approval
 /// stage how to wait, and the record stages the audit trail.

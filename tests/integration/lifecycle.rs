@@ -107,7 +107,7 @@ async fn shutdown_lets_in_flight_calls_finish_and_ends_child_processes() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         gateway.inflight.enter().err(),
-        Some(toolgate::app::NotAdmitted::ShuttingDown)
+        Some(toolgate::call::NotAdmitted::ShuttingDown)
     );
     let (client, r) = slow.await.unwrap();
     assert_eq!(text(&r.unwrap()), "slept 800 ms", "in-flight call finished");

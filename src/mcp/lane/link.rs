@@ -42,10 +42,10 @@ use super::{
     with_id, with_param,
 };
 use crate::app::Gateway;
+use crate::call::CallError;
 use crate::config::{Secret, UpstreamUrl};
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::egress::{self, CheckedResolver};
-use crate::pipeline::CallError;
 use crate::util::sync::LockExt;
 
 /// Why an exchange with the upstream failed, before it became a [`CallError`].

@@ -50,11 +50,10 @@ use link::LinkResult;
 pub use link::{LaneLink, SessionSpy};
 
 use crate::app::Gateway;
+use crate::call::{CallError, Caller};
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::upstream::Upstream;
-use crate::pipeline::{
-    self, CallContext, CallError, CallKind, Caller, Confirmation, PolicyQuestion,
-};
+use crate::pipeline::{self, CallContext, CallKind, Confirmation, PolicyQuestion};
 use crate::util::sync::LockExt;
 
 /// Messages (relayed requests, notifications) queued for one caller's

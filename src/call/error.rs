@@ -39,7 +39,7 @@ pub enum CallError {
     Cancelled,
     /// Visible to the caller, but a policy refuses this call.
     #[error("{0}")]
-    Denied(Box<crate::authorize::Decision>),
+    Denied(Box<super::Decision>),
     /// An approval gate held it, and it was denied or expired.
     #[error("{0}")]
     ApprovalDenied(String),
@@ -55,7 +55,7 @@ pub enum CallError {
     ApprovalUnavailable(String),
     /// Shutting down, or at the in-flight limit: try again later.
     #[error("{0}")]
-    NotAdmitted(crate::app::NotAdmitted),
+    NotAdmitted(NotAdmitted),
     /// The audit trail could not record the decision: not forwarded.
     #[error(
         "toolgate: this call was not forwarded because the audit trail cannot record it ({0}); try again later"
@@ -100,4 +100,15 @@ impl CallError {
             CallError::AuditUnavailable(_) => "internal/audit_unavailable",
         }
     }
+}
+
+/// Why a call was not admitted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotAdmitted {
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    #[error(
+        "the gateway is at its limit of {0} calls in flight (max_in_flight_calls); retry shortly"
+    )]
+    Full(usize),
 }

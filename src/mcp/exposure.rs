@@ -4,16 +4,17 @@
 //! list does (visibility, see `mcp::views`) for one representative caller
 //! per group, and names the policies that decided each hidden tool.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::{Annotations, Policies, Query, ServerFacts, Target};
+use super::catalog::{Catalog, annotations};
+use crate::authorize::{Policies, ServerFacts};
+use crate::call::{Annotations, Query, Target};
+use crate::call::{Caller, Credential};
 use crate::config::ServerConfig;
-use crate::mcp::catalog::Catalog;
-use crate::pipeline::{Caller, Credential};
 
 /// The name shown for a caller in no group.
 pub const NO_GROUP: &str = "(no group)";
@@ -101,7 +102,7 @@ pub fn summarize(
                     (*entry.route.server == *server.name).then(|| {
                         (
                             tool.name.as_ref(),
-                            Annotations::from_tool(&entry.upstream),
+                            annotations(&entry.upstream),
                         )
                     })
                 })
@@ -236,30 +237,4 @@ impl fmt::Display for ServerExposure {
         }
         Ok(())
     }
-}
-
-/// The groups a policy set names (`Group::"…"` anywhere in a policy), read
-/// from each policy's JSON form so escapes and spacing cannot hide one.
-pub(super) fn groups_named(set: &cedar_policy::PolicySet) -> BTreeSet<String> {
-    fn walk(value: &serde_json::Value, found: &mut BTreeSet<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                if map.get("type").and_then(|t| t.as_str()) == Some("Group")
-                    && let Some(id) = map.get("id").and_then(|i| i.as_str())
-                {
-                    found.insert(id.to_string());
-                }
-                map.values().for_each(|v| walk(v, found));
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
-            _ => {}
-        }
-    }
-    let mut found = BTreeSet::new();
-    for policy in set.policies() {
-        if let Ok(json) = policy.to_json() {
-            walk(&json, &mut found);
-        }
-    }
-    found
 }
