@@ -5,39 +5,29 @@
 //! `shutdown_grace`) → close client sessions → stop upstreams (stdio children
 //! get SIGTERM, then SIGKILL).
 
-#![expect(
-    deprecated,
-    reason = "sampling, roots and logging are deprecated by SEP-2577 but are how 2025-11-25 clients and servers talk"
-)]
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use rmcp::ServiceExt;
-use rmcp::model::SetLevelRequestParams;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::authenticate::sessions::{Ownership, SessionOwners};
+use crate::authenticate::sessions::Ownership;
 use crate::authenticate::{self, ApiKeys, Authenticator, sso};
 use crate::call::Caller;
 use crate::config::Config;
-use crate::mcp::catalog::{Catalog, Listing};
-use crate::mcp::hub::{Hub, ListChanged};
+use crate::mcp::hub::ListChanged;
 use crate::mcp::lane::FastLane;
 use crate::mcp::server::VirtualServer;
-use crate::mcp::upstream::{self, Health, Upstream};
-use crate::pipeline::InFlight;
+use crate::mcp::state::McpState;
+use crate::pipeline::{InFlight, Pipeline};
 use crate::storage::{Store, StoreError};
 
 /// How long the last responses get to reach clients after the final call
@@ -47,40 +37,14 @@ const RESPONSE_FLUSH: Duration = Duration::from_millis(200);
 /// Shared state of one gateway process.
 pub struct Gateway {
     pub config: Arc<Config>,
-    upstreams: Vec<Arc<Upstream>>,
-    by_name: HashMap<Arc<str>, Arc<Upstream>>,
-    catalog: ArcSwap<Catalog>,
-    pub hub: Arc<Hub>,
+    /// The spine every call runs through.
+    pub pipeline: Arc<Pipeline>,
+    /// The MCP front end: upstreams, catalog, sessions.
+    pub mcp: Arc<McpState>,
     /// Stops upstream supervisors (and so child processes).
     pub shutdown: CancellationToken,
-    pub inflight: InFlight,
-    /// `tools/call` forwarded without rmcp's machinery (see its module).
-    pub fast_lane: FastLane,
-    /// Who opened each MCP session (only they may use it).
-    pub session_owners: SessionOwners,
     /// Trusted OIDC issuers and their keys.
     pub issuers: Vec<Arc<authenticate::oidc::Issuer>>,
-    /// The Cedar policies in force (`policies/`).
-    pub policies: crate::authorize::Engine,
-    /// Per-caller tool lists (see `mcp::views`).
-    pub list_views: crate::mcp::views::ListCache,
-    /// The audit trail's writer.
-    pub audit: crate::audit::Audit,
-    /// Built once: `get_info` runs several times per request.
-    instructions: String,
-}
-
-fn instructions(servers: &[crate::config::ServerConfig]) -> String {
-    let mut s = String::from(
-        "toolgate: one MCP server in front of these upstreams (tools are named {server}__{tool}):",
-    );
-    for server in servers {
-        s.push_str(&format!("\n- {}", server.name));
-        if let Some(d) = &server.description {
-            s.push_str(&format!(": {d}"));
-        }
-    }
-    s
 }
 
 impl Gateway {
@@ -91,14 +55,6 @@ impl Gateway {
         policies: crate::authorize::Policies,
         audit: crate::audit::Audit,
     ) -> Result<Arc<Self>, StartError> {
-        let upstreams: Vec<_> = config
-            .servers
-            .iter()
-            .map(|s| Upstream::new(s.clone(), config.host_resolver.clone()))
-            .collect();
-        let max_sessions = config.http.max_sessions;
-        let max_in_flight = config.max_in_flight_calls;
-        let instructions = instructions(&config.servers);
         let issuers = config
             .auth
             .issuers
@@ -107,98 +63,24 @@ impl Gateway {
             .map(authenticate::oidc::Issuer::new)
             .collect::<Result<_, _>>()
             .map_err(StartError::HttpClient)?;
-        let by_name = upstreams
-            .iter()
-            .map(|u| (u.name.clone(), u.clone()))
-            .collect();
-        let config_policies_dir = config.policies_dir.clone();
-        let gw = Arc::new(Gateway {
-            config: Arc::new(config),
-            upstreams,
-            by_name,
-            catalog: ArcSwap::from_pointee(Catalog::default()),
-            hub: Arc::new(Hub::new(max_sessions)),
-            shutdown: CancellationToken::new(),
-            inflight: InFlight::new(max_in_flight),
-            fast_lane: FastLane::new(Arc::new(LocalSessionManager::default())),
-            session_owners: SessionOwners::new(2 * max_sessions),
-            issuers,
-            policies: crate::authorize::Engine::new(policies, config_policies_dir),
-            list_views: Default::default(),
+        let pipeline = Arc::new(Pipeline {
+            policies: crate::authorize::Engine::new(policies, config.policies_dir.clone()),
             audit,
-            instructions,
+            approvals: config.approvals.clone(),
+            admission: InFlight::new(config.max_in_flight_calls),
         });
-        // Bounded: a supervisor waits if the catalog task falls behind.
-        let (events_tx, events_rx) = mpsc::channel(64);
-        tokio::spawn(catalog_task(Arc::downgrade(&gw), events_rx));
+        let config = Arc::new(config);
+        let shutdown = CancellationToken::new();
+        let mcp = McpState::start(config.clone(), pipeline.clone(), &shutdown);
+        let gw = Arc::new(Gateway {
+            config,
+            pipeline,
+            mcp,
+            shutdown,
+            issuers,
+        });
         tokio::spawn(policy_task(Arc::downgrade(&gw)));
-        for upstream in &gw.upstreams {
-            tokio::spawn(upstream.clone().supervise(
-                gw.hub.clone(),
-                events_tx.clone(),
-                gw.shutdown.clone(),
-            ));
-        }
         Ok(gw)
-    }
-
-    pub fn catalog(&self) -> arc_swap::Guard<Arc<Catalog>> {
-        self.catalog.load()
-    }
-
-    pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
-        self.by_name.get(name).cloned()
-    }
-
-    /// Rebuild the catalog from every upstream's current listing; returns
-    /// what changed for clients.
-    fn rebuild_catalog(&self) -> ListChanged {
-        let listings: Vec<Option<Arc<Listing>>> =
-            self.upstreams.iter().map(|u| u.listing()).collect();
-        let catalog = Catalog::build(
-            self.upstreams
-                .iter()
-                .zip(&listings)
-                .map(|(u, l)| (&u.config, l.as_deref())),
-        );
-        for p in &catalog.problems {
-            tracing::warn!(server = %p.server, "{}", p.message);
-        }
-        let old = self.catalog.swap(Arc::new(catalog));
-        let new = self.catalog.load();
-        ListChanged {
-            tools: old.tools != new.tools,
-            resources: old.resources != new.resources
-                || old.resource_templates != new.resource_templates,
-            prompts: old.prompts != new.prompts,
-        }
-    }
-
-    /// Shown to clients at `initialize`.
-    pub fn instructions(&self) -> &str {
-        &self.instructions
-    }
-
-    /// Whether any connected upstream offers the tasks extension.
-    pub fn upstreams_support_tasks(&self) -> bool {
-        self.upstreams.iter().any(|u| {
-            u.link(true)
-                .ok()
-                .and_then(|(peer, _)| peer.peer_info())
-                .is_some_and(|info| info.capabilities.supports_tasks())
-        })
-    }
-
-    pub async fn set_upstream_log_level(&self, request: SetLevelRequestParams) {
-        for u in &self.upstreams {
-            let Ok(peer) = u.peer() else { continue };
-            if peer
-                .peer_info()
-                .is_some_and(|i| i.capabilities.logging.is_some())
-            {
-                let _ = peer.set_level(request.clone()).await;
-            }
-        }
     }
 
     /// The gateway's state in detail (`GET /admin/v1/status`, admins only):
@@ -207,31 +89,7 @@ impl Gateway {
     /// absent); the body says which upstreams are up and why not, and where
     /// they are (URLs without credentials).
     pub fn readiness(&self) -> (bool, serde_json::Value) {
-        let mut ready = true;
-        let upstreams: Vec<_> = self
-            .upstreams
-            .iter()
-            .map(|u| {
-                let (health, since) = u.health();
-                if matches!(health, Health::Connecting { attempt: 1 }) {
-                    ready = false;
-                }
-                let since = since
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let mut entry = serde_json::json!({
-                    "name": &*u.name,
-                    "transport": u.config.transport.kind(),
-                    "since_unix": since,
-                    "health": health,
-                });
-                if let crate::config::Transport::Http { url, .. } = &u.config.transport {
-                    entry["url"] = url.to_string().into();
-                }
-                entry
-            })
-            .collect();
+        let (ready, upstreams) = self.mcp.upstream_health();
         let issuers: Vec<_> = self
             .issuers
             .iter()
@@ -242,35 +100,23 @@ impl Gateway {
                 }
             })
             .collect();
-        let catalog = self.catalog();
+        let catalog = self.mcp.catalog();
         let body = serde_json::json!({
             "ready": ready,
             "upstreams": upstreams,
             "issuers": issuers,
             "tools": catalog.tools.len(),
             "problems": catalog.problems,
-            "sessions": self.hub.session_count(),
+            "sessions": self.mcp.hub.session_count(),
         });
         (ready, body)
-    }
-
-    /// What each server exposes to which group under the policies in
-    /// force, and why the rest is hidden (`GET /admin/v1/status`).
-    pub fn exposure(&self) -> Vec<crate::mcp::exposure::ServerExposure> {
-        let catalog = self.catalog();
-        crate::mcp::exposure::summarize(
-            &self.policies.current(),
-            &catalog,
-            &self.config.servers,
-            |name| self.upstream(name).is_some_and(|u| u.listing().is_some()),
-        )
     }
 
     /// Stop taking calls, wait for in-flight ones up to the grace period,
     /// then stop upstreams.
     pub async fn drain(&self) {
         let grace = self.config.shutdown_grace;
-        let left = self.inflight.close_and_wait(grace).await;
+        let left = self.pipeline.admission.close_and_wait(grace).await;
         if left > 0 {
             tracing::warn!(
                 in_flight = left,
@@ -280,19 +126,8 @@ impl Gateway {
         }
         // Every queued audit record is written (and a checkpoint signed)
         // before the process goes.
-        self.audit.close().await;
+        self.pipeline.audit.close().await;
         self.shutdown.cancel();
-    }
-}
-
-async fn catalog_task(gw: std::sync::Weak<Gateway>, mut events: mpsc::Receiver<upstream::Event>) {
-    while let Some(upstream::Event::ListingChanged { server }) = events.recv().await {
-        // Coalesce a burst (many upstreams coming up at start) into one rebuild.
-        while events.try_recv().is_ok() {}
-        let Some(gw) = gw.upgrade() else { return };
-        let changed = gw.rebuild_catalog();
-        tracing::debug!(%server, ?changed, "catalog rebuilt");
-        gw.hub.broadcast_list_changed(changed);
     }
 }
 
@@ -324,8 +159,8 @@ pub fn router(
     let mcp = StreamableHttpService::new(
         // Each request's caller comes from the authenticate layer; a
         // request without one runs as nobody and is refused.
-        move || Ok(VirtualServer::new(factory_gw.clone(), Caller::nobody())),
-        gw.fast_lane.sessions(),
+        move || Ok(VirtualServer::new(factory_gw.mcp.clone(), Caller::nobody())),
+        gw.mcp.fast_lane.sessions(),
         mcp_config,
     );
     let mcp_gw = gw.clone();
@@ -399,7 +234,7 @@ where
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok());
     if let Some(session) = session
-        && gw.session_owners.check(session, subject) == Ownership::Foreign
+        && gw.mcp.session_owners.check(session, subject) == Ownership::Foreign
     {
         tracing::warn!(caller = %subject, "request names another caller's MCP session; answered as unknown");
         return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
@@ -434,7 +269,7 @@ where
             .as_ref()
             .is_some_and(initialize_declares_elicitation);
     if let Some(message) = message
-        && let Some(response) = FastLane::intercept(&gw, &parts, &body, message).await
+        && let Some(response) = FastLane::intercept(&gw.mcp, &parts, &body, message).await
     {
         return response;
     }
@@ -449,7 +284,9 @@ where
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
     {
-        gw.remember_session_owner(opened, &opener, elicits).await;
+        gw.mcp
+            .remember_session_owner(opened, &opener, elicits)
+            .await;
     }
     response
 }
@@ -517,20 +354,6 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-impl crate::pipeline::PolicySource for Gateway {
-    fn policies(&self) -> Arc<crate::authorize::Policies> {
-        self.policies.current()
-    }
-
-    fn audit(&self) -> &crate::audit::Audit {
-        &self.audit
-    }
-
-    fn approvals(&self) -> &crate::config::ApprovalsConfig {
-        &self.config.approvals
-    }
-}
-
 /// The audit trail over `store`, with its checkpoint key.
 pub fn start_audit(config: &Config, store: &Store) -> Result<crate::audit::Audit, StartError> {
     let key =
@@ -561,19 +384,19 @@ async fn policy_task(gw: std::sync::Weak<Gateway>) {
         if gw.shutdown.is_cancelled() {
             return;
         }
-        let old = gw.policies.current();
+        let old = gw.pipeline.policies.current();
         let mut record = crate::audit::Record::new(crate::audit::Kind::PolicyReload);
-        match gw.policies.reload_if_changed(&mut refused) {
+        match gw.pipeline.policies.reload_if_changed(&mut refused) {
             crate::authorize::Reload::Unchanged => continue,
             crate::authorize::Reload::Swapped => {
-                let new = gw.policies.current();
+                let new = gw.pipeline.policies.current();
                 record.outcome = Some("ok");
                 record.detail = Some(serde_json::json!({
                     "version": new.version,
                     "policies": new.len(),
                     "digest": crate::util::digest::hex(&new.digest),
                 }));
-                gw.audit.submit(record).await;
+                gw.pipeline.audit.submit(record).await;
                 announce_policy_change(&gw, old).await;
             }
             crate::authorize::Reload::Refused(errors) => {
@@ -582,7 +405,7 @@ async fn policy_task(gw: std::sync::Weak<Gateway>) {
                     "version_in_force": old.version,
                     "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
                 }));
-                gw.audit.submit(record).await;
+                gw.pipeline.audit.submit(record).await;
             }
         }
     }
@@ -601,18 +424,18 @@ async fn announce_policy_change(gw: &Arc<Gateway>, old: Arc<crate::authorize::Po
         resources: true,
         prompts: true,
     };
-    let callers = gw.hub.callers();
+    let callers = gw.mcp.hub.callers();
     if callers.len() > MAX_COMPARED_CALLERS {
-        gw.hub.broadcast_list_changed(everything);
+        gw.mcp.hub.broadcast_list_changed(everything);
         return;
     }
     let compare = gw.clone();
     let changed = tokio::task::spawn_blocking(move || {
-        let new = compare.policies.current();
+        let new = compare.pipeline.policies.current();
         callers
             .into_iter()
             .map(|c| {
-                let changed = crate::mcp::views::changed(&compare, &old, &new, &c);
+                let changed = crate::mcp::views::changed(&compare.mcp, &old, &new, &c);
                 (c, changed)
             })
             .collect::<HashMap<_, _>>()
@@ -620,7 +443,8 @@ async fn announce_policy_change(gw: &Arc<Gateway>, old: Arc<crate::authorize::Po
     .await
     .unwrap_or_default();
     // A session opened meanwhile is told everything, to be safe.
-    gw.hub
+    gw.mcp
+        .hub
         .notify_list_changed(|c| changed.get(c).copied().unwrap_or(everything));
 }
 
@@ -815,31 +639,9 @@ impl HttpServer {
         let _ = self.task.await;
         // Give supervisors a moment to end their children.
         self.gateway
+            .mcp
             .wait_upstreams_stopped(Duration::from_secs(5))
             .await;
-    }
-}
-
-impl Gateway {
-    /// Record who opened `session`; when the record is full, forget the
-    /// sessions rmcp has ended first.
-    async fn remember_session_owner(&self, session: &str, subject: &str, elicits: bool) {
-        if self.session_owners.len() >= self.config.http.max_sessions {
-            let live = self.fast_lane.sessions();
-            let live = live.sessions.read().await;
-            self.session_owners.prune(|s| live.contains_key(s));
-        }
-        self.session_owners.opened(session, subject, elicits);
-    }
-
-    async fn wait_upstreams_stopped(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            if self.upstreams.iter().all(|u| u.peer().is_err()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 }
 
@@ -857,79 +659,6 @@ async fn flush_last_used(keys: Arc<ApiKeys>, stop: CancellationToken) {
             return;
         }
     }
-}
-
-/// `toolgate check`: connect to every upstream once, wait until each has
-/// answered or failed (at most its connect timeout, plus a second), and
-/// say what each exposes to which group under `policies`. Stops the
-/// upstreams it started before returning; a down upstream is reported
-/// with its reason.
-pub async fn probe_exposure(
-    config: &Config,
-    policies: &crate::authorize::Policies,
-) -> Vec<(crate::mcp::exposure::ServerExposure, Option<String>)> {
-    let upstreams: Vec<_> = config
-        .servers
-        .iter()
-        .map(|s| Upstream::new(s.clone(), config.host_resolver.clone()))
-        .collect();
-    let hub = Arc::new(Hub::new(config.http.max_sessions));
-    let stop = CancellationToken::new();
-    // Nobody listens for listing changes here: the catalog is built once
-    // below. Bounded; the receiver is drained while waiting.
-    let (events_tx, mut events_rx) = mpsc::channel(64);
-    for u in &upstreams {
-        tokio::spawn(
-            u.clone()
-                .supervise(hub.clone(), events_tx.clone(), stop.clone()),
-        );
-    }
-    drop(events_tx);
-    let longest = config
-        .servers
-        .iter()
-        .map(|s| s.connect_timeout)
-        .max()
-        .unwrap_or_default();
-    let deadline = tokio::time::Instant::now() + longest + Duration::from_secs(1);
-    // Settled: listed, or failed at least once.
-    let settled =
-        |u: &Upstream| u.listing().is_some() || matches!(u.health().0, Health::Down { .. });
-    while tokio::time::Instant::now() < deadline && !upstreams.iter().all(|u| settled(u)) {
-        tokio::select! {
-            _ = events_rx.recv() => {}
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-    }
-    let listings: Vec<Option<Arc<Listing>>> = upstreams.iter().map(|u| u.listing()).collect();
-    let catalog = Catalog::build(
-        upstreams
-            .iter()
-            .zip(&listings)
-            .map(|(u, l)| (&u.config, l.as_deref())),
-    );
-    let summary = crate::mcp::exposure::summarize(policies, &catalog, &config.servers, |name| {
-        upstreams
-            .iter()
-            .any(|u| &*u.name == name && u.listing().is_some())
-    });
-    let why_down: Vec<Option<String>> = upstreams
-        .iter()
-        .map(|u| match u.health().0 {
-            Health::Down { reason, .. } => Some(reason),
-            Health::Connecting { .. } if u.listing().is_none() => {
-                Some(format!("no answer within {longest:?}"))
-            }
-            _ => None,
-        })
-        .collect();
-    stop.cancel();
-    // Child processes end with their links.
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::time::Instant::now() < until && upstreams.iter().any(|u| u.peer().is_ok()) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    summary.into_iter().zip(why_down).collect()
 }
 
 /// `toolgate stdio`: serve one local client over stdin/stdout, as
@@ -965,7 +694,7 @@ pub async fn serve_stdio(
         .as_ref()
         .map_or_else(Caller::local_process, |(_, _, caller)| caller.clone());
     tracing::info!(subject = %caller.subject, groups = ?caller.groups, "serving one client over stdio");
-    let server = VirtualServer::new(gw.clone(), caller);
+    let server = VirtualServer::new(gw.mcp.clone(), caller);
     // A message is read as strictly on stdio as on HTTP, with the same bound.
     let max_line = gw.config.http.max_body_bytes;
     let running = server.serve(crate::mcp::ingress::stdio(max_line)).await?;
@@ -990,7 +719,7 @@ pub async fn serve_stdio(
         tracing::warn!(error = %e, "could not record the API key's last use");
     }
     gw.drain().await;
-    gw.wait_upstreams_stopped(Duration::from_secs(5)).await;
+    gw.mcp.wait_upstreams_stopped(Duration::from_secs(5)).await;
     if let Some(refusal) = refused {
         return Err(StartError::StdioKey(refusal).into());
     }

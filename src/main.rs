@@ -274,7 +274,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "tools each server exposes, as seen by {} (`toolgate policy explain --tool NAME` says why for one tool):",
                 toolgate::mcp::exposure::ASKED_FOR
             );
-            for (exposure, down) in toolgate::app::probe_exposure(&config, &policies).await {
+            for (exposure, down) in
+                toolgate::mcp::exposure::probe_exposure(&config, &policies).await
+            {
                 eprintln!("  - {exposure}");
                 if let Some(reason) = down {
                     eprintln!("    why: {reason}");

@@ -38,7 +38,7 @@ fn refuse(status: StatusCode, message: String) -> Response {
 
 /// Why `caller` may not administer `area`, if they may not.
 fn may_not_administer(gw: &Gateway, caller: &Caller, area: &str) -> Option<Response> {
-    let decision = gw.policies.current().decide(&Query {
+    let decision = gw.pipeline.policies.current().decide(&Query {
         caller,
         target: Target::Admin { name: area },
         args: Some(&Map::new()),
@@ -63,7 +63,7 @@ async fn status(State(gw): State<Arc<Gateway>>, Extension(caller): Extension<Cal
     let (_, mut body) = gw.readiness();
     body["exposure"] = json!({
         "asked_for": crate::mcp::exposure::ASKED_FOR,
-        "servers": gw.exposure(),
+        "servers": gw.mcp.exposure(),
     });
     Json(body).into_response()
 }
@@ -90,7 +90,7 @@ async fn policy_explain(
         }
     };
     if let Some(tool) = &case.tool {
-        let catalog = gw.catalog();
+        let catalog = gw.mcp.catalog();
         if let Some(entry) = catalog.tool(tool) {
             case.server
                 .get_or_insert_with(|| entry.route.server.to_string());
@@ -105,7 +105,7 @@ async fn policy_explain(
             }
         }
     }
-    let policies = gw.policies.current();
+    let policies = gw.pipeline.policies.current();
     match case.decide(&policies, &gw.config.servers) {
         Ok(decision) => {
             let mut explained = crate::authorize::cases::explanation(&decision, &policies);
@@ -174,7 +174,7 @@ async fn audit_records(
         Ok(p) => p,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
-    match crate::audit::query::page(gw.audit.store().pool(), &filter, after, limit).await {
+    match crate::audit::query::page(gw.pipeline.audit.store().pool(), &filter, after, limit).await {
         Ok(records) => {
             let next = (records.len() as i64 == limit)
                 .then(|| records.last().map(|r| r.seq))
@@ -199,7 +199,7 @@ async fn approvals_list(
         Ok(filter) => filter,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
-    match crate::approvals::list(gw.audit.store().pool(), &filter).await {
+    match crate::approvals::list(gw.pipeline.audit.store().pool(), &filter).await {
         Ok(page) => Json(json!({ "approvals": page.approvals, "next": page.next })).into_response(),
         Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
     }
@@ -294,7 +294,14 @@ async fn approvals_decide(
             }
         }
     };
-    match crate::approvals::decide(&gw.audit, &id, &caller, approve, body.comment.as_deref()).await
+    match crate::approvals::decide(
+        &gw.pipeline.audit,
+        &id,
+        &caller,
+        approve,
+        body.comment.as_deref(),
+    )
+    .await
     {
         Ok(state) => Json(json!({ "id": id, "state": state })).into_response(),
         Err(e) => refuse(e.status(), e.to_string()),

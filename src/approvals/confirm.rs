@@ -21,8 +21,7 @@ use serde_json::json;
 
 use crate::audit::{Audit, now_ms};
 use crate::authorize::Gate;
-use crate::call::Caller;
-use crate::pipeline::Confirmation;
+use crate::call::{Caller, Confirmation};
 
 /// What every toolgate `requestState` starts with.
 const PREFIX: &str = "toolgate1.";

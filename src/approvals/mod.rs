@@ -25,8 +25,8 @@ use sqlx::AnyPool;
 
 use crate::audit::{Audit, Kind, Record, Who, now_ms};
 use crate::authorize::Gate;
-use crate::call::{CallError, Caller};
-use crate::pipeline::{CallContext, CallKind, Confirmation, PolicySource};
+use crate::call::{CallContext, CallError, CallKind, Caller, Cleared, Confirmation};
+use crate::config::ApprovalsConfig;
 
 /// How often a waiting call looks at its request.
 pub const POLL: Duration = Duration::from_millis(200);
@@ -69,15 +69,6 @@ pub enum Outcome {
 /// How often a call waiting for approval tells its caller so.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// What clearing a call's gates took.
-#[derive(Debug, Default)]
-pub struct Cleared {
-    /// The approvals it spent.
-    pub approvals: Vec<String>,
-    /// The `@confirm` gates the end user confirmed.
-    pub confirmed: Vec<String>,
-}
-
 /// Clear `gates` for the call in `ctx` (the pipeline's await-approval
 /// stage): what it took, or why it may not go ahead.
 ///
@@ -90,6 +81,8 @@ pub struct Cleared {
 ///   `[approvals] wait = false`, waited for together (telling the caller
 ///   what it waits for).
 pub async fn clear<K: CallKind>(
+    audit: &Audit,
+    settings: &ApprovalsConfig,
     env: &K::Env,
     ctx: &CallContext<K>,
     gates: &[Gate],
@@ -100,7 +93,6 @@ pub async fn clear<K: CallKind>(
     let Some(question) = K::question(ctx, target) else {
         return Ok(Cleared::default());
     };
-    let audit = env.audit();
     let none = serde_json::Map::new();
     let args = question.args.unwrap_or(&none);
     let tool = K::subject(&ctx.input);
@@ -180,7 +172,7 @@ pub async fn clear<K: CallKind>(
         group,
         call_id: &call_id,
     };
-    if !needed.is_empty() && !env.approvals().wait {
+    if !needed.is_empty() && !settings.wait {
         // Not waiting: the caller is told where each request stands and
         // makes the identical call again once they are approved.
         let mut told = Vec::new();

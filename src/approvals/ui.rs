@@ -292,7 +292,7 @@ async fn pending_requests(ui: &Ui, caller: &Caller) -> Result<super::Page, Strin
         limit: PENDING_SHOWN,
         ..Default::default()
     };
-    super::list(ui.gw.audit.store().pool(), &filter).await
+    super::list(ui.gw.pipeline.audit.store().pool(), &filter).await
 }
 
 fn pending_section<'a>(
@@ -352,7 +352,7 @@ async fn history_requests(
     if !params.contains_key("limit") {
         filter.limit = HISTORY_PAGE;
     }
-    super::list(ui.gw.audit.store().pool(), &filter).await
+    super::list(ui.gw.pipeline.audit.store().pool(), &filter).await
 }
 
 fn history_section<'a>(
@@ -504,7 +504,7 @@ async fn one(
     Path(id): Path<String>,
 ) -> Response {
     let page = |status, main| render(status, &document("Approval request", &caller, main));
-    let request = match super::get(ui.gw.audit.store().pool(), &id).await {
+    let request = match super::get(ui.gw.pipeline.audit.store().pool(), &id).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             return page(
@@ -633,7 +633,7 @@ async fn decide(
     };
     let comment = field("comment").trim();
     let comment = (!comment.is_empty()).then_some(comment);
-    match super::decide(&ui.gw.audit, &id, &caller, approve, comment).await {
+    match super::decide(&ui.gw.pipeline.audit, &id, &caller, approve, comment).await {
         Ok(state) => {
             let to = format!(
                 "/ui/approvals?done={}&request={}",

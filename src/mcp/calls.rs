@@ -29,10 +29,9 @@ use rmcp::model::{
 
 use super::hub::{Downstream, ResourceSubscriber};
 use super::upstream::{self, Upstream};
-use crate::app::Gateway;
 use crate::authorize::{Annotations, Target};
-use crate::call::CallError;
-use crate::pipeline::{CallContext, CallKind, Confirmation, PolicyQuestion};
+use crate::call::{CallContext, CallError, CallKind, Confirmation, PolicyQuestion};
+use crate::mcp::state::McpState;
 
 /// The upstream a call goes to, and the name it knows the thing by.
 pub struct UpstreamTarget {
@@ -51,8 +50,12 @@ pub struct McpInput<P> {
     pub origin: Option<Downstream>,
 }
 
-fn target(gw: &Gateway, server: &str, upstream_name: String) -> Result<UpstreamTarget, CallError> {
-    let upstream = gw
+fn target(
+    mcp: &McpState,
+    server: &str,
+    upstream_name: String,
+) -> Result<UpstreamTarget, CallError> {
+    let upstream = mcp
         .upstream(server)
         .ok_or_else(|| CallError::UpstreamUnavailable {
             server: server.to_string(),
@@ -144,23 +147,23 @@ takes_input!(
 /// take that result, ask the caller with server-to-client requests and
 /// retry with its answers. 2026-07-28 callers get the result as it is.
 async fn send_bridging_input<K, P: TakesInput>(
-    gw: &Gateway,
+    mcp: &McpState,
     ctx: &CallContext<K>,
     target: &UpstreamTarget,
     params: P,
     request: fn(P) -> ClientRequest,
 ) -> Result<ServerResult, CallError>
 where
-    K: CallKind<Input = McpInput<P>, Env = Gateway>,
+    K: CallKind<Input = McpInput<P>, Env = McpState>,
 {
     let legacy_caller = ctx.input.origin.as_ref().filter(|o| !o.modern);
     let (mut responses, mut state) = (None, None);
     for _ in 0..MAX_INPUT_ROUNDS {
         let round = request(params.clone().with_input(responses.take(), state.take()));
-        match (send(gw, ctx, target, round).await?, legacy_caller) {
+        match (send(mcp, ctx, target, round).await?, legacy_caller) {
             (ServerResult::InputRequiredResult(needed), Some(origin)) => {
                 let requests = needed.input_requests.unwrap_or_default();
-                let answers = ask_caller(&gw.hub, origin, requests, &ctx.cancel)
+                let answers = ask_caller(&mcp.hub, origin, requests, &ctx.cancel)
                     .await
                     .map_err(|e| CallError::UpstreamFailed {
                         server: target.upstream.config.name.clone(),
@@ -206,15 +209,15 @@ async fn ask_caller(
     Ok(answers)
 }
 
-async fn send<K: CallKind<Input = McpInput<P>, Env = Gateway>, P>(
-    gw: &Gateway,
+async fn send<K: CallKind<Input = McpInput<P>, Env = McpState>, P>(
+    mcp: &McpState,
     ctx: &CallContext<K>,
     target: &UpstreamTarget,
     request: ClientRequest,
 ) -> Result<ServerResult, CallError> {
     upstream::send(
         &target.upstream,
-        &gw.hub,
+        &mcp.hub,
         request,
         ctx.input.origin.clone(),
         &ctx.cancel,
@@ -223,15 +226,15 @@ async fn send<K: CallKind<Input = McpInput<P>, Env = Gateway>, P>(
 }
 
 /// A resource URI (or one made from a template) to its upstream.
-fn resolve_resource(gw: &Gateway, uri: &str) -> Result<UpstreamTarget, CallError> {
-    let route = gw
+fn resolve_resource(mcp: &McpState, uri: &str) -> Result<UpstreamTarget, CallError> {
+    let route = mcp
         .catalog()
         .resource(uri)
         .ok_or_else(|| CallError::NotFound {
             kind: "resource",
             name: uri.to_string(),
         })?;
-    target(gw, &route.server, route.upstream_name)
+    target(mcp, &route.server, route.upstream_name)
 }
 
 fn unexpected(target: &UpstreamTarget, what: &str) -> CallError {
@@ -244,13 +247,13 @@ fn unexpected(target: &UpstreamTarget, what: &str) -> CallError {
 pub struct ToolCall;
 
 /// The upstream serving the exposed tool `name`.
-pub fn resolve_tool(gw: &Gateway, name: &str) -> Result<UpstreamTarget, CallError> {
-    let catalog = gw.catalog();
+pub fn resolve_tool(mcp: &McpState, name: &str) -> Result<UpstreamTarget, CallError> {
+    let catalog = mcp.catalog();
     let entry = catalog.tool(name).ok_or_else(|| CallError::NotFound {
         kind: "tool",
         name: name.to_string(),
     })?;
-    let mut target = target(gw, &entry.route.server, entry.route.upstream_name.clone())?;
+    let mut target = target(mcp, &entry.route.server, entry.route.upstream_name.clone())?;
     target.annotations = crate::mcp::catalog::annotations(&entry.upstream);
     target.definition_hash = Some(entry.definition_hash.clone());
     Ok(target)
@@ -261,14 +264,14 @@ impl CallKind for ToolCall {
     type Input = McpInput<CallToolRequestParams>;
     type Target = UpstreamTarget;
     type Output = CallToolResponse;
-    type Env = Gateway;
+    type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
         &input.params.name
     }
 
-    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
-        resolve_tool(gw, &input.params.name)
+    fn resolve(mcp: &McpState, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        resolve_tool(mcp, &input.params.name)
     }
 
     fn question<'a>(
@@ -297,7 +300,7 @@ impl CallKind for ToolCall {
     }
 
     async fn confirm(
-        gw: &Gateway,
+        mcp: &McpState,
         ctx: &CallContext<Self>,
         gate: &crate::authorize::Gate,
         question: &str,
@@ -311,7 +314,7 @@ impl CallKind for ToolCall {
                 .as_ref()
                 .is_some_and(crate::approvals::can_elicit);
             return crate::approvals::confirm::ask(
-                &gw.audit,
+                &mcp.pipeline.audit,
                 &ctx.caller,
                 &ctx.input.params,
                 can_elicit,
@@ -334,7 +337,7 @@ impl CallKind for ToolCall {
                 return Confirmation::CannotAsk(format!("the question could not be built: {e}"));
             }
         };
-        match upstream::relay_to(&gw.hub, origin, request, None, &ctx.cancel).await {
+        match upstream::relay_to(&mcp.hub, origin, request, None, &ctx.cancel).await {
             Ok(rmcp::model::ClientResult::ElicitResult(result)) => {
                 crate::approvals::confirmation(&serde_json::to_value(&result).unwrap_or_default())
             }
@@ -346,16 +349,16 @@ impl CallKind for ToolCall {
     }
 
     async fn forward(
-        gw: &Gateway,
+        mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
     ) -> Result<CallToolResponse, CallError> {
         let mut params = ctx.input.params.clone();
         // What a `@confirm` gate put in the request is toolgate's alone.
-        crate::approvals::confirm::unwrap(&gw.audit, &ctx.caller, &mut params);
+        crate::approvals::confirm::unwrap(&mcp.pipeline.audit, &ctx.caller, &mut params);
         params.name = target.upstream_name.clone().into();
         strip_progress_token(&mut params.meta);
-        match send_bridging_input(gw, ctx, target, params, |p| {
+        match send_bridging_input(mcp, ctx, target, params, |p| {
             ClientRequest::CallToolRequest(CallToolRequest::new(p))
         })
         .await?
@@ -366,7 +369,7 @@ impl CallKind for ToolCall {
             }
             ServerResult::InputRequiredResult(mut r) => {
                 crate::approvals::confirm::wrap(
-                    &gw.audit,
+                    &mcp.pipeline.audit,
                     &ctx.caller,
                     &ctx.input.params,
                     &ctx.approvals.confirmed,
@@ -375,7 +378,7 @@ impl CallKind for ToolCall {
                 Ok(CallToolResponse::InputRequired(r))
             }
             ServerResult::CreateTaskResult(r) => {
-                gw.hub
+                mcp.hub
                     .remember_task(r.task.task_id.clone(), target.upstream.name.clone());
                 Ok(CallToolResponse::Task(r))
             }
@@ -391,14 +394,14 @@ impl CallKind for ResourceRead {
     type Input = McpInput<ReadResourceRequestParams>;
     type Target = UpstreamTarget;
     type Output = ReadResourceResponse;
-    type Env = Gateway;
+    type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
         &input.params.uri
     }
 
-    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
-        resolve_resource(gw, &input.params.uri)
+    fn resolve(mcp: &McpState, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        resolve_resource(mcp, &input.params.uri)
     }
 
     fn question<'a>(
@@ -409,14 +412,14 @@ impl CallKind for ResourceRead {
     }
 
     async fn forward(
-        gw: &Gateway,
+        mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
     ) -> Result<ReadResourceResponse, CallError> {
         let mut params = ctx.input.params.clone();
         params.uri = target.upstream_name.clone();
         strip_progress_token(&mut params.meta);
-        match send_bridging_input(gw, ctx, target, params, |p| {
+        match send_bridging_input(mcp, ctx, target, params, |p| {
             ClientRequest::ReadResourceRequest(ReadResourceRequest::new(p))
         })
         .await?
@@ -456,21 +459,21 @@ impl CallKind for PromptGet {
     type Input = McpInput<GetPromptRequestParams>;
     type Target = UpstreamTarget;
     type Output = GetPromptResponse;
-    type Env = Gateway;
+    type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
         &input.params.name
     }
 
-    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
-        let catalog = gw.catalog();
+    fn resolve(mcp: &McpState, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        let catalog = mcp.catalog();
         let route = catalog
             .prompt(&input.params.name)
             .ok_or_else(|| CallError::NotFound {
                 kind: "prompt",
                 name: input.params.name.clone(),
             })?;
-        target(gw, &route.server, route.upstream_name.clone())
+        target(mcp, &route.server, route.upstream_name.clone())
     }
 
     fn question<'a>(
@@ -486,14 +489,14 @@ impl CallKind for PromptGet {
     }
 
     async fn forward(
-        gw: &Gateway,
+        mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
     ) -> Result<GetPromptResponse, CallError> {
         let mut params = ctx.input.params.clone();
         params.name = target.upstream_name.clone();
         strip_progress_token(&mut params.meta);
-        match send_bridging_input(gw, ctx, target, params, |p| {
+        match send_bridging_input(mcp, ctx, target, params, |p| {
             ClientRequest::GetPromptRequest(GetPromptRequest::new(p))
         })
         .await?
@@ -515,7 +518,7 @@ impl CallKind for Completion {
     type Input = McpInput<CompleteRequestParams>;
     type Target = UpstreamTarget;
     type Output = CompleteResult;
-    type Env = Gateway;
+    type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
         match &input.params.r#ref {
@@ -525,17 +528,17 @@ impl CallKind for Completion {
         }
     }
 
-    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
-        let catalog = gw.catalog();
+    fn resolve(mcp: &McpState, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        let catalog = mcp.catalog();
         match &input.params.r#ref {
             Reference::Prompt(p) => {
                 let route = catalog.prompt(&p.name).ok_or_else(|| CallError::NotFound {
                     kind: "prompt",
                     name: p.name.clone(),
                 })?;
-                target(gw, &route.server, route.upstream_name.clone())
+                target(mcp, &route.server, route.upstream_name.clone())
             }
-            Reference::Resource(r) => resolve_resource(gw, &r.uri),
+            Reference::Resource(r) => resolve_resource(mcp, &r.uri),
             _ => Err(CallError::NotFound {
                 kind: "completion reference",
                 name: String::new(),
@@ -558,7 +561,7 @@ impl CallKind for Completion {
     }
 
     async fn forward(
-        gw: &Gateway,
+        mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
     ) -> Result<CompleteResult, CallError> {
@@ -576,7 +579,7 @@ impl CallKind for Completion {
         };
         strip_progress_token(&mut params.meta);
         match send(
-            gw,
+            mcp,
             ctx,
             target,
             ClientRequest::CompleteRequest(CompleteRequest::new(params)),
@@ -607,14 +610,14 @@ impl CallKind for ResourceSubscription {
     type Input = McpInput<SubscriptionChange>;
     type Target = UpstreamTarget;
     type Output = ();
-    type Env = Gateway;
+    type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
         &input.params.uri
     }
 
-    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
-        resolve_resource(gw, &input.params.uri)
+    fn resolve(mcp: &McpState, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+        resolve_resource(mcp, &input.params.uri)
     }
 
     fn question<'a>(
@@ -625,7 +628,7 @@ impl CallKind for ResourceSubscription {
     }
 
     async fn forward(
-        gw: &Gateway,
+        mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
     ) -> Result<(), CallError> {
@@ -642,7 +645,7 @@ impl CallKind for ResourceSubscription {
                 peer: origin.peer.clone(),
                 exposed_uri: ctx.input.params.uri.clone(),
             };
-            let first = gw
+            let first = mcp
                 .hub
                 .subscribe_resource(server, uri, origin.session, subscriber)
                 .map_err(|reason| CallError::UpstreamFailed {
@@ -656,16 +659,16 @@ impl CallKind for ResourceSubscription {
                 uri.clone(),
             )))
         } else {
-            if !gw.hub.unsubscribe_resource(server, uri, origin.session) {
+            if !mcp.hub.unsubscribe_resource(server, uri, origin.session) {
                 return Ok(());
             }
             ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
                 UnsubscribeRequestParams::new(uri.clone()),
             ))
         };
-        let result = send(gw, ctx, target, request).await;
+        let result = send(mcp, ctx, target, request).await;
         if result.is_err() && ctx.input.params.subscribe {
-            gw.hub.unsubscribe_resource(server, uri, origin.session);
+            mcp.hub.unsubscribe_resource(server, uri, origin.session);
         }
         result.map(|_| ())
     }
@@ -696,22 +699,22 @@ impl CallKind for TaskOp {
     type Input = McpInput<TaskRequest>;
     type Target = UpstreamTarget;
     type Output = ServerResult;
-    type Env = Gateway;
+    type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
         input.params.task_id()
     }
 
-    fn resolve(gw: &Gateway, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
+    fn resolve(mcp: &McpState, input: &Self::Input) -> Result<UpstreamTarget, CallError> {
         let task_id = input.params.task_id();
-        let server = gw
+        let server = mcp
             .hub
             .task_server(task_id)
             .ok_or_else(|| CallError::NotFound {
                 kind: "task",
                 name: task_id.to_string(),
             })?;
-        target(gw, &server, task_id.to_string())
+        target(mcp, &server, task_id.to_string())
     }
 
     /// A task continues a `tools/call` that was decided when it started.
@@ -723,7 +726,7 @@ impl CallKind for TaskOp {
     }
 
     async fn forward(
-        gw: &Gateway,
+        mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
     ) -> Result<ServerResult, CallError> {
@@ -736,7 +739,7 @@ impl CallKind for TaskOp {
                 ClientRequest::CancelTaskRequest(CancelTaskRequest::new(p.clone()))
             }
         };
-        send(gw, ctx, target, request).await
+        send(mcp, ctx, target, request).await
     }
 }
 

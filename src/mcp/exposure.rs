@@ -10,7 +10,14 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::catalog::{Catalog, annotations};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::{Catalog, Listing, annotations};
+use super::hub::Hub;
+use super::upstream::{Health, Upstream};
 use crate::authorize::{Policies, ServerFacts};
 use crate::call::{Annotations, Query, Target};
 use crate::call::{Caller, Credential};
@@ -186,6 +193,79 @@ fn exposure(
             })
             .collect(),
     }
+}
+
+/// `toolgate check`: connect to every upstream once, wait until each has
+/// answered or failed (at most its connect timeout, plus a second), and
+/// say what each exposes to which group under `policies`. Stops the
+/// upstreams it started before returning; a down upstream is reported
+/// with its reason.
+pub async fn probe_exposure(
+    config: &crate::config::Config,
+    policies: &Policies,
+) -> Vec<(ServerExposure, Option<String>)> {
+    let upstreams: Vec<_> = config
+        .servers
+        .iter()
+        .map(|s| Upstream::new(s.clone(), config.host_resolver.clone()))
+        .collect();
+    let hub = Arc::new(Hub::new(config.http.max_sessions));
+    let stop = CancellationToken::new();
+    // Nobody listens for listing changes here: the catalog is built once
+    // below. Bounded; the receiver is drained while waiting.
+    let (events_tx, mut events_rx) = mpsc::channel(64);
+    for u in &upstreams {
+        tokio::spawn(
+            u.clone()
+                .supervise(hub.clone(), events_tx.clone(), stop.clone()),
+        );
+    }
+    drop(events_tx);
+    let longest = config
+        .servers
+        .iter()
+        .map(|s| s.connect_timeout)
+        .max()
+        .unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + longest + std::time::Duration::from_secs(1);
+    // Settled: listed, or failed at least once.
+    let settled =
+        |u: &Upstream| u.listing().is_some() || matches!(u.health().0, Health::Down { .. });
+    while tokio::time::Instant::now() < deadline && !upstreams.iter().all(|u| settled(u)) {
+        tokio::select! {
+            _ = events_rx.recv() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+    }
+    let listings: Vec<Option<Arc<Listing>>> = upstreams.iter().map(|u| u.listing()).collect();
+    let catalog = Catalog::build(
+        upstreams
+            .iter()
+            .zip(&listings)
+            .map(|(u, l)| (&u.config, l.as_deref())),
+    );
+    let summary = summarize(policies, &catalog, &config.servers, |name| {
+        upstreams
+            .iter()
+            .any(|u| &*u.name == name && u.listing().is_some())
+    });
+    let why_down: Vec<Option<String>> = upstreams
+        .iter()
+        .map(|u| match u.health().0 {
+            Health::Down { reason, .. } => Some(reason),
+            Health::Connecting { .. } if u.listing().is_none() => {
+                Some(format!("no answer within {longest:?}"))
+            }
+            _ => None,
+        })
+        .collect();
+    stop.cancel();
+    // Child processes end with their links.
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tokio::time::Instant::now() < until && upstreams.iter().any(|u| u.peer().is_ok()) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    summary.into_iter().zip(why_down).collect()
 }
 
 impl fmt::Display for ServerExposure {

@@ -13,5 +13,6 @@ pub mod in_order;
 pub mod ingress;
 pub mod lane;
 pub mod server;
+pub mod state;
 pub mod upstream;
 pub mod views;

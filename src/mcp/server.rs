@@ -1,7 +1,7 @@
 //! The virtual server: the one MCP server agents connect to.
 //!
 //! A manual rmcp [`ServerHandler`]. Lists come straight from the catalog;
-//! every call is handed to the pipeline (`crate::pipeline::run`) as a
+//! every call is handed to the pipeline (`Pipeline::run`) as a
 //! [`CallContext`], and the pipeline's [`CallError`] is turned into what an
 //! MCP client expects here, at this one boundary:
 //!
@@ -40,9 +40,9 @@ use super::calls::{
 use super::calls::{TaskOp, TaskRequest};
 use super::hub::{Downstream, ListChanged, SessionId};
 use super::views;
-use crate::app::Gateway;
-use crate::call::{CallError, Caller};
-use crate::pipeline::{self, CallContext, CallKind};
+use crate::call::{CallContext, CallError, CallKind, Caller};
+use crate::mcp::state::McpState;
+use crate::pipeline;
 
 fn next_session_id() -> SessionId {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -52,15 +52,15 @@ fn next_session_id() -> SessionId {
 /// One downstream session's view of the gateway.
 #[derive(Clone)]
 pub struct VirtualServer {
-    gw: Arc<Gateway>,
+    mcp: Arc<McpState>,
     session: SessionId,
     caller: Caller,
 }
 
 impl VirtualServer {
-    pub fn new(gw: Arc<Gateway>, caller: Caller) -> Self {
+    pub fn new(mcp: Arc<McpState>, caller: Caller) -> Self {
         Self {
-            gw,
+            mcp,
             session: next_session_id(),
             caller,
         }
@@ -115,13 +115,13 @@ impl VirtualServer {
             .clone()
     }
 
-    async fn run<K: CallKind<Input = McpInput<P>, Env = Gateway>, P>(
+    async fn run<K: CallKind<Input = McpInput<P>, Env = McpState>, P>(
         &self,
         params: P,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<K::Output, CallError> {
-        let _guard = self.gw.inflight.enter().map_err(CallError::NotAdmitted)?;
-        pipeline::run::<K>(&self.gw, self.context::<K, P>(params, ctx)).await
+        let call = self.context::<K, P>(params, ctx);
+        self.mcp.pipeline.run::<K>(&self.mcp, call).await
     }
 }
 
@@ -154,7 +154,7 @@ impl ServerHandler for VirtualServer {
             .enable_logging()
             .build();
         let mut capabilities = capabilities;
-        if self.gw.upstreams_support_tasks() {
+        if self.mcp.upstreams_support_tasks() {
             // Offer tasks (SEP-2663) only when an upstream can run them.
             capabilities
                 .extensions
@@ -166,7 +166,7 @@ impl ServerHandler for VirtualServer {
         }
         let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("toolgate", env!("CARGO_PKG_VERSION"));
-        info.instructions = Some(self.gw.instructions().to_string());
+        info.instructions = Some(self.mcp.instructions().to_string());
         info
     }
 
@@ -175,7 +175,7 @@ impl ServerHandler for VirtualServer {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
-        self.gw
+        self.mcp
             .hub
             .add_session(self.session, context.peer.clone(), self.caller_of(&context))
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
@@ -190,7 +190,7 @@ impl ServerHandler for VirtualServer {
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = self.caller_of(&context);
         Ok(ListToolsResult::with_all_items(views::tools(
-            &self.gw, &caller,
+            &self.mcp, &caller,
         )))
     }
 
@@ -222,7 +222,7 @@ impl ServerHandler for VirtualServer {
     ) -> Result<ListResourcesResult, ErrorData> {
         let caller = self.caller_of(&context);
         Ok(ListResourcesResult::with_all_items(views::resources(
-            &self.gw, &caller,
+            &self.mcp, &caller,
         )))
     }
 
@@ -233,7 +233,7 @@ impl ServerHandler for VirtualServer {
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let caller = self.caller_of(&context);
         Ok(ListResourceTemplatesResult::with_all_items(
-            views::resource_templates(&self.gw, &caller),
+            views::resource_templates(&self.mcp, &caller),
         ))
     }
 
@@ -254,7 +254,7 @@ impl ServerHandler for VirtualServer {
     ) -> Result<ListPromptsResult, ErrorData> {
         let caller = self.caller_of(&context);
         Ok(ListPromptsResult::with_all_items(views::prompts(
-            &self.gw, &caller,
+            &self.mcp, &caller,
         )))
     }
 
@@ -348,7 +348,7 @@ impl ServerHandler for VirtualServer {
 
     fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
         // Lets rmcp check `Mcp-Param-*` headers against the tool's schema.
-        self.gw
+        self.mcp
             .catalog()
             .tool(name)
             .map(|entry| entry.visible.clone())
@@ -360,7 +360,7 @@ impl ServerHandler for VirtualServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         // The level applies to what upstreams send; pass it to each that logs.
-        self.gw.set_upstream_log_level(request).await;
+        self.mcp.set_upstream_log_level(request).await;
         Ok(())
     }
 
@@ -371,7 +371,7 @@ impl ServerHandler for VirtualServer {
     ) {
         // Progress on a request an upstream sent this caller goes back there.
         if let Some((upstream, token)) = self
-            .gw
+            .mcp
             .hub
             .reverse_progress_target(self.session, &params.progress_token)
         {
@@ -398,14 +398,14 @@ impl ServerHandler for VirtualServer {
             resources: accepted.resources_list_changed == Some(true),
             prompts: accepted.prompts_list_changed == Some(true),
         };
-        self.gw.hub.add_subscription(
+        self.mcp.hub.add_subscription(
             self.session,
             context.sink().clone(),
             wants,
             self.caller_of(context.request_context()),
         );
         context.cancelled().await;
-        self.gw.hub.remove_subscription(self.session);
+        self.mcp.hub.remove_subscription(self.session);
         Ok(())
     }
 }

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
-use crate::app::Gateway;
 use crate::authorize::Policies;
 use crate::call::Caller;
 use crate::call::{Query, Target};
 use crate::mcp::catalog::Catalog;
 use crate::mcp::hub::ListChanged;
+use crate::mcp::state::McpState;
 
 fn visible(policies: &Policies, caller: &Caller, target: Target<'_>) -> bool {
     policies
@@ -83,23 +83,28 @@ impl ListCache {
 }
 
 /// The tools `caller` may see.
-pub fn tools(gw: &Gateway, caller: &Caller) -> Vec<Tool> {
-    let catalog = gw.catalog();
-    let policies = gw.policies.current();
-    gw.list_views
+pub fn tools(mcp: &McpState, caller: &Caller) -> Vec<Tool> {
+    let catalog = mcp.catalog();
+    let policies = mcp.pipeline.policies.current();
+    mcp.list_views
         .get_or_build(caller, policies.version, catalog.generation, || {
-            build_tools(gw, &catalog, &policies, caller)
+            build_tools(mcp, &catalog, &policies, caller)
         })
 }
 
-fn build_tools(gw: &Gateway, catalog: &Catalog, policies: &Policies, caller: &Caller) -> Vec<Tool> {
+fn build_tools(
+    mcp: &McpState,
+    catalog: &Catalog,
+    policies: &Policies,
+    caller: &Caller,
+) -> Vec<Tool> {
     // Each tool with its upstream (whose config the policy targets borrow).
     let found: Vec<_> = catalog
         .tools
         .iter()
         .filter_map(|tool| {
             let entry = catalog.tool(&tool.name)?;
-            let upstream = gw.upstream(&entry.route.server)?;
+            let upstream = mcp.upstream(&entry.route.server)?;
             Some((
                 tool,
                 upstream,
@@ -125,7 +130,7 @@ fn build_tools(gw: &Gateway, catalog: &Catalog, policies: &Policies, caller: &Ca
 }
 
 fn resource_visible(
-    gw: &Gateway,
+    mcp: &McpState,
     catalog: &Catalog,
     policies: &Policies,
     caller: &Caller,
@@ -134,7 +139,7 @@ fn resource_visible(
     let Some(route) = catalog.resource(uri) else {
         return false;
     };
-    let Some(upstream) = gw.upstream(&route.server) else {
+    let Some(upstream) = mcp.upstream(&route.server) else {
         return false;
     };
     visible(
@@ -148,12 +153,17 @@ fn resource_visible(
 }
 
 /// The resources `caller` may see.
-pub fn resources(gw: &Gateway, caller: &Caller) -> Vec<Resource> {
-    resources_under(gw, &gw.catalog(), &gw.policies.current(), caller)
+pub fn resources(mcp: &McpState, caller: &Caller) -> Vec<Resource> {
+    resources_under(
+        mcp,
+        &mcp.catalog(),
+        &mcp.pipeline.policies.current(),
+        caller,
+    )
 }
 
 fn resources_under(
-    gw: &Gateway,
+    mcp: &McpState,
     catalog: &Catalog,
     policies: &Policies,
     caller: &Caller,
@@ -161,18 +171,23 @@ fn resources_under(
     catalog
         .resources
         .iter()
-        .filter(|r| resource_visible(gw, catalog, policies, caller, &r.uri))
+        .filter(|r| resource_visible(mcp, catalog, policies, caller, &r.uri))
         .cloned()
         .collect()
 }
 
 /// The resource templates `caller` may see (decided on the template).
-pub fn resource_templates(gw: &Gateway, caller: &Caller) -> Vec<ResourceTemplate> {
-    templates_under(gw, &gw.catalog(), &gw.policies.current(), caller)
+pub fn resource_templates(mcp: &McpState, caller: &Caller) -> Vec<ResourceTemplate> {
+    templates_under(
+        mcp,
+        &mcp.catalog(),
+        &mcp.pipeline.policies.current(),
+        caller,
+    )
 }
 
 fn templates_under(
-    gw: &Gateway,
+    mcp: &McpState,
     catalog: &Catalog,
     policies: &Policies,
     caller: &Caller,
@@ -180,18 +195,23 @@ fn templates_under(
     catalog
         .resource_templates
         .iter()
-        .filter(|t| resource_visible(gw, catalog, policies, caller, &t.uri_template))
+        .filter(|t| resource_visible(mcp, catalog, policies, caller, &t.uri_template))
         .cloned()
         .collect()
 }
 
 /// The prompts `caller` may see.
-pub fn prompts(gw: &Gateway, caller: &Caller) -> Vec<Prompt> {
-    prompts_under(gw, &gw.catalog(), &gw.policies.current(), caller)
+pub fn prompts(mcp: &McpState, caller: &Caller) -> Vec<Prompt> {
+    prompts_under(
+        mcp,
+        &mcp.catalog(),
+        &mcp.pipeline.policies.current(),
+        caller,
+    )
 }
 
 fn prompts_under(
-    gw: &Gateway,
+    mcp: &McpState,
     catalog: &Catalog,
     policies: &Policies,
     caller: &Caller,
@@ -203,7 +223,7 @@ fn prompts_under(
             let Some(route) = catalog.prompt(&p.name) else {
                 return false;
             };
-            let Some(upstream) = gw.upstream(&route.server) else {
+            let Some(upstream) = mcp.upstream(&route.server) else {
                 return false;
             };
             visible(
@@ -221,29 +241,29 @@ fn prompts_under(
 
 /// Which of `caller`'s lists differ between two policy sets (over the
 /// current catalog): what a policy reload must announce to them.
-pub fn changed(gw: &Gateway, old: &Policies, new: &Policies, caller: &Caller) -> ListChanged {
-    let catalog = gw.catalog();
+pub fn changed(mcp: &McpState, old: &Policies, new: &Policies, caller: &Caller) -> ListChanged {
+    let catalog = mcp.catalog();
     let differ = |list: &dyn Fn(&Policies) -> Vec<String>| list(old) != list(new);
     ListChanged {
         tools: differ(&|p| {
-            build_tools(gw, &catalog, p, caller)
+            build_tools(mcp, &catalog, p, caller)
                 .into_iter()
                 .map(|t| t.name.into_owned())
                 .collect()
         }),
         resources: differ(&|p| {
-            resources_under(gw, &catalog, p, caller)
+            resources_under(mcp, &catalog, p, caller)
                 .into_iter()
                 .map(|r| r.uri)
                 .chain(
-                    templates_under(gw, &catalog, p, caller)
+                    templates_under(mcp, &catalog, p, caller)
                         .into_iter()
                         .map(|t| t.uri_template),
                 )
                 .collect()
         }),
         prompts: differ(&|p| {
-            prompts_under(gw, &catalog, p, caller)
+            prompts_under(mcp, &catalog, p, caller)
                 .into_iter()
                 .map(|p| p.name)
                 .collect()

@@ -3,7 +3,7 @@
 //! A *call* is anything toolgate forwards on someone's behalf: a `tools/call`,
 //! a `resources/read`, a `prompts/get`, a `completion/complete`, and (later) an
 //! LLM chat completion. Each kind implements [`CallKind`]: how to find its
-//! target and how to forward it. Everything else is shared: [`run`] takes one
+//! target and how to forward it. Everything else is shared: [`Pipeline::run`] takes one
 //! [`CallContext`] through the same ordered stages for every kind.
 //!
 //! ```text
@@ -17,224 +17,103 @@
 //! trail, [`crate::audit`]: durable before anything is forwarded), forward
 //! and record "completed" (an audit record and a `tracing` event per
 //! call). The stages in between are added by later work as functions
-//! called from [`run`], in the order above; each one reads and fills the
+//! called from [`Pipeline::run`], in the order above; each one reads and fills the
 //! context and returns early with `?` to refuse a call.
 
 pub mod admit;
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-use tokio_util::sync::CancellationToken;
+use std::time::Instant;
 
 pub use admit::{InFlight, InFlightGuard};
 
 use crate::audit::{Audit, Kind, Record, Who};
-use crate::authorize::Policies;
-use crate::call::{CallError, Caller, Decision, Query};
+use crate::authorize::Engine;
+use crate::call::{CallContext, CallError, CallKind, Query};
+use crate::config::ApprovalsConfig;
 
-/// Where the authorize stage finds the policies in force, the approval
-/// stage how to wait, and the record stages the audit trail.
-pub trait PolicySource {
-    fn policies(&self) -> Arc<Policies>;
-    fn audit(&self) -> &Audit;
-    fn approvals(&self) -> &crate::config::ApprovalsConfig;
+/// The spine's own state: the policies in force, the audit trail, how
+/// approval gates wait, and the in-flight limit. Each kind of call brings
+/// its front end's state (its [`CallKind::Env`]); this is everything else.
+pub struct Pipeline {
+    /// The Cedar policies in force (`policies/`), hot-reloaded.
+    pub policies: Engine,
+    /// The audit trail's writer.
+    pub audit: Audit,
+    /// How approval gates wait (`[approvals]`).
+    pub approvals: ApprovalsConfig,
+    /// Calls in flight, up to `max_in_flight_calls`; closed at shutdown.
+    pub admission: InFlight,
 }
 
-/// What the authorize stage asks the policies about one call.
-pub struct PolicyQuestion<'a> {
-    /// What the call is about (tool, resource, prompt, model).
-    pub target: crate::authorize::Target<'a>,
-    /// The call's arguments (tools, prompts).
-    pub args: Option<&'a serde_json::Map<String, serde_json::Value>>,
-    /// SHA-256 of the target's definition, when it has one (tools).
-    pub definition_hash: Option<&'a str>,
-}
-
-/// A kind of call: how it is resolved and forwarded.
-pub trait CallKind: Sized + Send + Sync + 'static {
-    /// The method name, for logs and (later) audit records and policies.
-    const METHOD: &'static str;
-    /// What the caller asked for.
-    type Input: Send + Sync;
-    /// What the call resolves to (an upstream server and its own name for
-    /// the thing, a model route, …).
-    type Target: Send + Sync;
-    type Output: Send;
-    /// The shared state the kind needs to resolve and forward (and the
-    /// policies in force).
-    type Env: Send + Sync + PolicySource;
-
-    /// The name of what is being called, for logs (exposed tool name, URI…).
-    fn subject(input: &Self::Input) -> &str;
-
-    /// Find the target; an unknown name is [`CallError::NotFound`].
-    fn resolve(env: &Self::Env, input: &Self::Input) -> Result<Self::Target, CallError>;
-
-    /// What policies decide on; `None` only for calls that continue one
-    /// already decided (a task's status), never to skip a decision.
-    fn question<'a>(
-        ctx: &'a CallContext<Self>,
-        target: &'a Self::Target,
-    ) -> Option<PolicyQuestion<'a>>;
-
-    /// How big a result is, for the audit record (when cheap to know).
-    fn result_bytes(_output: &Self::Output) -> Option<u64> {
-        None
+impl Pipeline {
+    /// Run one call through every stage, in order. A call refused
+    /// admission (stage 0) never started: it leaves no record.
+    pub async fn run<K: CallKind>(
+        &self,
+        env: &K::Env,
+        mut ctx: CallContext<K>,
+    ) -> Result<K::Output, CallError> {
+        let _admitted = self.admission.enter().map_err(CallError::NotAdmitted)?;
+        let result = self.stages(env, &mut ctx).await;
+        record_completed(&self.audit, &ctx, &result).await;
+        result
     }
 
-    /// Tell the caller the call is still under way (an MCP progress
-    /// notification, when the caller asked for progress), during a long
-    /// wait such as an approval. Nothing by default.
-    fn progress(
-        _ctx: &CallContext<Self>,
-        _step: u32,
-        _message: &str,
-    ) -> impl Future<Output = ()> + Send {
-        async {}
+    async fn stages<K: CallKind>(
+        &self,
+        env: &K::Env,
+        ctx: &mut CallContext<K>,
+    ) -> Result<K::Output, CallError> {
+        let t = Instant::now();
+        authenticate(ctx)?;
+        ctx.mark("authenticate", t);
+
+        // Resolve before authorize: policies decide on the resolved target (its
+        // server, its annotations), not on a name the caller typed.
+        let t = Instant::now();
+        ctx.target = Some(resolve(env, ctx)?);
+        ctx.mark("resolve", t);
+
+        let t = Instant::now();
+        authorize(&self.policies, ctx)?;
+        ctx.mark("authorize", t);
+
+        let t = Instant::now();
+        self.await_approval(env, ctx).await?;
+        ctx.mark("await approval", t);
+
+        let t = Instant::now();
+        ctx.decided = record_decided(&self.audit, ctx).await?;
+        ctx.mark("record decided", t);
+
+        let t = Instant::now();
+        let output = forward(env, ctx).await;
+        ctx.mark("forward", t);
+        output
     }
 
-    /// Ask the end user to confirm this call (an approval gate's
-    /// `@confirm`), showing them `question`: by MCP elicitation where the
-    /// caller's client supports it. Nobody can be asked by default.
-    fn confirm(
-        _env: &Self::Env,
-        _ctx: &CallContext<Self>,
-        _gate: &crate::authorize::Gate,
-        _question: &str,
-    ) -> impl Future<Output = Confirmation> + Send {
-        async { Confirmation::CannotAsk("this kind of call cannot ask its user".into()) }
+    /// Stage 5: an allowed call that approval gates hold (satisfied
+    /// `@approval` policies, [`crate::call::Gate`]) goes ahead only once
+    /// members of each gate's group approve it ([`crate::approvals`]). An
+    /// approval already given for this very call (same caller, tool,
+    /// definition and arguments) is used, once; otherwise a request is made
+    /// and the call waits for its decision. Denied or expired: refused with
+    /// the approver's comment, never forwarded.
+    async fn await_approval<K: CallKind>(
+        &self,
+        env: &K::Env,
+        ctx: &mut CallContext<K>,
+    ) -> Result<(), CallError> {
+        let gates = match &ctx.decision {
+            Some(d) if !d.gates.is_empty() => d.gates.clone(),
+            _ => return Ok(()),
+        };
+        ctx.verdict = Some("gated");
+        ctx.approvals =
+            crate::approvals::clear(&self.audit, &self.approvals, env, ctx, &gates).await?;
+        ctx.verdict = Some("allow");
+        Ok(())
     }
-
-    /// Send the call to its target and return what came back.
-    fn forward(
-        env: &Self::Env,
-        ctx: &CallContext<Self>,
-        target: &Self::Target,
-    ) -> impl Future<Output = Result<Self::Output, CallError>> + Send;
-}
-
-/// The end user's answer to an approval gate's `@confirm`.
-#[derive(Debug, Clone)]
-pub enum Confirmation {
-    /// They confirmed.
-    Yes,
-    /// They did not: what they did ("declined", "cancelled", …).
-    No(String),
-    /// They cannot be asked: why not.
-    CannotAsk(String),
-    /// The question goes back in the call's answer (a 2026-07-28
-    /// `InputRequiredResult`); the call comes again with the answer.
-    Asked(Box<rmcp::model::InputRequiredResult>),
-}
-
-/// Process-unique call number, for correlating log lines (and later audit
-/// records) of one call.
-pub type CallId = u64;
-
-fn next_call_id() -> CallId {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Everything one call carries through the pipeline. Stages read it and fill
-/// it in; nothing about a call lives anywhere else.
-pub struct CallContext<K: CallKind> {
-    pub id: CallId,
-    /// Who is calling. Set by the ingress from what it knows, confirmed by
-    /// [`authenticate`].
-    pub caller: Caller,
-    pub input: K::Input,
-    /// Set by [`resolve`].
-    pub target: Option<K::Target>,
-    /// Set by [`authorize`]: what the policies decided, and which ones.
-    pub decision: Option<Decision>,
-    /// Set by [`authorize`]: `allow`, `deny` (refused for its arguments) or
-    /// `hidden` (not even visible), or `gated` (allowed, held by an
-    /// approval gate), for the audit record.
-    pub verdict: Option<&'static str>,
-    /// Set by [`await_approval`]: the approvals this call used and the
-    /// gates its user confirmed.
-    pub approvals: crate::approvals::Cleared,
-    /// Set by [`record_decided`]: the `seq` of the durable `decided` record.
-    pub decided: Option<u64>,
-    /// Set by the ingress when known: the MCP session and the W3C trace id.
-    pub session: Option<String>,
-    pub trace: Option<String>,
-    /// Cancelled when the caller gives up (MCP `notifications/cancelled`,
-    /// closed connection); forwarding must stop and tell the upstream.
-    pub cancel: CancellationToken,
-    pub received: Instant,
-    /// Time spent in each stage, in order.
-    pub timings: Vec<(&'static str, Duration)>,
-}
-
-impl<K: CallKind> CallContext<K> {
-    pub fn new(caller: Caller, input: K::Input, cancel: CancellationToken) -> Self {
-        Self {
-            id: next_call_id(),
-            caller,
-            input,
-            target: None,
-            decision: None,
-            verdict: None,
-            approvals: Default::default(),
-            decided: None,
-            session: None,
-            trace: None,
-            cancel,
-            received: Instant::now(),
-            timings: Vec::with_capacity(4),
-        }
-    }
-
-    fn mark(&mut self, stage: &'static str, since: Instant) {
-        self.timings.push((stage, since.elapsed()));
-    }
-}
-
-/// Run one call through every stage, in order.
-pub async fn run<K: CallKind>(
-    env: &K::Env,
-    mut ctx: CallContext<K>,
-) -> Result<K::Output, CallError> {
-    let result = stages(env, &mut ctx).await;
-    record_completed(env, &ctx, &result).await;
-    result
-}
-
-async fn stages<K: CallKind>(
-    env: &K::Env,
-    ctx: &mut CallContext<K>,
-) -> Result<K::Output, CallError> {
-    let t = Instant::now();
-    authenticate(ctx)?;
-    ctx.mark("authenticate", t);
-
-    // Resolve before authorize: policies decide on the resolved target (its
-    // server, its annotations), not on a name the caller typed.
-    let t = Instant::now();
-    ctx.target = Some(resolve(env, ctx)?);
-    ctx.mark("resolve", t);
-
-    let t = Instant::now();
-    authorize(env, ctx)?;
-    ctx.mark("authorize", t);
-
-    let t = Instant::now();
-    await_approval(env, ctx).await?;
-    ctx.mark("await approval", t);
-
-    let t = Instant::now();
-    ctx.decided = record_decided(env, ctx).await?;
-    ctx.mark("record decided", t);
-
-    let t = Instant::now();
-    let output = forward(env, ctx).await;
-    ctx.mark("forward", t);
-    output
 }
 
 /// Stage 1: who is calling. Nothing reaches an upstream without a caller.
@@ -254,14 +133,14 @@ fn resolve<K: CallKind>(env: &K::Env, ctx: &CallContext<K>) -> Result<K::Target,
 /// target gets the same answer as for an unknown one (no existence leak);
 /// one who may see it but not make this call (its arguments) is refused
 /// naming the deciding policies and their reasons.
-fn authorize<K: CallKind>(env: &K::Env, ctx: &mut CallContext<K>) -> Result<(), CallError> {
+fn authorize<K: CallKind>(engine: &Engine, ctx: &mut CallContext<K>) -> Result<(), CallError> {
     let Some(target) = &ctx.target else {
         unreachable!("authorize runs after resolve")
     };
     let Some(question) = K::question(ctx, target) else {
         return Ok(());
     };
-    let policies = env.policies();
+    let policies = engine.current();
     let request_id = ctx.id.to_string();
     let mut query = Query {
         caller: &ctx.caller,
@@ -292,39 +171,17 @@ fn authorize<K: CallKind>(env: &K::Env, ctx: &mut CallContext<K>) -> Result<(), 
     Ok(())
 }
 
-/// Stage 5: an allowed call that approval gates hold (satisfied
-/// `@approval` policies, [`crate::authorize::Gate`]) goes ahead only once
-/// members of each gate's group approve it ([`crate::approvals`]). An
-/// approval already given for this very call (same caller, tool,
-/// definition and arguments) is used, once; otherwise a request is made
-/// and the call waits for its decision. Denied or expired: refused with
-/// the approver's comment, never forwarded.
-async fn await_approval<K: CallKind>(
-    env: &K::Env,
-    ctx: &mut CallContext<K>,
-) -> Result<(), CallError> {
-    let gates = match &ctx.decision {
-        Some(d) if !d.gates.is_empty() => d.gates.clone(),
-        _ => return Ok(()),
-    };
-    ctx.verdict = Some("gated");
-    ctx.approvals = crate::approvals::clear(env, ctx, &gates).await?;
-    ctx.verdict = Some("allow");
-    Ok(())
-}
-
 /// Stage 6: the `decided` record of an allowed call, durable before the
 /// call goes anywhere. If the audit trail cannot record it, the call is
 /// refused (unless `audit.fail_open`, a dev-only setting, says otherwise).
 async fn record_decided<K: CallKind>(
-    env: &K::Env,
+    audit: &Audit,
     ctx: &CallContext<K>,
 ) -> Result<Option<u64>, CallError> {
     if ctx.decision.is_none() {
         // A call that continues one already decided (a task's status).
         return Ok(None);
     }
-    let audit = env.audit();
     match audit.write(decided_record(audit, ctx)).await {
         Ok(seq) => Ok(Some(seq)),
         Err(e) if audit.config().fail_open => {
@@ -417,12 +274,11 @@ async fn forward<K: CallKind>(env: &K::Env, ctx: &CallContext<K>) -> Result<K::O
 /// stage 6, its `decided` record first) and one structured event per call,
 /// whatever its outcome. The records are queued, not waited for.
 async fn record_completed<K: CallKind>(
-    env: &K::Env,
+    audit: &Audit,
     ctx: &CallContext<K>,
     result: &Result<K::Output, CallError>,
 ) {
     let latency_us = ctx.received.elapsed().as_micros() as u64;
-    let audit = env.audit();
     let refused = matches!(
         result,
         Err(CallError::NotFound { .. }

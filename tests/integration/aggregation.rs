@@ -148,6 +148,7 @@ async fn prefix_override_filters_and_collisions() {
     assert!(problems.contains("\"server\":\"b\""), "{problems}");
     let entry = gw
         .gateway()
+        .mcp
         .catalog()
         .tool("echo")
         .map(|e| e.route.server.to_string());

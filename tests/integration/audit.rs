@@ -928,7 +928,7 @@ async fn records_reach_a_webhook_despite_its_failures_in_order_and_complete() {
         assert!(std::time::Instant::now() < deadline, "{got:?} of {written}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let stats = &gw.gateway().audit.forwarded;
+    let stats = &gw.gateway().pipeline.audit.forwarded;
     assert!(stats.failures.load(Ordering::SeqCst) >= 3);
     ct.cancel();
 }

@@ -501,7 +501,7 @@ async fn audit_forwarding_never_follows_a_redirect() {
         .call_tool(call("echo__echo", json!({"message": "audited"})))
         .await
         .unwrap();
-    let stats = gw.gateway().audit.forwarded.clone();
+    let stats = gw.gateway().pipeline.audit.forwarded.clone();
     let failed = eventually(Duration::from_secs(10), || {
         let stats = stats.clone();
         async move { stats.failures.load(Ordering::SeqCst) >= 2 }

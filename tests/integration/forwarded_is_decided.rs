@@ -260,7 +260,7 @@ async fn parser_differentials_are_refused_before_any_stage_on_http() {
     assert_eq!(rec.seen.lock().unwrap().len(), 1);
     // No stage ran for a refused message, so the audit trail holds the two
     // well-formed calls only (a decided and a completed record each).
-    let store = gw.gateway().audit.store().clone();
+    let store = gw.gateway().pipeline.audit.store().clone();
     let count = || async {
         let (n,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM audit_records WHERE body LIKE '%rec__run%'")
@@ -321,7 +321,7 @@ async fn the_upstream_receives_the_value_that_was_decided_on() {
                    "f": 0.10000000000000000001, "z": -0, "esc": "\u00e9\ud83d\ude00\/",
                    "nested": {"b": [1, 2.50, {"c": null}]} }"#;
     let decided: Value = serde_json::from_str(raw).unwrap();
-    let lane_before = gw.gateway().fast_lane.calls_taken();
+    let lane_before = gw.gateway().mcp.fast_lane.calls_taken();
     let message = format!(
         r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"rec__run","arguments":{raw}}}}}"#
     );
@@ -333,7 +333,7 @@ async fn the_upstream_receives_the_value_that_was_decided_on() {
         .unwrap();
     let v = rpc(resp).await;
     assert_ne!(v["result"]["isError"], true, "{v}");
-    assert_eq!(gw.gateway().fast_lane.calls_taken(), lane_before + 1);
+    assert_eq!(gw.gateway().mcp.fast_lane.calls_taken(), lane_before + 1);
     let resp = modern(&gw.url, with_modern_meta(&message))
         .send()
         .await

@@ -137,7 +137,7 @@ async fn api_keys_gate_every_request_and_never_reach_the_upstream() {
     assert!(key.starts_with("tgk_"), "{key}");
     assert_eq!(echo_with(&gw.url, &key, false).await, Ok("hello".into()));
     assert_eq!(echo_with(&gw.url, &key, true).await, Ok("hello".into()));
-    assert!(gw.gateway().fast_lane.calls_taken() >= 1);
+    assert!(gw.gateway().mcp.fast_lane.calls_taken() >= 1);
 
     // Wrong keys, other tokens and tokens in the URL are refused.
     let wrong = format!("{}0", &key[..key.len() - 1]);

@@ -22,7 +22,7 @@ async fn plain_calls_take_the_lane_in_json_and_the_rest_take_rmcp() {
     let url = http_upstream(Echo::new, ct.clone()).await;
     let mut gw = Gateway::start(&[("echo", http_server_toml("echo", &url, ""))], "").await;
     gw.wait_ready(&["echo"]).await;
-    let lane = || gw.gateway().fast_lane.calls_taken();
+    let lane = || gw.gateway().mcp.fast_lane.calls_taken();
     let sid = session(&gw.url).await;
     let send = |body: Value, extra: Option<(&'static str, &'static str)>| {
         let mut request = post(&gw.url)
@@ -164,7 +164,7 @@ async fn the_lane_follows_an_upstream_that_restarted() {
         back,
         "calls never worked again after the upstream restarted"
     );
-    assert!(gw.gateway().fast_lane.calls_taken() >= 2);
+    assert!(gw.gateway().mcp.fast_lane.calls_taken() >= 2);
     gw.shutdown().await;
     second.cancel();
 }
@@ -193,7 +193,7 @@ async fn the_lane_can_be_turned_off() {
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let v = rpc(r).await;
     assert_eq!(v["result"]["content"][0]["text"], "rmcp", "{v}");
-    assert_eq!(gw.gateway().fast_lane.calls_taken(), 0);
+    assert_eq!(gw.gateway().mcp.fast_lane.calls_taken(), 0);
     gw.shutdown().await;
     ct.cancel();
 }

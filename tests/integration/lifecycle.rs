@@ -106,7 +106,7 @@ async fn shutdown_lets_in_flight_calls_finish_and_ends_child_processes() {
     // New calls are refused while draining.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        gateway.inflight.enter().err(),
+        gateway.pipeline.admission.enter().err(),
         Some(toolgate::call::NotAdmitted::ShuttingDown)
     );
     let (client, r) = slow.await.unwrap();

@@ -223,7 +223,7 @@ async fn sampling_and_elicitation_round_trip(servers: &[(&str, String)]) -> u64 
         "{r:?}"
     );
     assert_eq!(heard.elicitations.load(Ordering::SeqCst), 1);
-    let lane_calls = gw.gateway().fast_lane.calls_taken();
+    let lane_calls = gw.gateway().mcp.fast_lane.calls_taken();
     client.cancel().await.unwrap();
     gw.shutdown().await;
     lane_calls

@@ -90,7 +90,7 @@ async fn progress_keeps_its_order_on_2025_sessions() {
         let ct = CancellationToken::new();
         let mut gw = gateway(fast_lane, &ct).await;
         let sid = session(&gw.url).await;
-        let lane_before = gw.gateway().fast_lane.calls_taken();
+        let lane_before = gw.gateway().mcp.fast_lane.calls_taken();
         for tool in ["echo__sleep", "secho__sleep"] {
             let what = format!("{tool}, fast_lane = {fast_lane}");
             calls(&what, |i| {
@@ -112,7 +112,7 @@ async fn progress_keeps_its_order_on_2025_sessions() {
             .await;
         }
         // The lane took the HTTP upstream's calls only when it was on.
-        let taken = gw.gateway().fast_lane.calls_taken() - lane_before;
+        let taken = gw.gateway().mcp.fast_lane.calls_taken() - lane_before;
         assert_eq!(taken, if fast_lane { CALLS as u64 } else { 0 });
         gw.shutdown().await;
         ct.cancel();

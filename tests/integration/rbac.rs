@@ -521,7 +521,7 @@ async fn reloads_under_load_keep_every_call_and_announce_visibility_changes() {
     .unwrap();
     wait_reload().await;
     assert_eq!(
-        gw.gateway().policies.current().version,
+        gw.gateway().pipeline.policies.current().version,
         1,
         "still the first set"
     );
@@ -552,7 +552,7 @@ async fn reloads_under_load_keep_every_call_and_announce_visibility_changes() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    assert!(gw.gateway().policies.current().version > 1);
+    assert!(gw.gateway().pipeline.policies.current().version > 1);
     // Comparing every caller's lists under this load takes a debug build
     // seconds on a busy machine: as long as the reload itself may take.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);

@@ -41,11 +41,11 @@ use super::{
     CancelParams, LaneInput, LaneReply, Message, Out, ProgressParams, await_answer, relay_request,
     with_id, with_param,
 };
-use crate::app::Gateway;
 use crate::call::CallError;
 use crate::config::{Secret, UpstreamUrl};
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::egress::{self, CheckedResolver};
+use crate::mcp::state::McpState;
 use crate::util::sync::LockExt;
 
 /// Why an exchange with the upstream failed, before it became a [`CallError`].
@@ -359,7 +359,7 @@ impl LaneLink {
     /// either way the upstream is told to stop.
     pub(super) async fn call(
         &self,
-        gw: &Gateway,
+        mcp: &McpState,
         target: &UpstreamTarget,
         input: &LaneInput,
         cancel: &CancellationToken,
@@ -367,7 +367,7 @@ impl LaneLink {
     ) -> Result<LaneReply, CallError> {
         let id = format!("toolgate-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let sent_on = OnceLock::new();
-        let exchange = self.exchange(gw, target, input, &id, &sent_on);
+        let exchange = self.exchange(mcp, target, input, &id, &sent_on);
         let (outcome, reason) = tokio::select! {
             r = tokio::time::timeout(timeout, exchange) => match r {
                 Ok(reply) => return reply,
@@ -391,7 +391,7 @@ impl LaneLink {
     /// comes before the result.
     async fn exchange(
         &self,
-        gw: &Gateway,
+        mcp: &McpState,
         target: &UpstreamTarget,
         input: &LaneInput,
         id: &str,
@@ -467,13 +467,17 @@ impl LaneLink {
                 }
                 (Some(_), Some(upstream_id)) => {
                     let (relay_id, request) =
-                        relay_request(gw, target, &session, input, &bytes).map_err(failed)?;
+                        relay_request(mcp, target, &session, input, &bytes).map_err(failed)?;
                     let key = upstream_id.get().to_string();
                     self.shared
                         .relayed()
                         .insert(key.clone(), (relay_id.clone(), input.out.clone()));
                     relayed.open.push((key, relay_id.clone()));
-                    answers.push(Box::pin(await_answer(gw, relay_id, upstream_id.to_owned())));
+                    answers.push(Box::pin(await_answer(
+                        mcp,
+                        relay_id,
+                        upstream_id.to_owned(),
+                    )));
                     Some(request)
                 }
                 (Some("notifications/progress"), None) => {

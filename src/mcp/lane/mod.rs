@@ -49,11 +49,10 @@ mod sse;
 use link::LinkResult;
 pub use link::{LaneLink, SessionSpy};
 
-use crate::app::Gateway;
-use crate::call::{CallError, Caller};
+use crate::call::{CallContext, CallError, CallKind, Caller, Confirmation, PolicyQuestion};
 use crate::mcp::calls::UpstreamTarget;
+use crate::mcp::state::McpState;
 use crate::mcp::upstream::Upstream;
-use crate::pipeline::{self, CallContext, CallKind, Confirmation, PolicyQuestion};
 use crate::util::sync::LockExt;
 
 /// Messages (relayed requests, notifications) queued for one caller's
@@ -126,15 +125,15 @@ impl FastLane {
     /// strictly (see [`crate::mcp::ingress`]): what the lane forwards is
     /// serialised from it, never the caller's bytes.
     pub async fn intercept(
-        gw: &Arc<Gateway>,
+        mcp: &Arc<McpState>,
         parts: &http::request::Parts,
         body: &Bytes,
         message: Value,
     ) -> Option<Response<Body>> {
-        let lane = &gw.fast_lane;
-        if !gw.config.http.fast_lane
+        let lane = &mcp.fast_lane;
+        if !mcp.config.http.fast_lane
             || parts.method != http::Method::POST
-            || !eligible_headers(gw, &parts.headers)
+            || !eligible_headers(mcp, &parts.headers)
         {
             return None;
         }
@@ -159,14 +158,14 @@ impl FastLane {
                     Some(Value::Object(arguments)) => Some(arguments),
                     Some(_) => return None,
                 };
-                if !has_lane(gw, &params.name) {
+                if !has_lane(mcp, &params.name) {
                     return None;
                 }
                 if !lane.sessions.has_session(&session).await.ok()? {
                     return None; // rmcp answers 404
                 }
                 let caller = parts.extensions.get::<Caller>()?.clone();
-                lane.touch(&session, gw.config.http.max_sessions).await;
+                lane.touch(&session, mcp.config.http.max_sessions).await;
                 lane.taken.fetch_add(1, Ordering::Relaxed);
                 let trace = crate::pipeline::trace_id(&parts.headers);
                 let progress_token = match params.meta.and_then(|m| m.progress_token) {
@@ -181,7 +180,7 @@ impl FastLane {
                     out,
                     session,
                 };
-                Some(call(gw.clone(), caller, trace, id.to_string(), input, rx).await)
+                Some(call(mcp.clone(), caller, trace, id.to_string(), input, rx).await)
             }
             (Some("notifications/cancelled"), false) => {
                 // Keyed by the id as serialised from the strict value, as
@@ -309,7 +308,7 @@ impl FastLane {
 
 /// Host, Origin, Accept, Content-Type and protocol headers allow the lane;
 /// anything unusual is left to rmcp, which checks it properly.
-fn eligible_headers(gw: &Gateway, headers: &HeaderMap) -> bool {
+fn eligible_headers(mcp: &McpState, headers: &HeaderMap) -> bool {
     let has = |name: header::HeaderName, part: &str| {
         headers
             .get_all(name)
@@ -337,7 +336,7 @@ fn eligible_headers(gw: &Gateway, headers: &HeaderMap) -> bool {
                     .next()
                     .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
             })
-        && host_allowed(headers, &gw.config.http.allowed_hosts)
+        && host_allowed(headers, &mcp.config.http.allowed_hosts)
 }
 
 /// The same rule rmcp applies: a listed host without a port allows any
@@ -367,11 +366,11 @@ fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
         .any(|(h, p)| h == host && p.is_none_or(|p| Some(p) == port))
 }
 
-fn has_lane(gw: &Gateway, name: &str) -> bool {
-    let catalog = gw.catalog();
+fn has_lane(mcp: &McpState, name: &str) -> bool {
+    let catalog = mcp.catalog();
     catalog
         .tool(name)
-        .and_then(|entry| gw.upstream(&entry.route.server))
+        .and_then(|entry| mcp.upstream(&entry.route.server))
         .is_some_and(|upstream| upstream.lane().is_some())
 }
 
@@ -453,14 +452,14 @@ impl CallKind for LaneToolCall {
     type Input = LaneInput;
     type Target = UpstreamTarget;
     type Output = LaneReply;
-    type Env = Gateway;
+    type Env = McpState;
 
     fn subject(input: &LaneInput) -> &str {
         &input.name
     }
 
-    fn resolve(gw: &Gateway, input: &LaneInput) -> Result<UpstreamTarget, CallError> {
-        crate::mcp::calls::resolve_tool(gw, &input.name)
+    fn resolve(mcp: &McpState, input: &LaneInput) -> Result<UpstreamTarget, CallError> {
+        crate::mcp::calls::resolve_tool(mcp, &input.name)
     }
 
     fn question<'a>(
@@ -490,18 +489,18 @@ impl CallKind for LaneToolCall {
     }
 
     async fn confirm(
-        gw: &Gateway,
+        mcp: &McpState,
         ctx: &CallContext<Self>,
         _gate: &crate::authorize::Gate,
         question: &str,
     ) -> Confirmation {
         let input = &ctx.input;
-        if !gw.session_owners.elicits(&input.session) {
+        if !mcp.session_owners.elicits(&input.session) {
             return Confirmation::CannotAsk(
                 "the client did not declare the elicitation capability".into(),
             );
         }
-        let lane = &gw.fast_lane;
+        let lane = &mcp.fast_lane;
         let relay_id = lane.new_relay_id();
         lane.register(&relay_id, input.session.clone(), None);
         let mut request = crate::approvals::elicitation(question);
@@ -535,7 +534,7 @@ impl CallKind for LaneToolCall {
     }
 
     async fn forward(
-        gw: &Gateway,
+        mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
     ) -> Result<LaneReply, CallError> {
@@ -548,7 +547,7 @@ impl CallKind for LaneToolCall {
                 reason: "no HTTP link".into(),
             })?;
         let timeout = upstream.config.call_timeout;
-        link.call(gw, target, &ctx.input, &ctx.cancel, timeout)
+        link.call(mcp, target, &ctx.input, &ctx.cancel, timeout)
             .await
     }
 }
@@ -556,7 +555,7 @@ impl CallKind for LaneToolCall {
 /// Run one lane call: JSON back if nothing came before the result,
 /// otherwise an SSE stream that carries what the upstream sent meanwhile.
 async fn call(
-    gw: Arc<Gateway>,
+    mcp: Arc<McpState>,
     caller: Caller,
     trace: Option<String>,
     id: String,
@@ -567,24 +566,19 @@ async fn call(
     let session = input.session.clone();
     let cancel = CancellationToken::new();
     let key = (session.clone(), id.clone());
-    gw.fast_lane
+    mcp.fast_lane
         .lock_calls()
         .insert(key.clone(), cancel.clone());
-    let task_gw = gw.clone();
+    let task_mcp = mcp.clone();
     let task_cancel = cancel.clone();
     // Its own task, so a caller that hangs up still lets the call tell the
     // upstream (the guard below cancels it).
     tokio::spawn(async move {
-        let reply = match task_gw.inflight.enter() {
-            Ok(_guard) => {
-                let mut ctx = CallContext::new(caller, input, task_cancel);
-                ctx.session = Some(session.to_string());
-                ctx.trace = trace;
-                pipeline::run::<LaneToolCall>(&task_gw, ctx).await
-            }
-            Err(e) => Err(CallError::NotAdmitted(e)),
-        };
-        task_gw.fast_lane.lock_calls().remove(&key);
+        let mut ctx = CallContext::new(caller, input, task_cancel);
+        ctx.session = Some(session.to_string());
+        ctx.trace = trace;
+        let reply = task_mcp.pipeline.run::<LaneToolCall>(&task_mcp, ctx).await;
+        task_mcp.fast_lane.lock_calls().remove(&key);
         let _ = out.send(Out::Final(response_bytes(&id, reply))).await;
     });
     let guard = cancel.drop_guard();
@@ -700,13 +694,13 @@ pub(super) fn with_id(message: &[u8], id: &RawValue) -> LinkResult<String> {
 /// as the caller will see it (a relay id instead of the upstream's id and
 /// progress token) and that id.
 pub(super) fn relay_request(
-    gw: &Gateway,
+    mcp: &McpState,
     target: &UpstreamTarget,
     lane_session: &HeaderValue,
     input: &LaneInput,
     request: &[u8],
 ) -> LinkResult<(String, Bytes)> {
-    let lane = &gw.fast_lane;
+    let lane = &mcp.fast_lane;
     let relay_id = lane.new_relay_id();
     let relay_json = serde_json::Value::from(relay_id.as_str()).to_string();
     let mut object: serde_json::Map<String, serde_json::Value> =
@@ -732,11 +726,11 @@ pub(super) fn relay_request(
 /// Wait for the caller's answer to a relayed request; an answer that can't
 /// be had is a JSON-RPC error for the upstream.
 pub(super) async fn await_answer(
-    gw: &Gateway,
+    mcp: &McpState,
     relay_id: String,
     upstream_id: Box<RawValue>,
 ) -> (Box<RawValue>, Bytes) {
-    let answer = gw.fast_lane.answer_to(relay_id).await.unwrap_or_else(|| {
+    let answer = mcp.fast_lane.answer_to(relay_id).await.unwrap_or_else(|| {
         Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":0,"error":{"code":-32603,"message":"toolgate: the caller did not answer"}}"#,
         )
