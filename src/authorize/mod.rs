@@ -84,15 +84,7 @@ impl Action {
     }
 }
 
-/// What a server contributes to decisions (from `servers/*.toml`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct ServerFacts {
-    pub name: String,
-    pub tags: Vec<String>,
-    pub env: String,
-    /// Its tool annotations are believed.
-    pub trusted: bool,
-}
+pub use crate::config::ServerFacts;
 
 /// The thing a request is about.
 #[derive(Debug, Clone)]
