@@ -18,7 +18,7 @@ use serde_json::json;
 use sqlx::AnyPool;
 
 use super::canonical;
-use crate::util::digest::hex;
+use crate::util::digest::{decode_hex, hex, key_seed};
 
 /// The key that signs checkpoints, and the key of argument hashes
 /// derived from it ([`SigningKey::args_mac_hex`]).
@@ -35,13 +35,7 @@ const ARGS_KEY_INFO: &[u8] = b"args_hash hmac-sha256 v1";
 impl SigningKey {
     /// From a 32-byte seed given as 64 hex digits or base64.
     pub fn from_text(text: &str) -> Result<SigningKey, String> {
-        let text = text.trim();
-        let seed = decode_hex(text)
-            .or_else(|| STANDARD.decode(text).ok())
-            .filter(|b| b.len() == 32)
-            .ok_or(
-                "an audit signing key is 32 random bytes as 64 hex digits (or base64), e.g. from `openssl rand -hex 32`",
-            )?;
+        let seed = key_seed(text)?;
         let pair = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| e.to_string())?;
         // Argument hashes are keyed by the signing key (HKDF-SHA256 of its
         // seed) rather than by a key of their own: it is already outside
@@ -108,16 +102,6 @@ impl SigningKey {
 /// What [`SigningKey::sign_for`] signs: `purpose`, a zero byte, `message`.
 fn for_purpose(purpose: &str, message: &[u8]) -> Vec<u8> {
     [purpose.as_bytes(), &[0], message].concat()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// One signed checkpoint, as stored and exported.

@@ -16,22 +16,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::query::{Entry, Filter, page};
-use crate::config::Secret;
 use crate::storage::Store;
 
-/// Where and how to forward (`[audit.forward]`).
-#[derive(Debug, Clone)]
-pub struct ForwardConfig {
-    pub url: String,
-    /// Sent as the `Authorization` header, if set.
-    pub authorization: Option<Secret>,
-    /// Records per request.
-    pub batch: usize,
-    /// How often to look for new records when caught up.
-    pub interval: Duration,
-    /// Longest wait between retries of a failed request.
-    pub max_backoff: Duration,
-}
+pub use crate::config::{ForwardConfig, MAX_FORWARD_BATCH as MAX_BATCH};
 
 /// Counters, for tests and `/readyz`.
 #[derive(Debug, Default)]
@@ -66,8 +53,6 @@ impl Feed {
     }
 }
 
-/// Most records per request.
-pub const MAX_BATCH: usize = 1000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The HTTP client of a feed: no redirects (the receiver's

@@ -29,7 +29,6 @@ pub mod verify;
 mod writer;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -322,49 +321,7 @@ pub fn chain_hash(prev_hex: &str, body: &str) -> String {
 /// What `prev_hash` is for the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// How the audit trail behaves (`[audit]` in `toolgate.toml`).
-#[derive(Debug, Clone)]
-pub struct AuditConfig {
-    /// Dev only: a call whose `decided` record cannot be written goes
-    /// ahead anyway (logged as an error every time).
-    pub fail_open: bool,
-    /// Most records queued for the writer (and kept for a retry while the
-    /// store is down).
-    pub queue: usize,
-    /// How long a call waits for its `decided` record to be durable before
-    /// it is refused.
-    pub wait: Duration,
-    /// A signed checkpoint is written this often when there are new records.
-    pub checkpoint_interval: Duration,
-    /// Checkpoints are also appended here (outside the database).
-    pub checkpoint_file: PathBuf,
-    /// The Ed25519 signing key (32-byte seed, hex or base64); `None`:
-    /// generated once into `data_dir/audit.key`.
-    pub signing_key: Option<crate::config::Secret>,
-    /// Argument names whose values are always masked, besides the built-in
-    /// ones (`password`, `token`, `secret`, …).
-    pub secret_fields: Vec<String>,
-    /// Records are also sent here (`[audit.forward]`).
-    pub forward: Option<forward::ForwardConfig>,
-    /// Records older than this are pruned on a schedule (`None`: kept).
-    pub retain: Option<Duration>,
-}
-
-impl AuditConfig {
-    pub fn defaults(data_dir: &std::path::Path) -> AuditConfig {
-        AuditConfig {
-            fail_open: false,
-            queue: 10_000,
-            wait: Duration::from_secs(5),
-            checkpoint_interval: Duration::from_secs(60),
-            checkpoint_file: data_dir.join("audit-checkpoints.jsonl"),
-            signing_key: None,
-            secret_fields: Vec::new(),
-            forward: None,
-            retain: None,
-        }
-    }
-}
+pub use crate::config::AuditConfig;
 
 /// Why a record could not be written.
 #[derive(Debug, Clone, thiserror::Error)]

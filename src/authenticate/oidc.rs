@@ -28,8 +28,7 @@ use crate::util::sync::LockExt;
 
 /// Shortest time between two key refreshes caused by unknown `kid`s.
 pub const UNKNOWN_KID_REFRESH: Duration = Duration::from_secs(30);
-/// How long fetched keys are used while the IdP cannot be reached.
-pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
+pub use crate::config::auth::DEFAULT_MAX_STALE;
 const DEFAULT_KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest discovery or JWKS document read.

@@ -47,15 +47,7 @@ use crate::call::{Caller, Credential};
 pub use crate::call::{Action, Annotations, Decision, Gate, Query, Target};
 pub use context::{ArgsUse, to_cedar};
 
-/// What a server contributes to decisions (from `servers/*.toml`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct ServerFacts {
-    pub name: String,
-    pub tags: Vec<String>,
-    pub env: String,
-    /// Its tool annotations are believed.
-    pub trusted: bool,
-}
+pub use crate::config::ServerFacts;
 
 /// One problem in `policies/`, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,8 @@ use super::{MAX_SERVER_NAME, Report, Secret, duration_or, secret, valid_server_n
 
 const DEFAULT_API_KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+/// How long fetched keys are used while the IdP cannot be reached.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 /// Entra ID's public cloud; other clouds (and tests) set `authority`.
 pub const ENTRA_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// Where Entra's v1 tokens say they come from.
@@ -77,7 +79,7 @@ impl IssuerConfig {
             claims: ClaimMapping::defaults(&Provider::Generic),
             leeway: Duration::from_secs(60),
             required_scopes: Vec::new(),
-            keys_max_stale: crate::authenticate::oidc::DEFAULT_MAX_STALE,
+            keys_max_stale: DEFAULT_MAX_STALE,
         }
     }
 }
@@ -571,7 +573,7 @@ fn load_issuer(
         report,
         &key("keys_max_stale"),
         raw.keys_max_stale.as_deref(),
-        crate::authenticate::oidc::DEFAULT_MAX_STALE,
+        DEFAULT_MAX_STALE,
     );
     if keys_max_stale.is_zero() || keys_max_stale > Duration::from_secs(7 * 86_400) {
         report.error(&key("keys_max_stale"), "between 1s and 7d");
