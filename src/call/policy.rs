@@ -8,7 +8,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::Caller;
-use crate::authorize::ServerFacts;
+use crate::config::ServerFacts;
 
 /// An action policies decide on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

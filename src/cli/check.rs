@@ -1,0 +1,62 @@
+//! `toolgate check`: validate the configuration, the server files and the
+//! policies, then show which tools each server exposes and why one is
+//! missing. Everything goes to stderr; exit 1 on any error.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::load;
+
+pub async fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match load(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let source = config
+        .source
+        .as_ref()
+        .map_or("built-in defaults".into(), |p| p.display().to_string());
+    eprintln!(
+        "configuration OK ({source}); {} upstream server(s) in {}:",
+        config.servers.len(),
+        config.servers_dir.display()
+    );
+    for s in &config.servers {
+        let prefix = if s.prefix.is_empty() {
+            "(no prefix)".to_string()
+        } else {
+            format!("{}__*", s.prefix)
+        };
+        let at = match &s.transport {
+            // Shown without credentials (userinfo, query values).
+            toolgate::config::Transport::Http { url, .. } => format!(" {url}"),
+            toolgate::config::Transport::Stdio { .. } => String::new(),
+        };
+        eprintln!("  - {} [{}{at}] {prefix}", s.name, s.transport.kind());
+    }
+    let policies = match toolgate::authorize::Policies::load(&config.policies_dir, 1) {
+        Ok(policies) => policies,
+        Err(errors) => {
+            eprint!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    eprintln!(
+        "policies OK ({}): {} polic{} validated against the schema",
+        config.policies_dir.display(),
+        policies.len(),
+        if policies.len() == 1 { "y" } else { "ies" }
+    );
+    // What a new user most often asks next: why a tool is missing.
+    eprintln!(
+        "tools each server exposes, as seen by {} (`toolgate policy explain --tool NAME` says why for one tool):",
+        toolgate::mcp::exposure::ASKED_FOR
+    );
+    for (exposure, down) in toolgate::mcp::exposure::probe_exposure(&config, &policies).await {
+        eprintln!("  - {exposure}");
+        if let Some(reason) = down {
+            eprintln!("    why: {reason}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,113 @@
+//! The `toolgate` command line: the clap definitions and the helpers every
+//! subcommand shares. It sits on the top floor, in the binary crate only
+//! (`main.rs` declares it; the library never compiles it), so `anyhow` is
+//! allowed here. One file per subcommand holds its body and, where it has
+//! subcommands of its own, their definitions.
+
+pub mod audit;
+pub mod check;
+pub mod keys;
+pub mod policy;
+pub mod reference;
+pub mod serve;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use toolgate::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "toolgate",
+    version,
+    about = "MCP-first tool-governance gateway for AI agents"
+)]
+pub struct Cli {
+    /// toolgate.toml to use (default: ./toolgate.toml if present, else built-in defaults).
+    #[arg(long, global = true, env = "TOOLGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the gateway over streamable HTTP at http://LISTEN/mcp.
+    Serve {
+        /// Override `listen` from the config (e.g. 127.0.0.1:9000).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Development only: every loopback caller without a credential is
+        /// let in as the dev user (your OS user, group `dev`). Refused on a
+        /// non-loopback address.
+        #[arg(long)]
+        dev_insecure: bool,
+    },
+    /// Serve one local MCP client over stdin/stdout, as local:$USER
+    /// without groups, or as the API key in the environment variable
+    /// TOOLGATE_API_KEY (its identity and groups).
+    Stdio,
+    /// Validate the configuration and every server file; exit 1 on any error.
+    Check,
+    /// Create, list and revoke API keys (stored hashed in the data store).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Check and explain the Cedar policies in `policies/`.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
+    /// Verify and export the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+    /// Run one of the reference upstream servers shipped with toolgate.
+    Reference {
+        name: toolgate::reference::Name,
+        /// Serve streamable HTTP at http://ADDR/mcp instead of stdio.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
+}
+
+fn self_exe() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "toolgate".into())
+}
+
+/// Called by the commands that log, once they know the format: `serve` and
+/// `stdio` take it from the configuration they load.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    // Logs go to stderr: stdout belongs to the MCP protocol under `stdio`.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// The configuration at `--config` (or where `Config::locate` finds it);
+/// on errors, prints every one and gives the exit code to leave with.
+pub fn load(config: Option<&Path>) -> Result<Config, ExitCode> {
+    let path = Config::locate(config);
+    Config::load(path.as_deref(), &self_exe()).map_err(|errors| {
+        eprint!("{errors}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Command output (stdout is ours outside `stdio`).
+#[expect(clippy::print_stdout, reason = "the command's answer")]
+fn println_stdout(line: &str) {
+    println!("{line}");
+}
