@@ -1,8 +1,14 @@
-//! Request context for policies: arguments, tool annotations, time.
+//! Request context for policies: arguments, tool annotations, time, the
+//! client's address; and which of its parts the policies read, so the
+//! others are never built (stage 3, authorize).
 
-use cedar_policy::RestrictedExpression;
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use cedar_policy::{Context, RestrictedExpression};
 use serde_json::{Map, Value};
 
+use super::{Query, Target};
 use crate::call::Annotations;
 
 /// Deepest argument nesting turned into a Cedar record; deeper values are
@@ -113,6 +119,189 @@ pub fn time(unix: i64) -> RestrictedExpression {
         ),
     ])
     .unwrap_or_else(|_| unreachable!("distinct keys"))
+}
+
+/// `ip("…")` for an address. Building one parses the extension's name,
+/// so they are remembered (at most [`MAX_IPS`] addresses).
+fn ip_expression(addr: IpAddr) -> RestrictedExpression {
+    static IPS: std::sync::LazyLock<quick_cache::sync::Cache<IpAddr, RestrictedExpression>> =
+        std::sync::LazyLock::new(|| quick_cache::sync::Cache::new(MAX_IPS));
+    if let Some(e) = IPS.get(&addr) {
+        return e;
+    }
+    let e = RestrictedExpression::new_ip(addr.to_string());
+    IPS.insert(addr, e.clone());
+    e
+}
+
+/// Most client addresses whose `ip(…)` expression is remembered.
+const MAX_IPS: usize = 4096;
+
+/// The parts of the context policies read; the others are not built (the
+/// `ip` extension, the clock and large arguments are not free).
+#[derive(Debug, Clone)]
+pub(super) struct ContextUse {
+    pub(super) time: bool,
+    pub(super) client_ip: bool,
+    pub(super) request_id: bool,
+    pub(super) args: ArgsUse,
+}
+
+impl ContextUse {
+    /// Read off each policy's JSON form: `context.X` and `context has X`
+    /// name what they read; `context` used whole reads everything.
+    /// From what every policy reads (see [`Index`](super::index::Index)).
+    pub(super) fn of(found: &ContextReads) -> ContextUse {
+        let reads = |name: &str| found.whole || found.attrs.contains(name);
+        ContextUse {
+            time: reads("time"),
+            client_ip: reads("client_ip"),
+            request_id: reads("request_id"),
+            args: if found.whole || found.whole_args {
+                ArgsUse::All
+            } else {
+                ArgsUse::Only(found.args.clone())
+            },
+        }
+    }
+}
+
+/// What [`ContextUse::of`] gathers from policies' JSON (Cedar's EST:
+/// `{".": {"left": L, "attr": A}}`, `{"has": {"left": L, "attr": A}}`,
+/// `{"Var": "context"}`).
+#[derive(Default)]
+pub(super) struct ContextReads {
+    /// Context attributes read.
+    attrs: HashSet<String>,
+    /// Top-level arguments read.
+    args: std::collections::BTreeSet<String>,
+    /// `context` used other than through an attribute.
+    whole: bool,
+    /// `context.args` used other than through an attribute.
+    whole_args: bool,
+}
+
+impl ContextReads {
+    /// What a policy reads, from its JSON form (`None`: it has none, so
+    /// assume it reads everything).
+    pub(super) fn of(json: Option<&Value>) -> ContextReads {
+        let mut found = ContextReads::default();
+        match json {
+            Some(json) => found.visit(json),
+            None => found.whole = true,
+        }
+        found
+    }
+
+    pub(super) fn add(&mut self, other: ContextReads) {
+        self.attrs.extend(other.attrs);
+        self.args.extend(other.args);
+        self.whole |= other.whole;
+        self.whole_args |= other.whole_args;
+    }
+
+    /// Whether it reads what changes from one call to the next for the
+    /// same caller and target: the arguments, the clock, the request id.
+    pub(super) fn varies(&self) -> bool {
+        self.whole
+            || ["args", "time", "request_id"]
+                .iter()
+                .any(|a| self.attrs.contains(*a))
+    }
+
+    fn visit(&mut self, node: &Value) {
+        match node {
+            Value::Object(map) => {
+                if map.get("Var").and_then(Value::as_str) == Some("context") {
+                    self.whole = true;
+                    return;
+                }
+                for op in [".", "has"] {
+                    let Some(access) = map.get(op) else { continue };
+                    let (Some(left), Some(attr)) = (
+                        access.get("left"),
+                        access.get("attr").and_then(Value::as_str),
+                    ) else {
+                        continue;
+                    };
+                    if is_context(left) {
+                        self.attrs.insert(attr.to_string());
+                        if attr == "args" && op == "." {
+                            // `context.args` on its own.
+                            self.whole_args = true;
+                        }
+                        return;
+                    }
+                    if let Some(Value::Object(inner)) = left.get(".")
+                        && inner.get("attr").and_then(Value::as_str) == Some("args")
+                        && inner.get("left").is_some_and(is_context)
+                    {
+                        self.attrs.insert("args".into());
+                        self.args.insert(attr.to_string());
+                        return;
+                    }
+                }
+                map.values().for_each(|v| self.visit(v));
+            }
+            Value::Array(items) => items.iter().for_each(|v| self.visit(v)),
+            _ => {}
+        }
+    }
+}
+
+fn is_context(node: &Value) -> bool {
+    node.get("Var").and_then(Value::as_str) == Some("context")
+}
+
+/// The request context of a query (attributes no policy mentions are
+/// left out: policies were validated, requests are not).
+pub(super) fn context(
+    query: &Query<'_>,
+    uses: &ContextUse,
+    with_args: bool,
+) -> Result<Context, String> {
+    let args = if with_args { query.args } else { None };
+    let mut context = vec![(
+        "listing".to_string(),
+        RestrictedExpression::new_bool(query.args.is_none()),
+    )];
+    if uses.request_id {
+        context.push((
+            "request_id".to_string(),
+            RestrictedExpression::new_string(query.request_id.to_string()),
+        ));
+    }
+    if uses.client_ip {
+        context.push((
+            "client_ip".to_string(),
+            ip_expression(
+                query
+                    .caller
+                    .address
+                    .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+                    // `::ffff:10.1.2.3` (an IPv4 client of a dual-stack
+                    // listener) is 10.1.2.3 to policies.
+                    .to_canonical(),
+            ),
+        ));
+    }
+    if uses.time {
+        context.push(("time".to_string(), time(crate::storage::now_unix())));
+    }
+    match &query.target {
+        Target::Tool {
+            server,
+            annotations,
+            ..
+        } => {
+            let believed = annotations.believed(server.trusted);
+            context.push(("annotations".into(), self::annotations(believed)));
+            context.push(("args".into(), self::args(args, &uses.args)?));
+        }
+        Target::Prompt { .. } => context.push(("args".into(), self::args(args, &uses.args)?)),
+        Target::Resource { .. } | Target::Model { .. } | Target::Admin { .. } => {}
+    }
+    Context::from_pairs(context).map_err(|e| e.to_string())
 }
 
 /// A tool's hints as a Cedar record (`context.annotations`).
