@@ -44,7 +44,7 @@ pub struct Gateway {
     /// Stops upstream supervisors (and so child processes).
     pub shutdown: CancellationToken,
     /// Trusted OIDC issuers and their keys.
-    pub issuers: Vec<Arc<authenticate::oidc::Issuer>>,
+    pub issuers: Arc<[Arc<authenticate::oidc::Issuer>]>,
 }
 
 impl Gateway {
@@ -83,33 +83,18 @@ impl Gateway {
         Ok(gw)
     }
 
-    /// The gateway's state in detail (`GET /admin/v1/status`, admins only):
-    /// ready once every upstream has been tried at least once. A down
-    /// upstream does not make the gateway unready (its tools are simply
-    /// absent); the body says which upstreams are up and why not, and where
-    /// they are (URLs without credentials).
+    /// The gateway's state in detail (see [`crate::admin::readiness`]).
     pub fn readiness(&self) -> (bool, serde_json::Value) {
-        let (ready, upstreams) = self.mcp.upstream_health();
-        let issuers: Vec<_> = self
-            .issuers
-            .iter()
-            .map(|i| match i.health() {
-                Ok(()) => serde_json::json!({"name": i.config.name, "state": "ready"}),
-                Err(why) => {
-                    serde_json::json!({"name": i.config.name, "state": "degraded", "reason": why})
-                }
-            })
-            .collect();
-        let catalog = self.mcp.catalog();
-        let body = serde_json::json!({
-            "ready": ready,
-            "upstreams": upstreams,
-            "issuers": issuers,
-            "tools": catalog.tools.len(),
-            "problems": catalog.problems,
-            "sessions": self.mcp.hub.session_count(),
-        });
-        (ready, body)
+        crate::admin::readiness(&self.mcp, &self.issuers)
+    }
+
+    /// What the admin API and the approver page read.
+    pub fn admin(&self) -> crate::admin::Admin {
+        crate::admin::Admin {
+            pipeline: self.pipeline.clone(),
+            mcp: self.mcp.clone(),
+            issuers: self.issuers.clone(),
+        }
     }
 
     /// Stop taking calls, wait for in-flight ones up to the grace period,
@@ -171,21 +156,27 @@ pub fn router(
         .route("/mcp", mcp)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route(
-            "/.well-known/oauth-protected-resource",
-            get(authenticate::protected_resource_metadata),
-        )
-        .route(
-            "/.well-known/oauth-protected-resource/mcp",
-            get(authenticate::protected_resource_metadata),
-        )
         .route("/auth/me", get(sso::me))
         .with_state(gw.clone())
-        .merge(crate::admin::router(gw.clone()))
-        .merge(crate::approvals::ui::router(crate::approvals::ui::Ui {
-            gw,
-            sso: auth.sso.clone(),
-        }))
+        .merge(
+            axum::Router::new()
+                .route(
+                    "/.well-known/oauth-protected-resource",
+                    get(authenticate::protected_resource_metadata),
+                )
+                .route(
+                    "/.well-known/oauth-protected-resource/mcp",
+                    get(authenticate::protected_resource_metadata),
+                )
+                .with_state(gw.config.clone()),
+        )
+        .merge(crate::admin::router(gw.admin()))
+        .merge(crate::admin::approver_page::router(
+            crate::admin::approver_page::Ui {
+                admin: gw.admin(),
+                sso: auth.sso.clone(),
+            },
+        ))
         .merge(
             axum::Router::new()
                 .route("/auth/login", get(sso::login))
@@ -597,15 +588,15 @@ impl HttpServer {
             http: gateway.config.http.clone(),
             listen: addr,
             keys: keys.clone(),
-            issuers: issuers.clone(),
+            issuers: issuers.to_vec(),
             dev_insecure: gateway.config.auth.dev_insecure,
         });
         let stop = CancellationToken::new();
         let sessions_ct = CancellationToken::new();
         let app = router(gateway.clone(), auth, sessions_ct.clone());
         tokio::spawn(flush_last_used(keys, stop.clone()));
-        for issuer in issuers {
-            tokio::spawn(issuer.maintain(stop.clone()));
+        for issuer in issuers.iter() {
+            tokio::spawn(issuer.clone().maintain(stop.clone()));
         }
         let gw = gateway.clone();
         let stop_signal = stop.clone();

@@ -25,6 +25,8 @@ mod connections;
 mod egress;
 #[path = "integration/first_hour.rs"]
 mod first_hour;
+#[path = "integration/floors.rs"]
+mod floors;
 #[path = "integration/forwarded_is_decided.rs"]
 mod forwarded_is_decided;
 #[path = "integration/hostile_idp.rs"]

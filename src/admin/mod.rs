@@ -1,6 +1,9 @@
 //! The admin REST API (`/admin/v1/…`). Who may use it is itself a policy
 //! decision: action `administer` on `Admin::"<area>"` (the default policies
-//! give it to the `admin` group).
+//! give it to the `admin` group). The approver page ([`approver_page`])
+//! is the same API for people, in a browser.
+
+pub mod approver_page;
 
 use std::sync::Arc;
 
@@ -10,13 +13,51 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, json};
 
-use crate::app::Gateway;
+use crate::authenticate::oidc::Issuer;
 use crate::authorize::cases::{AnnotationsSpec, Case};
 use crate::authorize::{Query, Target};
 use crate::call::Caller;
+use crate::mcp::state::McpState;
+use crate::pipeline::Pipeline;
+
+/// What the admin API and the approver page read: the spine (policies,
+/// audit trail), the MCP front end (catalog, upstreams) and the identity
+/// providers (for status).
+#[derive(Clone)]
+pub struct Admin {
+    pub pipeline: Arc<Pipeline>,
+    pub mcp: Arc<McpState>,
+    pub issuers: Arc<[Arc<Issuer>]>,
+}
+
+/// The gateway's state in detail (`/readyz` in brief, `GET
+/// /admin/v1/status` for admins): ready once every upstream has been tried
+/// at least once. A down upstream does not make the gateway unready (its
+/// tools are simply absent); the body says which upstreams are up and why
+/// not, and where they are (URLs without credentials).
+pub fn readiness(mcp: &McpState, issuers: &[Arc<Issuer>]) -> (bool, serde_json::Value) {
+    let (ready, upstreams) = mcp.upstream_health();
+    let issuers: Vec<_> = issuers
+        .iter()
+        .map(|i| match i.health() {
+            Ok(()) => json!({"name": i.config.name, "state": "ready"}),
+            Err(why) => json!({"name": i.config.name, "state": "degraded", "reason": why}),
+        })
+        .collect();
+    let catalog = mcp.catalog();
+    let body = json!({
+        "ready": ready,
+        "upstreams": upstreams,
+        "issuers": issuers,
+        "tools": catalog.tools.len(),
+        "problems": catalog.problems,
+        "sessions": mcp.hub.session_count(),
+    });
+    (ready, body)
+}
 
 /// The routes, for the router (behind the authenticate layer).
-pub fn router(gw: Arc<Gateway>) -> axum::Router {
+pub fn router(admin: Admin) -> axum::Router {
     axum::Router::new()
         .route(
             "/admin/v1/policy/explain",
@@ -29,7 +70,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
             "/admin/v1/approvals/{id}/{verdict}",
             axum::routing::post(approvals_decide),
         )
-        .with_state(gw)
+        .with_state(admin)
 }
 
 fn refuse(status: StatusCode, message: String) -> Response {
@@ -37,8 +78,8 @@ fn refuse(status: StatusCode, message: String) -> Response {
 }
 
 /// Why `caller` may not administer `area`, if they may not.
-fn may_not_administer(gw: &Gateway, caller: &Caller, area: &str) -> Option<Response> {
-    let decision = gw.pipeline.policies.current().decide(&Query {
+fn may_not_administer(admin: &Admin, caller: &Caller, area: &str) -> Option<Response> {
+    let decision = admin.pipeline.policies.current().decide(&Query {
         caller,
         target: Target::Admin { name: area },
         args: Some(&Map::new()),
@@ -56,14 +97,14 @@ fn may_not_administer(gw: &Gateway, caller: &Caller, area: &str) -> Option<Respo
 /// health with the reason it is down and its URL (without credentials),
 /// each identity provider's problem, catalog problems, session count, and
 /// what each server exposes to which group (and why the rest is hidden).
-async fn status(State(gw): State<Arc<Gateway>>, Extension(caller): Extension<Caller>) -> Response {
-    if let Some(refusal) = may_not_administer(&gw, &caller, "status") {
+async fn status(State(admin): State<Admin>, Extension(caller): Extension<Caller>) -> Response {
+    if let Some(refusal) = may_not_administer(&admin, &caller, "status") {
         return refusal;
     }
-    let (_, mut body) = gw.readiness();
+    let (_, mut body) = readiness(&admin.mcp, &admin.issuers);
     body["exposure"] = json!({
         "asked_for": crate::mcp::exposure::ASKED_FOR,
-        "servers": gw.mcp.exposure(),
+        "servers": admin.mcp.exposure(),
     });
     Json(body).into_response()
 }
@@ -73,11 +114,11 @@ async fn status(State(gw): State<Arc<Gateway>>, Extension(caller): Extension<Cal
 /// is what `toolgate policy explain --json` prints. A tool's annotations
 /// and server default to what the live catalog says.
 async fn policy_explain(
-    State(gw): State<Arc<Gateway>>,
+    State(admin): State<Admin>,
     Extension(caller): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(refusal) = may_not_administer(&gw, &caller, "policy") {
+    if let Some(refusal) = may_not_administer(&admin, &caller, "policy") {
         return refusal;
     }
     let mut case: Case = match serde_json::from_slice(&body) {
@@ -90,7 +131,7 @@ async fn policy_explain(
         }
     };
     if let Some(tool) = &case.tool {
-        let catalog = gw.mcp.catalog();
+        let catalog = admin.mcp.catalog();
         if let Some(entry) = catalog.tool(tool) {
             case.server
                 .get_or_insert_with(|| entry.route.server.to_string());
@@ -105,8 +146,8 @@ async fn policy_explain(
             }
         }
     }
-    let policies = gw.pipeline.policies.current();
-    match case.decide(&policies, &gw.config.servers) {
+    let policies = admin.pipeline.policies.current();
+    match case.decide(&policies, &admin.mcp.config.servers) {
         Ok(decision) => {
             let mut explained = crate::authorize::cases::explanation(&decision, &policies);
             explained["policy_version"] = json!(policies.version);
@@ -121,11 +162,11 @@ async fn policy_explain(
 /// after `after`; `next` is the `after` of the following page (absent at
 /// the end). Times as for `toolgate audit export`.
 async fn audit_records(
-    State(gw): State<Arc<Gateway>>,
+    State(admin): State<Admin>,
     Extension(caller): Extension<Caller>,
     axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    if let Some(refusal) = may_not_administer(&gw, &caller, "audit") {
+    if let Some(refusal) = may_not_administer(&admin, &caller, "audit") {
         return refusal;
     }
     const KNOWN: &[&str] = &[
@@ -174,7 +215,9 @@ async fn audit_records(
         Ok(p) => p,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
-    match crate::audit::query::page(gw.pipeline.audit.store().pool(), &filter, after, limit).await {
+    match crate::audit::query::page(admin.pipeline.audit.store().pool(), &filter, after, limit)
+        .await
+    {
         Ok(records) => {
             let next = (records.len() as i64 == limit)
                 .then(|| records.last().map(|r| r.seq))
@@ -191,15 +234,15 @@ async fn audit_records(
 /// the requests their groups decide; those who may administer
 /// `approvals` see all.
 async fn approvals_list(
-    State(gw): State<Arc<Gateway>>,
+    State(admin): State<Admin>,
     Extension(caller): Extension<Caller>,
     axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let filter = match approvals_filter(&gw, &caller, &params) {
+    let filter = match approvals_filter(&admin, &caller, &params) {
         Ok(filter) => filter,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
-    match crate::approvals::list(gw.pipeline.audit.store().pool(), &filter).await {
+    match crate::approvals::list(admin.pipeline.audit.store().pool(), &filter).await {
         Ok(page) => Json(json!({ "approvals": page.approvals, "next": page.next })).into_response(),
         Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
     }
@@ -207,14 +250,14 @@ async fn approvals_list(
 
 /// Whether `caller` sees every approval request (administers
 /// `approvals`), not only those of their own groups.
-pub fn sees_every_approval(gw: &Gateway, caller: &Caller) -> bool {
-    may_not_administer(gw, caller, "approvals").is_none()
+pub fn sees_every_approval(admin: &Admin, caller: &Caller) -> bool {
+    may_not_administer(admin, caller, "approvals").is_none()
 }
 
 /// The approval requests `caller` asks for with `params` (`state`,
 /// `tool`, `caller`, `since`, `before`, `limit`) and may see.
 pub fn approvals_filter(
-    gw: &Gateway,
+    admin: &Admin,
     caller: &Caller,
     params: &std::collections::HashMap<String, String>,
 ) -> Result<crate::approvals::ListFilter, String> {
@@ -243,7 +286,7 @@ pub fn approvals_filter(
         .map(|t| crate::audit::query::parse_time(&t, crate::audit::now_ms()))
         .transpose()
         .map_err(|e| format!("since: {e}"))?;
-    let all = sees_every_approval(gw, caller);
+    let all = sees_every_approval(admin, caller);
     Ok(crate::approvals::ListFilter {
         state,
         groups: (!all).then(|| caller.groups.clone()),
@@ -261,7 +304,7 @@ pub fn approvals_filter(
 /// JSON body `{"comment": "…"}`: a member of the request's approver group
 /// (never the caller who asked) decides it.
 async fn approvals_decide(
-    State(gw): State<Arc<Gateway>>,
+    State(admin): State<Admin>,
     Extension(caller): Extension<Caller>,
     axum::extract::Path((id, verdict)): axum::extract::Path<(String, String)>,
     body: axum::body::Bytes,
@@ -295,7 +338,7 @@ async fn approvals_decide(
         }
     };
     match crate::approvals::decide(
-        &gw.pipeline.audit,
+        &admin.pipeline.audit,
         &id,
         &caller,
         approve,

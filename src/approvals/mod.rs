@@ -16,7 +16,6 @@
 //!   the call by its call id.
 
 pub mod confirm;
-pub mod ui;
 
 use std::time::Duration;
 

@@ -331,10 +331,10 @@ pub fn public_base(
 /// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728): what this
 /// resource is and which authorization servers issue tokens for it.
 pub async fn protected_resource_metadata(
-    State(gw): State<Arc<crate::app::Gateway>>,
+    State(config): State<Arc<crate::config::Config>>,
     headers: HeaderMap,
 ) -> impl IntoResponse {
-    let issuers = &gw.config.auth.issuers;
+    let issuers = &config.auth.issuers;
     // Entra: one authorization server per allowed tenant (v2 issuers).
     let servers: Vec<String> = issuers
         .iter()
@@ -351,7 +351,7 @@ pub async fn protected_resource_metadata(
         .collect();
     scopes.sort_unstable();
     scopes.dedup();
-    let base = public_base(&gw.config.http, gw.config.listen, &headers);
+    let base = public_base(&config.http, config.listen, &headers);
     axum::Json(serde_json::json!({
         "resource": format!("{base}/mcp"),
         "authorization_servers": servers,

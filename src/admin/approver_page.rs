@@ -5,7 +5,7 @@
 //! without it.
 //!
 //! - Who sees and decides what is exactly the REST API's rule
-//!   ([`crate::admin::approvals_filter`], [`super::decide`]).
+//!   ([`super::approvals_filter`], [`crate::approvals::decide`]).
 //! - The HTML comes from askama templates (`templates/`), which escape
 //!   every value. Everything a caller or an approver wrote (arguments,
 //!   names, comments) is shown as text by [`crate::util::html::escape`], with
@@ -25,7 +25,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::app::Gateway;
 use crate::authenticate::sso::Sso;
 use crate::call::Caller;
 use crate::util::html::filters;
@@ -33,12 +32,12 @@ use crate::util::html::filters;
 /// What the page's handlers share.
 #[derive(Clone)]
 pub struct Ui {
-    pub gw: Arc<Gateway>,
+    pub admin: super::Admin,
     pub sso: Option<Arc<Sso>>,
 }
 
-const CSS: &str = include_str!("ui.css");
-const JS: &str = include_str!("ui.js");
+const CSS: &str = include_str!("approver_page.css");
+const JS: &str = include_str!("approver_page.js");
 const ICON: &str = include_str!("favicon.svg");
 /// Pending requests shown at most (the oldest first past it are on the
 /// next refresh, once these are decided).
@@ -268,7 +267,7 @@ fn card<'a>(r: &'a Value, caller: &Caller, form: Option<&'a str>, now: i64) -> C
         } else {
             Decision::Form(form.unwrap_or_default())
         },
-        max_comment: super::MAX_COMMENT,
+        max_comment: crate::approvals::MAX_COMMENT,
     }
 }
 
@@ -285,18 +284,18 @@ struct PendingSection<'a> {
 }
 
 /// Pending requests the caller sees (the store's page, newest first).
-async fn pending_requests(ui: &Ui, caller: &Caller) -> Result<super::Page, String> {
-    let filter = super::ListFilter {
+async fn pending_requests(ui: &Ui, caller: &Caller) -> Result<crate::approvals::Page, String> {
+    let filter = crate::approvals::ListFilter {
         state: Some("pending".into()),
-        groups: (!crate::admin::sees_every_approval(&ui.gw, caller)).then(|| caller.groups.clone()),
+        groups: (!super::sees_every_approval(&ui.admin, caller)).then(|| caller.groups.clone()),
         limit: PENDING_SHOWN,
         ..Default::default()
     };
-    super::list(ui.gw.pipeline.audit.store().pool(), &filter).await
+    crate::approvals::list(ui.admin.pipeline.audit.store().pool(), &filter).await
 }
 
 fn pending_section<'a>(
-    page: &'a super::Page,
+    page: &'a crate::approvals::Page,
     caller: &Caller,
     form: Option<&'a str>,
 ) -> PendingSection<'a> {
@@ -347,16 +346,16 @@ async fn history_requests(
     ui: &Ui,
     caller: &Caller,
     params: &HashMap<String, String>,
-) -> Result<super::Page, String> {
-    let mut filter = crate::admin::approvals_filter(&ui.gw, caller, params)?;
+) -> Result<crate::approvals::Page, String> {
+    let mut filter = super::approvals_filter(&ui.admin, caller, params)?;
     if !params.contains_key("limit") {
         filter.limit = HISTORY_PAGE;
     }
-    super::list(ui.gw.pipeline.audit.store().pool(), &filter).await
+    crate::approvals::list(ui.admin.pipeline.audit.store().pool(), &filter).await
 }
 
 fn history_section<'a>(
-    page: &'a super::Page,
+    page: &'a crate::approvals::Page,
     params: &'a HashMap<String, String>,
 ) -> HistorySection<'a> {
     let value = |k: &str| params.get(k).map_or("", String::as_str);
@@ -371,7 +370,7 @@ fn history_section<'a>(
         link
     });
     HistorySection {
-        states: super::STATES,
+        states: crate::approvals::STATES,
         state: params.get("state").map(String::as_str),
         tool: value("tool"),
         caller: value("caller"),
@@ -504,7 +503,7 @@ async fn one(
     Path(id): Path<String>,
 ) -> Response {
     let page = |status, main| render(status, &document("Approval request", &caller, main));
-    let request = match super::get(ui.gw.pipeline.audit.store().pool(), &id).await {
+    let request = match crate::approvals::get(ui.admin.pipeline.audit.store().pool(), &id).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             return page(
@@ -523,8 +522,7 @@ async fn one(
         }
     };
     let group = str_of(&request, "approver_group");
-    if !crate::admin::sees_every_approval(&ui.gw, &caller)
-        && !caller.groups.iter().any(|g| g == group)
+    if !super::sees_every_approval(&ui.admin, &caller) && !caller.groups.iter().any(|g| g == group)
     {
         return page(
             StatusCode::FORBIDDEN,
@@ -633,7 +631,7 @@ async fn decide(
     };
     let comment = field("comment").trim();
     let comment = (!comment.is_empty()).then_some(comment);
-    match super::decide(&ui.gw.pipeline.audit, &id, &caller, approve, comment).await {
+    match crate::approvals::decide(&ui.admin.pipeline.audit, &id, &caller, approve, comment).await {
         Ok(state) => {
             let to = format!(
                 "/ui/approvals?done={}&request={}",
