@@ -314,7 +314,7 @@ fn initialize_declares_elicitation(message: &serde_json::Value) -> bool {
         capabilities: rmcp::model::ClientCapabilities,
     }
     Initialize::deserialize(message)
-        .is_ok_and(|i| crate::approvals::can_elicit(&i.params.capabilities))
+        .is_ok_and(|i| crate::mcp::confirm::can_elicit(&i.params.capabilities))
 }
 
 /// `/readyz` is public (load balancers, orchestrators): states only. Error

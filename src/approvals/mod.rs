@@ -15,16 +15,15 @@
 //! - Each request and each decision goes into the audit trail, linked to
 //!   the call by its call id.
 
-pub mod confirm;
-
+use std::future::Future;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::AnyPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Audit, Kind, Record, Who, now_ms};
-use crate::authorize::Gate;
-use crate::call::{CallContext, CallError, CallKind, Caller, Cleared, Confirmation};
+use crate::call::{CallError, CallId, Caller, Cleared, Confirmation, Gate, PolicyQuestion};
 use crate::config::ApprovalsConfig;
 
 /// How often a waiting call looks at its request.
@@ -68,92 +67,74 @@ pub enum Outcome {
 /// How often a call waiting for approval tells its caller so.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Clear `gates` for the call in `ctx` (the pipeline's await-approval
-/// stage): what it took, or why it may not go ahead.
+/// How the stage reaches the people a held call waits on. The front end
+/// that took the call supplies it (for MCP: elicitation, progress
+/// notifications); the stage knows no protocol.
+pub trait Asker: Sync {
+    /// Ask the end user to confirm the call (a `@confirm` gate), showing
+    /// them `question`.
+    fn confirm(&self, gate: &Gate, question: &str) -> impl Future<Output = Confirmation> + Send;
+    /// Tell the caller the call is still waiting (`step` counts from 1).
+    fn progress(&self, step: u32, message: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// The call whose gates are being cleared, as the stage sees it.
+pub struct Held<'a> {
+    pub call: CallId,
+    pub caller: &'a Caller,
+    /// The tool as the caller named it.
+    pub tool: &'a str,
+    /// What policies decided on: the target (its server), the arguments,
+    /// the definition's hash.
+    pub question: PolicyQuestion<'a>,
+    /// Cancelled when the caller gives up: the wait ends and its requests
+    /// are withdrawn.
+    pub cancel: &'a CancellationToken,
+}
+
+/// Clear `gates` for a held call (the pipeline's await-approval stage):
+/// what it took, or why it may not go ahead.
 ///
-/// - `@confirm` gates ask the end user first ([`CallKind::confirm`]); a
-///   gate with a group falls back to it when the user's client cannot be
-///   asked.
-/// - Approvals already given to this very call are found next and spent
-///   only once every gate is satisfied, so a call refused under one gate
-///   spends none; the others are requested all at once and, unless
-///   `[approvals] wait = false`, waited for together (telling the caller
-///   what it waits for).
-pub async fn clear<K: CallKind>(
+/// 1. `@confirm` gates ask the end user first ([`Asker::confirm`]); a gate
+///    with a group falls back to the group when the user cannot be asked.
+/// 2. Approvals already given to this very call are found; the others are
+///    requested all at once (or, with `[approvals] wait = false`, the
+///    caller is told where each stands).
+/// 3. The requests are waited for together, telling the caller what it
+///    waits for ([`Asker::progress`]).
+/// 4. The approvals are spent only once every gate is satisfied, so a call
+///    refused under one gate spends none.
+pub async fn clear(
     audit: &Audit,
     settings: &ApprovalsConfig,
-    env: &K::Env,
-    ctx: &CallContext<K>,
+    held: &Held<'_>,
     gates: &[Gate],
+    asker: &impl Asker,
 ) -> Result<Cleared, CallError> {
-    let Some(target) = &ctx.target else {
-        unreachable!("await approval runs after resolve")
-    };
-    let Some(question) = K::question(ctx, target) else {
-        return Ok(Cleared::default());
-    };
     let none = serde_json::Map::new();
-    let args = question.args.unwrap_or(&none);
-    let tool = K::subject(&ctx.input);
+    let args = held.question.args.unwrap_or(&none);
     let mut cleared = Cleared::default();
-    // The groups' gates, once the user has had their say.
-    let mut held = Vec::new();
-    for gate in gates {
-        if let Some(ask) = &gate.confirm {
-            let shown = audit.redactor().copy(args);
-            let question = confirm_question(ask, gate, tool, &shown);
-            let answer = tokio::time::timeout(gate.timeout, K::confirm(env, ctx, gate, &question))
-                .await
-                .unwrap_or_else(|_| {
-                    Confirmation::No(format!("did not answer within {}s", gate.timeout.as_secs()))
-                });
-            if ctx.cancel.is_cancelled() {
-                return Err(CallError::Cancelled);
-            }
-            match answer {
-                Confirmation::Yes => {
-                    tracing::info!(call = ctx.id, gate = %gate.policy, "the user confirmed the call");
-                    cleared.confirmed.push(gate.policy.clone());
-                    continue;
-                }
-                Confirmation::Asked(result) => return Err(CallError::ConfirmationNeeded(result)),
-                Confirmation::No(why) => {
-                    return Err(CallError::ApprovalDenied(format!(
-                        "this call was not forwarded: the user {why} (gate `{}`)",
-                        gate.policy
-                    )));
-                }
-                Confirmation::CannotAsk(why) if gate.group.is_none() => {
-                    return Err(CallError::ApprovalDenied(format!(
-                        "this call needs the user's confirmation (gate `{}`), but {why}; use a client that supports MCP elicitation. It was not forwarded",
-                        gate.policy
-                    )));
-                }
-                Confirmation::CannotAsk(why) => {
-                    tracing::info!(call = ctx.id, gate = %gate.policy, reason = %why, "cannot ask the user; asking the gate's group");
-                }
-            }
-        }
-        if let Some(group) = &gate.group {
-            held.push((gate, group.as_str()));
-        }
-    }
-    if held.is_empty() {
+    let for_groups = confirm_users(audit, held, args, gates, asker, &mut cleared).await?;
+    if for_groups.is_empty() {
         return Ok(cleared);
     }
     let binding = Binding {
-        subject: ctx.caller.subject.clone(),
-        tool: tool.to_string(),
-        definition_hash: question.definition_hash.unwrap_or_default().to_string(),
+        subject: held.caller.subject.clone(),
+        tool: held.tool.to_string(),
+        definition_hash: held
+            .question
+            .definition_hash
+            .unwrap_or_default()
+            .to_string(),
         args_hash: audit.args_hash(args),
     };
-    let server = question.target.server().map(|s| s.name.clone());
+    let server = held.question.target.server().map(|s| s.name.clone());
     let shown = audit.redactor().copy(args);
-    let call_id = crate::audit::call_id(ctx.id);
+    let call_id = crate::audit::call_id(held.call);
     let pool = audit.store().pool();
     let mut approved = Vec::new();
     let mut needed = Vec::new();
-    for (gate, group) in held {
+    for (gate, group) in for_groups {
         match find_approved(pool, &binding, &gate.policy)
             .await
             .map_err(CallError::ApprovalUnavailable)?
@@ -164,7 +145,7 @@ pub async fn clear<K: CallKind>(
     }
     let asking = |(gate, group)| Request {
         binding: &binding,
-        caller: &ctx.caller,
+        caller: held.caller,
         server: server.as_deref(),
         args: &shown,
         gate,
@@ -190,73 +171,11 @@ pub async fn clear<K: CallKind>(
         let id = request(audit, &asking((gate, group)))
             .await
             .map_err(CallError::ApprovalUnavailable)?;
-        tracing::info!(call = ctx.id, approval = %id, gate = %gate.policy, %group, "waiting for approval");
+        tracing::info!(call = held.call, approval = %id, gate = %gate.policy, %group, "waiting for approval");
         requested.push((gate, group, id));
     }
     if !requested.is_empty() {
-        // Waiting, the caller hears at once what for, and then every
-        // [`PROGRESS_EVERY`], which keeps clients that time out idle
-        // requests from giving up.
-        let message = requested
-            .iter()
-            .map(|(gate, group, id)| {
-                format!(
-                    "waiting for approval by `{group}` (gate `{}`, request {id})",
-                    gate.policy
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        let ids: Vec<String> = requested.iter().map(|(_, _, id)| id.clone()).collect();
-        let outcome = {
-            let waiting = wait(pool, &ids, &ctx.cancel);
-            tokio::pin!(waiting);
-            let mut beat = tokio::time::interval(PROGRESS_EVERY);
-            let mut step = 0;
-            loop {
-                tokio::select! {
-                    outcome = &mut waiting => break outcome,
-                    _ = beat.tick() => {
-                        step += 1;
-                        K::progress(ctx, step, &message).await;
-                    }
-                }
-            }
-        };
-        let (i, outcome) = match outcome.map_err(CallError::ApprovalUnavailable)? {
-            None => {
-                // The caller has gone: nobody should decide for nothing.
-                withdraw(audit, &ids, "the caller cancelled the call").await;
-                return Err(CallError::Cancelled);
-            }
-            Some(found) => found,
-        };
-        let (gate, group, id) = &requested[i];
-        let why = match outcome {
-            Outcome::Approved => {
-                approved.extend(ids.iter().cloned());
-                None
-            }
-            Outcome::Denied { by, comment } => Some(denied_by(&by, comment.as_deref())),
-            Outcome::Expired => Some(format!(
-                "no member of `{group}` decided within {}s",
-                gate.timeout.as_secs()
-            )),
-        };
-        if let Some(why) = why {
-            // The call's other requests have no call left to release.
-            let others: Vec<String> = ids.iter().filter(|o| *o != id).cloned().collect();
-            withdraw(
-                audit,
-                &others,
-                &format!("the call was refused under gate `{}`", gate.policy),
-            )
-            .await;
-            return Err(CallError::ApprovalDenied(format!(
-                "this call was not forwarded: {why} (approval {id}, gate `{}`)",
-                gate.policy
-            )));
-        }
+        approved.extend(await_decisions(audit, held, &requested, asker).await?);
     }
     // Each approval is used once: by this call, unless an identical call
     // took one meanwhile; then it spends none.
@@ -272,49 +191,127 @@ pub async fn clear<K: CallKind>(
     Ok(cleared)
 }
 
-/// The `elicitation/create` request (as JSON) that asks the user
-/// `question`: a form with one yes/no field, `allow`.
-pub fn elicitation(question: &str) -> Value {
-    json!({
-        "method": "elicitation/create",
-        "params": {
-            "mode": "form",
-            "message": question,
-            "requestedSchema": {
-                "type": "object",
-                "properties": {
-                    "allow": {
-                        "type": "boolean",
-                        "title": "Allow this call",
-                        "description": "toolgate forwards the call only if you allow it",
-                        "default": false
-                    }
-                },
-                "required": ["allow"]
+/// Phase 1: ask the end user for each `@confirm` gate; the gates left for
+/// their groups (a group gate, or a confirm gate whose user cannot be
+/// asked but which has a group).
+async fn confirm_users<'g>(
+    audit: &Audit,
+    held: &Held<'_>,
+    args: &serde_json::Map<String, Value>,
+    gates: &'g [Gate],
+    asker: &impl Asker,
+    cleared: &mut Cleared,
+) -> Result<Vec<(&'g Gate, &'g str)>, CallError> {
+    let mut for_groups = Vec::new();
+    for gate in gates {
+        if let Some(ask) = &gate.confirm {
+            let shown = audit.redactor().copy(args);
+            let question = confirm_question(ask, gate, held.tool, &shown);
+            let answer = tokio::time::timeout(gate.timeout, asker.confirm(gate, &question))
+                .await
+                .unwrap_or_else(|_| {
+                    Confirmation::No(format!("did not answer within {}s", gate.timeout.as_secs()))
+                });
+            if held.cancel.is_cancelled() {
+                return Err(CallError::Cancelled);
+            }
+            match answer {
+                Confirmation::Yes => {
+                    tracing::info!(call = held.call, gate = %gate.policy, "the user confirmed the call");
+                    cleared.confirmed.push(gate.policy.clone());
+                    continue;
+                }
+                Confirmation::Asked(result) => return Err(CallError::ConfirmationNeeded(result)),
+                Confirmation::No(why) => {
+                    return Err(CallError::ApprovalDenied(format!(
+                        "this call was not forwarded: the user {why} (gate `{}`)",
+                        gate.policy
+                    )));
+                }
+                Confirmation::CannotAsk(why) if gate.group.is_none() => {
+                    return Err(CallError::ApprovalDenied(format!(
+                        "this call needs the user's confirmation (gate `{}`), but {why}; use a client that supports MCP elicitation. It was not forwarded",
+                        gate.policy
+                    )));
+                }
+                Confirmation::CannotAsk(why) => {
+                    tracing::info!(call = held.call, gate = %gate.policy, reason = %why, "cannot ask the user; asking the gate's group");
+                }
             }
         }
-    })
-}
-
-/// The user's answer to [`elicitation`] (an `ElicitResult` as JSON): yes
-/// only when they accepted the form with `allow` true.
-pub fn confirmation(result: &Value) -> Confirmation {
-    match (result["action"].as_str(), &result["content"]["allow"]) {
-        (Some("accept"), Value::Bool(true)) => Confirmation::Yes,
-        (Some("accept"), _) => Confirmation::No("did not allow it".into()),
-        (Some("decline"), _) => Confirmation::No("declined it".into()),
-        (Some("cancel"), _) => Confirmation::No("dismissed the question".into()),
-        _ => Confirmation::No(format!("gave an answer toolgate cannot read ({result})")),
+        if let Some(group) = &gate.group {
+            for_groups.push((gate, group.as_str()));
+        }
     }
+    Ok(for_groups)
 }
 
-/// Whether a client with `capabilities` takes form elicitation (an
-/// empty `elicitation` capability means form, as before modes existed).
-pub fn can_elicit(capabilities: &rmcp::model::ClientCapabilities) -> bool {
-    capabilities
-        .elicitation
-        .as_ref()
-        .is_some_and(|e| e.form.is_some() || e.url.is_none())
+/// Phase 3: wait for the `requested` approvals together, telling the
+/// caller at once what for and then every [`PROGRESS_EVERY`] (which keeps
+/// clients that time out idle requests from giving up). Their ids when
+/// every one is approved; the first refusal otherwise, with the call's
+/// other requests withdrawn.
+async fn await_decisions(
+    audit: &Audit,
+    held: &Held<'_>,
+    requested: &[(&Gate, &str, String)],
+    asker: &impl Asker,
+) -> Result<Vec<String>, CallError> {
+    let message = requested
+        .iter()
+        .map(|(gate, group, id)| {
+            format!(
+                "waiting for approval by `{group}` (gate `{}`, request {id})",
+                gate.policy
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let ids: Vec<String> = requested.iter().map(|(_, _, id)| id.clone()).collect();
+    let outcome = {
+        let waiting = wait(audit.store().pool(), &ids, held.cancel);
+        tokio::pin!(waiting);
+        let mut beat = tokio::time::interval(PROGRESS_EVERY);
+        let mut step = 0;
+        loop {
+            tokio::select! {
+                outcome = &mut waiting => break outcome,
+                _ = beat.tick() => {
+                    step += 1;
+                    asker.progress(step, &message).await;
+                }
+            }
+        }
+    };
+    let (i, outcome) = match outcome.map_err(CallError::ApprovalUnavailable)? {
+        None => {
+            // The caller has gone: nobody should decide for nothing.
+            withdraw(audit, &ids, "the caller cancelled the call").await;
+            return Err(CallError::Cancelled);
+        }
+        Some(found) => found,
+    };
+    let (gate, group, id) = &requested[i];
+    let why = match outcome {
+        Outcome::Approved => return Ok(ids),
+        Outcome::Denied { by, comment } => denied_by(&by, comment.as_deref()),
+        Outcome::Expired => format!(
+            "no member of `{group}` decided within {}s",
+            gate.timeout.as_secs()
+        ),
+    };
+    // The call's other requests have no call left to release.
+    let others: Vec<String> = ids.iter().filter(|o| *o != id).cloned().collect();
+    withdraw(
+        audit,
+        &others,
+        &format!("the call was refused under gate `{}`", gate.policy),
+    )
+    .await;
+    Err(CallError::ApprovalDenied(format!(
+        "this call was not forwarded: {why} (approval {id}, gate `{}`)",
+        gate.policy
+    )))
 }
 
 /// "denied by <approver>: <comment>", as callers are told.

@@ -1,9 +1,8 @@
 //! Why a call did not produce a result. Every variant says whose fault it is;
-//! the MCP boundary (`mcp::server`) turns it into what the caller sees.
+//! each front end's boundary (for MCP, `mcp::server`) turns it into what
+//! the caller sees. Nothing here is a protocol's type.
 
 use std::time::Duration;
-
-use rmcp::ErrorData;
 
 /// Whose fault a failure is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +26,11 @@ pub enum CallError {
     UpstreamUnavailable { server: String, reason: String },
     #[error("upstream `{server}` did not answer within {}s", after.as_secs_f64())]
     UpstreamTimeout { server: String, after: Duration },
-    /// The upstream answered with a JSON-RPC error; passed through as is.
-    #[error("upstream `{server}` returned an error: {error}")]
-    Upstream {
-        server: String,
-        error: Box<ErrorData>,
-    },
+    /// The upstream refused the request with a protocol error (a JSON-RPC
+    /// `error`; later, a provider's error status): the caller gets it as
+    /// the upstream said it, in the front end's own form.
+    #[error("upstream `{server}` returned an error: {0}", server = .0.server)]
+    UpstreamRejected(Box<Rejection>),
     #[error("upstream `{server}` failed: {reason}")]
     UpstreamFailed { server: String, reason: String },
     #[error("cancelled by the caller")]
@@ -43,10 +41,11 @@ pub enum CallError {
     /// An approval gate held it, and it was denied or expired.
     #[error("{0}")]
     ApprovalDenied(String),
-    /// A `@confirm` gate asks the user: the question goes back to a
-    /// 2026-07-28 caller, which makes the call again with the answer.
+    /// A `@confirm` gate asks the user: the question goes back in the
+    /// call's answer (as the front end wrote it: an MCP 2026-07-28
+    /// `InputRequiredResult`), and the call comes again with the answer.
     #[error("the user's confirmation is needed; the call comes again with their answer")]
-    ConfirmationNeeded(Box<rmcp::model::InputRequiredResult>),
+    ConfirmationNeeded(Box<serde_json::Value>),
     /// An approval gate held it, and the request could not be recorded or
     /// followed: not forwarded.
     #[error(
@@ -74,7 +73,7 @@ impl CallError {
             | CallError::Cancelled => Fault::Caller,
             CallError::UpstreamUnavailable { .. }
             | CallError::UpstreamTimeout { .. }
-            | CallError::Upstream { .. }
+            | CallError::UpstreamRejected(_)
             | CallError::UpstreamFailed { .. } => Fault::Upstream,
             CallError::NotAdmitted(_)
             | CallError::AuditUnavailable(_)
@@ -94,7 +93,7 @@ impl CallError {
             CallError::Cancelled => "caller/cancelled",
             CallError::UpstreamUnavailable { .. } => "upstream/unavailable",
             CallError::UpstreamTimeout { .. } => "upstream/timeout",
-            CallError::Upstream { .. } => "upstream/error",
+            CallError::UpstreamRejected(_) => "upstream/error",
             CallError::UpstreamFailed { .. } => "upstream/failed",
             CallError::NotAdmitted(_) => "internal/not_admitted",
             CallError::AuditUnavailable(_) => "internal/audit_unavailable",
@@ -111,4 +110,24 @@ pub enum NotAdmitted {
         "the gateway is at its limit of {0} calls in flight (max_in_flight_calls); retry shortly"
     )]
     Full(usize),
+}
+
+/// A protocol error an upstream answered with (JSON-RPC's `error`: code,
+/// message, data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub server: String,
+    pub code: i64,
+    pub message: String,
+    pub data: Option<serde_json::Value>,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if let Some(data) = &self.data {
+            write!(f, "({data})")?;
+        }
+        Ok(())
+    }
 }

@@ -93,9 +93,10 @@ pub enum Confirmation {
     No(String),
     /// They cannot be asked: why not.
     CannotAsk(String),
-    /// The question goes back in the call's answer (a 2026-07-28
-    /// `InputRequiredResult`); the call comes again with the answer.
-    Asked(Box<rmcp::model::InputRequiredResult>),
+    /// The question goes back in the call's answer (as the front end
+    /// wrote it: an MCP 2026-07-28 `InputRequiredResult`); the call comes
+    /// again with the answer.
+    Asked(Box<serde_json::Value>),
 }
 
 /// Process-unique call number, for correlating log lines (and later audit

@@ -9,6 +9,6 @@ mod kind;
 mod policy;
 
 pub use caller::{Caller, Credential};
-pub use error::{CallError, Fault, NotAdmitted};
+pub use error::{CallError, Fault, NotAdmitted, Rejection};
 pub use kind::{CallContext, CallId, CallKind, Cleared, Confirmation, PolicyQuestion};
 pub use policy::{Action, Annotations, Decision, Gate, Query, Target};

@@ -312,8 +312,8 @@ impl CallKind for ToolCall {
             let can_elicit = origin
                 .capabilities
                 .as_ref()
-                .is_some_and(crate::approvals::can_elicit);
-            return crate::approvals::confirm::ask(
+                .is_some_and(crate::mcp::confirm::can_elicit);
+            return crate::mcp::confirm::ask(
                 &mcp.pipeline.audit,
                 &ctx.caller,
                 &ctx.input.params,
@@ -325,13 +325,13 @@ impl CallKind for ToolCall {
         let declared = origin
             .peer
             .peer_info()
-            .is_some_and(|info| crate::approvals::can_elicit(&info.capabilities));
+            .is_some_and(|info| crate::mcp::confirm::can_elicit(&info.capabilities));
         if !declared {
             return Confirmation::CannotAsk(
                 "the client did not declare the elicitation capability".into(),
             );
         }
-        let request = match serde_json::from_value(crate::approvals::elicitation(question)) {
+        let request = match serde_json::from_value(crate::mcp::confirm::elicitation(question)) {
             Ok(request) => ServerRequest::ElicitRequest(request),
             Err(e) => {
                 return Confirmation::CannotAsk(format!("the question could not be built: {e}"));
@@ -339,7 +339,9 @@ impl CallKind for ToolCall {
         };
         match upstream::relay_to(&mcp.hub, origin, request, None, &ctx.cancel).await {
             Ok(rmcp::model::ClientResult::ElicitResult(result)) => {
-                crate::approvals::confirmation(&serde_json::to_value(&result).unwrap_or_default())
+                crate::mcp::confirm::confirmation(
+                    &serde_json::to_value(&result).unwrap_or_default(),
+                )
             }
             Ok(_) => {
                 Confirmation::No("answered with something other than an elicitation result".into())
@@ -355,7 +357,7 @@ impl CallKind for ToolCall {
     ) -> Result<CallToolResponse, CallError> {
         let mut params = ctx.input.params.clone();
         // What a `@confirm` gate put in the request is toolgate's alone.
-        crate::approvals::confirm::unwrap(&mcp.pipeline.audit, &ctx.caller, &mut params);
+        crate::mcp::confirm::unwrap(&mcp.pipeline.audit, &ctx.caller, &mut params);
         params.name = target.upstream_name.clone().into();
         strip_progress_token(&mut params.meta);
         match send_bridging_input(mcp, ctx, target, params, |p| {
@@ -368,7 +370,7 @@ impl CallKind for ToolCall {
                 Ok(CallToolResponse::Complete(r))
             }
             ServerResult::InputRequiredResult(mut r) => {
-                crate::approvals::confirm::wrap(
+                crate::mcp::confirm::wrap(
                     &mcp.pipeline.audit,
                     &ctx.caller,
                     &ctx.input.params,

@@ -6,6 +6,7 @@
 
 pub mod calls;
 pub mod catalog;
+pub mod confirm;
 pub mod egress;
 pub mod exposure;
 pub mod hub;

@@ -125,13 +125,20 @@ impl VirtualServer {
     }
 }
 
+/// JSON-RPC's internal error, for an upstream code that is not an `i32`.
+const INTERNAL_ERROR: i32 = -32603;
+
 /// The protocol answer for a failed call (see the module docs).
 pub(crate) fn protocol_error(e: CallError) -> ErrorData {
     match e {
         CallError::NotFound { kind, name } => {
             ErrorData::invalid_params(format!("Unknown {kind}: {name}"), None)
         }
-        CallError::Upstream { error, .. } => *error,
+        CallError::UpstreamRejected(r) => ErrorData::new(
+            rmcp::model::ErrorCode(i32::try_from(r.code).unwrap_or(INTERNAL_ERROR)),
+            r.message,
+            r.data,
+        ),
         CallError::Unauthenticated => ErrorData::invalid_request("unauthenticated", None),
         CallError::Denied(decision) => {
             ErrorData::invalid_request(format!("toolgate: {decision}"), None)
@@ -202,10 +209,14 @@ impl ServerHandler for VirtualServer {
         match self.run::<ToolCall, _>(request, &context).await {
             Ok(response) => Ok(response),
             // A `@confirm` gate's question, for a 2026-07-28 caller.
-            Err(CallError::ConfirmationNeeded(question)) => Ok((*question).into()),
+            Err(CallError::ConfirmationNeeded(question)) => {
+                serde_json::from_value::<rmcp::model::InputRequiredResult>(*question)
+                    .map(Into::into)
+                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+            }
             Err(
                 e @ (CallError::NotFound { .. }
-                | CallError::Upstream { .. }
+                | CallError::UpstreamRejected(_)
                 | CallError::Unauthenticated),
             ) => Err(protocol_error(e)),
             // The agent should read these and decide what to do next.

@@ -849,7 +849,12 @@ pub async fn send(
                 tokio::task::yield_now().await;
                 Ok(result)
             }
-            Ok(Err(rmcp::ServiceError::McpError(error))) => Err(CallError::Upstream { server: server(), error: Box::new(error) }),
+            Ok(Err(rmcp::ServiceError::McpError(error))) => Err(CallError::UpstreamRejected(Box::new(crate::call::Rejection {
+                server: server(),
+                code: i64::from(error.code.0),
+                message: error.message.into_owned(),
+                data: error.data,
+            }))),
             Ok(Err(e)) => Err(CallError::UpstreamFailed { server: server(), reason: upstream.scrub(&e.to_string()) }),
             Err(_) => {
                 cancel_upstream("toolgate: call timeout").await;

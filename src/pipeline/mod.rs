@@ -26,9 +26,10 @@ use std::time::Instant;
 
 pub use admit::{InFlight, InFlightGuard};
 
+use crate::approvals::{self, Asker, Held};
 use crate::audit::{Audit, Kind, Record, Who};
 use crate::authorize::Engine;
-use crate::call::{CallContext, CallError, CallKind, Query};
+use crate::call::{CallContext, CallError, CallKind, Confirmation, Gate, Query};
 use crate::config::ApprovalsConfig;
 
 /// The spine's own state: the policies in force, the audit trail, how
@@ -109,10 +110,43 @@ impl Pipeline {
             _ => return Ok(()),
         };
         ctx.verdict = Some("gated");
-        ctx.approvals =
-            crate::approvals::clear(&self.audit, &self.approvals, env, ctx, &gates).await?;
+        let Some(target) = &ctx.target else {
+            unreachable!("await approval runs after resolve")
+        };
+        let Some(question) = K::question(ctx, target) else {
+            ctx.verdict = Some("allow");
+            return Ok(());
+        };
+        let held = Held {
+            call: ctx.id,
+            caller: &ctx.caller,
+            tool: K::subject(&ctx.input),
+            question,
+            cancel: &ctx.cancel,
+        };
+        let asker = FrontEnd { env, ctx };
+        let cleared = approvals::clear(&self.audit, &self.approvals, &held, &gates, &asker).await;
+        // A refusal leaves the verdict "gated", for the audit record.
+        ctx.approvals = cleared?;
         ctx.verdict = Some("allow");
         Ok(())
+    }
+}
+
+/// The people a held call waits on, reached the way its front end can
+/// ([`CallKind::confirm`], [`CallKind::progress`]).
+struct FrontEnd<'a, K: CallKind> {
+    env: &'a K::Env,
+    ctx: &'a CallContext<K>,
+}
+
+impl<K: CallKind> Asker for FrontEnd<'_, K> {
+    async fn confirm(&self, gate: &Gate, question: &str) -> Confirmation {
+        K::confirm(self.env, self.ctx, gate, question).await
+    }
+
+    async fn progress(&self, step: u32, message: &str) {
+        K::progress(self.ctx, step, message).await;
     }
 }
 

@@ -2,7 +2,8 @@
 //! library stands on a floor, and every `crate::…` path in its code (not in
 //! comments, not in `#[cfg(test)]` code) names a module on a lower floor.
 //! Imports that only go down cannot form a circle, so this also keeps the
-//! module graph free of cycles.
+//! module graph free of cycles. And the spine and its stages name no
+//! protocol's types (`rmcp`).
 //!
 //! The code is read the way the compiler reads it: from `src/lib.rs`,
 //! following `mod` declarations (and `#[path]`) into files, parsed with
@@ -15,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
+
+/// What [`imports`] lists for a module whose code names the MCP SDK.
+const RMCP: &str = "rmcp (the MCP SDK)";
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -63,12 +67,15 @@ fn path_attr(attrs: &[syn::Attribute]) -> Option<String> {
     })
 }
 
-/// Every `crate::X` in `tokens`.
+/// Every `crate::X` in `tokens`, and `rmcp` if the MCP SDK is named.
 fn crate_paths(tokens: TokenStream, found: &mut BTreeSet<String>) {
     let tokens: Vec<TokenTree> = tokens.into_iter().collect();
     for (i, token) in tokens.iter().enumerate() {
         match token {
             TokenTree::Group(g) => crate_paths(g.stream(), found),
+            TokenTree::Ident(id) if id == "rmcp" => {
+                found.insert(RMCP.to_string());
+            }
             TokenTree::Ident(id) if id == "crate" => {
                 // `crate` `:` `:` then a name, or a `{…}` group of names.
                 let (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b))) =
@@ -223,6 +230,25 @@ fn no_module_imports_a_module_above_its_floor() {
 }
 
 #[test]
+fn the_spine_and_its_stages_know_no_protocol() {
+    // MCP's types stay in the MCP front end: a second front end (the LLM
+    // API) reuses the spine and the stages as they are.
+    let graph = imports();
+    let speaking: Vec<&str> = [
+        "call",
+        "pipeline",
+        "authenticate",
+        "authorize",
+        "approvals",
+        "audit",
+    ]
+    .into_iter()
+    .filter(|m| graph[*m].contains(RMCP))
+    .collect();
+    assert!(speaking.is_empty(), "these name rmcp: {speaking:?}");
+}
+
+#[test]
 fn the_plan_check_sees_imports() {
     // The checker itself: a module with no imports at all would pass
     // vacuously, so it must find the spine's known ones.
@@ -235,4 +261,5 @@ fn the_plan_check_sees_imports() {
         );
     }
     assert!(!graph["util"].iter().any(|m| graph.contains_key(m)));
+    assert!(graph["mcp"].contains(RMCP), "the MCP front end names rmcp");
 }

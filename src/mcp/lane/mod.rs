@@ -503,7 +503,7 @@ impl CallKind for LaneToolCall {
         let lane = &mcp.fast_lane;
         let relay_id = lane.new_relay_id();
         lane.register(&relay_id, input.session.clone(), None);
-        let mut request = crate::approvals::elicitation(question);
+        let mut request = crate::mcp::confirm::elicitation(question);
         request["jsonrpc"] = "2.0".into();
         request["id"] = relay_id.as_str().into();
         let answer = lane.answer_to(relay_id);
@@ -525,7 +525,7 @@ impl CallKind for LaneToolCall {
         };
         let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
         match answer.get("result") {
-            Some(result) => crate::approvals::confirmation(result),
+            Some(result) => crate::mcp::confirm::confirmation(result),
             None => Confirmation::CannotAsk(format!(
                 "the client answered with an error: {}",
                 answer["error"]
@@ -647,12 +647,12 @@ fn response_bytes(id: &str, reply: Result<LaneReply, CallError>) -> Bytes {
         Ok(LaneReply::Error(error)) => {
             format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#, error.get())
         }
-        Err(e @ (CallError::NotFound { .. } | CallError::Unauthenticated)) => {
+        Err(
+            e @ (CallError::NotFound { .. }
+            | CallError::Unauthenticated
+            | CallError::UpstreamRejected(_)),
+        ) => {
             let error = crate::mcp::server::protocol_error(e);
-            let error = serde_json::to_string(&error).unwrap_or_else(|_| "{}".into());
-            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
-        }
-        Err(CallError::Upstream { error, .. }) => {
             let error = serde_json::to_string(&error).unwrap_or_else(|_| "{}".into());
             format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
         }

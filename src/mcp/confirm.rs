@@ -1,6 +1,9 @@
-//! `@confirm` gates for 2026-07-28 callers, which take no server-to-client
-//! requests: the question goes out as an `InputRequiredResult` (SEP-2322)
-//! and the call comes back with the user's answer in `inputResponses`.
+//! Asking the end user over MCP (an approval gate's `@confirm`): by form
+//! elicitation ([`elicitation`], [`confirmation`]) where the client takes
+//! server-to-client requests, and otherwise, for 2026-07-28 callers,
+//! which take none: the question goes out as an `InputRequiredResult`
+//! (SEP-2322) and the call comes back with the user's answer in
+//! `inputResponses`.
 //!
 //! - Each gate's question is the input request `toolgate_confirm:<gate>`;
 //!   its answer is read by [`super::confirmation`].
@@ -17,11 +20,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rmcp::model::{CallToolRequestParams, InputRequiredResult, InputResponses};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::audit::{Audit, now_ms};
-use crate::authorize::Gate;
-use crate::call::{Caller, Confirmation};
+use crate::call::{Caller, Confirmation, Gate};
 
 /// What every toolgate `requestState` starts with.
 const PREFIX: &str = "toolgate1.";
@@ -47,6 +49,51 @@ struct State {
     /// first; absent when the answers in the request are the upstream's.
     #[serde(skip_serializing_if = "Option::is_none")]
     r: Option<InputResponses>,
+}
+
+/// The `elicitation/create` request (as JSON) that asks the user
+/// `question`: a form with one yes/no field, `allow`.
+pub fn elicitation(question: &str) -> Value {
+    json!({
+        "method": "elicitation/create",
+        "params": {
+            "mode": "form",
+            "message": question,
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "allow": {
+                        "type": "boolean",
+                        "title": "Allow this call",
+                        "description": "toolgate forwards the call only if you allow it",
+                        "default": false
+                    }
+                },
+                "required": ["allow"]
+            }
+        }
+    })
+}
+
+/// The user's answer to [`elicitation`] (an `ElicitResult` as JSON): yes
+/// only when they accepted the form with `allow` true.
+pub fn confirmation(result: &Value) -> Confirmation {
+    match (result["action"].as_str(), &result["content"]["allow"]) {
+        (Some("accept"), Value::Bool(true)) => Confirmation::Yes,
+        (Some("accept"), _) => Confirmation::No("did not allow it".into()),
+        (Some("decline"), _) => Confirmation::No("declined it".into()),
+        (Some("cancel"), _) => Confirmation::No("dismissed the question".into()),
+        _ => Confirmation::No(format!("gave an answer toolgate cannot read ({result})")),
+    }
+}
+
+/// Whether a client with `capabilities` takes form elicitation (an
+/// empty `elicitation` capability means form, as before modes existed).
+pub fn can_elicit(capabilities: &rmcp::model::ClientCapabilities) -> bool {
+    capabilities
+        .elicitation
+        .as_ref()
+        .is_some_and(|e| e.form.is_some() || e.url.is_none())
 }
 
 /// The call a state belongs to: who, which tool, which arguments.
@@ -102,7 +149,7 @@ pub fn ask(
             return Confirmation::Yes;
         }
         if let Some(answer) = answers.and_then(|r| r.get(&key_of(&gate.policy))) {
-            return super::confirmation(answer);
+            return confirmation(answer);
         }
     }
     if !can_elicit {
@@ -115,7 +162,7 @@ pub fn ask(
     if current.is_some() {
         for (key, answer) in answers.into_iter().flatten() {
             if let Some(g) = key.strip_prefix(KEY_PREFIX)
-                && matches!(super::confirmation(answer), Confirmation::Yes)
+                && matches!(confirmation(answer), Confirmation::Yes)
                 && !ok.iter().any(|o| o == g)
             {
                 ok.push(g.to_string());
@@ -138,11 +185,11 @@ pub fn ask(
     };
     let result = json!({
         "resultType": "input_required",
-        "inputRequests": { key_of(&gate.policy): super::elicitation(question) },
+        "inputRequests": { key_of(&gate.policy): elicitation(question) },
         "requestState": seal(audit, &state),
     });
-    match serde_json::from_value::<InputRequiredResult>(result) {
-        Ok(result) => Confirmation::Asked(Box::new(result)),
+    match serde_json::from_value::<InputRequiredResult>(result.clone()) {
+        Ok(_) => Confirmation::Asked(Box::new(result)),
         Err(e) => Confirmation::CannotAsk(format!("the question could not be built: {e}")),
     }
 }
@@ -224,7 +271,7 @@ mod tests {
 
     fn asked(c: Confirmation) -> InputRequiredResult {
         match c {
-            Confirmation::Asked(r) => *r,
+            Confirmation::Asked(r) => serde_json::from_value(*r).expect("an InputRequiredResult"),
             other => panic!("not asked: {other:?}"),
         }
     }
