@@ -16,14 +16,14 @@
 //!
 //! | floor | modules | what they are |
 //! |---|---|---|
-//! | 9 | `app` | the gateway assembled: state, routes, serving, background tasks |
+//! | 9 | `app` | the gateway assembled: state, routes, the TCP front door, serving, background tasks |
 //! | 8 | `admin` | the admin API and the approver page |
 //! | 7 | `mcp` | the MCP front end (ingress, catalog, views) and the upstream side |
 //! | 6 | `pipeline` | the spine: the ordered stages every call runs through |
 //! | 5 | `approvals` | stage 5: approval requests, decisions, notifications |
 //! | 4 | `authenticate`, `authorize` | stage 1 (who is calling), stage 3 (Cedar policies) |
 //! | 3 | `audit` | stages 6 and 9: the tamper-evident audit trail |
-//! | 2 | `call`, `storage`, `listen` | the shared call vocabulary; the database; the TCP front door |
+//! | 2 | `call`, `storage` | the shared call vocabulary; the database |
 //! | 1 | `config`, `reference` | validated configuration; the reference MCP servers |
 //! | 0 | `util` | dates, HTML, strict JSON, digests, locks: no domain imports |
 //!
@@ -38,7 +38,6 @@ pub mod authenticate;
 pub mod authorize;
 pub mod call;
 pub mod config;
-pub mod listen;
 pub mod mcp;
 pub mod pipeline;
 pub mod reference;

@@ -378,7 +378,7 @@ async fn connections_over_the_cap_are_refused_503_while_open_ones_keep_working_a
 async fn a_gateway_at_a_low_open_files_limit_flooded_with_connections_keeps_answering_and_auditing()
 {
     // The flood needs more descriptors than a default soft limit here.
-    toolgate::listen::raise_descriptor_limit().unwrap();
+    toolgate::app::listen::raise_descriptor_limit().unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_policies(dir.path(), &[ALLOW_ALL]);
     std::fs::create_dir(dir.path().join("servers")).unwrap();

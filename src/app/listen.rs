@@ -1,6 +1,6 @@
 //! The front door: accepts TCP connections and serves HTTP/1.1 on them,
 //! bounded in time and number, before any request reaches the router
-//! ([`crate::app::router`], whose authenticate layer comes next).
+//! ([`super::router()`], whose authenticate layer comes next).
 //!
 //! `axum::serve` has no header-read or idle timeout and no cap on
 //! connections, so a few thousand half-sent requests used to hold as many

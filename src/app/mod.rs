@@ -1,0 +1,125 @@
+//! The running gateway, the top floor: the [`Gateway`] assembled from the
+//! floors below (the spine, the MCP front end, the admin API), the route
+//! table ([`router()`]), the two ways to serve it (streamable HTTP behind the
+//! front door in [`listen`], or stdio: [`HttpServer`], [`serve_stdio`]) and
+//! the background tasks that keep it current.
+//!
+//! Shutdown order: stop taking new calls → let in-flight calls finish (up to
+//! `shutdown_grace`) → close client sessions → stop upstreams (stdio children
+//! get SIGTERM, then SIGKILL).
+
+pub mod listen;
+mod router;
+mod serve;
+mod tasks;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::authenticate;
+use crate::config::Config;
+use crate::mcp::state::McpState;
+use crate::pipeline::{InFlight, Pipeline};
+use crate::storage::Store;
+
+pub use router::router;
+pub use serve::{HttpServer, StartError, serve_stdio};
+
+/// Shared state of one gateway process.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    /// The spine every call runs through.
+    pub pipeline: Arc<Pipeline>,
+    /// The MCP front end: upstreams, catalog, sessions.
+    pub mcp: Arc<McpState>,
+    /// Stops upstream supervisors (and so child processes).
+    pub shutdown: CancellationToken,
+    /// Trusted OIDC issuers and their keys.
+    pub issuers: Arc<[Arc<authenticate::oidc::Issuer>]>,
+}
+
+impl Gateway {
+    /// Build the gateway and start one supervisor per upstream; fails only
+    /// when an HTTP client cannot be built (never a fallback client).
+    pub fn start(
+        config: Config,
+        policies: crate::authorize::Policies,
+        audit: crate::audit::Audit,
+    ) -> Result<Arc<Self>, StartError> {
+        let issuers = config
+            .auth
+            .issuers
+            .iter()
+            .cloned()
+            .map(authenticate::oidc::Issuer::new)
+            .collect::<Result<_, _>>()
+            .map_err(StartError::HttpClient)?;
+        let pipeline = Arc::new(Pipeline {
+            policies: crate::authorize::Engine::new(policies, config.policies_dir.clone()),
+            audit,
+            approvals: config.approvals.clone(),
+            admission: InFlight::new(config.max_in_flight_calls),
+        });
+        let config = Arc::new(config);
+        let shutdown = CancellationToken::new();
+        let mcp = McpState::start(config.clone(), pipeline.clone(), &shutdown);
+        let gw = Arc::new(Gateway {
+            config,
+            pipeline,
+            mcp,
+            shutdown,
+            issuers,
+        });
+        tokio::spawn(tasks::policy_task(Arc::downgrade(&gw)));
+        Ok(gw)
+    }
+
+    /// The gateway's state in detail (see [`crate::admin::readiness`]).
+    pub fn readiness(&self) -> (bool, serde_json::Value) {
+        crate::admin::readiness(&self.mcp, &self.issuers)
+    }
+
+    /// What the admin API and the approver page read.
+    pub fn admin(&self) -> crate::admin::Admin {
+        crate::admin::Admin {
+            pipeline: self.pipeline.clone(),
+            mcp: self.mcp.clone(),
+            issuers: self.issuers.clone(),
+        }
+    }
+
+    /// Stop taking calls, wait for in-flight ones up to the grace period,
+    /// then stop upstreams.
+    pub async fn drain(&self) {
+        let grace = self.config.shutdown_grace;
+        let left = self.pipeline.admission.close_and_wait(grace).await;
+        if left > 0 {
+            tracing::warn!(
+                in_flight = left,
+                grace_s = grace.as_secs_f64(),
+                "shutdown grace period over; abandoning calls"
+            );
+        }
+        // Every queued audit record is written (and a checkpoint signed)
+        // before the process goes.
+        self.pipeline.audit.close().await;
+        self.shutdown.cancel();
+    }
+}
+
+/// The audit trail over `store`, with its checkpoint key.
+pub fn start_audit(config: &Config, store: &Store) -> Result<crate::audit::Audit, StartError> {
+    let key =
+        crate::audit::SigningKey::load(config.audit.signing_key.as_ref(), &config.storage.data_dir)
+            .map_err(StartError::Audit)?;
+    let audit = crate::audit::Audit::start(store.clone(), config.audit.clone(), key)
+        .map_err(StartError::HttpClient)?;
+    if let Some(w) = &config.approvals.webhook {
+        audit.forward(
+            w.forward.clone(),
+            crate::approvals::webhook_feed(w.slack, w.ui_url.clone()),
+        );
+    }
+    Ok(audit)
+}

@@ -1,0 +1,111 @@
+//! The gateway's background tasks: reloading policies when their files
+//! change (and telling clients whose lists changed), and writing API keys'
+//! last-use times. Started by [`super::Gateway::start`] and
+//! [`super::HttpServer::start`]; each ends with the gateway.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Gateway;
+use crate::authenticate::ApiKeys;
+use crate::mcp::hub::ListChanged;
+
+/// How often `policies/` is checked for changes.
+const POLICY_CHECK: Duration = Duration::from_secs(1);
+
+/// Most distinct connected callers whose lists are compared after a policy
+/// reload; past it, every client is told to list again.
+const MAX_COMPARED_CALLERS: usize = 1000;
+
+/// How often API keys' last-use times are written.
+const LAST_USED_FLUSH: Duration = Duration::from_secs(30);
+
+/// Reload policies when their files change (until the gateway stops); a
+/// swap may change what clients see, so each client whose lists differ
+/// under the new set is told to list again.
+pub(super) async fn policy_task(gw: std::sync::Weak<Gateway>) {
+    let mut refused = None;
+    loop {
+        tokio::time::sleep(POLICY_CHECK).await;
+        let Some(gw) = gw.upgrade() else { return };
+        if gw.shutdown.is_cancelled() {
+            return;
+        }
+        let old = gw.pipeline.policies.current();
+        let mut record = crate::audit::Record::new(crate::audit::Kind::PolicyReload);
+        match gw.pipeline.policies.reload_if_changed(&mut refused) {
+            crate::authorize::Reload::Unchanged => continue,
+            crate::authorize::Reload::Swapped => {
+                let new = gw.pipeline.policies.current();
+                record.outcome = Some("ok");
+                record.detail = Some(serde_json::json!({
+                    "version": new.version,
+                    "policies": new.len(),
+                    "digest": crate::util::digest::hex(&new.digest),
+                }));
+                gw.pipeline.audit.submit(record).await;
+                announce_policy_change(&gw, old).await;
+            }
+            crate::authorize::Reload::Refused(errors) => {
+                record.outcome = Some("refused");
+                record.detail = Some(serde_json::json!({
+                    "version_in_force": old.version,
+                    "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                }));
+                gw.pipeline.audit.submit(record).await;
+            }
+        }
+    }
+}
+
+/// Tell each connected client whose lists differ between the `old` policies
+/// and the ones now in force (comparing is a list per caller and set:
+/// done off the async workers).
+async fn announce_policy_change(gw: &Arc<Gateway>, old: Arc<crate::authorize::Policies>) {
+    let everything = ListChanged {
+        tools: true,
+        resources: true,
+        prompts: true,
+    };
+    let callers = gw.mcp.hub.callers();
+    if callers.len() > MAX_COMPARED_CALLERS {
+        gw.mcp.hub.broadcast_list_changed(everything);
+        return;
+    }
+    let compare = gw.clone();
+    let changed = tokio::task::spawn_blocking(move || {
+        let new = compare.pipeline.policies.current();
+        callers
+            .into_iter()
+            .map(|c| {
+                let changed = crate::mcp::views::changed(&compare.mcp, &old, &new, &c);
+                (c, changed)
+            })
+            .collect::<HashMap<_, _>>()
+    })
+    .await
+    .unwrap_or_default();
+    // A session opened meanwhile is told everything, to be safe.
+    gw.mcp
+        .hub
+        .notify_list_changed(|c| changed.get(c).copied().unwrap_or(everything));
+}
+
+/// Write API keys' last-use times now and then, and once more at shutdown.
+pub(super) async fn flush_last_used(keys: Arc<ApiKeys>, stop: CancellationToken) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(LAST_USED_FLUSH) => false,
+            _ = stop.cancelled() => true,
+        };
+        if let Err(e) = keys.flush_last_used().await {
+            tracing::warn!(error = %e, "could not record API keys' last use");
+        }
+        if stopping {
+            return;
+        }
+    }
+}
