@@ -302,7 +302,7 @@ impl CallKind for ToolCall {
     async fn confirm(
         mcp: &McpState,
         ctx: &CallContext<Self>,
-        gate: &crate::authorize::Gate,
+        gate: &crate::call::Gate,
         question: &str,
     ) -> Confirmation {
         let Some(origin) = &ctx.input.origin else {

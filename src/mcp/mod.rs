@@ -12,6 +12,7 @@ pub mod exposure;
 pub mod hub;
 pub mod in_order;
 pub mod ingress;
+pub mod jsonrpc;
 pub mod lane;
 pub mod server;
 pub mod state;

@@ -18,7 +18,7 @@
 mod endpoint;
 mod stdio;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::util::json::Refused;
 
@@ -35,7 +35,10 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// The JSON-RPC error response to a message that was refused, for `id`
 /// (null when the message's id cannot be known).
 pub fn error_response(id: Value, code: i64, message: &str) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+    let id = id.to_string();
+    let bytes = crate::mcp::jsonrpc::error(crate::mcp::jsonrpc::Id::Json(&id), code, message, None);
+    // serde_json writes nothing but UTF-8.
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// The answer to a message that did not parse strictly. JSON-RPC answers

@@ -31,6 +31,7 @@ use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
     StreamableHttpResponseLimits,
 };
+use serde::Serialize;
 use serde_json::value::RawValue;
 use sse_stream::Sse;
 use tokio::sync::mpsc;
@@ -38,13 +39,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::sse::MessageReader;
 use super::{
-    CancelParams, LaneInput, LaneReply, Message, Out, ProgressParams, await_answer, relay_request,
-    with_id, with_param,
+    CancelParams, LaneInput, LaneReply, Message, Out, ProgressParams, await_answer, cancelled,
+    relay_request, with_id, with_param,
 };
 use crate::call::CallError;
 use crate::config::{Secret, UpstreamUrl};
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::egress::{self, CheckedResolver};
+use crate::mcp::jsonrpc::{self, Id, Typed};
 use crate::mcp::state::McpState;
 use crate::util::sync::LockExt;
 
@@ -208,10 +210,7 @@ impl Relayed<'_> {
     /// The call is over: what the upstream asked the caller is moot.
     async fn cancel_open(&self, out: &mpsc::Sender<Out>) {
         for (_, relay_id) in &self.open {
-            let relay_id = serde_json::Value::from(relay_id.as_str());
-            let message = format!(
-                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{relay_id},"reason":"the upstream no longer needs it"}}}}"#
-            );
+            let message = cancelled(relay_id.as_str(), Some("the upstream no longer needs it"));
             let _ = out.send(Out::Message(Bytes::from(message))).await;
         }
     }
@@ -308,15 +307,10 @@ impl LaneLink {
     /// The upstream cancelled a request of its own, heard on the rmcp link:
     /// if the lane relayed it, tell the caller.
     pub fn upstream_cancelled(&self, id: &rmcp::model::RequestId) {
-        let Ok(id) = serde_json::to_string(id) else {
-            return;
-        };
-        let message = format!(
-            r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id}}}}}"#
-        );
+        let message = cancelled(id, None);
         if let Some((out, rewritten)) = self
             .shared
-            .on_notification("notifications/cancelled", message.as_bytes())
+            .on_notification("notifications/cancelled", &message)
         {
             let _ = out.try_send(Out::Message(rewritten));
         }
@@ -379,10 +373,9 @@ impl LaneLink {
             _ = cancel.cancelled() => (CallError::Cancelled, "cancelled by the client"),
         };
         if let Some(session) = sent_on.get() {
-            let body = format!(
-                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":"{id}","reason":"{reason}"}}}}"#
-            );
-            self.endpoint.notify(session, body).await;
+            self.endpoint
+                .notify(session, cancelled(id.as_str(), Some(reason)))
+                .await;
         }
         Err(outcome)
     }
@@ -501,7 +494,7 @@ impl LaneLink {
     }
 
     /// POST a call on the rmcp link's session.
-    async fn post_call(&self, body: String) -> LinkResult<(HeaderValue, Response<Incoming>)> {
+    async fn post_call(&self, body: Vec<u8>) -> LinkResult<(HeaderValue, Response<Incoming>)> {
         let session = self.session.locked().clone().ok_or("not connected")?;
         let request = self
             .endpoint
@@ -544,21 +537,26 @@ fn call_body(
     name: &str,
     arguments: Option<&serde_json::Map<String, serde_json::Value>>,
     progress: bool,
-) -> String {
-    let name = serde_json::Value::from(name);
-    let mut body =
-        format!(r#"{{"jsonrpc":"2.0","id":"{id}","method":"tools/call","params":{{"name":{name}"#);
-    if let Some(arguments) = arguments {
-        body.push_str(r#","arguments":"#);
-        body.push_str(
-            &serde_json::to_string(arguments).expect("a map of JSON values always serialises"),
-        );
+) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct CallParams<'a> {
+        name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        arguments: Option<&'a serde_json::Map<String, serde_json::Value>>,
+        #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
+        meta: Option<CallMeta<'a>>,
     }
-    if progress {
-        body.push_str(&format!(r#","_meta":{{"progressToken":"{id}"}}"#));
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct CallMeta<'a> {
+        progress_token: &'a str,
     }
-    body.push_str("}}");
-    body
+    let params = CallParams {
+        name,
+        arguments,
+        meta: progress.then_some(CallMeta { progress_token: id }),
+    };
+    jsonrpc::request(Id::Text(id), "tools/call", &Typed(&params))
 }
 
 #[cfg(test)]
@@ -568,12 +566,15 @@ mod tests {
     #[test]
     fn call_bodies_carry_only_what_was_asked() {
         let args = serde_json::from_str(r#"{"a":1}"#).expect("valid");
+        let body = |id, name, args, progress| {
+            String::from_utf8(call_body(id, name, args, progress)).expect("utf-8")
+        };
         assert_eq!(
-            call_body("toolgate-7", "echo", Some(&args), true),
+            body("toolgate-7", "echo", Some(&args), true),
             r#"{"jsonrpc":"2.0","id":"toolgate-7","method":"tools/call","params":{"name":"echo","arguments":{"a":1},"_meta":{"progressToken":"toolgate-7"}}}"#
         );
         assert_eq!(
-            call_body("toolgate-8", "a\"b", None, false),
+            body("toolgate-8", "a\"b", None, false),
             r#"{"jsonrpc":"2.0","id":"toolgate-8","method":"tools/call","params":{"name":"a\"b"}}"#
         );
     }

@@ -34,10 +34,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::{CallToolResult, ContentBlock, ErrorData};
 use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -51,6 +51,7 @@ pub use link::{LaneLink, SessionSpy};
 
 use crate::call::{CallContext, CallError, CallKind, Caller, Confirmation, PolicyQuestion};
 use crate::mcp::calls::UpstreamTarget;
+use crate::mcp::jsonrpc::{self, Id, Typed};
 use crate::mcp::state::McpState;
 use crate::mcp::upstream::Upstream;
 use crate::util::sync::LockExt;
@@ -299,8 +300,8 @@ impl FastLane {
                 }
             }
         }
-        let nothing = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"toolgate-keepalive","reason":"keep-alive"}}"#;
-        if let Ok(message) = serde_json::from_str(nothing) {
+        let nothing = cancelled("toolgate-keepalive", Some("keep-alive"));
+        if let Ok(message) = serde_json::from_slice(&nothing) {
             let _ = self.sessions.accept_message(session, message).await;
         }
     }
@@ -424,6 +425,28 @@ pub(super) struct CancelParams<'a> {
     pub request_id: &'a RawValue,
 }
 
+/// The params of the `notifications/progress` the lane sends a caller.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProgressNote<'a> {
+    progress_token: &'a RawValue,
+    progress: u32,
+    message: &'a str,
+}
+
+/// `notifications/cancelled` for `request_id`, with `reason` if given.
+pub(super) fn cancelled<I: Serialize + ?Sized>(request_id: &I, reason: Option<&str>) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct CancelNote<'a, I: ?Sized> {
+        request_id: &'a I,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+    }
+    let params = CancelNote { request_id, reason };
+    jsonrpc::notification("notifications/cancelled", &Typed(&params))
+}
+
 /// What a lane call carries through the pipeline.
 pub struct LaneInput {
     name: String,
@@ -475,11 +498,12 @@ impl CallKind for LaneToolCall {
 
     async fn progress(ctx: &CallContext<Self>, step: u32, message: &str) {
         if let Some(token) = &ctx.input.progress_token {
-            let notification = format!(
-                r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":{step},"message":{}}}}}"#,
-                token.get(),
-                serde_json::Value::from(message)
-            );
+            let params = ProgressNote {
+                progress_token: token,
+                progress: step,
+                message,
+            };
+            let notification = jsonrpc::notification("notifications/progress", &Typed(&params));
             // The response becomes a stream; a full one skips a beat.
             let _ = ctx
                 .input
@@ -491,7 +515,7 @@ impl CallKind for LaneToolCall {
     async fn confirm(
         mcp: &McpState,
         ctx: &CallContext<Self>,
-        _gate: &crate::authorize::Gate,
+        _gate: &crate::call::Gate,
         question: &str,
     ) -> Confirmation {
         let input = &ctx.input;
@@ -503,14 +527,17 @@ impl CallKind for LaneToolCall {
         let lane = &mcp.fast_lane;
         let relay_id = lane.new_relay_id();
         lane.register(&relay_id, input.session.clone(), None);
-        let mut request = crate::mcp::confirm::elicitation(question);
-        request["jsonrpc"] = "2.0".into();
-        request["id"] = relay_id.as_str().into();
+        let elicitation = crate::mcp::confirm::elicitation(question);
+        let request = jsonrpc::request(
+            Id::Text(&relay_id),
+            elicitation["method"].as_str().unwrap_or_default(),
+            &Typed(&elicitation["params"]),
+        );
         let answer = lane.answer_to(relay_id);
         // The question rides the call's own response, which becomes a stream.
         if input
             .out
-            .send(Out::Message(Bytes::from(request.to_string())))
+            .send(Out::Message(Bytes::from(request)))
             .await
             .is_err()
         {
@@ -639,30 +666,27 @@ fn sse_event(json: &[u8]) -> Bytes {
 /// the rmcp path (`server.rs`): protocol errors stay protocol errors, the
 /// rest become a tool error the agent can read.
 fn response_bytes(id: &str, reply: Result<LaneReply, CallError>) -> Bytes {
-    let text = match reply {
+    // The caller's id, as serialised from its strict value.
+    let id = Id::Json(id);
+    let protocol_error = |error: &ErrorData| {
+        let code = i64::from(error.code.0);
+        jsonrpc::error(id, code, &error.message, error.data.as_ref())
+    };
+    let bytes = match reply {
         // As the upstream sent it: 2025 callers take no `resultType`.
-        Ok(LaneReply::Result(result)) => {
-            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.get())
-        }
-        Ok(LaneReply::Error(error)) => {
-            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#, error.get())
-        }
+        Ok(LaneReply::Result(result)) => jsonrpc::result(id, &*result),
+        Ok(LaneReply::Error(error)) => jsonrpc::error_object(id, &*error),
         Err(
             e @ (CallError::NotFound { .. }
             | CallError::Unauthenticated
             | CallError::UpstreamRejected(_)),
-        ) => {
-            let error = crate::mcp::server::protocol_error(e);
-            let error = serde_json::to_string(&error).unwrap_or_else(|_| "{}".into());
-            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
-        }
+        ) => protocol_error(&crate::mcp::server::protocol_error(e)),
         Err(e) => {
             let result = CallToolResult::error(vec![ContentBlock::text(format!("toolgate: {e}"))]);
-            let result = serde_json::to_string(&result).unwrap_or_else(|_| "{}".into());
-            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
+            jsonrpc::result(id, &Typed(&result))
         }
     };
-    Bytes::from(text)
+    Bytes::from(bytes)
 }
 
 /// A JSON-RPC response's outcome, kept as the upstream wrote it.
@@ -731,9 +755,13 @@ pub(super) async fn await_answer(
     upstream_id: Box<RawValue>,
 ) -> (Box<RawValue>, Bytes) {
     let answer = mcp.fast_lane.answer_to(relay_id).await.unwrap_or_else(|| {
-        Bytes::from_static(
-            br#"{"jsonrpc":"2.0","id":0,"error":{"code":-32603,"message":"toolgate: the caller did not answer"}}"#,
-        )
+        // The id is a placeholder: the upstream's goes in before it is sent.
+        Bytes::from(jsonrpc::error(
+            Id::Json("0"),
+            jsonrpc::INTERNAL_ERROR,
+            "toolgate: the caller did not answer",
+            None,
+        ))
     });
     (upstream_id, answer)
 }
