@@ -3,13 +3,8 @@
 //! A manual rmcp [`ServerHandler`]. Lists come straight from the catalog;
 //! every call is handed to the pipeline (`Pipeline::run`) as a
 //! [`CallContext`], and the pipeline's [`CallError`] is turned into what an
-//! MCP client expects here, at this one boundary:
-//!
-//! - unknown (or filtered) tool / prompt / resource → JSON-RPC `-32602`, the
-//!   same answer whatever the reason, so nothing leaks;
-//! - an upstream's JSON-RPC error → passed through unchanged;
-//! - upstream down, timed out or broken → for `tools/call` a tool result with
-//!   `isError: true` the agent can read and act on; otherwise `-32603`.
+//! MCP client expects by the one rule both transports share
+//! ([`super::ingress::errors`]).
 
 #![expect(
     deprecated,
@@ -20,12 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
-    ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
-    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
-    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
-    SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams,
+    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData, ServerHandler};
@@ -39,6 +34,7 @@ use super::calls::{
 };
 use super::calls::{TaskOp, TaskRequest};
 use super::hub::{Downstream, ListChanged, SessionId};
+use super::ingress::errors::{self, ToolAnswer, protocol_error};
 use super::views;
 use crate::call::{CallContext, CallError, CallKind, Caller};
 use crate::mcp::state::McpState;
@@ -125,28 +121,6 @@ impl VirtualServer {
     }
 }
 
-/// JSON-RPC's internal error, for an upstream code that is not an `i32`.
-const INTERNAL_ERROR: i32 = -32603;
-
-/// The protocol answer for a failed call (see the module docs).
-pub(crate) fn protocol_error(e: CallError) -> ErrorData {
-    match e {
-        CallError::NotFound { kind, name } => {
-            ErrorData::invalid_params(format!("Unknown {kind}: {name}"), None)
-        }
-        CallError::UpstreamRejected(r) => ErrorData::new(
-            rmcp::model::ErrorCode(i32::try_from(r.code).unwrap_or(INTERNAL_ERROR)),
-            r.message,
-            r.data,
-        ),
-        CallError::Unauthenticated => ErrorData::invalid_request("unauthenticated", None),
-        CallError::Denied(decision) => {
-            ErrorData::invalid_request(format!("toolgate: {decision}"), None)
-        }
-        other => ErrorData::internal_error(other.to_string(), None),
-    }
-}
-
 impl ServerHandler for VirtualServer {
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
@@ -208,21 +182,11 @@ impl ServerHandler for VirtualServer {
     ) -> Result<CallToolResponse, ErrorData> {
         match self.run::<ToolCall, _>(request, &context).await {
             Ok(response) => Ok(response),
-            // A `@confirm` gate's question, for a 2026-07-28 caller.
-            Err(CallError::ConfirmationNeeded(question)) => {
-                serde_json::from_value::<rmcp::model::InputRequiredResult>(*question)
-                    .map(Into::into)
-                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))
-            }
-            Err(
-                e @ (CallError::NotFound { .. }
-                | CallError::UpstreamRejected(_)
-                | CallError::Unauthenticated),
-            ) => Err(protocol_error(e)),
-            // The agent should read these and decide what to do next.
-            Err(e) => Ok(
-                CallToolResult::error(vec![ContentBlock::text(format!("toolgate: {e}"))]).into(),
-            ),
+            Err(e) => match errors::tool_call(e) {
+                ToolAnswer::Protocol(error) => Err(error),
+                ToolAnswer::ToolError(result) => Ok(result.into()),
+                ToolAnswer::Question(question) => Ok((*question).into()),
+            },
         }
     }
 

@@ -16,6 +16,7 @@
 //! (`crate::app`, the floor above) mounts [`endpoint()`] at `/mcp`.
 
 mod endpoint;
+pub mod errors;
 mod stdio;
 
 use serde_json::Value;

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use rmcp::model::{CallToolResult, ContentBlock, ErrorData};
+use rmcp::model::ErrorData;
 use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,7 @@ pub use link::{LaneLink, SessionSpy};
 
 use crate::call::{CallContext, CallError, CallKind, Caller, Confirmation, PolicyQuestion};
 use crate::mcp::calls::UpstreamTarget;
+use crate::mcp::ingress::errors::{self, ToolAnswer};
 use crate::mcp::jsonrpc::{self, Id, Typed};
 use crate::mcp::state::McpState;
 use crate::mcp::upstream::Upstream;
@@ -662,9 +663,8 @@ fn sse_event(json: &[u8]) -> Bytes {
     event.freeze()
 }
 
-/// The JSON-RPC response for the caller, with the same error boundary as
-/// the rmcp path (`server.rs`): protocol errors stay protocol errors, the
-/// rest become a tool error the agent can read.
+/// The JSON-RPC response for the caller, by the same rule as the rmcp path
+/// ([`errors::tool_call`]).
 fn response_bytes(id: &str, reply: Result<LaneReply, CallError>) -> Bytes {
     // The caller's id, as serialised from its strict value.
     let id = Id::Json(id);
@@ -676,15 +676,11 @@ fn response_bytes(id: &str, reply: Result<LaneReply, CallError>) -> Bytes {
         // As the upstream sent it: 2025 callers take no `resultType`.
         Ok(LaneReply::Result(result)) => jsonrpc::result(id, &*result),
         Ok(LaneReply::Error(error)) => jsonrpc::error_object(id, &*error),
-        Err(
-            e @ (CallError::NotFound { .. }
-            | CallError::Unauthenticated
-            | CallError::UpstreamRejected(_)),
-        ) => protocol_error(&crate::mcp::server::protocol_error(e)),
-        Err(e) => {
-            let result = CallToolResult::error(vec![ContentBlock::text(format!("toolgate: {e}"))]);
-            jsonrpc::result(id, &Typed(&result))
-        }
+        Err(e) => match errors::tool_call(e) {
+            ToolAnswer::Protocol(error) => protocol_error(&error),
+            ToolAnswer::ToolError(result) => jsonrpc::result(id, &Typed(&result)),
+            ToolAnswer::Question(question) => jsonrpc::result(id, &Typed(&*question)),
+        },
     };
     Bytes::from(bytes)
 }
