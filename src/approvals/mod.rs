@@ -21,7 +21,7 @@
 //! `list` (requests as the admin API and the approver page show them),
 //! `notify` (the `[approvals.webhook]` feed). How a front end asks the
 //! end user (`@confirm` gates) is its own: the stage only calls an
-//! [`Asker`] (for MCP, `crate::mcp::confirm`).
+//! [`Asker`] (for MCP, `crate::mcp::ingress::confirm`).
 
 mod decide;
 mod list;

@@ -28,6 +28,7 @@ use rmcp::model::{
 };
 
 use super::hub::{Downstream, ResourceSubscriber};
+use super::ingress::confirm::{self, Back};
 use super::upstream::{self, Upstream};
 use crate::authorize::{Annotations, Target};
 use crate::call::{CallContext, CallError, CallKind, Confirmation, PolicyQuestion};
@@ -286,17 +287,8 @@ impl CallKind for ToolCall {
     }
 
     async fn progress(ctx: &CallContext<Self>, step: u32, message: &str) {
-        if let Some(origin) = &ctx.input.origin
-            && let Some(token) = &origin.progress_token
-        {
-            let _ = origin
-                .peer
-                .notify_progress(
-                    rmcp::model::ProgressNotificationParam::new(token.clone(), f64::from(step))
-                        .with_message(message),
-                )
-                .await;
-        }
+        let back = Back::Session(ctx.input.origin.as_ref());
+        confirm::progress(back, step, message).await;
     }
 
     async fn confirm(
@@ -305,49 +297,9 @@ impl CallKind for ToolCall {
         gate: &crate::call::Gate,
         question: &str,
     ) -> Confirmation {
-        let Some(origin) = &ctx.input.origin else {
-            return Confirmation::CannotAsk("this connection has no way to ask".into());
-        };
-        if origin.modern {
-            let can_elicit = origin
-                .capabilities
-                .as_ref()
-                .is_some_and(crate::mcp::confirm::can_elicit);
-            return crate::mcp::confirm::ask(
-                &mcp.pipeline.audit,
-                &ctx.caller,
-                &ctx.input.params,
-                can_elicit,
-                gate,
-                question,
-            );
-        }
-        let declared = origin
-            .peer
-            .peer_info()
-            .is_some_and(|info| crate::mcp::confirm::can_elicit(&info.capabilities));
-        if !declared {
-            return Confirmation::CannotAsk(
-                "the client did not declare the elicitation capability".into(),
-            );
-        }
-        let request = match serde_json::from_value(crate::mcp::confirm::elicitation(question)) {
-            Ok(request) => ServerRequest::ElicitRequest(request),
-            Err(e) => {
-                return Confirmation::CannotAsk(format!("the question could not be built: {e}"));
-            }
-        };
-        match upstream::relay_to(&mcp.hub, origin, request, None, &ctx.cancel).await {
-            Ok(rmcp::model::ClientResult::ElicitResult(result)) => {
-                crate::mcp::confirm::confirmation(
-                    &serde_json::to_value(&result).unwrap_or_default(),
-                )
-            }
-            Ok(_) => {
-                Confirmation::No("answered with something other than an elicitation result".into())
-            }
-            Err(e) => Confirmation::CannotAsk(format!("asking failed: {}", e.message)),
-        }
+        let back = Back::Session(ctx.input.origin.as_ref());
+        let params = Some(&ctx.input.params);
+        confirm::confirm(mcp, back, &ctx.caller, params, &ctx.cancel, gate, question).await
     }
 
     async fn forward(
@@ -357,7 +309,7 @@ impl CallKind for ToolCall {
     ) -> Result<CallToolResponse, CallError> {
         let mut params = ctx.input.params.clone();
         // What a `@confirm` gate put in the request is toolgate's alone.
-        crate::mcp::confirm::unwrap(&mcp.pipeline.audit, &ctx.caller, &mut params);
+        crate::mcp::ingress::confirm::unwrap(&mcp.pipeline.audit, &ctx.caller, &mut params);
         params.name = target.upstream_name.clone().into();
         strip_progress_token(&mut params.meta);
         match send_bridging_input(mcp, ctx, target, params, |p| {
@@ -370,7 +322,7 @@ impl CallKind for ToolCall {
                 Ok(CallToolResponse::Complete(r))
             }
             ServerResult::InputRequiredResult(mut r) => {
-                crate::mcp::confirm::wrap(
+                crate::mcp::ingress::confirm::wrap(
                     &mcp.pipeline.audit,
                     &ctx.caller,
                     &ctx.input.params,

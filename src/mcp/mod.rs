@@ -6,7 +6,6 @@
 
 pub mod calls;
 pub mod catalog;
-pub mod confirm;
 pub mod egress;
 pub mod exposure;
 pub mod hub;

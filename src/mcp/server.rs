@@ -34,11 +34,11 @@ use super::calls::{
 };
 use super::calls::{TaskOp, TaskRequest};
 use super::hub::{Downstream, ListChanged, SessionId};
+use super::ingress::context;
 use super::ingress::errors::{self, ToolAnswer, protocol_error};
 use super::views;
 use crate::call::{CallContext, CallError, CallKind, Caller};
 use crate::mcp::state::McpState;
-use crate::pipeline;
 
 fn next_session_id() -> SessionId {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -81,24 +81,23 @@ impl VirtualServer {
         };
         let caller = self.caller_of(ctx);
         let parts = ctx.extensions.get::<axum::http::request::Parts>();
-        let mut call = CallContext::new(
-            caller,
-            McpInput {
-                params,
-                origin: Some(origin),
-            },
-            ctx.ct.clone(),
-        );
         // The client's MCP session id over HTTP; over stdio, this process's
         // session number.
-        call.session = Some(
-            parts
-                .and_then(|p| p.headers.get("mcp-session-id"))
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(|| format!("local-{}", self.session), str::to_string),
-        );
-        call.trace = parts.and_then(|p| pipeline::trace_id(&p.headers));
-        call
+        let session = parts
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| format!("local-{}", self.session), str::to_string);
+        let input = McpInput {
+            params,
+            origin: Some(origin),
+        };
+        context::open(
+            caller,
+            input,
+            ctx.ct.clone(),
+            session,
+            parts.map(|p| &p.headers),
+        )
     }
 
     /// Over HTTP, whoever sent this request (the authenticate layer put

@@ -7,3 +7,4 @@ pub mod html;
 pub mod json;
 pub mod signal;
 pub mod sync;
+pub mod trace;

@@ -178,5 +178,5 @@ fn initialize_declares_elicitation(message: &serde_json::Value) -> bool {
         capabilities: rmcp::model::ClientCapabilities,
     }
     Initialize::deserialize(message)
-        .is_ok_and(|i| crate::mcp::confirm::can_elicit(&i.params.capabilities))
+        .is_ok_and(|i| crate::mcp::ingress::confirm::can_elicit(&i.params.capabilities))
 }

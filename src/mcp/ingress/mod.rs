@@ -15,6 +15,8 @@
 //! This file holds the JSON-RPC error answers both share. The route table
 //! (`crate::app`, the floor above) mounts [`endpoint()`] at `/mcp`.
 
+pub mod confirm;
+pub mod context;
 mod endpoint;
 pub mod errors;
 mod stdio;

@@ -51,6 +51,8 @@ pub use link::{LaneLink, SessionSpy};
 
 use crate::call::{CallContext, CallError, CallKind, Caller, Confirmation, PolicyQuestion};
 use crate::mcp::calls::UpstreamTarget;
+use crate::mcp::ingress::confirm::{self, Back};
+use crate::mcp::ingress::context;
 use crate::mcp::ingress::errors::{self, ToolAnswer};
 use crate::mcp::jsonrpc::{self, Id, Typed};
 use crate::mcp::state::McpState;
@@ -169,7 +171,6 @@ impl FastLane {
                 let caller = parts.extensions.get::<Caller>()?.clone();
                 lane.touch(&session, mcp.config.http.max_sessions).await;
                 lane.taken.fetch_add(1, Ordering::Relaxed);
-                let trace = crate::pipeline::trace_id(&parts.headers);
                 let progress_token = match params.meta.and_then(|m| m.progress_token) {
                     Some(token) => Some(serde_json::value::to_raw_value(&token).ok()?),
                     None => None,
@@ -182,7 +183,17 @@ impl FastLane {
                     out,
                     session,
                 };
-                Some(call(mcp.clone(), caller, trace, id.to_string(), input, rx).await)
+                Some(
+                    call(
+                        mcp.clone(),
+                        caller,
+                        &parts.headers,
+                        id.to_string(),
+                        input,
+                        rx,
+                    )
+                    .await,
+                )
             }
             (Some("notifications/cancelled"), false) => {
                 // Keyed by the id as serialised from the strict value, as
@@ -461,6 +472,71 @@ pub struct LaneInput {
     session: Arc<str>,
 }
 
+impl LaneInput {
+    /// Tell the caller how the call is going, if it asked for progress:
+    /// the response becomes a stream; a full one skips a beat.
+    pub(crate) fn progress(&self, step: u32, message: &str) {
+        if let Some(token) = &self.progress_token {
+            let params = ProgressNote {
+                progress_token: token,
+                progress: step,
+                message,
+            };
+            let notification = jsonrpc::notification("notifications/progress", &Typed(&params));
+            let _ = self.out.try_send(Out::Message(Bytes::from(notification)));
+        }
+    }
+
+    /// Whether the caller's client declared it can be asked (elicitation),
+    /// when it opened the session.
+    pub(crate) fn can_elicit(&self, mcp: &McpState) -> bool {
+        mcp.session_owners.elicits(&self.session)
+    }
+
+    /// Put `request` (`method` and `params` of a server-to-client request)
+    /// to the caller on the call's own response, which becomes a stream,
+    /// and wait for the answer's `result`; why not, as the answer to give.
+    pub(crate) async fn ask(
+        &self,
+        mcp: &McpState,
+        request: &Value,
+        cancel: &CancellationToken,
+    ) -> Result<Value, Confirmation> {
+        let lane = &mcp.fast_lane;
+        let relay_id = lane.new_relay_id();
+        lane.register(&relay_id, self.session.clone(), None);
+        let request = jsonrpc::request(
+            Id::Text(&relay_id),
+            request["method"].as_str().unwrap_or_default(),
+            &Typed(&request["params"]),
+        );
+        let answer = lane.answer_to(relay_id);
+        if self
+            .out
+            .send(Out::Message(Bytes::from(request)))
+            .await
+            .is_err()
+        {
+            return Err(Confirmation::CannotAsk("the caller has gone".into()));
+        }
+        let answer = tokio::select! {
+            answer = answer => answer,
+            () = cancel.cancelled() => return Err(Confirmation::No("cancelled the call".into())),
+        };
+        let Some(answer) = answer else {
+            return Err(Confirmation::CannotAsk("the caller did not answer".into()));
+        };
+        let mut answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
+        match answer.get_mut("result") {
+            Some(result) => Ok(result.take()),
+            None => Err(Confirmation::CannotAsk(format!(
+                "the client answered with an error: {}",
+                answer["error"]
+            ))),
+        }
+    }
+}
+
 /// The upstream's answer: a JSON-RPC `result` or `error` value, as sent.
 pub enum LaneReply {
     Result(Box<RawValue>),
@@ -498,67 +574,25 @@ impl CallKind for LaneToolCall {
     }
 
     async fn progress(ctx: &CallContext<Self>, step: u32, message: &str) {
-        if let Some(token) = &ctx.input.progress_token {
-            let params = ProgressNote {
-                progress_token: token,
-                progress: step,
-                message,
-            };
-            let notification = jsonrpc::notification("notifications/progress", &Typed(&params));
-            // The response becomes a stream; a full one skips a beat.
-            let _ = ctx
-                .input
-                .out
-                .try_send(Out::Message(Bytes::from(notification)));
-        }
+        confirm::progress(Back::Lane(&ctx.input), step, message).await;
     }
 
     async fn confirm(
         mcp: &McpState,
         ctx: &CallContext<Self>,
-        _gate: &crate::call::Gate,
+        gate: &crate::call::Gate,
         question: &str,
     ) -> Confirmation {
-        let input = &ctx.input;
-        if !mcp.session_owners.elicits(&input.session) {
-            return Confirmation::CannotAsk(
-                "the client did not declare the elicitation capability".into(),
-            );
-        }
-        let lane = &mcp.fast_lane;
-        let relay_id = lane.new_relay_id();
-        lane.register(&relay_id, input.session.clone(), None);
-        let elicitation = crate::mcp::confirm::elicitation(question);
-        let request = jsonrpc::request(
-            Id::Text(&relay_id),
-            elicitation["method"].as_str().unwrap_or_default(),
-            &Typed(&elicitation["params"]),
-        );
-        let answer = lane.answer_to(relay_id);
-        // The question rides the call's own response, which becomes a stream.
-        if input
-            .out
-            .send(Out::Message(Bytes::from(request)))
-            .await
-            .is_err()
-        {
-            return Confirmation::CannotAsk("the caller has gone".into());
-        }
-        let answer = tokio::select! {
-            answer = answer => answer,
-            () = ctx.cancel.cancelled() => return Confirmation::No("cancelled the call".into()),
-        };
-        let Some(answer) = answer else {
-            return Confirmation::CannotAsk("the caller did not answer".into());
-        };
-        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
-        match answer.get("result") {
-            Some(result) => crate::mcp::confirm::confirmation(result),
-            None => Confirmation::CannotAsk(format!(
-                "the client answered with an error: {}",
-                answer["error"]
-            )),
-        }
+        confirm::confirm(
+            mcp,
+            Back::Lane(&ctx.input),
+            &ctx.caller,
+            None,
+            &ctx.cancel,
+            gate,
+            question,
+        )
+        .await
     }
 
     async fn forward(
@@ -585,7 +619,7 @@ impl CallKind for LaneToolCall {
 async fn call(
     mcp: Arc<McpState>,
     caller: Caller,
-    trace: Option<String>,
+    headers: &HeaderMap,
     id: String,
     input: LaneInput,
     mut rx: mpsc::Receiver<Out>,
@@ -598,13 +632,16 @@ async fn call(
         .lock_calls()
         .insert(key.clone(), cancel.clone());
     let task_mcp = mcp.clone();
-    let task_cancel = cancel.clone();
+    let ctx = context::open::<LaneToolCall>(
+        caller,
+        input,
+        cancel.clone(),
+        session.to_string(),
+        Some(headers),
+    );
     // Its own task, so a caller that hangs up still lets the call tell the
     // upstream (the guard below cancels it).
     tokio::spawn(async move {
-        let mut ctx = CallContext::new(caller, input, task_cancel);
-        ctx.session = Some(session.to_string());
-        ctx.trace = trace;
         let reply = task_mcp.pipeline.run::<LaneToolCall>(&task_mcp, ctx).await;
         task_mcp.fast_lane.lock_calls().remove(&key);
         let _ = out.send(Out::Final(response_bytes(&id, reply))).await;

@@ -18,12 +18,19 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rmcp::model::{CallToolRequestParams, InputRequiredResult, InputResponses};
+use rmcp::model::{
+    CallToolRequestParams, ClientResult, InputRequiredResult, InputResponses,
+    ProgressNotificationParam, ServerRequest,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Audit, now_ms};
 use crate::call::{Caller, Confirmation, Gate};
+use crate::mcp::hub::Downstream;
+use crate::mcp::lane::LaneInput;
+use crate::mcp::state::McpState;
 
 /// What every toolgate `requestState` starts with.
 const PREFIX: &str = "toolgate1.";
@@ -94,6 +101,119 @@ pub fn can_elicit(capabilities: &rmcp::model::ClientCapabilities) -> bool {
         .elicitation
         .as_ref()
         .is_some_and(|e| e.form.is_some() || e.url.is_none())
+}
+
+/// Where a call's caller is reached again: the way its request came.
+#[derive(Clone, Copy)]
+pub enum Back<'a> {
+    /// An rmcp session: server-to-client requests ride the call's response
+    /// stream through the session's peer (`None`: a call with no way back).
+    Session(Option<&'a Downstream>),
+    /// The fast lane: the call's own response, which becomes a stream.
+    Lane(&'a LaneInput),
+}
+
+/// Tell the caller the call is still under way (`step` counts from 1), if
+/// it asked for progress.
+pub async fn progress(back: Back<'_>, step: u32, message: &str) {
+    match back {
+        Back::Session(Some(origin)) => {
+            if let Some(token) = &origin.progress_token {
+                let _ = origin
+                    .peer
+                    .notify_progress(
+                        ProgressNotificationParam::new(token.clone(), f64::from(step))
+                            .with_message(message),
+                    )
+                    .await;
+            }
+        }
+        Back::Session(None) => {}
+        Back::Lane(input) => input.progress(step, message),
+    }
+}
+
+/// Ask the end user to confirm a `tools/call` (`params`, over an rmcp
+/// session) for `gate`: in the call's answer for a 2026-07-28 caller (see
+/// [`ask`]), by form elicitation for the others whose client declared it.
+pub async fn confirm(
+    mcp: &McpState,
+    back: Back<'_>,
+    caller: &Caller,
+    params: Option<&CallToolRequestParams>,
+    cancel: &CancellationToken,
+    gate: &Gate,
+    question: &str,
+) -> Confirmation {
+    if let Back::Session(Some(origin)) = back
+        && origin.modern
+        && let Some(params) = params
+    {
+        let can_elicit = origin.capabilities.as_ref().is_some_and(can_elicit);
+        return ask(
+            &mcp.pipeline.audit,
+            caller,
+            params,
+            can_elicit,
+            gate,
+            question,
+        );
+    }
+    let declared = match back {
+        Back::Session(None) => {
+            return Confirmation::CannotAsk("this connection has no way to ask".into());
+        }
+        Back::Session(Some(origin)) => origin
+            .peer
+            .peer_info()
+            .is_some_and(|info| can_elicit(&info.capabilities)),
+        Back::Lane(input) => input.can_elicit(mcp),
+    };
+    if !declared {
+        return Confirmation::CannotAsk(
+            "the client did not declare the elicitation capability".into(),
+        );
+    }
+    let request = elicitation(question);
+    let answer = match back {
+        Back::Session(None) => unreachable!("answered above"),
+        Back::Session(Some(origin)) => elicit_over_session(mcp, origin, request, cancel).await,
+        Back::Lane(input) => input.ask(mcp, &request, cancel).await,
+    };
+    match answer {
+        Ok(result) => confirmation(&result),
+        Err(why) => why,
+    }
+}
+
+/// Put the elicitation `request` to an rmcp session's client; its
+/// `ElicitResult` as JSON, or the answer to give when there is none.
+async fn elicit_over_session(
+    mcp: &McpState,
+    origin: &Downstream,
+    request: Value,
+    cancel: &CancellationToken,
+) -> Result<Value, Confirmation> {
+    let request = match serde_json::from_value(request) {
+        Ok(request) => ServerRequest::ElicitRequest(request),
+        Err(e) => {
+            return Err(Confirmation::CannotAsk(format!(
+                "the question could not be built: {e}"
+            )));
+        }
+    };
+    match crate::mcp::upstream::relay_to(&mcp.hub, origin, request, None, cancel).await {
+        Ok(ClientResult::ElicitResult(result)) => {
+            Ok(serde_json::to_value(&result).unwrap_or_default())
+        }
+        Ok(_) => Err(Confirmation::No(
+            "answered with something other than an elicitation result".into(),
+        )),
+        Err(e) => Err(Confirmation::CannotAsk(format!(
+            "asking failed: {}",
+            e.message
+        ))),
+    }
 }
 
 /// The call a state belongs to: who, which tool, which arguments.
