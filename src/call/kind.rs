@@ -113,21 +113,21 @@ fn next_call_id() -> CallId {
 pub struct CallContext<K: CallKind> {
     pub id: CallId,
     /// Who is calling. Set by the ingress from what it knows, confirmed by
-    /// [`authenticate`].
+    /// the authenticate stage.
     pub caller: Caller,
     pub input: K::Input,
-    /// Set by [`resolve`].
+    /// Set by the resolve stage.
     pub target: Option<K::Target>,
-    /// Set by [`authorize`]: what the policies decided, and which ones.
+    /// Set by the authorize stage: what the policies decided, and which ones.
     pub decision: Option<Decision>,
-    /// Set by [`authorize`]: `allow`, `deny` (refused for its arguments) or
+    /// Set by the authorize stage: `allow`, `deny` (refused for its arguments) or
     /// `hidden` (not even visible), or `gated` (allowed, held by an
     /// approval gate), for the audit record.
     pub verdict: Option<&'static str>,
-    /// Set by [`await_approval`]: the approvals this call used and the
+    /// Set by the await-approval stage: the approvals this call used and the
     /// gates its user confirmed.
     pub approvals: Cleared,
-    /// Set by [`record_decided`]: the `seq` of the durable `decided` record.
+    /// Set by the record-decided stage: the `seq` of the durable `decided` record.
     pub decided: Option<u64>,
     /// Set by the ingress when known: the MCP session and the W3C trace id.
     pub session: Option<String>,

@@ -2,23 +2,27 @@
 //!
 //! A *call* is anything toolgate forwards on someone's behalf: a `tools/call`,
 //! a `resources/read`, a `prompts/get`, a `completion/complete`, and (later) an
-//! LLM chat completion. Each kind implements [`CallKind`]: how to find its
-//! target and how to forward it. Everything else is shared: [`Pipeline::run`] takes one
-//! [`CallContext`] through the same ordered stages for every kind.
+//! LLM chat completion. Each kind implements [`CallKind`] (in [`crate::call`]):
+//! how to find its target, how to forward it, how to reach its user. Everything
+//! else is shared: [`Pipeline::run`] takes one [`CallContext`] through the same
+//! ordered stages for every kind.
 //!
 //! ```text
-//!   authenticate → resolve → authorize → inspect input → await approval
+//!   admit → authenticate → resolve → authorize → inspect input → await approval
 //!     → record "decided" → forward → inspect output → record "completed"
 //! ```
 //!
-//! Today the spine runs authenticate (the ingress's identity), resolve,
-//! authorize (Cedar policies, [`crate::authorize`]), await approval
-//! (approval gates, [`crate::approvals`]), record "decided" (the audit
-//! trail, [`crate::audit`]: durable before anything is forwarded), forward
-//! and record "completed" (an audit record and a `tracing` event per
-//! call). The stages in between are added by later work as functions
-//! called from [`Pipeline::run`], in the order above; each one reads and fills the
-//! context and returns early with `?` to refuse a call.
+//! Today the spine runs admit (the in-flight limit, [`admit`]), authenticate
+//! (the ingress's identity), resolve, authorize (Cedar policies,
+//! [`crate::authorize`]), await approval (approval gates,
+//! [`crate::approvals`]), record "decided" (the audit trail,
+//! [`crate::audit`]: durable before anything is forwarded), forward and
+//! record "completed" (an audit record and a `tracing` event per call). The
+//! stages in between are added by later work as functions called from
+//! [`Pipeline::run`], in the order above; each one reads and fills the
+//! context and returns early with `?` to refuse a call. No stage knows a
+//! protocol: what a front end must do (ask its user, tell of progress) it
+//! does through its [`CallKind`].
 
 pub mod admit;
 

@@ -6,7 +6,7 @@
 //! `inputResponses`.
 //!
 //! - Each gate's question is the input request `toolgate_confirm:<gate>`;
-//!   its answer is read by [`super::confirmation`].
+//!   its answer is read by [`confirmation`].
 //! - The `requestState` is toolgate's, sealed with the audit signing key
 //!   (so any replica sharing `audit.signing_key` opens it, and nobody can
 //!   forge one): it binds the call (caller, tool, arguments), expires with

@@ -19,7 +19,7 @@
 //!   the rmcp link's upstream session; see [`link`]).
 //!
 //! Anything else goes to rmcp unchanged, which also answers every malformed
-//! request. The call itself runs through the same [`pipeline`] as every
+//! request. The call itself runs through the same [`crate::pipeline`] as every
 //! other call ([`LaneToolCall`]). What the upstream sends while the call
 //! runs is not lost: its server-to-client requests (sampling, elicitation,
 //! roots) and notifications go to the caller on the call's own response
