@@ -21,8 +21,9 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-use super::{ConformanceServer, error_result, lock, text_result};
+use crate::util::sync::LockExt;
 
+use super::{ConformanceServer, error_result, text_result};
 impl ConformanceServer {
     // ─── requestState handles ───────────────────────────────────────────────
 
@@ -36,14 +37,19 @@ impl ConformanceServer {
         second.write_u64(counter);
         second.write_u8(2);
         let handle = format!("rs-{:016x}{:016x}", first.finish(), second.finish());
-        lock(&self.state.request_states).insert(handle.clone(), state);
+        self.state
+            .request_states
+            .locked()
+            .insert(handle.clone(), state);
         handle
     }
 
     /// Looks up an echoed `requestState`; unknown (forged, tampered or expired)
     /// handles are a JSON-RPC invalid-params error.
     pub(super) fn open_state(&self, handle: &str) -> Result<Value, ErrorData> {
-        lock(&self.state.request_states)
+        self.state
+            .request_states
+            .locked()
             .get(handle)
             .cloned()
             .ok_or_else(|| {

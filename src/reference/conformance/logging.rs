@@ -10,8 +10,9 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-use super::{ConformanceServer, LOGGER_NAME, lock};
+use crate::util::sync::LockExt;
 
+use super::{ConformanceServer, LOGGER_NAME};
 impl ConformanceServer {
     /// Whether a log message at `level` may be sent for this request.
     ///
@@ -25,7 +26,7 @@ impl ConformanceServer {
         if is_stateless_request(cx) {
             return false;
         }
-        match lock(&self.state.log_levels).get(&session_key(cx)) {
+        match self.state.log_levels.locked().get(&session_key(cx)) {
             Some(threshold) => severity(level) >= severity(*threshold),
             None => true,
         }

@@ -39,9 +39,10 @@
 //! - `resources`, `prompts`: the `test://` resources and the prompts;
 //! - `logging`: which log messages a request may receive, and sending them.
 
-// Sampling, roots and logging are deprecated by SEP-2577 in rmcp 3.11, but the
-// 2025-11-25 scenarios exercise exactly those features.
-#![allow(deprecated)]
+#![expect(
+    deprecated,
+    reason = "sampling, roots and logging are deprecated by SEP-2577 in rmcp 3.11, but the 2025-11-25 scenarios exercise exactly those features"
+)]
 
 mod input;
 mod logging;
@@ -53,7 +54,7 @@ mod tools;
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::{
-        Arc, Mutex, MutexGuard, OnceLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -76,6 +77,7 @@ use rmcp::{
 };
 use serde_json::Value;
 
+use crate::util::sync::LockExt;
 use logging::{level_name, session_key};
 use tasks::TASK_FIXTURE_TOOLS;
 
@@ -158,13 +160,6 @@ impl<V> BoundedMap<V> {
     }
 }
 
-/// Locks a mutex, recovering the data if a previous holder panicked.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Default for ConformanceServer {
     fn default() -> Self {
         Self::new()
@@ -193,7 +188,7 @@ impl ConformanceServer {
     }
 
     fn listener_sinks(&self) -> Vec<SubscriptionSink> {
-        lock(&self.state.listeners).values().cloned().collect()
+        self.state.listeners.locked().values().cloned().collect()
     }
 }
 
@@ -289,7 +284,10 @@ impl ServerHandler for ConformanceServer {
         request: SubscribeRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        lock(&self.state.resource_subscriptions).insert(request.uri.clone());
+        self.state
+            .resource_subscriptions
+            .locked()
+            .insert(request.uri.clone());
         self.log(
             &cx,
             LoggingLevel::Info,
@@ -305,7 +303,10 @@ impl ServerHandler for ConformanceServer {
         request: UnsubscribeRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        lock(&self.state.resource_subscriptions).remove(&request.uri);
+        self.state
+            .resource_subscriptions
+            .locked()
+            .remove(&request.uri);
         self.log(
             &cx,
             LoggingLevel::Info,
@@ -325,7 +326,7 @@ impl ServerHandler for ConformanceServer {
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         let key = self.state.next_listener.fetch_add(1, Ordering::Relaxed);
         let sink = context.sink().clone();
-        lock(&self.state.listeners).insert(key, sink.clone());
+        self.state.listeners.locked().insert(key, sink.clone());
         let watches_resource = context
             .accepted()
             .resource_subscriptions
@@ -338,7 +339,7 @@ impl ServerHandler for ConformanceServer {
             });
         }
         context.cancelled().await;
-        lock(&self.state.listeners).remove(&key);
+        self.state.listeners.locked().remove(&key);
         Ok(())
     }
 
@@ -432,7 +433,10 @@ impl ServerHandler for ConformanceServer {
         request: SetLevelRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        lock(&self.state.log_levels).insert(session_key(&cx), request.level);
+        self.state
+            .log_levels
+            .locked()
+            .insert(session_key(&cx), request.level);
         self.log(
             &cx,
             LoggingLevel::Info,

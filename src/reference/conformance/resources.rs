@@ -16,10 +16,11 @@ use rmcp::{
 };
 use serde_json::json;
 
-use super::{
-    CACHE_TTL_MS, ConformanceServer, TEST_IMAGE_BASE64, WATCHED_RESOURCE_URI, lock, text_contents,
-};
+use crate::util::sync::LockExt;
 
+use super::{
+    CACHE_TTL_MS, ConformanceServer, TEST_IMAGE_BASE64, WATCHED_RESOURCE_URI, text_contents,
+};
 impl ConformanceServer {
     /// The resources `resources/list` returns.
     pub(super) fn resources() -> Vec<Resource> {
@@ -96,7 +97,7 @@ impl ConformanceServer {
         let uri = uri.to_owned();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if lock(&state.resource_subscriptions).contains(&uri) {
+            if state.resource_subscriptions.locked().contains(&uri) {
                 let _ = peer
                     .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
                     .await;
