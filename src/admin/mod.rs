@@ -224,7 +224,7 @@ async fn audit_records(
                 .flatten();
             Json(json!({ "records": records, "next": next })).into_response()
         }
-        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 

@@ -468,7 +468,9 @@ pub fn cookie_key(config: &SsoConfig, data_dir: &Path) -> Result<Vec<u8>, String
     if let Some(key) = &config.cookie_key {
         return Ok(key.expose().as_bytes().to_vec());
     }
-    crate::storage::key_file(&data_dir.join("cookie.key")).map(String::into_bytes)
+    crate::storage::key_file(&data_dir.join("cookie.key"))
+        .map(String::into_bytes)
+        .map_err(|e| e.to_string())
 }
 
 /// Why the `id_token` of a token endpoint answer does not parse as an ID
