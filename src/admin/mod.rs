@@ -179,6 +179,7 @@ async fn audit_records(
         );
     }
     let now = crate::audit::now_ms();
+    // Strings: every parameter error is the same 400, read by a person.
     let time = |key: &str| -> Result<Option<i64>, String> {
         params
             .get(key)
@@ -244,7 +245,7 @@ async fn approvals_list(
     };
     match crate::approvals::list(admin.pipeline.audit.store().pool(), &filter).await {
         Ok(page) => Json(json!({ "approvals": page.approvals, "next": page.next })).into_response(),
-        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -256,6 +257,8 @@ pub fn sees_every_approval(admin: &Admin, caller: &Caller) -> bool {
 
 /// The approval requests `caller` asks for with `params` (`state`,
 /// `tool`, `caller`, `since`, `before`, `limit`) and may see.
+/// The error stays a string: every one becomes the same 400, its text
+/// read by a person (the API's message, the approver page's flash).
 pub fn approvals_filter(
     admin: &Admin,
     caller: &Caller,
@@ -295,7 +298,8 @@ pub fn approvals_filter(
         since_ms,
         before: given("before")
             .map(|b| crate::approvals::cursor(&b))
-            .transpose()?,
+            .transpose()
+            .map_err(|e| e.to_string())?,
         limit,
     })
 }
