@@ -54,7 +54,7 @@ impl Gateway {
             .cloned()
             .map(authenticate::oidc::Issuer::new)
             .collect::<Result<_, _>>()
-            .map_err(StartError::HttpClient)?;
+            .map_err(|e| StartError::HttpClient(e.to_string()))?;
         let pipeline = Arc::new(Pipeline {
             policies: crate::authorize::Engine::new(policies, config.policies_dir.clone()),
             audit,

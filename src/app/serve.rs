@@ -135,7 +135,7 @@ impl HttpServer {
             .as_ref()
             .map(|s| sso::cookie_key(s, &config.storage.data_dir))
             .transpose()
-            .map_err(StartError::Sso)?;
+            .map_err(|e| StartError::Sso(e.to_string()))?;
         let limits = front_door_limits(&config)?;
         let bind = |source| StartError::Bind {
             addr: config.listen,
@@ -163,7 +163,7 @@ impl HttpServer {
                         store,
                         addr,
                     )
-                    .map_err(StartError::HttpClient)?,
+                    .map_err(|e| StartError::HttpClient(e.to_string()))?,
                 ))
             }
             None => None,
