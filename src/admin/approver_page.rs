@@ -351,7 +351,8 @@ async fn history_requests(
     caller: &Caller,
     params: &HashMap<String, String>,
 ) -> Result<crate::approvals::Page, String> {
-    let mut filter = super::approvals_filter(&ui.admin, caller, params)?;
+    let mut filter =
+        super::approvals_filter(&ui.admin, caller, params).map_err(|e| e.to_string())?;
     if !params.contains_key("limit") {
         filter.limit = HISTORY_PAGE;
     }
