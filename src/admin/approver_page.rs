@@ -284,6 +284,7 @@ struct PendingSection<'a> {
 }
 
 /// Pending requests the caller sees (the store's page, newest first).
+/// The error stays a string: it is only flashed on the page for a person.
 async fn pending_requests(ui: &Ui, caller: &Caller) -> Result<crate::approvals::Page, String> {
     let filter = crate::approvals::ListFilter {
         state: Some("pending".into()),
@@ -291,7 +292,9 @@ async fn pending_requests(ui: &Ui, caller: &Caller) -> Result<crate::approvals::
         limit: PENDING_SHOWN,
         ..Default::default()
     };
-    crate::approvals::list(ui.admin.pipeline.audit.store().pool(), &filter).await
+    crate::approvals::list(ui.admin.pipeline.audit.store().pool(), &filter)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn pending_section<'a>(
@@ -341,17 +344,21 @@ struct HistoryRow<'a> {
     comment: &'a str,
 }
 
-/// The history page for the filters in `params`.
+/// The history page for the filters in `params`. The error stays a
+/// string: it is only flashed on the page for a person.
 async fn history_requests(
     ui: &Ui,
     caller: &Caller,
     params: &HashMap<String, String>,
 ) -> Result<crate::approvals::Page, String> {
-    let mut filter = super::approvals_filter(&ui.admin, caller, params)?;
+    let mut filter =
+        super::approvals_filter(&ui.admin, caller, params).map_err(|e| e.to_string())?;
     if !params.contains_key("limit") {
         filter.limit = HISTORY_PAGE;
     }
-    crate::approvals::list(ui.admin.pipeline.audit.store().pool(), &filter).await
+    crate::approvals::list(ui.admin.pipeline.audit.store().pool(), &filter)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn history_section<'a>(
@@ -517,7 +524,7 @@ async fn one(
         Err(e) => {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
-                vec![Part::Flash(flash(false, e))],
+                vec![Part::Flash(flash(false, e.to_string()))],
             );
         }
     };

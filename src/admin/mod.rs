@@ -73,6 +73,22 @@ pub fn router(admin: Admin) -> axum::Router {
         .with_state(admin)
 }
 
+/// Why a request's filter parameters were refused (each a 400).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("unknown parameter `{unknown}`: use {known}")]
+    UnknownParameter { unknown: String, known: String },
+    #[error("limit: a number from 1 to {0}")]
+    Limit(i64),
+    #[error("state `{0}`: use {1}")]
+    State(String, String),
+    #[error("since: {0}")]
+    Since(#[source] crate::audit::AuditError),
+    /// A `before` that is not a cursor this API gave.
+    #[error(transparent)]
+    Cursor(#[from] crate::approvals::ApprovalsError),
+}
+
 fn refuse(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
@@ -179,6 +195,7 @@ async fn audit_records(
         );
     }
     let now = crate::audit::now_ms();
+    // Strings: every parameter error is the same 400, read by a person.
     let time = |key: &str| -> Result<Option<i64>, String> {
         params
             .get(key)
@@ -224,7 +241,7 @@ async fn audit_records(
                 .flatten();
             Json(json!({ "records": records, "next": next })).into_response()
         }
-        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -240,11 +257,11 @@ async fn approvals_list(
 ) -> Response {
     let filter = match approvals_filter(&admin, &caller, &params) {
         Ok(filter) => filter,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
     };
     match crate::approvals::list(admin.pipeline.audit.store().pool(), &filter).await {
         Ok(page) => Json(json!({ "approvals": page.approvals, "next": page.next })).into_response(),
-        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -260,32 +277,32 @@ pub fn approvals_filter(
     admin: &Admin,
     caller: &Caller,
     params: &std::collections::HashMap<String, String>,
-) -> Result<crate::approvals::ListFilter, String> {
+) -> Result<crate::approvals::ListFilter, AdminError> {
     use crate::approvals::{MAX_PAGE, STATES};
     const KNOWN: &[&str] = &["state", "tool", "caller", "since", "before", "limit"];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown parameter `{unknown}`: use {}",
-            KNOWN.join(", ")
-        ));
+        return Err(AdminError::UnknownParameter {
+            unknown: unknown.clone(),
+            known: KNOWN.join(", "),
+        });
     }
     // An empty field (a form left blank) is no filter.
     let given = |key: &str| params.get(key).filter(|v| !v.is_empty()).cloned();
     let limit = match given("limit").map(|l| l.parse::<i64>()) {
         None => 100,
         Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
-        Some(_) => return Err(format!("limit: a number from 1 to {MAX_PAGE}")),
+        Some(_) => return Err(AdminError::Limit(MAX_PAGE)),
     };
     let state = given("state");
     if let Some(s) = &state
         && !STATES.contains(&s.as_str())
     {
-        return Err(format!("state `{s}`: use {}", STATES.join(", ")));
+        return Err(AdminError::State(s.clone(), STATES.join(", ")));
     }
     let since_ms = given("since")
         .map(|t| crate::audit::query::parse_time(&t, crate::audit::now_ms()))
         .transpose()
-        .map_err(|e| format!("since: {e}"))?;
+        .map_err(AdminError::Since)?;
     let all = sees_every_approval(admin, caller);
     Ok(crate::approvals::ListFilter {
         state,

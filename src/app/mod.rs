@@ -54,7 +54,7 @@ impl Gateway {
             .cloned()
             .map(authenticate::oidc::Issuer::new)
             .collect::<Result<_, _>>()
-            .map_err(StartError::HttpClient)?;
+            .map_err(|e| StartError::HttpClient(e.to_string()))?;
         let pipeline = Arc::new(Pipeline {
             policies: crate::authorize::Engine::new(policies, config.policies_dir.clone()),
             audit,
@@ -112,9 +112,9 @@ impl Gateway {
 pub fn start_audit(config: &Config, store: &Store) -> Result<crate::audit::Audit, StartError> {
     let key =
         crate::audit::SigningKey::load(config.audit.signing_key.as_ref(), &config.storage.data_dir)
-            .map_err(StartError::Audit)?;
+            .map_err(|e| StartError::Audit(e.to_string()))?;
     let audit = crate::audit::Audit::start(store.clone(), config.audit.clone(), key)
-        .map_err(StartError::HttpClient)?;
+        .map_err(|e| StartError::HttpClient(e.to_string()))?;
     if let Some(w) = &config.approvals.webhook {
         audit.forward(
             w.forward.clone(),

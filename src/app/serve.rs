@@ -71,6 +71,13 @@ pub enum StartError {
     /// could not be built; toolgate never falls back to another one.
     #[error("{0}")]
     HttpClient(String),
+    /// `toolgate stdio`'s policies did not load; shown as they are, with
+    /// no "nothing was started" prefix (the stdio session never had one).
+    #[error(transparent)]
+    StdioPolicies(crate::authorize::PolicyErrors),
+    /// The stdio client's `initialize` failed.
+    #[error(transparent)]
+    StdioInitialize(Box<rmcp::service::ServerInitializeError>),
 }
 
 /// Raise the open-files limit and fit the connection cap under it.
@@ -128,7 +135,7 @@ impl HttpServer {
             .as_ref()
             .map(|s| sso::cookie_key(s, &config.storage.data_dir))
             .transpose()
-            .map_err(StartError::Sso)?;
+            .map_err(|e| StartError::Sso(e.to_string()))?;
         let limits = front_door_limits(&config)?;
         let bind = |source| StartError::Bind {
             addr: config.listen,
@@ -156,7 +163,7 @@ impl HttpServer {
                         store,
                         addr,
                     )
-                    .map_err(StartError::HttpClient)?,
+                    .map_err(|e| StartError::HttpClient(e.to_string()))?,
                 ))
             }
             None => None,
@@ -223,8 +230,9 @@ impl HttpServer {
 pub async fn serve_stdio(
     config: Config,
     api_key: Option<crate::config::Secret>,
-) -> anyhow::Result<()> {
-    let policies = crate::authorize::Policies::load(&config.policies_dir, 1)?;
+) -> Result<(), StartError> {
+    let policies = crate::authorize::Policies::load(&config.policies_dir, 1)
+        .map_err(StartError::StdioPolicies)?;
     let store = Store::open(
         config.storage.database_url.as_ref().map(|s| s.expose()),
         &config.storage.data_dir,
@@ -250,7 +258,10 @@ pub async fn serve_stdio(
     let server = VirtualServer::new(gw.mcp.clone(), caller);
     // A message is read as strictly on stdio as on HTTP, with the same bound.
     let max_line = gw.config.http.max_body_bytes;
-    let running = server.serve(crate::mcp::ingress::stdio(max_line)).await?;
+    let running = server
+        .serve(crate::mcp::ingress::stdio(max_line))
+        .await
+        .map_err(|e| StartError::StdioInitialize(Box::new(e)))?;
     let ct = running.cancellation_token();
     let revoked = async {
         match &key {
@@ -274,7 +285,7 @@ pub async fn serve_stdio(
     gw.drain().await;
     gw.mcp.wait_upstreams_stopped(Duration::from_secs(5)).await;
     if let Some(refusal) = refused {
-        return Err(StartError::StdioKey(refusal).into());
+        return Err(StartError::StdioKey(refusal));
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 use sqlx::AnyPool;
 
+use super::ApprovalsError;
 use crate::audit::now_ms;
 
 /// Which requests [`list`] returns.
@@ -73,7 +74,7 @@ type Row = (
 /// Requests matching `filter`, newest first, with the group filter and
 /// paging done by the store (a member's page is full even when other
 /// groups' requests are newer).
-pub async fn list(pool: &AnyPool, filter: &ListFilter) -> Result<Page, String> {
+pub async fn list(pool: &AnyPool, filter: &ListFilter) -> Result<Page, ApprovalsError> {
     enum Arg<'a> {
         Text(&'a str),
         Int(i64),
@@ -150,10 +151,7 @@ pub async fn list(pool: &AnyPool, filter: &ListFilter) -> Result<Page, String> {
             Arg::Int(i) => query.bind(*i),
         };
     }
-    let rows = query
-        .fetch_all(pool)
-        .await
-        .map_err(|e| format!("listing approvals: {e}"))?;
+    let rows = query.fetch_all(pool).await.map_err(ApprovalsError::List)?;
     let next = (rows.len() as i64 == filter.limit)
         .then(|| rows.last().map(|r| format!("{}-{}", r.10, r.0)))
         .flatten();
@@ -164,20 +162,23 @@ pub async fn list(pool: &AnyPool, filter: &ListFilter) -> Result<Page, String> {
 }
 
 /// A [`Page::next`] read back.
-pub fn cursor(next: &str) -> Result<(i64, String), String> {
+pub fn cursor(next: &str) -> Result<(i64, String), ApprovalsError> {
     next.split_once('-')
         .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
         .filter(|(_, id)| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()))
-        .ok_or_else(|| format!("before: `{next}` is not a `next` this API gave"))
+        .ok_or_else(|| ApprovalsError::BadCursor(next.to_string()))
 }
 
 /// Request `id`, as [`list`] shows it.
-pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<Value>, String> {
+pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<Value>, ApprovalsError> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{COLUMNS} WHERE id = $1")))
         .bind(id)
         .fetch_optional(pool)
         .await
-        .map_err(|e| format!("reading approval {id}: {e}"))?;
+        .map_err(|source| ApprovalsError::Get {
+            id: id.to_string(),
+            source,
+        })?;
     Ok(row.map(|r| view(r, now_ms())))
 }
 

@@ -155,7 +155,7 @@ pub async fn clear(
     for (gate, group) in for_groups {
         match find_approved(pool, &binding, &gate.policy)
             .await
-            .map_err(CallError::ApprovalUnavailable)?
+            .map_err(unavailable)?
         {
             Some(id) => approved.push(id),
             None => needed.push((gate, group)),
@@ -175,9 +175,7 @@ pub async fn clear(
         // makes the identical call again once they are approved.
         let mut told = Vec::new();
         for held in &needed {
-            let standing = standing(audit, &asking(*held))
-                .await
-                .map_err(CallError::ApprovalUnavailable)?;
+            let standing = standing(audit, &asking(*held)).await.map_err(unavailable)?;
             told.push(standing.to_string());
         }
         return Err(CallError::ApprovalDenied(told.join("; ")));
@@ -188,7 +186,7 @@ pub async fn clear(
     for (gate, group) in needed {
         let id = request(audit, &asking((gate, group)))
             .await
-            .map_err(CallError::ApprovalUnavailable)?;
+            .map_err(unavailable)?;
         tracing::info!(call = held.call, approval = %id, gate = %gate.policy, %group, "waiting for approval");
         requested.push((gate, group, id));
     }
@@ -197,10 +195,7 @@ pub async fn clear(
     }
     // Each approval is used once: by this call, unless an identical call
     // took one meanwhile; then it spends none.
-    if let Some(taken) = use_approved(pool, &approved)
-        .await
-        .map_err(CallError::ApprovalUnavailable)?
-    {
+    if let Some(taken) = use_approved(pool, &approved).await.map_err(unavailable)? {
         return Err(CallError::ApprovalDenied(format!(
             "this call was not forwarded: its approval {taken} was used by another, identical call; make it again for a new request"
         )));
@@ -301,7 +296,7 @@ async fn await_decisions(
             }
         }
     };
-    let (i, outcome) = match outcome.map_err(CallError::ApprovalUnavailable)? {
+    let (i, outcome) = match outcome.map_err(unavailable)? {
         None => {
             // The caller has gone: nobody should decide for nothing.
             withdraw(audit, &ids, "the caller cancelled the call").await;
@@ -350,11 +345,70 @@ fn confirm_question(ask: &str, gate: &Gate, tool: &str, args: &Value) -> String 
     text
 }
 
+/// The call's answer when the store fails: `CallError` (shared with the
+/// other stages) carries the text.
+fn unavailable(e: ApprovalsError) -> CallError {
+    CallError::ApprovalUnavailable(e.to_string())
+}
+
+/// Why the approvals store could not be read or written; the stage
+/// answers the call with `CallError::ApprovalUnavailable`, the admin API
+/// with 503 (a bad cursor: 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalsError {
+    #[error("looking for an approval: {0}")]
+    Find(#[source] sqlx::Error),
+    /// The OS gave no random bytes for a request id.
+    #[error("{0}")]
+    Random(#[from] getrandom::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("recording the approval request: {0}")]
+    Record(#[source] sqlx::Error),
+    #[error("reading approvals {ids:?}: {source}")]
+    Read {
+        ids: Vec<String>,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("approval {0} is gone from the store")]
+    Gone(String),
+    #[error("expiring approval {id}: {source}")]
+    Expire {
+        id: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("using approvals: {0}")]
+    Use(#[source] sqlx::Error),
+    #[error("looking for an approval request: {0}")]
+    FindRequest(#[source] sqlx::Error),
+    #[error("updating approval {id}: {source}")]
+    Update {
+        id: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("listing approvals: {0}")]
+    List(#[source] sqlx::Error),
+    #[error("before: `{0}` is not a `next` this API gave")]
+    BadCursor(String),
+    #[error("reading approval {id}: {source}")]
+    Get {
+        id: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
 /// For a caller that does not wait (`[approvals] wait = false`): where
 /// this call's request stands, as the error to answer with. A request
 /// still pending is reported (and not made twice); a denial or expiry not
 /// yet told is told, once; otherwise a new request is made.
-pub async fn standing(audit: &Audit, r: &Request<'_>) -> Result<crate::call::CallError, String> {
+pub async fn standing(
+    audit: &Audit,
+    r: &Request<'_>,
+) -> Result<crate::call::CallError, ApprovalsError> {
     use crate::call::CallError;
     let (b, gate, group) = (r.binding, r.gate, r.group);
     let pool = audit.store().pool();
@@ -372,7 +426,7 @@ pub async fn standing(audit: &Audit, r: &Request<'_>) -> Result<crate::call::Cal
     .bind(&gate.policy)
     .fetch_optional(pool)
     .await
-    .map_err(|e| format!("looking for an approval request: {e}"))?;
+    .map_err(ApprovalsError::FindRequest)?;
     let pending = |id: &str, expires: i64| {
         CallError::ApprovalDenied(format!(
             "this call needs approval by `{group}` (gate `{}`); request {id} is pending, for {}s more: make the same call again, with the same arguments, once it is approved. It was not forwarded",
@@ -391,7 +445,10 @@ pub async fn standing(audit: &Audit, r: &Request<'_>) -> Result<crate::call::Cal
                     .bind(&id)
                     .execute(pool)
                     .await
-                    .map_err(|e| format!("updating approval {id}: {e}"))?;
+                    .map_err(|source| ApprovalsError::Update {
+                        id: id.clone(),
+                        source,
+                    })?;
                 let why = match (state.as_str(), by) {
                     ("denied", Some(by)) => denied_by(&by, comment.as_deref()),
                     _ => format!("no member of `{group}` decided it in time"),

@@ -8,7 +8,7 @@
 use serde_json::json;
 use sqlx::AnyPool;
 
-use super::{Binding, Outcome, POLL, Request};
+use super::{ApprovalsError, Binding, Outcome, POLL, Request};
 use crate::audit::{Audit, Kind, Record, Who, now_ms};
 
 /// An approved, unused approval of this binding and gate, if there is
@@ -17,7 +17,7 @@ pub async fn find_approved(
     pool: &AnyPool,
     b: &Binding,
     gate: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, ApprovalsError> {
     let row: Option<(String,)> = sqlx::query_as(
         "SELECT id FROM approvals WHERE state = 'approved' AND subject = $1 AND tool = $2 \
          AND definition_hash = $3 AND args_hash = $4 AND gate = $5 ORDER BY created_ms LIMIT 1",
@@ -29,12 +29,12 @@ pub async fn find_approved(
     .bind(gate)
     .fetch_optional(pool)
     .await
-    .map_err(|e| format!("looking for an approval: {e}"))?;
+    .map_err(ApprovalsError::Find)?;
     Ok(row.map(|(id,)| id))
 }
 
 /// A new pending request for a call and the gate that holds it; its id.
-pub async fn request(audit: &Audit, r: &Request<'_>) -> Result<String, String> {
+pub async fn request(audit: &Audit, r: &Request<'_>) -> Result<String, ApprovalsError> {
     let Request {
         binding: b,
         caller,
@@ -44,10 +44,10 @@ pub async fn request(audit: &Audit, r: &Request<'_>) -> Result<String, String> {
         group,
         call_id,
     } = *r;
-    let id = crate::util::digest::random_hex(12).map_err(|e| e.to_string())?;
+    let id = crate::util::digest::random_hex(12)?;
     let now = now_ms();
     let expires = now + gate.timeout.as_millis() as i64;
-    let who = serde_json::to_string(&Who::of(caller)).map_err(|e| e.to_string())?;
+    let who = serde_json::to_string(&Who::of(caller))?;
     let mut record = Record::new(Kind::ApprovalRequested);
     record.call = Some(call_id.to_string());
     record.caller = Some(Who::of(caller));
@@ -61,7 +61,7 @@ pub async fn request(audit: &Audit, r: &Request<'_>) -> Result<String, String> {
         "approvers": gate.approvers,
         "expires_ms": expires,
     }));
-    let store_error = |e: sqlx::Error| format!("recording the approval request: {e}");
+    let store_error = ApprovalsError::Record;
     let mut tx = audit.store().pool().begin().await.map_err(store_error)?;
     sqlx::query(
         "INSERT INTO approvals (id, state, subject, caller, tool, server, definition_hash, \
@@ -103,7 +103,7 @@ pub async fn wait(
     pool: &AnyPool,
     ids: &[String],
     cancel: &tokio_util::sync::CancellationToken,
-) -> Result<Option<(usize, Outcome)>, String> {
+) -> Result<Option<(usize, Outcome)>, ApprovalsError> {
     loop {
         let states = states_of(pool, ids).await?;
         for (i, state) in states.iter().enumerate() {
@@ -126,7 +126,7 @@ pub async fn wait(
 /// How each request in `ids` ended, or `None` while it is pending, read
 /// in one query. One past its expiry is marked expired (unless it was
 /// decided meanwhile: then the next look sees how).
-async fn states_of(pool: &AnyPool, ids: &[String]) -> Result<Vec<Option<Outcome>>, String> {
+async fn states_of(pool: &AnyPool, ids: &[String]) -> Result<Vec<Option<Outcome>>, ApprovalsError> {
     let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT id, state, decided_by, comment, expires_ms FROM approvals WHERE id IN ({})",
@@ -141,11 +141,14 @@ async fn states_of(pool: &AnyPool, ids: &[String]) -> Result<Vec<Option<Outcome>
     let rows = query
         .fetch_all(pool)
         .await
-        .map_err(|e| format!("reading approvals {ids:?}: {e}"))?;
+        .map_err(|source| ApprovalsError::Read {
+            ids: ids.to_vec(),
+            source,
+        })?;
     let mut states = Vec::with_capacity(ids.len());
     for id in ids {
         let Some((_, state, by, comment, expires)) = rows.iter().find(|r| &r.0 == id) else {
-            return Err(format!("approval {id} is gone from the store"));
+            return Err(ApprovalsError::Gone(id.clone()));
         };
         states.push(match state.as_str() {
             "approved" => Some(Outcome::Approved),
@@ -163,7 +166,10 @@ async fn states_of(pool: &AnyPool, ids: &[String]) -> Result<Vec<Option<Outcome>
                 .bind(id)
                 .execute(pool)
                 .await
-                .map_err(|e| format!("expiring approval {id}: {e}"))?;
+                .map_err(|source| ApprovalsError::Expire {
+                    id: id.clone(),
+                    source,
+                })?;
                 (marked.rows_affected() == 1).then_some(Outcome::Expired)
             }
             _ => None,
@@ -175,8 +181,11 @@ async fn states_of(pool: &AnyPool, ids: &[String]) -> Result<Vec<Option<Outcome>
 /// Spend approvals `ids` on the call they were given for, all or none
 /// (atomic: of two identical calls, one gets them): the one already
 /// spent, if any.
-pub async fn use_approved(pool: &AnyPool, ids: &[String]) -> Result<Option<String>, String> {
-    let failed = |e: sqlx::Error| format!("using approvals: {e}");
+pub async fn use_approved(
+    pool: &AnyPool,
+    ids: &[String],
+) -> Result<Option<String>, ApprovalsError> {
+    let failed = ApprovalsError::Use;
     let mut tx = pool.begin().await.map_err(failed)?;
     for id in ids {
         let done =

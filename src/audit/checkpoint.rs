@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::AnyPool;
 
-use super::canonical;
+use super::{AuditError, canonical};
 use crate::util::digest::{decode_hex, hex, key_seed};
 
 /// The key that signs checkpoints, and the key of argument hashes
@@ -34,9 +34,9 @@ const ARGS_KEY_INFO: &[u8] = b"args_hash hmac-sha256 v1";
 
 impl SigningKey {
     /// From a 32-byte seed given as 64 hex digits or base64.
-    pub fn from_text(text: &str) -> Result<SigningKey, String> {
-        let seed = key_seed(text)?;
-        let pair = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| e.to_string())?;
+    pub fn from_text(text: &str) -> Result<SigningKey, AuditError> {
+        let seed = key_seed(text).map_err(AuditError::KeySeed)?;
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)?;
         // Argument hashes are keyed by the signing key (HKDF-SHA256 of its
         // seed) rather than by a key of their own: it is already outside
         // the database, every replica already shares it (approvals are
@@ -46,7 +46,7 @@ impl SigningKey {
             .extract(&seed)
             .expand(&[ARGS_KEY_INFO], hmac::HMAC_SHA256)
             .map(hmac::Key::from)
-            .map_err(|_| "could not derive the argument hash key from the audit signing key")?;
+            .map_err(|_| AuditError::ArgsKey)?;
         Ok(SigningKey { pair, args_key })
     }
 
@@ -55,7 +55,7 @@ impl SigningKey {
     pub fn load(
         configured: Option<&crate::config::Secret>,
         data_dir: &Path,
-    ) -> Result<SigningKey, String> {
+    ) -> Result<SigningKey, AuditError> {
         match configured {
             Some(secret) => SigningKey::from_text(secret.expose()),
             None => {
@@ -161,16 +161,14 @@ pub async fn write(
     pool: &AnyPool,
     key: &SigningKey,
     file: &Path,
-) -> Result<Option<Checkpoint>, String> {
+) -> Result<Option<Checkpoint>, AuditError> {
     let (seq, hash): (i64, String) =
         sqlx::query_as("SELECT seq, record_hash FROM audit_head WHERE chain = 'main'")
             .fetch_one(pool)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     let (last,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM audit_checkpoints")
         .fetch_one(pool)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if seq == 0 || last.is_some_and(|s| s >= seq) {
         return Ok(None);
     }
@@ -187,14 +185,13 @@ pub async fn at(
     key: &SigningKey,
     file: &Path,
     seq: i64,
-) -> Result<Checkpoint, String> {
+) -> Result<Checkpoint, AuditError> {
     let existing: Option<CheckpointRow> = sqlx::query_as(
         "SELECT seq, record_hash, at_ms, body, signature FROM audit_checkpoints WHERE seq = $1",
     )
     .bind(seq)
     .fetch_optional(pool)
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if let Some(row) = existing {
         return Ok(from_row(row));
     }
@@ -202,7 +199,7 @@ pub async fn at(
         .bind(seq)
         .fetch_one(pool)
         .await
-        .map_err(|e| format!("reading record {seq}: {e}"))?;
+        .map_err(|source| AuditError::ReadRecord { seq, source })?;
     let checkpoint = Checkpoint::new(seq, hash, key);
     store(pool, &checkpoint).await?;
     export(file, &checkpoint)?;
@@ -210,7 +207,7 @@ pub async fn at(
 }
 
 /// Put a checkpoint in the store.
-pub async fn store(pool: &AnyPool, c: &Checkpoint) -> Result<(), String> {
+pub async fn store(pool: &AnyPool, c: &Checkpoint) -> Result<(), AuditError> {
     sqlx::query(
         // Replicas (and a prune) may sign the same seq at once: either
         // signature vouches for it.
@@ -224,27 +221,29 @@ pub async fn store(pool: &AnyPool, c: &Checkpoint) -> Result<(), String> {
     .bind(&c.signature)
     .execute(pool)
     .await
-    .map_err(|e| e.to_string())?;
+    ?;
     Ok(())
 }
 
 /// Append a checkpoint to the export file (created owner-only).
-pub fn export(file: &Path, c: &Checkpoint) -> Result<(), String> {
+pub fn export(file: &Path, c: &Checkpoint) -> Result<(), AuditError> {
     let mut f = crate::storage::owner_only(file, true)?;
-    let line = serde_json::to_string(c).map_err(|e| e.to_string())?;
+    let line = serde_json::to_string(c)?;
     writeln!(f, "{line}")
         .and_then(|()| f.sync_data())
-        .map_err(|e| format!("writing {}: {e}", file.display()))
+        .map_err(|source| AuditError::WriteFile {
+            path: file.to_path_buf(),
+            source,
+        })
 }
 
 /// Every checkpoint in the store, oldest first.
-pub async fn stored(pool: &AnyPool) -> Result<Vec<Checkpoint>, String> {
+pub async fn stored(pool: &AnyPool) -> Result<Vec<Checkpoint>, AuditError> {
     let rows: Vec<CheckpointRow> = sqlx::query_as(
         "SELECT seq, record_hash, at_ms, body, signature FROM audit_checkpoints ORDER BY seq",
     )
     .fetch_all(pool)
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     Ok(rows.into_iter().map(from_row).collect())
 }
 
@@ -266,15 +265,20 @@ fn from_row((seq, record_hash, at_ms, body, signature): CheckpointRow) -> Checkp
 }
 
 /// The checkpoints of an exported file, with the line of each problem.
-pub fn read_file(file: &Path) -> Result<Vec<Checkpoint>, String> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+pub fn read_file(file: &Path) -> Result<Vec<Checkpoint>, AuditError> {
+    let text = std::fs::read_to_string(file).map_err(|source| AuditError::ReadFile {
+        path: file.to_path_buf(),
+        source,
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, line)| {
-            serde_json::from_str(line)
-                .map_err(|e| format!("{}:{}: not a checkpoint: {e}", file.display(), i + 1))
+            serde_json::from_str(line).map_err(|source| AuditError::NotACheckpoint {
+                path: file.to_path_buf(),
+                line: i + 1,
+                source,
+            })
         })
         .collect()
 }

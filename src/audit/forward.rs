@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::AuditError;
 use super::query::{Entry, Filter, page};
 use crate::storage::Store;
 
@@ -57,12 +58,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The HTTP client of a feed: no redirects (the receiver's
 /// `authorization` and the records would go wherever it points).
-pub fn client() -> Result<reqwest::Client, String> {
+pub fn client() -> Result<reqwest::Client, AuditError> {
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| format!("the HTTP client for audit forwarding could not be built: {e}"))
+        .map_err(AuditError::ForwardClient)
 }
 
 /// Deliver `feed` with `client` until `stop`.
@@ -90,7 +91,7 @@ pub async fn run(
             Err(e) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 // The client's error may repeat a credential the URL carries.
-                let error = super::redact::Redactor::default().text(&e);
+                let error = super::redact::Redactor::default().text(&e.to_string());
                 tracing::warn!(url = %shown, %error, retry_in_ms = backoff.as_millis() as u64, "audit forwarding failed; retrying");
                 let wait = backoff;
                 backoff = (backoff * 2).min(config.max_backoff);
@@ -115,17 +116,17 @@ async fn deliver_once(
     config: &ForwardConfig,
     feed: &Feed,
     stats: &ForwardStats,
-) -> Result<usize, String> {
+) -> Result<usize, AuditError> {
     let pool = store.pool();
     let (cursor,): (i64,) = sqlx::query_as("SELECT last_seq FROM audit_forward WHERE name = $1")
         .bind(feed.cursor)
         .fetch_one(pool)
         .await
-        .map_err(|e| format!("reading the forwarding cursor: {e}"))?;
+        .map_err(AuditError::ReadCursor)?;
     let (head,): (i64,) = sqlx::query_as("SELECT seq FROM audit_head WHERE chain = 'main'")
         .fetch_one(pool)
         .await
-        .map_err(|e| format!("reading the chain's head: {e}"))?;
+        .map_err(AuditError::ReadHead)?;
     let filter = Filter {
         kinds: feed.kinds.to_vec(),
         until_seq: Some(head),
@@ -150,16 +151,13 @@ async fn deliver_once(
                 text.push_str(&format!(": {s}"));
                 source = s.source();
             }
-            text
+            AuditError::Send(text)
         })?;
         if response.status().is_redirection() {
-            return Err(format!(
-                "the receiver answered {} (a redirect); audit forwarding does not follow redirects: set the final URL",
-                response.status()
-            ));
+            return Err(AuditError::Redirect(response.status()));
         }
         if !response.status().is_success() {
-            return Err(format!("the receiver answered {}", response.status()));
+            return Err(AuditError::Refused(response.status()));
         }
     }
     if next > cursor {
@@ -171,7 +169,7 @@ async fn deliver_once(
             .bind(cursor)
             .execute(pool)
             .await
-            .map_err(|e| format!("advancing the forwarding cursor: {e}"))?;
+            .map_err(AuditError::AdvanceCursor)?;
     }
     stats
         .delivered

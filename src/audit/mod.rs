@@ -323,9 +323,11 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 pub use crate::config::AuditConfig;
 
-/// Why a record could not be written.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why a record could not be written, or the audit trail's keys,
+/// checkpoints and forwarding failed.
+#[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// A batch failed; its one message goes to every record in it.
     #[error("the audit store cannot record it: {0}")]
     Store(String),
     #[error("the audit queue is full ({0} records waiting)")]
@@ -334,6 +336,90 @@ pub enum AuditError {
     Timeout(Duration),
     #[error("the audit trail is closed (shutting down)")]
     Closed,
+    /// The signing key's text is not a 32-byte seed (hex or base64).
+    #[error("{0}")]
+    KeySeed(&'static str),
+    /// The seed was refused as an Ed25519 key.
+    #[error(transparent)]
+    KeyRejected(#[from] aws_lc_rs::error::KeyRejected),
+    #[error("could not derive the argument hash key from the audit signing key")]
+    ArgsKey,
+    /// The key file in the data directory, or the checkpoint file.
+    #[error(transparent)]
+    File(#[from] crate::storage::StoreError),
+    /// A query of the audit tables.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("reading record {seq}: {source}")]
+    ReadRecord {
+        seq: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("writing {}: {source}", path.display())]
+    WriteFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading {}: {source}", path.display())]
+    ReadFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: not a checkpoint: {source}", path.display())]
+    NotACheckpoint {
+        path: std::path::PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the HTTP client for audit forwarding could not be built: {0}")]
+    ForwardClient(#[source] reqwest::Error),
+    #[error("reading the forwarding cursor: {0}")]
+    ReadCursor(#[source] sqlx::Error),
+    #[error("reading the chain's head: {0}")]
+    ReadHead(#[source] sqlx::Error),
+    /// The receiver could not be reached. A string: reqwest's chain,
+    /// flattened without the URL (its query may hold tokens).
+    #[error("{0}")]
+    Send(String),
+    #[error(
+        "the receiver answered {0} (a redirect); audit forwarding does not follow redirects: set the final URL"
+    )]
+    Redirect(reqwest::StatusCode),
+    #[error("the receiver answered {0}")]
+    Refused(reqwest::StatusCode),
+    #[error("advancing the forwarding cursor: {0}")]
+    AdvanceCursor(#[source] sqlx::Error),
+    #[error("reading the audit trail: {0}")]
+    ReadTrail(#[source] sqlx::Error),
+    #[error("reading the audit records: {0}")]
+    ReadRecords(#[source] sqlx::Error),
+    #[error("reading the audit head: {0}")]
+    ReadAuditHead(#[source] sqlx::Error),
+    #[error("deleting audit records through {end}: {source}")]
+    DeleteRecords {
+        end: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("deleting checkpoints before {end}: {source}")]
+    DeleteCheckpoints {
+        end: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("writing: {0}")]
+    WriteOut(#[source] std::io::Error),
+    /// A time (`--since`, `?since=`) that does not parse; why, for a person.
+    #[error(
+        "{0}: use RFC 3339 (2026-11-24T08:00:00Z or 2026-11-24), Unix seconds, or a duration ago (24h, 7d)"
+    )]
+    BadTime(String),
 }
 
 enum Msg {
@@ -381,7 +467,7 @@ pub struct Audit {
 impl Audit {
     /// Start the writer over `store`, signing checkpoints with `key`;
     /// fails only when the forwarder's HTTP client cannot be built.
-    pub fn start(store: Store, config: AuditConfig, key: SigningKey) -> Result<Audit, String> {
+    pub fn start(store: Store, config: AuditConfig, key: SigningKey) -> Result<Audit, AuditError> {
         let client = forward::client()?;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let config = Arc::new(config);

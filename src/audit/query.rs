@@ -5,6 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::AnyPool;
 
+use super::AuditError;
+
 /// Which records.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -40,7 +42,7 @@ pub async fn page(
     filter: &Filter,
     after_seq: i64,
     limit: i64,
-) -> Result<Vec<Entry>, String> {
+) -> Result<Vec<Entry>, AuditError> {
     let mut sql =
         String::from("SELECT seq, record_hash, prev_hash, body FROM audit_records WHERE seq > $1");
     let mut texts: Vec<&str> = Vec::new();
@@ -92,7 +94,7 @@ pub async fn page(
         .bind(limit.clamp(1, MAX_PAGE))
         .fetch_all(pool)
         .await
-        .map_err(|e| format!("reading the audit trail: {e}"))?;
+        .map_err(AuditError::ReadTrail)?;
     Ok(rows
         .into_iter()
         .map(|(seq, record_hash, prev_hash, body)| Entry {
@@ -109,7 +111,7 @@ pub async fn export(
     pool: &AnyPool,
     filter: &Filter,
     out: &mut dyn std::io::Write,
-) -> Result<u64, String> {
+) -> Result<u64, AuditError> {
     let mut after = 0;
     let mut count = 0;
     loop {
@@ -119,8 +121,8 @@ pub async fn export(
         };
         after = last.seq;
         for entry in &entries {
-            let line = serde_json::to_string(entry).map_err(|e| e.to_string())?;
-            writeln!(out, "{line}").map_err(|e| format!("writing: {e}"))?;
+            let line = serde_json::to_string(entry)?;
+            writeln!(out, "{line}").map_err(AuditError::WriteOut)?;
             count += 1;
         }
     }
@@ -130,13 +132,9 @@ pub async fn export(
 /// since the epoch: RFC 3339 (`2026-11-24T08:00:00Z`, an offset, or a date
 /// alone), Unix seconds, or a duration ago (`24h`, `7d`). Dates and times
 /// that do not exist (`2026-02-31`, `24:00`) are refused, never shifted.
-pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, AuditError> {
     let text = text.trim();
-    let wrong = |why: String| {
-        format!(
-            "{why}: use RFC 3339 (2026-11-24T08:00:00Z or 2026-11-24), Unix seconds, or a duration ago (24h, 7d)"
-        )
-    };
+    let wrong = AuditError::BadTime;
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text
             .parse::<i64>()
@@ -168,20 +166,20 @@ mod tests {
     #[test]
     fn times_in_every_accepted_form() {
         let now = 1_800_000_000_000;
-        assert_eq!(parse_time("1970-01-01", now), Ok(0));
+        assert_eq!(parse_time("1970-01-01", now).ok(), Some(0));
         assert_eq!(
-            parse_time("2026-11-24T08:00:00Z", now),
-            Ok(1_795_478_400_000 + 8 * 3_600_000)
+            parse_time("2026-11-24T08:00:00Z", now).ok(),
+            Some(1_795_478_400_000 + 8 * 3_600_000)
         );
         assert_eq!(
-            parse_time("2026-11-24T09:00:00.5+01:00", now),
-            Ok(1_795_478_400_000 + 8 * 3_600_000 + 500)
+            parse_time("2026-11-24T09:00:00.5+01:00", now).ok(),
+            Some(1_795_478_400_000 + 8 * 3_600_000 + 500)
         );
-        assert_eq!(parse_time("1700000000", now), Ok(1_700_000_000_000));
-        assert_eq!(parse_time("24h", now), Ok(now - 86_400_000));
-        assert_eq!(parse_time("7d", now), Ok(now - 7 * 86_400_000));
-        assert_eq!(parse_time("2024-02-29", now), Ok(1_709_164_800_000));
-        assert_eq!(parse_time("90m", now), Ok(now - 90 * 60_000));
+        assert_eq!(parse_time("1700000000", now).ok(), Some(1_700_000_000_000));
+        assert_eq!(parse_time("24h", now).ok(), Some(now - 86_400_000));
+        assert_eq!(parse_time("7d", now).ok(), Some(now - 7 * 86_400_000));
+        assert_eq!(parse_time("2024-02-29", now).ok(), Some(1_709_164_800_000));
+        assert_eq!(parse_time("90m", now).ok(), Some(now - 90 * 60_000));
         for bad in [
             "yesterday",
             "2026-13-01",
@@ -202,7 +200,7 @@ mod tests {
             "-5d",
             "7 d",
         ] {
-            let err = parse_time(bad, now).expect_err(bad);
+            let err = parse_time(bad, now).expect_err(bad).to_string();
             assert!(err.contains("use RFC 3339"), "{bad}: {err}");
         }
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{self, SigningKey};
-use super::{Kind, Record, Who, append_in, now_ms};
+use super::{AuditError, Kind, Record, Who, append_in, now_ms};
 use crate::storage::Store;
 use crate::util::sync::LockExt;
 
@@ -52,9 +52,9 @@ pub async fn prune(
     before_ms: i64,
     hold: &[&str],
     by: Who,
-) -> Result<Option<Pruned>, String> {
+) -> Result<Option<Pruned>, AuditError> {
     let pool = store.pool();
-    let read = |e: sqlx::Error| format!("reading the audit trail: {e}");
+    let read = AuditError::ReadTrail;
     // Records are in time order within the chain only roughly (a kept
     // record may be written late): cut at the last record of the oldest
     // run that is entirely older than the cut-off.
@@ -114,11 +114,9 @@ pub async fn prune(
         "records": records,
         "before_ms": before_ms,
     }));
-    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-    append_in(&mut tx, &[&record])
-        .await
-        .map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
+    let mut tx = pool.begin().await?;
+    append_in(&mut tx, &[&record]).await?;
+    tx.commit().await?;
     delete_through(store, key, file, first, through).await?;
     Ok(Some(Pruned {
         through_seq: through,
@@ -136,26 +134,26 @@ pub async fn delete_through(
     file: &Path,
     first: i64,
     through: i64,
-) -> Result<(), String> {
+) -> Result<(), AuditError> {
     let pool = store.pool();
     let mut from = first;
     while from <= through {
         let end = (from + CHUNK - 1).min(through);
         checkpoint::at(pool, key, file, end).await?;
-        let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+        let mut tx = pool.begin().await?;
         sqlx::query("DELETE FROM audit_records WHERE seq <= $1")
             .bind(end)
             .execute(&mut *tx)
             .await
-            .map_err(|e| format!("deleting audit records through {end}: {e}"))?;
+            .map_err(|source| AuditError::DeleteRecords { end, source })?;
         // Checkpoints behind the first kept record vouch for nothing any
         // more (the exported file keeps them all).
         sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1")
             .bind(end)
             .execute(&mut *tx)
             .await
-            .map_err(|e| format!("deleting checkpoints before {end}: {e}"))?;
-        tx.commit().await.map_err(|e| e.to_string())?;
+            .map_err(|source| AuditError::DeleteCheckpoints { end, source })?;
+        tx.commit().await?;
         from = end + 1;
         // Let the writer's next batch in between chunks.
         tokio::task::yield_now().await;

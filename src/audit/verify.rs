@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::AnyPool;
 
 use super::checkpoint::{self, Checkpoint};
-use super::{GENESIS, chain_hash};
+use super::{AuditError, GENESIS, chain_hash};
 
 /// One thing wrong, at a place in the chain where there is one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +139,7 @@ pub async fn verify(
     pool: &AnyPool,
     public_key: &str,
     exported: Option<&Path>,
-) -> Result<Verification, String> {
+) -> Result<Verification, AuditError> {
     let mut v = Verification::default();
     // Signed checkpoints, by seq (stored and exported).
     let stored = checkpoint::stored(pool).await?;
@@ -169,7 +169,7 @@ pub async fn verify(
         .bind(PAGE)
         .fetch_all(pool)
         .await
-        .map_err(|e| format!("reading the audit records: {e}"))?;
+        .map_err(AuditError::ReadRecords)?;
         let Some(last) = rows.last() else { break };
         after = last.0;
         for row in rows {
@@ -186,7 +186,7 @@ pub async fn verify(
         sqlx::query_as("SELECT seq, record_hash FROM audit_head WHERE chain = 'main'")
             .fetch_optional(pool)
             .await
-            .map_err(|e| format!("reading the audit head: {e}"))?;
+            .map_err(AuditError::ReadAuditHead)?;
     let last = expected.clone().unwrap_or((0, GENESIS.to_string()));
     match head {
         Some(head) if head == last => {}

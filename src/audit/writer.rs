@@ -271,7 +271,9 @@ impl Sink {
 
     /// Append `records` in one transaction; the `seq` of the first. A
     /// connection is kept between batches, and dropped after an error (it
-    /// may be the broken part) to be opened afresh next time.
+    /// may be the broken part) to be opened afresh next time. Why not
+    /// stays a string: one message goes to every call of the batch
+    /// (`AuditError::Store`) and the log; nothing branches on it.
     async fn append(&mut self, records: &[&Record]) -> Result<u64, String> {
         match self {
             Sink::Sqlite { file, busy, conn } => {

@@ -17,7 +17,7 @@ use oauth2::basic::BasicClient;
 use oauth2::{AuthType, ClientId, ClientSecret, Scope, TokenResponse as _, TokenUrl};
 use serde_json::Value;
 
-use super::idp_http::{IdpHttp, error_chain, token_error};
+use super::idp_http::{IdpHttp, IdpHttpError, error_chain, token_error};
 use crate::config::auth::GraphConfig;
 use crate::util::sync::LockExt;
 
@@ -41,8 +41,51 @@ pub struct Graph {
     groups: Groups,
 }
 
+/// Why a Graph lookup failed; the caller is refused with
+/// `OidcError::Graph` (which carries the text).
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("`oid` {0:?} is not an object id")]
+    NotAnObjectId(String),
+    #[error("{0}: no `value` list in the answer")]
+    NoValue(String),
+    #[error("token_url {url}: {source}")]
+    TokenUrl {
+        url: String,
+        #[source]
+        source: oauth2::url::ParseError,
+    },
+    /// The token endpoint refused or failed; a string, as the OAuth
+    /// errors are flattened for a person (`token_error`).
+    #[error("{0}")]
+    Token(String),
+    /// Sending failed; reqwest's chain, flattened.
+    #[error("POST {url}: {chain}")]
+    Send { url: String, chain: String },
+    #[error("POST {url}: the answer is a redirect (HTTP {status}), which toolgate does not follow")]
+    Redirect {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    /// The body could not be read within the cap (why, for a person).
+    #[error("POST {url}: {why}")]
+    Read { url: String, why: String },
+    #[error("POST {url}: HTTP {status}: {text}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+        text: String,
+    },
+    #[error("POST {url}: {source}")]
+    Json {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 impl Graph {
-    pub fn new(config: GraphConfig) -> Result<Self, String> {
+    pub fn new(config: GraphConfig) -> Result<Self, IdpHttpError> {
         let http = IdpHttp::new("Microsoft Graph", TIMEOUT, MAX_RESPONSE_BYTES)?;
         Ok(Self {
             config,
@@ -59,9 +102,9 @@ impl Graph {
         tid: &str,
         oid: &str,
         app: bool,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, GraphError> {
         if oid.is_empty() || !oid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-            return Err(format!("`oid` {oid:?} is not an object id"));
+            return Err(GraphError::NotAnObjectId(oid.to_string()));
         }
         let key = (tid.to_string(), oid.to_string());
         if let Some(groups) = fresh(&self.groups, &key) {
@@ -82,7 +125,7 @@ impl Graph {
             .await?;
         let groups: Vec<String> = body["value"]
             .as_array()
-            .ok_or_else(|| format!("{url}: no `value` list in the answer"))?
+            .ok_or_else(|| GraphError::NoValue(url.clone()))?
             .iter()
             .filter_map(Value::as_str)
             .map(str::to_string)
@@ -92,14 +135,17 @@ impl Graph {
     }
 
     /// An app token for Graph in tenant `tid` (client credentials).
-    async fn token(&self, tid: &str) -> Result<String, String> {
+    async fn token(&self, tid: &str) -> Result<String, GraphError> {
         if let Some((token, until)) = lock(&self.tokens).get(tid)
             && Instant::now() < *until
         {
             return Ok(token.clone());
         }
         let url = self.config.token_url.replace("{tid}", tid);
-        let token_url = TokenUrl::new(url.clone()).map_err(|e| format!("token_url {url}: {e}"))?;
+        let token_url = TokenUrl::new(url.clone()).map_err(|source| GraphError::TokenUrl {
+            url: url.clone(),
+            source,
+        })?;
         let answer = BasicClient::new(ClientId::new(self.config.client_id.clone()))
             .set_client_secret(ClientSecret::new(
                 self.config.client_secret.expose().to_string(),
@@ -110,7 +156,7 @@ impl Graph {
             .add_scope(Scope::new(format!("{}/.default", self.config.endpoint)))
             .request_async(&self.http)
             .await
-            .map_err(|e| token_error(&url, e))?;
+            .map_err(|e| GraphError::Token(token_error(&url, e)))?;
         let token = answer.access_token().secret().clone();
         // Renew a minute early; never trust it longer than an hour.
         let lifetime = answer
@@ -122,25 +168,36 @@ impl Graph {
         Ok(token)
     }
 
-    async fn post(&self, request: reqwest::RequestBuilder, url: &str) -> Result<Value, String> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("POST {url}: {}", error_chain(&e)))?;
+    async fn post(&self, request: reqwest::RequestBuilder, url: &str) -> Result<Value, GraphError> {
+        let response = request.send().await.map_err(|e| GraphError::Send {
+            url: url.to_string(),
+            chain: error_chain(&e),
+        })?;
         let status = response.status();
         if status.is_redirection() {
-            return Err(format!(
-                "POST {url}: the answer is a redirect (HTTP {status}), which toolgate does not follow"
-            ));
+            return Err(GraphError::Redirect {
+                url: url.to_string(),
+                status,
+            });
         }
         let bytes = super::read_capped(response, self.http.limit())
             .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
+            .map_err(|why| GraphError::Read {
+                url: url.to_string(),
+                why,
+            })?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
-            return Err(format!("POST {url}: HTTP {status}: {text}"));
+            return Err(GraphError::Status {
+                url: url.to_string(),
+                status,
+                text,
+            });
         }
-        serde_json::from_slice(&bytes).map_err(|e| format!("POST {url}: {e}"))
+        serde_json::from_slice(&bytes).map_err(|source| GraphError::Json {
+            url: url.to_string(),
+            source,
+        })
     }
 }
 

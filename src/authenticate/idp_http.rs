@@ -48,6 +48,13 @@ pub enum IdpHttpError {
         status: u16,
         body: String,
     },
+    /// The client itself could not be built (`what` names it).
+    #[error("the HTTP client for {what} could not be built: {source}")]
+    Client {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
 }
 
 /// A reqwest client without redirects, with a timeout and a cap on the
@@ -60,13 +67,16 @@ pub struct IdpHttp {
 
 impl IdpHttp {
     /// `what` names the client in the error should it not build.
-    pub fn new(what: &str, timeout: Duration, limit: usize) -> Result<Self, String> {
+    pub fn new(what: &str, timeout: Duration, limit: usize) -> Result<Self, IdpHttpError> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| format!("the HTTP client for {what} could not be built: {e}"))?;
+            .map_err(|source| IdpHttpError::Client {
+                what: what.to_string(),
+                source,
+            })?;
         Ok(Self { client, limit })
     }
 

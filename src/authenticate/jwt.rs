@@ -118,7 +118,9 @@ struct RawJwk {
 }
 
 /// The signing keys of a JWKS document. Symmetric (`oct`) keys, encryption
-/// keys and key types we don't verify are skipped, never trusted.
+/// keys and key types we don't verify are skipped, never trusted. Why a
+/// document does not parse stays a string: it becomes the issuer's
+/// `problem` text, for a person.
 pub fn parse_jwks(json: &[u8]) -> Result<Vec<Jwk>, String> {
     let raw: RawJwks = serde_json::from_slice(json).map_err(|e| format!("not a JWKS: {e}"))?;
     let b64 = |s: &Option<String>| s.as_deref().and_then(|s| URL_SAFE_NO_PAD.decode(s).ok());

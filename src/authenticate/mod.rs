@@ -41,6 +41,7 @@ use crate::call::Caller;
 /// The body of an identity provider's (or Graph's) answer, read chunk by
 /// chunk and abandoned as soon as it passes `limit` bytes: never buffered
 /// whole first. A `Content-Length` over the limit is refused unread.
+/// Why not stays a string: callers only put it into their own message.
 pub(crate) async fn read_capped(
     mut response: reqwest::Response,
     limit: usize,

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::graph::Graph;
+use super::idp_http::IdpHttpError;
 use super::jwt::{self, Alg, Jwk, JwtError, Rules};
 use crate::call::{Caller, Credential};
 use crate::config::auth::ClaimMapping;
@@ -125,7 +126,7 @@ pub struct Issuer {
 
 impl Issuer {
     /// Fails only when its HTTP client cannot be built.
-    pub fn new(config: IssuerConfig) -> Result<Arc<Self>, String> {
+    pub fn new(config: IssuerConfig) -> Result<Arc<Self>, IdpHttpError> {
         let rules = Rules {
             issuers: config.accepted_issuers(),
             audiences: config.audiences.clone(),
@@ -142,11 +143,9 @@ impl Issuer {
             // Keys come only from the issuer itself: no redirects elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| {
-                format!(
-                    "the HTTP client for identity provider `{}` could not be built: {e}",
-                    config.name
-                )
+            .map_err(|source| IdpHttpError::Client {
+                what: format!("identity provider `{}`", config.name),
+                source,
             })?;
         Ok(Arc::new(Self {
             config,
@@ -195,7 +194,9 @@ impl Issuer {
         }
     }
 
-    /// Fetch discovery (once) and the JWKS.
+    /// Fetch discovery (once) and the JWKS. Why not stays a string (here,
+    /// in `fetch` and `get`): it is kept as the issuer's `problem`, logged
+    /// and shown by [`Issuer::health`]; nothing branches on it.
     async fn refresh(&self) -> Result<(), String> {
         let _one_at_a_time = self.fetching.lock().await;
         let result = self.fetch().await;
@@ -327,7 +328,8 @@ impl Issuer {
         Ok((body, max_age))
     }
 
-    /// Whether the issuer has usable keys, and if not, why.
+    /// Whether the issuer has usable keys, and if not, why (a string for
+    /// a person: the readiness answer and the sign-in page show it).
     pub fn health(&self) -> Result<(), String> {
         let state = self.lock();
         match (state.fetched, &state.problem) {
@@ -514,7 +516,7 @@ impl Issuer {
                     graph
                         .member_groups(tid, &oid, app)
                         .await
-                        .map_err(OidcError::Graph)?
+                        .map_err(|e| OidcError::Graph(e.to_string()))?
                 }
                 _ => return Err(OidcError::GroupsOverage(name.clone())),
             };

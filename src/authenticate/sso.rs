@@ -131,7 +131,7 @@ impl Sso {
         key: &[u8],
         store: Store,
         addr: std::net::SocketAddr,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, super::idp_http::IdpHttpError> {
         let http = IdpHttp::new("browser sign-in", TOKEN_TIMEOUT, MAX_TOKEN_RESPONSE)?;
         let redirect_url = config
             .redirect_url
@@ -464,7 +464,10 @@ impl Sso {
 /// The HMAC key for cookies: configured, or generated once into
 /// `data_dir/cookie.key` (owner-only). Several replicas sharing a database
 /// need the configured one.
-pub fn cookie_key(config: &SsoConfig, data_dir: &Path) -> Result<Vec<u8>, String> {
+pub fn cookie_key(
+    config: &SsoConfig,
+    data_dir: &Path,
+) -> Result<Vec<u8>, crate::storage::StoreError> {
     if let Some(key) = &config.cookie_key {
         return Ok(key.expose().as_bytes().to_vec());
     }

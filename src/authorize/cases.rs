@@ -84,6 +84,8 @@ impl AnnotationsSpec {
     }
 }
 
+// The errors of a case stay strings: they go into the test report or the
+// explain answer a person reads, next to the case that caused them.
 fn credential(name: &str) -> Result<Credential, String> {
     Ok(match name {
         "access_token" => Credential::AccessToken,
@@ -101,6 +103,7 @@ fn credential(name: &str) -> Result<Credential, String> {
 
 impl Case {
     /// Ask the policies; `servers` supplies servers' `[policy]` facts.
+    /// Why not stays a string: it is shown with the case to a person.
     pub fn decide(
         &self,
         policies: &Policies,
@@ -188,6 +191,7 @@ impl Case {
         }))
     }
 
+    /// The error stays a string: it is shown with the case to a person.
     fn facts(&self, servers: &[ServerConfig]) -> Result<Option<ServerFacts>, String> {
         let Some(name) = &self.server else {
             return Ok(None);
@@ -222,7 +226,8 @@ impl Case {
         Ok(Some(facts))
     }
 
-    /// Whether `decision` is what this case expects; why not, if not.
+    /// Whether `decision` is what this case expects; why not, if not (a
+    /// string: the test report shows it to a person).
     pub fn check(&self, decision: &Decision) -> Result<(), String> {
         let want_allow = match self.expect.as_deref() {
             Some("allow") => true,

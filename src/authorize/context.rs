@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use cedar_policy::{Context, RestrictedExpression};
 use serde_json::{Map, Value};
 
-use super::{Query, Target};
+use super::{AuthorizeError, Query, Target};
 use crate::call::Annotations;
 
 /// Deepest argument nesting turned into a Cedar record; deeper values are
@@ -49,17 +49,17 @@ pub fn read_args<'a>(
 pub fn args(
     args: Option<&Map<String, Value>>,
     uses: &ArgsUse,
-) -> Result<RestrictedExpression, String> {
+) -> Result<RestrictedExpression, AuthorizeError> {
     let fields = match args {
         Some(map) => read_args(map, uses)
             .map(|(k, v)| Ok((k.clone(), to_cedar_at(v, 1)?)))
-            .collect::<Result<Vec<_>, String>>()?,
+            .collect::<Result<Vec<_>, AuthorizeError>>()?,
         None => Vec::new(),
     };
-    RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
+    Ok(RestrictedExpression::new_record(fields)?)
 }
 
-fn record(map: &Map<String, Value>, depth: usize) -> Result<RestrictedExpression, String> {
+fn record(map: &Map<String, Value>, depth: usize) -> Result<RestrictedExpression, AuthorizeError> {
     let mut fields = Vec::with_capacity(map.len());
     for (k, v) in map {
         // JSON null: the argument is absent for policies (`has` is false).
@@ -68,21 +68,19 @@ fn record(map: &Map<String, Value>, depth: usize) -> Result<RestrictedExpression
         }
         fields.push((k.clone(), to_cedar_at(v, depth + 1)?));
     }
-    RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
+    Ok(RestrictedExpression::new_record(fields)?)
 }
 
 /// A JSON value as a Cedar value, built directly (never through Cedar's
 /// JSON format, so `__entity` / `__extn` keys in arguments stay plain
 /// data). Numbers that are not 64-bit integers become strings.
-pub fn to_cedar(value: &Value) -> Result<RestrictedExpression, String> {
+pub fn to_cedar(value: &Value) -> Result<RestrictedExpression, AuthorizeError> {
     to_cedar_at(value, 0)
 }
 
-fn to_cedar_at(value: &Value, depth: usize) -> Result<RestrictedExpression, String> {
+fn to_cedar_at(value: &Value, depth: usize) -> Result<RestrictedExpression, AuthorizeError> {
     if depth > MAX_ARG_DEPTH {
-        return Err(format!(
-            "arguments nested deeper than {MAX_ARG_DEPTH} levels"
-        ));
+        return Err(AuthorizeError::TooDeep);
     }
     Ok(match value {
         Value::Bool(b) => RestrictedExpression::new_bool(*b),
@@ -259,7 +257,7 @@ pub(super) fn context(
     query: &Query<'_>,
     uses: &ContextUse,
     with_args: bool,
-) -> Result<Context, String> {
+) -> Result<Context, AuthorizeError> {
     let args = if with_args { query.args } else { None };
     let mut context = vec![(
         "listing".to_string(),
@@ -301,7 +299,7 @@ pub(super) fn context(
         Target::Prompt { .. } => context.push(("args".into(), self::args(args, &uses.args)?)),
         Target::Resource { .. } | Target::Model { .. } | Target::Admin { .. } => {}
     }
-    Context::from_pairs(context).map_err(|e| e.to_string())
+    Ok(Context::from_pairs(context)?)
 }
 
 /// A tool's hints as a Cedar record (`context.annotations`).

@@ -10,7 +10,7 @@ use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpres
 
 use crate::call::{Caller, Credential};
 
-use super::{ServerFacts, Target};
+use super::{AuthorizeError, ServerFacts, Target};
 
 /// The principal of a query and its groups, as entities.
 pub(super) struct PrincipalEntities {
@@ -65,7 +65,9 @@ pub(super) fn principal_entities(caller: &Caller) -> PrincipalEntities {
 }
 
 /// The resource of a query and the entities it needs (it, its server).
-pub(super) fn target_entities(target: &Target<'_>) -> Result<(EntityUid, Vec<Entity>), String> {
+pub(super) fn target_entities(
+    target: &Target<'_>,
+) -> Result<(EntityUid, Vec<Entity>), AuthorizeError> {
     let server_entity = |server: &ServerFacts| {
         Entity::new(
             uid("Server", &server.name),
@@ -90,16 +92,18 @@ pub(super) fn target_entities(target: &Target<'_>) -> Result<(EntityUid, Vec<Ent
             ]),
             HashSet::new(),
         )
-        .map_err(|e| e.to_string())
+        .map_err(AuthorizeError::from)
     };
-    let in_server =
-        |kind: &str, id: &str, server: &ServerFacts| -> Result<(EntityUid, Vec<Entity>), String> {
-            let thing = uid(kind, id);
-            Ok((
-                thing.clone(),
-                vec![server_entity(server)?, in_server(&thing, server)?],
-            ))
-        };
+    let in_server = |kind: &str,
+                     id: &str,
+                     server: &ServerFacts|
+     -> Result<(EntityUid, Vec<Entity>), AuthorizeError> {
+        let thing = uid(kind, id);
+        Ok((
+            thing.clone(),
+            vec![server_entity(server)?, in_server(&thing, server)?],
+        ))
+    };
     match target {
         Target::Tool { name, server, .. } => in_server("Tool", name, server),
         Target::Resource { uri, server } => in_server("Resource", uri, server),
@@ -110,7 +114,7 @@ pub(super) fn target_entities(target: &Target<'_>) -> Result<(EntityUid, Vec<Ent
 }
 
 /// A tool, resource or prompt in its server, with `server` pointing at it.
-fn in_server(thing: &EntityUid, server: &ServerFacts) -> Result<Entity, String> {
+fn in_server(thing: &EntityUid, server: &ServerFacts) -> Result<Entity, AuthorizeError> {
     let server = uid("Server", &server.name);
     Entity::new(
         thing.clone(),
@@ -120,7 +124,7 @@ fn in_server(thing: &EntityUid, server: &ServerFacts) -> Result<Entity, String> 
         )]),
         HashSet::from([server]),
     )
-    .map_err(|e| e.to_string())
+    .map_err(AuthorizeError::from)
 }
 
 fn credential_name(credential: Credential) -> &'static str {

@@ -68,7 +68,8 @@ impl fmt::Display for PolicyErrors {
 impl std::error::Error for PolicyErrors {}
 
 /// The schema and policy files of a policy directory, sorted by name,
-/// each with its text (or why it could not be read).
+/// each with its text (or why it could not be read). Why stays a string:
+/// it goes into the [`PolicyErrors`] report a person reads.
 type PolicyFiles = Vec<(PathBuf, Result<String, String>)>;
 
 fn read_files(dir: &Path) -> std::io::Result<PolicyFiles> {
@@ -339,7 +340,8 @@ fn load_policies(
 
 /// The gate a policy is, if it has `@approval`; an error for a gate that
 /// is not a `permit`, or for gate annotations that do not parse or sit on
-/// a policy that is not a gate.
+/// a policy that is not a gate. The error stays a string: it goes into
+/// the [`PolicyErrors`] report a person reads.
 fn gate(id: &str, policy: &cedar_policy::Policy) -> Result<Option<Gate>, String> {
     let group = policy.annotation("approval");
     let confirm = policy.annotation("confirm");

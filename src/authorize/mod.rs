@@ -62,6 +62,43 @@ pub use context::{ArgsUse, to_cedar};
 pub use engine::{Engine, Reload};
 pub use load::{PolicyError, PolicyErrors, dir_digest};
 
+/// Why a query could not be put to Cedar (its entities, context or
+/// request); the decision is then an error, which denies.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizeError {
+    #[error("arguments nested deeper than {} levels", context::MAX_ARG_DEPTH)]
+    TooDeep,
+    #[error(transparent)]
+    Expression(#[from] cedar_policy::ExpressionConstructionError),
+    // Cedar's errors are large: boxed, so every `Result` here stays small.
+    #[error(transparent)]
+    Context(Box<cedar_policy::ContextCreationError>),
+    #[error(transparent)]
+    Entity(Box<cedar_policy::EntityAttrEvaluationError>),
+    #[error(transparent)]
+    Entities(Box<cedar_policy::entities_errors::EntitiesError>),
+    #[error("building the request: {0}")]
+    Request(#[source] Box<cedar_policy::RequestValidationError>),
+}
+
+impl From<cedar_policy::ContextCreationError> for AuthorizeError {
+    fn from(e: cedar_policy::ContextCreationError) -> Self {
+        AuthorizeError::Context(Box::new(e))
+    }
+}
+
+impl From<cedar_policy::EntityAttrEvaluationError> for AuthorizeError {
+    fn from(e: cedar_policy::EntityAttrEvaluationError) -> Self {
+        AuthorizeError::Entity(Box::new(e))
+    }
+}
+
+impl From<cedar_policy::entities_errors::EntitiesError> for AuthorizeError {
+    fn from(e: cedar_policy::entities_errors::EntitiesError) -> Self {
+        AuthorizeError::Entities(Box::new(e))
+    }
+}
+
 /// The groups a policy set names (`Group::"…"` anywhere in a policy), read
 /// from each policy's JSON form so escapes and spacing cannot hide one.
 fn groups_named(set: &cedar_policy::PolicySet) -> std::collections::BTreeSet<String> {
@@ -228,14 +265,14 @@ impl Policies {
                 &p.slice,
                 Some(&p.fixed),
             ),
-            Err(e) => Decision::error(e),
+            Err(e) => Decision::error(e.to_string()),
         }
     }
 
     /// The entity store, the policy slice and what its fixed policies
     /// decide, for this caller, target and listing flag (the same whatever
     /// the arguments), built once and kept.
-    fn prepare(&self, query: &Query<'_>) -> Result<Arc<Prepared>, String> {
+    fn prepare(&self, query: &Query<'_>) -> Result<Arc<Prepared>, AuthorizeError> {
         // Looked up by a hash of the borrowed parts, so a call for a known
         // caller and target copies nothing.
         let (kind, id) = target_id(&query.target);
@@ -264,7 +301,7 @@ impl Policies {
         let principal = principal_entities(query.caller);
         let (resource, mut entities) = target_entities(&query.target)?;
         entities.extend(principal.entities.iter().cloned());
-        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        let entities = Entities::from_entities(entities, None)?;
         let slice = self.index.slice(
             &principal,
             &resource,
@@ -401,7 +438,7 @@ impl Policies {
     ) -> Decision {
         let request = match self.request(query, principal, resource, true) {
             Ok(r) => r,
-            Err(e) => return Decision::error(e),
+            Err(e) => return Decision::error(e.to_string()),
         };
         let varying = Outcome::of(&slice.varying, &request, entities);
         match fixed {
@@ -420,7 +457,7 @@ impl Policies {
         principal: &EntityUid,
         resource: EntityUid,
         with_args: bool,
-    ) -> Result<Request, String> {
+    ) -> Result<Request, AuthorizeError> {
         let context = context(query, &self.uses, with_args)?;
         // Policies are validated against the schema when loaded; requests
         // are not (arguments are whatever the agent sent, with attributes
@@ -433,7 +470,7 @@ impl Policies {
             context,
             None,
         )
-        .map_err(|e| format!("building the request: {e}"))
+        .map_err(|e| AuthorizeError::Request(Box::new(e)))
     }
 }
 

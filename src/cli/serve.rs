@@ -68,7 +68,8 @@ pub async fn stdio(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let code = match toolgate::app::serve_stdio(config, api_key).await {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("toolgate: {e:#}");
+            // Through anyhow, so `{:#}` prints the whole chain of causes.
+            eprintln!("toolgate: {:#}", anyhow::Error::new(e));
             1
         }
     };

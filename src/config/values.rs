@@ -10,6 +10,8 @@ use std::time::Duration;
 pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
 /// `"500ms"`, `"10s"`, `"2m"`, `"1h"`, `"7d"`; at most [`MAX_DURATION`].
+/// Why not stays a string: callers put it into a config report or their
+/// own message, for a person.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -46,7 +48,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `text` as an absolute `http://` or `https://` URL with a host and no
 /// user info (`https://a@b/` is a way to make `b` look like `a`), or why
 /// not. Parsed by the `url` crate (WHATWG rules, as browsers and reqwest
-/// read it), never by prefix.
+/// read it), never by prefix. Why not stays a string: it goes into the
+/// config report, for a person.
 pub fn http_url(text: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {

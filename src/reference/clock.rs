@@ -42,6 +42,7 @@ impl Default for Clock {
     }
 }
 
+// The error stays a string: it is the tool error text the client reads.
 fn text_or_error(r: Result<String, String>) -> CallToolResult {
     match r {
         Ok(t) => CallToolResult::success(vec![ContentBlock::text(t)]),

@@ -32,8 +32,23 @@ pub enum Name {
     Conformance,
 }
 
+/// Why a reference server stopped with an error; each shows its cause as
+/// it is (the CLI prints the chain).
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// The client's `initialize` over stdio failed.
+    #[error(transparent)]
+    Initialize(Box<rmcp::service::ServerInitializeError>),
+    /// The stdio session's task ended abnormally.
+    #[error(transparent)]
+    Session(#[from] tokio::task::JoinError),
+    /// Binding or serving the HTTP address failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Serve `name` over stdio, or over streamable HTTP at `http://ADDR/mcp`.
-pub async fn run(name: Name, http: Option<SocketAddr>) -> anyhow::Result<()> {
+pub async fn run(name: Name, http: Option<SocketAddr>) -> Result<(), ReferenceError> {
     match name {
         Name::Notes => serve(notes::Notes::new, http).await,
         Name::Clock => serve(clock::Clock::new, http).await,
@@ -42,14 +57,17 @@ pub async fn run(name: Name, http: Option<SocketAddr>) -> anyhow::Result<()> {
     }
 }
 
-async fn serve<S, F>(make: F, http: Option<SocketAddr>) -> anyhow::Result<()>
+async fn serve<S, F>(make: F, http: Option<SocketAddr>) -> Result<(), ReferenceError>
 where
     S: rmcp::ServerHandler + Send + 'static,
     F: Fn() -> S + Send + Sync + 'static,
 {
     match http {
         None => {
-            let running = make().serve(rmcp::transport::stdio()).await?;
+            let running = make()
+                .serve(rmcp::transport::stdio())
+                .await
+                .map_err(|e| ReferenceError::Initialize(Box::new(e)))?;
             running.waiting().await?;
         }
         Some(addr) => {

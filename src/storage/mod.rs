@@ -5,7 +5,7 @@
 //! The SQL is kept portable so one set of migrations and queries serves
 //! both (sqlx's `Any` driver picks the backend from the URL).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::AnyPool;
@@ -30,6 +30,37 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database: {0}")]
     Query(#[from] sqlx::Error),
+    /// A key file ([`key_file`]) holds fewer than 64 hex digits.
+    #[error("{}: too short; delete it to make a new one", .0.display())]
+    KeyTooShort(PathBuf),
+    #[error("reading {}: {source}", path.display())]
+    ReadKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The OS gave no random bytes for a new key.
+    #[error("{0}")]
+    Random(#[from] getrandom::Error),
+    #[error("writing {}: {source}", path.display())]
+    WriteKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The folder of an owner-only file ([`owner_only`]) could not be made.
+    #[error("{}: {source}", dir.display())]
+    FileDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening {}: {source}", path.display())]
+    OpenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Most connections the gateway holds to the database.
@@ -135,32 +166,37 @@ fn redact_url(url: &str) -> String {
 /// use (owner-only) and read afterwards. For keys a single instance keeps
 /// beside its SQLite file (cookie signing, audit checkpoints); replicas
 /// sharing PostgreSQL are given theirs in the config instead.
-pub fn key_file(path: &Path) -> Result<String, String> {
+pub fn key_file(path: &Path) -> Result<String, StoreError> {
     match std::fs::read_to_string(path) {
         Ok(text) if text.trim().len() >= 64 => return Ok(text.trim().to_string()),
-        Ok(_) => {
-            return Err(format!(
-                "{}: too short; delete it to make a new one",
-                path.display()
-            ));
-        }
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(format!("reading {}: {e}", path.display()));
+        Ok(_) => return Err(StoreError::KeyTooShort(path.to_path_buf())),
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StoreError::ReadKey {
+                path: path.to_path_buf(),
+                source,
+            });
         }
         Err(_) => {}
     }
-    let key = crate::util::digest::random_hex(32).map_err(|e| e.to_string())?;
+    let key = crate::util::digest::random_hex(32)?;
     let mut file = owner_only(path, false)?;
-    std::io::Write::write_all(&mut file, key.as_bytes())
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, key.as_bytes()).map_err(|source| {
+        StoreError::WriteKey {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(key)
 }
 
 /// A file only its owner may read (mode 0600), its folder made if missing:
 /// a new one, or (`append`) one to append to.
-pub fn owner_only(path: &Path, append: bool) -> Result<std::fs::File, String> {
+pub fn owner_only(path: &Path, append: bool) -> Result<std::fs::File, StoreError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::FileDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     }
     let mut options = std::fs::OpenOptions::new();
     if append {
@@ -170,9 +206,10 @@ pub fn owner_only(path: &Path, append: bool) -> Result<std::fs::File, String> {
     }
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
-        .map_err(|e| format!("opening {}: {e}", path.display()))
+    options.open(path).map_err(|source| StoreError::OpenFile {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Seconds since the Unix epoch.
