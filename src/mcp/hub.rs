@@ -193,7 +193,8 @@ impl Hub {
     /// The downstream call a server-to-client request belongs to.
     /// `origin` is the upstream request it arrived with (HTTP), or `None`
     /// when the transport cannot tell (stdio). Waits briefly for a call that
-    /// is still registering.
+    /// is still registering. Why not is a string on purpose: it only becomes
+    /// the message of the error the upstream gets.
     pub async fn request_target(
         &self,
         server: &Arc<str>,
@@ -259,7 +260,8 @@ impl Hub {
     }
 
     /// Add a resource subscriber. `Ok(true)` when it is the first for this
-    /// upstream resource (so the upstream must be asked to subscribe).
+    /// upstream resource (so the upstream must be asked to subscribe). The
+    /// refusal (the session's limit) is text the caller reads.
     pub fn subscribe_resource(
         &self,
         server: &Arc<str>,

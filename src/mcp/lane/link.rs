@@ -51,6 +51,8 @@ use crate::mcp::state::McpState;
 use crate::util::sync::LockExt;
 
 /// Why an exchange with the upstream failed, before it became a [`CallError`].
+/// A string on purpose: every one ends as the reason of
+/// `CallError::UpstreamFailed` (a person reads it; no caller branches on it).
 pub(super) type LinkResult<T> = Result<T, String>;
 
 /// How to reach the upstream.
