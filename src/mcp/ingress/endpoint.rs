@@ -153,16 +153,21 @@ fn strict_message(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Result<Option<serde_json::Value>, crate::util::json::Refused> {
-    let json = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if parts.method != http::Method::POST || !json {
+    if parts.method != http::Method::POST || !is_json(&parts.headers) {
         return Ok(None);
     }
     crate::util::json::parse(body).map(Some)
+}
+
+/// Whether the body is declared JSON (`Content-Type: application/json`,
+/// parameters allowed): the one test both the strict parse and the fast
+/// lane apply.
+pub fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Whether an `initialize` request's client capabilities take form

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::util::json::Refused;
 
-pub use endpoint::endpoint;
+pub use endpoint::{endpoint, is_json};
 pub use stdio::{StdioError, stdio};
 
 /// JSON-RPC's "Parse error".

@@ -341,14 +341,7 @@ fn eligible_headers(mcp: &McpState, headers: &HeaderMap) -> bool {
         && !headers.contains_key(header::ORIGIN)
         && has(header::ACCEPT, "application/json")
         && has(header::ACCEPT, "text/event-stream")
-        && headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
-            })
+        && crate::mcp::ingress::is_json(headers)
         && host_allowed(headers, &mcp.config.http.allowed_hosts)
 }
 
