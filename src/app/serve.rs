@@ -118,11 +118,7 @@ impl HttpServer {
             }
         }
         let policies = crate::authorize::Policies::load(&config.policies_dir, 1)?;
-        let store = Store::open(
-            config.storage.database_url.as_ref().map(|s| s.expose()),
-            &config.storage.data_dir,
-        )
-        .await?;
+        let store = Store::open_configured(&config.storage).await?;
         let keys = Arc::new(ApiKeys::new(store.clone(), config.auth.api_key_cache_ttl));
         let first_admin_key = if config.auth.issuers.is_empty() && !config.auth.dev_insecure {
             keys.create_first_admin().await?
@@ -233,11 +229,7 @@ pub async fn serve_stdio(
 ) -> Result<(), StartError> {
     let policies = crate::authorize::Policies::load(&config.policies_dir, 1)
         .map_err(StartError::StdioPolicies)?;
-    let store = Store::open(
-        config.storage.database_url.as_ref().map(|s| s.expose()),
-        &config.storage.data_dir,
-    )
-    .await?;
+    let store = Store::open_configured(&config.storage).await?;
     let key = match api_key {
         None => None,
         Some(key) => {

@@ -54,11 +54,7 @@ pub async fn run(config: Option<&Path>, command: &AuditCommand) -> anyhow::Resul
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let store = toolgate::storage::Store::open(
-        config.storage.database_url.as_ref().map(|s| s.expose()),
-        &config.storage.data_dir,
-    )
-    .await?;
+    let store = toolgate::storage::Store::open_configured(&config.storage).await?;
     match command {
         AuditCommand::Verify {
             checkpoints,

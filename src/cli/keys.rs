@@ -39,11 +39,7 @@ pub async fn run(config: Option<&Path>, command: &KeysCommand) -> anyhow::Result
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let store = toolgate::storage::Store::open(
-        config.storage.database_url.as_ref().map(|s| s.expose()),
-        &config.storage.data_dir,
-    )
-    .await?;
+    let store = toolgate::storage::Store::open_configured(&config.storage).await?;
     let keys = ApiKeys::new(store, config.auth.api_key_cache_ttl);
     let when = |t: Option<i64>| t.map_or("-".to_string(), |t| t.to_string());
     match command {

@@ -74,6 +74,17 @@ pub struct Store {
 }
 
 impl Store {
+    /// The store `[storage]` names (see [`Store::open`]).
+    pub async fn open_configured(
+        storage: &crate::config::StorageConfig,
+    ) -> Result<Self, StoreError> {
+        Self::open(
+            storage.database_url.as_ref().map(|s| s.expose()),
+            &storage.data_dir,
+        )
+        .await
+    }
+
     /// Open `database_url`, or else the SQLite file `toolgate.db` in
     /// `data_dir` (created if missing), and apply migrations.
     pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
