@@ -14,7 +14,7 @@ use super::{Gateway, listen, router, start_audit, tasks};
 use crate::authenticate::{ApiKeys, Authenticator, sso};
 use crate::call::Caller;
 use crate::config::Config;
-use crate::mcp::server::VirtualServer;
+use crate::mcp::ingress::server::VirtualServer;
 use crate::storage::{Store, StoreError};
 
 /// How long the last responses get to reach clients after the final call

@@ -12,8 +12,6 @@ pub mod hub;
 pub mod in_order;
 pub mod ingress;
 pub mod jsonrpc;
-pub mod lane;
-pub mod server;
 pub mod state;
 pub mod upstream;
 pub mod views;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::{Catalog, Listing};
 use super::hub::{Hub, ListChanged};
-use super::lane::FastLane;
+use super::ingress::lane::FastLane;
 use super::upstream::{self, Health, Upstream};
 use super::views::ListCache;
 use crate::authenticate::sessions::SessionOwners;

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{Audit, now_ms};
 use crate::call::{Caller, Confirmation, Gate};
 use crate::mcp::hub::Downstream;
-use crate::mcp::lane::LaneInput;
+use crate::mcp::ingress::lane::LaneInput;
 use crate::mcp::state::McpState;
 
 /// What every toolgate `requestState` starts with.

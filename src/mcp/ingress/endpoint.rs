@@ -12,10 +12,10 @@ use axum::response::IntoResponse;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use super::lane::FastLane;
+use super::server::VirtualServer;
 use crate::authenticate::sessions::Ownership;
 use crate::call::Caller;
-use crate::mcp::lane::FastLane;
-use crate::mcp::server::VirtualServer;
 use crate::mcp::state::McpState;
 
 /// The `/mcp` route: rmcp's streamable HTTP service, with its sessions

@@ -19,6 +19,8 @@ pub mod confirm;
 pub mod context;
 mod endpoint;
 pub mod errors;
+pub mod lane;
+pub mod server;
 mod stdio;
 
 use serde_json::Value;

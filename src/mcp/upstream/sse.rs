@@ -15,7 +15,7 @@ pub const MAX_UPSTREAM_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// `data` of each SSE event (events without data, such as the priming
 /// event, are skipped). Nothing over [`MAX_UPSTREAM_MESSAGE_BYTES`] is
 /// buffered.
-pub(super) struct MessageReader<B = Incoming> {
+pub(crate) struct MessageReader<B = Incoming> {
     body: B,
     sse: bool,
     buffer: BytesMut,
@@ -29,7 +29,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    pub(super) fn new(response: Response<B>) -> Self {
+    pub(crate) fn new(response: Response<B>) -> Self {
         let sse = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -44,7 +44,7 @@ where
     }
 
     /// The next message; `None` once the response has ended.
-    pub(super) async fn next(&mut self) -> LinkResult<Option<Bytes>> {
+    pub(crate) async fn next(&mut self) -> LinkResult<Option<Bytes>> {
         loop {
             if self.sse {
                 while let Some(event) = take_event(&mut self.buffer, &mut self.scanned) {

@@ -38,14 +38,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::sse::MessageReader;
-use super::{
-    CancelParams, LaneInput, LaneReply, Message, Out, ProgressParams, await_answer, cancelled,
-    relay_request, with_id, with_param,
-};
 use crate::call::CallError;
 use crate::config::{Secret, UpstreamUrl};
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::egress::{self, CheckedResolver};
+use crate::mcp::ingress::lane::{
+    CancelParams, LaneInput, LaneReply, Message, Out, ProgressParams, await_answer, cancelled,
+    relay_request, with_id, with_param,
+};
 use crate::mcp::jsonrpc::{self, Id, Typed};
 use crate::mcp::state::McpState;
 use crate::util::sync::LockExt;
@@ -53,7 +53,7 @@ use crate::util::sync::LockExt;
 /// Why an exchange with the upstream failed, before it became a [`CallError`].
 /// A string on purpose: every one ends as the reason of
 /// `CallError::UpstreamFailed` (a person reads it; no caller branches on it).
-pub(super) type LinkResult<T> = Result<T, String>;
+pub(crate) type LinkResult<T> = Result<T, String>;
 
 /// How to reach the upstream.
 struct Endpoint {
@@ -347,13 +347,13 @@ impl LaneLink {
     }
 
     /// POST a notification on the lane's session `session`.
-    pub(super) async fn notify(&self, session: &HeaderValue, body: String) {
+    pub(crate) async fn notify(&self, session: &HeaderValue, body: String) {
         self.endpoint.notify(session, body).await;
     }
 
     /// Forward one tool call within `timeout`, unless `cancel` fires first;
     /// either way the upstream is told to stop.
-    pub(super) async fn call(
+    pub(crate) async fn call(
         &self,
         mcp: &McpState,
         target: &UpstreamTarget,
@@ -458,7 +458,7 @@ impl LaneLink {
                         tokio::time::sleep(LOG_LINGER).await;
                     }
                     relayed.cancel_open(&input.out).await;
-                    return super::parse_reply(&bytes).map_err(failed);
+                    return crate::mcp::ingress::lane::parse_reply(&bytes).map_err(failed);
                 }
                 (Some(_), Some(upstream_id)) => {
                     let (relay_id, request) =

@@ -4,7 +4,7 @@
 //! every call is handed to the pipeline (`Pipeline::run`) as a
 //! [`CallContext`], and the pipeline's [`CallError`] is turned into what an
 //! MCP client expects by the one rule both transports share
-//! ([`super::ingress::errors`]).
+//! ([`super::errors`]).
 
 #![expect(
     deprecated,
@@ -28,17 +28,17 @@ use rmcp::{ErrorData, ServerHandler};
 use rmcp::model::ProgressNotificationParam;
 use rmcp::model::{CancelTaskParams, GetTaskParams, GetTaskResult, ServerResult, UpdateTaskParams};
 
-use super::calls::{
+use super::context;
+use super::errors::{self, ToolAnswer, protocol_error};
+use crate::call::{CallContext, CallError, CallKind, Caller};
+use crate::mcp::calls::{
     Completion, McpInput, PromptGet, ResourceRead, ResourceSubscription, SubscriptionChange,
     ToolCall,
 };
-use super::calls::{TaskOp, TaskRequest};
-use super::hub::{Downstream, ListChanged, SessionId};
-use super::ingress::context;
-use super::ingress::errors::{self, ToolAnswer, protocol_error};
-use super::views;
-use crate::call::{CallContext, CallError, CallKind, Caller};
+use crate::mcp::calls::{TaskOp, TaskRequest};
+use crate::mcp::hub::{Downstream, ListChanged, SessionId};
 use crate::mcp::state::McpState;
+use crate::mcp::views;
 
 fn next_session_id() -> SessionId {
     static NEXT: AtomicU64 = AtomicU64::new(1);

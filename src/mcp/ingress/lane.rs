@@ -43,11 +43,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-mod link;
-mod sse;
-
-use link::LinkResult;
-pub use link::{LaneLink, SessionSpy};
+use crate::mcp::upstream::link::LinkResult;
 
 use crate::call::{CallContext, CallError, CallKind, Caller, Confirmation, PolicyQuestion};
 use crate::mcp::calls::UpstreamTarget;
@@ -96,7 +92,7 @@ struct Relay {
 }
 
 /// What the call sends to the caller's response.
-pub(super) enum Out {
+pub(crate) enum Out {
     /// A message before the result (a relayed request, a notification).
     Message(Bytes),
     /// The JSON-RPC response; the last thing sent.
@@ -389,7 +385,7 @@ fn accepted() -> Response<Body> {
 
 /// A JSON-RPC message, looked at only as far as routing needs.
 #[derive(Deserialize)]
-pub(super) struct Message<'a> {
+pub(crate) struct Message<'a> {
     #[serde(borrow, default)]
     pub id: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -418,14 +414,14 @@ struct CallMeta {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct ProgressParams<'a> {
+pub(crate) struct ProgressParams<'a> {
     #[serde(borrow)]
     pub progress_token: &'a RawValue,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct CancelParams<'a> {
+pub(crate) struct CancelParams<'a> {
     #[serde(borrow)]
     pub request_id: &'a RawValue,
 }
@@ -440,7 +436,7 @@ struct ProgressNote<'a> {
 }
 
 /// `notifications/cancelled` for `request_id`, with `reason` if given.
-pub(super) fn cancelled<I: Serialize + ?Sized>(request_id: &I, reason: Option<&str>) -> Vec<u8> {
+pub(crate) fn cancelled<I: Serialize + ?Sized>(request_id: &I, reason: Option<&str>) -> Vec<u8> {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct CancelNote<'a, I: ?Sized> {
@@ -457,11 +453,11 @@ pub struct LaneInput {
     name: String,
     /// The arguments, parsed strictly: what policies, approvals and the
     /// audit see, and (serialised) what the upstream receives.
-    pub(super) arguments: Option<Map<String, Value>>,
+    pub(crate) arguments: Option<Map<String, Value>>,
     /// The caller's progress token, if it wants progress.
-    pub(super) progress_token: Option<Box<RawValue>>,
+    pub(crate) progress_token: Option<Box<RawValue>>,
     /// The caller's response stream, for what the upstream sends meanwhile.
-    pub(super) out: mpsc::Sender<Out>,
+    pub(crate) out: mpsc::Sender<Out>,
     session: Arc<str>,
 }
 
@@ -716,7 +712,7 @@ fn response_bytes(id: &str, reply: Result<LaneReply, CallError>) -> Bytes {
 }
 
 /// A JSON-RPC response's outcome, kept as the upstream wrote it.
-pub(super) fn parse_reply(bytes: &[u8]) -> LinkResult<LaneReply> {
+pub(crate) fn parse_reply(bytes: &[u8]) -> LinkResult<LaneReply> {
     #[derive(Deserialize)]
     struct Reply {
         result: Option<Box<RawValue>>,
@@ -732,7 +728,7 @@ pub(super) fn parse_reply(bytes: &[u8]) -> LinkResult<LaneReply> {
 }
 
 /// `message` with its `id` replaced.
-pub(super) fn with_id(message: &[u8], id: &RawValue) -> LinkResult<String> {
+pub(crate) fn with_id(message: &[u8], id: &RawValue) -> LinkResult<String> {
     let mut object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(message).map_err(|e| format!("unreadable message: {e}"))?;
     let id: serde_json::Value = serde_json::from_str(id.get()).map_err(|e| e.to_string())?;
@@ -743,7 +739,7 @@ pub(super) fn with_id(message: &[u8], id: &RawValue) -> LinkResult<String> {
 /// Register an upstream's request for relaying to the caller: the request
 /// as the caller will see it (a relay id instead of the upstream's id and
 /// progress token) and that id.
-pub(super) fn relay_request(
+pub(crate) fn relay_request(
     mcp: &McpState,
     target: &UpstreamTarget,
     lane_session: &HeaderValue,
@@ -775,7 +771,7 @@ pub(super) fn relay_request(
 
 /// Wait for the caller's answer to a relayed request; an answer that can't
 /// be had is a JSON-RPC error for the upstream.
-pub(super) async fn await_answer(
+pub(crate) async fn await_answer(
     mcp: &McpState,
     relay_id: String,
     upstream_id: Box<RawValue>,
@@ -793,7 +789,7 @@ pub(super) async fn await_answer(
 }
 
 /// `message` with `params.{key}` set to the JSON `value`.
-pub(super) fn with_param(message: &[u8], key: &str, value: &str) -> LinkResult<String> {
+pub(crate) fn with_param(message: &[u8], key: &str, value: &str) -> LinkResult<String> {
     let mut object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(message).map_err(|e| format!("unreadable message: {e}"))?;
     let value: serde_json::Value = serde_json::from_str(value).map_err(|e| e.to_string())?;
