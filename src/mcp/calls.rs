@@ -16,10 +16,10 @@ use std::sync::Arc;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
     CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
-    GetPromptResponse, InputRequest, InputRequests, InputResponses, ReadResourceRequest,
-    ReadResourceRequestParams, ReadResourceResponse, Reference, ResourceTemplateReference,
-    ResultType, ServerRequest, ServerResult, SubscribeRequest, SubscribeRequestParams,
-    UnsubscribeRequest, UnsubscribeRequestParams,
+    GetPromptResponse, InputRequest, InputRequests, InputRequiredResult, InputResponses,
+    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
+    ResourceTemplateReference, ResultType, ServerRequest, ServerResult, SubscribeRequest,
+    SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
 };
 
 use rmcp::model::{
@@ -27,8 +27,9 @@ use rmcp::model::{
     UpdateTaskRequest,
 };
 
-use super::hub::{Downstream, ResourceSubscriber};
-use super::ingress::confirm::{self, Back};
+use super::hub::{Downstream, LaneDownstream, ResourceSubscriber};
+use super::ingress::confirm;
+use super::upstream::link::RawReply;
 use super::upstream::{self, Upstream};
 use crate::authorize::{Annotations, Target};
 use crate::call::{CallContext, CallError, CallKind, Confirmation, PolicyQuestion};
@@ -48,7 +49,36 @@ pub struct UpstreamTarget {
 pub struct McpInput<P> {
     pub params: P,
     /// Where progress and server-to-client requests go back to.
-    pub origin: Option<Downstream>,
+    pub origin: Origin,
+    /// What a 2026-07-28 `tools/call` brought back for toolgate (the
+    /// answer to an `@confirm` question), taken out of the request by the
+    /// ingress ([`confirm::take`]); `None` for every other call.
+    pub returned: Option<confirm::Returned>,
+}
+
+/// Where a call came from: how its caller is reached again, and (for a
+/// `tools/call`) which link forwards it.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per call, held in its context; boxing would add an allocation to every call"
+)]
+pub enum Origin {
+    /// An rmcp session (over HTTP or stdio).
+    Session(Downstream),
+    /// The fast lane ([`crate::mcp::ingress::lane`]): forwarded by the
+    /// upstream's lane link; the caller is reached on the call's own
+    /// response.
+    Lane(LaneDownstream),
+}
+
+impl Origin {
+    /// The rmcp session behind the call, if it came through one.
+    pub fn session(&self) -> Option<&Downstream> {
+        match self {
+            Origin::Session(downstream) => Some(downstream),
+            Origin::Lane(_) => None,
+        }
+    }
 }
 
 fn target(
@@ -157,7 +187,7 @@ async fn send_bridging_input<K, P: TakesInput>(
 where
     K: CallKind<Input = McpInput<P>, Env = McpState>,
 {
-    let legacy_caller = ctx.input.origin.as_ref().filter(|o| !o.modern);
+    let legacy_caller = ctx.input.origin.session().filter(|o| !o.modern);
     let (mut responses, mut state) = (None, None);
     for _ in 0..MAX_INPUT_ROUNDS {
         let round = request(params.clone().with_input(responses.take(), state.take()));
@@ -220,7 +250,7 @@ async fn send<K: CallKind<Input = McpInput<P>, Env = McpState>, P>(
         &target.upstream,
         &mcp.hub,
         request,
-        ctx.input.origin.clone(),
+        ctx.input.origin.session().cloned(),
         &ctx.cancel,
     )
     .await
@@ -245,7 +275,25 @@ fn unexpected(target: &UpstreamTarget, what: &str) -> CallError {
     }
 }
 
+/// `tools/call`, from either transport: an rmcp session's call is
+/// forwarded over the upstream's rmcp link; a fast-lane call over its lane
+/// link, as the JSON the upstream sent (see [`Origin`]).
 pub struct ToolCall;
+
+/// What a tool call brings back: rmcp's typed response, or (on the fast
+/// lane) the upstream's JSON-RPC `result` or `error` as it was sent.
+pub enum ToolReply {
+    Typed(CallToolResponse),
+    Raw(RawReply),
+    /// The upstream asks a 2026-07-28 caller for input. `confirmed` are
+    /// the `@confirm` gates its user confirmed in this call: the ingress
+    /// seals them into the result's state, so the call's next round is not
+    /// asked again ([`confirm::wrap`]).
+    InputRequired {
+        result: InputRequiredResult,
+        confirmed: Vec<String>,
+    },
+}
 
 /// The upstream serving the exposed tool `name`.
 pub fn resolve_tool(mcp: &McpState, name: &str) -> Result<UpstreamTarget, CallError> {
@@ -264,7 +312,7 @@ impl CallKind for ToolCall {
     const METHOD: &'static str = "tools/call";
     type Input = McpInput<CallToolRequestParams>;
     type Target = UpstreamTarget;
-    type Output = CallToolResponse;
+    type Output = ToolReply;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -287,8 +335,7 @@ impl CallKind for ToolCall {
     }
 
     async fn progress(ctx: &CallContext<Self>, step: u32, message: &str) {
-        let back = Back::Session(ctx.input.origin.as_ref());
-        confirm::progress(back, step, message).await;
+        confirm::progress(&ctx.input.origin, step, message).await;
     }
 
     async fn confirm(
@@ -297,19 +344,20 @@ impl CallKind for ToolCall {
         gate: &crate::call::Gate,
         question: &str,
     ) -> Confirmation {
-        let back = Back::Session(ctx.input.origin.as_ref());
-        let params = Some(&ctx.input.params);
-        confirm::confirm(mcp, back, &ctx.caller, params, &ctx.cancel, gate, question).await
+        let input = &ctx.input;
+        let returned = input.returned.as_ref();
+        confirm::confirm(mcp, &input.origin, returned, &ctx.cancel, gate, question).await
     }
 
     async fn forward(
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<CallToolResponse, CallError> {
+    ) -> Result<ToolReply, CallError> {
+        if let Origin::Lane(down) = &ctx.input.origin {
+            return forward_on_lane(mcp, ctx, target, down).await;
+        }
         let mut params = ctx.input.params.clone();
-        // What a `@confirm` gate put in the request is toolgate's alone.
-        crate::mcp::ingress::confirm::unwrap(&mcp.pipeline.audit, &ctx.caller, &mut params);
         params.name = target.upstream_name.clone().into();
         strip_progress_token(&mut params.meta);
         match send_bridging_input(mcp, ctx, target, params, |p| {
@@ -319,26 +367,43 @@ impl CallKind for ToolCall {
         {
             ServerResult::CallToolResult(mut r) => {
                 r.result_type.get_or_insert(ResultType::COMPLETE);
-                Ok(CallToolResponse::Complete(r))
+                Ok(ToolReply::Typed(CallToolResponse::Complete(r)))
             }
-            ServerResult::InputRequiredResult(mut r) => {
-                crate::mcp::ingress::confirm::wrap(
-                    &mcp.pipeline.audit,
-                    &ctx.caller,
-                    &ctx.input.params,
-                    &ctx.approvals.confirmed,
-                    &mut r,
-                );
-                Ok(CallToolResponse::InputRequired(r))
-            }
+            ServerResult::InputRequiredResult(result) => Ok(ToolReply::InputRequired {
+                result,
+                confirmed: ctx.approvals.confirmed.clone(),
+            }),
             ServerResult::CreateTaskResult(r) => {
                 mcp.hub
                     .remember_task(r.task.task_id.clone(), target.upstream.name.clone());
-                Ok(CallToolResponse::Task(r))
+                Ok(ToolReply::Typed(CallToolResponse::Task(r)))
             }
             _ => Err(unexpected(target, "tools/call")),
         }
     }
+}
+
+/// A tool call from the fast lane, forwarded by the upstream's
+/// [`upstream::LaneLink`]: the arguments the stages decided on, serialised
+/// for the upstream; its answer kept as it was sent.
+async fn forward_on_lane(
+    mcp: &McpState,
+    ctx: &CallContext<ToolCall>,
+    target: &UpstreamTarget,
+    down: &LaneDownstream,
+) -> Result<ToolReply, CallError> {
+    let upstream = &target.upstream;
+    let link = upstream
+        .lane()
+        .ok_or_else(|| CallError::UpstreamUnavailable {
+            server: upstream.config.name.clone(),
+            reason: "no HTTP link".into(),
+        })?;
+    let arguments = ctx.input.params.arguments.as_ref();
+    let timeout = upstream.config.call_timeout;
+    link.call(mcp, target, arguments, down, &ctx.cancel, timeout)
+        .await
+        .map(ToolReply::Raw)
 }
 
 pub struct ResourceRead;
@@ -586,7 +651,7 @@ impl CallKind for ResourceSubscription {
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
     ) -> Result<(), CallError> {
-        let Some(origin) = &ctx.input.origin else {
+        let Some(origin) = ctx.input.origin.session() else {
             return Err(CallError::NotFound {
                 kind: "session",
                 name: "subscriptions need a session".into(),

@@ -15,12 +15,24 @@
 //!   is refused (with an error to the upstream), because guessing could hand
 //!   one user's data to another.
 //!
+//! - The fast lane ([`crate::mcp::ingress::lane`]) relays an upstream's
+//!   server-to-client requests on the call's own HTTP response, under a
+//!   relay id of its own; the hub keeps each relay (whose session may
+//!   answer it, where the answer goes, where the caller's progress on it
+//!   goes) until it is answered or its call ends.
+//!
 //! The hub also knows the connected sessions and who opened them, to forward
 //! `list_changed` to those whose lists changed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
 
 use rmcp::model::{ProgressToken, RequestId};
 use rmcp::service::{Peer, RoleClient, RoleServer, SubscriptionSink};
@@ -49,6 +61,44 @@ pub struct Downstream {
     pub capabilities: Option<rmcp::model::ClientCapabilities>,
 }
 
+/// The downstream side of one call on the fast lane: the caller's own
+/// HTTP response, which turns into an SSE stream when anything goes to the
+/// caller before the result.
+pub struct LaneDownstream {
+    /// The caller's MCP session id.
+    pub session: Arc<str>,
+    /// The caller's progress token, if it wants progress.
+    pub progress_token: Option<Box<RawValue>>,
+    /// The caller's response stream.
+    pub out: mpsc::Sender<Out>,
+}
+
+/// What a lane call sends to its caller's response.
+pub enum Out {
+    /// A message before the result (a relayed request, a notification).
+    Message(Bytes),
+    /// The JSON-RPC response; the last thing sent.
+    Final(Bytes),
+}
+
+/// Where a caller's progress on a relayed request goes: the upstream
+/// (by server name), the lane's session with it, and the upstream's own
+/// progress token.
+pub type LaneProgressBack = (Arc<str>, HeaderValue, Box<RawValue>);
+
+/// A server-to-client request relayed to a lane caller, by its relay id.
+struct LaneRelay {
+    /// The caller's session: only it may answer.
+    session: Arc<str>,
+    /// Where the caller's answer goes; taken when it comes.
+    answer: Option<oneshot::Sender<Bytes>>,
+    progress_back: Option<LaneProgressBack>,
+}
+
+/// Ids of server-to-client requests relayed on the fast lane start with
+/// this; rmcp numbers its own, so they never collide.
+const RELAY_ID_PREFIX: &str = "toolgate-relay-";
+
 type Key = (Arc<str>, RequestId);
 
 #[derive(Default)]
@@ -68,6 +118,8 @@ struct Inner {
     /// sent it (sampling, elicitation). (session, caller-side token) → the
     /// upstream link and the upstream's own token.
     reverse_progress: HashMap<(SessionId, ProgressToken), (Peer<RoleClient>, ProgressToken)>,
+    /// Requests relayed to fast-lane callers, by relay id.
+    lane_relays: HashMap<String, LaneRelay>,
 }
 
 /// Unregisters a relayed request's progress route when dropped.
@@ -79,6 +131,15 @@ pub struct ReverseProgress {
 impl Drop for ReverseProgress {
     fn drop(&mut self) {
         self.hub.lock().reverse_progress.remove(&self.key);
+    }
+}
+
+/// Forgets a lane relay when its wait ends, answered or not.
+struct ForgetRelay<'a>(&'a Hub, String);
+
+impl Drop for ForgetRelay<'_> {
+    fn drop(&mut self) {
+        self.0.lock().lane_relays.remove(&self.1);
     }
 }
 
@@ -111,6 +172,7 @@ pub struct Hub {
     max_sessions: usize,
     /// Woken when a call registers, for a request that raced ahead of it.
     registered: tokio::sync::Notify,
+    next_relay: AtomicU64,
 }
 
 /// Unregisters a call when dropped (completed, failed or cancelled alike).
@@ -145,6 +207,7 @@ impl Hub {
             inner: Mutex::default(),
             max_sessions,
             registered: tokio::sync::Notify::new(),
+            next_relay: AtomicU64::new(1),
         }
     }
 
@@ -363,6 +426,77 @@ impl Hub {
             .reverse_progress
             .get(&(session, caller_token.clone()))
             .cloned()
+    }
+
+    /// A fresh id for a request relayed to a lane caller.
+    pub fn new_lane_relay_id(&self) -> String {
+        format!(
+            "{RELAY_ID_PREFIX}{}",
+            self.next_relay.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Expect the lane caller of `session` to answer relay `relay_id`;
+    /// `progress_back` when the upstream asked for progress on it.
+    pub fn register_lane_relay(
+        &self,
+        relay_id: &str,
+        session: Arc<str>,
+        progress_back: Option<LaneProgressBack>,
+    ) {
+        self.lock().lane_relays.insert(
+            relay_id.to_string(),
+            LaneRelay {
+                session,
+                answer: None,
+                progress_back,
+            },
+        );
+    }
+
+    /// The caller's answer to relay `relay_id`, `None` if it never comes.
+    /// Set up at once (an answer arriving before this is awaited is kept);
+    /// the relay is forgotten when the wait ends, answered or not.
+    pub fn lane_answer(&self, relay_id: String) -> impl Future<Output = Option<Bytes>> + '_ {
+        let (tx, rx) = oneshot::channel();
+        if let Some(relay) = self.lock().lane_relays.get_mut(&relay_id) {
+            relay.answer = Some(tx);
+        }
+        let forget = ForgetRelay(self, relay_id);
+        async move {
+            let _forget = forget;
+            rx.await.ok()
+        }
+    }
+
+    /// Hand the caller's `answer` to relay `relay_id`, if `session` may
+    /// answer it and it is awaited; whether it was taken.
+    pub fn answer_lane_relay(&self, session: &str, relay_id: &str, answer: Bytes) -> bool {
+        let taken = self
+            .lock()
+            .lane_relays
+            .get_mut(relay_id)
+            .filter(|r| &*r.session == session)
+            .and_then(|r| r.answer.take());
+        match taken {
+            Some(tx) => {
+                let _ = tx.send(answer);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Where the caller's progress on relay `relay_id` goes, if `session`
+    /// owns it and the upstream asked for progress.
+    pub fn lane_progress_back(&self, session: &str, relay_id: &str) -> Option<LaneProgressBack> {
+        let inner = self.lock();
+        let relay = inner
+            .lane_relays
+            .get(relay_id)
+            .filter(|r| &*r.session == session)?;
+        let (server, lane_session, token) = relay.progress_back.as_ref()?;
+        Some((server.clone(), lane_session.clone(), token.clone()))
     }
 
     /// Remember which upstream owns a task, for `tasks/get|update|cancel`.

@@ -1,7 +1,7 @@
 //! Writing JSON-RPC 2.0 messages: a response with a result or an error, a
 //! request, a notification. This is for the places that write a message
 //! themselves instead of going through rmcp's typed model: the fast lane
-//! ([`crate::mcp::lane`]), which exists to be fast, and the refusals in
+//! ([`crate::mcp::ingress::lane`], [`crate::mcp::upstream::link`]), which exists to be fast, and the refusals in
 //! [`crate::mcp::ingress`].
 //!
 //! Each message goes into one buffer, sized before anything is written.

@@ -1,8 +1,8 @@
-//! MCP on both sides: the virtual server agents talk to ([`server`]), the
-//! upstream connections ([`upstream`]), the catalog that maps one onto the
-//! other ([`catalog`]), the call kinds the pipeline runs ([`calls`]), and the
-//! routing of what upstreams send back ([`hub`]), and the strict reading
-//! of every message that comes in ([`ingress`]).
+//! MCP on both sides: what callers send in ([`ingress`]: `/mcp`, stdio, the
+//! virtual server, the fast lane), the upstream connections ([`upstream`]),
+//! the catalog that maps one onto the other ([`catalog`]), the call kinds
+//! the pipeline runs ([`calls`]), and the routing of what upstreams send
+//! back ([`hub`]). `README.md` here tells the whole story.
 
 pub mod calls;
 pub mod catalog;

@@ -11,25 +11,31 @@
 //!   (so any replica sharing `audit.signing_key` opens it, and nobody can
 //!   forge one): it binds the call (caller, tool, arguments), expires with
 //!   the gate's timeout, lists the gates already confirmed, and carries
-//!   the upstream's own `requestState` and `inputResponses`, which
-//!   [`unwrap`] puts back before the call is forwarded.
-//! - When a confirmed call's upstream asks for input itself, [`wrap`] seals
-//!   its state so the next round is not asked again.
+//!   the upstream's own `requestState` and `inputResponses`.
+//! - The ingress runs both ends, around the pipeline: before it, [`take`]
+//!   reads what the call brought back and puts the upstream's own state
+//!   back in the request; the await-approval stage asks by it ([`ask`]);
+//!   after it, when a confirmed call's upstream asks for input itself,
+//!   [`wrap`] seals its state so the next round is not asked again. So
+//!   nothing of this runs inside the forward stage.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use rmcp::model::{
     CallToolRequestParams, ClientResult, InputRequiredResult, InputResponses,
     ProgressNotificationParam, ServerRequest,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Audit, now_ms};
 use crate::call::{Caller, Confirmation, Gate};
-use crate::mcp::hub::Downstream;
-use crate::mcp::ingress::lane::LaneInput;
+use crate::mcp::calls::Origin;
+use crate::mcp::hub::{Downstream, LaneDownstream, Out};
+use crate::mcp::jsonrpc::{self, Id, Typed};
 use crate::mcp::state::McpState;
 
 /// What every toolgate `requestState` starts with.
@@ -103,21 +109,11 @@ pub fn can_elicit(capabilities: &rmcp::model::ClientCapabilities) -> bool {
         .is_some_and(|e| e.form.is_some() || e.url.is_none())
 }
 
-/// Where a call's caller is reached again: the way its request came.
-#[derive(Clone, Copy)]
-pub enum Back<'a> {
-    /// An rmcp session: server-to-client requests ride the call's response
-    /// stream through the session's peer (`None`: a call with no way back).
-    Session(Option<&'a Downstream>),
-    /// The fast lane: the call's own response, which becomes a stream.
-    Lane(&'a LaneInput),
-}
-
 /// Tell the caller the call is still under way (`step` counts from 1), if
 /// it asked for progress.
-pub async fn progress(back: Back<'_>, step: u32, message: &str) {
-    match back {
-        Back::Session(Some(origin)) => {
+pub async fn progress(origin: &Origin, step: u32, message: &str) {
+    match origin {
+        Origin::Session(origin) => {
             if let Some(token) = &origin.progress_token {
                 let _ = origin
                     .peer
@@ -128,46 +124,35 @@ pub async fn progress(back: Back<'_>, step: u32, message: &str) {
                     .await;
             }
         }
-        Back::Session(None) => {}
-        Back::Lane(input) => input.progress(step, message),
+        Origin::Lane(down) => lane_progress(down, step, message),
     }
 }
 
-/// Ask the end user to confirm a `tools/call` (`params`, over an rmcp
-/// session) for `gate`: in the call's answer for a 2026-07-28 caller (see
-/// [`ask`]), by form elicitation for the others whose client declared it.
+/// Ask the end user to confirm a `tools/call` (`params`) for `gate`: in
+/// the call's answer for a 2026-07-28 caller (see [`ask`]), by form
+/// elicitation for the others whose client declared it.
 pub async fn confirm(
     mcp: &McpState,
-    back: Back<'_>,
-    caller: &Caller,
-    params: Option<&CallToolRequestParams>,
+    origin: &Origin,
+    returned: Option<&Returned>,
     cancel: &CancellationToken,
     gate: &Gate,
     question: &str,
 ) -> Confirmation {
-    if let Back::Session(Some(origin)) = back
-        && origin.modern
-        && let Some(params) = params
+    if let Some(session) = origin.session()
+        && session.modern
+        && let Some(returned) = returned
     {
-        let can_elicit = origin.capabilities.as_ref().is_some_and(can_elicit);
-        return ask(
-            &mcp.pipeline.audit,
-            caller,
-            params,
-            can_elicit,
-            gate,
-            question,
-        );
+        let can_elicit = session.capabilities.as_ref().is_some_and(can_elicit);
+        return ask(&mcp.pipeline.audit, returned, can_elicit, gate, question);
     }
-    let declared = match back {
-        Back::Session(None) => {
-            return Confirmation::CannotAsk("this connection has no way to ask".into());
-        }
-        Back::Session(Some(origin)) => origin
+    let declared = match origin {
+        Origin::Session(session) => session
             .peer
             .peer_info()
             .is_some_and(|info| can_elicit(&info.capabilities)),
-        Back::Lane(input) => input.can_elicit(mcp),
+        // What the client declared when it opened the session.
+        Origin::Lane(down) => mcp.session_owners.elicits(&down.session),
     };
     if !declared {
         return Confirmation::CannotAsk(
@@ -175,10 +160,9 @@ pub async fn confirm(
         );
     }
     let request = elicitation(question);
-    let answer = match back {
-        Back::Session(None) => unreachable!("answered above"),
-        Back::Session(Some(origin)) => elicit_over_session(mcp, origin, request, cancel).await,
-        Back::Lane(input) => input.ask(mcp, &request, cancel).await,
+    let answer = match origin {
+        Origin::Session(session) => elicit_over_session(mcp, session, request, cancel).await,
+        Origin::Lane(down) => elicit_over_lane(mcp, down, &request, cancel).await,
     };
     match answer {
         Ok(result) => confirmation(&result),
@@ -212,6 +196,72 @@ async fn elicit_over_session(
         Err(e) => Err(Confirmation::CannotAsk(format!(
             "asking failed: {}",
             e.message
+        ))),
+    }
+}
+
+/// Tell a lane caller how the call is going, if it asked for progress:
+/// the response becomes a stream; a full one skips a beat.
+fn lane_progress(down: &LaneDownstream, step: u32, message: &str) {
+    if let Some(token) = &down.progress_token {
+        let params = ProgressNote {
+            progress_token: token,
+            progress: step,
+            message,
+        };
+        let notification = jsonrpc::notification("notifications/progress", &Typed(&params));
+        let _ = down.out.try_send(Out::Message(Bytes::from(notification)));
+    }
+}
+
+/// The params of the `notifications/progress` the lane sends a caller.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProgressNote<'a> {
+    progress_token: &'a RawValue,
+    progress: u32,
+    message: &'a str,
+}
+
+/// Put the elicitation `request` (`method` and `params`) to a lane caller
+/// on the call's own response, which becomes a stream, and wait for the
+/// answer's `result`; why not, as the answer to give.
+async fn elicit_over_lane(
+    mcp: &McpState,
+    down: &LaneDownstream,
+    request: &Value,
+    cancel: &CancellationToken,
+) -> Result<Value, Confirmation> {
+    let relay_id = mcp.hub.new_lane_relay_id();
+    mcp.hub
+        .register_lane_relay(&relay_id, down.session.clone(), None);
+    let request = jsonrpc::request(
+        Id::Text(&relay_id),
+        request["method"].as_str().unwrap_or_default(),
+        &Typed(&request["params"]),
+    );
+    let answer = mcp.hub.lane_answer(relay_id);
+    if down
+        .out
+        .send(Out::Message(Bytes::from(request)))
+        .await
+        .is_err()
+    {
+        return Err(Confirmation::CannotAsk("the caller has gone".into()));
+    }
+    let answer = tokio::select! {
+        answer = answer => answer,
+        () = cancel.cancelled() => return Err(Confirmation::No("cancelled the call".into())),
+    };
+    let Some(answer) = answer else {
+        return Err(Confirmation::CannotAsk("the caller did not answer".into()));
+    };
+    let mut answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
+    match answer.get_mut("result") {
+        Some(result) => Ok(result.take()),
+        None => Err(Confirmation::CannotAsk(format!(
+            "the client answered with an error: {}",
+            answer["error"]
         ))),
     }
 }
@@ -251,24 +301,95 @@ fn key_of(gate: &str) -> String {
     format!("{KEY_PREFIX}{gate}")
 }
 
-/// Ask (or read the answer of) the user of a 2026-07-28 call for `gate`.
+/// What a 2026-07-28 caller's `tools/call` brought back for toolgate,
+/// read by the ingress before the pipeline ([`take`]): stage 5 asks the
+/// user by it ([`ask`]), and the ingress seals a following round with it
+/// ([`wrap`]).
+#[derive(Debug)]
+pub struct Returned {
+    /// The call it belongs to ([`binding`]).
+    binding: String,
+    /// toolgate's state, when it is this call's and has not expired.
+    current: Option<State>,
+    /// The caller's answers to toolgate's own questions.
+    answers: InputResponses,
+    /// What the request carried for the upstream (its `requestState` and
+    /// `inputResponses`), to travel in toolgate's state when the user is
+    /// asked; never what a state of another call carried.
+    travel: (Option<String>, Option<InputResponses>),
+}
+
+impl Returned {
+    /// The call this belongs to, for sealing the call's next round.
+    pub fn binding(&self) -> &str {
+        &self.binding
+    }
+}
+
+/// Read what a 2026-07-28 `tools/call` brought back for toolgate, and leave
+/// `params` as the upstream must see them: toolgate's state replaced by the
+/// upstream's own (when it is this call's), and toolgate's answers taken
+/// out.
+pub fn take(audit: &Audit, caller: &Caller, params: &mut CallToolRequestParams) -> Returned {
+    let binding = binding(audit, caller, params);
+    let token = params.request_state.as_deref();
+    let ours = token.filter(|t| t.starts_with(PREFIX));
+    let opened = ours.and_then(|t| open(audit, t));
+    let travel = match &opened {
+        Some(state) if state.b == binding => (state.s.clone(), state.r.clone()),
+        Some(_) => (None, None),
+        None => (params.request_state.clone(), params.input_responses.clone()),
+    };
+    let answers: InputResponses = params
+        .input_responses
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(KEY_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if ours.is_some() {
+        let state = opened.as_ref().filter(|s| s.b == binding);
+        params.request_state = state.and_then(|s| s.s.clone());
+        match state.and_then(|s| s.r.clone()) {
+            Some(theirs) => params.input_responses = Some(theirs),
+            None => {
+                if let Some(answers) = &mut params.input_responses {
+                    answers.retain(|k, _| !k.starts_with(KEY_PREFIX));
+                }
+            }
+        }
+        if params
+            .input_responses
+            .as_ref()
+            .is_some_and(|r| r.is_empty())
+        {
+            params.input_responses = None;
+        }
+    }
+    let current = opened.filter(|s| s.b == binding && s.exp > now_ms());
+    Returned {
+        binding,
+        current,
+        answers,
+        travel,
+    }
+}
+
+/// Ask (or read the answer of) the user of a 2026-07-28 call for `gate`,
+/// by what the call brought back.
 pub fn ask(
     audit: &Audit,
-    caller: &Caller,
-    params: &CallToolRequestParams,
+    returned: &Returned,
     can_elicit: bool,
     gate: &Gate,
     question: &str,
 ) -> Confirmation {
-    let b = binding(audit, caller, params);
-    let ours = params.request_state.as_deref().and_then(|t| open(audit, t));
-    let current = ours.as_ref().filter(|s| s.b == b && s.exp > now_ms());
-    let answers = params.input_responses.as_ref();
+    let current = returned.current.as_ref();
     if let Some(state) = current {
         if state.ok.contains(&gate.policy) {
             return Confirmation::Yes;
         }
-        if let Some(answer) = answers.and_then(|r| r.get(&key_of(&gate.policy))) {
+        if let Some(answer) = returned.answers.get(&key_of(&gate.policy)) {
             return confirmation(answer);
         }
     }
@@ -280,7 +401,7 @@ pub fn ask(
     // Gates this request's answers confirm count as confirmed from now on.
     let mut ok: Vec<String> = current.map(|s| s.ok.clone()).unwrap_or_default();
     if current.is_some() {
-        for (key, answer) in answers.into_iter().flatten() {
+        for (key, answer) in &returned.answers {
             if let Some(g) = key.strip_prefix(KEY_PREFIX)
                 && matches!(confirmation(answer), Confirmation::Yes)
                 && !ok.iter().any(|o| o == g)
@@ -289,15 +410,9 @@ pub fn ask(
             }
         }
     }
-    // What the request carried for the upstream travels in our state
-    // (never what a state of another call carried).
-    let (s, r) = match ours {
-        Some(state) if state.b == b => (state.s, state.r),
-        Some(_) => (None, None),
-        None => (params.request_state.clone(), params.input_responses.clone()),
-    };
+    let (s, r) = returned.travel.clone();
     let state = State {
-        b,
+        b: returned.binding.clone(),
         exp: now_ms() + gate.timeout.as_millis() as i64,
         ok,
         s,
@@ -314,51 +429,15 @@ pub fn ask(
     }
 }
 
-/// `params` as the upstream must see them: toolgate's state replaced by
-/// the upstream's own (when it is this call's), and toolgate's answers
-/// taken out.
-pub fn unwrap(audit: &Audit, caller: &Caller, params: &mut CallToolRequestParams) {
-    let Some(token) = params.request_state.as_deref() else {
-        return;
-    };
-    if !token.starts_with(PREFIX) {
-        return;
-    }
-    let b = binding(audit, caller, params);
-    let state = open(audit, token).filter(|s| s.b == b);
-    params.request_state = state.as_ref().and_then(|s| s.s.clone());
-    match state.and_then(|s| s.r) {
-        Some(theirs) => params.input_responses = Some(theirs),
-        None => {
-            if let Some(answers) = &mut params.input_responses {
-                answers.retain(|k, _| !k.starts_with(KEY_PREFIX));
-            }
-        }
-    }
-    if params
-        .input_responses
-        .as_ref()
-        .is_some_and(|r| r.is_empty())
-    {
-        params.input_responses = None;
-    }
-}
-
-/// The upstream's `InputRequiredResult` to a call the user confirmed under
-/// `confirmed`: its state sealed with those gates, so the call's next
-/// round is not asked again.
-pub fn wrap(
-    audit: &Audit,
-    caller: &Caller,
-    params: &CallToolRequestParams,
-    confirmed: &[String],
-    result: &mut InputRequiredResult,
-) {
+/// The upstream's `InputRequiredResult` to the call `binding` whose user
+/// confirmed `confirmed`: its state sealed with those gates, so the call's
+/// next round is not asked again.
+pub fn wrap(audit: &Audit, binding: &str, confirmed: &[String], result: &mut InputRequiredResult) {
     if confirmed.is_empty() {
         return;
     }
     let state = State {
-        b: binding(audit, caller, params),
+        b: binding.to_string(),
         exp: now_ms() + CONFIRMED_FOR_MS,
         ok: confirmed.to_vec(),
         s: result.request_state.take(),
@@ -389,6 +468,17 @@ mod tests {
         }
     }
 
+    /// Ask as the await-approval stage does, by what the call brought back.
+    fn asks(
+        audit: &Audit,
+        caller: &Caller,
+        params: &CallToolRequestParams,
+        can_elicit: bool,
+    ) -> Confirmation {
+        let returned = take(audit, caller, &mut params.clone());
+        ask(audit, &returned, can_elicit, &gate(), "Send it?")
+    }
+
     fn asked(c: Confirmation) -> InputRequiredResult {
         match c {
             Confirmation::Asked(r) => serde_json::from_value(*r).expect("an InputRequiredResult"),
@@ -409,7 +499,7 @@ mod tests {
         params.input_responses = Some(theirs.clone());
 
         // Asked: the question, and a state toolgate sealed.
-        let first = asked(ask(&audit, &alice, &params, true, &gate(), "Send it?"));
+        let first = asked(asks(&audit, &alice, &params, true));
         let state = first.request_state.clone().expect("state");
         assert!(state.starts_with(PREFIX));
         let key = "toolgate_confirm:confirm-notes";
@@ -429,30 +519,30 @@ mod tests {
                 .expect("responses"),
         );
         assert!(matches!(
-            ask(&audit, &alice, &retry, true, &gate(), "Send it?"),
+            asks(&audit, &alice, &retry, true),
             Confirmation::Yes
         ));
         let mut forwarded = retry.clone();
-        unwrap(&audit, &alice, &mut forwarded);
+        take(&audit, &alice, &mut forwarded);
         assert_eq!(forwarded.request_state.as_deref(), Some("upstream-state"));
         assert_eq!(forwarded.input_responses, Some(theirs));
 
         // Another caller, other arguments or a tampered state: asked again.
         let bob = Caller::new("bob".into(), Credential::ApiKey);
         assert!(matches!(
-            ask(&audit, &bob, &retry, true, &gate(), "Send it?"),
+            asks(&audit, &bob, &retry, true),
             Confirmation::Asked(_)
         ));
         let mut other = retry.clone();
         other.arguments = json!({"to": "eve"}).as_object().cloned();
         assert!(matches!(
-            ask(&audit, &alice, &other, true, &gate(), "Send it?"),
+            asks(&audit, &alice, &other, true),
             Confirmation::Asked(_)
         ));
         let mut tampered = retry.clone();
         tampered.request_state = Some(state.replacen("toolgate1.e", "toolgate1.f", 1));
         assert!(matches!(
-            ask(&audit, &alice, &tampered, true, &gate(), "Send it?"),
+            asks(&audit, &alice, &tampered, true),
             Confirmation::Asked(_)
         ));
         // A decline is a no; a client that cannot be asked is told so.
@@ -460,11 +550,11 @@ mod tests {
         declined.input_responses =
             Some(serde_json::from_value(json!({key: {"action": "decline"}})).expect("responses"));
         assert!(matches!(
-            ask(&audit, &alice, &declined, true, &gate(), "Send it?"),
+            asks(&audit, &alice, &declined, true),
             Confirmation::No(_)
         ));
         assert!(matches!(
-            ask(&audit, &alice, &params, false, &gate(), "Send it?"),
+            asks(&audit, &alice, &params, false),
             Confirmation::CannotAsk(_)
         ));
 
@@ -476,10 +566,10 @@ mod tests {
             "requestState": "upstream-round-2"
         }))
         .expect("result");
+        let binding = take(&audit, &alice, &mut retry.clone()).binding;
         wrap(
             &audit,
-            &alice,
-            &retry,
+            &binding,
             &["confirm-notes".to_string()],
             &mut upstream,
         );
@@ -488,10 +578,10 @@ mod tests {
         round2.input_responses =
             Some(serde_json::from_value(json!({"name": {"action": "accept"}})).expect("responses"));
         assert!(matches!(
-            ask(&audit, &alice, &round2, true, &gate(), "Send it?"),
+            asks(&audit, &alice, &round2, true),
             Confirmation::Yes
         ));
-        unwrap(&audit, &alice, &mut round2);
+        take(&audit, &alice, &mut round2);
         assert_eq!(round2.request_state.as_deref(), Some("upstream-round-2"));
         assert!(round2.input_responses.expect("kept").contains_key("name"));
     }

@@ -16,15 +16,17 @@
 //! - on an existing session (`Mcp-Session-Id`), with a 2025 protocol
 //!   version, an allowed `Host`, no `Origin` and no other `Mcp-*` header,
 //! - for a tool whose upstream is reached over plain HTTP (the lane shares
-//!   the rmcp link's upstream session; see [`link`]).
+//!   the rmcp link's upstream session; see [`crate::mcp::upstream::link`]).
 //!
 //! Anything else goes to rmcp unchanged, which also answers every malformed
-//! request. The call itself runs through the same [`crate::pipeline`] as every
-//! other call ([`LaneToolCall`]). What the upstream sends while the call
-//! runs is not lost: its server-to-client requests (sampling, elicitation,
-//! roots) and notifications go to the caller on the call's own response
-//! stream (the response turns from JSON into SSE for that), and the
-//! caller's answers come back through [`FastLane::intercept`].
+//! request. The call itself is the same [`ToolCall`] as on the rmcp path,
+//! through the same [`crate::pipeline`]; its [`Origin::Lane`] makes it
+//! forwarded by the upstream's lane link. What the upstream sends while the
+//! call runs is not lost: its server-to-client requests (sampling,
+//! elicitation, roots) and notifications go to the caller on the call's own
+//! response stream (the response turns from JSON into SSE for that), and
+//! the caller's answers come back through [`FastLane::intercept`] to the
+//! [`crate::mcp::hub`], which keeps every relay.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,26 +35,23 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use rmcp::model::ErrorData;
+use http::{HeaderMap, Response, StatusCode, header};
+use rmcp::model::{CallToolRequestParams, CallToolResponse, ErrorData};
 use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::mcp::upstream::link::LinkResult;
-
-use crate::call::{CallContext, CallError, CallKind, Caller, Confirmation, PolicyQuestion};
-use crate::mcp::calls::UpstreamTarget;
-use crate::mcp::ingress::confirm::{self, Back};
+use crate::call::{CallError, Caller};
+use crate::mcp::calls::{McpInput, Origin, ToolCall, ToolReply};
+use crate::mcp::hub::{LaneDownstream, Out};
 use crate::mcp::ingress::context;
 use crate::mcp::ingress::errors::{self, ToolAnswer};
 use crate::mcp::jsonrpc::{self, Id, Typed};
 use crate::mcp::state::McpState;
-use crate::mcp::upstream::Upstream;
+use crate::mcp::upstream::link::{RawReply, cancelled, with_param};
 use crate::util::sync::LockExt;
 
 /// Messages (relayed requests, notifications) queued for one caller's
@@ -62,41 +61,18 @@ const OUT_QUEUE: usize = 16;
 /// tells rmcp the session is in use at least this often, so its idle timer
 /// (5 minutes) only ends sessions nobody uses.
 const SESSION_TOUCH_EVERY: Duration = Duration::from_secs(60);
-/// Ids of server-to-client requests relayed on the fast lane start with
-/// this; rmcp numbers its own, so they never collide.
-const RELAY_ID_PREFIX: &str = "toolgate-relay-";
 
 const LEGACY_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
 
 /// The fast lane's shared state: calls in flight (for the caller's
-/// `notifications/cancelled`), relayed requests awaiting the caller's
-/// answer, and when each session last told rmcp it is alive.
+/// `notifications/cancelled`) and when each session last told rmcp it is
+/// alive. Requests relayed to lane callers are kept by the [`Hub`], with
+/// every other route back to a caller.
 pub struct FastLane {
     sessions: Arc<LocalSessionManager>,
     calls: Mutex<HashMap<(Arc<str>, String), CancellationToken>>,
-    relays: Mutex<HashMap<String, Relay>>,
     touched: Mutex<HashMap<Arc<str>, Instant>>,
-    next_relay: AtomicU64,
     taken: AtomicU64,
-}
-
-/// A server-to-client request relayed to a caller, by its relay id.
-struct Relay {
-    /// The caller's session: only it may answer.
-    session: Arc<str>,
-    /// Where the caller's answer goes; taken when it comes.
-    answer: Option<oneshot::Sender<Bytes>>,
-    /// Where the caller's progress on it goes, if the upstream asked for
-    /// progress: the upstream, the upstream session and its own token.
-    progress_back: Option<(Arc<Upstream>, HeaderValue, Box<RawValue>)>,
-}
-
-/// What the call sends to the caller's response.
-pub(crate) enum Out {
-    /// A message before the result (a relayed request, a notification).
-    Message(Bytes),
-    /// The JSON-RPC response; the last thing sent.
-    Final(Bytes),
 }
 
 impl FastLane {
@@ -104,9 +80,7 @@ impl FastLane {
         Self {
             sessions,
             calls: Mutex::default(),
-            relays: Mutex::default(),
             touched: Mutex::default(),
-            next_relay: AtomicU64::new(1),
             taken: AtomicU64::new(0),
         }
     }
@@ -172,12 +146,12 @@ impl FastLane {
                     None => None,
                 };
                 let (out, rx) = mpsc::channel(OUT_QUEUE);
-                let input = LaneInput {
-                    name: params.name,
-                    arguments,
+                let mut call_params = CallToolRequestParams::new(params.name);
+                call_params.arguments = arguments;
+                let down = LaneDownstream {
+                    session,
                     progress_token,
                     out,
-                    session,
                 };
                 Some(
                     call(
@@ -185,7 +159,8 @@ impl FastLane {
                         caller,
                         &parts.headers,
                         id.to_string(),
-                        input,
+                        call_params,
+                        down,
                         rx,
                     )
                     .await,
@@ -203,76 +178,24 @@ impl FastLane {
             (Some("notifications/progress"), false) => {
                 // The caller's progress on a request relayed on the lane.
                 let token = message.get("params")?.get("progressToken")?.as_str()?;
-                let (upstream, lane_session, upstream_token) = {
-                    let relays = lane.lock_relays();
-                    let relay = relays.get(token).filter(|r| r.session == session)?;
-                    let (u, s, t) = relay.progress_back.as_ref()?;
-                    (u.clone(), s.clone(), t.get().to_string())
-                };
+                let (server, lane_session, upstream_token) =
+                    mcp.hub.lane_progress_back(&session, token)?;
+                let upstream = mcp.upstream(&server)?;
                 let link = upstream.lane()?;
-                let notification = with_param(body, "progressToken", &upstream_token).ok()?;
+                let notification = with_param(body, "progressToken", upstream_token.get()).ok()?;
                 link.notify(&lane_session, notification).await;
                 Some(accepted())
             }
             (None, true) => {
                 let id = message.get("id")?.as_str()?;
-                let answer = lane
-                    .lock_relays()
-                    .get_mut(id)
-                    .filter(|r| r.session == session)?
-                    .answer
-                    .take()?;
                 // The caller's answer as it sent it (it parsed strictly);
                 // the upstream's id is put back before it goes on.
-                let _ = answer.send(body.clone());
-                Some(accepted())
+                mcp.hub
+                    .answer_lane_relay(&session, id, body.clone())
+                    .then(accepted)
             }
             _ => None,
         }
-    }
-
-    /// A fresh id for a request relayed to a caller.
-    fn new_relay_id(&self) -> String {
-        format!(
-            "{RELAY_ID_PREFIX}{}",
-            self.next_relay.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    /// Expect the caller of `session` to answer relay `relay_id`.
-    fn register(
-        &self,
-        relay_id: &str,
-        session: Arc<str>,
-        progress_back: Option<(Arc<Upstream>, HeaderValue, Box<RawValue>)>,
-    ) {
-        self.lock_relays().insert(
-            relay_id.to_string(),
-            Relay {
-                session,
-                answer: None,
-                progress_back,
-            },
-        );
-    }
-
-    /// The caller's answer to relay `relay_id`, `None` if it never comes.
-    /// Set up at once (an answer arriving before this is awaited is kept);
-    /// the relay is forgotten when the wait ends, answered or not.
-    fn answer_to(&self, relay_id: String) -> impl Future<Output = Option<Bytes>> + '_ {
-        let (tx, rx) = oneshot::channel();
-        if let Some(relay) = self.lock_relays().get_mut(&relay_id) {
-            relay.answer = Some(tx);
-        }
-        let forget = Forget(self, relay_id);
-        async move {
-            let _forget = forget;
-            rx.await.ok()
-        }
-    }
-
-    fn lock_relays(&self) -> std::sync::MutexGuard<'_, HashMap<String, Relay>> {
-        self.relays.locked()
     }
 
     fn lock_calls(
@@ -383,17 +306,6 @@ fn accepted() -> Response<Body> {
         .expect("valid response")
 }
 
-/// A JSON-RPC message, looked at only as far as routing needs.
-#[derive(Deserialize)]
-pub(crate) struct Message<'a> {
-    #[serde(borrow, default)]
-    pub id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub method: Option<&'a str>,
-    #[serde(borrow, default)]
-    pub params: Option<&'a RawValue>,
-}
-
 /// `tools/call` params the lane takes: nothing but these (any other
 /// field, or `_meta` key, sends the call to rmcp).
 #[derive(Deserialize)]
@@ -412,197 +324,6 @@ struct CallMeta {
     progress_token: Option<Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ProgressParams<'a> {
-    #[serde(borrow)]
-    pub progress_token: &'a RawValue,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct CancelParams<'a> {
-    #[serde(borrow)]
-    pub request_id: &'a RawValue,
-}
-
-/// The params of the `notifications/progress` the lane sends a caller.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ProgressNote<'a> {
-    progress_token: &'a RawValue,
-    progress: u32,
-    message: &'a str,
-}
-
-/// `notifications/cancelled` for `request_id`, with `reason` if given.
-pub(crate) fn cancelled<I: Serialize + ?Sized>(request_id: &I, reason: Option<&str>) -> Vec<u8> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct CancelNote<'a, I: ?Sized> {
-        request_id: &'a I,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<&'a str>,
-    }
-    let params = CancelNote { request_id, reason };
-    jsonrpc::notification("notifications/cancelled", &Typed(&params))
-}
-
-/// What a lane call carries through the pipeline.
-pub struct LaneInput {
-    name: String,
-    /// The arguments, parsed strictly: what policies, approvals and the
-    /// audit see, and (serialised) what the upstream receives.
-    pub(crate) arguments: Option<Map<String, Value>>,
-    /// The caller's progress token, if it wants progress.
-    pub(crate) progress_token: Option<Box<RawValue>>,
-    /// The caller's response stream, for what the upstream sends meanwhile.
-    pub(crate) out: mpsc::Sender<Out>,
-    session: Arc<str>,
-}
-
-impl LaneInput {
-    /// Tell the caller how the call is going, if it asked for progress:
-    /// the response becomes a stream; a full one skips a beat.
-    pub(crate) fn progress(&self, step: u32, message: &str) {
-        if let Some(token) = &self.progress_token {
-            let params = ProgressNote {
-                progress_token: token,
-                progress: step,
-                message,
-            };
-            let notification = jsonrpc::notification("notifications/progress", &Typed(&params));
-            let _ = self.out.try_send(Out::Message(Bytes::from(notification)));
-        }
-    }
-
-    /// Whether the caller's client declared it can be asked (elicitation),
-    /// when it opened the session.
-    pub(crate) fn can_elicit(&self, mcp: &McpState) -> bool {
-        mcp.session_owners.elicits(&self.session)
-    }
-
-    /// Put `request` (`method` and `params` of a server-to-client request)
-    /// to the caller on the call's own response, which becomes a stream,
-    /// and wait for the answer's `result`; why not, as the answer to give.
-    pub(crate) async fn ask(
-        &self,
-        mcp: &McpState,
-        request: &Value,
-        cancel: &CancellationToken,
-    ) -> Result<Value, Confirmation> {
-        let lane = &mcp.fast_lane;
-        let relay_id = lane.new_relay_id();
-        lane.register(&relay_id, self.session.clone(), None);
-        let request = jsonrpc::request(
-            Id::Text(&relay_id),
-            request["method"].as_str().unwrap_or_default(),
-            &Typed(&request["params"]),
-        );
-        let answer = lane.answer_to(relay_id);
-        if self
-            .out
-            .send(Out::Message(Bytes::from(request)))
-            .await
-            .is_err()
-        {
-            return Err(Confirmation::CannotAsk("the caller has gone".into()));
-        }
-        let answer = tokio::select! {
-            answer = answer => answer,
-            () = cancel.cancelled() => return Err(Confirmation::No("cancelled the call".into())),
-        };
-        let Some(answer) = answer else {
-            return Err(Confirmation::CannotAsk("the caller did not answer".into()));
-        };
-        let mut answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
-        match answer.get_mut("result") {
-            Some(result) => Ok(result.take()),
-            None => Err(Confirmation::CannotAsk(format!(
-                "the client answered with an error: {}",
-                answer["error"]
-            ))),
-        }
-    }
-}
-
-/// The upstream's answer: a JSON-RPC `result` or `error` value, as sent.
-pub enum LaneReply {
-    Result(Box<RawValue>),
-    Error(Box<RawValue>),
-}
-
-/// `tools/call` on the fast lane: the same stages as every call, forwarded
-/// by the upstream's [`LaneLink`].
-pub struct LaneToolCall;
-
-impl CallKind for LaneToolCall {
-    const METHOD: &'static str = "tools/call";
-    type Input = LaneInput;
-    type Target = UpstreamTarget;
-    type Output = LaneReply;
-    type Env = McpState;
-
-    fn subject(input: &LaneInput) -> &str {
-        &input.name
-    }
-
-    fn resolve(mcp: &McpState, input: &LaneInput) -> Result<UpstreamTarget, CallError> {
-        crate::mcp::calls::resolve_tool(mcp, &input.name)
-    }
-
-    fn question<'a>(
-        ctx: &'a CallContext<Self>,
-        target: &'a UpstreamTarget,
-    ) -> Option<PolicyQuestion<'a>> {
-        Some(crate::mcp::calls::tool_question(
-            &ctx.input.name,
-            target,
-            ctx.input.arguments.as_ref(),
-        ))
-    }
-
-    async fn progress(ctx: &CallContext<Self>, step: u32, message: &str) {
-        confirm::progress(Back::Lane(&ctx.input), step, message).await;
-    }
-
-    async fn confirm(
-        mcp: &McpState,
-        ctx: &CallContext<Self>,
-        gate: &crate::call::Gate,
-        question: &str,
-    ) -> Confirmation {
-        confirm::confirm(
-            mcp,
-            Back::Lane(&ctx.input),
-            &ctx.caller,
-            None,
-            &ctx.cancel,
-            gate,
-            question,
-        )
-        .await
-    }
-
-    async fn forward(
-        mcp: &McpState,
-        ctx: &CallContext<Self>,
-        target: &UpstreamTarget,
-    ) -> Result<LaneReply, CallError> {
-        let upstream = &target.upstream;
-        let server = || upstream.config.name.clone();
-        let link = upstream
-            .lane()
-            .ok_or_else(|| CallError::UpstreamUnavailable {
-                server: server(),
-                reason: "no HTTP link".into(),
-            })?;
-        let timeout = upstream.config.call_timeout;
-        link.call(mcp, target, &ctx.input, &ctx.cancel, timeout)
-            .await
-    }
-}
-
 /// Run one lane call: JSON back if nothing came before the result,
 /// otherwise an SSE stream that carries what the upstream sent meanwhile.
 async fn call(
@@ -610,18 +331,24 @@ async fn call(
     caller: Caller,
     headers: &HeaderMap,
     id: String,
-    input: LaneInput,
+    params: CallToolRequestParams,
+    down: LaneDownstream,
     mut rx: mpsc::Receiver<Out>,
 ) -> Response<Body> {
-    let out = input.out.clone();
-    let session = input.session.clone();
+    let out = down.out.clone();
+    let session = down.session.clone();
+    let input = McpInput {
+        params,
+        origin: Origin::Lane(down),
+        returned: None,
+    };
     let cancel = CancellationToken::new();
     let key = (session.clone(), id.clone());
     mcp.fast_lane
         .lock_calls()
         .insert(key.clone(), cancel.clone());
     let task_mcp = mcp.clone();
-    let ctx = context::open::<LaneToolCall>(
+    let ctx = context::open::<ToolCall>(
         caller,
         input,
         cancel.clone(),
@@ -631,7 +358,7 @@ async fn call(
     // Its own task, so a caller that hangs up still lets the call tell the
     // upstream (the guard below cancels it).
     tokio::spawn(async move {
-        let reply = task_mcp.pipeline.run::<LaneToolCall>(&task_mcp, ctx).await;
+        let reply = task_mcp.pipeline.run::<ToolCall>(&task_mcp, ctx).await;
         task_mcp.fast_lane.lock_calls().remove(&key);
         let _ = out.send(Out::Final(response_bytes(&id, reply))).await;
     });
@@ -691,7 +418,7 @@ fn sse_event(json: &[u8]) -> Bytes {
 
 /// The JSON-RPC response for the caller, by the same rule as the rmcp path
 /// ([`errors::tool_call`]).
-fn response_bytes(id: &str, reply: Result<LaneReply, CallError>) -> Bytes {
+fn response_bytes(id: &str, reply: Result<ToolReply, CallError>) -> Bytes {
     // The caller's id, as serialised from its strict value.
     let id = Id::Json(id);
     let protocol_error = |error: &ErrorData| {
@@ -700,8 +427,21 @@ fn response_bytes(id: &str, reply: Result<LaneReply, CallError>) -> Bytes {
     };
     let bytes = match reply {
         // As the upstream sent it: 2025 callers take no `resultType`.
-        Ok(LaneReply::Result(result)) => jsonrpc::result(id, &*result),
-        Ok(LaneReply::Error(error)) => jsonrpc::error_object(id, &*error),
+        Ok(ToolReply::Raw(RawReply::Result(result))) => jsonrpc::result(id, &*result),
+        Ok(ToolReply::Raw(RawReply::Error(error))) => jsonrpc::error_object(id, &*error),
+        // 2025 callers, the only ones on the lane, never take these.
+        Ok(ToolReply::InputRequired { result, .. }) => jsonrpc::result(id, &Typed(&result)),
+        Ok(ToolReply::Typed(response)) => match response {
+            CallToolResponse::Complete(r) => jsonrpc::result(id, &Typed(&r)),
+            CallToolResponse::InputRequired(r) => jsonrpc::result(id, &Typed(&r)),
+            CallToolResponse::Task(r) => jsonrpc::result(id, &Typed(&r)),
+            _ => jsonrpc::error(
+                id,
+                jsonrpc::INTERNAL_ERROR,
+                "toolgate: an answer of a kind it cannot write",
+                None,
+            ),
+        },
         Err(e) => match errors::tool_call(e) {
             ToolAnswer::Protocol(error) => protocol_error(&error),
             ToolAnswer::ToolError(result) => jsonrpc::result(id, &Typed(&result)),
@@ -711,120 +451,11 @@ fn response_bytes(id: &str, reply: Result<LaneReply, CallError>) -> Bytes {
     Bytes::from(bytes)
 }
 
-/// A JSON-RPC response's outcome, kept as the upstream wrote it.
-pub(crate) fn parse_reply(bytes: &[u8]) -> LinkResult<LaneReply> {
-    #[derive(Deserialize)]
-    struct Reply {
-        result: Option<Box<RawValue>>,
-        error: Option<Box<RawValue>>,
-    }
-    let reply: Reply =
-        serde_json::from_slice(bytes).map_err(|e| format!("unreadable response: {e}"))?;
-    match (reply.result, reply.error) {
-        (Some(result), None) => Ok(LaneReply::Result(result)),
-        (None, Some(error)) => Ok(LaneReply::Error(error)),
-        _ => Err("a response with neither (or both) result and error".into()),
-    }
-}
-
-/// `message` with its `id` replaced.
-pub(crate) fn with_id(message: &[u8], id: &RawValue) -> LinkResult<String> {
-    let mut object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(message).map_err(|e| format!("unreadable message: {e}"))?;
-    let id: serde_json::Value = serde_json::from_str(id.get()).map_err(|e| e.to_string())?;
-    object.insert("id".into(), id);
-    serde_json::to_string(&object).map_err(|e| e.to_string())
-}
-
-/// Register an upstream's request for relaying to the caller: the request
-/// as the caller will see it (a relay id instead of the upstream's id and
-/// progress token) and that id.
-pub(crate) fn relay_request(
-    mcp: &McpState,
-    target: &UpstreamTarget,
-    lane_session: &HeaderValue,
-    input: &LaneInput,
-    request: &[u8],
-) -> LinkResult<(String, Bytes)> {
-    let lane = &mcp.fast_lane;
-    let relay_id = lane.new_relay_id();
-    let relay_json = serde_json::Value::from(relay_id.as_str()).to_string();
-    let mut object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(request).map_err(|e| format!("unreadable request: {e}"))?;
-    object.insert("id".into(), relay_json.parse().map_err(|e| format!("{e}"))?);
-    let token = object
-        .get_mut("params")
-        .and_then(|p| p.get_mut("_meta"))
-        .and_then(|m| m.get_mut("progressToken"));
-    let progress_back = match token {
-        Some(token) => {
-            let theirs = std::mem::replace(token, serde_json::Value::from(relay_id.as_str()));
-            let theirs = RawValue::from_string(theirs.to_string()).map_err(|e| e.to_string())?;
-            Some((target.upstream.clone(), lane_session.clone(), theirs))
-        }
-        None => None,
-    };
-    let request = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
-    lane.register(&relay_id, input.session.clone(), progress_back);
-    Ok((relay_id, Bytes::from(request)))
-}
-
-/// Wait for the caller's answer to a relayed request; an answer that can't
-/// be had is a JSON-RPC error for the upstream.
-pub(crate) async fn await_answer(
-    mcp: &McpState,
-    relay_id: String,
-    upstream_id: Box<RawValue>,
-) -> (Box<RawValue>, Bytes) {
-    let answer = mcp.fast_lane.answer_to(relay_id).await.unwrap_or_else(|| {
-        // The id is a placeholder: the upstream's goes in before it is sent.
-        Bytes::from(jsonrpc::error(
-            Id::Json("0"),
-            jsonrpc::INTERNAL_ERROR,
-            "toolgate: the caller did not answer",
-            None,
-        ))
-    });
-    (upstream_id, answer)
-}
-
-/// `message` with `params.{key}` set to the JSON `value`.
-pub(crate) fn with_param(message: &[u8], key: &str, value: &str) -> LinkResult<String> {
-    let mut object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(message).map_err(|e| format!("unreadable message: {e}"))?;
-    let value: serde_json::Value = serde_json::from_str(value).map_err(|e| e.to_string())?;
-    let params = object
-        .get_mut("params")
-        .and_then(|p| p.as_object_mut())
-        .ok_or("a message without params")?;
-    params.insert(key.into(), value);
-    serde_json::to_string(&object).map_err(|e| e.to_string())
-}
-
-/// Drops a relay's entry when its wait ends, answered or not.
-struct Forget<'a>(&'a FastLane, String);
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        self.0.relays.locked().remove(&self.1);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use http::HeaderValue;
 
-    #[test]
-    fn ids_are_replaced_and_replies_read_as_sent() {
-        let id = RawValue::from_string("\"toolgate-relay-1\"".into()).expect("valid");
-        let out = with_id(br#"{"jsonrpc":"2.0","id":7,"method":"x"}"#, &id).expect("rewritten");
-        assert!(out.contains(r#""id":"toolgate-relay-1""#), "{out}");
-        match parse_reply(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#) {
-            Ok(LaneReply::Result(r)) => assert_eq!(r.get(), r#"{"content":[]}"#),
-            _ => panic!("a result"),
-        }
-        assert!(parse_reply(br#"{"jsonrpc":"2.0","id":1}"#).is_err());
-    }
+    use super::*;
 
     #[test]
     fn hosts_follow_rmcps_rule() {

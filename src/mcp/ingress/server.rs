@@ -28,12 +28,13 @@ use rmcp::{ErrorData, ServerHandler};
 use rmcp::model::ProgressNotificationParam;
 use rmcp::model::{CancelTaskParams, GetTaskParams, GetTaskResult, ServerResult, UpdateTaskParams};
 
+use super::confirm;
 use super::context;
 use super::errors::{self, ToolAnswer, protocol_error};
 use crate::call::{CallContext, CallError, CallKind, Caller};
 use crate::mcp::calls::{
-    Completion, McpInput, PromptGet, ResourceRead, ResourceSubscription, SubscriptionChange,
-    ToolCall,
+    Completion, McpInput, Origin, PromptGet, ResourceRead, ResourceSubscription,
+    SubscriptionChange, ToolCall, ToolReply,
 };
 use crate::mcp::calls::{TaskOp, TaskRequest};
 use crate::mcp::hub::{Downstream, ListChanged, SessionId};
@@ -65,11 +66,10 @@ impl VirtualServer {
     fn context<K: CallKind<Input = McpInput<P>>, P>(
         &self,
         params: P,
+        returned: Option<confirm::Returned>,
         ctx: &RequestContext<RoleServer>,
     ) -> CallContext<K> {
-        let modern = ctx
-            .protocol_version()
-            .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
+        let modern = is_modern(ctx);
         let origin = Downstream {
             session: self.session,
             peer: ctx.peer.clone(),
@@ -89,7 +89,8 @@ impl VirtualServer {
             .map_or_else(|| format!("local-{}", self.session), str::to_string);
         let input = McpInput {
             params,
-            origin: Some(origin),
+            origin: Origin::Session(origin),
+            returned,
         };
         context::open(
             caller,
@@ -115,9 +116,24 @@ impl VirtualServer {
         params: P,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<K::Output, CallError> {
-        let call = self.context::<K, P>(params, ctx);
+        self.run_returned::<K, P>(params, None, ctx).await
+    }
+
+    async fn run_returned<K: CallKind<Input = McpInput<P>, Env = McpState>, P>(
+        &self,
+        params: P,
+        returned: Option<confirm::Returned>,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<K::Output, CallError> {
+        let call = self.context::<K, P>(params, returned, ctx);
         self.mcp.pipeline.run::<K>(&self.mcp, call).await
     }
+}
+
+/// Whether the caller speaks 2026-07-28 or later.
+fn is_modern(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.protocol_version()
+        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
 }
 
 impl ServerHandler for VirtualServer {
@@ -174,13 +190,37 @@ impl ServerHandler for VirtualServer {
         )))
     }
 
+    /// A 2026-07-28 caller's call may bring back toolgate's own
+    /// `requestState` (an `@confirm` question's): it is taken out before
+    /// the pipeline (the upstream sees only its own), read by the
+    /// await-approval stage, and sealed again around the upstream's own
+    /// question after the pipeline.
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        match self.run::<ToolCall, _>(request, &context).await {
-            Ok(response) => Ok(response),
+        let audit = &self.mcp.pipeline.audit;
+        let returned = is_modern(&context)
+            .then(|| confirm::take(audit, &self.caller_of(&context), &mut request));
+        let binding = returned.as_ref().map(|r| r.binding().to_string());
+        let reply = self
+            .run_returned::<ToolCall, _>(request, returned, &context)
+            .await;
+        match reply {
+            Ok(ToolReply::Typed(response)) => Ok(response),
+            Ok(ToolReply::InputRequired {
+                mut result,
+                confirmed,
+            }) => {
+                if let Some(binding) = &binding {
+                    confirm::wrap(audit, binding, &confirmed, &mut result);
+                }
+                Ok(CallToolResponse::InputRequired(result))
+            }
+            // Only a fast-lane call is forwarded raw; read it the same way
+            // should one ever come here.
+            Ok(ToolReply::Raw(raw)) => raw.into_typed(),
             Err(e) => match errors::tool_call(e) {
                 ToolAnswer::Protocol(error) => Err(error),
                 ToolAnswer::ToolError(result) => Ok(result.into()),

@@ -31,7 +31,7 @@ use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
     StreamableHttpResponseLimits,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sse_stream::Sse;
 use tokio::sync::mpsc;
@@ -42,10 +42,7 @@ use crate::call::CallError;
 use crate::config::{Secret, UpstreamUrl};
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::egress::{self, CheckedResolver};
-use crate::mcp::ingress::lane::{
-    CancelParams, LaneInput, LaneReply, Message, Out, ProgressParams, await_answer, cancelled,
-    relay_request, with_id, with_param,
-};
+use crate::mcp::hub::{LaneDownstream, Out};
 use crate::mcp::jsonrpc::{self, Id, Typed};
 use crate::mcp::state::McpState;
 use crate::util::sync::LockExt;
@@ -357,13 +354,14 @@ impl LaneLink {
         &self,
         mcp: &McpState,
         target: &UpstreamTarget,
-        input: &LaneInput,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+        down: &LaneDownstream,
         cancel: &CancellationToken,
         timeout: Duration,
-    ) -> Result<LaneReply, CallError> {
+    ) -> Result<RawReply, CallError> {
         let id = format!("toolgate-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let sent_on = OnceLock::new();
-        let exchange = self.exchange(mcp, target, input, &id, &sent_on);
+        let exchange = self.exchange(mcp, target, arguments, down, &id, &sent_on);
         let (outcome, reason) = tokio::select! {
             r = tokio::time::timeout(timeout, exchange) => match r {
                 Ok(reply) => return reply,
@@ -388,10 +386,11 @@ impl LaneLink {
         &self,
         mcp: &McpState,
         target: &UpstreamTarget,
-        input: &LaneInput,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+        down: &LaneDownstream,
         id: &str,
         sent_on: &OnceLock<HeaderValue>,
-    ) -> Result<LaneReply, CallError> {
+    ) -> Result<RawReply, CallError> {
         let server = || target.upstream.config.name.clone();
         let failed = |reason: String| CallError::UpstreamFailed {
             server: server(),
@@ -402,8 +401,8 @@ impl LaneLink {
         let body = call_body(
             id,
             &target.upstream_name,
-            input.arguments.as_ref(),
-            input.progress_token.is_some(),
+            arguments,
+            down.progress_token.is_some(),
         );
         let (session, response) =
             self.post_call(body)
@@ -423,7 +422,7 @@ impl LaneLink {
         self.shared.calls.locked().insert(
             id.to_string(),
             CallSink {
-                out: input.out.clone(),
+                out: down.out.clone(),
                 heard_logs: heard_logs.clone(),
             },
         );
@@ -457,16 +456,16 @@ impl LaneLink {
                     if heard_logs.load(Ordering::Relaxed) {
                         tokio::time::sleep(LOG_LINGER).await;
                     }
-                    relayed.cancel_open(&input.out).await;
-                    return crate::mcp::ingress::lane::parse_reply(&bytes).map_err(failed);
+                    relayed.cancel_open(&down.out).await;
+                    return parse_reply(&bytes).map_err(failed);
                 }
                 (Some(_), Some(upstream_id)) => {
                     let (relay_id, request) =
-                        relay_request(mcp, target, &session, input, &bytes).map_err(failed)?;
+                        relay_request(mcp, target, &session, down, &bytes).map_err(failed)?;
                     let key = upstream_id.get().to_string();
                     self.shared
                         .relayed()
-                        .insert(key.clone(), (relay_id.clone(), input.out.clone()));
+                        .insert(key.clone(), (relay_id.clone(), down.out.clone()));
                     relayed.open.push((key, relay_id.clone()));
                     answers.push(Box::pin(await_answer(
                         mcp,
@@ -476,7 +475,7 @@ impl LaneLink {
                     Some(request)
                 }
                 (Some("notifications/progress"), None) => {
-                    our_progress(&message, id, input.progress_token.as_deref(), &bytes)
+                    our_progress(&message, id, down.progress_token.as_deref(), &bytes)
                 }
                 (Some(method), None) => match self.shared.on_notification(method, &bytes) {
                     Some((_, rewritten)) => Some(rewritten),
@@ -490,7 +489,7 @@ impl LaneLink {
             };
             if let Some(message) = forward {
                 // A caller that is gone ends the call through its cancellation.
-                let _ = input.out.send(Out::Message(message)).await;
+                let _ = down.out.send(Out::Message(message)).await;
             }
         }
     }
@@ -561,9 +560,175 @@ fn call_body(
     jsonrpc::request(Id::Text(id), "tools/call", &Typed(&params))
 }
 
+/// A JSON-RPC message, looked at only as far as routing needs.
+#[derive(Deserialize)]
+pub struct Message<'a> {
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub method: Option<&'a str>,
+    #[serde(borrow, default)]
+    pub params: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressParams<'a> {
+    #[serde(borrow)]
+    pub progress_token: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelParams<'a> {
+    #[serde(borrow)]
+    pub request_id: &'a RawValue,
+}
+
+/// `notifications/cancelled` for `request_id`, with `reason` if given.
+pub fn cancelled<I: Serialize + ?Sized>(request_id: &I, reason: Option<&str>) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct CancelNote<'a, I: ?Sized> {
+        request_id: &'a I,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+    }
+    let params = CancelNote { request_id, reason };
+    jsonrpc::notification("notifications/cancelled", &Typed(&params))
+}
+
+/// The upstream's answer: a JSON-RPC `result` or `error` value, as sent.
+pub enum RawReply {
+    Result(Box<RawValue>),
+    Error(Box<RawValue>),
+}
+
+impl RawReply {
+    /// rmcp's typed reading of the same answer.
+    pub fn into_typed(self) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        use rmcp::ErrorData;
+        match self {
+            RawReply::Result(raw) => serde_json::from_str::<rmcp::model::CallToolResult>(raw.get())
+                .map(rmcp::model::CallToolResponse::Complete)
+                .map_err(|e| {
+                    let why = format!("toolgate: the upstream's result is not a tool result: {e}");
+                    ErrorData::internal_error(why, None)
+                }),
+            RawReply::Error(raw) => Err(serde_json::from_str::<ErrorData>(raw.get())
+                .unwrap_or_else(|e| {
+                    let why = format!("toolgate: the upstream's error is unreadable: {e}");
+                    ErrorData::internal_error(why, None)
+                })),
+        }
+    }
+}
+
+/// A JSON-RPC response's outcome, kept as the upstream wrote it.
+pub fn parse_reply(bytes: &[u8]) -> LinkResult<RawReply> {
+    #[derive(Deserialize)]
+    struct Reply {
+        result: Option<Box<RawValue>>,
+        error: Option<Box<RawValue>>,
+    }
+    let reply: Reply =
+        serde_json::from_slice(bytes).map_err(|e| format!("unreadable response: {e}"))?;
+    match (reply.result, reply.error) {
+        (Some(result), None) => Ok(RawReply::Result(result)),
+        (None, Some(error)) => Ok(RawReply::Error(error)),
+        _ => Err("a response with neither (or both) result and error".into()),
+    }
+}
+
+/// `message` with its `id` replaced.
+pub fn with_id(message: &[u8], id: &RawValue) -> LinkResult<String> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(message).map_err(|e| format!("unreadable message: {e}"))?;
+    let id: serde_json::Value = serde_json::from_str(id.get()).map_err(|e| e.to_string())?;
+    object.insert("id".into(), id);
+    serde_json::to_string(&object).map_err(|e| e.to_string())
+}
+
+/// Register an upstream's request for relaying to the caller: the request
+/// as the caller will see it (a relay id instead of the upstream's id and
+/// progress token) and that id.
+pub fn relay_request(
+    mcp: &McpState,
+    target: &UpstreamTarget,
+    lane_session: &HeaderValue,
+    down: &LaneDownstream,
+    request: &[u8],
+) -> LinkResult<(String, Bytes)> {
+    let relay_id = mcp.hub.new_lane_relay_id();
+    let relay_json = serde_json::Value::from(relay_id.as_str()).to_string();
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(request).map_err(|e| format!("unreadable request: {e}"))?;
+    object.insert("id".into(), relay_json.parse().map_err(|e| format!("{e}"))?);
+    let token = object
+        .get_mut("params")
+        .and_then(|p| p.get_mut("_meta"))
+        .and_then(|m| m.get_mut("progressToken"));
+    let progress_back = match token {
+        Some(token) => {
+            let theirs = std::mem::replace(token, serde_json::Value::from(relay_id.as_str()));
+            let theirs = RawValue::from_string(theirs.to_string()).map_err(|e| e.to_string())?;
+            Some((target.upstream.name.clone(), lane_session.clone(), theirs))
+        }
+        None => None,
+    };
+    let request = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
+    mcp.hub
+        .register_lane_relay(&relay_id, down.session.clone(), progress_back);
+    Ok((relay_id, Bytes::from(request)))
+}
+
+/// Wait for the caller's answer to a relayed request; an answer that can't
+/// be had is a JSON-RPC error for the upstream.
+pub async fn await_answer(
+    mcp: &McpState,
+    relay_id: String,
+    upstream_id: Box<RawValue>,
+) -> (Box<RawValue>, Bytes) {
+    let answer = mcp.hub.lane_answer(relay_id).await.unwrap_or_else(|| {
+        // The id is a placeholder: the upstream's goes in before it is sent.
+        Bytes::from(jsonrpc::error(
+            Id::Json("0"),
+            jsonrpc::INTERNAL_ERROR,
+            "toolgate: the caller did not answer",
+            None,
+        ))
+    });
+    (upstream_id, answer)
+}
+
+/// `message` with `params.{key}` set to the JSON `value`.
+pub fn with_param(message: &[u8], key: &str, value: &str) -> LinkResult<String> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(message).map_err(|e| format!("unreadable message: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(value).map_err(|e| e.to_string())?;
+    let params = object
+        .get_mut("params")
+        .and_then(|p| p.as_object_mut())
+        .ok_or("a message without params")?;
+    params.insert(key.into(), value);
+    serde_json::to_string(&object).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_replaced_and_replies_read_as_sent() {
+        let id = RawValue::from_string("\"toolgate-relay-1\"".into()).expect("valid");
+        let out = with_id(br#"{"jsonrpc":"2.0","id":7,"method":"x"}"#, &id).expect("rewritten");
+        assert!(out.contains(r#""id":"toolgate-relay-1""#), "{out}");
+        match parse_reply(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#) {
+            Ok(RawReply::Result(r)) => assert_eq!(r.get(), r#"{"content":[]}"#),
+            _ => panic!("a result"),
+        }
+        assert!(parse_reply(br#"{"jsonrpc":"2.0","id":1}"#).is_err());
+    }
 
     #[test]
     fn call_bodies_carry_only_what_was_asked() {

@@ -340,7 +340,7 @@ impl Upstream {
                 let client =
                     crate::mcp::egress::upstream_client(&self.config, self.resolver.clone())
                         .map_err(|e| e.to_string())?;
-                // The fast lane shares this link's session (see `lane::link`).
+                // The fast lane shares this link's session (see `link`).
                 let client = match &self.lane {
                     Some(lane) => lane.spy(client),
                     None => super::SessionSpy::detached(client),
