@@ -59,7 +59,9 @@ impl Gateway {
             policies: crate::authorize::Engine::new(policies, config.policies_dir.clone()),
             audit,
             approvals: config.approvals.clone(),
-            admission: InFlight::new(config.max_in_flight_calls),
+            admission: Arc::new(InFlight::new(config.max_in_flight_calls)),
+            // Filled from config by the guardrails (none yet).
+            inspectors: Vec::new(),
         });
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();

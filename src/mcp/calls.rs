@@ -31,7 +31,9 @@ use super::hub::{Downstream, ResourceSubscriber};
 use super::ingress::confirm::{self, Back};
 use super::upstream::{self, Upstream};
 use crate::authorize::{Annotations, Target};
-use crate::call::{CallContext, CallError, CallKind, Confirmation, PolicyQuestion};
+use crate::call::{
+    CallContext, CallError, CallKind, Confirmation, NoStream, PolicyQuestion, Reply,
+};
 use crate::mcp::state::McpState;
 
 /// The upstream a call goes to, and the name it knows the thing by.
@@ -265,6 +267,8 @@ impl CallKind for ToolCall {
     type Input = McpInput<CallToolRequestParams>;
     type Target = UpstreamTarget;
     type Output = CallToolResponse;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -306,7 +310,7 @@ impl CallKind for ToolCall {
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<CallToolResponse, CallError> {
+    ) -> Result<Reply<CallToolResponse, NoStream>, CallError> {
         let mut params = ctx.input.params.clone();
         // What a `@confirm` gate put in the request is toolgate's alone.
         crate::mcp::ingress::confirm::unwrap(&mcp.pipeline.audit, &ctx.caller, &mut params);
@@ -319,7 +323,7 @@ impl CallKind for ToolCall {
         {
             ServerResult::CallToolResult(mut r) => {
                 r.result_type.get_or_insert(ResultType::COMPLETE);
-                Ok(CallToolResponse::Complete(r))
+                Ok(Reply::Done(CallToolResponse::Complete(r)))
             }
             ServerResult::InputRequiredResult(mut r) => {
                 crate::mcp::ingress::confirm::wrap(
@@ -329,12 +333,12 @@ impl CallKind for ToolCall {
                     &ctx.approvals.confirmed,
                     &mut r,
                 );
-                Ok(CallToolResponse::InputRequired(r))
+                Ok(Reply::Done(CallToolResponse::InputRequired(r)))
             }
             ServerResult::CreateTaskResult(r) => {
                 mcp.hub
                     .remember_task(r.task.task_id.clone(), target.upstream.name.clone());
-                Ok(CallToolResponse::Task(r))
+                Ok(Reply::Done(CallToolResponse::Task(r)))
             }
             _ => Err(unexpected(target, "tools/call")),
         }
@@ -348,6 +352,8 @@ impl CallKind for ResourceRead {
     type Input = McpInput<ReadResourceRequestParams>;
     type Target = UpstreamTarget;
     type Output = ReadResourceResponse;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -369,7 +375,7 @@ impl CallKind for ResourceRead {
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<ReadResourceResponse, CallError> {
+    ) -> Result<Reply<ReadResourceResponse, NoStream>, CallError> {
         let mut params = ctx.input.params.clone();
         params.uri = target.upstream_name.clone();
         strip_progress_token(&mut params.meta);
@@ -388,9 +394,11 @@ impl CallKind for ResourceRead {
                         rename_resource_contents(content, prefix);
                     }
                 }
-                Ok(ReadResourceResponse::Complete(r))
+                Ok(Reply::Done(ReadResourceResponse::Complete(r)))
             }
-            ServerResult::InputRequiredResult(r) => Ok(ReadResourceResponse::InputRequired(r)),
+            ServerResult::InputRequiredResult(r) => {
+                Ok(Reply::Done(ReadResourceResponse::InputRequired(r)))
+            }
             _ => Err(unexpected(target, "resources/read")),
         }
     }
@@ -413,6 +421,8 @@ impl CallKind for PromptGet {
     type Input = McpInput<GetPromptRequestParams>;
     type Target = UpstreamTarget;
     type Output = GetPromptResponse;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -446,7 +456,7 @@ impl CallKind for PromptGet {
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<GetPromptResponse, CallError> {
+    ) -> Result<Reply<GetPromptResponse, NoStream>, CallError> {
         let mut params = ctx.input.params.clone();
         params.name = target.upstream_name.clone();
         strip_progress_token(&mut params.meta);
@@ -457,9 +467,11 @@ impl CallKind for PromptGet {
         {
             ServerResult::GetPromptResult(mut r) => {
                 r.result_type.get_or_insert(ResultType::COMPLETE);
-                Ok(GetPromptResponse::Complete(r))
+                Ok(Reply::Done(GetPromptResponse::Complete(r)))
             }
-            ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
+            ServerResult::InputRequiredResult(r) => {
+                Ok(Reply::Done(GetPromptResponse::InputRequired(r)))
+            }
             _ => Err(unexpected(target, "prompts/get")),
         }
     }
@@ -472,6 +484,8 @@ impl CallKind for Completion {
     type Input = McpInput<CompleteRequestParams>;
     type Target = UpstreamTarget;
     type Output = CompleteResult;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -518,7 +532,7 @@ impl CallKind for Completion {
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<CompleteResult, CallError> {
+    ) -> Result<Reply<CompleteResult, NoStream>, CallError> {
         let mut params = ctx.input.params.clone();
         params.r#ref = match &params.r#ref {
             Reference::Prompt(p) => {
@@ -542,7 +556,7 @@ impl CallKind for Completion {
         {
             ServerResult::CompleteResult(mut r) => {
                 r.result_type.get_or_insert(ResultType::COMPLETE);
-                Ok(r)
+                Ok(Reply::Done(r))
             }
             _ => Err(unexpected(target, "completion/complete")),
         }
@@ -564,6 +578,8 @@ impl CallKind for ResourceSubscription {
     type Input = McpInput<SubscriptionChange>;
     type Target = UpstreamTarget;
     type Output = ();
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -585,7 +601,7 @@ impl CallKind for ResourceSubscription {
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<(), CallError> {
+    ) -> Result<Reply<(), NoStream>, CallError> {
         let Some(origin) = &ctx.input.origin else {
             return Err(CallError::NotFound {
                 kind: "session",
@@ -607,14 +623,14 @@ impl CallKind for ResourceSubscription {
                     reason,
                 })?;
             if !first {
-                return Ok(());
+                return Ok(Reply::Done(()));
             }
             ClientRequest::SubscribeRequest(SubscribeRequest::new(SubscribeRequestParams::new(
                 uri.clone(),
             )))
         } else {
             if !mcp.hub.unsubscribe_resource(server, uri, origin.session) {
-                return Ok(());
+                return Ok(Reply::Done(()));
             }
             ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
                 UnsubscribeRequestParams::new(uri.clone()),
@@ -624,7 +640,7 @@ impl CallKind for ResourceSubscription {
         if result.is_err() && ctx.input.params.subscribe {
             mcp.hub.unsubscribe_resource(server, uri, origin.session);
         }
-        result.map(|_| ())
+        result.map(|_| Reply::Done(()))
     }
 }
 
@@ -653,6 +669,8 @@ impl CallKind for TaskOp {
     type Input = McpInput<TaskRequest>;
     type Target = UpstreamTarget;
     type Output = ServerResult;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -683,7 +701,7 @@ impl CallKind for TaskOp {
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<ServerResult, CallError> {
+    ) -> Result<Reply<ServerResult, NoStream>, CallError> {
         let request = match &ctx.input.params {
             TaskRequest::Get(p) => ClientRequest::GetTaskRequest(GetTaskRequest::new(p.clone())),
             TaskRequest::Update(p) => {
@@ -693,7 +711,7 @@ impl CallKind for TaskOp {
                 ClientRequest::CancelTaskRequest(CancelTaskRequest::new(p.clone()))
             }
         };
-        send(mcp, ctx, target, request).await
+        send(mcp, ctx, target, request).await.map(Reply::Done)
     }
 }
 

@@ -37,7 +37,7 @@ use super::hub::{Downstream, ListChanged, SessionId};
 use super::ingress::context;
 use super::ingress::errors::{self, ToolAnswer, protocol_error};
 use super::views;
-use crate::call::{CallContext, CallError, CallKind, Caller};
+use crate::call::{CallContext, CallError, CallKind, Caller, NoStream, Reply};
 use crate::mcp::state::McpState;
 
 fn next_session_id() -> SessionId {
@@ -110,13 +110,17 @@ impl VirtualServer {
             .clone()
     }
 
-    async fn run<K: CallKind<Input = McpInput<P>, Env = McpState>, P>(
+    async fn run<K: CallKind<Input = McpInput<P>, Env = McpState, Stream = NoStream>, P>(
         &self,
         params: P,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<K::Output, CallError> {
         let call = self.context::<K, P>(params, ctx);
-        self.mcp.pipeline.run::<K>(&self.mcp, call).await
+        self.mcp
+            .pipeline
+            .run::<K>(&self.mcp, call)
+            .await
+            .map(Reply::done)
     }
 }
 

@@ -49,7 +49,9 @@ mod sse;
 use link::LinkResult;
 pub use link::{LaneLink, SessionSpy};
 
-use crate::call::{CallContext, CallError, CallKind, Caller, Confirmation, PolicyQuestion};
+use crate::call::{
+    CallContext, CallError, CallKind, Caller, Confirmation, NoStream, PolicyQuestion, Reply,
+};
 use crate::mcp::calls::UpstreamTarget;
 use crate::mcp::ingress::confirm::{self, Back};
 use crate::mcp::ingress::context;
@@ -545,6 +547,8 @@ impl CallKind for LaneToolCall {
     type Input = LaneInput;
     type Target = UpstreamTarget;
     type Output = LaneReply;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &LaneInput) -> &str {
@@ -592,7 +596,7 @@ impl CallKind for LaneToolCall {
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<LaneReply, CallError> {
+    ) -> Result<Reply<LaneReply, NoStream>, CallError> {
         let upstream = &target.upstream;
         let server = || upstream.config.name.clone();
         let link = upstream
@@ -604,6 +608,7 @@ impl CallKind for LaneToolCall {
         let timeout = upstream.config.call_timeout;
         link.call(mcp, target, &ctx.input, &ctx.cancel, timeout)
             .await
+            .map(Reply::Done)
     }
 }
 
@@ -635,7 +640,11 @@ async fn call(
     // Its own task, so a caller that hangs up still lets the call tell the
     // upstream (the guard below cancels it).
     tokio::spawn(async move {
-        let reply = task_mcp.pipeline.run::<LaneToolCall>(&task_mcp, ctx).await;
+        let reply = task_mcp
+            .pipeline
+            .run::<LaneToolCall>(&task_mcp, ctx)
+            .await
+            .map(Reply::done);
         task_mcp.fast_lane.lock_calls().remove(&key);
         let _ = out.send(Out::Final(response_bytes(&id, reply))).await;
     });
