@@ -39,6 +39,8 @@ mod lane;
 mod lifecycle;
 #[path = "integration/passthrough.rs"]
 mod passthrough;
+#[path = "integration/pipeline_hooks.rs"]
+mod pipeline_hooks;
 #[path = "integration/postgres.rs"]
 mod postgres;
 #[path = "integration/progress_order.rs"]
