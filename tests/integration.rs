@@ -37,8 +37,12 @@ mod identity;
 mod lane;
 #[path = "integration/lifecycle.rs"]
 mod lifecycle;
+#[path = "integration/mcp_payload.rs"]
+mod mcp_payload;
 #[path = "integration/passthrough.rs"]
 mod passthrough;
+#[path = "integration/pipeline_hooks.rs"]
+mod pipeline_hooks;
 #[path = "integration/postgres.rs"]
 mod postgres;
 #[path = "integration/progress_order.rs"]

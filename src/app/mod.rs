@@ -42,10 +42,12 @@ pub struct Gateway {
 impl Gateway {
     /// Build the gateway and start one supervisor per upstream; fails only
     /// when an HTTP client cannot be built (never a fallback client).
+    /// `inspectors` read (and may rewrite) every call's payload, in order.
     pub fn start(
         config: Config,
         policies: crate::authorize::Policies,
         audit: crate::audit::Audit,
+        inspectors: Vec<Arc<dyn crate::call::Inspect>>,
     ) -> Result<Arc<Self>, StartError> {
         let issuers = config
             .auth
@@ -59,7 +61,9 @@ impl Gateway {
             policies: crate::authorize::Engine::new(policies, config.policies_dir.clone()),
             audit,
             approvals: config.approvals.clone(),
-            admission: InFlight::new(config.max_in_flight_calls),
+            admission: Arc::new(InFlight::new(config.max_in_flight_calls)),
+            // Filled from config by the guardrails (none yet).
+            inspectors,
         });
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();

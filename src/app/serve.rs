@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Gateway, listen, router, start_audit, tasks};
 use crate::authenticate::{ApiKeys, Authenticator, sso};
-use crate::call::Caller;
+use crate::call::{Caller, Inspect};
 use crate::config::Config;
 use crate::mcp::ingress::server::VirtualServer;
 use crate::storage::{Store, StoreError};
@@ -104,6 +104,15 @@ impl HttpServer {
     /// Open the store, bind `config.listen` (port 0 picks a free one) and
     /// start serving.
     pub async fn start(config: Config) -> Result<HttpServer, StartError> {
+        Self::start_inspected(config, Vec::new()).await
+    }
+
+    /// [`HttpServer::start`], with `inspectors` in the pipeline's inspect
+    /// stages (see [`crate::call::Inspect`]).
+    pub async fn start_inspected(
+        config: Config,
+        inspectors: Vec<Arc<dyn Inspect>>,
+    ) -> Result<HttpServer, StartError> {
         // Again after `serve`'s `--listen` / `--dev-insecure` overrides.
         if !config.listen.ip().is_loopback() {
             use crate::config::auth::LoopbackOnly;
@@ -142,7 +151,7 @@ impl HttpServer {
             .map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
         let audit = start_audit(&config, &store)?;
-        let gateway = Gateway::start(config, policies, audit)?;
+        let gateway = Gateway::start(config, policies, audit, inspectors)?;
         let issuers = gateway.issuers.clone();
         let sso = match &gateway.config.auth.sso {
             Some(sso) => {
@@ -242,7 +251,7 @@ pub async fn serve_stdio(
         }
     };
     let audit = start_audit(&config, &store)?;
-    let gw = Gateway::start(config, policies, audit)?;
+    let gw = Gateway::start(config, policies, audit, Vec::new())?;
     let caller = key
         .as_ref()
         .map_or_else(Caller::local_process, |(_, _, caller)| caller.clone());

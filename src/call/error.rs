@@ -38,6 +38,10 @@ pub enum CallError {
     /// Visible to the caller, but a policy refuses this call.
     #[error("{0}")]
     Denied(Box<super::Decision>),
+    /// An inspector ([`super::Inspect`], a guardrail) refuses what the
+    /// call carries or what came back.
+    #[error("refused by `{by}`: {reason}")]
+    Refused { by: String, reason: String },
     /// An approval gate held it, and it was denied or expired.
     #[error("{0}")]
     ApprovalDenied(String),
@@ -68,6 +72,7 @@ impl CallError {
             CallError::Unauthenticated
             | CallError::NotFound { .. }
             | CallError::Denied(_)
+            | CallError::Refused { .. }
             | CallError::ApprovalDenied(_)
             | CallError::ConfirmationNeeded(_)
             | CallError::Cancelled => Fault::Caller,
@@ -87,6 +92,7 @@ impl CallError {
             CallError::Unauthenticated => "caller/unauthenticated",
             CallError::NotFound { .. } => "caller/not_found",
             CallError::Denied(_) => "caller/denied",
+            CallError::Refused { .. } => "caller/refused",
             CallError::ApprovalDenied(_) => "caller/approval_denied",
             CallError::ConfirmationNeeded(_) => "caller/confirmation_needed",
             CallError::ApprovalUnavailable(_) => "internal/approval_unavailable",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{CallError, Caller, Decision, Gate, Target};
+use super::{CallError, Caller, Decision, Gate, Part, Reply, Target};
 
 /// What the authorize stage asks the policies about one call.
 pub struct PolicyQuestion<'a> {
@@ -30,6 +30,13 @@ pub trait CallKind: Sized + Send + Sync + 'static {
     /// the thing, a model route, …).
     type Target: Send + Sync;
     type Output: Send;
+    /// One piece of a streamed result (a chat completion's delta);
+    /// [`super::NoStream`] for a kind that never streams.
+    type Chunk: Send + 'static;
+    /// A streamed result, as [`CallKind::forward`] hands it over; the
+    /// pipeline inspects and counts each chunk and records the call when
+    /// it ends. [`super::NoStream`] for a kind that never streams.
+    type Stream: futures::Stream<Item = Result<Self::Chunk, CallError>> + Send + Unpin + 'static;
     /// The state the kind needs to resolve and forward (its front end's:
     /// the MCP catalog and upstreams, …); the spine's own state is
     /// [`crate::pipeline::Pipeline`].
@@ -52,6 +59,23 @@ pub trait CallKind: Sized + Send + Sync + 'static {
     fn result_bytes(_output: &Self::Output) -> Option<u64> {
         None
     }
+
+    /// How big a chunk of a streamed result is; a stream's `result_bytes`
+    /// is the sum over its chunks.
+    fn chunk_bytes(_chunk: &Self::Chunk) -> Option<u64> {
+        None
+    }
+
+    /// Show each part of the input that inspectors read and may rewrite
+    /// (arguments, a prompt), as [`Part`]s. Nothing by default.
+    fn input_parts(_input: &mut Self::Input, _visit: &mut dyn FnMut(Part<'_>)) {}
+
+    /// Show each part of a result that inspectors read and may rewrite.
+    /// Nothing by default.
+    fn output_parts(_output: &mut Self::Output, _visit: &mut dyn FnMut(Part<'_>)) {}
+
+    /// Show each part of one chunk of a streamed result. Nothing by default.
+    fn chunk_parts(_chunk: &mut Self::Chunk, _visit: &mut dyn FnMut(Part<'_>)) {}
 
     /// Tell the caller the call is still under way (an MCP progress
     /// notification, when the caller asked for progress), during a long
@@ -76,12 +100,13 @@ pub trait CallKind: Sized + Send + Sync + 'static {
         async { Confirmation::CannotAsk("this kind of call cannot ask its user".into()) }
     }
 
-    /// Send the call to its target and return what came back.
+    /// Send the call to its target and return what came back: all of it,
+    /// or a stream of it.
     fn forward(
         env: &Self::Env,
         ctx: &CallContext<Self>,
         target: &Self::Target,
-    ) -> impl Future<Output = Result<Self::Output, CallError>> + Send;
+    ) -> impl Future<Output = Result<Reply<Self::Output, Self::Stream>, CallError>> + Send;
 }
 
 /// The end user's answer to an approval gate's `@confirm`.

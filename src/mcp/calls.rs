@@ -29,10 +29,13 @@ use rmcp::model::{
 
 use super::hub::{Downstream, LaneDownstream, ResourceSubscriber};
 use super::ingress::confirm;
+use super::payload;
 use super::upstream::link::RawReply;
 use super::upstream::{self, Upstream};
 use crate::authorize::{Annotations, Target};
-use crate::call::{CallContext, CallError, CallKind, Confirmation, PolicyQuestion};
+use crate::call::{
+    CallContext, CallError, CallKind, Confirmation, NoStream, Part, PolicyQuestion, Reply,
+};
 use crate::mcp::state::McpState;
 
 /// The upstream a call goes to, and the name it knows the thing by.
@@ -313,6 +316,8 @@ impl CallKind for ToolCall {
     type Input = McpInput<CallToolRequestParams>;
     type Target = UpstreamTarget;
     type Output = ToolReply;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -334,6 +339,27 @@ impl CallKind for ToolCall {
         ))
     }
 
+    fn input_parts(input: &mut Self::Input, visit: &mut dyn FnMut(Part<'_>)) {
+        if let Some(arguments) = &mut input.params.arguments {
+            visit(Part::Object(arguments));
+        }
+    }
+
+    fn output_parts(output: &mut ToolReply, visit: &mut dyn FnMut(Part<'_>)) {
+        match output {
+            ToolReply::Typed(CallToolResponse::Complete(result)) => {
+                payload::blocks(&mut result.content, visit);
+                if let Some(structured) = &mut result.structured_content {
+                    visit(Part::Value(structured));
+                }
+            }
+            ToolReply::Raw(reply) => payload::raw(reply, visit),
+            // A question for the caller, or a task whose result comes by
+            // `tasks/get`: no result yet.
+            _ => {}
+        }
+    }
+
     async fn progress(ctx: &CallContext<Self>, step: u32, message: &str) {
         confirm::progress(&ctx.input.origin, step, message).await;
     }
@@ -353,9 +379,11 @@ impl CallKind for ToolCall {
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<ToolReply, CallError> {
+    ) -> Result<Reply<ToolReply, NoStream>, CallError> {
         if let Origin::Lane(down) = &ctx.input.origin {
-            return forward_on_lane(mcp, ctx, target, down).await;
+            return forward_on_lane(mcp, ctx, target, down)
+                .await
+                .map(Reply::Done);
         }
         let mut params = ctx.input.params.clone();
         params.name = target.upstream_name.clone().into();
@@ -367,16 +395,18 @@ impl CallKind for ToolCall {
         {
             ServerResult::CallToolResult(mut r) => {
                 r.result_type.get_or_insert(ResultType::COMPLETE);
-                Ok(ToolReply::Typed(CallToolResponse::Complete(r)))
+                Ok(Reply::Done(ToolReply::Typed(CallToolResponse::Complete(r))))
             }
-            ServerResult::InputRequiredResult(result) => Ok(ToolReply::InputRequired {
-                result,
-                confirmed: ctx.approvals.confirmed.clone(),
-            }),
+            ServerResult::InputRequiredResult(result) => {
+                Ok(Reply::Done(ToolReply::InputRequired {
+                    result,
+                    confirmed: ctx.approvals.confirmed.clone(),
+                }))
+            }
             ServerResult::CreateTaskResult(r) => {
                 mcp.hub
                     .remember_task(r.task.task_id.clone(), target.upstream.name.clone());
-                Ok(ToolReply::Typed(CallToolResponse::Task(r)))
+                Ok(Reply::Done(ToolReply::Typed(CallToolResponse::Task(r))))
             }
             _ => Err(unexpected(target, "tools/call")),
         }
@@ -413,6 +443,8 @@ impl CallKind for ResourceRead {
     type Input = McpInput<ReadResourceRequestParams>;
     type Target = UpstreamTarget;
     type Output = ReadResourceResponse;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -430,11 +462,19 @@ impl CallKind for ResourceRead {
         Some(resource_question(&ctx.input.params.uri, target))
     }
 
+    fn output_parts(output: &mut ReadResourceResponse, visit: &mut dyn FnMut(Part<'_>)) {
+        if let ReadResourceResponse::Complete(result) = output {
+            for contents in &mut result.contents {
+                payload::resource(contents, visit);
+            }
+        }
+    }
+
     async fn forward(
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<ReadResourceResponse, CallError> {
+    ) -> Result<Reply<ReadResourceResponse, NoStream>, CallError> {
         let mut params = ctx.input.params.clone();
         params.uri = target.upstream_name.clone();
         strip_progress_token(&mut params.meta);
@@ -453,9 +493,11 @@ impl CallKind for ResourceRead {
                         rename_resource_contents(content, prefix);
                     }
                 }
-                Ok(ReadResourceResponse::Complete(r))
+                Ok(Reply::Done(ReadResourceResponse::Complete(r)))
             }
-            ServerResult::InputRequiredResult(r) => Ok(ReadResourceResponse::InputRequired(r)),
+            ServerResult::InputRequiredResult(r) => {
+                Ok(Reply::Done(ReadResourceResponse::InputRequired(r)))
+            }
             _ => Err(unexpected(target, "resources/read")),
         }
     }
@@ -478,6 +520,8 @@ impl CallKind for PromptGet {
     type Input = McpInput<GetPromptRequestParams>;
     type Target = UpstreamTarget;
     type Output = GetPromptResponse;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -507,11 +551,23 @@ impl CallKind for PromptGet {
         ))
     }
 
+    fn input_parts(input: &mut Self::Input, visit: &mut dyn FnMut(Part<'_>)) {
+        if let Some(arguments) = &mut input.params.arguments {
+            visit(Part::Object(arguments));
+        }
+    }
+
+    fn output_parts(output: &mut GetPromptResponse, visit: &mut dyn FnMut(Part<'_>)) {
+        if let GetPromptResponse::Complete(result) = output {
+            payload::blocks(result.messages.iter_mut().map(|m| &mut m.content), visit);
+        }
+    }
+
     async fn forward(
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<GetPromptResponse, CallError> {
+    ) -> Result<Reply<GetPromptResponse, NoStream>, CallError> {
         let mut params = ctx.input.params.clone();
         params.name = target.upstream_name.clone();
         strip_progress_token(&mut params.meta);
@@ -522,9 +578,11 @@ impl CallKind for PromptGet {
         {
             ServerResult::GetPromptResult(mut r) => {
                 r.result_type.get_or_insert(ResultType::COMPLETE);
-                Ok(GetPromptResponse::Complete(r))
+                Ok(Reply::Done(GetPromptResponse::Complete(r)))
             }
-            ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
+            ServerResult::InputRequiredResult(r) => {
+                Ok(Reply::Done(GetPromptResponse::InputRequired(r)))
+            }
             _ => Err(unexpected(target, "prompts/get")),
         }
     }
@@ -537,6 +595,8 @@ impl CallKind for Completion {
     type Input = McpInput<CompleteRequestParams>;
     type Target = UpstreamTarget;
     type Output = CompleteResult;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -579,11 +639,21 @@ impl CallKind for Completion {
         }
     }
 
+    fn input_parts(input: &mut Self::Input, visit: &mut dyn FnMut(Part<'_>)) {
+        visit(Part::Text(&mut input.params.argument.value));
+    }
+
+    fn output_parts(output: &mut CompleteResult, visit: &mut dyn FnMut(Part<'_>)) {
+        for value in &mut output.completion.values {
+            visit(Part::Text(value));
+        }
+    }
+
     async fn forward(
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<CompleteResult, CallError> {
+    ) -> Result<Reply<CompleteResult, NoStream>, CallError> {
         let mut params = ctx.input.params.clone();
         params.r#ref = match &params.r#ref {
             Reference::Prompt(p) => {
@@ -607,7 +677,7 @@ impl CallKind for Completion {
         {
             ServerResult::CompleteResult(mut r) => {
                 r.result_type.get_or_insert(ResultType::COMPLETE);
-                Ok(r)
+                Ok(Reply::Done(r))
             }
             _ => Err(unexpected(target, "completion/complete")),
         }
@@ -629,6 +699,8 @@ impl CallKind for ResourceSubscription {
     type Input = McpInput<SubscriptionChange>;
     type Target = UpstreamTarget;
     type Output = ();
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -650,7 +722,7 @@ impl CallKind for ResourceSubscription {
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<(), CallError> {
+    ) -> Result<Reply<(), NoStream>, CallError> {
         let Some(origin) = ctx.input.origin.session() else {
             return Err(CallError::NotFound {
                 kind: "session",
@@ -672,14 +744,14 @@ impl CallKind for ResourceSubscription {
                     reason,
                 })?;
             if !first {
-                return Ok(());
+                return Ok(Reply::Done(()));
             }
             ClientRequest::SubscribeRequest(SubscribeRequest::new(SubscribeRequestParams::new(
                 uri.clone(),
             )))
         } else {
             if !mcp.hub.unsubscribe_resource(server, uri, origin.session) {
-                return Ok(());
+                return Ok(Reply::Done(()));
             }
             ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
                 UnsubscribeRequestParams::new(uri.clone()),
@@ -689,7 +761,7 @@ impl CallKind for ResourceSubscription {
         if result.is_err() && ctx.input.params.subscribe {
             mcp.hub.unsubscribe_resource(server, uri, origin.session);
         }
-        result.map(|_| ())
+        result.map(|_| Reply::Done(()))
     }
 }
 
@@ -718,6 +790,8 @@ impl CallKind for TaskOp {
     type Input = McpInput<TaskRequest>;
     type Target = UpstreamTarget;
     type Output = ServerResult;
+    type Chunk = NoStream;
+    type Stream = NoStream;
     type Env = McpState;
 
     fn subject(input: &Self::Input) -> &str {
@@ -748,7 +822,7 @@ impl CallKind for TaskOp {
         mcp: &McpState,
         ctx: &CallContext<Self>,
         target: &UpstreamTarget,
-    ) -> Result<ServerResult, CallError> {
+    ) -> Result<Reply<ServerResult, NoStream>, CallError> {
         let request = match &ctx.input.params {
             TaskRequest::Get(p) => ClientRequest::GetTaskRequest(GetTaskRequest::new(p.clone())),
             TaskRequest::Update(p) => {
@@ -758,7 +832,7 @@ impl CallKind for TaskOp {
                 ClientRequest::CancelTaskRequest(CancelTaskRequest::new(p.clone()))
             }
         };
-        send(mcp, ctx, target, request).await
+        send(mcp, ctx, target, request).await.map(Reply::Done)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod hub;
 pub mod in_order;
 pub mod ingress;
 pub mod jsonrpc;
+pub mod payload;
 pub mod state;
 pub mod upstream;
 pub mod views;

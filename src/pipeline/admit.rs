@@ -1,6 +1,7 @@
 //! Stage 0, admit: the in-flight limit, and no new calls once shutdown has
 //! begun (the drain waits for the calls admitted before it).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -16,10 +17,11 @@ pub struct InFlight {
     idle: Notify,
 }
 
-/// Held for the duration of one call.
-pub struct InFlightGuard<'a>(&'a InFlight);
+/// Held for the duration of one call: owned, so a streamed reply that
+/// outlives [`super::Pipeline::run`] holds it until the stream ends.
+pub struct InFlightGuard(Arc<InFlight>);
 
-impl Drop for InFlightGuard<'_> {
+impl Drop for InFlightGuard {
     fn drop(&mut self) {
         if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();
@@ -38,9 +40,9 @@ impl InFlight {
     }
 
     /// Admit one call, unless shutdown has begun or the limit is reached.
-    pub fn enter(&self) -> Result<InFlightGuard<'_>, NotAdmitted> {
+    pub fn enter(self: &Arc<Self>) -> Result<InFlightGuard, NotAdmitted> {
         let before = self.count.fetch_add(1, Ordering::AcqRel);
-        let guard = InFlightGuard(self);
+        let guard = InFlightGuard(self.clone());
         if self.closed.load(Ordering::Acquire) {
             return Err(NotAdmitted::ShuttingDown);
         }

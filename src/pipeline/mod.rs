@@ -12,33 +12,48 @@
 //!     → record "decided" → forward → inspect output → record "completed"
 //! ```
 //!
-//! Today the spine runs admit (the in-flight limit, [`admit`]), authenticate
-//! (the ingress's identity), resolve, authorize (Cedar policies,
-//! [`crate::authorize`]), await approval (approval gates,
-//! [`crate::approvals`]), record "decided" (the audit trail,
-//! [`crate::audit`]: durable before anything is forwarded), forward and
-//! record "completed" (an audit record and a `tracing` event per call). The
-//! stages in between are added by later work as functions called from
-//! [`Pipeline::run`], in the order above; each one reads and fills the
-//! context and returns early with `?` to refuse a call. No stage knows a
-//! protocol: what a front end must do (ask its user, tell of progress) it
-//! does through its [`CallKind`].
+//! Admit is the in-flight limit ([`admit`]); authenticate confirms the
+//! ingress's identity; authorize asks the Cedar policies
+//! ([`crate::authorize`]); inspect input and inspect output hand the
+//! call's payload, as protocol-neutral [`Part`]s, to the inspectors
+//! ([`Inspect`]: guardrails, which may rewrite it or refuse the call);
+//! await approval holds a gated call for its approvers
+//! ([`crate::approvals`]); record "decided" makes the decision durable in
+//! the audit trail ([`crate::audit`]) before anything is forwarded; record
+//! "completed" queues an audit record and a `tracing` event per call
+//! ([`record`]). Each stage reads and fills the context and returns early
+//! with `?` to refuse a call. No stage knows a protocol: what a front end
+//! must do (ask its user, tell of progress, show its payload) it does
+//! through its [`CallKind`].
+//!
+//! A reply is whole ([`Reply::Done`]: inspected and recorded before
+//! [`Pipeline::run`] returns) or a stream ([`Reply::Stream`]): the front
+//! end gets it [`Watched`], each chunk inspected as it passes, and the
+//! call recorded once, when the stream ends or its caller drops it
+//! ([`stream`]).
 
 pub mod admit;
+mod record;
+pub mod stream;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use admit::{InFlight, InFlightGuard};
+pub use stream::Watched;
 
 use crate::approvals::{self, Asker, Held};
-use crate::audit::{Audit, Kind, Record, Who};
+use crate::audit::Audit;
 use crate::authorize::Engine;
-use crate::call::{CallContext, CallError, CallKind, Confirmation, Gate, Query};
+use crate::call::{
+    CallContext, CallError, CallKind, Confirmation, Gate, Inspect, Part, Query, Reply, Target,
+};
 use crate::config::ApprovalsConfig;
 
 /// The spine's own state: the policies in force, the audit trail, how
-/// approval gates wait, and the in-flight limit. Each kind of call brings
-/// its front end's state (its [`CallKind::Env`]); this is everything else.
+/// approval gates wait, the in-flight limit and the inspectors. Each kind
+/// of call brings its front end's state (its [`CallKind::Env`]); this is
+/// everything else.
 pub struct Pipeline {
     /// The Cedar policies in force (`policies/`), hot-reloaded.
     pub policies: Engine,
@@ -47,28 +62,48 @@ pub struct Pipeline {
     /// How approval gates wait (`[approvals]`).
     pub approvals: ApprovalsConfig,
     /// Calls in flight, up to `max_in_flight_calls`; closed at shutdown.
-    pub admission: InFlight,
+    pub admission: Arc<InFlight>,
+    /// What reads (and may rewrite) each call's input and output, in
+    /// order (guardrails). With none, the inspect stages cost nothing.
+    pub inspectors: Vec<Arc<dyn Inspect>>,
 }
 
 impl Pipeline {
     /// Run one call through every stage, in order. A call refused
     /// admission (stage 0) never started: it leaves no record.
+    ///
+    /// A whole reply is recorded before this returns; a streamed one is
+    /// handed back [`Watched`], holding the call's in-flight slot and
+    /// context until it is recorded, when it ends or is dropped.
     pub async fn run<K: CallKind>(
-        &self,
+        self: &Arc<Self>,
         env: &K::Env,
         mut ctx: CallContext<K>,
-    ) -> Result<K::Output, CallError> {
-        let _admitted = self.admission.enter().map_err(CallError::NotAdmitted)?;
-        let result = self.stages(env, &mut ctx).await;
-        record_completed(&self.audit, &ctx, &result).await;
-        result
+    ) -> Result<Reply<K::Output, Watched<K>>, CallError> {
+        let admitted = self.admission.enter().map_err(CallError::NotAdmitted)?;
+        let result = match self.stages(env, &mut ctx).await {
+            Ok(Reply::Stream(upstream)) => {
+                let watched = Watched::new(self.clone(), admitted, ctx, upstream);
+                return Ok(Reply::Stream(watched));
+            }
+            Ok(Reply::Done(output)) => Ok(output),
+            Err(e) => Err(e),
+        };
+        record::completed(&self.audit, &ctx, result.as_ref().map(K::result_bytes)).await;
+        result.map(Reply::Done)
+    }
+
+    /// Whether an inspector may rewrite calls to `target`: such a call
+    /// cannot be forwarded as the bytes it came in (the MCP fast lane).
+    pub fn rewrites(&self, target: &Target<'_>) -> bool {
+        self.inspectors.iter().any(|i| i.rewrites(target))
     }
 
     async fn stages<K: CallKind>(
         &self,
         env: &K::Env,
         ctx: &mut CallContext<K>,
-    ) -> Result<K::Output, CallError> {
+    ) -> Result<Reply<K::Output, K::Stream>, CallError> {
         let t = Instant::now();
         authenticate(ctx)?;
         ctx.mark("authenticate", t);
@@ -83,18 +118,37 @@ impl Pipeline {
         authorize(&self.policies, ctx)?;
         ctx.mark("authorize", t);
 
+        // Inspect after authorize: guardrails never see calls the policies
+        // refuse. Before approval: approvers, the decided record and the
+        // upstream all see the input as rewritten.
+        if !self.inspectors.is_empty() {
+            let t = Instant::now();
+            inspect_input(&self.inspectors, ctx)?;
+            ctx.mark("inspect input", t);
+        }
+
         let t = Instant::now();
         self.await_approval(env, ctx).await?;
         ctx.mark("await approval", t);
 
         let t = Instant::now();
-        ctx.decided = record_decided(&self.audit, ctx).await?;
+        ctx.decided = record::decided(&self.audit, ctx).await?;
         ctx.mark("record decided", t);
 
         let t = Instant::now();
-        let output = forward(env, ctx).await;
+        let reply = forward(env, ctx).await;
         ctx.mark("forward", t);
-        output
+
+        // A stream's chunks are inspected as they pass (see `stream`).
+        let mut reply = reply?;
+        if let Reply::Done(output) = &mut reply
+            && !self.inspectors.is_empty()
+        {
+            let t = Instant::now();
+            inspect_output(&self.inspectors, |visit| K::output_parts(output, visit))?;
+            ctx.mark("inspect output", t);
+        }
+        Ok(reply)
     }
 
     /// Stage 5: an allowed call that approval gates hold (satisfied
@@ -209,84 +263,69 @@ fn authorize<K: CallKind>(engine: &Engine, ctx: &mut CallContext<K>) -> Result<(
     Ok(())
 }
 
-/// Stage 6: the `decided` record of an allowed call, durable before the
-/// call goes anywhere. If the audit trail cannot record it, the call is
-/// refused (unless `audit.fail_open`, a dev-only setting, says otherwise).
-async fn record_decided<K: CallKind>(
-    audit: &Audit,
-    ctx: &CallContext<K>,
-) -> Result<Option<u64>, CallError> {
-    if ctx.decision.is_none() {
-        // A call that continues one already decided (a task's status).
-        return Ok(None);
-    }
-    match audit.write(decided_record(audit, ctx)).await {
-        Ok(seq) => Ok(Some(seq)),
-        Err(e) if audit.config().fail_open => {
-            tracing::error!(call = ctx.id, error = %e, "audit.fail_open: forwarding a call without its audit record");
-            Ok(None)
-        }
-        Err(e) => Err(CallError::AuditUnavailable(e.to_string())),
-    }
-}
-
-/// The `decided` record of a call, from what the stages so far found.
-fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
-    let mut record = call_record(audit, Kind::Decided, ctx);
-    record.decision = Some(match (&ctx.target, ctx.verdict) {
-        (None, _) => "unknown",
-        (Some(_), Some(verdict)) => verdict,
-        (Some(_), None) => "none",
-    });
-    if let Some(decision) = &ctx.decision {
-        record.policies = decision.policies.clone();
-        if !decision.allowed {
-            // A policy's evaluation error may quote an argument's value.
-            record.reason = Some(audit.redactor().text(&decision.to_string()));
-        }
-        if !decision.gates.is_empty() {
-            let gates: Vec<serde_json::Value> = decision
-                .gates
-                .iter()
-                .map(|g| serde_json::json!({"policy": g.policy, "approver_group": g.group, "confirm": g.confirm.is_some()}))
-                .collect();
-            record.detail = Some(serde_json::json!({
-                "gates": gates,
-                "approvals": ctx.approvals.approvals,
-                "confirmed": ctx.approvals.confirmed,
-            }));
-        }
-    }
-    if let Some(question) = ctx.target.as_ref().and_then(|t| K::question(ctx, t)) {
-        record.server = question.target.server().map(|s| s.name.clone());
-        record.definition_hash = question.definition_hash.map(str::to_string);
-        if let Some(args) = question.args {
-            record.args_hash = Some(audit.args_hash(args));
-            record.args = Some(audit.redactor().copy(args));
-        }
-    }
-    record
-}
-
-/// The fields every record of a call has. The target goes through the
-/// masker too: a resource URI (or an unknown name) may carry a credential.
-fn call_record<K: CallKind>(audit: &Audit, kind: Kind, ctx: &CallContext<K>) -> Record {
-    let mut record = Record::new(kind);
-    record.call = Some(crate::audit::call_id(ctx.id));
-    record.caller = Some(Who::of(&ctx.caller));
-    record.session = ctx.session.clone();
-    record.trace = ctx.trace.clone();
-    record.method = Some(K::METHOD);
-    record.target = Some(audit.redactor().text(K::subject(&ctx.input)));
-    record
-}
-
 static EMPTY_ARGS: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
     std::sync::LazyLock::new(serde_json::Map::new);
 
+/// Stage 4: the inspectors read the call's input and may rewrite it, or
+/// refuse the call (recorded `refused`, never forwarded).
+fn inspect_input<K: CallKind>(
+    inspectors: &[Arc<dyn Inspect>],
+    ctx: &mut CallContext<K>,
+) -> Result<(), CallError> {
+    let input = &mut ctx.input;
+    let inspected = inspect(
+        inspectors,
+        |visit| K::input_parts(input, visit),
+        |i, part| i.input(part),
+    );
+    if let Err(CallError::Refused { .. }) = &inspected {
+        ctx.verdict = Some("refused");
+    }
+    inspected
+}
+
+/// Stage 8: the inspectors read what came back (a whole result, or one
+/// chunk of a stream) and may rewrite it, or refuse to pass it on (the
+/// call is recorded `refused`). Free with no inspectors.
+fn inspect_output(
+    inspectors: &[Arc<dyn Inspect>],
+    show: impl FnOnce(&mut dyn FnMut(Part<'_>)),
+) -> Result<(), CallError> {
+    if inspectors.is_empty() {
+        return Ok(());
+    }
+    inspect(inspectors, show, |i, part| i.output(part))
+}
+
+/// Hand each part `show` lends to every inspector in turn (`each`: its
+/// input or its output side), so each sees what the ones before it left;
+/// the first error stops the inspection and is the call's.
+fn inspect(
+    inspectors: &[Arc<dyn Inspect>],
+    show: impl FnOnce(&mut dyn FnMut(Part<'_>)),
+    each: impl Fn(&dyn Inspect, Part<'_>) -> Result<(), CallError>,
+) -> Result<(), CallError> {
+    let mut failed = None;
+    show(&mut |mut part| {
+        if failed.is_some() {
+            return;
+        }
+        for inspector in inspectors {
+            if let Err(e) = each(inspector.as_ref(), part.reborrow()) {
+                failed = Some(e);
+                return;
+            }
+        }
+    });
+    failed.map_or(Ok(()), Err)
+}
+
 /// Stage 7: send it to the resolved target, unless the caller has already
 /// given up.
-async fn forward<K: CallKind>(env: &K::Env, ctx: &CallContext<K>) -> Result<K::Output, CallError> {
+async fn forward<K: CallKind>(
+    env: &K::Env,
+    ctx: &CallContext<K>,
+) -> Result<Reply<K::Output, K::Stream>, CallError> {
     if ctx.cancel.is_cancelled() {
         return Err(CallError::Cancelled);
     }
@@ -294,54 +333,4 @@ async fn forward<K: CallKind>(env: &K::Env, ctx: &CallContext<K>) -> Result<K::O
         unreachable!("forward runs after resolve")
     };
     K::forward(env, ctx, target).await
-}
-
-/// Stage 9: the `completed` audit record (and, for a call refused before
-/// stage 6, its `decided` record first) and one structured event per call,
-/// whatever its outcome. The records are queued, not waited for.
-async fn record_completed<K: CallKind>(
-    audit: &Audit,
-    ctx: &CallContext<K>,
-    result: &Result<K::Output, CallError>,
-) {
-    let latency_us = ctx.received.elapsed().as_micros() as u64;
-    let refused = matches!(
-        result,
-        Err(CallError::NotFound { .. }
-            | CallError::Denied(_)
-            | CallError::ApprovalDenied(_)
-            | CallError::ApprovalUnavailable(_)
-            | CallError::Unauthenticated)
-    );
-    if ctx.decided.is_none() && refused {
-        audit.submit(decided_record(audit, ctx)).await;
-    }
-    let mut record = call_record(audit, Kind::Completed, ctx);
-    record.latency_us = Some(latency_us);
-    record.decided_seq = ctx.decided;
-    match result {
-        Ok(output) => {
-            record.outcome = Some("ok");
-            record.result_bytes = K::result_bytes(output);
-        }
-        Err(e) => {
-            record.outcome = Some(if refused { "refused" } else { "error" });
-            record.error_class = Some(e.class().to_string());
-            record.error = Some(audit.redactor().text(&e.to_string()));
-        }
-    }
-    audit.submit(record).await;
-    // Logs hold no more than the audit does: subject and error masked.
-    let subject = || audit.redactor().text(K::subject(&ctx.input));
-    match result {
-        Ok(_) => tracing::debug!(
-            call = ctx.id, method = K::METHOD, subject = %subject(), caller = %ctx.caller.subject, latency_us, outcome = "ok",
-            stages = ?ctx.timings, "call completed"
-        ),
-        Err(e) => tracing::info!(
-            call = ctx.id, method = K::METHOD, subject = %subject(), caller = %ctx.caller.subject, latency_us,
-            outcome = "error", fault = ?e.fault(), error = %audit.redactor().text(&e.to_string()), stages = ?ctx.timings,
-            "call failed"
-        ),
-    }
 }

@@ -173,6 +173,19 @@ impl Gateway {
         policies: &[(&str, &str)],
         tweak: impl FnOnce(&mut Config),
     ) -> Gateway {
+        Self::start_inspected(servers, extra, dev_insecure, policies, tweak, Vec::new()).await
+    }
+
+    /// [`Gateway::start_configured`], with `inspectors` in the pipeline's
+    /// inspect stages.
+    pub async fn start_inspected(
+        servers: &[(&str, String)],
+        extra: &str,
+        dev_insecure: bool,
+        policies: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Config),
+        inspectors: Vec<Arc<dyn toolgate::call::Inspect>>,
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         write_policies(dir.path(), policies);
         std::fs::create_dir(dir.path().join("servers")).unwrap();
@@ -192,7 +205,9 @@ impl Gateway {
         let mut config = Config::load(Some(&cfg), TOOLGATE).unwrap_or_else(|e| panic!("{e}"));
         config.auth.dev_insecure |= dev_insecure;
         tweak(&mut config);
-        let server = HttpServer::start(config).await.unwrap();
+        let server = HttpServer::start_inspected(config, inspectors)
+            .await
+            .unwrap();
         let addr = server.addr;
         Gateway {
             server: Some(server),

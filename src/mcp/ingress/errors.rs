@@ -4,7 +4,9 @@
 //! - unknown (or filtered, or hidden) tool / prompt / resource → JSON-RPC
 //!   `-32602`, the same answer whatever the reason, so nothing leaks;
 //! - no caller → `-32600`; a policy's refusal of a visible target's
-//!   arguments → `-32600` naming the policies;
+//!   arguments → `-32600` naming the policies, and an inspector's refusal
+//!   (a guardrail's) → `-32600` naming it; for `tools/call` both are
+//!   tool errors (`isError: true`), like everything below;
 //! - an upstream's JSON-RPC error → passed back as the upstream said it;
 //! - a `@confirm` gate's question for a 2026-07-28 caller → the call's
 //!   answer (`InputRequiredResult`);
@@ -46,6 +48,7 @@ pub fn protocol_error(e: CallError) -> ErrorData {
         CallError::Denied(decision) => {
             ErrorData::invalid_request(format!("toolgate: {decision}"), None)
         }
+        e @ CallError::Refused { .. } => ErrorData::invalid_request(format!("toolgate: {e}"), None),
         other => ErrorData::internal_error(other.to_string(), None),
     }
 }

@@ -44,7 +44,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::call::{CallError, Caller};
+use crate::call::{CallError, Caller, Reply, Target};
 use crate::mcp::calls::{McpInput, Origin, ToolCall, ToolReply};
 use crate::mcp::hub::{LaneDownstream, Out};
 use crate::mcp::ingress::context;
@@ -291,12 +291,28 @@ fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
         .any(|(h, p)| h == host && p.is_none_or(|p| Some(p) == port))
 }
 
+/// Whether a call of tool `name` can take the lane: its upstream has a
+/// lane link, and no inspector may rewrite it (the lane hands the
+/// upstream's answer back as it came, so a rewrite of it needs the typed
+/// path).
 fn has_lane(mcp: &McpState, name: &str) -> bool {
     let catalog = mcp.catalog();
-    catalog
-        .tool(name)
-        .and_then(|entry| mcp.upstream(&entry.route.server))
-        .is_some_and(|upstream| upstream.lane().is_some())
+    let Some(entry) = catalog.tool(name) else {
+        return false;
+    };
+    let Some(upstream) = mcp.upstream(&entry.route.server) else {
+        return false;
+    };
+    if upstream.lane().is_none() {
+        return false;
+    }
+    let pipeline = &mcp.pipeline;
+    pipeline.inspectors.is_empty()
+        || !pipeline.rewrites(&Target::Tool {
+            name,
+            server: &upstream.config.facts,
+            annotations: crate::mcp::catalog::annotations(&entry.upstream),
+        })
 }
 
 fn accepted() -> Response<Body> {
@@ -358,7 +374,11 @@ async fn call(
     // Its own task, so a caller that hangs up still lets the call tell the
     // upstream (the guard below cancels it).
     tokio::spawn(async move {
-        let reply = task_mcp.pipeline.run::<ToolCall>(&task_mcp, ctx).await;
+        let reply = task_mcp
+            .pipeline
+            .run::<ToolCall>(&task_mcp, ctx)
+            .await
+            .map(Reply::done);
         task_mcp.fast_lane.lock_calls().remove(&key);
         let _ = out.send(Out::Final(response_bytes(&id, reply))).await;
     });

@@ -31,7 +31,7 @@ use rmcp::model::{CancelTaskParams, GetTaskParams, GetTaskResult, ServerResult, 
 use super::confirm;
 use super::context;
 use super::errors::{self, ToolAnswer, protocol_error};
-use crate::call::{CallContext, CallError, CallKind, Caller};
+use crate::call::{CallContext, CallError, CallKind, Caller, NoStream, Reply};
 use crate::mcp::calls::{
     Completion, McpInput, Origin, PromptGet, ResourceRead, ResourceSubscription,
     SubscriptionChange, ToolCall, ToolReply,
@@ -111,7 +111,7 @@ impl VirtualServer {
             .clone()
     }
 
-    async fn run<K: CallKind<Input = McpInput<P>, Env = McpState>, P>(
+    async fn run<K: CallKind<Input = McpInput<P>, Env = McpState, Stream = NoStream>, P>(
         &self,
         params: P,
         ctx: &RequestContext<RoleServer>,
@@ -119,14 +119,18 @@ impl VirtualServer {
         self.run_returned::<K, P>(params, None, ctx).await
     }
 
-    async fn run_returned<K: CallKind<Input = McpInput<P>, Env = McpState>, P>(
+    async fn run_returned<
+        K: CallKind<Input = McpInput<P>, Env = McpState, Stream = NoStream>,
+        P,
+    >(
         &self,
         params: P,
         returned: Option<confirm::Returned>,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<K::Output, CallError> {
         let call = self.context::<K, P>(params, returned, ctx);
-        self.mcp.pipeline.run::<K>(&self.mcp, call).await
+        let reply = self.mcp.pipeline.run::<K>(&self.mcp, call).await;
+        reply.map(Reply::done)
     }
 }
 
