@@ -171,7 +171,8 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,
     /// `allow`, `deny`, `hidden` (not even visible), `gated` (allowed, held
-    /// by an approval gate) or `unknown`.
+    /// by an approval gate), `refused` (by an inspector, a guardrail) or
+    /// `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'static str>,
     /// The determining policies.
