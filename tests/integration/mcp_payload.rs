@@ -12,6 +12,7 @@ use toolgate::reference::echo::Echo;
 
 use crate::bad_input::{post, rpc, session};
 use crate::common::*;
+use crate::pipeline_hooks::mask_value;
 
 /// What an inspector saw, by stage and kind of part.
 type Seen = Arc<Mutex<Vec<String>>>;
@@ -29,15 +30,6 @@ fn describe(stage: &str, part: &Part<'_>) -> String {
         Part::Text(text) => format!("{stage} text {text}"),
         Part::Value(value) => format!("{stage} value {value}"),
         Part::Object(object) => format!("{stage} object {}", Value::Object((*object).clone())),
-    }
-}
-
-fn mask(value: &mut Value) {
-    match value {
-        Value::String(text) => *text = text.replace("secret-123", "[masked]"),
-        Value::Array(items) => items.iter_mut().for_each(mask),
-        Value::Object(object) => object.values_mut().for_each(mask),
-        _ => {}
     }
 }
 
@@ -59,8 +51,8 @@ impl Inspect for MaskResults {
         self.0.lock().unwrap().push(describe("out", &part));
         match part {
             Part::Text(text) => *text = text.replace("secret-123", "[masked]"),
-            Part::Value(value) => mask(value),
-            Part::Object(object) => object.values_mut().for_each(mask),
+            Part::Value(value) => mask_value(value),
+            Part::Object(object) => object.values_mut().for_each(mask_value),
         }
         Ok(())
     }

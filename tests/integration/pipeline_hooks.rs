@@ -125,7 +125,8 @@ fn mask(part: Part<'_>) {
     }
 }
 
-fn mask_value(value: &mut Value) {
+/// Masks [`SECRET`] in every string of `value` (also used by `mcp_payload`).
+pub(crate) fn mask_value(value: &mut Value) {
     match value {
         Value::String(text) => *text = text.replace(SECRET, "[masked]"),
         Value::Array(items) => items.iter_mut().for_each(mask_value),
