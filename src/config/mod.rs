@@ -125,7 +125,7 @@ pub struct HttpConfig {
     /// Most concurrent MCP sessions; beyond it `initialize` is refused.
     pub max_sessions: usize,
     /// Plain `tools/call` requests to HTTP upstreams take the fast lane
-    /// (`src/mcp/lane/`); `false` sends everything through rmcp.
+    /// (`src/mcp/ingress/lane.rs`); `false` sends everything through rmcp.
     pub fast_lane: bool,
     /// A request's head must arrive complete within this, counted from
     /// the connection's opening (its first request) or from the request's

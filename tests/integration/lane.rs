@@ -1,4 +1,4 @@
-//! The fast lane (`src/mcp/lane/`): which calls take it, what they get back,
+//! The fast lane (`src/mcp/ingress/lane.rs`): which calls take it, what they get back,
 //! and that it follows an upstream through a restart. The passthrough tests
 //! run progress, cancellation, timeouts and sampling/elicitation relays over
 //! it too (their HTTP upstreams are on the lane).
