@@ -239,6 +239,7 @@ fn the_spine_and_its_stages_know_no_protocol() {
         "pipeline",
         "authenticate",
         "authorize",
+        "guardrails",
         "approvals",
         "audit",
     ]
