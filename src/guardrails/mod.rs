@@ -10,11 +10,15 @@
 //! look-alike characters, normalised before anything matches, and
 //! reported as findings of their own).
 //!
+//! What toolgate does with findings (block, redact, hold for approval,
+//! record) is the reviewable file `policies/guardrails.toml` ([`policy`]).
+//!
 //! A [`Finding`] says what was found and where, never the matched text:
 //! findings go to audit records and logs.
 
 pub mod hidden;
 pub mod pii;
+pub mod policy;
 pub mod secrets;
 
 use std::ops::Range;
