@@ -196,6 +196,10 @@ pub struct Record {
     /// The `seq` of the call's `decided` record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_seq: Option<u64>,
+    /// What the guardrails found (detector, type, where, how many, what
+    /// was done), never the matched text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<Value>,
     /// Anything else the kind carries (a reloaded policy set's digest, a
     /// key's name and groups, …).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -227,6 +231,7 @@ impl Record {
             latency_us: None,
             result_bytes: None,
             decided_seq: None,
+            findings: None,
             detail: None,
         }
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::payload::{Inspected, Report};
 use super::{CallError, Caller, Decision, Gate, Part, Reply, Target};
 
 /// What the authorize stage asks the policies about one call.
@@ -154,6 +155,10 @@ pub struct CallContext<K: CallKind> {
     pub approvals: Cleared,
     /// Set by the record-decided stage: the `seq` of the durable `decided` record.
     pub decided: Option<u64>,
+    /// Set by the inspect stages (when there are inspectors): what the
+    /// call is about, as they see it, and what they found.
+    pub inspected: Option<Inspected>,
+    pub report: Report,
     /// Set by the ingress when known: the MCP session and the W3C trace id.
     pub session: Option<String>,
     pub trace: Option<String>,
@@ -176,6 +181,8 @@ impl<K: CallKind> CallContext<K> {
             verdict: None,
             approvals: Default::default(),
             decided: None,
+            inspected: None,
+            report: Report::default(),
             session: None,
             trace: None,
             cancel,

@@ -6,9 +6,12 @@
 //! [`super::CallKind::chunk_parts`] (each chunk of a streamed result); the
 //! pipeline's inspect stages hand them to each inspector in turn.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::{CallError, Target};
+use crate::config::ServerFacts;
 
 /// One part of a payload, lent for reading and rewriting in place.
 #[derive(Debug)]
@@ -32,6 +35,76 @@ impl Part<'_> {
     }
 }
 
+/// What an inspector knows of the call whose payload it reads: what the
+/// call is about ([`Target`], owned, so the payload can be lent mutably
+/// beside it).
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    /// `tool`, `resource`, `prompt`, `model` ([`Target::kind`]).
+    pub kind: &'static str,
+    /// The exposed name (tool, prompt, model) or URI.
+    pub name: String,
+    /// The server it goes to, when it goes to one.
+    pub server: Option<ServerFacts>,
+}
+
+impl Inspected {
+    pub fn of(target: &Target<'_>) -> Self {
+        let name = match target {
+            Target::Tool { name, .. } | Target::Prompt { name, .. } => name,
+            Target::Resource { uri, .. } => uri,
+            Target::Model { name } | Target::Admin { name } => name,
+        };
+        Inspected {
+            kind: target.kind(),
+            name: name.to_string(),
+            server: target.server().cloned(),
+        }
+    }
+}
+
+/// What the inspectors noted about one call: what they found (for the
+/// audit records), and the holds they asked for.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub findings: Vec<Noted>,
+    pub holds: Vec<Hold>,
+    /// A payload was longer than an inspector reads: the rest passed
+    /// unread (by its settings), in this direction.
+    pub truncated: Vec<&'static str>,
+}
+
+/// One kind of finding in one part of a call, never the matched text.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Noted {
+    /// The inspector's rule that decided what to do with it (or the
+    /// inspector, when no rule did).
+    pub rule: String,
+    /// The detector family and the finding's type.
+    pub detector: &'static str,
+    pub kind: Arc<str>,
+    /// `input` or `output`.
+    pub direction: &'static str,
+    /// Where: a JSON path into the arguments (`$.to`), or the part's
+    /// position in the result (`part 2`).
+    pub at: String,
+    pub count: u32,
+    /// What was done: `record`, `redact`, `approve`, `block`.
+    pub action: &'static str,
+}
+
+/// An inspector asks that the call wait for an approver group (its
+/// finding's `approve` action); the await-approval stage holds it like a
+/// policy's approval gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    /// The rule that asks (`guardrails:<rule>`), as the gate's name.
+    pub rule: String,
+    pub group: String,
+    /// Shown to approvers and the caller: the finding types, never the text.
+    pub reason: String,
+}
+
 /// A stage that reads a call's payload and may rewrite it (mask a secret)
 /// or refuse the call (return an error, usually [`CallError::Refused`]).
 /// Input is inspected after authorize (guardrails never see calls the
@@ -47,10 +120,23 @@ pub trait Inspect: Send + Sync {
     /// sends such calls the typed way.
     fn rewrites(&self, target: &Target<'_>) -> bool;
 
-    /// Read (and maybe rewrite) one part of a call's input.
-    fn input(&self, part: Part<'_>) -> Result<(), CallError>;
+    /// Read (and maybe rewrite) part number `at` of the input of `call`,
+    /// noting what it finds in `report`.
+    fn input(
+        &self,
+        call: &Inspected,
+        at: usize,
+        part: Part<'_>,
+        report: &mut Report,
+    ) -> Result<(), CallError>;
 
-    /// Read (and maybe rewrite) one part of a call's result, or of one
-    /// chunk of a streamed result.
-    fn output(&self, part: Part<'_>) -> Result<(), CallError>;
+    /// Read (and maybe rewrite) part number `at` of a call's result, or of
+    /// one chunk of a streamed result.
+    fn output(
+        &self,
+        call: &Inspected,
+        at: usize,
+        part: Part<'_>,
+        report: &mut Report,
+    ) -> Result<(), CallError>;
 }

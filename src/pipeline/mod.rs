@@ -46,7 +46,8 @@ use crate::approvals::{self, Asker, Held};
 use crate::audit::Audit;
 use crate::authorize::Engine;
 use crate::call::{
-    CallContext, CallError, CallKind, Confirmation, Gate, Inspect, Part, Query, Reply, Target,
+    CallContext, CallError, CallKind, Confirmation, Gate, Inspect, Inspected, Part, Query, Reply,
+    Target,
 };
 use crate::config::ApprovalsConfig;
 
@@ -145,7 +146,9 @@ impl Pipeline {
             && !self.inspectors.is_empty()
         {
             let t = Instant::now();
-            inspect_output(&self.inspectors, |visit| K::output_parts(output, visit))?;
+            inspect_output(&self.inspectors, ctx, |visit| {
+                K::output_parts(output, visit)
+            })?;
             ctx.mark("inspect output", t);
         }
         Ok(reply)
@@ -266,18 +269,42 @@ fn authorize<K: CallKind>(engine: &Engine, ctx: &mut CallContext<K>) -> Result<(
 static EMPTY_ARGS: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
     std::sync::LazyLock::new(serde_json::Map::new);
 
-/// Stage 4: the inspectors read the call's input and may rewrite it, or
-/// refuse the call (recorded `refused`, never forwarded).
+/// Stage 4: the inspectors read the call's input and may rewrite it, ask
+/// that it wait for an approver group (held by stage 5 like a policy's
+/// gate), or refuse it (recorded `refused`, never forwarded). A call that
+/// continues one already decided (no policy question) is not inspected.
 fn inspect_input<K: CallKind>(
     inspectors: &[Arc<dyn Inspect>],
     ctx: &mut CallContext<K>,
 ) -> Result<(), CallError> {
+    let Some(target) = &ctx.target else {
+        unreachable!("inspect input runs after resolve")
+    };
+    let Some(question) = K::question(ctx, target) else {
+        return Ok(());
+    };
+    let call = Inspected::of(&question.target);
+    let mut report = std::mem::take(&mut ctx.report);
     let input = &mut ctx.input;
     let inspected = inspect(
         inspectors,
         |visit| K::input_parts(input, visit),
-        |i, part| i.input(part),
+        |i, at, part| i.input(&call, at, part, &mut report),
     );
+    if let Some(decision) = &mut ctx.decision {
+        decision
+            .gates
+            .extend(report.holds.drain(..).map(|hold| Gate {
+                policy: hold.rule,
+                group: Some(hold.group),
+                confirm: None,
+                timeout: Gate::DEFAULT_TIMEOUT,
+                approvers: 1,
+                reason: Some(hold.reason),
+            }));
+    }
+    ctx.report = report;
+    ctx.inspected = Some(call);
     if let Err(CallError::Refused { .. }) = &inspected {
         ctx.verdict = Some("refused");
     }
@@ -287,35 +314,47 @@ fn inspect_input<K: CallKind>(
 /// Stage 8: the inspectors read what came back (a whole result, or one
 /// chunk of a stream) and may rewrite it, or refuse to pass it on (the
 /// call is recorded `refused`). Free with no inspectors.
-fn inspect_output(
+fn inspect_output<K: CallKind>(
     inspectors: &[Arc<dyn Inspect>],
+    ctx: &mut CallContext<K>,
     show: impl FnOnce(&mut dyn FnMut(Part<'_>)),
 ) -> Result<(), CallError> {
     if inspectors.is_empty() {
         return Ok(());
     }
-    inspect(inspectors, show, |i, part| i.output(part))
+    let Some(call) = &ctx.inspected else {
+        // Not inspected on the way in: a call that continues one already
+        // decided.
+        return Ok(());
+    };
+    let report = &mut ctx.report;
+    inspect(inspectors, show, |i, at, part| {
+        i.output(call, at, part, report)
+    })
 }
 
-/// Hand each part `show` lends to every inspector in turn (`each`: its
-/// input or its output side), so each sees what the ones before it left;
-/// the first error stops the inspection and is the call's.
+/// Hand each part `show` lends (numbered from 0) to every inspector in
+/// turn (`each`: its input or its output side), so each sees what the
+/// ones before it left; the first error stops the inspection and is the
+/// call's.
 fn inspect(
     inspectors: &[Arc<dyn Inspect>],
     show: impl FnOnce(&mut dyn FnMut(Part<'_>)),
-    each: impl Fn(&dyn Inspect, Part<'_>) -> Result<(), CallError>,
+    mut each: impl FnMut(&dyn Inspect, usize, Part<'_>) -> Result<(), CallError>,
 ) -> Result<(), CallError> {
     let mut failed = None;
+    let mut at = 0;
     show(&mut |mut part| {
         if failed.is_some() {
             return;
         }
         for inspector in inspectors {
-            if let Err(e) = each(inspector.as_ref(), part.reborrow()) {
+            if let Err(e) = each(inspector.as_ref(), at, part.reborrow()) {
                 failed = Some(e);
                 return;
             }
         }
+        at += 1;
     });
     failed.map_or(Ok(()), Err)
 }

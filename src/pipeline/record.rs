@@ -69,6 +69,12 @@ fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
 /// masker too: a resource URI (or an unknown name) may carry a credential.
 fn call_record<K: CallKind>(audit: &Audit, kind: Kind, ctx: &CallContext<K>) -> Record {
     let mut record = Record::new(kind);
+    if !ctx.report.findings.is_empty() || !ctx.report.truncated.is_empty() {
+        record.findings = Some(serde_json::json!({
+            "found": ctx.report.findings,
+            "unscanned": ctx.report.truncated,
+        }));
+    }
     record.call = Some(crate::audit::call_id(ctx.id));
     record.caller = Some(Who::of(&ctx.caller));
     record.session = ctx.session.clone();

@@ -102,11 +102,11 @@ impl<K: CallKind> Stream for Watched<K> {
         let this = &mut *self;
         loop {
             match &mut this.state {
-                State::Open { bytes, .. } => {
+                State::Open { bytes, ctx, .. } => {
                     match ready!(Pin::new(&mut this.upstream).poll_next(cx)) {
                         Some(Ok(mut chunk)) => {
                             let inspected =
-                                super::inspect_output(&this.pipeline.inspectors, |visit| {
+                                super::inspect_output(&this.pipeline.inspectors, ctx, |visit| {
                                     K::chunk_parts(&mut chunk, visit)
                                 });
                             match inspected {

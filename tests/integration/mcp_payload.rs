@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use toolgate::call::{CallError, Inspect, Part, Target};
+use toolgate::call::{CallError, Inspect, Inspected, Part, Report, Target};
 use toolgate::reference::echo::Echo;
 
 use crate::bad_input::{post, rpc, session};
@@ -42,12 +42,24 @@ impl Inspect for MaskResults {
         target.server().is_some_and(|s| s.name == "echo")
     }
 
-    fn input(&self, part: Part<'_>) -> Result<(), CallError> {
+    fn input(
+        &self,
+        _call: &Inspected,
+        _at: usize,
+        part: Part<'_>,
+        _report: &mut Report,
+    ) -> Result<(), CallError> {
         self.0.lock().unwrap().push(describe("in", &part));
         Ok(())
     }
 
-    fn output(&self, part: Part<'_>) -> Result<(), CallError> {
+    fn output(
+        &self,
+        _call: &Inspected,
+        _at: usize,
+        part: Part<'_>,
+        _report: &mut Report,
+    ) -> Result<(), CallError> {
         self.0.lock().unwrap().push(describe("out", &part));
         match part {
             Part::Text(text) => *text = text.replace("secret-123", "[masked]"),
@@ -67,7 +79,13 @@ impl Inspect for Stopper {
         false
     }
 
-    fn input(&self, part: Part<'_>) -> Result<(), CallError> {
+    fn input(
+        &self,
+        _call: &Inspected,
+        _at: usize,
+        part: Part<'_>,
+        _report: &mut Report,
+    ) -> Result<(), CallError> {
         let seen = describe("in", &part);
         self.0.lock().unwrap().push(seen.clone());
         if seen.contains("forbidden") {
@@ -79,7 +97,13 @@ impl Inspect for Stopper {
         Ok(())
     }
 
-    fn output(&self, part: Part<'_>) -> Result<(), CallError> {
+    fn output(
+        &self,
+        _call: &Inspected,
+        _at: usize,
+        part: Part<'_>,
+        _report: &mut Report,
+    ) -> Result<(), CallError> {
         let seen = describe("out", &part);
         self.0.lock().unwrap().push(seen.clone());
         if seen.contains("classified") {

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use toolgate::audit::{Kind, Record};
 use toolgate::authorize::{Annotations, Engine, Policies};
 use toolgate::call::{
-    CallContext, CallError, CallKind, Caller, Inspect, NotAdmitted, Part, PolicyQuestion, Reply,
-    Target,
+    CallContext, CallError, CallKind, Caller, Inspect, Inspected, NotAdmitted, Part,
+    PolicyQuestion, Reply, Report, Target,
 };
 use toolgate::config::{Config, ServerFacts};
 use toolgate::pipeline::{InFlight, Pipeline};
@@ -144,12 +144,24 @@ impl Inspect for Mask {
         target.server().is_some_and(|s| s.name == "models")
     }
 
-    fn input(&self, part: Part<'_>) -> Result<(), CallError> {
+    fn input(
+        &self,
+        _call: &Inspected,
+        _at: usize,
+        part: Part<'_>,
+        _report: &mut Report,
+    ) -> Result<(), CallError> {
         mask(part);
         Ok(())
     }
 
-    fn output(&self, part: Part<'_>) -> Result<(), CallError> {
+    fn output(
+        &self,
+        _call: &Inspected,
+        _at: usize,
+        part: Part<'_>,
+        _report: &mut Report,
+    ) -> Result<(), CallError> {
         mask(part);
         Ok(())
     }
@@ -182,11 +194,23 @@ impl Inspect for Stopper {
         false
     }
 
-    fn input(&self, part: Part<'_>) -> Result<(), CallError> {
+    fn input(
+        &self,
+        _call: &Inspected,
+        _at: usize,
+        part: Part<'_>,
+        _report: &mut Report,
+    ) -> Result<(), CallError> {
         says_forbidden(part)
     }
 
-    fn output(&self, part: Part<'_>) -> Result<(), CallError> {
+    fn output(
+        &self,
+        _call: &Inspected,
+        _at: usize,
+        part: Part<'_>,
+        _report: &mut Report,
+    ) -> Result<(), CallError> {
         says_forbidden(part)
     }
 }
