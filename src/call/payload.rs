@@ -72,6 +72,9 @@ pub struct Report {
     /// A payload was longer than an inspector reads: the rest passed
     /// unread (by its settings), in this direction.
     pub truncated: Vec<&'static str>,
+    /// Bytes read so far, per direction (for an inspector's bound).
+    pub scanned_input: usize,
+    pub scanned_output: usize,
 }
 
 /// One kind of finding in one part of a call, never the matched text.

@@ -17,6 +17,7 @@
 //! findings go to audit records and logs.
 
 pub mod hidden;
+pub mod inspector;
 pub mod pii;
 pub mod policy;
 pub mod secrets;

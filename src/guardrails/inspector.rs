@@ -1,0 +1,323 @@
+//! The guardrails as the pipeline's inspect stages see them
+//! ([`Guardrails`], a [`crate::call::Inspect`]): every string of a call's
+//! payload goes through the detectors, and each finding through the
+//! policy ([`super::policy`]), which says what to do with it.
+//!
+//! - A call no rule covers (its server, tool and direction) is not
+//!   scanned at all.
+//! - `record`: noted in the call's audit records (type, where, how many),
+//!   never the matched text.
+//! - `redact`: the match is replaced with `[REDACTED:type]` in the payload
+//!   that goes on (the arguments forwarded, the result returned).
+//! - `approve`: the call waits for the rule's approver group, like a
+//!   policy's approval gate; approvers see the finding types.
+//! - `block`: the call is refused with a tool error that names the rule
+//!   and the finding types; an input never reaches the upstream, an
+//!   output never reaches the caller.
+//!
+//! At most `scan.max_bytes` are scanned per call and direction; beyond
+//! that, `scan.over_limit` blocks the call (the default: what cannot be
+//! read does not pass) or lets the rest pass unread, noted in the record.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::policy::{Action, Direction, Policy, Scope};
+use super::{Detector, Finding};
+use crate::call::{CallError, Hold, Inspect, Inspected, Noted, Part, Report, Target};
+
+/// Deepest a JSON payload is walked (serde_json refuses deeper input).
+const MAX_DEPTH: usize = 128;
+
+/// The detectors and the policy, as one inspector.
+pub struct Guardrails {
+    detectors: Vec<Box<dyn Detector>>,
+    policy: Policy,
+}
+
+impl Guardrails {
+    pub fn new(detectors: Vec<Box<dyn Detector>>, policy: Policy) -> Self {
+        Guardrails { detectors, policy }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Every finding in `text`, spans into `text`.
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        let mut found = Vec::new();
+        for detector in &self.detectors {
+            detector.scan(text, &mut found);
+        }
+        found
+    }
+
+    fn inspect(
+        &self,
+        direction: Direction,
+        call: &Inspected,
+        at: usize,
+        part: Part<'_>,
+        report: &mut Report,
+    ) -> Result<(), CallError> {
+        let scope = Scope {
+            server: call.server.as_ref().map(|s| s.name.as_str()),
+            tool: &call.name,
+            trusted: call.server.as_ref().is_some_and(|s| s.trusted),
+        };
+        if !self.policy.covers(&scope, direction) {
+            return Ok(());
+        }
+        let mut pass = Pass {
+            guardrails: self,
+            scope,
+            direction,
+            report,
+            strictest: None,
+        };
+        match part {
+            Part::Text(text) => pass.text(text, &format!("part {at}"))?,
+            Part::Value(value) => pass.value(value, &format!("part {at}"), 0)?,
+            Part::Object(object) => {
+                for (key, value) in object.iter_mut() {
+                    pass.value(value, &format!("$.{key}"), 1)?;
+                }
+            }
+        }
+        pass.finish()
+    }
+}
+
+/// One part of one call, being scanned.
+struct Pass<'a> {
+    guardrails: &'a Guardrails,
+    scope: Scope<'a>,
+    direction: Direction,
+    report: &'a mut Report,
+    /// The strictest action so far and the rule and types behind it.
+    strictest: Option<(Action, String, Vec<Arc<str>>)>,
+}
+
+impl Pass<'_> {
+    fn value(&mut self, value: &mut Value, at: &str, depth: usize) -> Result<(), CallError> {
+        if depth > MAX_DEPTH {
+            return Err(self.refuse(
+                "guardrails",
+                format!("the {} is nested too deeply to inspect", self.what()),
+            ));
+        }
+        match value {
+            Value::String(text) => self.text(text, at),
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.value(item, &format!("{at}[{i}]"), depth + 1)?;
+                }
+                Ok(())
+            }
+            Value::Object(object) => {
+                for (key, item) in object.iter_mut() {
+                    self.value(item, &format!("{at}.{key}"), depth + 1)?;
+                }
+                Ok(())
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+        }
+    }
+
+    fn text(&mut self, text: &mut String, at: &str) -> Result<(), CallError> {
+        let limits = self.guardrails.policy.limits;
+        let scanned = match self.direction {
+            Direction::Input => &mut self.report.scanned_input,
+            Direction::Output => &mut self.report.scanned_output,
+        };
+        if *scanned + text.len() > limits.max_bytes {
+            return match limits.over_limit {
+                Action::Block => Err(self.refuse(
+                    "guardrails",
+                    format!(
+                        "the {} is larger than guardrails scan ({} bytes, scan.max_bytes)",
+                        self.what(),
+                        limits.max_bytes
+                    ),
+                )),
+                _ => {
+                    let direction = self.direction.as_str();
+                    if !self.report.truncated.contains(&direction) {
+                        self.report.truncated.push(direction);
+                    }
+                    Ok(())
+                }
+            };
+        }
+        *scanned += text.len();
+        let found = self.guardrails.scan(text);
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut redactions = Vec::new();
+        for finding in found {
+            let rule = self.guardrails.policy.rule_for(
+                &self.scope,
+                self.direction,
+                finding.detector,
+                &finding.kind,
+                finding.score,
+            );
+            let (action, rule_name) = match rule {
+                Some(rule) => (rule.action, rule.name.clone()),
+                None => (Action::Record, "guardrails".to_string()),
+            };
+            self.note(&rule_name, &finding, at, action);
+            let kind = finding.kind.clone();
+            match action {
+                Action::Redact => redactions.push(finding),
+                Action::Approve => {
+                    let gate = format!("guardrails:{rule_name}");
+                    if let Some(rule) = rule
+                        && let Some(group) = &rule.approver_group
+                        && !self.report.holds.iter().any(|h| h.rule == gate)
+                    {
+                        self.report.holds.push(Hold {
+                            rule: gate,
+                            group: group.clone(),
+                            reason: String::new(),
+                        });
+                    }
+                }
+                Action::Block | Action::Record => {}
+            }
+            let stricter = self.strictest.as_ref().is_none_or(|(a, ..)| action > *a);
+            if stricter {
+                self.strictest = Some((action, rule_name, vec![kind]));
+            } else if let Some((a, _, kinds)) = &mut self.strictest
+                && *a == action
+                && !kinds.contains(&kind)
+            {
+                kinds.push(kind);
+            }
+        }
+        redact(text, redactions);
+        Ok(())
+    }
+
+    /// Count a finding in the report (one entry per rule, type and place).
+    fn note(&mut self, rule: &str, finding: &Finding, at: &str, action: Action) {
+        let direction = self.direction.as_str();
+        let same = self.report.findings.iter_mut().find(|n| {
+            n.rule == rule
+                && n.detector == finding.detector
+                && n.kind == finding.kind
+                && n.at == at
+                && n.direction == direction
+        });
+        match same {
+            Some(noted) => noted.count += 1,
+            None => self.report.findings.push(Noted {
+                rule: rule.to_string(),
+                detector: finding.detector,
+                kind: finding.kind.clone(),
+                direction,
+                at: at.to_string(),
+                count: 1,
+                action: action.as_str(),
+            }),
+        }
+    }
+
+    /// The part's verdict: a block refuses the call; holds get their
+    /// reason (the finding types, never the text).
+    fn finish(mut self) -> Result<(), CallError> {
+        let Some((action, rule, kinds)) = self.strictest.take() else {
+            return Ok(());
+        };
+        let kinds: Vec<&str> = kinds.iter().map(|k| &**k).collect();
+        let what = format!("{} carries {}", self.what(), kinds.join(", "));
+        for hold in &mut self.report.holds {
+            if hold.reason.is_empty() {
+                hold.reason = format!("guardrails: the {what}");
+            }
+        }
+        match action {
+            Action::Block => Err(self.refuse(&format!("guardrails:{rule}"), format!("the {what}"))),
+            _ => Ok(()),
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        match self.direction {
+            Direction::Input => "input",
+            Direction::Output => "result",
+        }
+    }
+
+    fn refuse(&self, by: &str, reason: String) -> CallError {
+        CallError::Refused {
+            by: by.to_string(),
+            reason,
+        }
+    }
+}
+
+/// Replace each finding's span with `[REDACTED:type]`; overlapping spans
+/// are merged (the first type names the merged span).
+fn redact(text: &mut String, mut findings: Vec<Finding>) {
+    if findings.is_empty() {
+        return;
+    }
+    findings.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
+    let mut merged: Vec<(std::ops::Range<usize>, Arc<str>)> = Vec::new();
+    for f in findings {
+        let span = f.span.start.min(text.len())..f.span.end.min(text.len());
+        match merged.last_mut() {
+            Some((last, _)) if span.start < last.end => last.end = last.end.max(span.end),
+            _ => merged.push((span, f.kind)),
+        }
+    }
+    for (span, kind) in merged.into_iter().rev() {
+        if text.is_char_boundary(span.start) && text.is_char_boundary(span.end) {
+            text.replace_range(span, &format!("[REDACTED:{kind}]"));
+        }
+    }
+}
+
+impl Inspect for Guardrails {
+    fn name(&self) -> &str {
+        "guardrails"
+    }
+
+    fn rewrites(&self, target: &Target<'_>) -> bool {
+        let call = Inspected::of(target);
+        let scope = Scope {
+            server: call.server.as_ref().map(|s| s.name.as_str()),
+            tool: &call.name,
+            trusted: call.server.as_ref().is_some_and(|s| s.trusted),
+        };
+        self.policy.rewrites(&scope)
+    }
+
+    fn input(
+        &self,
+        call: &Inspected,
+        at: usize,
+        part: Part<'_>,
+        report: &mut Report,
+    ) -> Result<(), CallError> {
+        self.inspect(Direction::Input, call, at, part, report)
+    }
+
+    fn output(
+        &self,
+        call: &Inspected,
+        at: usize,
+        part: Part<'_>,
+        report: &mut Report,
+    ) -> Result<(), CallError> {
+        self.inspect(Direction::Output, call, at, part, report)
+    }
+}
+
+#[cfg(test)]
+#[path = "inspector_tests.rs"]
+mod tests;
