@@ -21,6 +21,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use serde_json::Value;
 
 use super::policy::{Action, Direction, Policy, Scope};
@@ -30,15 +31,46 @@ use crate::call::{CallError, Hold, Inspect, Inspected, Noted, Part, Report, Targ
 /// Deepest a JSON payload is walked (serde_json refuses deeper input).
 const MAX_DEPTH: usize = 128;
 
-/// The detectors and the policy, as one inspector.
+/// The guardrails in force, as one inspector: a [`Set`] swapped whole
+/// when its files change (see [`super::load`]); each part is inspected
+/// under the set in force when it is read.
 pub struct Guardrails {
-    detectors: Vec<Box<dyn Detector>>,
-    policy: Policy,
+    set: ArcSwap<Set>,
 }
 
 impl Guardrails {
+    pub fn new(set: Set) -> Self {
+        Guardrails {
+            set: ArcSwap::from_pointee(set),
+        }
+    }
+
+    /// The set in force.
+    pub fn current(&self) -> Arc<Set> {
+        self.set.load_full()
+    }
+
+    /// Put `set` in force (calls already inspected keep what they got).
+    pub fn replace(&self, set: Set) {
+        self.set.store(Arc::new(set));
+    }
+}
+
+/// The detectors and the policy, loaded together.
+pub struct Set {
+    detectors: Vec<Box<dyn Detector>>,
+    policy: Policy,
+    /// SHA-256 over the files it was loaded from (for reloads).
+    pub digest: [u8; 32],
+}
+
+impl Set {
     pub fn new(detectors: Vec<Box<dyn Detector>>, policy: Policy) -> Self {
-        Guardrails { detectors, policy }
+        Set {
+            detectors,
+            policy,
+            digest: [0; 32],
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -92,7 +124,7 @@ impl Guardrails {
 
 /// One part of one call, being scanned.
 struct Pass<'a> {
-    guardrails: &'a Guardrails,
+    guardrails: &'a Set,
     scope: Scope<'a>,
     direction: Direction,
     report: &'a mut Report,
@@ -294,7 +326,13 @@ impl Inspect for Guardrails {
             tool: &call.name,
             trusted: call.server.as_ref().is_some_and(|s| s.trusted),
         };
-        self.policy.rewrites(&scope)
+        self.set.load().policy.rewrites(&scope)
+    }
+
+    fn mask(&self, text: &mut String) {
+        let set = self.set.load();
+        let found = set.scan(text);
+        redact(text, found);
     }
 
     fn input(
@@ -304,7 +342,9 @@ impl Inspect for Guardrails {
         part: Part<'_>,
         report: &mut Report,
     ) -> Result<(), CallError> {
-        self.inspect(Direction::Input, call, at, part, report)
+        self.set
+            .load()
+            .inspect(Direction::Input, call, at, part, report)
     }
 
     fn output(
@@ -314,7 +354,9 @@ impl Inspect for Guardrails {
         part: Part<'_>,
         report: &mut Report,
     ) -> Result<(), CallError> {
-        self.inspect(Direction::Output, call, at, part, report)
+        self.set
+            .load()
+            .inspect(Direction::Output, call, at, part, report)
     }
 }
 

@@ -90,7 +90,7 @@ impl Pipeline {
             Ok(Reply::Done(output)) => Ok(output),
             Err(e) => Err(e),
         };
-        record::completed(&self.audit, &ctx, result.as_ref().map(K::result_bytes)).await;
+        record::completed(self, &ctx, result.as_ref().map(K::result_bytes)).await;
         result.map(Reply::Done)
     }
 
@@ -133,7 +133,7 @@ impl Pipeline {
         ctx.mark("await approval", t);
 
         let t = Instant::now();
-        ctx.decided = record::decided(&self.audit, ctx).await?;
+        ctx.decided = record::decided(self, ctx).await?;
         ctx.mark("record decided", t);
 
         let t = Instant::now();

@@ -3,21 +3,27 @@
 //! queued when the call ends: when `forward` returns, or when a streamed
 //! reply ends or its caller goes away, see [`super::stream`]).
 
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::Pipeline;
 use crate::audit::{Audit, Kind, Record, Who};
-use crate::call::{CallContext, CallError, CallKind};
+use crate::call::{CallContext, CallError, CallKind, Inspect};
 
 /// Stage 6: the `decided` record of an allowed call, durable before the
 /// call goes anywhere. If the audit trail cannot record it, the call is
 /// refused (unless `audit.fail_open`, a dev-only setting, says otherwise).
 pub(super) async fn decided<K: CallKind>(
-    audit: &Audit,
+    pipeline: &Pipeline,
     ctx: &CallContext<K>,
 ) -> Result<Option<u64>, CallError> {
+    let audit = &pipeline.audit;
     if ctx.decision.is_none() {
         // A call that continues one already decided (a task's status).
         return Ok(None);
     }
-    match audit.write(decided_record(audit, ctx)).await {
+    match audit.write(decided_record(pipeline, ctx)).await {
         Ok(seq) => Ok(Some(seq)),
         Err(e) if audit.config().fail_open => {
             tracing::error!(call = ctx.id, error = %e, "audit.fail_open: forwarding a call without its audit record");
@@ -28,7 +34,8 @@ pub(super) async fn decided<K: CallKind>(
 }
 
 /// The `decided` record of a call, from what the stages so far found.
-fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
+fn decided_record<K: CallKind>(pipeline: &Pipeline, ctx: &CallContext<K>) -> Record {
+    let audit = &pipeline.audit;
     let mut record = call_record(audit, Kind::Decided, ctx);
     record.decision = Some(match (&ctx.target, ctx.verdict) {
         (None, _) => "unknown",
@@ -59,7 +66,9 @@ fn decided_record<K: CallKind>(audit: &Audit, ctx: &CallContext<K>) -> Record {
         record.definition_hash = question.definition_hash.map(str::to_string);
         if let Some(args) = question.args {
             record.args_hash = Some(audit.args_hash(args));
-            record.args = Some(audit.redactor().copy(args));
+            let mut copy = audit.redactor().copy(args);
+            mask(&pipeline.inspectors, &mut copy, 0);
+            record.args = Some(copy);
         }
     }
     record
@@ -91,10 +100,11 @@ fn call_record<K: CallKind>(audit: &Audit, kind: Kind, ctx: &CallContext<K>) -> 
 /// `result` is the call's outcome: the size of what came back (a whole
 /// result's, or the sum of a stream's chunks), or why it failed.
 pub(super) async fn completed<K: CallKind>(
-    audit: &Audit,
+    pipeline: &Pipeline,
     ctx: &CallContext<K>,
     result: Result<Option<u64>, &CallError>,
 ) {
+    let audit = &pipeline.audit;
     let latency_us = ctx.received.elapsed().as_micros() as u64;
     let refused = matches!(
         result,
@@ -106,7 +116,7 @@ pub(super) async fn completed<K: CallKind>(
             | CallError::Unauthenticated)
     );
     if ctx.decided.is_none() && refused {
-        let mut decided = decided_record(audit, ctx);
+        let mut decided = decided_record(pipeline, ctx);
         if let Err(e @ CallError::Refused { .. }) = result {
             // An inspector's refusal is no policy's: its own words, masked.
             decided.reason = Some(audit.redactor().text(&e.to_string()));
@@ -140,5 +150,32 @@ pub(super) async fn completed<K: CallKind>(
             outcome = "error", fault = ?e.fault(), error = %audit.redactor().text(&e.to_string()), stages = ?ctx.timings,
             "call failed"
         ),
+    }
+}
+
+/// Deepest the stored argument copy is walked for masking (the audit's
+/// copy is bounded shallower than this).
+const MAX_MASK_DEPTH: usize = 64;
+
+/// Mask what the inspectors' detectors find in every string of the stored
+/// copy `value` (whatever their rules do with the call itself): a
+/// credential recorded, even in a call let through, is one leaked.
+fn mask(inspectors: &[Arc<dyn Inspect>], value: &mut Value, depth: usize) {
+    if inspectors.is_empty() || depth > MAX_MASK_DEPTH {
+        return;
+    }
+    match value {
+        Value::String(text) => {
+            for inspector in inspectors {
+                inspector.mask(text);
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| mask(inspectors, v, depth + 1)),
+        Value::Object(object) => object
+            .values_mut()
+            .for_each(|v| mask(inspectors, v, depth + 1)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }

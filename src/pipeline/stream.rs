@@ -84,7 +84,7 @@ impl<K: CallKind> Watched<K> {
         let pipeline = self.pipeline.clone();
         self.state = State::Recording(Box::pin(async move {
             let outcome = outcome.map(|()| bytes);
-            record::completed(&pipeline.audit, &ctx, outcome.as_ref().copied()).await;
+            record::completed(&pipeline, &ctx, outcome.as_ref().copied()).await;
             drop(admitted);
             outcome.err()
         }));
