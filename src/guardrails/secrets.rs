@@ -763,6 +763,19 @@ impl Secrets {
         errors
     }
 
+    /// Which rules may match `text`: those with a keyword in it, and
+    /// those without keywords. One pass over the text.
+    fn candidates(&self, text: &str) -> Vec<bool> {
+        let mut candidate = vec![false; self.rules.len()];
+        for &i in &self.always {
+            candidate[i] = true;
+        }
+        for m in self.keywords.find_overlapping_iter(text) {
+            candidate[self.keyword_rule[m.pattern().as_usize()]] = true;
+        }
+        candidate
+    }
+
     fn is_placeholder(&self, secret: &str) -> bool {
         if self.placeholders.is_match(secret) {
             return true;
@@ -836,13 +849,7 @@ impl Detector for Secrets {
         if text.is_empty() || self.rules.is_empty() {
             return;
         }
-        let mut candidate = vec![false; self.rules.len()];
-        for &i in &self.always {
-            candidate[i] = true;
-        }
-        for m in self.keywords.find_overlapping_iter(text) {
-            candidate[self.keyword_rule[m.pattern().as_usize()]] = true;
-        }
+        let candidate = self.candidates(text);
         let mut matches: Vec<Candidate> = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             if !candidate[i] {
