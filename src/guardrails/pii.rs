@@ -1,1 +1,990 @@
-//! (being written)
+//! Personal data: the PII detector. Finds, as findings of detector `pii`:
+//!
+//! | kind | what | how it is checked |
+//! |---|---|---|
+//! | `email` | `local@domain.tld` | practical RFC 5322 subset: dot-atom local part (≤ 64), domain of ≥ 2 labels (LDH, ≤ 63 each), alphabetic TLD of 2–24 letters or `xn--`; not `user@localhost`, not `obj@host.method()` in code, not image names like `icon@2x.png` |
+//! | `phone` | international numbers (`+` or `00`), NANP numbers in a clear format (`(415) 555-0132`, `415-555-0132`), national numbers with a trunk `0` next to a word such as "phone" | country code and national number length (and leading digits) for 56 countries; NANP area and exchange codes; other `+` numbers of 8–15 digits only at score 0.5 |
+//! | `card` | 13–19 digits, grouped with spaces or dashes or not | Luhn, and the issuer ranges of Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro, Mir, RuPay, Troy with their lengths |
+//! | `iban` | 2 letters, 2 check digits, BBAN; with or without spaces in groups of 4 | the registry length of each of the IBAN countries, mod 97 = 1 |
+//! | `us-ssn` | `AAA-GG-SSSS`; undashed or spaced only next to a word such as "SSN" | area not 000, 666 or 900–999; group not 00; serial not 0000 |
+//! | `ipv4`, `ipv6` | addresses | `std::net` parsing; public addresses score 1.0, private/unique-local/link-local 0.5, loopback, unspecified, documentation, multicast and reserved ranges 0.2 (they say little about a person) |
+//! | user kinds | [`CustomPattern`] | the user's regex, and optional context words within 64 bytes |
+//!
+//! Not detected, because finding them in free text needs a language
+//! model, not a pattern: names, postal addresses, dates of birth, national
+//! ids other than the US SSN (unless the user adds a pattern), phone
+//! numbers written in words, lowercase or partial IBANs, numbers split by
+//! line breaks. Numbers of other countries without a `+`/`00` prefix are
+//! only found next to a phone word.
+//!
+//! Cost: plain prose pays one pass over its bytes (no `@`, no digit:
+//! nothing else runs); each family runs only where its anchor character
+//! occurs. The checksum code (Luhn, mod 97) is ours: both are a few lines
+//! and fully specified.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+use std::sync::{Arc, LazyLock};
+
+use regex::{Regex, RegexBuilder};
+
+use super::{Detector, Finding};
+
+/// The detector's name, as in [`Finding::detector`].
+pub const NAME: &str = "pii";
+
+/// How far (bytes, each side) context words are looked for.
+pub const CONTEXT_WINDOW: usize = 64;
+
+/// The compiled size a user pattern may take (bounds memory and the time
+/// to build it).
+const CUSTOM_REGEX_SIZE: usize = 1 << 20;
+
+/// A user-defined PII type: a regex, and optionally words that must occur
+/// near a match for it to count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomPattern {
+    /// The finding's kind (`employee-id`).
+    pub kind: String,
+    /// A Rust regex (no look-around, no back-references).
+    pub regex: String,
+    /// Words (case-insensitive) of which one must occur within
+    /// [`CONTEXT_WINDOW`] bytes of a match; empty: every match counts.
+    pub context: Vec<String>,
+    /// The findings' score, 0.0–1.0.
+    pub score: f32,
+}
+
+/// Why a set of PII patterns could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PiiError {
+    #[error("PII pattern #{index}: the kind is empty; name it (e.g. `employee-id`)")]
+    EmptyKind { index: usize },
+    #[error(
+        "PII pattern `{kind}`: the regex does not compile ({source}); use Rust regex syntax (no look-around or back-references)"
+    )]
+    BadRegex {
+        kind: String,
+        #[source]
+        source: Box<regex::Error>,
+    },
+    #[error(
+        "PII pattern `{kind}`: the regex matches the empty string, so it would flag every position; make it need at least one character"
+    )]
+    MatchesEmpty { kind: String },
+    #[error("PII pattern `{kind}`: score {score} is not within 0.0–1.0")]
+    BadScore { kind: String, score: f32 },
+    #[error("PII pattern `{kind}`: context word #{index} is empty; remove it")]
+    EmptyContext { kind: String, index: usize },
+}
+
+struct Custom {
+    kind: Arc<str>,
+    regex: Regex,
+    /// Lower-cased.
+    context: Vec<String>,
+    score: f32,
+}
+
+/// The PII detector: built-in types and the user's patterns, compiled
+/// once.
+pub struct Pii {
+    kinds: Kinds,
+    custom: Vec<Custom>,
+}
+
+struct Kinds {
+    email: Arc<str>,
+    phone: Arc<str>,
+    card: Arc<str>,
+    iban: Arc<str>,
+    ssn: Arc<str>,
+    ipv4: Arc<str>,
+    ipv6: Arc<str>,
+}
+
+impl Default for Pii {
+    fn default() -> Self {
+        Pii {
+            kinds: Kinds {
+                email: "email".into(),
+                phone: "phone".into(),
+                card: "card".into(),
+                iban: "iban".into(),
+                ssn: "us-ssn".into(),
+                ipv4: "ipv4".into(),
+                ipv6: "ipv6".into(),
+            },
+            custom: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Pii {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pii")
+            .field(
+                "custom",
+                &self.custom.iter().map(|c| &*c.kind).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Pii {
+    /// The built-in types plus `custom`; every pattern is checked and
+    /// compiled here, so scanning cannot fail.
+    pub fn new(custom: Vec<CustomPattern>) -> Result<Pii, PiiError> {
+        let mut pii = Pii::default();
+        for (index, pattern) in custom.into_iter().enumerate() {
+            let CustomPattern {
+                kind,
+                regex,
+                context,
+                score,
+            } = pattern;
+            if kind.trim().is_empty() {
+                return Err(PiiError::EmptyKind { index });
+            }
+            if !(0.0..=1.0).contains(&score) {
+                return Err(PiiError::BadScore { kind, score });
+            }
+            if let Some(index) = context.iter().position(|w| w.trim().is_empty()) {
+                return Err(PiiError::EmptyContext { kind, index });
+            }
+            let compiled = match RegexBuilder::new(&regex)
+                .size_limit(CUSTOM_REGEX_SIZE)
+                .dfa_size_limit(CUSTOM_REGEX_SIZE)
+                .build()
+            {
+                Ok(compiled) => compiled,
+                Err(e) => {
+                    return Err(PiiError::BadRegex {
+                        kind,
+                        source: Box::new(e),
+                    });
+                }
+            };
+            if compiled.is_match("") {
+                return Err(PiiError::MatchesEmpty { kind });
+            }
+            pii.custom.push(Custom {
+                kind: kind.into(),
+                regex: compiled,
+                context: context.iter().map(|w| w.trim().to_lowercase()).collect(),
+                score,
+            });
+        }
+        Ok(pii)
+    }
+}
+
+impl Detector for Pii {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn scan(&self, text: &str, found: &mut Vec<Finding>) {
+        let first = found.len();
+        let mut scan = Scan {
+            text,
+            found,
+            first,
+            kinds: &self.kinds,
+        };
+        let bytes = text.as_bytes();
+        // One pass to learn which families can match at all.
+        let (mut digit, mut at, mut colon) = (false, false, false);
+        for &b in bytes {
+            digit |= b.is_ascii_digit();
+            at |= b == b'@';
+            colon |= b == b':';
+        }
+        if at {
+            scan.emails();
+        }
+        if digit {
+            // Order matters: a number taken by a stricter type (card, IBAN,
+            // SSN) is not reported again as a phone number.
+            scan.cards();
+            scan.ibans();
+            scan.ssns();
+            scan.phones();
+            if colon {
+                scan.ipv6();
+            }
+            scan.ipv4();
+        }
+        for custom in &self.custom {
+            for m in custom.regex.find_iter(text) {
+                if m.is_empty() {
+                    continue;
+                }
+                if custom.context.is_empty()
+                    || near(text, m.range(), custom.context.iter().map(String::as_str))
+                {
+                    scan.found.push(Finding {
+                        detector: NAME,
+                        kind: custom.kind.clone(),
+                        span: m.range(),
+                        score: custom.score,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// One scan's state: the text and the findings so far.
+struct Scan<'t, 'f> {
+    text: &'t str,
+    found: &'f mut Vec<Finding>,
+    /// Where this scan's findings start in `found`.
+    first: usize,
+    kinds: &'t Kinds,
+}
+
+impl Scan<'_, '_> {
+    fn push(&mut self, kind: &Arc<str>, span: Range<usize>, score: f32) {
+        self.found.push(Finding {
+            detector: NAME,
+            kind: kind.clone(),
+            span,
+            score,
+        });
+    }
+
+    /// Whether `span` overlaps a finding of this scan.
+    fn taken(&self, span: &Range<usize>) -> bool {
+        self.found[self.first..]
+            .iter()
+            .any(|f| f.span.start < span.end && span.start < f.span.end)
+    }
+
+    fn emails(&mut self) {
+        let bytes = self.text.as_bytes();
+        let mut from = 0;
+        while let Some(off) = bytes[from..].iter().position(|&b| b == b'@') {
+            let at = from + off;
+            from = at + 1;
+            if let Some(span) = email_at(bytes, at) {
+                from = span.end;
+                let kinds = self.kinds;
+                self.push(&kinds.email, span, 1.0);
+            }
+        }
+    }
+
+    fn cards(&mut self) {
+        for m in CARD.find_iter(self.text) {
+            if is_card(m.as_str()) {
+                let kinds = self.kinds;
+                self.push(&kinds.card, m.range(), 1.0);
+            }
+        }
+    }
+
+    fn ibans(&mut self) {
+        for m in IBAN.find_iter(self.text) {
+            if let Some(len) = iban_len(m.as_str()) {
+                let kinds = self.kinds;
+                self.push(&kinds.iban, m.start()..m.start() + len, 1.0);
+            }
+        }
+    }
+
+    fn ssns(&mut self) {
+        for m in SSN.find_iter(self.text) {
+            let s = m.as_str().as_bytes();
+            let dashed = s.get(3) == Some(&b'-') && s.get(6) == Some(&b'-');
+            let plain = !s.contains(&b'-');
+            if !(dashed || plain) || !is_ssn(s) || self.taken(&m.range()) {
+                continue;
+            }
+            // Nine digits are common (ids, amounts): only with a word
+            // that says what they are.
+            if dashed || near(self.text, m.range(), SSN_WORDS.iter().copied()) {
+                let kinds = self.kinds;
+                self.push(&kinds.ssn, m.range(), 1.0);
+            }
+        }
+    }
+
+    fn phones(&mut self) {
+        let bytes = self.text.as_bytes();
+        for m in PHONE_INTL.find_iter(self.text) {
+            // `+` must not follow a word or a number (`a+12…`, `3+44…`).
+            if m.start() > 0
+                && bytes[m.start()] == b'+'
+                && bytes[m.start() - 1].is_ascii_alphanumeric()
+            {
+                continue;
+            }
+            if let Some((end, score)) = international_phone(m.as_str()) {
+                let span = m.start()..m.start() + end;
+                if !self.taken(&span) {
+                    let kinds = self.kinds;
+                    self.push(&kinds.phone, span, score);
+                }
+            }
+        }
+        for m in PHONE_NANP.find_iter(self.text) {
+            let span = m.range();
+            let glued = |b: Option<&u8>| b.is_some_and(|&b| matches!(b, b'.' | b'-' | b'+' | b'/'));
+            if glued(span.start.checked_sub(1).and_then(|i| bytes.get(i)))
+                || (glued(bytes.get(span.end))
+                    && bytes.get(span.end + 1).is_some_and(u8::is_ascii_digit))
+                || !is_nanp(m.as_str())
+                || self.taken(&span)
+            {
+                continue;
+            }
+            let kinds = self.kinds;
+            self.push(&kinds.phone, span, 0.9);
+        }
+        for m in PHONE_NATIONAL.find_iter(self.text) {
+            let digits = m.as_str().bytes().filter(u8::is_ascii_digit).count();
+            if (9..=11).contains(&digits)
+                && !self.taken(&m.range())
+                && near(self.text, m.range(), PHONE_WORDS.iter().copied())
+            {
+                let kinds = self.kinds;
+                self.push(&kinds.phone, m.range(), 0.8);
+            }
+        }
+    }
+
+    fn ipv4(&mut self) {
+        let bytes = self.text.as_bytes();
+        for m in IPV4.find_iter(self.text) {
+            // Part of a longer dotted number (a version, an OID) or of an IPv6
+            // address (found before).
+            let before = m.start().checked_sub(1).and_then(|i| bytes.get(i));
+            let after = bytes.get(m.end()..m.end() + 2);
+            if before.is_some_and(|&b| b == b'.' || b == b':')
+                || after.is_some_and(|a| a[0] == b'.' && a[1].is_ascii_digit())
+            {
+                continue;
+            }
+            let Ok(ip) = m.as_str().parse::<Ipv4Addr>() else {
+                continue;
+            };
+            if self.taken(&m.range()) {
+                continue;
+            }
+            let kinds = self.kinds;
+            self.push(&kinds.ipv4, m.range(), ip_score(IpAddr::V4(ip)));
+        }
+    }
+
+    fn ipv6(&mut self) {
+        let bytes = self.text.as_bytes();
+        for m in IPV6.find_iter(self.text) {
+            let mut span = m.range();
+            let word = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_');
+            if word(span.start.checked_sub(1).and_then(|i| bytes.get(i)))
+                || word(bytes.get(span.end))
+            {
+                continue;
+            }
+            // A sentence's colon after an address (`at fe80::1: done`).
+            if self.text[span.clone()].ends_with(':') && !self.text[span.clone()].ends_with("::") {
+                span.end -= 1;
+            }
+            let candidate = &self.text[span.clone()];
+            if candidate.bytes().filter(|&b| b == b':').count() < 2
+                || !candidate.bytes().any(|b| b.is_ascii_digit())
+            {
+                continue;
+            }
+            let Ok(ip) = candidate.parse::<Ipv6Addr>() else {
+                continue;
+            };
+            if self.taken(&span) {
+                continue;
+            }
+            let kinds = self.kinds;
+            self.push(&kinds.ipv6, span, ip_score(IpAddr::V6(ip)));
+        }
+    }
+}
+
+/// Whether one of `words` (lower case) occurs within [`CONTEXT_WINDOW`]
+/// bytes of `span`, ignoring ASCII case.
+fn near<'w>(text: &str, span: Range<usize>, words: impl Iterator<Item = &'w str>) -> bool {
+    let bytes = text.as_bytes();
+    let window = &bytes
+        [span.start.saturating_sub(CONTEXT_WINDOW)..(span.end + CONTEXT_WINDOW).min(bytes.len())];
+    let mut words = words;
+    words.any(|w| {
+        let w = w.as_bytes();
+        !w.is_empty() && window.windows(w.len()).any(|s| s.eq_ignore_ascii_case(w))
+    })
+}
+
+const SSN_WORDS: &[&str] = &[
+    "ssn",
+    "social security",
+    "social sec",
+    "ss#",
+    "ss no",
+    "taxpayer id",
+    "tin",
+];
+const PHONE_WORDS: &[&str] = &[
+    "phone",
+    "tel",
+    "mobile",
+    "cell",
+    "call",
+    "fax",
+    "contact",
+    "whatsapp",
+    "handy",
+    "telefon",
+    "tél",
+    "portable",
+    "móvil",
+    "movil",
+    "telefono",
+    "teléfono",
+];
+
+// (?-u:\b): ASCII word boundaries keep the regexes on the fast DFA.
+static CARD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)\d(?:[ \-]?\d){12,18}(?-u:\b)").expect("constant pattern (tested)")
+});
+static IBAN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?-u:\b)")
+        .expect("constant pattern (tested)")
+});
+static SSN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)\d{3}[\- ]?\d{2}[\- ]?\d{4}(?-u:\b)").expect("constant pattern (tested)")
+});
+static PHONE_INTL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:\+|(?-u:\b)00)[1-9](?:[ \-./]{0,2}\(?\d{1,6}\)?){1,8}")
+        .expect("constant pattern (tested)")
+});
+static PHONE_NANP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:(?-u:\b)1[ .\-])?(?:\(\d{3}\) ?|(?-u:\b)\d{3}[ .\-])\d{3}[ .\-]\d{4}(?-u:\b)")
+        .expect("constant pattern (tested)")
+});
+static PHONE_NATIONAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)0\d{1,4}[ \-/]\d{2,8}(?:[ \-]\d{2,4}){0,3}(?-u:\b)")
+        .expect("constant pattern (tested)")
+});
+static IPV4: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)(?:\d{1,3}\.){3}\d{1,3}(?-u:\b)").expect("constant pattern (tested)")
+});
+static IPV6: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}")
+        .expect("constant pattern (tested)")
+});
+
+/// The email whose `@` is at `at`, if the bytes around it make one.
+fn email_at(bytes: &[u8], at: usize) -> Option<Range<usize>> {
+    let local_byte = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b);
+    let mut start = at;
+    while start > 0 && at - start < 64 && local_byte(bytes[start - 1]) {
+        start -= 1;
+    }
+    // Quote-like and slash characters are legal but in running text they
+    // are the surrounding punctuation, not the address.
+    while start < at
+        && matches!(
+            bytes[start],
+            b'.' | b'\'' | b'`' | b'/' | b'{' | b'|' | b'='
+        )
+    {
+        start += 1;
+    }
+    let local = &bytes[start..at];
+    if local.is_empty() || local.ends_with(b".") || local.windows(2).any(|w| w == b"..") {
+        return None;
+    }
+    let domain_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+    let mut end = at + 1;
+    while end < bytes.len() && end - at <= 253 && domain_byte(bytes[end]) {
+        end += 1;
+    }
+    // A sentence's full stop or a hyphen after the address.
+    while end > at + 1 && matches!(bytes[end - 1], b'.' | b'-') {
+        end -= 1;
+    }
+    let domain = &bytes[at + 1..end];
+    // Code: `obj@host.method(`.
+    if bytes.get(end) == Some(&b'(') {
+        return None;
+    }
+    let labels = domain.split(|&b| b == b'.');
+    let mut count = 0;
+    let mut last: &[u8] = &[];
+    for label in labels {
+        if label.is_empty() || label.len() > 63 || label.starts_with(b"-") || label.ends_with(b"-")
+        {
+            return None;
+        }
+        count += 1;
+        last = label;
+    }
+    let first = domain.split(|&b| b == b'.').next().unwrap_or_default();
+    let tld_ok = (2..=24).contains(&last.len()) && last.iter().all(u8::is_ascii_alphabetic)
+        || last.len() > 4 && last[..4].eq_ignore_ascii_case(b"xn--");
+    // `icon@2x.png`: image densities and file extensions are not domains.
+    let file_like = matches!(first, [b'1'..=b'9', b'x'])
+        || FILE_EXTENSIONS.iter().any(|e| last.eq_ignore_ascii_case(e));
+    (count >= 2 && tld_ok && !file_like).then_some(start..end)
+}
+
+/// Extensions that are not top-level domains, seen after `@` in code.
+const FILE_EXTENSIONS: &[&[u8]] = &[
+    b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico", b"tiff", b"html", b"htm",
+    b"css", b"js", b"mjs", b"json", b"yaml", b"yml", b"toml", b"lock", b"txt", b"tsx", b"jsx",
+    b"scss", b"vue",
+];
+
+/// Luhn's check over ASCII digits (ours: a few lines, fully specified).
+fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, &d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d - b'0');
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum.is_multiple_of(10)
+}
+
+/// Whether a card-shaped candidate is a card number: grouping, issuer
+/// range and length, Luhn.
+fn is_card(candidate: &str) -> bool {
+    let mut digits = [0u8; 19];
+    let mut n = 0;
+    let mut groups = [0u8; 19];
+    let mut g = 0;
+    let mut separator = None;
+    for &b in candidate.as_bytes() {
+        if b.is_ascii_digit() {
+            if n == digits.len() {
+                return false;
+            }
+            digits[n] = b;
+            n += 1;
+            groups[g] += 1;
+        } else {
+            // One kind of separator, between groups.
+            if separator.is_some_and(|s| s != b) {
+                return false;
+            }
+            separator = Some(b);
+            g += 1;
+        }
+    }
+    let groups = &groups[..=g];
+    let grouping_ok = g == 0
+        || matches!(groups, [4, 6, 5] | [4, 6, 4])
+        || groups.iter().take(g).all(|&l| l == 4) && (1..=4).contains(&groups[g]);
+    let digits = &digits[..n];
+    grouping_ok && issuer_accepts(digits) && luhn(digits)
+}
+
+/// Whether an issuer (IIN range) issues numbers of this length.
+fn issuer_accepts(digits: &[u8]) -> bool {
+    let len = digits.len();
+    let prefix = |k: usize| -> u32 {
+        digits[..k]
+            .iter()
+            .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
+    };
+    let (p1, p2, p3, p4, p6) = (prefix(1), prefix(2), prefix(3), prefix(4), prefix(6));
+    let visa = p1 == 4 && matches!(len, 13 | 16 | 19);
+    let mastercard = ((51..=55).contains(&p2) || (2221..=2720).contains(&p4)) && len == 16;
+    let amex = matches!(p2, 34 | 37) && len == 15;
+    let discover =
+        (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || (622_126..=622_925).contains(&p6))
+            && (16..=19).contains(&len);
+    let jcb = (3528..=3589).contains(&p4) && (16..=19).contains(&len);
+    let diners = ((300..=305).contains(&p3) || p4 == 3095 || matches!(p2, 36 | 38 | 39))
+        && (14..=19).contains(&len);
+    let unionpay = p2 == 62 && (16..=19).contains(&len);
+    let maestro = matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761..=6763)
+        && (13..=19).contains(&len);
+    let mir = (2200..=2204).contains(&p4) && (16..=19).contains(&len);
+    let rupay = (p2 == 60 || p2 == 81 || p2 == 82 || p3 == 508) && len == 16;
+    let troy = p4 == 9792 && len == 16;
+    visa || mastercard
+        || amex
+        || discover
+        || jcb
+        || diners
+        || unionpay
+        || maestro
+        || mir
+        || rupay
+        || troy
+}
+
+/// IBAN lengths by country (the IBAN registry's published lengths).
+const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BI", 27),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DJ", 27),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FK", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HN", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"LY", 25),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MN", 20),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NI", 28),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"OM", 23),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"RU", 33),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SD", 18),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"SO", 23),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+    (b"YE", 30),
+];
+
+/// If `candidate` starts with a valid IBAN, its length in bytes (the
+/// regex may run on into a following group).
+fn iban_len(candidate: &str) -> Option<usize> {
+    let bytes = candidate.as_bytes();
+    let country: &[u8] = bytes.get(..2)?;
+    let &(_, len) = IBAN_LENGTHS.iter().find(|(c, _)| c.as_slice() == country)?;
+    // Walk to the len-th alphanumeric character; the IBAN must end there,
+    // at the candidate's end or before a space.
+    let mut count = 0;
+    let mut end = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b != b' ' {
+            count += 1;
+            if count == len {
+                end = Some(i + 1);
+                break;
+            }
+        }
+    }
+    let end = end?;
+    if end < bytes.len() && bytes[end] != b' ' {
+        return None;
+    }
+    let compact = bytes[..end].iter().filter(|&&b| b != b' ');
+    let rearranged = compact.clone().skip(4).chain(compact.take(4));
+    // mod 97 over the digits, letters as 10–35 (ours: fully specified).
+    let mut rem = 0u32;
+    for &b in rearranged {
+        rem = match b {
+            b'0'..=b'9' => (rem * 10 + u32::from(b - b'0')) % 97,
+            b'A'..=b'Z' => (rem * 100 + u32::from(b - b'A') + 10) % 97,
+            _ => return None,
+        };
+    }
+    (rem == 1).then_some(end)
+}
+
+/// US SSN ranges: area not 000, 666 or 9xx; group not 00; serial not
+/// 0000. `s` holds 9 digits and optional separators.
+fn is_ssn(s: &[u8]) -> bool {
+    let mut d = [0u8; 9];
+    let mut n = 0;
+    for &b in s.iter().filter(|b| b.is_ascii_digit()) {
+        if n == 9 {
+            return false;
+        }
+        d[n] = b - b'0';
+        n += 1;
+    }
+    if n != 9 {
+        return false;
+    }
+    let area = u16::from(d[0]) * 100 + u16::from(d[1]) * 10 + u16::from(d[2]);
+    let group = d[3] * 10 + d[4];
+    let serial = d[5..].iter().any(|&x| x != 0);
+    area != 0 && area != 666 && area < 900 && group != 0 && serial
+}
+
+/// Country code, national significant number length, and the digits a
+/// national number may start with ("" for any but 0). From the ITU
+/// numbering plans, for the ~56 most used countries.
+const COUNTRIES: &[(u16, u8, u8, &str)] = &[
+    (1, 10, 10, "23456789"),
+    (7, 10, 10, "346789"),
+    (20, 8, 10, "123456789"),
+    (27, 9, 9, ""),
+    (30, 10, 10, "26789"),
+    (31, 9, 9, ""),
+    (32, 8, 9, ""),
+    (33, 9, 9, ""),
+    (34, 9, 9, "6789"),
+    (36, 8, 9, ""),
+    (39, 6, 11, "0389"),
+    (40, 9, 9, "23789"),
+    (41, 9, 9, ""),
+    (43, 4, 13, ""),
+    (44, 9, 10, "1235789"),
+    (45, 8, 8, ""),
+    (46, 7, 10, ""),
+    (47, 8, 8, "2345789"),
+    (48, 9, 9, ""),
+    (49, 6, 13, ""),
+    (51, 8, 9, ""),
+    (52, 10, 10, ""),
+    (54, 10, 11, ""),
+    (55, 10, 11, ""),
+    (56, 9, 9, ""),
+    (57, 8, 10, ""),
+    (58, 10, 10, ""),
+    (60, 8, 10, ""),
+    (61, 9, 9, "23478"),
+    (62, 8, 12, ""),
+    (63, 8, 10, ""),
+    (64, 8, 10, ""),
+    (65, 8, 8, "3689"),
+    (66, 8, 9, ""),
+    (81, 9, 10, ""),
+    (82, 8, 10, ""),
+    (84, 9, 10, ""),
+    (86, 10, 11, ""),
+    (90, 10, 10, "234589"),
+    (91, 10, 10, ""),
+    (92, 9, 10, ""),
+    (94, 9, 9, ""),
+    (98, 10, 10, ""),
+    (212, 9, 9, ""),
+    (234, 8, 10, ""),
+    (254, 9, 9, ""),
+    (351, 9, 9, "2789"),
+    (353, 7, 9, ""),
+    (358, 5, 12, ""),
+    (380, 9, 9, ""),
+    (420, 9, 9, ""),
+    (852, 8, 8, ""),
+    (886, 8, 9, ""),
+    (966, 9, 9, ""),
+    (971, 8, 9, ""),
+    (972, 8, 9, ""),
+];
+
+/// The longest valid international number at the start of `candidate`
+/// (`+…` or `00…`): its length in bytes and score.
+fn international_phone(candidate: &str) -> Option<(usize, f32)> {
+    let bytes = candidate.as_bytes();
+    let body = if bytes[0] == b'+' { 1 } else { 2 };
+    // A `00` prefix without any separator is an ordinary digit run.
+    if body == 2 && !bytes.iter().any(|b| !b.is_ascii_digit()) {
+        return None;
+    }
+    // The ends of digit groups, longest first: the regex may have run on
+    // into a following number.
+    let mut digits = [0u8; 24];
+    let mut n = 0;
+    let mut ends = [(0usize, 0usize); 12];
+    let mut groups = 0;
+    let mut i = body;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            // "(0)" after the country code is the trunk prefix, not dialled.
+            if n == 0
+                || bytes[i] != b'0'
+                || !(i > 0 && bytes[i - 1] == b'(' && bytes.get(i + 1) == Some(&b')'))
+            {
+                if n == digits.len() {
+                    break;
+                }
+                digits[n] = bytes[i];
+                n += 1;
+            }
+            if bytes.get(i + 1).is_none_or(|b| !b.is_ascii_digit()) {
+                if groups == ends.len() {
+                    break;
+                }
+                let end = if bytes.get(i + 1) == Some(&b')') {
+                    i + 2
+                } else {
+                    i + 1
+                };
+                ends[groups] = (end, n);
+                groups += 1;
+            }
+        }
+        i += 1;
+    }
+    ends[..groups]
+        .iter()
+        .rev()
+        .find_map(|&(end, n)| phone_digits_valid(&digits[..n]).map(|score| (end, score)))
+}
+
+/// Whether country code + national number digits form a valid number.
+fn phone_digits_valid(digits: &[u8]) -> Option<f32> {
+    if !(8..=15).contains(&digits.len()) {
+        return None;
+    }
+    for cc_len in 1..=3 {
+        let cc = digits[..cc_len]
+            .iter()
+            .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
+        let Some(&(_, min, max, lead)) = COUNTRIES.iter().find(|c| c.0 == cc) else {
+            continue;
+        };
+        let national = &digits[cc_len..];
+        let lead_ok = if lead.is_empty() {
+            national[0] != b'0'
+        } else {
+            lead.as_bytes().contains(&national[0])
+        };
+        let len_ok = (usize::from(min)..=usize::from(max)).contains(&national.len());
+        let nanp_ok = cc != 1 || nanp_codes_ok(national);
+        return (lead_ok && len_ok && nanp_ok).then_some(1.0);
+    }
+    // A country we have no plan for: E.164 shape only.
+    Some(0.5)
+}
+
+/// NANP area and exchange codes: NXX, not N11.
+fn nanp_codes_ok(national: &[u8]) -> bool {
+    let code_ok = |c: &[u8]| c[0] >= b'2' && !(c[1] == b'1' && c[2] == b'1');
+    national.len() == 10 && code_ok(&national[..3]) && code_ok(&national[3..6])
+}
+
+/// A NANP number in a clear format (`(415) 555-0132`, `415.555.0132`).
+fn is_nanp(candidate: &str) -> bool {
+    let mut digits = [0u8; 11];
+    let mut n = 0;
+    for b in candidate.bytes().filter(u8::is_ascii_digit) {
+        if n == digits.len() {
+            return false;
+        }
+        digits[n] = b;
+        n += 1;
+    }
+    let national = match n {
+        10 => &digits[..10],
+        11 if digits[0] == b'1' => &digits[1..11],
+        _ => return false,
+    };
+    nanp_codes_ok(national)
+}
+
+fn ip_score(ip: IpAddr) -> f32 {
+    match ip {
+        IpAddr::V4(ip) => {
+            let [a, b, ..] = ip.octets();
+            let shared = a == 100 && (64..128).contains(&b);
+            let documentation = matches!(
+                ip.octets(),
+                [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _]
+            );
+            if ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_multicast()
+                || documentation
+                || a >= 240
+                || a == 0
+            {
+                0.2
+            } else if ip.is_private() || ip.is_link_local() || shared {
+                0.5
+            } else {
+                1.0
+            }
+        }
+        IpAddr::V6(ip) => {
+            if let Some(v4) = ip.to_ipv4_mapped() {
+                return ip_score(IpAddr::V4(v4));
+            }
+            let first = ip.segments()[0];
+            let documentation = first == 0x2001 && ip.segments()[1] == 0x0db8;
+            if documentation || ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
+                0.2
+            } else if first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80 {
+                0.5
+            } else if first & 0xe000 == 0x2000 {
+                1.0
+            } else {
+                0.2
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "pii_tests.rs"]
+mod tests;
