@@ -38,6 +38,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => cli::check::run(config).await,
         Command::Keys { command } => cli::keys::run(config, &command).await,
         Command::Policy { command } => cli::policy::run(config, &command),
+        Command::Guardrails { command } => cli::guardrails::run(config, &command),
         Command::Audit { command } => cli::audit::run(config, &command).await,
         Command::Reference { name, http } => cli::reference::run(name, http).await,
     }

@@ -29,6 +29,8 @@ mod first_hour;
 mod floors;
 #[path = "integration/forwarded_is_decided.rs"]
 mod forwarded_is_decided;
+#[path = "integration/guardrails.rs"]
+mod guardrails;
 #[path = "integration/hostile_idp.rs"]
 mod hostile_idp;
 #[path = "integration/identity.rs"]

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::authenticate;
 use crate::config::Config;
+use crate::guardrails::Guardrails;
 use crate::mcp::state::McpState;
 use crate::pipeline::{InFlight, Pipeline};
 use crate::storage::Store;
@@ -37,18 +38,29 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Trusted OIDC issuers and their keys.
     pub issuers: Arc<[Arc<authenticate::oidc::Issuer>]>,
+    /// The guardrails in force (`policies/guardrails.toml`), when there
+    /// are any: also the pipeline's first inspector.
+    pub guardrails: Option<Arc<Guardrails>>,
 }
 
 impl Gateway {
     /// Build the gateway and start one supervisor per upstream; fails only
     /// when an HTTP client cannot be built (never a fallback client).
-    /// `inspectors` read (and may rewrite) every call's payload, in order.
+    /// The guardrails, then `inspectors`, read (and may rewrite) every
+    /// call's payload, in that order.
     pub fn start(
         config: Config,
         policies: crate::authorize::Policies,
         audit: crate::audit::Audit,
+        guardrails: Option<Guardrails>,
         inspectors: Vec<Arc<dyn crate::call::Inspect>>,
     ) -> Result<Arc<Self>, StartError> {
+        let guardrails = guardrails.map(Arc::new);
+        let inspectors = guardrails
+            .iter()
+            .map(|g| g.clone() as Arc<dyn crate::call::Inspect>)
+            .chain(inspectors)
+            .collect();
         let issuers = config
             .auth
             .issuers
@@ -74,6 +86,7 @@ impl Gateway {
             mcp,
             shutdown,
             issuers,
+            guardrails,
         });
         tokio::spawn(tasks::policy_task(Arc::downgrade(&gw)));
         Ok(gw)

@@ -14,6 +14,7 @@ use super::{Gateway, listen, router, start_audit, tasks};
 use crate::authenticate::{ApiKeys, Authenticator, sso};
 use crate::call::{Caller, Inspect};
 use crate::config::Config;
+use crate::guardrails::Guardrails;
 use crate::mcp::ingress::server::VirtualServer;
 use crate::storage::{Store, StoreError};
 
@@ -53,6 +54,8 @@ pub enum StartError {
     NoIdentityBeyondLoopback(SocketAddr),
     #[error("invalid policies; nothing was started:\n{0}")]
     Policies(#[from] crate::authorize::PolicyErrors),
+    #[error("invalid guardrails; nothing was started:\n{}", lines(.0))]
+    Guardrails(Vec<crate::guardrails::policy::PolicyError>),
     #[error("browser sign-in ([auth.sso]): {0}")]
     Sso(String),
     #[error("creating the first admin API key: {0}")]
@@ -127,6 +130,7 @@ impl HttpServer {
             }
         }
         let policies = crate::authorize::Policies::load(&config.policies_dir, 1)?;
+        let guardrails = load_guardrails(&config)?;
         let store = Store::open_configured(&config.storage).await?;
         let keys = Arc::new(ApiKeys::new(store.clone(), config.auth.api_key_cache_ttl));
         let first_admin_key = if config.auth.issuers.is_empty() && !config.auth.dev_insecure {
@@ -151,7 +155,7 @@ impl HttpServer {
             .map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
         let audit = start_audit(&config, &store)?;
-        let gateway = Gateway::start(config, policies, audit, inspectors)?;
+        let gateway = Gateway::start(config, policies, audit, guardrails, inspectors)?;
         let issuers = gateway.issuers.clone();
         let sso = match &gateway.config.auth.sso {
             Some(sso) => {
@@ -238,6 +242,7 @@ pub async fn serve_stdio(
 ) -> Result<(), StartError> {
     let policies = crate::authorize::Policies::load(&config.policies_dir, 1)
         .map_err(StartError::StdioPolicies)?;
+    let guardrails = load_guardrails(&config)?;
     let store = Store::open_configured(&config.storage).await?;
     let key = match api_key {
         None => None,
@@ -251,7 +256,7 @@ pub async fn serve_stdio(
         }
     };
     let audit = start_audit(&config, &store)?;
-    let gw = Gateway::start(config, policies, audit, Vec::new())?;
+    let gw = Gateway::start(config, policies, audit, guardrails, Vec::new())?;
     let caller = key
         .as_ref()
         .map_or_else(Caller::local_process, |(_, _, caller)| caller.clone());
@@ -309,4 +314,17 @@ async fn until_refused(
             return refusal;
         }
     }
+}
+
+/// The guardrails of `policies_dir` (none without `guardrails.toml`).
+fn load_guardrails(config: &Config) -> Result<Option<Guardrails>, StartError> {
+    let set =
+        crate::guardrails::load::load(&config.policies_dir).map_err(StartError::Guardrails)?;
+    Ok(set.map(Guardrails::new))
+}
+
+/// One error a line.
+fn lines(errors: &[crate::guardrails::policy::PolicyError]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.join("\n")
 }

@@ -28,11 +28,15 @@ const LAST_USED_FLUSH: Duration = Duration::from_secs(30);
 /// under the new set is told to list again.
 pub(super) async fn policy_task(gw: std::sync::Weak<Gateway>) {
     let mut refused = None;
+    let mut guardrails_refused = None;
     loop {
         tokio::time::sleep(POLICY_CHECK).await;
         let Some(gw) = gw.upgrade() else { return };
         if gw.shutdown.is_cancelled() {
             return;
+        }
+        if let Some(guardrails) = &gw.guardrails {
+            reload_guardrails(&gw, guardrails, &mut guardrails_refused).await;
         }
         let old = gw.pipeline.policies.current();
         let mut record = crate::audit::Record::new(crate::audit::Kind::PolicyReload);
@@ -108,4 +112,38 @@ pub(super) async fn flush_last_used(keys: Arc<ApiKeys>, stop: CancellationToken)
             return;
         }
     }
+}
+
+/// Reload the guardrails if their files changed; a set with errors is
+/// refused whole (the set in force stays), and either way the audit trail
+/// says so.
+async fn reload_guardrails(
+    gw: &Gateway,
+    guardrails: &crate::guardrails::Guardrails,
+    refused: &mut Option<[u8; 32]>,
+) {
+    use crate::guardrails::load::{self, Reload};
+    let dir = &gw.config.policies_dir;
+    let mut record = crate::audit::Record::new(crate::audit::Kind::PolicyReload);
+    match load::reload_if_changed(guardrails, dir, refused) {
+        Reload::Unchanged => return,
+        Reload::Swapped => {
+            let set = guardrails.current();
+            tracing::info!(rules = set.policy().rules.len(), dir = %dir.display(), "guardrails reloaded");
+            record.outcome = Some("ok");
+            record.detail = Some(serde_json::json!({
+                "guardrails": {
+                    "rules": set.policy().rules.len(),
+                    "digest": crate::util::digest::hex(&set.digest),
+                }
+            }));
+        }
+        Reload::Refused(errors) => {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            tracing::error!(?errors, "guardrails not reloaded: the set in force stays");
+            record.outcome = Some("refused");
+            record.detail = Some(serde_json::json!({ "guardrails": { "errors": errors } }));
+        }
+    }
+    gw.pipeline.audit.submit(record).await;
 }

@@ -92,6 +92,8 @@ pub struct Noted {
     /// position in the result (`part 2`).
     pub at: String,
     pub count: u32,
+    /// The highest score among them (1.0 for a rule whose checks passed).
+    pub score: f32,
     /// What was done: `record`, `redact`, `approve`, `block`.
     pub action: &'static str,
 }

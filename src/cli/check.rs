@@ -47,6 +47,28 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         policies.len(),
         if policies.len() == 1 { "y" } else { "ies" }
     );
+    match toolgate::guardrails::load::load(&config.policies_dir) {
+        Ok(None) => eprintln!(
+            "guardrails: none (no {} in the policies directory)",
+            toolgate::guardrails::load::POLICY_FILE
+        ),
+        Ok(Some(set)) => eprintln!(
+            "guardrails OK: {} rule{} in {}",
+            set.policy().rules.len(),
+            if set.policy().rules.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            toolgate::guardrails::load::POLICY_FILE
+        ),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     // What a new user most often asks next: why a tool is missing.
     eprintln!(
         "tools each server exposes, as seen by {} (`toolgate policy explain --tool NAME` says why for one tool):",

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod guardrails;
 pub mod keys;
 pub mod policy;
 pub mod reference;
@@ -60,6 +61,12 @@ pub enum Command {
     Policy {
         #[command(subcommand)]
         command: policy::PolicyCommand,
+    },
+    /// Try the guardrails of the policies directory on JSON, or measure
+    /// their detection on labelled texts.
+    Guardrails {
+        #[command(subcommand)]
+        command: guardrails::GuardrailsCommand,
     },
     /// Verify and export the audit trail.
     Audit {

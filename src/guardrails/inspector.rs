@@ -73,20 +73,24 @@ impl Set {
         }
     }
 
+    /// Every finding in `text`, spans into `text`: the detectors read it
+    /// normalised (invisible characters out, look-alikes folded), so a
+    /// zero-width space or fullwidth letters do not dodge a rule.
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let detectors: Vec<&dyn Detector> = self.detectors.iter().map(|d| d.as_ref()).collect();
+        super::hidden::scan_normalised(&detectors, text, &mut found);
+        found
+    }
+
+    /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
-    /// Every finding in `text`, spans into `text`.
-    pub fn scan(&self, text: &str) -> Vec<Finding> {
-        let mut found = Vec::new();
-        for detector in &self.detectors {
-            detector.scan(text, &mut found);
-        }
-        found
-    }
-
-    fn inspect(
+    /// Inspect one part of a call going `direction`: what the pipeline's
+    /// inspect stages do, and `toolgate guardrails scan`.
+    pub fn inspect(
         &self,
         direction: Direction,
         call: &Inspected,
@@ -245,7 +249,10 @@ impl Pass<'_> {
                 && n.direction == direction
         });
         match same {
-            Some(noted) => noted.count += 1,
+            Some(noted) => {
+                noted.count += 1;
+                noted.score = noted.score.max(finding.score);
+            }
             None => self.report.findings.push(Noted {
                 rule: rule.to_string(),
                 detector: finding.detector,
@@ -253,6 +260,7 @@ impl Pass<'_> {
                 direction,
                 at: at.to_string(),
                 count: 1,
+                score: finding.score,
                 action: action.as_str(),
             }),
         }

@@ -18,9 +18,12 @@
 
 pub mod hidden;
 pub mod inspector;
+pub mod load;
 pub mod pii;
 pub mod policy;
 pub mod secrets;
+
+pub use inspector::{Guardrails, Set};
 
 use std::ops::Range;
 use std::sync::Arc;

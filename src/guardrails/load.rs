@@ -1,0 +1,222 @@
+//! Loading the guardrails from the policies directory, and reloading them:
+//! `guardrails.toml` (what to do with findings, [`super::policy`]) and
+//! `guardrails/*.toml` (secret rules, added to the shipped ones; a rule
+//! with a shipped rule's id replaces it). Everything is validated
+//! together, every error at once with its file and line. Without
+//! `guardrails.toml` there are no guardrails (and no cost).
+//!
+//! A reload reads the files again when their digest changed; a set with
+//! errors is refused whole and the set in force is kept, as for the
+//! Cedar policies.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::Detector;
+use super::hidden::Hidden;
+use super::inspector::{Guardrails, Set};
+use super::pii::Pii;
+use super::policy::{self, Known, PolicyError};
+use super::secrets::{self, Secrets};
+
+/// What to do with findings.
+pub const POLICY_FILE: &str = "guardrails.toml";
+/// Where secret rules are added.
+pub const RULES_DIR: &str = "guardrails";
+/// Most bytes read from one guardrails file.
+const MAX_FILE_BYTES: u64 = 4 << 20;
+/// Most rule files read from `guardrails/`.
+const MAX_RULE_FILES: usize = 256;
+
+/// The detector families a rule may name.
+struct Detectors;
+
+impl Known for Detectors {
+    fn detector(&self, detector: &str) -> bool {
+        ["secrets", "pii", "hidden"].contains(&detector)
+    }
+}
+
+/// The guardrails in `dir`, or `None` when it has no `guardrails.toml`.
+pub fn load(dir: &Path) -> Result<Option<Set>, Vec<PolicyError>> {
+    let files = read(dir)?;
+    let Some((policy_path, policy_text)) = files.policy else {
+        return Ok(None);
+    };
+    let mut errors = Vec::new();
+    let policy = match policy::parse(&display(&policy_path), &policy_text, &Detectors) {
+        Ok(policy) => Some(policy),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    let mut rules = secrets::parse_rules(
+        "(shipped) policies/guardrails/secrets.toml",
+        secrets::shipped(),
+    )
+    .map_err(errors_of)?;
+    for (path, text) in &files.rules {
+        match secrets::parse_rules(&display(path), text) {
+            Ok(extra) => rules = secrets::merge(rules, extra),
+            Err(e) => errors.extend(errors_of(e)),
+        }
+    }
+    let secrets = match Secrets::new(rules) {
+        Ok(secrets) => Some(secrets),
+        Err(e) => {
+            errors.extend(errors_of(e));
+            None
+        }
+    };
+    match (policy, secrets) {
+        (Some(policy), Some(secrets)) if errors.is_empty() => {
+            let detectors: Vec<Box<dyn Detector>> = vec![
+                Box::new(secrets),
+                Box::new(Pii::default()),
+                Box::new(Hidden::default()),
+            ];
+            let mut set = Set::new(detectors, policy);
+            set.digest = files.digest;
+            Ok(Some(set))
+        }
+        _ => Err(errors),
+    }
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum Reload {
+    Unchanged,
+    Swapped,
+    /// The new files have errors: the set in force stays.
+    Refused(Vec<PolicyError>),
+}
+
+/// Load `dir` again into `guardrails` if its guardrails files changed
+/// since the set in force (or since the last refused attempt, `refused`).
+pub fn reload_if_changed(
+    guardrails: &Guardrails,
+    dir: &Path,
+    refused: &mut Option<[u8; 32]>,
+) -> Reload {
+    let digest = match read(dir) {
+        Ok(files) => files.digest,
+        Err(errors) => return Reload::Refused(errors),
+    };
+    if digest == guardrails.current().digest || Some(digest) == *refused {
+        return Reload::Unchanged;
+    }
+    match load(dir) {
+        Ok(Some(set)) => {
+            *refused = None;
+            guardrails.replace(set);
+            Reload::Swapped
+        }
+        Ok(None) => {
+            *refused = Some(digest);
+            Reload::Refused(vec![PolicyError {
+                file: display(&dir.join(POLICY_FILE)),
+                line: 0,
+                message: "guardrails.toml is gone: the guardrails in force stay until a restart \
+                          (put it back, or restart to run without guardrails)"
+                    .into(),
+            }])
+        }
+        Err(errors) => {
+            *refused = Some(digest);
+            Reload::Refused(errors)
+        }
+    }
+}
+
+/// The guardrails files of a policies directory, and their digest.
+struct Files {
+    policy: Option<(PathBuf, String)>,
+    rules: Vec<(PathBuf, String)>,
+    digest: [u8; 32],
+}
+
+fn read(dir: &Path) -> Result<Files, Vec<PolicyError>> {
+    let policy_path = dir.join(POLICY_FILE);
+    let policy = match read_bounded(&policy_path) {
+        Ok(text) => Some((policy_path, text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(vec![unreadable(&policy_path, &e)]),
+    };
+    let mut rules = Vec::new();
+    let rules_dir = dir.join(RULES_DIR);
+    match std::fs::read_dir(&rules_dir) {
+        Ok(entries) => {
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            paths.sort();
+            if paths.len() > MAX_RULE_FILES {
+                return Err(vec![PolicyError {
+                    file: display(&rules_dir),
+                    line: 0,
+                    message: format!(
+                        "{} rule files: at most {MAX_RULE_FILES}; merge some",
+                        paths.len()
+                    ),
+                }]);
+            }
+            for path in paths {
+                let text = read_bounded(&path).map_err(|e| vec![unreadable(&path, &e)])?;
+                rules.push((path, text));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(vec![unreadable(&rules_dir, &e)]),
+    }
+    let mut hash = Sha256::new();
+    for (path, text) in policy.iter().chain(&rules) {
+        hash.update(path.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update(text.as_bytes());
+        hash.update([0]);
+    }
+    Ok(Files {
+        policy,
+        rules,
+        digest: hash.finalize().into(),
+    })
+}
+
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    let len = std::fs::metadata(path)?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{len} bytes: a guardrails file may have at most {MAX_FILE_BYTES}"
+        )));
+    }
+    std::fs::read_to_string(path)
+}
+
+fn unreadable(path: &Path, e: &std::io::Error) -> PolicyError {
+    PolicyError {
+        file: display(path),
+        line: 0,
+        message: format!("cannot read: {e}"),
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Secret rule errors as policy errors (file, line, message).
+fn errors_of(errors: Vec<secrets::RuleError>) -> Vec<PolicyError> {
+    errors
+        .into_iter()
+        .map(|e| PolicyError {
+            file: e.file.clone(),
+            line: e.line,
+            message: e.message.clone(),
+        })
+        .collect()
+}

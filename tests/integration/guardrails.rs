@@ -1,0 +1,173 @@
+//! Guardrails through the real gateway, with the shipped
+//! `policies/guardrails.toml` and a real upstream (the reference notes
+//! server over HTTP, reached as two servers: `outside`, not trusted, and
+//! `vault`, trusted): credentials in arguments to an untrusted server are
+//! refused and never reach the upstream; credentials that come back are
+//! redacted; the audit store never holds one; hidden characters do not
+//! dodge a rule.
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use toolgate::reference::notes::Notes;
+
+use crate::bad_input::{post, rpc, session};
+use crate::common::*;
+
+/// Fake credentials in documented formats (made up; they open nothing),
+/// of kinds the audit trail's own masker does not know: only the
+/// guardrails' detectors keep them out of the store.
+const CANARIES: [(&str, &str); 3] = [
+    ("huggingface", "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"),
+    (
+        "sendgrid",
+        "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",
+    ),
+    (
+        "postman",
+        "PMAK-6947ccf25ec84d8dbc742547-70f58904dba41ecccc3fc1626e53a13043",
+    ),
+];
+
+fn shipped_guardrails() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/guardrails.toml"
+    ))
+    .expect("the shipped guardrails.toml")
+}
+
+async fn gateway(url: &str) -> Gateway {
+    let servers = [
+        ("outside", http_server_toml("outside", url, "")),
+        (
+            "vault",
+            http_server_toml("vault", url, "[policy]\ntrusted = true"),
+        ),
+    ];
+    let guardrails = shipped_guardrails();
+    let gw = Gateway::start_configured(&servers, "", true, &[ALLOW_ALL], |config| {
+        std::fs::write(config.policies_dir.join("guardrails.toml"), guardrails).unwrap();
+    })
+    .await;
+    gw.wait_ready(&["outside", "vault"]).await;
+    gw
+}
+
+/// A plain 2025 `tools/call`; the JSON-RPC response.
+async fn call(gw: &Gateway, sid: &str, id: u64, tool: &str, args: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": args}});
+    let response = post(&gw.url)
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    rpc(response).await
+}
+
+fn text(v: &Value) -> String {
+    v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn credentials_do_not_leave_do_not_come_back_and_are_not_kept() {
+    let ct = CancellationToken::new();
+    let notes = Notes::new();
+    let url = http_upstream(move || notes.clone(), ct.clone()).await;
+    let mut gw = gateway(&url).await;
+    let sid = session(&gw.url).await;
+
+    for (i, (name, canary)) in CANARIES.iter().enumerate() {
+        // Out, to an untrusted server: refused, naming the rule and type.
+        let body = format!("deploy with {canary} tonight");
+        let args = json!({"title": format!("leak-{name}"), "body": body});
+        let v = call(&gw, &sid, 10 + i as u64, "outside__add_note", args).await;
+        assert_eq!(v["result"]["isError"], true, "{name}: {v}");
+        let said = text(&v);
+        assert!(
+            said.contains("no-secrets-to-untrusted-servers"),
+            "{name}: {said}"
+        );
+        assert!(
+            !v.to_string().contains(canary),
+            "{name}: never the value: {v}"
+        );
+
+        // Hidden in zero-width characters and fullwidth letters: the same.
+        let (head, tail) = canary.split_at(6);
+        let dodged = format!("{head}\u{200b}{tail}");
+        let args = json!({"title": format!("dodge-{name}"), "body": dodged});
+        let v = call(&gw, &sid, 20 + i as u64, "outside__add_note", args).await;
+        assert_eq!(
+            v["result"]["isError"], true,
+            "{name} split by a zero-width space: {v}"
+        );
+
+        // In, to the trusted vault: it passes (recorded)...
+        let args = json!({"title": format!("kept-{name}"), "body": body});
+        let v = call(&gw, &sid, 30 + i as u64, "vault__add_note", args).await;
+        assert_ne!(v["result"]["isError"], true, "{name}: {v}");
+        // ...and comes back redacted, from either server.
+        for server in ["vault", "outside"] {
+            let args = json!({"title": format!("kept-{name}")});
+            let v = call(
+                &gw,
+                &sid,
+                40 + i as u64,
+                &format!("{server}__read_note"),
+                args,
+            )
+            .await;
+            let said = text(&v);
+            assert!(!said.contains(canary), "{name} via {server}: {said}");
+            assert!(said.contains("[REDACTED:"), "{name} via {server}: {said}");
+        }
+    }
+
+    // The upstream never received a refused note.
+    let v = call(&gw, &sid, 90, "vault__list_notes", json!({})).await;
+    let listed = text(&v);
+    assert!(
+        !listed.contains("leak-") && !listed.contains("dodge-"),
+        "{listed}"
+    );
+    assert!(listed.contains("kept-huggingface"), "{listed}");
+
+    // The audit trail never holds a canary, in any file of the store
+    // (all written once the gateway has stopped).
+    gw.shutdown().await;
+    let mut kept = Vec::new();
+    for entry in walk(gw.dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for (name, canary) in CANARIES {
+            if text.contains(canary) {
+                kept.push(format!("{name} in {}", entry.display()));
+            }
+        }
+    }
+    assert!(kept.is_empty(), "canaries kept: {kept:?}");
+    ct.cancel();
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
