@@ -220,3 +220,7 @@ fn errors_of(errors: Vec<secrets::RuleError>) -> Vec<PolicyError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;
