@@ -147,23 +147,46 @@ pub fn normalise(text: &str) -> Normalised<'_> {
     }
     let mut out = String::with_capacity(text.len());
     let mut segments = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some((start, c)) = chars.next() {
-        if c.is_ascii() && chars.peek().is_none_or(|&(_, d)| d.is_ascii()) {
-            out.push(c);
-            continue;
-        }
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Copy the ASCII run up to the next non-ASCII character whole.
+        let next = bytes[i..]
+            .iter()
+            .position(|b| !b.is_ascii())
+            .map_or(bytes.len(), |p| i + p);
+        let Some(c) = text[next..].chars().next() else {
+            out.push_str(&text[i..]);
+            break;
+        };
         // A cluster: a character and the combining marks after it, the
-        // unit NFKC may reorder or compose within.
-        let mut end = start + c.len_utf8();
-        while let Some(&(j, d)) = chars.peek() {
+        // unit NFKC may reorder or compose within. A mark after an ASCII
+        // letter takes the letter into its cluster.
+        let start = if next > i && canonical_combining_class(c) != 0 {
+            next - 1
+        } else {
+            next
+        };
+        out.push_str(&text[i..start]);
+        let mut end = next + c.len_utf8();
+        for d in text[end..].chars() {
             if d.is_ascii() || canonical_combining_class(d) == 0 {
                 break;
             }
-            end = j + d.len_utf8();
-            chars.next();
+            end += d.len_utf8();
         }
+        i = end;
         let cluster = &text[start..end];
+        // Most non-ASCII characters (letters of other scripts, symbols)
+        // stay as they are.
+        if end - start == c.len_utf8()
+            && hidden_class(c).is_none()
+            && latin_lookalike(c).is_none()
+            && is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
+        {
+            out.push(c);
+            continue;
+        }
         let norm_start = out.len();
         for d in cluster
             .chars()
