@@ -17,10 +17,19 @@
 //! line breaks. Numbers of other countries without a `+`/`00` prefix are
 //! only found next to a phone word.
 //!
-//! Cost: plain prose pays one pass over its bytes (no `@`, no digit:
-//! nothing else runs); each family runs only where its anchor character
-//! occurs. The checksum code (Luhn, mod 97) is ours: both are a few lines
-//! and fully specified.
+//! Cost: one pass over the bytes learns whether there is an `@`, a digit
+//! or a colon at all; emails are looked for at each `@` only, IPv6 where
+//! colons are; the number-shaped families (card, IBAN, SSN, phone, IPv4)
+//! run only inside "numeric windows" (digits, capitals and number
+//! punctuation joined by single spaces, lower-case prose breaks them),
+//! each only when the window holds enough digits for it. Where built-in
+//! findings overlap, the stricter type wins (a card number is not also a
+//! phone number). The checksum code (Luhn, mod 97) is ours: both are a few
+//! lines and fully specified.
+//!
+//! Spans are byte offsets into the text given; run it through
+//! [`super::hidden::scan_normalised`] so fullwidth digits or zero-width
+//! characters inside a number do not hide it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
