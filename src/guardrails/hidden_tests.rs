@@ -52,6 +52,25 @@ fn fullwidth_letters_become_ascii() {
 }
 
 #[test]
+fn runs_of_equal_changes_are_one_entry_and_map_exactly() {
+    let text = "key=ｓｋ－ｐｒｏｊ１２３ and \u{0430}\u{0440}\u{043E} \u{200B}\u{200B}\u{200D}x ﬁﬁ";
+    let n = normalise(text);
+    assert_eq!(n.as_str(), "key=sk-proj123 and apo x fifi");
+    // The fullwidth word, the Cyrillic word, the zero-width run, the
+    // ligatures: four entries, not one per character.
+    assert_eq!(n.segments.len(), 4, "{:?}", n.segments);
+    // Inside a run, a span maps to exactly its characters.
+    let proj = n.as_str().find("proj").unwrap_or_default();
+    assert_eq!(&text[n.original(proj..proj + 4)], "ｐｒｏｊ");
+    let po = n.as_str().find("po").unwrap_or_default();
+    assert_eq!(&text[n.original(po..po + 2)], "\u{0440}\u{043E}");
+    // Inside expansions: widened to whole original characters.
+    let fifi = n.as_str().find("fifi").unwrap_or_default();
+    assert_eq!(&text[n.original(fifi + 1..fifi + 3)], "ﬁﬁ");
+    assert_eq!(&text[n.original(fifi + 2..fifi + 4)], "ﬁ");
+}
+
+#[test]
 fn cyrillic_and_greek_lookalikes_become_latin() {
     // а, р, о, е, ѕ are Cyrillic; Κ and Ε are Greek.
     let text = "\u{0430}\u{0440}\u{043E} \u{0435}\u{0455} \u{039A}\u{0395}Y";
