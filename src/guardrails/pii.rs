@@ -297,20 +297,22 @@ impl Scan<'_, '_> {
     /// one (see [`numeric_windows`]), each only where the window has
     /// enough digits for it.
     fn numbers(&mut self) {
-        numeric_windows(self.text.as_bytes(), |w, digits, dots| {
-            if digits >= 13 {
+        numeric_windows(self.text.as_bytes(), |w, shape| {
+            // A card has 13+ digits in one chain, an SSN 9, a phone number
+            // 9 (8 after a `+`); `2024-01-15` (8) runs none of them.
+            if shape.longest_chain >= 13 {
                 self.cards(&w);
             }
-            if digits >= 4 && w.len() >= 15 {
+            if w.len() >= 15 {
                 self.ibans(&w);
             }
-            if digits >= 9 {
+            if shape.longest_chain >= 9 {
                 self.ssns(&w);
             }
-            if digits >= 8 {
+            if shape.longest_chain >= 9 || (shape.plus && shape.longest_chain >= 6) {
                 self.phones(&w);
             }
-            if digits >= 4 && dots >= 3 {
+            if shape.dots >= 3 {
                 self.ipv4(&w);
             }
         });
@@ -455,7 +457,7 @@ fn matches<'a>(
 /// at least 4 digits, widened to whole words so `\b` in a window means
 /// what it means in the text. Lower-case prose breaks windows, so prose
 /// costs this loop only.
-fn numeric_windows(bytes: &[u8], mut f: impl FnMut(Range<usize>, usize, usize)) {
+fn numeric_windows(bytes: &[u8], mut f: impl FnMut(Range<usize>, Shape)) {
     let in_set = |b: u8| {
         b.is_ascii_digit()
             || b.is_ascii_uppercase()
@@ -471,30 +473,61 @@ fn numeric_windows(bytes: &[u8], mut f: impl FnMut(Range<usize>, usize, usize)) 
             continue;
         }
         let mut start = i;
-        let (mut digits, mut dots) = (0, 0);
+        let mut shape = Shape::default();
         loop {
             while i < bytes.len() && in_set(bytes[i]) {
-                digits += usize::from(bytes[i].is_ascii_digit());
-                dots += usize::from(bytes[i] == b'.');
+                shape.feed(bytes[i]);
                 i += 1;
             }
             if i + 1 < bytes.len() && bytes[i] == b' ' && in_set(bytes[i + 1]) {
+                shape.feed(b' ');
                 i += 1;
             } else {
                 break;
             }
         }
         while i < bytes.len() && word(bytes[i]) {
-            digits += usize::from(bytes[i].is_ascii_digit());
+            shape.feed(bytes[i]);
             i += 1;
         }
-        if digits >= 4 {
+        if shape.digits >= 4 {
             while start > floor && word(bytes[start - 1]) {
                 start -= 1;
             }
-            f(start..i, digits, dots);
+            f(start..i, shape);
         }
         floor = i;
+    }
+}
+
+/// What a numeric window holds, to skip the families it cannot match.
+#[derive(Debug, Default, Clone, Copy)]
+struct Shape {
+    digits: usize,
+    dots: usize,
+    plus: bool,
+    /// The most digits in one chain: digits joined by at most two of
+    /// ` -./()` in a row (how cards, phone numbers and SSNs are written).
+    longest_chain: usize,
+    chain: usize,
+    separators: usize,
+}
+
+impl Shape {
+    fn feed(&mut self, b: u8) {
+        if b.is_ascii_digit() {
+            self.digits += 1;
+            self.chain += 1;
+            self.separators = 0;
+            self.longest_chain = self.longest_chain.max(self.chain);
+            return;
+        }
+        self.dots += usize::from(b == b'.');
+        self.plus |= b == b'+';
+        self.separators += 1;
+        if self.separators > 2 || !matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')') {
+            self.chain = 0;
+        }
     }
 }
 
