@@ -177,8 +177,17 @@ fn hidden_html() {
         let text = format!("<span style='{hiding}'>secret</span>");
         assert_eq!(kinds(&hidden(&text)), ["hidden-html"], "{hiding}");
     }
-    let found = hidden("<p hidden>gone</p> <input type=\"hidden\">");
+    let text = "<p hidden>gone</p> <input type=\"hidden\">";
+    let found = hidden(text);
     assert_eq!(found.len(), 1);
+    assert_eq!(&text[found[0].span.clone()], "<p hidden>gone</p>");
+    // An unterminated comment hides the rest of the page.
+    let text = "ok <!-- from here on nothing shows";
+    let found = hidden(text);
+    assert_eq!(
+        found.iter().map(|f| f.span.clone()).collect::<Vec<_>>(),
+        [3..text.len()]
+    );
     // Visible styles and code with '<' are not hidden HTML.
     assert_eq!(
         hidden(r#"<span style="font-size:0.9em">x</span> if a < b && c > d {}"#),
