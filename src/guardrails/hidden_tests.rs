@@ -184,10 +184,8 @@ fn hidden_html() {
     // An unterminated comment hides the rest of the page.
     let text = "ok <!-- from here on nothing shows";
     let found = hidden(text);
-    assert_eq!(
-        found.iter().map(|f| f.span.clone()).collect::<Vec<_>>(),
-        [3..text.len()]
-    );
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].span, 3..text.len());
     // Visible styles and code with '<' are not hidden HTML.
     assert_eq!(
         hidden(r#"<span style="font-size:0.9em">x</span> if a < b && c > d {}"#),
