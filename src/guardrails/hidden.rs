@@ -59,19 +59,45 @@ pub struct Normalised<'a> {
     /// The normalised text: borrowed when nothing had to change (plain
     /// ASCII, or text already clean), so the common case allocates nothing.
     pub text: Cow<'a, str>,
-    /// One entry per changed cluster (a base character and its combining
+    /// Runs of changed clusters (a base character and its combining
     /// marks), in text order; empty when `text` is borrowed. Unchanged
     /// stretches between entries map one to one.
     segments: Vec<Segment>,
 }
 
-/// A changed cluster: `norm` in the normalised text came from `orig`.
+/// A run of changed clusters of equal widths, back to back: each
+/// `orig_width` bytes of the original became `norm_width` bytes (a
+/// fullwidth word, a Cyrillic look-alike word, zero-width characters in a
+/// row are one entry each), so positions inside the run map exactly.
 #[derive(Debug, Clone, Copy)]
 struct Segment {
     norm_start: usize,
     norm_end: usize,
     orig_start: usize,
     orig_end: usize,
+    norm_width: usize,
+    orig_width: usize,
+}
+
+impl Segment {
+    /// The original offset of the cluster holding normalised offset `p`
+    /// (rounded down, for a span's start, or up, for its end).
+    fn orig_at(&self, p: usize, round_up: bool) -> usize {
+        if self.norm_width == 0 {
+            return if round_up {
+                self.orig_end
+            } else {
+                self.orig_start
+            };
+        }
+        let offset = p - self.norm_start;
+        let clusters = if round_up {
+            offset.div_ceil(self.norm_width)
+        } else {
+            offset / self.norm_width
+        };
+        self.orig_start + clusters * self.orig_width
+    }
 }
 
 impl Normalised<'_> {
@@ -107,7 +133,7 @@ impl Normalised<'_> {
         if let Some(s) = self.segments.get(i)
             && s.norm_start <= p
         {
-            return s.orig_start;
+            return s.orig_at(p, false);
         }
         self.after(i, p)
     }
@@ -119,7 +145,7 @@ impl Normalised<'_> {
         if i > 0 {
             let s = self.segments[i - 1];
             if s.norm_end >= p {
-                return s.orig_end;
+                return s.orig_at(p, true);
             }
         }
         self.after(i, p)
@@ -146,24 +172,47 @@ pub fn normalise(text: &str) -> Normalised<'_> {
         return borrowed;
     }
     let mut out = String::with_capacity(text.len());
-    let mut segments = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some((start, c)) = chars.next() {
-        if c.is_ascii() && chars.peek().is_none_or(|&(_, d)| d.is_ascii()) {
-            out.push(c);
-            continue;
-        }
+    let mut segments: Vec<Segment> = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Copy the ASCII run up to the next non-ASCII character whole.
+        let next = bytes[i..]
+            .iter()
+            .position(|b| !b.is_ascii())
+            .map_or(bytes.len(), |p| i + p);
+        let Some(c) = text[next..].chars().next() else {
+            out.push_str(&text[i..]);
+            break;
+        };
         // A cluster: a character and the combining marks after it, the
-        // unit NFKC may reorder or compose within.
-        let mut end = start + c.len_utf8();
-        while let Some(&(j, d)) = chars.peek() {
+        // unit NFKC may reorder or compose within. A mark after an ASCII
+        // letter takes the letter into its cluster.
+        let start = if next > i && canonical_combining_class(c) != 0 {
+            next - 1
+        } else {
+            next
+        };
+        out.push_str(&text[i..start]);
+        let mut end = next + c.len_utf8();
+        for d in text[end..].chars() {
             if d.is_ascii() || canonical_combining_class(d) == 0 {
                 break;
             }
-            end = j + d.len_utf8();
-            chars.next();
+            end += d.len_utf8();
         }
+        i = end;
         let cluster = &text[start..end];
+        // Most non-ASCII characters (letters of other scripts, symbols)
+        // stay as they are.
+        if end - start == c.len_utf8()
+            && hidden_class(c).is_none()
+            && latin_lookalike(c).is_none()
+            && is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
+        {
+            out.push(c);
+            continue;
+        }
         let norm_start = out.len();
         for d in cluster
             .chars()
@@ -173,12 +222,26 @@ pub fn normalise(text: &str) -> Normalised<'_> {
             out.push(latin_lookalike(d).unwrap_or(d));
         }
         if out[norm_start..] != *cluster {
-            segments.push(Segment {
-                norm_start,
-                norm_end: out.len(),
-                orig_start: start,
-                orig_end: end,
-            });
+            let (norm_width, orig_width) = (out.len() - norm_start, end - start);
+            match segments.last_mut() {
+                Some(run)
+                    if run.norm_end == norm_start
+                        && run.orig_end == start
+                        && run.norm_width == norm_width
+                        && run.orig_width == orig_width =>
+                {
+                    run.norm_end = out.len();
+                    run.orig_end = end;
+                }
+                _ => segments.push(Segment {
+                    norm_start,
+                    norm_end: out.len(),
+                    orig_start: start,
+                    orig_end: end,
+                    norm_width,
+                    orig_width,
+                }),
+            }
         }
     }
     if segments.is_empty() {

@@ -21,6 +21,10 @@ fn ascii_and_clean_text_borrow() {
     let n = normalise("Grüße, 東京, naïve café « ok »");
     assert!(matches!(n.text, Cow::Borrowed(_)), "{:?}", n.text);
     assert_eq!(n.original(3..7), 3..7);
+    // A combining mark is a "maybe" for the quick check; when NFKC leaves
+    // it (no precomposed x-acute), the text still borrows.
+    let n = normalise("x\u{0301}y");
+    assert!(matches!(n.text, Cow::Borrowed(_)), "{:?}", n.text);
 }
 
 #[test]
@@ -45,6 +49,25 @@ fn fullwidth_letters_become_ascii() {
     assert_eq!(&text[span], "ｓｋ－ｐｒｏｊ１２３");
     let after = n.as_str().find("rest").unwrap_or_default();
     assert_eq!(&text[n.original(after..after + 4)], "rest");
+}
+
+#[test]
+fn runs_of_equal_changes_are_one_entry_and_map_exactly() {
+    let text = "key=ｓｋ－ｐｒｏｊ１２３ and \u{0430}\u{0440}\u{043E} \u{200B}\u{200B}\u{200D}x ﬁﬁ";
+    let n = normalise(text);
+    assert_eq!(n.as_str(), "key=sk-proj123 and apo x fifi");
+    // The fullwidth word, the Cyrillic word, the zero-width run, the
+    // ligatures: four entries, not one per character.
+    assert_eq!(n.segments.len(), 4, "{:?}", n.segments);
+    // Inside a run, a span maps to exactly its characters.
+    let proj = n.as_str().find("proj").unwrap_or_default();
+    assert_eq!(&text[n.original(proj..proj + 4)], "ｐｒｏｊ");
+    let po = n.as_str().find("po").unwrap_or_default();
+    assert_eq!(&text[n.original(po..po + 2)], "\u{0440}\u{043E}");
+    // Inside expansions: widened to whole original characters.
+    let fifi = n.as_str().find("fifi").unwrap_or_default();
+    assert_eq!(&text[n.original(fifi + 1..fifi + 3)], "ﬁﬁ");
+    assert_eq!(&text[n.original(fifi + 2..fifi + 4)], "ﬁ");
 }
 
 #[test]
@@ -154,8 +177,15 @@ fn hidden_html() {
         let text = format!("<span style='{hiding}'>secret</span>");
         assert_eq!(kinds(&hidden(&text)), ["hidden-html"], "{hiding}");
     }
-    let found = hidden("<p hidden>gone</p> <input type=\"hidden\">");
+    let text = "<p hidden>gone</p> <input type=\"hidden\">";
+    let found = hidden(text);
     assert_eq!(found.len(), 1);
+    assert_eq!(&text[found[0].span.clone()], "<p hidden>gone</p>");
+    // An unterminated comment hides the rest of the page.
+    let text = "ok <!-- from here on nothing shows";
+    let found = hidden(text);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].span, 3..text.len());
     // Visible styles and code with '<' are not hidden HTML.
     assert_eq!(
         hidden(r#"<span style="font-size:0.9em">x</span> if a < b && c > d {}"#),

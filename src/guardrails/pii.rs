@@ -17,10 +17,19 @@
 //! line breaks. Numbers of other countries without a `+`/`00` prefix are
 //! only found next to a phone word.
 //!
-//! Cost: plain prose pays one pass over its bytes (no `@`, no digit:
-//! nothing else runs); each family runs only where its anchor character
-//! occurs. The checksum code (Luhn, mod 97) is ours: both are a few lines
-//! and fully specified.
+//! Cost: one pass over the bytes learns whether there is an `@`, a digit
+//! or a colon at all; emails are looked for at each `@` only, IPv6 where
+//! colons are; the number-shaped families (card, IBAN, SSN, phone, IPv4)
+//! run only inside "numeric windows" (digits, capitals and number
+//! punctuation joined by single spaces, lower-case prose breaks them),
+//! each only when the window holds enough digits for it. Where built-in
+//! findings overlap, the stricter type wins (a card number is not also a
+//! phone number). The checksum code (Luhn, mod 97) is ours: both are a few
+//! lines and fully specified.
+//!
+//! Spans are byte offsets into the text given; run it through
+//! [`super::hidden::scan_normalised`] so fullwidth digits or zero-width
+//! characters inside a number do not hide it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
@@ -204,17 +213,12 @@ impl Detector for Pii {
             scan.emails();
         }
         if digit {
-            // Order matters: a number taken by a stricter type (card, IBAN,
-            // SSN) is not reported again as a phone number.
-            scan.cards();
-            scan.ibans();
-            scan.ssns();
-            scan.phones();
             if colon {
                 scan.ipv6();
             }
-            scan.ipv4();
+            scan.numbers();
         }
+        scan.resolve_overlaps();
         for custom in &self.custom {
             for m in custom.regex.find_iter(text) {
                 if m.is_empty() {
@@ -254,11 +258,25 @@ impl Scan<'_, '_> {
         });
     }
 
-    /// Whether `span` overlaps a finding of this scan.
-    fn taken(&self, span: &Range<usize>) -> bool {
-        self.found[self.first..]
-            .iter()
-            .any(|f| f.span.start < span.end && span.start < f.span.end)
+    /// Where built-in findings overlap, keep the stricter type's (a card
+    /// number is not also a phone number; an IPv4 address inside an IPv6
+    /// one is part of it). One sort and one sweep, in place.
+    fn resolve_overlaps(&mut self) {
+        let first = self.first;
+        let found = &mut *self.found;
+        found[first..].sort_unstable_by_key(|f| (f.span.start, rank(&f.kind)));
+        let mut kept = first;
+        for next in first..found.len() {
+            if kept > first && found[kept - 1].span.end > found[next].span.start {
+                if rank(&found[next].kind) < rank(&found[kept - 1].kind) {
+                    found.swap(kept - 1, next);
+                }
+                continue;
+            }
+            found.swap(kept, next);
+            kept += 1;
+        }
+        found.truncate(kept);
     }
 
     fn emails(&mut self) {
@@ -275,105 +293,121 @@ impl Scan<'_, '_> {
         }
     }
 
-    fn cards(&mut self) {
-        for m in CARD.find_iter(self.text) {
-            if is_card(m.as_str()) {
+    /// Run the number-shaped families over each window that could hold
+    /// one (see [`numeric_windows`]), each only where the window has
+    /// enough digits for it.
+    fn numbers(&mut self) {
+        numeric_windows(self.text.as_bytes(), |w, shape| {
+            // A card has 13+ digits in one chain, an SSN 9, a phone number
+            // 9 (8 after a `+`); `2024-01-15` (8) runs none of them.
+            if shape.longest_chain >= 13 {
+                self.cards(&w);
+            }
+            if w.len() >= 15 {
+                self.ibans(&w);
+            }
+            if shape.longest_chain >= 9 {
+                self.ssns(&w);
+            }
+            if shape.longest_chain >= 9 || (shape.plus && shape.longest_chain >= 6) {
+                self.phones(&w);
+            }
+            if shape.dots >= 3 {
+                self.ipv4(&w);
+            }
+        });
+    }
+
+    fn cards(&mut self, w: &Range<usize>) {
+        for (span, s) in matches(&CARD, self.text, w) {
+            if is_card(s) {
                 let kinds = self.kinds;
-                self.push(&kinds.card, m.range(), 1.0);
+                self.push(&kinds.card, span, 1.0);
             }
         }
     }
 
-    fn ibans(&mut self) {
-        for m in IBAN.find_iter(self.text) {
-            if let Some(len) = iban_len(m.as_str()) {
+    fn ibans(&mut self, w: &Range<usize>) {
+        for (span, s) in matches(&IBAN, self.text, w) {
+            if let Some(len) = iban_len(s) {
                 let kinds = self.kinds;
-                self.push(&kinds.iban, m.start()..m.start() + len, 1.0);
+                self.push(&kinds.iban, span.start..span.start + len, 1.0);
             }
         }
     }
 
-    fn ssns(&mut self) {
-        for m in SSN.find_iter(self.text) {
-            let s = m.as_str().as_bytes();
+    fn ssns(&mut self, w: &Range<usize>) {
+        for (span, s) in matches(&SSN, self.text, w) {
+            let s = s.as_bytes();
             let dashed = s.get(3) == Some(&b'-') && s.get(6) == Some(&b'-');
             let plain = !s.contains(&b'-');
-            if !(dashed || plain) || !is_ssn(s) || self.taken(&m.range()) {
+            if !(dashed || plain) || !is_ssn(s) {
                 continue;
             }
             // Nine digits are common (ids, amounts): only with a word
             // that says what they are.
-            if dashed || near(self.text, m.range(), SSN_WORDS.iter().copied()) {
+            if dashed || near(self.text, span.clone(), SSN_WORDS.iter().copied()) {
                 let kinds = self.kinds;
-                self.push(&kinds.ssn, m.range(), 1.0);
+                self.push(&kinds.ssn, span, 1.0);
             }
         }
     }
 
-    fn phones(&mut self) {
+    fn phones(&mut self, w: &Range<usize>) {
         let bytes = self.text.as_bytes();
-        for m in PHONE_INTL.find_iter(self.text) {
+        for (span, s) in matches(&PHONE_INTL, self.text, w) {
             // `+` must not follow a word or a number (`a+12…`, `3+44…`).
-            if m.start() > 0
-                && bytes[m.start()] == b'+'
-                && bytes[m.start() - 1].is_ascii_alphanumeric()
+            if span.start > 0
+                && bytes[span.start] == b'+'
+                && bytes[span.start - 1].is_ascii_alphanumeric()
             {
                 continue;
             }
-            if let Some((end, score)) = international_phone(m.as_str()) {
-                let span = m.start()..m.start() + end;
-                if !self.taken(&span) {
-                    let kinds = self.kinds;
-                    self.push(&kinds.phone, span, score);
-                }
+            if let Some((end, score)) = international_phone(s) {
+                let kinds = self.kinds;
+                self.push(&kinds.phone, span.start..span.start + end, score);
             }
         }
-        for m in PHONE_NANP.find_iter(self.text) {
-            let span = m.range();
+        for (span, s) in matches(&PHONE_NANP, self.text, w) {
             let glued = |b: Option<&u8>| b.is_some_and(|&b| matches!(b, b'.' | b'-' | b'+' | b'/'));
             if glued(span.start.checked_sub(1).and_then(|i| bytes.get(i)))
                 || (glued(bytes.get(span.end))
                     && bytes.get(span.end + 1).is_some_and(u8::is_ascii_digit))
-                || !is_nanp(m.as_str())
-                || self.taken(&span)
+                || !is_nanp(s)
             {
                 continue;
             }
             let kinds = self.kinds;
             self.push(&kinds.phone, span, 0.9);
         }
-        for m in PHONE_NATIONAL.find_iter(self.text) {
-            let digits = m.as_str().bytes().filter(u8::is_ascii_digit).count();
+        for (span, s) in matches(&PHONE_NATIONAL, self.text, w) {
+            let digits = s.bytes().filter(u8::is_ascii_digit).count();
             if (9..=11).contains(&digits)
-                && !self.taken(&m.range())
-                && near(self.text, m.range(), PHONE_WORDS.iter().copied())
+                && near(self.text, span.clone(), PHONE_WORDS.iter().copied())
             {
                 let kinds = self.kinds;
-                self.push(&kinds.phone, m.range(), 0.8);
+                self.push(&kinds.phone, span, 0.8);
             }
         }
     }
 
-    fn ipv4(&mut self) {
+    fn ipv4(&mut self, w: &Range<usize>) {
         let bytes = self.text.as_bytes();
-        for m in IPV4.find_iter(self.text) {
+        for (span, s) in matches(&IPV4, self.text, w) {
             // Part of a longer dotted number (a version, an OID) or of an IPv6
             // address (found before).
-            let before = m.start().checked_sub(1).and_then(|i| bytes.get(i));
-            let after = bytes.get(m.end()..m.end() + 2);
+            let before = span.start.checked_sub(1).and_then(|i| bytes.get(i));
+            let after = bytes.get(span.end..span.end + 2);
             if before.is_some_and(|&b| b == b'.' || b == b':')
                 || after.is_some_and(|a| a[0] == b'.' && a[1].is_ascii_digit())
             {
                 continue;
             }
-            let Ok(ip) = m.as_str().parse::<Ipv4Addr>() else {
+            let Ok(ip) = s.parse::<Ipv4Addr>() else {
                 continue;
             };
-            if self.taken(&m.range()) {
-                continue;
-            }
             let kinds = self.kinds;
-            self.push(&kinds.ipv4, m.range(), ip_score(IpAddr::V4(ip)));
+            self.push(&kinds.ipv4, span, ip_score(IpAddr::V4(ip)));
         }
     }
 
@@ -400,12 +434,113 @@ impl Scan<'_, '_> {
             let Ok(ip) = candidate.parse::<Ipv6Addr>() else {
                 continue;
             };
-            if self.taken(&span) {
-                continue;
-            }
             let kinds = self.kinds;
             self.push(&kinds.ipv6, span, ip_score(IpAddr::V6(ip)));
         }
+    }
+}
+
+/// `re`'s matches in the window `w` of `text`, spans in `text`.
+fn matches<'a>(
+    re: &'a Regex,
+    text: &'a str,
+    w: &Range<usize>,
+) -> impl Iterator<Item = (Range<usize>, &'a str)> {
+    let offset = w.start;
+    re.find_iter(&text[w.clone()])
+        .map(move |m| (offset + m.start()..offset + m.end(), m.as_str()))
+}
+
+/// Call `f` with each stretch of `bytes` that could hold a number-shaped
+/// type, with its count of digits and dots: runs of digits, upper-case
+/// letters (IBANs) and number punctuation joined by single spaces, with
+/// at least 4 digits, widened to whole words so `\b` in a window means
+/// what it means in the text. Lower-case prose breaks windows, so prose
+/// costs this loop only.
+fn numeric_windows(bytes: &[u8], mut f: impl FnMut(Range<usize>, Shape)) {
+    let in_set = |b: u8| {
+        b.is_ascii_digit()
+            || b.is_ascii_uppercase()
+            || matches!(b, b'+' | b'-' | b'.' | b'/' | b'(' | b')' | b':')
+    };
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut i = 0;
+    // Where the last window ended: windows never overlap.
+    let mut floor = 0;
+    while i < bytes.len() {
+        if !in_set(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let mut start = i;
+        let mut shape = Shape::default();
+        loop {
+            while i < bytes.len() && in_set(bytes[i]) {
+                shape.feed(bytes[i]);
+                i += 1;
+            }
+            if i + 1 < bytes.len() && bytes[i] == b' ' && in_set(bytes[i + 1]) {
+                shape.feed(b' ');
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        while i < bytes.len() && word(bytes[i]) {
+            shape.feed(bytes[i]);
+            i += 1;
+        }
+        if shape.digits >= 4 {
+            while start > floor && word(bytes[start - 1]) {
+                start -= 1;
+            }
+            f(start..i, shape);
+        }
+        floor = i;
+    }
+}
+
+/// What a numeric window holds, to skip the families it cannot match.
+#[derive(Debug, Default, Clone, Copy)]
+struct Shape {
+    digits: usize,
+    dots: usize,
+    plus: bool,
+    /// The most digits in one chain: digits joined by at most two of
+    /// ` -./()` in a row (how cards, phone numbers and SSNs are written).
+    longest_chain: usize,
+    chain: usize,
+    separators: usize,
+}
+
+impl Shape {
+    fn feed(&mut self, b: u8) {
+        if b.is_ascii_digit() {
+            self.digits += 1;
+            self.chain += 1;
+            self.separators = 0;
+            self.longest_chain = self.longest_chain.max(self.chain);
+            return;
+        }
+        self.dots += usize::from(b == b'.');
+        self.plus |= b == b'+';
+        self.separators += 1;
+        if self.separators > 2 || !matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')') {
+            self.chain = 0;
+        }
+    }
+}
+
+/// How strict a built-in type's checks are: the lower wins an overlap.
+fn rank(kind: &str) -> u8 {
+    match kind {
+        "email" => 0,
+        "card" => 1,
+        "iban" => 2,
+        "us-ssn" => 3,
+        "ipv6" => 4,
+        "ipv4" => 5,
+        _ => 6,
     }
 }
 

@@ -313,18 +313,26 @@ fn throughput() {
     let code = "fn main() { let x: Vec<u32> = (0..100).map(|i| i * 2).collect(); println!(\"{x:?}\"); } // 2024-01-15\n";
     let json = r#"{"id": 123456, "user": "jane.roe@example.org", "ts": "2024-01-15T10:30:00Z", "ip": "10.0.0.12", "amount": 1234.56, "items": [1, 2, 3]}"#;
     let pii = "Call +44 20 7946 0958 or pay with 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00.\n";
-    let mut text = String::new();
-    let mut i = 0usize;
-    while text.len() < 4 << 20 {
-        text.push_str(match i % 10 {
-            0..=3 => prose,
-            4..=6 => code,
-            7 | 8 => json,
-            _ => pii,
-        });
-        text.push('\n');
-        i += 1;
-    }
+    // One line in ten carries PII (dense: a finding every ~200 bytes), or
+    // none (the common case: prose, code and JSON).
+    let corpus = |with_pii: bool| {
+        let mut text = String::new();
+        let mut i = 0usize;
+        while text.len() < 4 << 20 {
+            text.push_str(match i % 10 {
+                0..=3 => prose,
+                4..=6 => code,
+                7 | 8 => json,
+                _ if with_pii => pii,
+                _ => prose,
+            });
+            text.push('\n');
+            i += 1;
+        }
+        text
+    };
+    let text = corpus(true);
+    let clean = corpus(false);
     let detector = Pii::default();
     let hidden = Hidden::default();
     let mut found = Vec::new();
@@ -345,6 +353,11 @@ fn throughput() {
     let borrowed = normalise(&ascii);
     let t_ascii = start.elapsed().as_secs_f64();
     assert!(!borrowed.changed());
+    let clean_normalised = normalise(&clean);
+    let start = std::time::Instant::now();
+    let mut clean_found = Vec::new();
+    detector.scan(clean_normalised.as_str(), &mut clean_found);
+    let t_clean = start.elapsed().as_secs_f64();
     assert!(pii_found > 1000);
     #[expect(
         clippy::print_stdout,
@@ -352,7 +365,7 @@ fn throughput() {
     )]
     {
         println!(
-            "{mb:.1} MB ({}): normalise {:.0} MB/s (ASCII-only: {:.0} MB/s), pii {:.0} MB/s ({pii_found} findings), hidden {:.0} MB/s",
+            "{mb:.1} MB ({}): normalise {:.0} MB/s (ASCII-only: {:.0} MB/s), pii {:.0} MB/s ({pii_found} findings; without the PII lines {:.0} MB/s, {} findings), hidden {:.0} MB/s",
             if cfg!(debug_assertions) {
                 "debug build"
             } else {
@@ -361,7 +374,31 @@ fn throughput() {
             mb / t_norm,
             mb / t_ascii,
             mb / t_pii,
+            clean.len() as f64 / 1e6 / t_clean,
+            clean_found.len(),
             mb / t_hidden,
         );
     }
+}
+
+#[test]
+fn evasions_are_found_through_normalisation() {
+    use crate::guardrails::hidden::scan_normalised;
+    // Fullwidth digits and a zero-width space in a card number; a
+    // Cyrillic о in an email address.
+    let text = "pay ４１１１ 1111\u{200B} 1111 1111 or mail j\u{043E}hn@example.com";
+    let pii = Pii::default();
+    let mut found = Vec::new();
+    scan_normalised(&[&pii], text, &mut found);
+    let got: Vec<(&str, &str)> = found
+        .iter()
+        .map(|f| (&*f.kind, &text[f.span.clone()]))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("card", "４１１１ 1111\u{200B} 1111 1111"),
+            ("email", "j\u{043E}hn@example.com")
+        ]
+    );
 }
