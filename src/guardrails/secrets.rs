@@ -49,6 +49,11 @@ const SHIPPED_NAME: &str = "policies/guardrails/secrets.toml";
 /// but tokens is reported, not enumerated without end.
 pub const MAX_FINDINGS: usize = 1024;
 
+/// At most this many matches (of all rules) are weighed against each
+/// other in one scan; overlap resolution is quadratic in the kept ones,
+/// so both stay bounded.
+const MAX_CANDIDATES: usize = MAX_FINDINGS * 4;
+
 /// Bytes before a match that a check may read (a key's prefix).
 const KEY_CONTEXT_BYTES: usize = 32;
 
@@ -293,23 +298,31 @@ const FIELDS: &[&str] = &[
     "counter_examples",
 ];
 
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// Byte offsets where each line starts, to turn spans into line numbers.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines(starts)
+    }
+
+    /// 1-based line of a byte offset.
+    fn of(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset)
+    }
 }
 
 /// Parse a rule file. `file` names it in errors. Every problem in the
 /// file is reported, each with its line.
 pub fn parse_rules(file: &str, text: &str) -> Result<Vec<Rule>, Vec<RuleError>> {
+    let lines = Lines::new(text);
     let raw: RawFile = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
-            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            let line = e.span().map_or(0, |s| lines.of(s.start));
             return Err(vec![RuleError {
                 file: file.to_owned(),
                 line,
@@ -324,10 +337,10 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<Rule>, Vec<RuleError>> 
     let mut rules = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for table in raw.rule {
-        let rule_line = line_of(text, table.span().start);
+        let rule_line = lines.of(table.span().start);
         let mut p = RuleParser {
             file,
-            text,
+            lines: &lines,
             rule_line,
             errors: &mut errors,
         };
@@ -352,7 +365,7 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<Rule>, Vec<RuleError>> 
 /// Reads one `[[rule]]` table, pushing every problem it finds.
 struct RuleParser<'a> {
     file: &'a str,
-    text: &'a str,
+    lines: &'a Lines,
     rule_line: usize,
     errors: &'a mut Vec<RuleError>,
 }
@@ -369,7 +382,7 @@ impl RuleParser<'_> {
     }
 
     fn line(&self, v: &Spanned<toml::Value>) -> usize {
-        line_of(self.text, v.span().start)
+        self.lines.of(v.span().start)
     }
 
     fn string(&mut self, key: &str, v: &Spanned<toml::Value>) -> Option<String> {
@@ -428,7 +441,7 @@ impl RuleParser<'_> {
                     fields.insert(name, value);
                 }
                 None => {
-                    let line = line_of(self.text, key.span().start);
+                    let line = self.lines.of(key.span().start);
                     self.push(
                         line,
                         format!(
@@ -789,15 +802,16 @@ impl Secrets {
         WEAK_VALUES.iter().any(|w| core.eq_ignore_ascii_case(w))
     }
 
-    /// One rule's accepted matches, as (secret span) ranges.
+    /// One rule's accepted matches, as (secret span) ranges, appended to
+    /// `out` until it holds [`MAX_CANDIDATES`].
     fn run_rule(&self, rule: &Rule, text: &str, out: &mut Vec<Candidate>) {
-        let mut accept = |start: usize, end: usize, whole: std::ops::Range<usize>| {
+        let accepts = |start: usize, end: usize, whole: std::ops::Range<usize>| {
             let secret = &text[start..end];
             if self.is_placeholder(secret) {
-                return;
+                return false;
             }
             if rule.min_entropy.is_some_and(|min| entropy(secret) < min) {
-                return;
+                return false;
             }
             // The key before a value (`next_page_token`) may lie before
             // the match, which starts at the rule's keyword.
@@ -806,23 +820,30 @@ impl Secrets {
                 from -= 1;
             }
             let context = &text[from..whole.end];
-            if rule.check.is_some_and(|c| !c.passes(secret, context)) {
-                return;
-            }
+            rule.check.is_none_or(|c| c.passes(secret, context))
+        };
+        let mut push = |start: usize, end: usize| {
             out.push(Candidate {
                 rule: 0,
                 start,
                 end,
             });
+            out.len() < MAX_CANDIDATES
         };
+        // A text made of one token repeated stops being read at the cap.
         if rule.secret_group == 0 {
             for m in rule.regex.find_iter(text) {
-                accept(m.start(), m.end(), m.range());
+                if accepts(m.start(), m.end(), m.range()) && !push(m.start(), m.end()) {
+                    break;
+                }
             }
         } else {
             for caps in rule.regex.captures_iter(text) {
-                if let (Some(m), Some(whole)) = (caps.get(rule.secret_group), caps.get(0)) {
-                    accept(m.start(), m.end(), whole.range());
+                if let (Some(m), Some(whole)) = (caps.get(rule.secret_group), caps.get(0))
+                    && accepts(m.start(), m.end(), whole.range())
+                    && !push(m.start(), m.end())
+                {
+                    break;
                 }
             }
         }
@@ -860,7 +881,7 @@ impl Detector for Secrets {
             for c in &mut matches[from..] {
                 c.rule = i;
             }
-            if matches.len() >= MAX_FINDINGS * 4 {
+            if matches.len() >= MAX_CANDIDATES {
                 break;
             }
         }

@@ -584,3 +584,39 @@ fn throughput() {
         );
     }
 }
+
+#[test]
+fn a_rule_without_keywords_runs_on_every_text() {
+    let text = r#"
+[[rule]]
+id = "acme"
+description = "d"
+regex = '''\bZQ[0-9]{10}\b'''
+no_keywords_because = "no fixed prefix"
+examples = ["id ZQ0123456789"]
+"#;
+    let s = Secrets::new(parse_rules("u.toml", text).expect("parse")).expect("compiles");
+    assert_eq!(kinds(&s, "x ZQ9876543210 y"), ["acme"]);
+    assert!(s.rules()[0].keywords.is_empty());
+}
+
+#[test]
+fn duplicate_ids_handed_to_new_are_an_error() {
+    let rules = parse_rules(SHIPPED_NAME, shipped()).expect("parse");
+    let twice: Vec<Rule> = rules.iter().chain(rules.iter().take(1)).cloned().collect();
+    let errors = Secrets::new(twice).expect_err("duplicate");
+    assert!(
+        errors[0].to_string().contains("duplicate rule id"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn a_payload_of_repeated_tokens_is_capped() {
+    let s = Secrets::shipped();
+    let text = "ghp_R8nVq2LmZx4Tb7Kc1Wd9Hs3Jf6Pa0Ye5Ug2Q ".repeat(MAX_FINDINGS + 100);
+    let found = scan(&s, &text);
+    assert_eq!(found.len(), MAX_FINDINGS);
+    assert!(found.windows(2).all(|w| w[0].span.end <= w[1].span.start));
+}
