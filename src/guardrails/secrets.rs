@@ -21,10 +21,18 @@
 //!
 //! How a scan runs: one Aho-Corasick automaton over every rule's keywords
 //! (ASCII case-insensitive) reads the text once and marks the candidate
-//! rules; only those run their regex. Each match's secret group then
-//! passes the placeholder denylist (`changeme`, `${…}`, `<your-key>`, …),
-//! the rule's entropy floor and its named check. Where matches of
-//! different rules overlap, one survives (see [`Secrets::scan`]).
+//! rules; only those run their regex. A keyword need not be the token's
+//! prefix: a context word (`discord`, `okta`) makes a rule run only on a
+//! text that mentions it. Each match's secret group then passes the
+//! placeholder denylist (`changeme`, `${…}`, `<your-key>`, …), the rule's
+//! entropy floor and its named check. Where matches of different rules
+//! overlap, the most specific survives: a specific rule over a `generic`
+//! one, then the rule with the longest keyword, then the longer span,
+//! then the rule written first.
+//!
+//! Examples are part of a rule: [`Secrets::new`] runs every example and
+//! counter-example, so a user's rule that misses its own example is an
+//! error at its line when loaded, not a silent gap.
 //!
 //! Cost: the `regex` crate and Aho-Corasick are linear in the text, and
 //! each candidate rule reads the text once, so a scan is
@@ -728,10 +736,9 @@ impl Secrets {
         SHIPPED
             .get_or_init(|| {
                 let rules = parse_rules(SHIPPED_NAME, shipped());
-                // The shipped file is compiled in and checked by this
-                // module's tests (parse and every example), so it cannot
-                // fail here.
-                #[expect(clippy::expect_used, reason = "compile-time file, checked by tests")]
+                // A compile-time value: the shipped file is compiled in and
+                // this module's tests parse it and run every example, so it
+                // cannot fail here.
                 rules
                     .and_then(Secrets::new)
                     .expect("the shipped secrets rules are valid")
@@ -739,6 +746,7 @@ impl Secrets {
             .clone()
     }
 
+    /// The rules, in file (then merge) order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }

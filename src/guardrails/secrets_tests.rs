@@ -620,3 +620,31 @@ fn a_payload_of_repeated_tokens_is_capped() {
     assert_eq!(found.len(), MAX_FINDINGS);
     assert!(found.windows(2).all(|w| w[0].span.end <= w[1].span.start));
 }
+
+/// Each example still yields its rule inside the usual surroundings: a
+/// sentence, JSON and shell quotes, parentheses, its own line.
+#[test]
+fn examples_are_found_in_context() {
+    let s = Secrets::shipped();
+    let wraps = [
+        ("see ", " here"),
+        ("\"", "\""),
+        ("'", "'"),
+        ("(", ")"),
+        ("x\n", "\ny"),
+        ("`", "`"),
+    ];
+    let mut misses = Vec::new();
+    for r in s.rules() {
+        for ex in &r.examples {
+            for (before, after) in wraps {
+                let text = format!("{before}{ex}{after}");
+                let got = kinds(&s, &text);
+                if got != [&*r.id] {
+                    misses.push(format!("{}: {text:?} -> {got:?}", r.id));
+                }
+            }
+        }
+    }
+    assert!(misses.is_empty(), "{}", misses.join("\n"));
+}
