@@ -1017,7 +1017,37 @@ fn assignment_value_is_secret_like(v: &str) -> bool {
         .bytes()
         .all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'-' | b'.' | b':'));
     let path_like = v.starts_with('/') || v.starts_with("./") || v.contains("://");
-    has_letter && !identifier_like && !path_like
+    // A type or a reference in code (`token: &HSTRING`, `*mut T`,
+    // `super::Foundation::HANDLE`).
+    let code_like = v.starts_with('&') || v.starts_with('*') || v.contains("::");
+    has_letter && !identifier_like && !path_like && !code_like && !is_code_name(v)
+}
+
+/// `CONSTANT_CASE`, `snake_case` or a dotted path of identifiers
+/// (`settings.API_KEY_V2`): names in code and config, digits or not.
+fn is_code_name(v: &str) -> bool {
+    let segment_ok = |seg: &str| {
+        let mut bytes = seg.bytes();
+        bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    if v.contains('.') {
+        return v.split('.').all(segment_ok);
+    }
+    if !segment_ok(v) || !v.contains('_') {
+        return false;
+    }
+    let letters = v.bytes().filter(u8::is_ascii_alphabetic);
+    let (mut upper, mut lower) = (false, false);
+    for b in letters {
+        upper |= b.is_ascii_uppercase();
+        lower |= b.is_ascii_lowercase();
+    }
+    // One case only, words joined by `_`: a name. Mixed case with `_` may
+    // be a random token (base64url), so it is kept.
+    !(upper && lower)
 }
 
 fn names_benign_key(whole: &str) -> bool {

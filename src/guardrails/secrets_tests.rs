@@ -648,3 +648,99 @@ fn examples_are_found_in_context() {
     }
     assert!(misses.is_empty(), "{}", misses.join("\n"));
 }
+
+/// False positives per MB on a directory of other people's code and docs
+/// (`SECRETS_FP_DIR`, e.g. the cargo registry's sources): prints each
+/// finding for a human to judge, since such trees hold real-looking test
+/// tokens too. Text files up to 1 MB each, at most 64 MB in all.
+#[test]
+#[ignore = "reads a directory named by SECRETS_FP_DIR"]
+fn findings_per_mb_on_a_directory() {
+    let Ok(root) = std::env::var("SECRETS_FP_DIR") else {
+        return;
+    };
+    let s = Secrets::shipped();
+    let mut stack = vec![std::path::PathBuf::from(root)];
+    let (mut bytes, mut files) = (0usize, 0usize);
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    let mut lines = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if ![
+                "rs", "md", "toml", "json", "yml", "yaml", "py", "js", "ts", "go", "txt",
+            ]
+            .contains(&ext)
+                || entry.metadata().map_or(true, |m| m.len() > 1 << 20)
+            {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            bytes += text.len();
+            files += 1;
+            for f in scan(&s, &text) {
+                *by_kind.entry(f.kind.to_string()).or_default() += 1;
+                let start = f.span.start.saturating_sub(30);
+                let mut from = start;
+                while !text.is_char_boundary(from) {
+                    from -= 1;
+                }
+                lines.push(format!(
+                    "{}: {} {:?}",
+                    path.display(),
+                    f.kind,
+                    &text[from..f.span.end.min(from + 160)]
+                ));
+            }
+            if bytes > 64 << 20 {
+                stack.clear();
+                break;
+            }
+        }
+    }
+    let mb = bytes as f64 / 1e6;
+    #[expect(clippy::print_stdout, reason = "the measurement is the output")]
+    {
+        for l in &lines {
+            println!("{l}");
+        }
+        println!(
+            "{} findings in {mb:.1} MB ({files} files) = {:.2}/MB; by kind: {by_kind:?}",
+            lines.len(),
+            lines.len() as f64 / mb
+        );
+    }
+}
+
+#[test]
+fn code_names_and_types_are_not_assigned_secrets() {
+    for v in [
+        "&windows_core::HSTRING",
+        "super::super::Win32::Foundation::HANDLE",
+        "D3DKMT_PRESENTHISTORYTOKEN_0",
+        "settings.OPENAI_API_KEY_V2",
+        "config.db.password2",
+        "read_write_2024",
+        "*mut c_void",
+    ] {
+        assert!(!assignment_value_is_secret_like(v), "{v}");
+    }
+    for v in [
+        "Rt8bQ3xLm2Vz",
+        "a9_Kx-3Lq_ZmP0wT",
+        "s3cr3t.V4lue!x",
+        "hJ8_kq2",
+    ] {
+        assert_eq!(assignment_value_is_secret_like(v), v.len() >= 8, "{v}");
+    }
+}
