@@ -744,3 +744,44 @@ fn code_names_and_types_are_not_assigned_secrets() {
         assert_eq!(assignment_value_is_secret_like(v), v.len() >= 8, "{v}");
     }
 }
+
+#[test]
+fn private_keys_with_crlf_or_json_escaped_newlines() {
+    let s = Secrets::shipped();
+    let rsa = s
+        .rules()
+        .iter()
+        .find(|r| &*r.id == "private-key-rsa")
+        .expect("rule")
+        .examples[0]
+        .clone();
+    assert_eq!(kinds(&s, &rsa.replace('\n', "\r\n")), ["private-key-rsa"]);
+    let json = format!("{{\"key\": \"{}\"}}", rsa.replace('\n', "\\n"));
+    assert_eq!(kinds(&s, &json), ["private-key-rsa"]);
+}
+
+#[test]
+fn multibyte_text_around_matches_keeps_spans_on_char_boundaries() {
+    let s = Secrets::shipped();
+    let text = "é€😀é password = 'Rt8bQ3xLm2Vz' 日本語 ghp_R8nVq2LmZx4Tb7Kc1Wd9Hs3Jf6Pa0Ye5Ug2Q ü";
+    let found = scan(&s, text);
+    assert_eq!(
+        found.iter().map(|f| &*f.kind).collect::<Vec<_>>(),
+        ["password-assignment", "github-pat-classic"]
+    );
+    for f in &found {
+        assert!(text.is_char_boundary(f.span.start) && text.is_char_boundary(f.span.end));
+    }
+    assert_eq!(&text[found[0].span.clone()], "Rt8bQ3xLm2Vz");
+}
+
+#[test]
+fn a_misspelt_top_level_table_is_an_error_with_its_line() {
+    let errors = parse_rules("u.toml", "# rules\n\n[[rules]]\nid = \"a\"\n").expect_err("typo");
+    assert_eq!(errors.len(), 1);
+    let shown = errors[0].to_string();
+    assert!(shown.starts_with("u.toml:3:"), "{shown}");
+    assert!(shown.contains("rules"), "{shown}");
+    // An empty file is an empty rule set, not an error.
+    assert!(parse_rules("u.toml", "").expect("empty").is_empty());
+}
