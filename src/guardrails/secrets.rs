@@ -986,7 +986,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 }
 
 /// Base62 (`0-9A-Za-z`), left-padded with `0` to `width`.
-pub fn base62(mut n: u32, width: usize) -> String {
+fn base62(mut n: u32, width: usize) -> String {
     let mut digits = Vec::with_capacity(width);
     while n > 0 {
         digits.push(BASE62[(n % 62) as usize]);
