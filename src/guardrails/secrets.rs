@@ -141,6 +141,7 @@ const WEAK_VALUES: &[&str] = &[
     "x",
     "xx",
     "xxx",
+    "opensesame",
 ];
 
 /// Key names whose values look random but are not credentials
