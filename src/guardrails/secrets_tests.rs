@@ -584,3 +584,204 @@ fn throughput() {
         );
     }
 }
+
+#[test]
+fn a_rule_without_keywords_runs_on_every_text() {
+    let text = r#"
+[[rule]]
+id = "acme"
+description = "d"
+regex = '''\bZQ[0-9]{10}\b'''
+no_keywords_because = "no fixed prefix"
+examples = ["id ZQ0123456789"]
+"#;
+    let s = Secrets::new(parse_rules("u.toml", text).expect("parse")).expect("compiles");
+    assert_eq!(kinds(&s, "x ZQ9876543210 y"), ["acme"]);
+    assert!(s.rules()[0].keywords.is_empty());
+}
+
+#[test]
+fn duplicate_ids_handed_to_new_are_an_error() {
+    let rules = parse_rules(SHIPPED_NAME, shipped()).expect("parse");
+    let twice: Vec<Rule> = rules.iter().chain(rules.iter().take(1)).cloned().collect();
+    let errors = Secrets::new(twice).expect_err("duplicate");
+    assert!(
+        errors[0].to_string().contains("duplicate rule id"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn a_payload_of_repeated_tokens_is_capped() {
+    let s = Secrets::shipped();
+    let text = "ghp_R8nVq2LmZx4Tb7Kc1Wd9Hs3Jf6Pa0Ye5Ug2Q ".repeat(MAX_FINDINGS + 100);
+    let found = scan(&s, &text);
+    assert_eq!(found.len(), MAX_FINDINGS);
+    assert!(found.windows(2).all(|w| w[0].span.end <= w[1].span.start));
+}
+
+/// Each example still yields its rule inside the usual surroundings: a
+/// sentence, JSON and shell quotes, parentheses, its own line.
+#[test]
+fn examples_are_found_in_context() {
+    let s = Secrets::shipped();
+    let wraps = [
+        ("see ", " here"),
+        ("\"", "\""),
+        ("'", "'"),
+        ("(", ")"),
+        ("x\n", "\ny"),
+        ("`", "`"),
+    ];
+    let mut misses = Vec::new();
+    for r in s.rules() {
+        for ex in &r.examples {
+            for (before, after) in wraps {
+                let text = format!("{before}{ex}{after}");
+                let got = kinds(&s, &text);
+                if got != [&*r.id] {
+                    misses.push(format!("{}: {text:?} -> {got:?}", r.id));
+                }
+            }
+        }
+    }
+    assert!(misses.is_empty(), "{}", misses.join("\n"));
+}
+
+/// False positives per MB on a directory of other people's code and docs
+/// (`SECRETS_FP_DIR`, e.g. the cargo registry's sources): prints each
+/// finding for a human to judge, since such trees hold real-looking test
+/// tokens too. Text files up to 1 MB each, at most 64 MB in all.
+#[test]
+#[ignore = "reads a directory named by SECRETS_FP_DIR"]
+fn findings_per_mb_on_a_directory() {
+    let Ok(root) = std::env::var("SECRETS_FP_DIR") else {
+        return;
+    };
+    let s = Secrets::shipped();
+    let mut stack = vec![std::path::PathBuf::from(root)];
+    let (mut bytes, mut files) = (0usize, 0usize);
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    let mut lines = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if ![
+                "rs", "md", "toml", "json", "yml", "yaml", "py", "js", "ts", "go", "txt",
+            ]
+            .contains(&ext)
+                || entry.metadata().map_or(true, |m| m.len() > 1 << 20)
+            {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            bytes += text.len();
+            files += 1;
+            for f in scan(&s, &text) {
+                *by_kind.entry(f.kind.to_string()).or_default() += 1;
+                let start = f.span.start.saturating_sub(30);
+                let mut from = start;
+                while !text.is_char_boundary(from) {
+                    from -= 1;
+                }
+                lines.push(format!(
+                    "{}: {} {:?}",
+                    path.display(),
+                    f.kind,
+                    &text[from..f.span.end.min(from + 160)]
+                ));
+            }
+            if bytes > 64 << 20 {
+                stack.clear();
+                break;
+            }
+        }
+    }
+    let mb = bytes as f64 / 1e6;
+    #[expect(clippy::print_stdout, reason = "the measurement is the output")]
+    {
+        for l in &lines {
+            println!("{l}");
+        }
+        println!(
+            "{} findings in {mb:.1} MB ({files} files) = {:.2}/MB; by kind: {by_kind:?}",
+            lines.len(),
+            lines.len() as f64 / mb
+        );
+    }
+}
+
+#[test]
+fn code_names_and_types_are_not_assigned_secrets() {
+    for v in [
+        "&windows_core::HSTRING",
+        "super::super::Win32::Foundation::HANDLE",
+        "D3DKMT_PRESENTHISTORYTOKEN_0",
+        "settings.OPENAI_API_KEY_V2",
+        "config.db.password2",
+        "read_write_2024",
+        "*mut c_void",
+    ] {
+        assert!(!assignment_value_is_secret_like(v), "{v}");
+    }
+    for v in [
+        "Rt8bQ3xLm2Vz",
+        "a9_Kx-3Lq_ZmP0wT",
+        "s3cr3t.V4lue!x",
+        "hJ8_kq2",
+    ] {
+        assert_eq!(assignment_value_is_secret_like(v), v.len() >= 8, "{v}");
+    }
+}
+
+#[test]
+fn private_keys_with_crlf_or_json_escaped_newlines() {
+    let s = Secrets::shipped();
+    let rsa = s
+        .rules()
+        .iter()
+        .find(|r| &*r.id == "private-key-rsa")
+        .expect("rule")
+        .examples[0]
+        .clone();
+    assert_eq!(kinds(&s, &rsa.replace('\n', "\r\n")), ["private-key-rsa"]);
+    let json = format!("{{\"key\": \"{}\"}}", rsa.replace('\n', "\\n"));
+    assert_eq!(kinds(&s, &json), ["private-key-rsa"]);
+}
+
+#[test]
+fn multibyte_text_around_matches_keeps_spans_on_char_boundaries() {
+    let s = Secrets::shipped();
+    let text = "é€😀é password = 'Rt8bQ3xLm2Vz' 日本語 ghp_R8nVq2LmZx4Tb7Kc1Wd9Hs3Jf6Pa0Ye5Ug2Q ü";
+    let found = scan(&s, text);
+    assert_eq!(
+        found.iter().map(|f| &*f.kind).collect::<Vec<_>>(),
+        ["password-assignment", "github-pat-classic"]
+    );
+    for f in &found {
+        assert!(text.is_char_boundary(f.span.start) && text.is_char_boundary(f.span.end));
+    }
+    assert_eq!(&text[found[0].span.clone()], "Rt8bQ3xLm2Vz");
+}
+
+#[test]
+fn a_misspelt_top_level_table_is_an_error_with_its_line() {
+    let errors = parse_rules("u.toml", "# rules\n\n[[rules]]\nid = \"a\"\n").expect_err("typo");
+    assert_eq!(errors.len(), 1);
+    let shown = errors[0].to_string();
+    assert!(shown.starts_with("u.toml:3:"), "{shown}");
+    assert!(shown.contains("rules"), "{shown}");
+    // An empty file is an empty rule set, not an error.
+    assert!(parse_rules("u.toml", "").expect("empty").is_empty());
+}
