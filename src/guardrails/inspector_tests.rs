@@ -172,7 +172,7 @@ fn results_are_redacted_in_place_by_type() {
     );
     let at: Vec<&str> = report.findings.iter().map(|n| n.at.as_str()).collect();
     assert_eq!(at, ["part 2", "part 2"]);
-    assert!(g.rewrites(&Target::Tool {
+    assert!(!g.rewrites(&Target::Tool {
         name: "notes__send",
         server: &ServerFacts::default(),
         annotations: crate::call::Annotations::WORST,

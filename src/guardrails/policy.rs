@@ -171,14 +171,6 @@ impl Policy {
     pub fn covers(&self, scope: &Scope<'_>, direction: Direction) -> bool {
         self.rules.iter().any(|r| r.covers(scope, direction))
     }
-
-    /// Whether a rule may rewrite calls to `scope` (a `redact` rule).
-    pub fn rewrites(&self, scope: &Scope<'_>) -> bool {
-        self.rules.iter().any(|r| {
-            r.action == Action::Redact
-                && (r.covers(scope, Direction::Input) || r.covers(scope, Direction::Output))
-        })
-    }
 }
 
 /// One problem in a guardrails file.

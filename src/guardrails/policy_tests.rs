@@ -108,7 +108,6 @@ fn the_first_rule_that_covers_a_call_and_takes_a_finding_decides() {
         !policy.covers(&web, Input),
         "no input rule covers a trusted server"
     );
-    assert!(policy.rewrites(&web), "results are redacted everywhere");
     assert!(Action::Block > Action::Approve && Action::Approve > Action::Redact);
 }
 
