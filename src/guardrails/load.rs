@@ -28,6 +28,9 @@ pub const RULES_DIR: &str = "guardrails";
 const MAX_FILE_BYTES: u64 = 4 << 20;
 /// Most rule files read from `guardrails/`.
 const MAX_RULE_FILES: usize = 256;
+/// Most bytes read from all guardrails files together (they are read
+/// again at every reload check).
+const MAX_TOTAL_BYTES: usize = 16 << 20;
 
 /// The detector families a rule may name.
 struct Detectors;
@@ -165,8 +168,19 @@ fn read(dir: &Path) -> Result<Files, Vec<PolicyError>> {
                     ),
                 }]);
             }
+            let mut total = policy.as_ref().map_or(0, |(_, text)| text.len());
             for path in paths {
                 let text = read_bounded(&path).map_err(|e| vec![unreadable(&path, &e)])?;
+                total += text.len();
+                if total > MAX_TOTAL_BYTES {
+                    return Err(vec![PolicyError {
+                        file: display(&path),
+                        line: 0,
+                        message: format!(
+                            "the guardrails files pass {MAX_TOTAL_BYTES} bytes together: keep the rules smaller"
+                        ),
+                    }]);
+                }
                 rules.push((path, text));
             }
         }
