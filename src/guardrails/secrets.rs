@@ -60,6 +60,9 @@ const SHIPPED_NAME: &str = "policies/guardrails/secrets.toml";
 /// At most this many findings from one scan: a payload made of nothing
 /// but tokens is reported, not enumerated without end.
 pub const MAX_FINDINGS: usize = 1024;
+/// The finding type of a text with more candidate secrets than a scan
+/// looks at: the whole text.
+pub const OVERFLOW: &str = "too-many-secrets";
 
 /// At most this many matches (of all rules) are weighed against each
 /// other in one scan; overlap resolution is quadratic in the kept ones,
@@ -521,6 +524,7 @@ impl Detector for Secrets {
         }
         let candidate = self.candidates(text);
         let mut matches: Vec<Candidate> = Vec::new();
+        let mut overflow = false;
         for (i, rule) in self.rules.iter().enumerate() {
             if !candidate[i] {
                 continue;
@@ -531,8 +535,21 @@ impl Detector for Secrets {
                 c.rule = i;
             }
             if matches.len() >= MAX_CANDIDATES {
+                overflow = true;
                 break;
             }
+        }
+        if overflow {
+            // Past the caps, some rules did not run: the whole text is one
+            // finding, so a flood of look-alikes cannot hide a secret from
+            // a redaction or a block (fail closed).
+            found.push(Finding {
+                detector: "secrets",
+                kind: OVERFLOW.into(),
+                span: 0..text.len(),
+                score: 1.0,
+            });
+            return;
         }
         if matches.is_empty() {
             return;
@@ -549,7 +566,13 @@ impl Detector for Secrets {
         let mut kept: Vec<Candidate> = Vec::new();
         for c in matches {
             if kept.len() >= MAX_FINDINGS {
-                break;
+                found.push(Finding {
+                    detector: "secrets",
+                    kind: OVERFLOW.into(),
+                    span: 0..text.len(),
+                    score: 1.0,
+                });
+                return;
             }
             if kept.iter().all(|k| c.end <= k.start || k.end <= c.start) {
                 kept.push(c);
