@@ -75,6 +75,38 @@ pub struct Report {
     /// Bytes read so far, per direction (for an inspector's bound).
     pub scanned_input: usize,
     pub scanned_output: usize,
+    /// Text an inspector reads whole once every part was shown.
+    pub gathered: Gathered,
+}
+
+/// Text an inspector gathers from the parts of one direction (or of one
+/// streamed chunk) to judge it whole when the last part was shown (an
+/// injection split over two content blocks is one text), with where each
+/// piece came from: its byte offset in `text` and its place (as
+/// [`Noted::at`]). Emptied when judged.
+#[derive(Debug, Default, Clone)]
+pub struct Gathered {
+    pub text: String,
+    pub pieces: Vec<(usize, String)>,
+}
+
+impl Gathered {
+    /// Add a piece, apart from the one before so words do not run together.
+    pub fn push(&mut self, at: String, text: &str) {
+        if !self.text.is_empty() {
+            self.text.push_str("\n\n");
+        }
+        self.pieces.push((self.text.len(), at));
+        self.text.push_str(text);
+    }
+
+    /// The place of the piece holding byte `offset`.
+    pub fn place(&self, offset: usize) -> &str {
+        let i = self.pieces.partition_point(|(start, _)| *start <= offset);
+        self.pieces
+            .get(i.saturating_sub(1))
+            .map_or("", |(_, at)| at.as_str())
+    }
 }
 
 /// One kind of finding in one part of a call, never the matched text.
@@ -149,4 +181,15 @@ pub trait Inspect: Send + Sync {
         part: Part<'_>,
         report: &mut Report,
     ) -> Result<(), CallError>;
+
+    /// Every part of a call's input was shown: judge what must be read
+    /// whole ([`Report::gathered`]). Nothing by default.
+    fn finish_input(&self, _call: &Inspected, _report: &mut Report) -> Result<(), CallError> {
+        Ok(())
+    }
+
+    /// Every part of a result (or of one streamed chunk) was shown.
+    fn finish_output(&self, _call: &Inspected, _report: &mut Report) -> Result<(), CallError> {
+        Ok(())
+    }
 }

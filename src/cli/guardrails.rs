@@ -1,7 +1,9 @@
-//! `toolgate guardrails scan|eval`: how a security team tries a rule
+//! `toolgate guardrails scan|eval|train`: how a security team tries a rule
 //! change before deploying it. `scan` runs the guardrails of the policies
 //! directory over JSON (arguments or results) and prints what they find
-//! and would do; `eval` measures detection on labelled texts.
+//! and would do; `eval` measures detection on labelled texts; `train`
+//! trains the injection model on labelled texts (how the shipped one was
+//! made: `tests/guardrails/train.sh`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,8 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use toolgate::call::{Inspected, Part, Report};
 use toolgate::config::ServerFacts;
+use toolgate::guardrails::injection::{self, train::Example, train::Options};
+use toolgate::guardrails::measure::Scores;
 use toolgate::guardrails::policy::Direction;
 use toolgate::guardrails::{Set, load};
 
@@ -46,9 +50,36 @@ pub enum GuardrailsCommand {
     /// at each threshold.
     Eval {
         file: PathBuf,
-        /// Count only this detector's findings (e.g. `secrets`, `pii`).
+        /// Count only this detector's findings (e.g. `secrets`, `pii`,
+        /// `injection`).
         #[arg(long)]
         detector: Option<String>,
+        /// Also print each text's line, label and score as JSON lines
+        /// (to see what was missed).
+        #[arg(long)]
+        each: bool,
+    },
+    /// Train the injection model on labelled texts (files of
+    /// `{"text": "...", "label": 0|1}` lines) and write its weights; the
+    /// same files and options give the same model.
+    Train {
+        /// Training files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the model (`policies/guardrails/injection.model`
+        /// to replace the shipped one).
+        #[arg(long)]
+        out: PathBuf,
+        /// Hash bits: 2^bits weights of one byte each.
+        #[arg(long, default_value_t = 18)]
+        bits: u32,
+        /// Words per scored window.
+        #[arg(long, default_value_t = 32)]
+        window: u32,
+        #[arg(long, default_value_t = 8)]
+        epochs: usize,
+        #[arg(long, default_value_t = 15)]
+        seed: u64,
     },
 }
 
@@ -59,6 +90,17 @@ pub enum Way {
 }
 
 pub fn run(config: Option<&Path>, command: &GuardrailsCommand) -> anyhow::Result<ExitCode> {
+    if let GuardrailsCommand::Train {
+        files,
+        out,
+        bits,
+        window,
+        epochs,
+        seed,
+    } = command
+    {
+        return train(files, out, *bits, *window, *epochs, *seed);
+    }
     let config = match load_config(config) {
         Ok(config) => config,
         Err(code) => return Ok(code),
@@ -100,10 +142,83 @@ pub fn run(config: Option<&Path>, command: &GuardrailsCommand) -> anyhow::Result
             };
             scan(&set, &call, direction, &read(file.as_deref())?)
         }
-        GuardrailsCommand::Eval { file, detector } => {
-            eval(&set, &read(Some(file))?, detector.as_deref())
+        GuardrailsCommand::Eval {
+            file,
+            detector,
+            each,
+        } => eval(&set, &read(Some(file))?, detector.as_deref(), *each),
+        GuardrailsCommand::Train { .. } => unreachable!("handled above"),
+    }
+}
+
+fn train(
+    files: &[PathBuf],
+    out: &Path,
+    bits: u32,
+    window: u32,
+    epochs: usize,
+    seed: u64,
+) -> anyhow::Result<ExitCode> {
+    if !(10..=24).contains(&bits) {
+        anyhow::bail!("--bits {bits}: use 10 to 24");
+    }
+    let mut examples = Vec::new();
+    for file in files {
+        for (line, value) in values(&read(Some(file))?)? {
+            let (Some(text), Some(label)) = (value["text"].as_str(), value["label"].as_u64())
+            else {
+                anyhow::bail!(
+                    "{}:{line}: want {{\"text\": \"...\", \"label\": 0 or 1}}",
+                    file.display()
+                );
+            };
+            examples.push(Example {
+                text: text.to_string(),
+                injection: label == 1,
+            });
         }
     }
+    let injections = examples.iter().filter(|e| e.injection).count();
+    eprintln!(
+        "training on {} texts ({injections} injections) from {} files",
+        examples.len(),
+        files.len()
+    );
+    let options = Options {
+        bits,
+        window,
+        epochs,
+        seed,
+        ..Options::default()
+    };
+    let model = injection::train::train(&examples, &options, |epoch, loss| {
+        eprintln!("epoch {epoch}: mean loss {loss:.4}");
+    });
+    let scores = Scores::new(
+        examples
+            .iter()
+            .map(|e| {
+                (
+                    model
+                        .score(&toolgate::guardrails::hidden::normalise(&e.text).text)
+                        .score,
+                    e.injection,
+                )
+            })
+            .collect(),
+    );
+    let at = scores.tpr_at_fpr(0.01);
+    eprintln!(
+        "on the training texts: AUC {:.4}, TPR {:.3} at FPR {:.3} (threshold {:.3})",
+        scores.auc(),
+        at.tpr(),
+        at.fpr(),
+        at.threshold
+    );
+    std::fs::write(out, model.to_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read(file: Option<&Path>) -> anyhow::Result<String> {
@@ -185,47 +300,70 @@ fn scan(set: &Set, call: &Inspected, direction: Direction, text: &str) -> anyhow
     })
 }
 
-/// One labelled text's highest score, and its label.
-fn eval(set: &Set, text: &str, detector: Option<&str>) -> anyhow::Result<ExitCode> {
+/// Each labelled text's highest score (of `detector`'s findings, or of
+/// all), and what that detects.
+fn eval(set: &Set, text: &str, detector: Option<&str>, each: bool) -> anyhow::Result<ExitCode> {
     let mut scored = Vec::new();
     for (line, value) in values(text)? {
         let (Some(text), Some(label)) = (value["text"].as_str(), value["label"].as_u64()) else {
             anyhow::bail!("line {line}: want {{\"text\": \"...\", \"label\": 0 or 1}}");
         };
-        let score = set
+        let mut score = set
             .scan(text)
             .iter()
             .filter(|f| detector.is_none_or(|d| f.detector == d))
             .map(|f| f.score)
             .fold(0.0_f32, f32::max);
+        if let Some(model) = set.injection()
+            && detector.is_none_or(|d| d == injection::NAME)
+        {
+            score = score.max(model.score(text));
+        }
+        if each {
+            // The words that weighed most, for the injection model.
+            let words: Vec<Value> = set
+                .injection()
+                .filter(|_| detector.is_none_or(|d| d == injection::NAME))
+                .map(|model| {
+                    model
+                        .explain(text)
+                        .into_iter()
+                        .take(8)
+                        .map(|(word, weight)| json!([word, (weight * 100.0).round() / 100.0]))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println_stdout(
+                &json!({"line": line, "label": label, "score": score, "words": words}).to_string(),
+            );
+        }
         scored.push((score, label == 1));
     }
-    let positives = scored.iter().filter(|(_, l)| *l).count();
-    let negatives = scored.len() - positives;
+    let scores = Scores::new(scored);
     println_stdout(&format!(
-        "{} texts: {positives} positive, {negatives} negative",
-        scored.len()
+        "{} texts: {} positive, {} negative; AUC {:.4}",
+        scores.positives() + scores.negatives(),
+        scores.positives(),
+        scores.negatives(),
+        scores.auc()
+    ));
+    let at = scores.tpr_at_fpr(0.01);
+    println_stdout(&format!(
+        "TPR {:.3} at FPR ≤ 1% (threshold {:.3})",
+        at.tpr(),
+        at.threshold
     ));
     println_stdout("| threshold | TPR | FPR | precision | F1 |");
     println_stdout("|---:|---:|---:|---:|---:|");
     for step in 1..=10 {
-        let threshold = step as f32 / 10.0;
-        let tp = scored.iter().filter(|(s, l)| *l && *s >= threshold).count();
-        let fp = scored
-            .iter()
-            .filter(|(s, l)| !*l && *s >= threshold)
-            .count();
-        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        let tpr = ratio(tp, positives);
-        let fpr = ratio(fp, negatives);
-        let precision = ratio(tp, tp + fp);
-        let f1 = if precision + tpr == 0.0 {
-            0.0
-        } else {
-            2.0 * precision * tpr / (precision + tpr)
-        };
+        let at = scores.at(step as f32 / 10.0);
         println_stdout(&format!(
-            "| {threshold:.1} | {tpr:.3} | {fpr:.3} | {precision:.3} | {f1:.3} |"
+            "| {:.1} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            at.threshold,
+            at.tpr(),
+            at.fpr(),
+            at.precision(),
+            at.f1()
         ));
     }
     Ok(ExitCode::SUCCESS)

@@ -264,7 +264,7 @@ fn needs_change(text: &str) -> bool {
 /// to `found`, spans mapped back to `text`. The [`Hidden`] detector (by
 /// name) is given the original text: normalising removes what it looks
 /// for.
-pub fn scan_normalised(detectors: &[&dyn Detector], text: &str, found: &mut Vec<Finding>) {
+pub fn scan_normalised(detectors: &[Box<dyn Detector>], text: &str, found: &mut Vec<Finding>) {
     let normalised = normalise(text);
     for detector in detectors {
         if detector.name() == NAME {

@@ -246,9 +246,9 @@ impl Detector for TestDetector {
 #[test]
 fn scan_normalised_maps_spans_to_the_original() {
     let text = "ünïcode first, then ＡＫＩＡ12\u{200B}34 and AKIA5678";
-    let hidden = Hidden::default();
+    let detectors: [Box<dyn Detector>; 2] = [Box::new(TestDetector), Box::new(Hidden::default())];
     let mut found = Vec::new();
-    scan_normalised(&[&TestDetector, &hidden], text, &mut found);
+    scan_normalised(&detectors, text, &mut found);
     let spans: Vec<(&str, &str)> = found
         .iter()
         .map(|f| (&*f.kind, &text[f.span.clone()]))

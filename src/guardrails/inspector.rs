@@ -24,6 +24,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde_json::Value;
 
+use super::injection::{self, Injection};
 use super::policy::{Action, Direction, Policy, Scope};
 use super::{Detector, Finding};
 use crate::call::{CallError, Hold, Inspect, Inspected, Noted, Part, Report, Target};
@@ -58,16 +59,24 @@ impl Guardrails {
 
 /// The detectors and the policy, loaded together.
 pub struct Set {
+    /// Detectors that find spans in each string.
     detectors: Vec<Box<dyn Detector>>,
+    /// The detector that judges a direction's text whole.
+    injection: Option<Injection>,
     policy: Policy,
     /// SHA-256 over the files it was loaded from (for reloads).
     pub digest: [u8; 32],
 }
 
 impl Set {
-    pub fn new(detectors: Vec<Box<dyn Detector>>, policy: Policy) -> Self {
+    pub fn new(
+        detectors: Vec<Box<dyn Detector>>,
+        injection: Option<Injection>,
+        policy: Policy,
+    ) -> Self {
         Set {
             detectors,
+            injection,
             policy,
             digest: [0; 32],
         }
@@ -75,12 +84,17 @@ impl Set {
 
     /// Every finding in `text`, spans into `text`: the detectors read it
     /// normalised (invisible characters out, look-alikes folded), so a
-    /// zero-width space or fullwidth letters do not dodge a rule.
+    /// zero-width space or fullwidth letters do not dodge a rule. Not the
+    /// injection model, which reads a call's text whole ([`Set::finish`]).
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let mut found = Vec::new();
-        let detectors: Vec<&dyn Detector> = self.detectors.iter().map(|d| d.as_ref()).collect();
-        super::hidden::scan_normalised(&detectors, text, &mut found);
+        super::hidden::scan_normalised(&self.detectors, text, &mut found);
         found
+    }
+
+    /// The injection detector, when loaded.
+    pub fn injection(&self) -> Option<&Injection> {
+        self.injection.as_ref()
     }
 
     /// The policy in force.
@@ -98,20 +112,19 @@ impl Set {
         part: Part<'_>,
         report: &mut Report,
     ) -> Result<(), CallError> {
-        let scope = Scope {
-            server: call.server.as_ref().map(|s| s.name.as_str()),
-            tool: &call.name,
-            trusted: call.server.as_ref().is_some_and(|s| s.trusted),
-        };
+        let scope = scope(call);
         if !self.policy.covers(&scope, direction) {
             return Ok(());
         }
+        let gather =
+            self.injection.is_some() && self.policy.wants(&scope, direction, injection::NAME);
         let mut pass = Pass {
             guardrails: self,
             scope,
             direction,
             report,
             strictest: None,
+            gather,
         };
         match part {
             Part::Text(text) => pass.text(text, &format!("part {at}"))?,
@@ -124,6 +137,53 @@ impl Set {
         }
         pass.finish()
     }
+
+    /// Every part of a call going `direction` was inspected: judge the
+    /// text gathered from them whole (the injection model), then forget it.
+    pub fn finish(
+        &self,
+        direction: Direction,
+        call: &Inspected,
+        report: &mut Report,
+    ) -> Result<(), CallError> {
+        let gathered = std::mem::take(&mut report.gathered);
+        let Some(injection) = &self.injection else {
+            return Ok(());
+        };
+        if gathered.text.is_empty() {
+            return Ok(());
+        }
+        let Some(finding) = injection.scan(&gathered.text) else {
+            return Ok(());
+        };
+        let mut pass = Pass {
+            guardrails: self,
+            scope: scope(call),
+            direction,
+            report,
+            strictest: None,
+            gather: false,
+        };
+        let at = gathered.place(finding.span.start).to_string();
+        // A score marks a passage, not text to mask: a rule that would
+        // redact it (through a glob) blocks instead.
+        if pass.decide(finding, &at).is_some() {
+            pass.strictest = Some((
+                Action::Block,
+                "guardrails".to_string(),
+                vec!["prompt-injection".into()],
+            ));
+        }
+        pass.finish()
+    }
+}
+
+fn scope(call: &Inspected) -> Scope<'_> {
+    Scope {
+        server: call.server.as_ref().map(|s| s.name.as_str()),
+        tool: &call.name,
+        trusted: call.server.as_ref().is_some_and(|s| s.trusted),
+    }
 }
 
 /// One part of one call, being scanned.
@@ -134,6 +194,8 @@ struct Pass<'a> {
     report: &'a mut Report,
     /// The strictest action so far and the rule and types behind it.
     strictest: Option<(Action, String, Vec<Arc<str>>)>,
+    /// Gather the strings read for the injection model.
+    gather: bool,
 }
 
 impl Pass<'_> {
@@ -189,53 +251,59 @@ impl Pass<'_> {
         }
         *scanned += text.len();
         let found = self.guardrails.scan(text);
-        if found.is_empty() {
-            return Ok(());
-        }
         let mut redactions = Vec::new();
         for finding in found {
-            let rule = self.guardrails.policy.rule_for(
-                &self.scope,
-                self.direction,
-                finding.detector,
-                &finding.kind,
-                finding.score,
-            );
-            let (action, rule_name) = match rule {
-                Some(rule) => (rule.action, rule.name.clone()),
-                None => (Action::Record, "guardrails".to_string()),
-            };
-            self.note(&rule_name, &finding, at, action);
-            let kind = finding.kind.clone();
-            match action {
-                Action::Redact => redactions.push(finding),
-                Action::Approve => {
-                    let gate = format!("guardrails:{rule_name}");
-                    if let Some(rule) = rule
-                        && let Some(group) = &rule.approver_group
-                        && !self.report.holds.iter().any(|h| h.rule == gate)
-                    {
-                        self.report.holds.push(Hold {
-                            rule: gate,
-                            group: group.clone(),
-                            reason: String::new(),
-                        });
-                    }
-                }
-                Action::Block | Action::Record => {}
-            }
-            let stricter = self.strictest.as_ref().is_none_or(|(a, ..)| action > *a);
-            if stricter {
-                self.strictest = Some((action, rule_name, vec![kind]));
-            } else if let Some((a, _, kinds)) = &mut self.strictest
-                && *a == action
-                && !kinds.contains(&kind)
-            {
-                kinds.push(kind);
+            if let Some(finding) = self.decide(finding, at) {
+                redactions.push(finding);
             }
         }
         redact(text, redactions);
+        if self.gather {
+            self.report.gathered.push(at.to_string(), text);
+        }
         Ok(())
+    }
+
+    /// Apply the policy to one finding at `at`: note it, ask for a hold,
+    /// keep the strictest action; the finding back when it is to be
+    /// redacted.
+    fn decide(&mut self, finding: Finding, at: &str) -> Option<Finding> {
+        let rule = self.guardrails.policy.rule_for(
+            &self.scope,
+            self.direction,
+            finding.detector,
+            &finding.kind,
+            finding.score,
+        );
+        let (action, rule_name) = match rule {
+            Some(rule) => (rule.action, rule.name.clone()),
+            None => (Action::Record, "guardrails".to_string()),
+        };
+        self.note(&rule_name, &finding, at, action);
+        let kind = finding.kind.clone();
+        if action == Action::Approve {
+            let gate = format!("guardrails:{rule_name}");
+            if let Some(rule) = rule
+                && let Some(group) = &rule.approver_group
+                && !self.report.holds.iter().any(|h| h.rule == gate)
+            {
+                self.report.holds.push(Hold {
+                    rule: gate,
+                    group: group.clone(),
+                    reason: String::new(),
+                });
+            }
+        }
+        let stricter = self.strictest.as_ref().is_none_or(|(a, ..)| action > *a);
+        if stricter {
+            self.strictest = Some((action, rule_name, vec![kind]));
+        } else if let Some((a, _, kinds)) = &mut self.strictest
+            && *a == action
+            && !kinds.contains(&kind)
+        {
+            kinds.push(kind);
+        }
+        (action == Action::Redact).then_some(finding)
     }
 
     /// Count a finding in the report (one entry per rule, type and place).
@@ -364,6 +432,14 @@ impl Inspect for Guardrails {
         self.set
             .load()
             .inspect(Direction::Output, call, at, part, report)
+    }
+
+    fn finish_input(&self, call: &Inspected, report: &mut Report) -> Result<(), CallError> {
+        self.set.load().finish(Direction::Input, call, report)
+    }
+
+    fn finish_output(&self, call: &Inspected, report: &mut Report) -> Result<(), CallError> {
+        self.set.load().finish(Direction::Output, call, report)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Loading the guardrails from the policies directory, and reloading them:
 //! `guardrails.toml` (what to do with findings, [`super::policy`]) and
 //! `guardrails/*.toml` (secret rules, added to the shipped ones; a rule
-//! with a shipped rule's id replaces it). Everything is validated
+//! with a shipped rule's id replaces it), and `guardrails/injection.model`
+//! (the injection model's weights; the shipped ones when absent). Everything is validated
 //! together, every error at once with its file and line. Without
 //! `guardrails.toml` there are no guardrails (and no cost).
 //!
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::Detector;
 use super::hidden::Hidden;
+use super::injection::{self, Injection, Model};
 use super::inspector::{Guardrails, Set};
 use super::pii::Pii;
 use super::policy::{self, Known, PolicyError};
@@ -24,6 +26,8 @@ use super::secrets::{self, Secrets};
 pub const POLICY_FILE: &str = "guardrails.toml";
 /// Where secret rules are added.
 pub const RULES_DIR: &str = "guardrails";
+/// The injection model's weights, in [`RULES_DIR`].
+pub const MODEL_FILE: &str = "injection.model";
 /// Most bytes read from one guardrails file.
 const MAX_FILE_BYTES: u64 = 4 << 20;
 /// Most rule files read from `guardrails/`.
@@ -37,7 +41,7 @@ struct Detectors;
 
 impl Known for Detectors {
     fn detector(&self, detector: &str) -> bool {
-        ["secrets", "pii", "hidden"].contains(&detector)
+        ["secrets", "pii", "hidden", injection::NAME].contains(&detector)
     }
 }
 
@@ -73,14 +77,36 @@ pub fn load(dir: &Path) -> Result<Option<Set>, Vec<PolicyError>> {
             None
         }
     };
-    match (policy, secrets) {
-        (Some(policy), Some(secrets)) if errors.is_empty() => {
+    let model = match &files.model {
+        Some((path, bytes)) => Model::from_bytes(bytes)
+            .map(std::sync::Arc::new)
+            .map_err(|e| (display(path), e)),
+        None => Model::shipped().map_err(|e| {
+            (
+                "(shipped) policies/guardrails/injection.model".to_string(),
+                e,
+            )
+        }),
+    };
+    let model = match model {
+        Ok(model) => Some(model),
+        Err((file, message)) => {
+            errors.push(PolicyError {
+                file,
+                line: 0,
+                message,
+            });
+            None
+        }
+    };
+    match (policy, secrets, model) {
+        (Some(policy), Some(secrets), Some(model)) if errors.is_empty() => {
             let detectors: Vec<Box<dyn Detector>> = vec![
                 Box::new(secrets),
                 Box::new(Pii::default()),
                 Box::new(Hidden::default()),
             ];
-            let mut set = Set::new(detectors, policy);
+            let mut set = Set::new(detectors, Some(Injection::new(model)), policy);
             set.digest = files.digest;
             Ok(Some(set))
         }
@@ -138,6 +164,7 @@ pub fn reload_if_changed(
 struct Files {
     policy: Option<(PathBuf, String)>,
     rules: Vec<(PathBuf, String)>,
+    model: Option<(PathBuf, Vec<u8>)>,
     digest: [u8; 32],
 }
 
@@ -187,6 +214,26 @@ fn read(dir: &Path) -> Result<Files, Vec<PolicyError>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(vec![unreadable(&rules_dir, &e)]),
     }
+    let model_path = rules_dir.join(MODEL_FILE);
+    let model = match std::fs::metadata(&model_path) {
+        Ok(meta) if meta.len() > injection::MAX_MODEL_BYTES as u64 => {
+            return Err(vec![PolicyError {
+                file: display(&model_path),
+                line: 0,
+                message: format!(
+                    "{} bytes: an injection model may have at most {}",
+                    meta.len(),
+                    injection::MAX_MODEL_BYTES
+                ),
+            }]);
+        }
+        Ok(_) => match std::fs::read(&model_path) {
+            Ok(bytes) => Some((model_path, bytes)),
+            Err(e) => return Err(vec![unreadable(&model_path, &e)]),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(vec![unreadable(&model_path, &e)]),
+    };
     let mut hash = Sha256::new();
     for (path, text) in policy.iter().chain(&rules) {
         hash.update(path.to_string_lossy().as_bytes());
@@ -194,9 +241,15 @@ fn read(dir: &Path) -> Result<Files, Vec<PolicyError>> {
         hash.update(text.as_bytes());
         hash.update([0]);
     }
+    if let Some((path, bytes)) = &model {
+        hash.update(path.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update(bytes);
+    }
     Ok(Files {
         policy,
         rules,
+        model,
         digest: hash.finalize().into(),
     })
 }

@@ -6,9 +6,11 @@
 //!
 //! Each detector family is a file: [`secrets`] (credential formats, as
 //! rules in data files), [`pii`] (emails, phone numbers, cards, IBANs, US
-//! SSNs, IP addresses, user patterns) and [`hidden`] (invisible and
+//! SSNs, IP addresses, user patterns), [`hidden`] (invisible and
 //! look-alike characters, normalised before anything matches, and
-//! reported as findings of their own).
+//! reported as findings of their own) and [`injection`] (a model of ours
+//! that scores text aimed at the agent's model). [`measure`] gives the
+//! numbers (TPR, FPR, AUC) they are judged by.
 //!
 //! What toolgate does with findings (block, redact, hold for approval,
 //! record) is the reviewable file `policies/guardrails.toml` ([`policy`]).
@@ -17,8 +19,10 @@
 //! findings go to audit records and logs.
 
 pub mod hidden;
+pub mod injection;
 pub mod inspector;
 pub mod load;
+pub mod measure;
 pub mod pii;
 pub mod policy;
 pub mod secrets;

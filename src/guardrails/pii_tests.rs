@@ -387,9 +387,9 @@ fn evasions_are_found_through_normalisation() {
     // Fullwidth digits and a zero-width space in a card number; a
     // Cyrillic о in an email address.
     let text = "pay ４１１１ 1111\u{200B} 1111 1111 or mail j\u{043E}hn@example.com";
-    let pii = Pii::default();
+    let detectors: [Box<dyn crate::guardrails::Detector>; 1] = [Box::new(Pii::default())];
     let mut found = Vec::new();
-    scan_normalised(&[&pii], text, &mut found);
+    scan_normalised(&detectors, text, &mut found);
     let got: Vec<(&str, &str)> = found
         .iter()
         .map(|f| (&*f.kind, &text[f.span.clone()]))

@@ -117,6 +117,13 @@ impl Rule {
                 None => glob_match(g, detector),
             })
     }
+
+    /// Whether the rule may take any finding of `detector`.
+    pub fn finds(&self, detector: &str) -> bool {
+        self.find
+            .iter()
+            .any(|g| glob_match(g.split_once(':').map_or(g.as_str(), |(d, _)| d), detector))
+    }
 }
 
 /// The scan limits.
@@ -170,6 +177,14 @@ impl Policy {
     /// none covers is not scanned at all.
     pub fn covers(&self, scope: &Scope<'_>, direction: Direction) -> bool {
         self.rules.iter().any(|r| r.covers(scope, direction))
+    }
+
+    /// Whether any rule for a call to `scope` going `direction` may take
+    /// findings of `detector` (a detector no rule wants is not run).
+    pub fn wants(&self, scope: &Scope<'_>, direction: Direction, detector: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.covers(scope, direction) && r.finds(detector))
     }
 }
 
@@ -334,6 +349,11 @@ pub fn parse(file: &str, text: &str, known: &dyn Known) -> Result<Policy, Vec<Po
             if !detector.contains('*') && !known.detector(detector) {
                 problem(format!(
                     "rule `{name}`: find = \"{pattern}\": there is no detector `{detector}` (secrets, pii, hidden, injection)"
+                ));
+            }
+            if detector == "injection" && action == Action::Redact {
+                problem(format!(
+                    "rule `{name}`: action \"redact\" cannot apply to injection findings (a score marks a passage, not exact text to mask): use \"block\", \"approve\" or \"record\""
                 ));
             }
         }

@@ -190,3 +190,21 @@ fn an_empty_file_has_no_rules_and_the_default_limits() {
     };
     assert!(!policy.covers(&scope, Direction::Input));
 }
+
+#[test]
+fn injection_findings_cannot_be_redacted() {
+    let errors = parse(
+        "guardrails.toml",
+        "[[rule]]\nname = \"x\"\ndirection = \"output\"\nfind = [\"injection\"]\naction = \"redact\"\n",
+        &Detectors,
+    )
+    .expect_err("refused");
+    assert!(
+        errors[0]
+            .message
+            .contains("cannot apply to injection findings"),
+        "{}",
+        errors[0].message
+    );
+    assert_eq!(errors[0].line, 1);
+}

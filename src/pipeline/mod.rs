@@ -289,7 +289,10 @@ fn inspect_input<K: CallKind>(
     let inspected = inspect(
         inspectors,
         |visit| K::input_parts(input, visit),
-        |i, at, part| i.input(&call, at, part, &mut report),
+        |i, step| match step {
+            Step::Part(at, part) => i.input(&call, at, part, &mut report),
+            Step::Finish => i.finish_input(&call, &mut report),
+        },
     );
     if let Some(decision) = &mut ctx.decision {
         decision
@@ -328,19 +331,26 @@ fn inspect_output<K: CallKind>(
         return Ok(());
     };
     let report = &mut ctx.report;
-    inspect(inspectors, show, |i, at, part| {
-        i.output(call, at, part, report)
+    inspect(inspectors, show, |i, step| match step {
+        Step::Part(at, part) => i.output(call, at, part, report),
+        Step::Finish => i.finish_output(call, report),
     })
+}
+
+/// What an inspector is handed: part number `at`, or the end of the parts.
+enum Step<'a> {
+    Part(usize, Part<'a>),
+    Finish,
 }
 
 /// Hand each part `show` lends (numbered from 0) to every inspector in
 /// turn (`each`: its input or its output side), so each sees what the
-/// ones before it left; the first error stops the inspection and is the
-/// call's.
+/// ones before it left, then tell each the parts are done; the first error
+/// stops the inspection and is the call's.
 fn inspect(
     inspectors: &[Arc<dyn Inspect>],
     show: impl FnOnce(&mut dyn FnMut(Part<'_>)),
-    mut each: impl FnMut(&dyn Inspect, usize, Part<'_>) -> Result<(), CallError>,
+    mut each: impl FnMut(&dyn Inspect, Step<'_>) -> Result<(), CallError>,
 ) -> Result<(), CallError> {
     let mut failed = None;
     let mut at = 0;
@@ -349,14 +359,20 @@ fn inspect(
             return;
         }
         for inspector in inspectors {
-            if let Err(e) = each(inspector.as_ref(), at, part.reborrow()) {
+            if let Err(e) = each(inspector.as_ref(), Step::Part(at, part.reborrow())) {
                 failed = Some(e);
                 return;
             }
         }
         at += 1;
     });
-    failed.map_or(Ok(()), Err)
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    for inspector in inspectors {
+        each(inspector.as_ref(), Step::Finish)?;
+    }
+    Ok(())
 }
 
 /// Stage 7: send it to the resolved target, unless the caller has already
