@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use super::policy::{Action, Direction, Policy, Scope};
 use super::{Detector, Finding};
+use crate::audit::redact::{Found, Mask};
 use crate::call::{CallError, Hold, Inspect, Inspected, Noted, Part, Report, Target};
 
 /// Deepest a JSON payload is walked (serde_json refuses deeper input).
@@ -336,12 +337,6 @@ impl Inspect for Guardrails {
         false
     }
 
-    fn mask(&self, text: &mut String) {
-        let set = self.set.load();
-        let found = set.scan(text);
-        redact(text, found);
-    }
-
     fn input(
         &self,
         call: &Inspected,
@@ -364,6 +359,20 @@ impl Inspect for Guardrails {
         self.set
             .load()
             .inspect(Direction::Output, call, at, part, report)
+    }
+}
+
+/// What the audit trail keeps (argument copies, reasons, errors) is
+/// masked with every detector of the set in force, whatever its rules do
+/// with a call: a credential recorded, even in a call let through, is one
+/// leaked.
+impl Mask for Guardrails {
+    fn find(&self, text: &str, found: &mut Vec<Found>) {
+        let findings = self.set.load().scan(text);
+        found.extend(findings.into_iter().map(|f| Found {
+            span: f.span,
+            kind: f.kind,
+        }));
     }
 }
 
