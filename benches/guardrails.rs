@@ -239,10 +239,11 @@ fn collect_source(dir: &Path, out: &mut String) {
         let name = path.to_string_lossy();
         if path.is_dir() {
             collect_source(&path, out);
-        } else if name.ends_with(".rs") && !name.ends_with("_tests.rs") && !name.contains("test") {
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                out.push_str(&text);
-            }
+        } else if name.ends_with(".rs")
+            && !name.contains("test")
+            && let Ok(text) = std::fs::read_to_string(&path)
+        {
+            out.push_str(&text);
         }
     }
 }

@@ -51,11 +51,22 @@ impl Gateway {
     pub fn start(
         config: Config,
         policies: crate::authorize::Policies,
-        audit: crate::audit::Audit,
+        mut audit: crate::audit::Audit,
         guardrails: Option<Guardrails>,
         inspectors: Vec<Arc<dyn crate::call::Inspect>>,
     ) -> Result<Arc<Self>, StartError> {
         let guardrails = guardrails.map(Arc::new);
+        // What the audit trail keeps is masked by the guardrails in force
+        // (reloaded in place), or without them by the secret rules alone:
+        // never by no detector at all.
+        let masker: Arc<dyn crate::audit::redact::Mask> = match &guardrails {
+            Some(guardrails) => guardrails.clone(),
+            None => Arc::new(Guardrails::new(
+                crate::guardrails::load::secrets_only(&config.policies_dir)
+                    .map_err(StartError::Guardrails)?,
+            )),
+        };
+        audit.set_mask(masker);
         let inspectors = guardrails
             .iter()
             .map(|g| g.clone() as Arc<dyn crate::call::Inspect>)

@@ -558,6 +558,14 @@ impl Audit {
         &self.redactor
     }
 
+    /// Mask credential formats with `detectors` too, in every copy and
+    /// text the trail keeps from now on (see [`redact`]): the gateway
+    /// hands over its guardrails, or the secret rules alone, before the
+    /// first call.
+    pub fn set_mask(&mut self, detectors: Arc<dyn redact::Mask>) {
+        self.redactor.set_mask(detectors);
+    }
+
     /// The keyed hash of `args` ([`args_hash`] under this trail's key).
     pub fn args_hash(&self, args: &serde_json::Map<String, Value>) -> String {
         args_hash(&self.key, args)

@@ -1,34 +1,45 @@
 //! What of a call's arguments and texts may be kept: a copy with secrets
 //! masked and its size bounded. Every argument copy and every text that
-//! the audit trail stores or sends (records, error texts, approval requests
-//! shown to approvers and users, webhook feeds built from records) goes
-//! through this one [`Redactor`]; the guardrails stage will replace its
-//! detectors, not add a second path.
+//! the audit trail stores or sends (records, error texts, reasons, call
+//! subjects, approval requests shown to approvers and users, webhook feeds
+//! built from records) goes through this one [`Redactor`]: one path, two
+//! kinds of masking, whose spans are merged before anything is replaced.
 //!
-//! Masked (until the guardrails stage brings real detectors):
+//! Credential *formats* are the detectors' ([`Mask`]): the guardrails'
+//! secret rules (`policies/guardrails/secrets.toml`: AWS, GitHub, GitLab,
+//! Slack, Stripe, OpenAI, Anthropic, Google and toolgate keys, JWTs, PEM
+//! blocks and some 180 more), and when guardrails are on, their personal
+//! data and hidden-character detectors too. The gateway hands the
+//! [`Redactor`] its masker at start, secret rules always (with or without
+//! `guardrails.toml`); `audit` stands below `guardrails` and cannot name
+//! them, hence the trait. A masker reloaded in place (the guardrails are)
+//! masks with the rules in force.
+//!
+//! *Context* is the Redactor's own, in any string and in object keys,
+//! whatever the detectors know:
 //! - the value of any field whose name says it holds a secret (`password`,
 //!   `token`, `secret`, `api_key`, `authorization`, `cookie`, …, and the
 //!   names configured in `audit.secret_fields`), at any depth; so is the
 //!   `value` of a `{"name": "DB_PASSWORD", "value": …}` pair and the
 //!   element after a `--password` flag in an argument list;
-//! - in any string, and in object keys:
-//!   - words of well-known credential formats (AWS access key ids, GitHub,
-//!     GitLab, Slack, Stripe, OpenAI/Anthropic, Google and toolgate keys,
-//!     JWTs), wherever they start (after `=`, `//`, a quote, …);
-//!   - values assigned to secret names: `GITHUB_TOKEN=…`, `--api-key=…`,
-//!     `--password …`, `password: …`, `"password":"…"`, `?access_token=…`
-//!     and, in a URL query only, `?key=…`, `&sig=…`, `&code=…`;
-//!   - header lines `Authorization: …`, `Cookie: …` (the scheme word, such
-//!     as `Bearer`, stays readable);
-//!   - the password of a URL's userinfo (`scheme://user:PASSWORD@host`), or
-//!     a userinfo that is one credential-like word (`https://TOKEN@host`);
-//!   - the word after `Bearer` / `Basic`;
-//!   - private key blocks (the whole string).
+//! - values assigned to secret names: `GITHUB_TOKEN=…`, `--api-key=…`,
+//!   `--password …`, `password: …`, `"password":"…"`, `?access_token=…`
+//!   and, in a URL query only, `?key=…`, `&sig=…`, `&code=…`;
+//! - header lines `Authorization: …`, `Cookie: …` (the scheme word, such
+//!   as `Bearer`, stays readable);
+//! - the password of a URL's userinfo (`scheme://user:PASSWORD@host`), or
+//!   a userinfo that is one credential-like word (`https://TOKEN@host`);
+//! - the word after `Bearer` / `Basic`;
+//! - a string holding `PRIVATE KEY-----`, whole (the detectors want a
+//!   complete block; a cut one is still a key).
 //!
 //! Why a hand-written scanner and not the `url` crate: the URLs here sit in
 //! free text, may be cut, quoted or malformed, and the job is to find spans
 //! to hide, failing towards hiding more; a URL parser answers a different
 //! question (what one well-formed URL means).
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -78,41 +89,94 @@ const QUERY_SECRET_NAMES: &[&str] = &[
 /// Header names whose value is the rest of the line.
 const HEADER_NAMES: &[&str] = &["authorization", "proxyauthorization", "cookie", "setcookie"];
 
-/// Word prefixes of well-known credential formats, with the shortest
-/// plausible length of the whole word.
-const SECRET_PREFIXES: &[(&str, usize, &str)] = &[
-    ("AKIA", 20, "aws-access-key"),
-    ("ASIA", 20, "aws-access-key"),
-    ("ghp_", 36, "github-token"),
-    ("gho_", 36, "github-token"),
-    ("ghu_", 36, "github-token"),
-    ("ghs_", 36, "github-token"),
-    ("ghr_", 36, "github-token"),
-    ("github_pat_", 40, "github-token"),
-    ("glpat-", 26, "gitlab-token"),
-    ("xoxb-", 20, "slack-token"),
-    ("xoxp-", 20, "slack-token"),
-    ("xoxa-", 20, "slack-token"),
-    ("xoxs-", 20, "slack-token"),
-    ("sk_live_", 24, "stripe-key"),
-    ("rk_live_", 24, "stripe-key"),
-    ("sk_test_", 24, "stripe-key"),
-    ("sk-ant-", 40, "anthropic-key"),
-    ("sk-", 40, "openai-key"),
-    ("AIza", 39, "google-api-key"),
-    ("tgk_", 20, "toolgate-key"),
-];
-
 /// Authorization schemes whose next word is a credential.
 const AUTH_SCHEMES: &[&str] = &["bearer", "basic", "token", "digest", "negotiate"];
 
+/// What finds credentials by their format in a text: the guardrails'
+/// detectors, handed to the [`Redactor`] at start.
+pub trait Mask: Send + Sync {
+    /// Append to `found` what to hide in `text`: byte ranges into `text`
+    /// (a range that cuts a character hides all of it) and their types.
+    fn find(&self, text: &str, found: &mut Vec<Found>);
+
+    /// `text` with what [`Mask::find`] finds replaced by
+    /// `[REDACTED:type]` (overlapping finds hide as one, named by the
+    /// first).
+    fn mask(&self, text: &mut String) {
+        let mut found = Vec::new();
+        self.find(text, &mut found);
+        if !found.is_empty() {
+            let spans = found.into_iter().map(Span::from).collect();
+            *text = replace(text, spans);
+        }
+    }
+}
+
+/// A byte range of a text to hide, and its type (`github-pat-classic`,
+/// `email`), as a [`Mask`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub span: Range<usize>,
+    pub kind: Arc<str>,
+}
+
 /// A byte range of a text to hide, and what it is.
-type Span = (usize, usize, &'static str);
+struct Span {
+    start: usize,
+    end: usize,
+    kind: Kind,
+}
+
+/// A span's type: the Redactor's own words, or a detector's.
+enum Kind {
+    Context(&'static str),
+    Found(Arc<str>),
+}
+
+impl Span {
+    fn context(start: usize, end: usize, kind: &'static str) -> Span {
+        Span {
+            start,
+            end,
+            kind: Kind::Context(kind),
+        }
+    }
+}
+
+impl From<Found> for Span {
+    fn from(found: Found) -> Span {
+        Span {
+            start: found.span.start,
+            end: found.span.end,
+            kind: Kind::Found(found.kind),
+        }
+    }
+}
+
+impl Kind {
+    fn as_str(&self) -> &str {
+        match self {
+            Kind::Context(kind) => kind,
+            Kind::Found(kind) => kind,
+        }
+    }
+}
 
 /// Masks secrets in argument copies and texts (see the module docs).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Redactor {
     names: Vec<String>,
+    /// Credential formats; none until the gateway hands them over.
+    detectors: Option<Arc<dyn Mask>>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("names", &self.names)
+            .field("detectors", &self.detectors.is_some())
+            .finish()
+    }
 }
 
 impl Default for Redactor {
@@ -132,7 +196,14 @@ impl Redactor {
                 .chain(extra.iter().map(|n| normal_name(n)))
                 .filter(|n| !n.is_empty())
                 .collect(),
+            detectors: None,
         }
+    }
+
+    /// Mask credential formats with `detectors` too, from now on (in every
+    /// copy and text, object keys included).
+    pub fn set_mask(&mut self, detectors: Arc<dyn Mask>) {
+        self.detectors = Some(detectors);
     }
 
     /// Whether a field, variable, flag or header called `name` holds a
@@ -242,44 +313,24 @@ impl Redactor {
         if text.contains("PRIVATE KEY-----") {
             return "[REDACTED:private-key]".into();
         }
-        // Fast path for short names and words (most keys, tool names):
-        // shorter than any known format, with no assignment or flag.
-        if text.len() < 20 && !text.bytes().any(|c| matches!(c, b'=' | b':' | b'-')) {
-            return text.to_string();
-        }
         let mut found: Vec<Span> = Vec::new();
-        known_formats(text, &mut found);
-        url_userinfo(text, &mut found);
-        self.assignments(text, &mut found);
-        self.flags(text, &mut found);
-        auth_schemes(text, &mut found);
+        if let Some(detectors) = &self.detectors {
+            let mut by_format = Vec::new();
+            detectors.find(text, &mut by_format);
+            found.extend(by_format.into_iter().map(Span::from));
+        }
+        // Short names and words (most keys, tool names) with no assignment
+        // or flag have no context to read.
+        if text.len() >= 20 || text.bytes().any(|c| matches!(c, b'=' | b':' | b'-')) {
+            url_userinfo(text, &mut found);
+            self.assignments(text, &mut found);
+            self.flags(text, &mut found);
+            auth_schemes(text, &mut found);
+        }
         if found.is_empty() {
             return text.to_string();
         }
-        // Overlapping spans hide as one, named by the first.
-        found.sort_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        let mut spans = found.into_iter().peekable();
-        while let Some((start, mut end, kind)) = spans.next() {
-            while let Some(&(s, e, _)) = spans.peek() {
-                if s > end {
-                    break;
-                }
-                end = end.max(e);
-                spans.next();
-            }
-            let start = start.max(at);
-            out.push_str(&text[at..start]);
-            if end > start {
-                out.push_str("[REDACTED:");
-                out.push_str(kind);
-                out.push(']');
-            }
-            at = at.max(end);
-        }
-        out.push_str(&text[at..]);
-        out
+        replace(text, found)
     }
 
     /// Values assigned to secret names: `NAME=value`, `name: value`,
@@ -319,7 +370,7 @@ impl Redactor {
             }
             let whole_line = HEADER_NAMES.contains(&normal_name(name).as_str());
             if let Some((start, end)) = value_span(text, sep + 1, whole_line) {
-                found.push((start, end, "secret"));
+                found.push(Span::context(start, end, "secret"));
             }
         }
     }
@@ -338,7 +389,7 @@ impl Redactor {
                 && !text[next..].starts_with('-')
                 && let Some((s, e)) = value_span(text, next, false)
             {
-                found.push((s, e, "secret"));
+                found.push(Span::context(s, e, "secret"));
             }
         }
     }
@@ -358,7 +409,7 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
-/// What a credential of a well-known format is made of.
+/// What a credential word (after `Bearer`) is made of, besides `.+/=~`.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')
 }
@@ -453,62 +504,49 @@ fn value_span(text: &str, from: usize, whole_line: bool) -> Option<(usize, usize
     (!value.trim().is_empty() && value != "null").then_some((start, end))
 }
 
-/// Words of well-known credential formats and JWTs, wherever a word
-/// starts (not only after a space: after `=`, `//`, `_`, a quote, …).
-fn known_formats(text: &str, found: &mut Vec<Span>) {
-    let b = text.as_bytes();
-    // Dotted runs already searched for a JWT (each run once: linear time).
-    let mut jwt_searched = 0;
-    let mut i = 0;
-    while i < b.len() {
-        // Only the first letters of the formats above can start one.
-        let starts_word = matches!(b[i], b'A' | b'g' | b'x' | b's' | b'r' | b't' | b'e')
-            && (i == 0 || !b[i - 1].is_ascii_alphanumeric());
-        if !starts_word {
-            i += 1;
-            continue;
+/// `text` with `found` replaced by `[REDACTED:kind]`: overlapping or
+/// touching spans hide as one, named by the first (the longest of those
+/// starting first; of equal ones, the first found: a detector's); a span
+/// is widened to whole characters.
+fn replace(text: &str, mut found: Vec<Span>) -> String {
+    for span in &mut found {
+        span.end = span.end.min(text.len());
+        while !text.is_char_boundary(span.end) {
+            span.end += 1;
         }
-        let rest = &text[i..];
-        let known = SECRET_PREFIXES.iter().find_map(|&(prefix, min, kind)| {
-            if !rest.starts_with(prefix) {
-                return None;
-            }
-            let len = run(rest.as_bytes(), is_token_byte);
-            (len >= min).then_some((len, kind))
-        });
-        if let Some((len, kind)) = known {
-            found.push((i, i + len, kind));
-            i += len;
-            continue;
+        span.start = span.start.min(span.end);
+        while !text.is_char_boundary(span.start) {
+            span.start -= 1;
         }
-        if i >= jwt_searched && rest.starts_with("eyJ") {
-            let len = run(rest.as_bytes(), |c| is_token_byte(c) || c == b'.');
-            jwts(&rest[..len], i, found);
-            jwt_searched = i + len;
-        }
-        i += 1;
     }
-}
-
-/// JWTs in a dotted run at `offset`: three parts, the first two
-/// base64url JSON objects (`eyJ…`), the signature at least 16 long.
-fn jwts(run: &str, offset: usize, found: &mut Vec<Span>) {
-    let mut parts: Vec<(usize, &str)> = Vec::new();
+    found.sort_by_key(|span| (span.start, std::cmp::Reverse(span.end)));
+    let mut out = String::with_capacity(text.len());
     let mut at = 0;
-    for part in run.split('.') {
-        parts.push((at, part));
-        at += part.len() + 1;
-    }
-    let mut k = 0;
-    while k + 2 < parts.len() {
-        let [(start, a), (_, b), (sig_at, sig)] = [parts[k], parts[k + 1], parts[k + 2]];
-        if a.starts_with("eyJ") && b.starts_with("eyJ") && sig.len() >= 16 {
-            found.push((offset + start, offset + sig_at + sig.len(), "jwt"));
-            k += 3;
-        } else {
-            k += 1;
+    let mut spans = found.into_iter().peekable();
+    while let Some(Span {
+        start,
+        mut end,
+        kind,
+    }) = spans.next()
+    {
+        while let Some(next) = spans.peek() {
+            if next.start > end {
+                break;
+            }
+            end = end.max(next.end);
+            spans.next();
         }
+        let start = start.max(at);
+        out.push_str(&text[at..start]);
+        if end > start {
+            out.push_str("[REDACTED:");
+            out.push_str(kind.as_str());
+            out.push(']');
+        }
+        at = at.max(end);
     }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// The password of a URL's userinfo (`scheme://user:PASSWORD@host`), or a
@@ -531,10 +569,16 @@ fn url_userinfo(text: &str, found: &mut Vec<Span>) {
         let info = &text[start..start + at];
         match info.find(':') {
             Some(colon) if colon + 1 < info.len() => {
-                found.push((start + colon + 1, start + at, "url-credential"));
+                found.push(Span::context(
+                    start + colon + 1,
+                    start + at,
+                    "url-credential",
+                ));
             }
             Some(_) => {}
-            None if credential_like(info) => found.push((start, start + at, "url-credential")),
+            None if credential_like(info) => {
+                found.push(Span::context(start, start + at, "url-credential"))
+            }
             None => {}
         }
     }
@@ -561,7 +605,7 @@ fn auth_schemes(text: &str, found: &mut Vec<Span>) {
                 is_token_byte(c) || matches!(c, b'.' | b'+' | b'/' | b'=' | b'~')
             });
             if credential_like(&text[start..start + len]) {
-                found.push((start, start + len, "credential"));
+                found.push(Span::context(start, start + len, "credential"));
             }
         }
     }
@@ -580,12 +624,26 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A Redactor as the gateway starts it without guardrails: the
+    /// shipped secret rules find credential formats (test code may
+    /// reach up a floor).
+    fn redactor(extra: &[String]) -> Redactor {
+        use crate::guardrails::{Guardrails, Set, policy::Policy, secrets::Secrets};
+        let mut redactor = Redactor::new(extra);
+        redactor.set_mask(Arc::new(Guardrails::new(Set::new(
+            vec![Box::new(Secrets::shipped())],
+            None,
+            Policy::default(),
+        ))));
+        redactor
+    }
+
     fn redact(v: Value) -> Value {
-        Redactor::new(&["ssn".into()]).copy(v.as_object().expect("object"))
+        redactor(&["ssn".into()]).copy(v.as_object().expect("object"))
     }
 
     fn text(t: &str) -> String {
-        Redactor::default().text(t)
+        redactor(&[]).text(t)
     }
 
     /// `masked` hides every one of `secrets` and keeps every one of `kept`.
@@ -599,8 +657,9 @@ mod tests {
         }
     }
 
-    const GHP: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
-    const AKIA: &str = "AKIAIOSFODNN7EXAMPLE";
+    // Fake credentials in their documented formats.
+    const GHP: &str = "ghp_Xk2WbL7QmZr4TfN9cVd1HsJ8pYgE3uAo6tRi";
+    const AKIA: &str = "AKIAQ3EGRTVZ7XW2MNBD";
 
     #[test]
     fn secret_fields_and_secret_shaped_values_are_masked() {
@@ -608,7 +667,7 @@ mod tests {
             "title": "deploy",
             "password": "hunter2",
             "nested": {"API_KEY": "x", "Ssn": "123-45-6789", "list": [GHP]},
-            "body": "use AKIAIOSFODNN7EXAMPLE and Bearer abcdefghijklmnopqrstuvwxyz please",
+            "body": format!("use {AKIA} and Bearer abcdefghijklmnopqrstuvwxyz please"),
             "jwt": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl",
             "key": "-----BEGIN RSA PRIVATE KEY-----\nMIIE...\n-----END RSA PRIVATE KEY-----",
             "count": 3,
@@ -620,7 +679,7 @@ mod tests {
             &[
                 "hunter2",
                 "123-45-6789",
-                "ghp_0123",
+                "ghp_Xk2W",
                 AKIA,
                 "abcdefghijklmnopqrstuvwxyz",
                 "eyJzdWIi",
@@ -634,9 +693,9 @@ mod tests {
         assert_eq!(out["password"], "[REDACTED:secret-field]");
         assert_eq!(
             out["body"],
-            "use [REDACTED:aws-access-key] and Bearer [REDACTED:credential] please"
+            "use [REDACTED:aws-access-key-id] and Bearer [REDACTED:credential] please"
         );
-        assert_eq!(out["nested"]["list"][0], "[REDACTED:github-token]");
+        assert_eq!(out["nested"]["list"][0], "[REDACTED:github-pat-classic]");
         assert_eq!(out["jwt"], "[REDACTED:jwt]");
         assert_eq!(out["key"], "[REDACTED:private-key]");
     }
@@ -657,7 +716,7 @@ mod tests {
             ),
             (
                 format!("GITHUB_TOKEN={GHP} gh pr list"),
-                "ghp_0123",
+                "ghp_Xk2W",
                 "gh pr list",
             ),
             (
@@ -689,8 +748,8 @@ mod tests {
     #[test]
     fn command_line_flags_hide_their_values() {
         for (line, secret) in [
-            (format!("gh auth login --with-token={GHP}"), "ghp_0123"),
-            (format!("gh auth login --with-token {GHP}"), "ghp_0123"),
+            (format!("gh auth login --with-token={GHP}"), "ghp_Xk2W"),
+            (format!("gh auth login --with-token {GHP}"), "ghp_Xk2W"),
             ("mysql --password hunter2 -u root".to_string(), "hunter2"),
             ("mysql --password=hunter2 -u root".into(), "hunter2"),
             (
@@ -715,7 +774,7 @@ mod tests {
         for (url, secret, kept) in [
             (
                 format!("git clone https://{GHP}@github.com/o/r.git"),
-                "ghp_0123",
+                "ghp_Xk2W",
                 "github.com/o/r.git",
             ),
             (
@@ -847,7 +906,7 @@ mod tests {
                 "abcdefghijklmnopqrstuvwxyz",
             ],
             &[
-                "[REDACTED:github-token]",
+                "[REDACTED:github-pat-classic]",
                 "#2",
                 "password=[REDACTED:secret]",
             ],
@@ -859,9 +918,9 @@ mod tests {
             .map(|i| (format!("k{i}"), Value::String("b".repeat(400))))
             .collect();
         big.insert(GHP.into(), Value::Null);
-        let out = Redactor::default().copy(&big);
+        let out = redactor(&[]).copy(&big);
         assert!(out.get("[toolgate]").is_some(), "{out}");
-        hides(&out.to_string(), &[GHP], &["[REDACTED:github-token]"]);
+        hides(&out.to_string(), &[GHP], &["[REDACTED:github-pat-classic]"]);
     }
 
     #[test]
@@ -879,7 +938,7 @@ mod tests {
         assert_eq!(env[1]["value"], "debug");
         hides(
             &out.to_string(),
-            &["hunter2", "ghp_0123", "toor"],
+            &["hunter2", "ghp_Xk2W", "toor"],
             &["gh release create", "db/app"],
         );
     }
@@ -944,6 +1003,62 @@ mod tests {
             r.text("EMPLOYEE_NUMBER=12345 and --employee-number 678"),
             "EMPLOYEE_NUMBER=[REDACTED:secret] and --employee-number [REDACTED:secret]"
         );
+    }
+
+    /// Finds `HIDE-…` words, and a range cutting the `é` of `clé`.
+    struct Words;
+
+    impl Mask for Words {
+        fn find(&self, text: &str, found: &mut Vec<Found>) {
+            for (start, _) in text.match_indices("HIDE-") {
+                let len = run(&text.as_bytes()[start..], |c| !c.is_ascii_whitespace());
+                found.push(Found {
+                    span: start..start + len,
+                    kind: "word".into(),
+                });
+            }
+            if let Some(at) = text.find("clé") {
+                found.push(Found {
+                    span: at + 1..at + 3,
+                    kind: "cut".into(),
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn detectors_mask_copies_keys_and_texts_merged_with_the_context_rules() {
+        let mut r = Redactor::default();
+        assert_eq!(r.text("a HIDE-1 b"), "a HIDE-1 b", "no detectors yet");
+        r.set_mask(Arc::new(Words));
+        let out = r.copy(
+            json!({
+                "note": "use HIDE-abc now",
+                "HIDE-1": ["HIDE-x"],
+                "password": "HIDE-y",
+                "short": "clé"
+            })
+            .as_object()
+            .expect("object"),
+        );
+        assert_eq!(
+            out,
+            json!({
+                "note": "use [REDACTED:word] now",
+                "[REDACTED:word]": ["[REDACTED:word]"],
+                "password": "[REDACTED:secret-field]",
+                "short": "c[REDACTED:cut]"
+            })
+        );
+        // A detector's span and a context rule's over one value: one mask,
+        // named by the longer of the two (the word runs on past `;`).
+        assert_eq!(
+            r.text("token=HIDE-abc; HIDE-def token=x"),
+            "token=[REDACTED:word] [REDACTED:word] token=[REDACTED:secret]"
+        );
+        let mut masked = "a HIDE-1 b".to_string();
+        Words.mask(&mut masked);
+        assert_eq!(masked, "a [REDACTED:word] b");
     }
 
     #[test]

@@ -157,11 +157,6 @@ pub trait Inspect: Send + Sync {
     /// sends such calls the typed way.
     fn rewrites(&self, target: &Target<'_>) -> bool;
 
-    /// Mask in `text` everything its detectors find, whatever its rules
-    /// would do with a call: for copies toolgate keeps (the audit record's
-    /// arguments). Nothing by default.
-    fn mask(&self, _text: &mut String) {}
-
     /// Read (and maybe rewrite) part number `at` of the input of `call`,
     /// noting what it finds in `report`.
     fn input(

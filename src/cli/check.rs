@@ -48,10 +48,20 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         if policies.len() == 1 { "y" } else { "ies" }
     );
     match toolgate::guardrails::load::load(&config.policies_dir) {
-        Ok(None) => eprintln!(
-            "guardrails: none (no {} in the policies directory)",
-            toolgate::guardrails::load::POLICY_FILE
-        ),
+        // The secret rules mask the audit trail all the same: their files
+        // must load for the gateway to start.
+        Ok(None) => match toolgate::guardrails::load::secrets_only(&config.policies_dir) {
+            Ok(_) => eprintln!(
+                "guardrails: none (no {} in the policies directory); the audit trail is masked by the secret rules",
+                toolgate::guardrails::load::POLICY_FILE
+            ),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        },
         Ok(Some(set)) => eprintln!(
             "guardrails OK: {} rule{} in {}",
             set.policy().rules.len(),

@@ -27,6 +27,7 @@ use serde_json::Value;
 use super::injection::{self, Injection};
 use super::policy::{Action, Direction, Policy, Scope};
 use super::{Detector, Finding};
+use crate::audit::redact::{Found, Mask};
 use crate::call::{CallError, Hold, Inspect, Inspected, Noted, Part, Report, Target};
 
 /// Deepest a JSON payload is walked (serde_json refuses deeper input).
@@ -404,12 +405,6 @@ impl Inspect for Guardrails {
         false
     }
 
-    fn mask(&self, text: &mut String) {
-        let set = self.set.load();
-        let found = set.scan(text);
-        redact(text, found);
-    }
-
     fn input(
         &self,
         call: &Inspected,
@@ -440,6 +435,20 @@ impl Inspect for Guardrails {
 
     fn finish_output(&self, call: &Inspected, report: &mut Report) -> Result<(), CallError> {
         self.set.load().finish(Direction::Output, call, report)
+    }
+}
+
+/// What the audit trail keeps (argument copies, reasons, errors) is
+/// masked with every detector of the set in force, whatever its rules do
+/// with a call: a credential recorded, even in a call let through, is one
+/// leaked.
+impl Mask for Guardrails {
+    fn find(&self, text: &str, found: &mut Vec<Found>) {
+        let findings = self.set.load().scan(text);
+        found.extend(findings.into_iter().map(|f| Found {
+            span: f.span,
+            kind: f.kind,
+        }));
     }
 }
 

@@ -4,7 +4,9 @@
 //! with a shipped rule's id replaces it), and `guardrails/injection.model`
 //! (the injection model's weights; the shipped ones when absent). Everything is validated
 //! together, every error at once with its file and line. Without
-//! `guardrails.toml` there are no guardrails (and no cost).
+//! `guardrails.toml` there are no guardrails (and no cost to calls); the
+//! audit trail still masks what it keeps with the secret rules
+//! ([`secrets_only`]).
 //!
 //! A reload reads the files again when their digest changed; a set with
 //! errors is refused whole and the set in force is kept, as for the
@@ -59,24 +61,7 @@ pub fn load(dir: &Path) -> Result<Option<Set>, Vec<PolicyError>> {
             None
         }
     };
-    let mut rules = secrets::parse_rules(
-        "(shipped) policies/guardrails/secrets.toml",
-        secrets::shipped(),
-    )
-    .map_err(errors_of)?;
-    for (path, text) in &files.rules {
-        match secrets::parse_rules(&display(path), text) {
-            Ok(extra) => rules = secrets::merge(rules, extra),
-            Err(e) => errors.extend(errors_of(e)),
-        }
-    }
-    let secrets = match Secrets::new(rules) {
-        Ok(secrets) => Some(secrets),
-        Err(e) => {
-            errors.extend(errors_of(e));
-            None
-        }
-    };
+    let secrets = secret_rules(&files.rules, &mut errors)?;
     let model = match &files.model {
         Some((path, bytes)) => Model::from_bytes(bytes)
             .map(std::sync::Arc::new)
@@ -112,6 +97,55 @@ pub fn load(dir: &Path) -> Result<Option<Set>, Vec<PolicyError>> {
         }
         _ => Err(errors),
     }
+}
+
+/// The secret rules alone (the shipped ones, plus `guardrails/*.toml`)
+/// under a policy with no rules: what masks the audit trail's copies and
+/// texts when there is no `guardrails.toml`. No call is inspected, but no
+/// credential of a known format is kept either. A rule file with errors
+/// is refused as [`load`] refuses it: a rule meant to hide a credential
+/// must not be dropped in silence.
+pub fn secrets_only(dir: &Path) -> Result<Set, Vec<PolicyError>> {
+    let files = read(dir)?;
+    let mut errors = Vec::new();
+    match secret_rules(&files.rules, &mut errors)? {
+        Some(secrets) if errors.is_empty() => {
+            let mut set = Set::new(vec![Box::new(secrets)], None, policy::Policy::default());
+            set.digest = files.digest;
+            Ok(set)
+        }
+        _ => Err(errors),
+    }
+}
+
+/// The shipped secret rules with those of the rule files `files` merged
+/// in (`None`, and `errors` told why, when they do not compile).
+fn secret_rules(
+    files: &[(PathBuf, String)],
+    errors: &mut Vec<PolicyError>,
+) -> Result<Option<Secrets>, Vec<PolicyError>> {
+    if files.is_empty() {
+        // Compiled once per process.
+        return Ok(Some(Secrets::shipped()));
+    }
+    let mut rules = secrets::parse_rules(
+        "(shipped) policies/guardrails/secrets.toml",
+        secrets::shipped(),
+    )
+    .map_err(errors_of)?;
+    for (path, text) in files {
+        match secrets::parse_rules(&display(path), text) {
+            Ok(extra) => rules = secrets::merge(rules, extra),
+            Err(e) => errors.extend(errors_of(e)),
+        }
+    }
+    Ok(match Secrets::new(rules) {
+        Ok(secrets) => Some(secrets),
+        Err(e) => {
+            errors.extend(errors_of(e));
+            None
+        }
+    })
 }
 
 /// What a reload did.

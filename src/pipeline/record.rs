@@ -3,13 +3,9 @@
 //! queued when the call ends: when `forward` returns, or when a streamed
 //! reply ends or its caller goes away, see [`super::stream`]).
 
-use std::sync::Arc;
-
-use serde_json::Value;
-
 use super::Pipeline;
 use crate::audit::{Audit, Kind, Record, Who};
-use crate::call::{CallContext, CallError, CallKind, Inspect};
+use crate::call::{CallContext, CallError, CallKind};
 
 /// Stage 6: the `decided` record of an allowed call, durable before the
 /// call goes anywhere. If the audit trail cannot record it, the call is
@@ -66,9 +62,9 @@ fn decided_record<K: CallKind>(pipeline: &Pipeline, ctx: &CallContext<K>) -> Rec
         record.definition_hash = question.definition_hash.map(str::to_string);
         if let Some(args) = question.args {
             record.args_hash = Some(audit.args_hash(args));
-            let mut copy = audit.redactor().copy(args);
-            mask(&pipeline.inspectors, &mut copy, 0);
-            record.args = Some(copy);
+            // Masked by the audit's detectors (the guardrails', or the
+            // secret rules alone), whatever the guardrails did with the call.
+            record.args = Some(audit.redactor().copy(args));
         }
     }
     record
@@ -150,32 +146,5 @@ pub(super) async fn completed<K: CallKind>(
             outcome = "error", fault = ?e.fault(), error = %audit.redactor().text(&e.to_string()), stages = ?ctx.timings,
             "call failed"
         ),
-    }
-}
-
-/// Deepest the stored argument copy is walked for masking (the audit's
-/// copy is bounded shallower than this).
-const MAX_MASK_DEPTH: usize = 64;
-
-/// Mask what the inspectors' detectors find in every string of the stored
-/// copy `value` (whatever their rules do with the call itself): a
-/// credential recorded, even in a call let through, is one leaked.
-fn mask(inspectors: &[Arc<dyn Inspect>], value: &mut Value, depth: usize) {
-    if inspectors.is_empty() || depth > MAX_MASK_DEPTH {
-        return;
-    }
-    match value {
-        Value::String(text) => {
-            for inspector in inspectors {
-                inspector.mask(text);
-            }
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| mask(inspectors, v, depth + 1)),
-        Value::Object(object) => object
-            .values_mut()
-            .for_each(|v| mask(inspectors, v, depth + 1)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
