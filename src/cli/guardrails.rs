@@ -74,8 +74,11 @@ pub enum GuardrailsCommand {
         #[arg(long, default_value_t = 18)]
         bits: u32,
         /// Words per scored window.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 64)]
         window: u32,
+        /// Most character 4-grams taken per word (0: none).
+        #[arg(long, default_value_t = 32)]
+        grams: u32,
         #[arg(long, default_value_t = 8)]
         epochs: usize,
         #[arg(long, default_value_t = 15)]
@@ -95,11 +98,20 @@ pub fn run(config: Option<&Path>, command: &GuardrailsCommand) -> anyhow::Result
         out,
         bits,
         window,
+        grams,
         epochs,
         seed,
     } = command
     {
-        return train(files, out, *bits, *window, *epochs, *seed);
+        let options = Options {
+            bits: *bits,
+            window: *window,
+            grams: *grams,
+            epochs: *epochs,
+            seed: *seed,
+            ..Options::default()
+        };
+        return train(files, out, &options);
     }
     let config = match load_config(config) {
         Ok(config) => config,
@@ -151,16 +163,12 @@ pub fn run(config: Option<&Path>, command: &GuardrailsCommand) -> anyhow::Result
     }
 }
 
-fn train(
-    files: &[PathBuf],
-    out: &Path,
-    bits: u32,
-    window: u32,
-    epochs: usize,
-    seed: u64,
-) -> anyhow::Result<ExitCode> {
-    if !(10..=24).contains(&bits) {
-        anyhow::bail!("--bits {bits}: use 10 to 24");
+fn train(files: &[PathBuf], out: &Path, options: &Options) -> anyhow::Result<ExitCode> {
+    if !(10..=24).contains(&options.bits) {
+        anyhow::bail!("--bits {}: use 10 to 24", options.bits);
+    }
+    if !(8..=1024).contains(&options.window) || options.grams > 32 {
+        anyhow::bail!("--window takes 8 to 1024 words, --grams 0 to 32");
     }
     let mut examples = Vec::new();
     for file in files {
@@ -184,14 +192,7 @@ fn train(
         examples.len(),
         files.len()
     );
-    let options = Options {
-        bits,
-        window,
-        epochs,
-        seed,
-        ..Options::default()
-    };
-    let model = injection::train::train(&examples, &options, |epoch, loss| {
+    let model = injection::train::train(&examples, options, |epoch, loss| {
         eprintln!("epoch {epoch}: mean loss {loss:.4}");
     });
     let scores = Scores::new(

@@ -32,6 +32,7 @@ use base64::Engine as _;
 use regex::Regex;
 
 pub use features::Reader;
+use features::SIGNAL_BIT;
 
 use super::Finding;
 use super::hidden;
@@ -49,10 +50,11 @@ const BASE64_RUNS: usize = 8;
 const BASE64_DECODE_MAX: usize = 8 * 1024;
 
 /// The model file's first bytes: its format and the features' version.
-const MAGIC: &[u8; 8] = b"TGINJ\0\x01\x02";
+const MAGIC: &[u8; 8] = b"TGINJ\0\x01\x03";
 const MIN_BITS: u32 = 10;
 const MAX_BITS: u32 = 24;
 const MIN_WINDOW: u32 = 8;
+const MAX_GRAMS: u32 = 32;
 const MAX_WINDOW: u32 = 1024;
 
 /// The shipped weights (the same file as `policies/guardrails/injection.model`).
@@ -64,6 +66,8 @@ pub struct Model {
     bits: u32,
     /// Words per scored window.
     window: u32,
+    /// Character grams taken per word.
+    grams: u32,
     bias: f32,
     scale: f32,
     weights: Box<[i8]>,
@@ -96,12 +100,13 @@ impl Model {
 
     /// Build a model from float weights: quantised to bytes, scaled by the
     /// largest weight.
-    pub fn from_floats(bits: u32, window: u32, bias: f32, weights: &[f32]) -> Model {
+    pub fn from_floats(bits: u32, window: u32, grams: u32, bias: f32, weights: &[f32]) -> Model {
         let largest = weights.iter().fold(0f32, |m, w| m.max(w.abs()));
         let scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };
         Model {
             bits,
             window,
+            grams,
             bias,
             scale,
             weights: weights
@@ -113,7 +118,7 @@ impl Model {
 
     /// Read a model file; the error says what is wrong with it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, String> {
-        let header = MAGIC.len() + 16;
+        let header = MAGIC.len() + 20;
         if bytes.len() < header || &bytes[..MAGIC.len()] != MAGIC {
             return Err(
                 "not a toolgate injection model (version 1): retrain it with `toolgate guardrails train`"
@@ -127,8 +132,14 @@ impl Model {
         };
         let bits = u32::from_le_bytes(word(8));
         let window = u32::from_le_bytes(word(12));
-        let bias = f32::from_le_bytes(word(16));
-        let scale = f32::from_le_bytes(word(20));
+        let grams = u32::from_le_bytes(word(16));
+        let bias = f32::from_le_bytes(word(20));
+        let scale = f32::from_le_bytes(word(24));
+        if grams > MAX_GRAMS {
+            return Err(format!(
+                "the model takes {grams} character grams per word; toolgate reads 0 to {MAX_GRAMS}"
+            ));
+        }
         if !(MIN_WINDOW..=MAX_WINDOW).contains(&window) {
             return Err(format!(
                 "the model scores windows of {window} words; toolgate reads {MIN_WINDOW} to {MAX_WINDOW}"
@@ -153,6 +164,7 @@ impl Model {
         Ok(Model {
             bits,
             window,
+            grams,
             bias,
             scale,
             weights: bytes[header..].iter().map(|&b| b as i8).collect(),
@@ -161,10 +173,11 @@ impl Model {
 
     /// The model file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(MAGIC.len() + 16 + self.weights.len());
+        let mut out = Vec::with_capacity(MAGIC.len() + 20 + self.weights.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.bits.to_le_bytes());
         out.extend_from_slice(&self.window.to_le_bytes());
+        out.extend_from_slice(&self.grams.to_le_bytes());
         out.extend_from_slice(&self.bias.to_le_bytes());
         out.extend_from_slice(&self.scale.to_le_bytes());
         out.extend(self.weights.iter().map(|&w| w as u8));
@@ -186,7 +199,7 @@ impl Model {
         }
         READER.with(|reader| {
             let mut reader = reader.borrow_mut();
-            reader.read(text, self.bits);
+            reader.read(text, self.bits, self.grams as usize);
             let (score, window) = self.best_window(&reader);
             let span = match (reader.tokens.get(window.start), window.end.checked_sub(1)) {
                 (Some(first), Some(last)) => first.start..reader.tokens[last].end,
@@ -201,19 +214,29 @@ impl Model {
     /// largest first.
     pub fn explain(&self, text: &str) -> Vec<(String, f32)> {
         let mut reader = Reader::default();
-        reader.read(text, self.bits);
+        reader.read(text, self.bits, self.grams as usize);
         let (_, window) = self.best_window(&reader);
-        let count: usize = window.clone().map(|i| reader.at(i).len()).sum();
+        let count: usize = window
+            .clone()
+            .map(|i| reader.at(i).iter().filter(|&&f| f & SIGNAL_BIT == 0).count())
+            .sum();
         let norm = self.scale / (count.max(1) as f32).sqrt();
         let mut words: Vec<(String, f32)> = window
             .map(|i| {
                 let token = reader.tokens[i];
-                let sum: i64 = reader
+                let contribution: f32 = reader
                     .at(i)
                     .iter()
-                    .map(|&f| i64::from(self.weights[f as usize]))
+                    .map(|&f| {
+                        let weight = f32::from(self.weights[(f & !SIGNAL_BIT) as usize]);
+                        if f & SIGNAL_BIT == 0 {
+                            weight * norm
+                        } else {
+                            weight * self.scale
+                        }
+                    })
                     .sum();
-                (text[token.start..token.end].to_string(), sum as f32 * norm)
+                (text[token.start..token.end].to_string(), contribution)
             })
             .collect();
         words.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
@@ -222,29 +245,41 @@ impl Model {
 
     /// The highest-scoring window of a text read, and its token range.
     fn best_window(&self, reader: &Reader) -> (f32, Range<usize>) {
-        // Prefix sums over tokens make every window one subtraction.
+        // Prefix sums over tokens make every window one subtraction: of
+        // word weights, word feature counts and signal weights.
         let n = reader.tokens.len();
-        let mut sum = Vec::with_capacity(n + 1);
+        let mut words = Vec::with_capacity(n + 1);
         let mut count = Vec::with_capacity(n + 1);
-        sum.push(0i64);
+        let mut signals = Vec::with_capacity(n + 1);
+        words.push(0i64);
         count.push(0u32);
+        signals.push(0i64);
         for i in 0..n {
-            let features = reader.at(i);
-            let s: i64 = features
-                .iter()
-                .map(|&f| i64::from(self.weights[f as usize]))
-                .sum();
-            sum.push(sum[i] + s);
-            count.push(count[i] + features.len() as u32);
+            let (mut w, mut c, mut s) = (0i64, 0u32, 0i64);
+            for &f in reader.at(i) {
+                let weight = i64::from(self.weights[(f & !SIGNAL_BIT) as usize]);
+                if f & SIGNAL_BIT == 0 {
+                    w += weight;
+                    c += 1;
+                } else {
+                    s += weight;
+                }
+            }
+            words.push(words[i] + w);
+            count.push(count[i] + c);
+            signals.push(signals[i] + s);
         }
         let mut best = (f32::NEG_INFINITY, 0..0);
         for w in reader.windows(self.window()) {
             let k = count[w.end] - count[w.start];
-            let z = if k == 0 {
-                self.bias
-            } else {
-                self.bias + self.scale * (sum[w.end] - sum[w.start]) as f32 / (k as f32).sqrt()
-            };
+            let word_sum = (words[w.end] - words[w.start]) as f32;
+            let z = self.bias
+                + self.scale * (signals[w.end] - signals[w.start]) as f32
+                + if k == 0 {
+                    0.0
+                } else {
+                    self.scale * word_sum / (k as f32).sqrt()
+                };
             if z > best.0 {
                 best = (z, w);
             }

@@ -11,5 +11,6 @@ cd "$repo"
 cargo run --release --quiet -- guardrails train \
   "$data/slabs-train.jsonl" "$data/core-train.jsonl" \
   "$data/agentdojo-train.jsonl" "$data/prose-train.jsonl" \
-  --window 64 --epochs 8 --seed 15 \
+  "$data/messages-train.jsonl" \
+  --window 64 --grams 32 --epochs 8 --seed 15 \
   --out policies/guardrails/injection.model

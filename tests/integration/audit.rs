@@ -17,7 +17,7 @@ use crate::common::postgres::PgServer;
 use crate::common::*;
 use crate::rbac::{Session, default_policies, key};
 
-const CANARY_TOKEN: &str = "ghp_CANARY0123456789abcdefghijklmnopqrstuv";
+const CANARY_TOKEN: &str = "ghp_CANARY1xQ7mZ3kW9pL2vN8rT4yB6dF0hJ5cG";
 const CANARY_PASSWORD: &str = "hunter2-canary-7c1f";
 
 /// Where a test gateway keeps its state.
@@ -216,7 +216,7 @@ async fn every_decision_kind_is_recorded_and_the_chain_verifies(backend: Backend
     assert_eq!(d["definition_hash"].as_str().unwrap().len(), 64);
     assert_eq!(d["args"]["title"], "a1");
     assert_eq!(d["args"]["password"], "[REDACTED:secret-field]");
-    assert_eq!(d["args"]["body"], "deploy with [REDACTED:github-token]");
+    assert_eq!(d["args"]["body"], "deploy with [REDACTED:github-pat-classic]");
     let completed = find(&all, "completed", "notes__add_note");
     assert_eq!(completed[0]["record"]["outcome"], "ok");
     assert_eq!(completed[0]["record"]["call"], d["call"]);
@@ -1157,16 +1157,16 @@ async fn scheduled_retention_prunes_but_never_what_a_receiver_has_not_taken() {
 pub(crate) fn glued_secrets() -> Vec<(String, &'static str)> {
     vec![
         (
-            "AWS_ACCESS_KEY_ID=AKIACANARY0000000001 aws s3 ls".into(),
-            "AKIACANARY0000000001",
+            "AWS_ACCESS_KEY_ID=AKIACANARYQ7ZX3KW5PN aws s3 ls".into(),
+            "AKIACANARYQ7ZX3KW5PN",
         ),
         (
-            "gh auth login --with-token=ghp_CANARY2xxxxxxxxxxxxxxxxxxxxxxxxxxxxx".into(),
-            "CANARY2xxxx",
+            "gh auth login --with-token=ghp_CANARY2aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW".into(),
+            "CANARY2aB3d",
         ),
         (
-            "git clone https://ghp_CANARY3xxxxxxxxxxxxxxxxxxxxxxxxxxxxx@github.com/acme/x".into(),
-            "CANARY3xxxx",
+            "git clone https://ghp_CANARY3bC4eF6gH8jK2mN4pQ6sT8vW2yZ4aB@github.com/acme/x".into(),
+            "CANARY3bC4e",
         ),
         (
             "curl https://deploy:canary4-pass@registry.example/v2/".into(),
@@ -1209,8 +1209,8 @@ pub(crate) fn secret_laden_args(extra: Value) -> (Value, Vec<&'static str>) {
     let text: Vec<String> = glued_secrets().into_iter().map(|(t, _)| t).collect();
     let mut args = json!({
         "body": text.join("\n"),
-        "ghp_CANARYKEYxxxxxxxxxxxxxxxxxxxxxxxxxxxx": "a secret used as a key",
-        "headers": {"AKIACANARYKEY0000001": true},
+        "ghp_CANARYKEYc4eF6gH8jK2mN4pQ6sT8vW2yZ4a": "a secret used as a key",
+        "headers": {"AKIACANARYK7ZX3KW5PM": true},
         "argv": ["deploy", "--api-key", "canary-argv-1"],
         "env": [{"name": "DB_PASSWORD", "value": "canary-env-1"}],
     });
@@ -1219,8 +1219,8 @@ pub(crate) fn secret_laden_args(extra: Value) -> (Value, Vec<&'static str>) {
     }
     let mut secrets: Vec<&'static str> = glued_secrets().into_iter().map(|(_, s)| s).collect();
     secrets.extend([
-        "CANARYKEYxxxx",
-        "AKIACANARYKEY0000001",
+        "CANARYKEYc4eF",
+        "AKIACANARYK7ZX3KW5PM",
         "canary-argv-1",
         "canary-env-1",
     ]);
@@ -1246,7 +1246,7 @@ async fn secret_leaks_into_the_audit_trail_are_masked() {
     let eng = key(&gw, "eng", &["eng"]);
     let (_, secrets) = secret_laden_args(json!({}));
     let mut secrets = secrets;
-    secrets.push("CANARYTOOLxxxx");
+    secrets.push("CANARYTOOLe6gH");
     for (title, via_rmcp) in [("lane", false), ("rmcp", true)] {
         let s = Session::open(&gw.url, &eng, via_rmcp).await;
         let (args, _) = secret_laden_args(json!({"title": title}));
@@ -1256,7 +1256,7 @@ async fn secret_leaks_into_the_audit_trail_are_masked() {
         );
         // Refused, its name (the record's target) and error text masked.
         assert!(
-            s.call("ghp_CANARYTOOLxxxxxxxxxxxxxxxxxxxxxxxxxxxx", json!({}))
+            s.call("ghp_CANARYTOOLe6gH8jK2mN4pQ6sT8vW2yZ4aBc", json!({}))
                 .await
                 .is_err()
         );
@@ -1294,7 +1294,7 @@ async fn secret_leaks_into_the_audit_trail_are_masked() {
     }
     assert_eq!(
         all.iter()
-            .filter(|r| r["record"]["target"] == "[REDACTED:github-token]")
+            .filter(|r| r["record"]["target"] == "[REDACTED:github-pat-classic]")
             .count(),
         4,
         "the unknown tool's decided and completed records, both paths"

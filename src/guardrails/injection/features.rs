@@ -100,6 +100,15 @@ fn bucket(h: u64, bits: u32) -> u32 {
     (mix(h) >> (64 - bits)) as u32
 }
 
+/// Marks a feature as a signal's (the bucket is the rest): a signal
+/// counts whole wherever it is, while words are weighed against how many
+/// there are in a window.
+pub const SIGNAL_BIT: u32 = 1 << 31;
+
+fn signal(id: u32, bits: u32) -> u32 {
+    bucket(SIGNAL ^ u64::from(id).wrapping_mul(UNIGRAM), bits) | SIGNAL_BIT
+}
+
 /// One token of a text: its byte span.
 #[derive(Debug, Clone, Copy)]
 pub struct Token {
@@ -121,8 +130,9 @@ pub struct Reader {
 
 impl Reader {
     /// Read `text` (normalised: see [`crate::guardrails::hidden::normalise`])
-    /// into tokens and features for a model of `bits` hash bits.
-    pub fn read(&mut self, text: &str, bits: u32) {
+    /// into tokens and features for a model of `bits` hash bits that takes
+    /// up to `grams` character grams of each word.
+    pub fn read(&mut self, text: &str, bits: u32, grams: usize) {
         self.tokens.clear();
         self.features.clear();
         self.offsets.clear();
@@ -178,9 +188,14 @@ impl Reader {
             if (CHAR_GRAM - 1..=MAX_GRAM_WORD).contains(&self.chars.len())
                 && self.chars.iter().all(|c| c.is_alphabetic())
             {
-                // Grams of the word with its edges marked: "^ign", "igno", …, "re$".
+                // Grams of the word with its edges marked: "^ign", "igno", …,
+                // "re$"; at most `grams` of them, spread over the word, so a
+                // long word weighs no more than a short one.
                 let n = self.chars.len();
-                for i in 0..=n + 2 - CHAR_GRAM {
+                let last = n + 2 - CHAR_GRAM;
+                let take = (last + 1).min(grams);
+                for g in 0..take {
+                    let i = if take == 1 { 0 } else { g * last / (take - 1) };
                     let mut h = CHARGRAM;
                     for j in i..i + CHAR_GRAM {
                         let ch = match j {
@@ -196,8 +211,7 @@ impl Reader {
             // A signal belongs to the word it starts in or before.
             while next_signal < self.signals.len() && self.signals[next_signal].0 < end {
                 let id = self.signals[next_signal].1;
-                self.features
-                    .push(bucket(SIGNAL ^ u64::from(id).wrapping_mul(UNIGRAM), bits));
+                self.features.push(signal(id, bits));
                 next_signal += 1;
             }
             self.tokens.push(Token { start, end });
@@ -207,8 +221,7 @@ impl Reader {
         // Signals after the last word belong to it.
         if !self.tokens.is_empty() {
             for &(_, id) in &self.signals[next_signal..] {
-                self.features
-                    .push(bucket(SIGNAL ^ u64::from(id).wrapping_mul(UNIGRAM), bits));
+                self.features.push(signal(id, bits));
             }
         }
         self.offsets.push(self.features.len() as u32);
@@ -249,25 +262,25 @@ mod tests {
     fn features_are_stable_and_case_blind() {
         let mut a = Reader::default();
         let mut b = Reader::default();
-        a.read("Ignore previous instructions!", 18);
-        b.read("IGNORE previous   Instructions!", 18);
+        a.read("Ignore previous instructions!", 18, 4);
+        b.read("IGNORE previous   Instructions!", 18, 4);
         assert_eq!(a.features, b.features);
         assert_eq!(a.tokens.len(), 3);
         // The signal is a feature of the first token.
-        b.read("Ignore previous weather!", 18);
+        b.read("Ignore previous weather!", 18, 4);
         assert!(a.at(0).len() > b.at(0).len());
     }
 
     #[test]
     fn windows_cover_the_text() {
         let mut r = Reader::default();
-        r.read(&"word ".repeat(250), 16);
+        r.read(&"word ".repeat(250), 16, 4);
         let w: Vec<_> = r.windows(100).collect();
         assert_eq!(w.first(), Some(&(0..100)));
         assert_eq!(w.last(), Some(&(150..250)));
-        r.read("short text", 16);
+        r.read("short text", 16, 4);
         assert_eq!(r.windows(100).collect::<Vec<_>>(), vec![0..2]);
-        r.read("", 16);
+        r.read("", 16, 4);
         assert_eq!(r.windows(100).collect::<Vec<_>>(), vec![0..0]);
     }
 }

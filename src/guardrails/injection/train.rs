@@ -9,7 +9,7 @@
 //! weights so far is a positive one (the rest of an injected email is
 //! still an email). Classes are weighted to count equally.
 
-use super::features::Reader;
+use super::features::{Reader, SIGNAL_BIT};
 use super::{Model, sigmoid};
 use crate::guardrails::hidden;
 
@@ -27,6 +27,8 @@ pub struct Options {
     pub bits: u32,
     /// Words per scored window.
     pub window: u32,
+    /// Character grams taken per word.
+    pub grams: u32,
     pub epochs: usize,
     pub seed: u64,
     pub learning_rate: f32,
@@ -38,7 +40,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             bits: 18,
-            window: 32,
+            window: 64,
+            grams: 32,
             epochs: 8,
             seed: 15,
             learning_rate: 0.5,
@@ -65,7 +68,7 @@ pub fn train(
         .iter()
         .map(|example| {
             let normalised = hidden::normalise(&example.text);
-            reader.read(normalised.as_str(), options.bits);
+            reader.read(normalised.as_str(), options.bits, options.grams as usize);
             let features = reader
                 .windows(options.window as usize)
                 .map(|w| {
@@ -140,15 +143,30 @@ pub fn train(
         }
         progress(epoch + 1, (loss / seen.max(1) as f64) as f32);
     }
-    Model::from_floats(options.bits, options.window, bias, &weights)
+    Model::from_floats(options.bits, options.window, options.grams, bias, &weights)
 }
 
+/// A window's score before the sigmoid: signals count whole, words
+/// against how many there are (as [`super::Model`] scores).
 fn z(weights: &[f32], bias: f32, features: &[u32]) -> f32 {
-    if features.is_empty() {
-        return bias;
+    let x = word_weight(features);
+    bias + features
+        .iter()
+        .map(|&f| {
+            let w = weights[(f & !SIGNAL_BIT) as usize];
+            if f & SIGNAL_BIT == 0 { w * x } else { w }
+        })
+        .sum::<f32>()
+}
+
+/// What one word feature counts for in a window of `features`.
+fn word_weight(features: &[u32]) -> f32 {
+    let words = features.iter().filter(|&&f| f & SIGNAL_BIT == 0).count();
+    if words == 0 {
+        0.0
+    } else {
+        1.0 / (words as f32).sqrt()
     }
-    let x = 1.0 / (features.len() as f32).sqrt();
-    bias + x * features.iter().map(|&f| weights[f as usize]).sum::<f32>()
 }
 
 /// One gradient step on one window; returns its (weighted) log loss.
@@ -163,12 +181,11 @@ fn step(
 ) -> f64 {
     let p = sigmoid(z(weights, *bias, features));
     let g = (p - label) * class_weight;
-    if !features.is_empty() {
-        let x = 1.0 / (features.len() as f32).sqrt();
-        for &f in features {
-            let w = &mut weights[f as usize];
-            *w -= rate * (g * x + l2 * *w);
-        }
+    let x = word_weight(features);
+    for &f in features {
+        let input = if f & SIGNAL_BIT == 0 { x } else { 1.0 };
+        let w = &mut weights[(f & !SIGNAL_BIT) as usize];
+        *w -= rate * (g * input + l2 * *w);
     }
     *bias -= rate * g * 0.1;
     let p = f64::from(p.clamp(1e-7, 1.0 - 1e-7));
