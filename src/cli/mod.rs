@@ -114,7 +114,14 @@ pub fn load(config: Option<&Path>) -> Result<Config, ExitCode> {
 }
 
 /// Command output (stdout is ours outside `stdio`).
-#[expect(clippy::print_stdout, reason = "the command's answer")]
 fn println_stdout(line: &str) {
-    println!("{line}");
+    use std::io::Write as _;
+    // A reader that went away (`| head`) ends the output, not in a panic.
+    if let Err(e) = writeln!(std::io::stdout(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
 }

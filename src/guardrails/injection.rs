@@ -218,7 +218,13 @@ impl Model {
         let (_, window) = self.best_window(&reader);
         let count: usize = window
             .clone()
-            .map(|i| reader.at(i).iter().filter(|&&f| f & SIGNAL_BIT == 0).count())
+            .map(|i| {
+                reader
+                    .at(i)
+                    .iter()
+                    .filter(|&&f| f & SIGNAL_BIT == 0)
+                    .count()
+            })
             .sum();
         let norm = self.scale / (count.max(1) as f32).sqrt();
         let mut words: Vec<(String, f32)> = window

@@ -216,7 +216,10 @@ async fn every_decision_kind_is_recorded_and_the_chain_verifies(backend: Backend
     assert_eq!(d["definition_hash"].as_str().unwrap().len(), 64);
     assert_eq!(d["args"]["title"], "a1");
     assert_eq!(d["args"]["password"], "[REDACTED:secret-field]");
-    assert_eq!(d["args"]["body"], "deploy with [REDACTED:github-pat-classic]");
+    assert_eq!(
+        d["args"]["body"],
+        "deploy with [REDACTED:github-pat-classic]"
+    );
     let completed = find(&all, "completed", "notes__add_note");
     assert_eq!(completed[0]["record"]["outcome"], "ok");
     assert_eq!(completed[0]["record"]["call"], d["call"]);

@@ -34,7 +34,7 @@ const SIGNAL: u64 = 0xd6e8_feb8_6659_fd93;
 /// from the families the public injection corpora show.
 const SIGNALS: &[&str] = &[
     // "ignore/disregard/forget previous instructions" and kin.
-    r"\b(ignore|disregard|forget|override|bypass|skip|drop)\b[^.\n]{0,40}\b(previous|prior|above|earlier|preceding|all|any|your|original|initial|system)\b[^.\n]{0,30}\b(instructions?|prompts?|rules|directions|directives|guidelines|context|tasks?|orders|commands)\b",
+    r"\b(ignore|disregard|forget|override|bypass|skip|drop)\b[^.]{0,40}\b(previous|prior|above|earlier|preceding|all|any|your|original|initial|system)\b[^.]{0,30}\b(instructions?|prompts?|rules|directions|directives|guidelines|context|tasks?|orders|commands)\b",
     // New orders.
     r"\b(new|updated|real|actual|true|hidden|secret|important|additional|urgent|revised)\s+(instructions?|task|orders|directives?|commands?|objective|policy)\b",
     // Addressing the model.
@@ -50,7 +50,7 @@ const SIGNALS: &[&str] = &[
     r"\b(do not|don't|never|without)\s+(tell|telling|inform|informing|mention|mentioning|reveal|revealing|notify|alert|ask|asking)\s+(the\s+)?(user|human|owner|anyone|them)\b",
     // Imperatives aimed at "you".
     r"\byou (must|should|need to|have to|are required to|will now|are now|shall)\b",
-    r"\b(stop|cancel|abort|halt)\b[^.\n]{0,30}\b(what you('re| are) doing|current task|your task|immediately)\b",
+    r"\b(stop|cancel|abort|halt)\b[^.]{0,30}\b(what you('re| are) doing|current task|your task|immediately)\b",
     // Hidden markup.
     r"<!--",
     r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0",
@@ -60,7 +60,7 @@ const SIGNALS: &[&str] = &[
     r"\b(developer mode|do anything now|jailbreak|jailbroken|no restrictions|unfiltered|without (any )?restrictions)\b",
     r"\b(system prompt|initial instructions|your instructions|reveal your|print your (prompt|instructions))\b",
     // Sending data out.
-    r"\b(send|forward|email|post|upload|transfer|wire|exfiltrate)\b[^.\n]{0,60}\b(to|at)\b\s*(https?://|www\.|[\w.+-]+@[\w-]+\.|the (account|iban|address))",
+    r"\b(send|forward|email|post|upload|transfer|wire|exfiltrate)\b[^.]{0,60}\b(to|at)\b\s*(https?://|www\.|[\w.+-]+@[\w-]+\.|the (account|iban|address))",
 ];
 
 struct Signals {
