@@ -169,6 +169,7 @@ fn main() {
                 },
                 args: Some(&args_map),
                 request_id: "bench",
+                findings: &[],
             };
             let t = Instant::now();
             let d = if remembered {

@@ -100,6 +100,7 @@ fn may_not_administer(admin: &Admin, caller: &Caller, area: &str) -> Option<Resp
         target: Target::Admin { name: area },
         args: Some(&Map::new()),
         request_id: "admin",
+        findings: &[],
     });
     (!decision.allowed).then(|| {
         refuse(

@@ -31,6 +31,10 @@ pub struct Case {
     pub server_facts: Option<FactsOverride>,
     pub annotations: Option<AnnotationsSpec>,
     pub args: Option<Map<String, Value>>,
+    /// What the guardrails found in the arguments, as policies see it
+    /// (`context.findings`): `["secrets", "secrets:github-pat-classic"]`.
+    #[serde(default)]
+    pub findings: Vec<String>,
     #[serde(default)]
     pub listing: bool,
     pub client_ip: Option<IpAddr>,
@@ -188,6 +192,7 @@ impl Case {
             target,
             args,
             request_id: "policy-cli",
+            findings: &self.findings,
         }))
     }
 

@@ -142,6 +142,7 @@ pub(super) struct ContextUse {
     pub(super) time: bool,
     pub(super) client_ip: bool,
     pub(super) request_id: bool,
+    pub(super) findings: bool,
     pub(super) args: ArgsUse,
 }
 
@@ -155,6 +156,7 @@ impl ContextUse {
             time: reads("time"),
             client_ip: reads("client_ip"),
             request_id: reads("request_id"),
+            findings: reads("findings"),
             args: if found.whole || found.whole_args {
                 ArgsUse::All
             } else {
@@ -199,10 +201,11 @@ impl ContextReads {
     }
 
     /// Whether it reads what changes from one call to the next for the
-    /// same caller and target: the arguments, the clock, the request id.
+    /// same caller and target: the arguments, the clock, the request id,
+    /// the guardrails' findings.
     pub(super) fn varies(&self) -> bool {
         self.whole
-            || ["args", "time", "request_id"]
+            || ["args", "time", "request_id", "findings"]
                 .iter()
                 .any(|a| self.attrs.contains(*a))
     }
@@ -295,11 +298,30 @@ pub(super) fn context(
             let believed = annotations.believed(server.trusted);
             context.push(("annotations".into(), self::annotations(believed)));
             context.push(("args".into(), self::args(args, &uses.args)?));
+            if uses.findings {
+                context.push(("findings".into(), findings(query.findings)));
+            }
         }
-        Target::Prompt { .. } => context.push(("args".into(), self::args(args, &uses.args)?)),
+        Target::Prompt { .. } => {
+            context.push(("args".into(), self::args(args, &uses.args)?));
+            if uses.findings {
+                context.push(("findings".into(), findings(query.findings)));
+            }
+        }
         Target::Resource { .. } | Target::Model { .. } | Target::Admin { .. } => {}
     }
     Ok(Context::from_pairs(context)?)
+}
+
+/// What the guardrails found, as a Cedar set of strings
+/// (`context.findings`; empty when nothing was found or before
+/// inspection).
+fn findings(found: &[String]) -> RestrictedExpression {
+    RestrictedExpression::new_set(
+        found
+            .iter()
+            .map(|f| RestrictedExpression::new_string(f.clone())),
+    )
 }
 
 /// A tool's hints as a Cedar record (`context.annotations`).

@@ -232,8 +232,9 @@ impl Policies {
     }
 
     fn decide_policies(&self, query: &Query<'_>) -> Decision {
-        let key = self
-            .cacheable()
+        // A decision on findings is not remembered: they are rare, and the
+        // key does not hold them.
+        let key = (self.cacheable() && query.findings.is_empty())
             .then(|| DecisionKey::of(query, &self.uses.args))
             .flatten();
         if let Some(key) = &key
@@ -246,6 +247,12 @@ impl Policies {
             self.decisions.put(key, decision.clone());
         }
         decision
+    }
+
+    /// Whether some policy reads `context.findings` (then a call whose
+    /// input the guardrails found something in is decided again with them).
+    pub fn reads_findings(&self) -> bool {
+        self.uses.findings
     }
 
     /// Whether a decision depends only on what a [`DecisionKey`] holds: no
@@ -379,6 +386,7 @@ impl Policies {
                     target: target.clone(),
                     args: None,
                     request_id: "list",
+                    findings: &[],
                 };
                 self.decide_with(&query, &principal, resource, &entities)
                     .allowed

@@ -66,6 +66,7 @@ fn lists_group_alike_tools_but_never_a_named_one() {
             target: tool(name),
             args: None,
             request_id: "t",
+            findings: &[],
         });
         assert_eq!(d.allowed, want, "{name}");
     }
@@ -100,6 +101,7 @@ fn gates_hold_allowed_calls_they_match_and_read_their_own_arguments() {
             },
             args,
             request_id: "t",
+            findings: &[],
         })
     };
     let big = json!({"amount": 5000})
@@ -238,6 +240,7 @@ fn slices_decide_exactly_as_the_whole_set() {
                             target: target.clone(),
                             args: a,
                             request_id: "r",
+                            findings: &[],
                         };
                         // Twice: built, then from what was kept.
                         for _ in 0..2 {
@@ -284,6 +287,7 @@ fn only_the_arguments_policies_read_count() {
             },
             args: args.as_object(),
             request_id: "r",
+            findings: &[],
         })
     };
     // An argument nested past the limit that no policy reads is not
@@ -326,4 +330,53 @@ fn escaped_names_turn_grouping_off() {
          @id(\"all\")\npermit (principal, action, resource);\n",
     );
     assert_eq!(p.named, None);
+}
+
+/// `context.findings`: policies combine what the guardrails found with
+/// identity and tool facts; such decisions are not remembered (the same
+/// call decides differently with and without findings), and policies that
+/// do not read findings are not asked again.
+#[test]
+fn findings_reach_policies_and_are_not_cached_away() {
+    let (_dir, p) = policies(
+        "@id(\"all\")\npermit (principal, action == Action::\"call_tool\", resource);\n\
+         @id(\"no-secrets-out\")\n@reason(\"a credential to an open-world tool\")\n\
+         forbid (principal, action == Action::\"call_tool\", resource)\n\
+         when { context.findings.contains(\"secrets\") && context.annotations.open_world };\n",
+    );
+    assert!(p.reads_findings());
+    let server = ServerFacts {
+        name: "s".into(),
+        ..ServerFacts::default()
+    };
+    let caller = Caller::new("u".into(), Credential::AccessToken);
+    let args = serde_json::Map::new();
+    let ask = |findings: &[String]| {
+        p.decide(&Query {
+            caller: &caller,
+            target: Target::Tool {
+                name: "s__send",
+                server: &server,
+                annotations: Annotations::WORST,
+            },
+            args: Some(&args),
+            request_id: "t",
+            findings,
+        })
+    };
+    assert!(ask(&[]).allowed);
+    let secret = [
+        "secrets".to_string(),
+        "secrets:github-pat-classic".to_string(),
+    ];
+    let d = ask(&secret);
+    assert!(!d.allowed);
+    assert_eq!(d.policies, vec!["no-secrets-out".to_string()]);
+    // Asked again without findings: allowed (nothing cached across them).
+    assert!(ask(&[]).allowed);
+    let pii = ["pii".to_string(), "pii:email".to_string()];
+    assert!(ask(&pii).allowed);
+
+    let (_dir, plain) = policies("@id(\"all\")\npermit (principal, action, resource);\n");
+    assert!(!plain.reads_findings());
 }

@@ -140,6 +140,10 @@ pub struct Query<'a> {
     /// The call's arguments; `None` when deciding visibility (listing).
     pub args: Option<&'a Map<String, Value>>,
     pub request_id: &'a str,
+    /// What the guardrails found in the call's input, as policies read it
+    /// (`context.findings`): each detector (`secrets`) and type
+    /// (`secrets:github-pat-classic`). Empty before inspection.
+    pub findings: &'a [String],
 }
 
 /// The answer, with the policies that determined it.

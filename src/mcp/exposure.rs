@@ -163,6 +163,7 @@ fn exposure(
             // Visibility, as a tool list decides it.
             args: None,
             request_id: "exposure",
+            findings: &[],
         })
     };
     let mut visible = 0;

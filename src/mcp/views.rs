@@ -27,6 +27,7 @@ fn visible(policies: &Policies, caller: &Caller, target: Target<'_>) -> bool {
             target,
             args: None,
             request_id: "list",
+            findings: &[],
         })
         .allowed
 }

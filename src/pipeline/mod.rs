@@ -125,6 +125,7 @@ impl Pipeline {
         if !self.inspectors.is_empty() {
             let t = Instant::now();
             inspect_input(&self.inspectors, ctx)?;
+            authorize_findings(&self.policies, ctx)?;
             ctx.mark("inspect input", t);
         }
 
@@ -242,6 +243,7 @@ fn authorize<K: CallKind>(engine: &Engine, ctx: &mut CallContext<K>) -> Result<(
         target: question.target,
         args: None,
         request_id: &request_id,
+        findings: &[],
     };
     let visible = policies.decide(&query);
     if !visible.allowed {
@@ -372,6 +374,70 @@ fn inspect(
     for inspector in inspectors {
         each(inspector.as_ref(), Step::Finish)?;
     }
+    Ok(())
+}
+
+/// Stage 4, continued: when the inspectors found something in the input
+/// and a policy reads `context.findings`, the call is decided again with
+/// them (each detector, and each `detector:type`), so policies can combine
+/// findings with identity and server facts; the inspectors' holds stay
+/// among its gates. Nothing happens otherwise.
+fn authorize_findings<K: CallKind>(
+    engine: &Engine,
+    ctx: &mut CallContext<K>,
+) -> Result<(), CallError> {
+    let policies = engine.current();
+    if !policies.reads_findings() {
+        return Ok(());
+    }
+    let mut found: Vec<String> = Vec::new();
+    for noted in ctx
+        .report
+        .findings
+        .iter()
+        .filter(|n| n.direction == "input")
+    {
+        for name in [
+            noted.detector.to_string(),
+            format!("{}:{}", noted.detector, noted.kind),
+        ] {
+            if !found.contains(&name) {
+                found.push(name);
+            }
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let Some(target) = &ctx.target else {
+        unreachable!("inspect input runs after resolve")
+    };
+    let Some(question) = K::question(ctx, target) else {
+        return Ok(());
+    };
+    let request_id = ctx.id.to_string();
+    let mut decision = policies.decide(&Query {
+        caller: &ctx.caller,
+        target: question.target,
+        args: Some(question.args.unwrap_or(&EMPTY_ARGS)),
+        request_id: &request_id,
+        findings: &found,
+    });
+    if !decision.allowed {
+        ctx.verdict = Some("deny");
+        ctx.decision = Some(decision.clone());
+        return Err(CallError::Denied(Box::new(decision)));
+    }
+    if let Some(before) = &ctx.decision {
+        decision.gates.extend(
+            before
+                .gates
+                .iter()
+                .filter(|g| g.policy.starts_with("guardrails:"))
+                .cloned(),
+        );
+    }
+    ctx.decision = Some(decision);
     Ok(())
 }
 

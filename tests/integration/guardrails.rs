@@ -398,3 +398,58 @@ async fn injections_in_results_are_blocked_whole_split_or_encoded() {
     );
     ct.cancel();
 }
+
+/// A Cedar policy reading `context.findings`: a credential may go to the
+/// trusted vault's tools, except those that reach the outside world
+/// (`add_note` declares no `openWorldHint`, so it is open-world).
+const NO_SECRETS_OUT: (&str, &str) = (
+    "no-secrets-out",
+    "@id(\"no-secrets-to-open-world\")\n@reason(\"a credential to an open-world tool\")\n\
+     forbid (principal, action == Action::\"call_tool\", resource)\n\
+     when { context.findings.contains(\"secrets\") && context.annotations.open_world };\n",
+);
+
+#[tokio::test]
+async fn policies_see_what_the_guardrails_found() {
+    let ct = CancellationToken::new();
+    let notes = Notes::new();
+    let url = http_upstream(move || notes.clone(), ct.clone()).await;
+    let servers = [(
+        "vault",
+        http_server_toml("vault", &url, "[policy]\ntrusted = true"),
+    )];
+    let guardrails = shipped_guardrails();
+    let mut gw =
+        Gateway::start_configured(&servers, "", true, &[ALLOW_ALL, NO_SECRETS_OUT], |config| {
+            std::fs::write(config.policies_dir.join("guardrails.toml"), guardrails).unwrap();
+        })
+        .await;
+    gw.wait_ready(&["vault"]).await;
+    let sid = session(&gw.url).await;
+    let (_, canary) = CANARIES[0];
+    // The guardrails let a credential go to a trusted server; the policy
+    // does not, for an open-world tool.
+    let args = json!({"title": "refused-secret", "body": format!("token {canary}")});
+    let v = call(&gw, &sid, 1, "vault__add_note", args).await;
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    let said = text(&v);
+    assert!(said.contains("no-secrets-to-open-world"), "{said}");
+    assert!(!said.contains(canary), "{said}");
+    // Personal data is another finding: not this policy's business.
+    let args = json!({"title": "kept-email", "body": "write to jane.doe@example.com"});
+    let v = call(&gw, &sid, 2, "vault__add_note", args).await;
+    assert_ne!(v["result"]["isError"], true, "{v}");
+    // Nothing found: allowed, the same tool, the same caller.
+    let args = json!({"title": "kept-plain", "body": "milk and eggs"});
+    let v = call(&gw, &sid, 3, "vault__add_note", args).await;
+    assert_ne!(v["result"]["isError"], true, "{v}");
+    let v = call(&gw, &sid, 4, "vault__list_notes", json!({})).await;
+    let listed = text(&v);
+    assert!(!listed.contains("refused-secret"), "{listed}");
+    assert!(
+        listed.contains("kept-email") && listed.contains("kept-plain"),
+        "{listed}"
+    );
+    gw.shutdown().await;
+    ct.cancel();
+}
