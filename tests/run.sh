@@ -38,7 +38,9 @@
 #                suite against the fixture directly and through toolgate
 #   config       `toolgate check` on the shipped configuration (the repo's
 #                defaults: servers/, policies/), `toolgate policy test` (the
-#                default policies' table tests in policies/tests/), and
+#                default policies' table tests in policies/tests/),
+#                `toolgate guardrails test` (the shipped guardrails' cases in
+#                policies/tests/guardrails/), and
 #                `check` on each examples/*/toolgate.toml
 # The parts that run the binary are skipped when the build fails (there is
 # no binary of this checkout to test).
@@ -99,6 +101,8 @@ check_configs() {
   "$bin" check || rc=1
   echo "toolgate policy test (policies/tests)"
   "$bin" policy test || rc=1
+  echo "toolgate guardrails test (policies/tests/guardrails)"
+  "$bin" guardrails test || rc=1
   for cfg in examples/*/toolgate.toml; do
     [[ -f "$cfg" ]] || continue
     echo "toolgate --config $cfg check"

@@ -12,8 +12,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use toolgate::call::{Inspected, Part, Report};
+use toolgate::call::Inspected;
 use toolgate::config::ServerFacts;
+use toolgate::guardrails::cases::{self, Outcome};
 use toolgate::guardrails::injection::{self, train::Example, train::Options};
 use toolgate::guardrails::measure::Scores;
 use toolgate::guardrails::policy::Direction;
@@ -45,6 +46,9 @@ pub enum GuardrailsCommand {
         /// The JSON to scan (default: stdin).
         file: Option<PathBuf>,
     },
+    /// Run the guardrails' table tests (default:
+    /// policies/tests/guardrails/*.toml); exit 1 on any mismatch.
+    Test { files: Vec<PathBuf> },
     /// Measure detection on labelled texts: lines of
     /// `{"text": "...", "label": 0|1}`; prints TPR, FPR, precision and F1
     /// at each threshold.
@@ -159,6 +163,7 @@ pub fn run(config: Option<&Path>, command: &GuardrailsCommand) -> anyhow::Result
             detector,
             each,
         } => eval(&set, &read(Some(file))?, detector.as_deref(), *each),
+        GuardrailsCommand::Test { files } => test(&set, &config.policies_dir, files),
         GuardrailsCommand::Train { .. } => unreachable!("handled above"),
     }
 }
@@ -261,13 +266,7 @@ fn values(text: &str) -> anyhow::Result<Vec<(usize, Value)>> {
 fn scan(set: &Set, call: &Inspected, direction: Direction, text: &str) -> anyhow::Result<ExitCode> {
     let mut blocked = false;
     for (line, mut value) in values(text)? {
-        let mut report = Report::default();
-        let part = match &mut value {
-            Value::Object(object) => Part::Object(object),
-            Value::String(text) => Part::Text(text),
-            other => Part::Value(other),
-        };
-        let verdict = set.inspect(direction, call, 0, part, &mut report);
+        let (outcome, report) = cases::judge(set, call, direction, &mut value);
         for noted in &report.findings {
             println_stdout(
                 &json!({
@@ -283,9 +282,15 @@ fn scan(set: &Set, call: &Inspected, direction: Direction, text: &str) -> anyhow
                 .to_string(),
             );
         }
-        if let Err(e) = verdict {
+        if outcome == Outcome::Block {
             blocked = true;
-            eprintln!("line {line}: would be refused: {e}");
+            let rules: Vec<&str> = report
+                .findings
+                .iter()
+                .filter(|n| n.action == "block")
+                .map(|n| n.rule.as_str())
+                .collect();
+            eprintln!("line {line}: would be refused by {}", rules.join(", "));
         }
         for hold in &report.holds {
             eprintln!(
@@ -298,6 +303,32 @@ fn scan(set: &Set, call: &Inspected, direction: Direction, text: &str) -> anyhow
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+fn test(set: &Set, policies_dir: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let files = cases::test_files(policies_dir, files);
+    if files.is_empty() {
+        eprintln!(
+            "no guardrails tests: put *.toml files in {} or name them",
+            policies_dir.join(cases::TESTS_DIR).display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let report = cases::run_tests(set, &files);
+    for (file, name, why) in &report.failed {
+        eprintln!("FAIL {}: {name}: {why}", file.display());
+    }
+    eprintln!(
+        "guardrails tests: {} passed, {} failed ({} file(s))",
+        report.passed,
+        report.failed.len(),
+        files.len()
+    );
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

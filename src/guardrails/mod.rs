@@ -13,11 +13,13 @@
 //! numbers (TPR, FPR, AUC) they are judged by.
 //!
 //! What toolgate does with findings (block, redact, hold for approval,
-//! record) is the reviewable file `policies/guardrails.toml` ([`policy`]).
+//! record) is the reviewable file `policies/guardrails.toml` ([`policy`]),
+//! tested by the cases in `policies/tests/guardrails/` ([`cases`]).
 //!
 //! A [`Finding`] says what was found and where, never the matched text:
 //! findings go to audit records and logs.
 
+pub mod cases;
 pub mod hidden;
 pub mod injection;
 pub mod inspector;
