@@ -136,6 +136,11 @@ struct Args {
     /// `auto` uses `nginx` if it is installed; `off` skips it; or a path.
     #[arg(long, default_value = "auto")]
     peer_nginx: String,
+    /// The spawned gateway runs the repository's guardrails
+    /// (`policies/guardrails.toml`); `false` runs the same policies without
+    /// that file, to see what the guardrails cost.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    guardrails: bool,
     /// Also measure the spawned gateway with an API key (`toolgate+key`)
     /// and with a JWT from an in-process test IdP (`toolgate+jwt`) on every
     /// request, to see what authentication costs.
@@ -235,6 +240,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     &upstream_url,
                     idp.as_ref().map(|i| i.url.as_str()),
                     args.database_url.as_deref(),
+                    args.guardrails,
                 )
                 .await?
         }
@@ -608,8 +614,24 @@ impl Processes {
         upstream_url: &str,
         issuer: Option<&str>,
         database_url: Option<&str>,
+        guardrails: bool,
     ) -> anyhow::Result<String> {
         let addr = free_port()?;
+        // RBAC on: the repository's default policies; without guardrails,
+        // a copy of its Cedar files without `guardrails.toml`.
+        let mut policies_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
+        if !guardrails {
+            let copy = self.dir.path().join("policies");
+            fs::create_dir_all(&copy).context("creating policies dir")?;
+            for entry in fs::read_dir(&policies_dir).context("reading policies/")? {
+                let path = entry?.path();
+                if path.is_file() && path.file_name().is_some_and(|n| n != "guardrails.toml") {
+                    fs::copy(&path, copy.join(path.file_name().unwrap_or_default()))
+                        .with_context(|| format!("copying {}", path.display()))?;
+                }
+            }
+            policies_dir = copy;
+        }
         let servers_dir = self.dir.path().join("servers");
         fs::create_dir_all(&servers_dir).context("creating servers dir")?;
         fs::write(
@@ -626,8 +648,7 @@ impl Processes {
             format!(
                 "listen = \"{addr}\"\nservers_dir = {}\npolicies_dir = {}\n{}{}",
                 toml_string(&servers_dir.to_string_lossy()),
-                // RBAC on: the repository's default policies.
-                toml_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")),
+                toml_string(&policies_dir.to_string_lossy()),
                 // The audit trail is always on; on PostgreSQL it needs a
                 // configured checkpoint key.
                 database_url.map_or(String::new(), |url| format!(
@@ -2011,6 +2032,9 @@ fn reproduce_command(args: &Args) -> String {
     }
     if !args.auth_rows {
         let _ = write!(cmd, " --auth-rows false");
+    }
+    if !args.guardrails {
+        let _ = write!(cmd, " --guardrails false");
     }
     if args.peer_nginx != "auto" {
         let _ = write!(cmd, " --peer-nginx {}", args.peer_nginx);

@@ -41,6 +41,20 @@ pub(crate) async fn rpc(resp: reqwest::Response) -> Value {
         .unwrap_or_else(|| panic!("no JSON-RPC message in {body}"))
 }
 
+/// A plain 2025 `tools/call` in session `sid`; the JSON-RPC response.
+pub(crate) async fn tools_call(url: &str, sid: &str, id: u64, tool: &str, args: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": args}});
+    let response = post(url)
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    rpc(response).await
+}
+
 pub(crate) async fn session(url: &str) -> String {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use toolgate::reference::notes::Notes;
 
-use crate::bad_input::{post, rpc, session};
+use crate::bad_input::{session, tools_call};
 use crate::common::*;
 
 /// Fake credentials in documented formats (made up; they open nothing),
@@ -60,20 +60,6 @@ async fn gateway(url: &str) -> Gateway {
     gw
 }
 
-/// A plain 2025 `tools/call`; the JSON-RPC response.
-async fn call(gw: &Gateway, sid: &str, id: u64, tool: &str, args: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": tool, "arguments": args}});
-    let response = post(&gw.url)
-        .header("mcp-session-id", sid)
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    rpc(response).await
-}
-
 fn text(v: &Value) -> String {
     v["result"]["content"][0]["text"]
         .as_str()
@@ -93,7 +79,7 @@ async fn credentials_do_not_leave_do_not_come_back_and_are_not_kept() {
         // Out, to an untrusted server: refused, naming the rule and type.
         let body = format!("deploy with {canary} tonight");
         let args = json!({"title": format!("leak-{name}"), "body": body});
-        let v = call(&gw, &sid, 10 + i as u64, "outside__add_note", args).await;
+        let v = tools_call(&gw.url, &sid, 10 + i as u64, "outside__add_note", args).await;
         assert_eq!(v["result"]["isError"], true, "{name}: {v}");
         let said = text(&v);
         assert!(
@@ -109,7 +95,7 @@ async fn credentials_do_not_leave_do_not_come_back_and_are_not_kept() {
         let (head, tail) = canary.split_at(6);
         let dodged = format!("{head}\u{200b}{tail}");
         let args = json!({"title": format!("dodge-{name}"), "body": dodged});
-        let v = call(&gw, &sid, 20 + i as u64, "outside__add_note", args).await;
+        let v = tools_call(&gw.url, &sid, 20 + i as u64, "outside__add_note", args).await;
         assert_eq!(
             v["result"]["isError"], true,
             "{name} split by a zero-width space: {v}"
@@ -124,18 +110,18 @@ async fn credentials_do_not_leave_do_not_come_back_and_are_not_kept() {
             })
             .collect();
         let args = json!({"title": format!("wide-{name}"), "body": fullwidth});
-        let v = call(&gw, &sid, 50 + i as u64, "outside__add_note", args).await;
+        let v = tools_call(&gw.url, &sid, 50 + i as u64, "outside__add_note", args).await;
         assert_eq!(v["result"]["isError"], true, "{name} in fullwidth: {v}");
 
         // In, to the trusted vault: it passes (recorded)...
         let args = json!({"title": format!("kept-{name}"), "body": body});
-        let v = call(&gw, &sid, 30 + i as u64, "vault__add_note", args).await;
+        let v = tools_call(&gw.url, &sid, 30 + i as u64, "vault__add_note", args).await;
         assert_ne!(v["result"]["isError"], true, "{name}: {v}");
         // ...and comes back redacted, from either server.
         for server in ["vault", "outside"] {
             let args = json!({"title": format!("kept-{name}")});
-            let v = call(
-                &gw,
+            let v = tools_call(
+                &gw.url,
                 &sid,
                 40 + i as u64,
                 &format!("{server}__read_note"),
@@ -152,7 +138,7 @@ async fn credentials_do_not_leave_do_not_come_back_and_are_not_kept() {
     assert!(gw.gateway().mcp.fast_lane.calls_taken() >= 15);
 
     // The upstream never received a refused note.
-    let v = call(&gw, &sid, 90, "vault__list_notes", json!({})).await;
+    let v = tools_call(&gw.url, &sid, 90, "vault__list_notes", json!({})).await;
     let listed = text(&v);
     assert!(
         !listed.contains("leak-") && !listed.contains("dodge-"),
@@ -209,13 +195,13 @@ async fn text_smuggled_in_unicode_tags_does_not_come_back() {
         .collect();
     let body = format!("Meeting moved to 3pm.{hidden}");
     let args = json!({"title": "smuggled", "body": body});
-    let v = call(&gw, &sid, 1, "vault__add_note", args).await;
+    let v = tools_call(&gw.url, &sid, 1, "vault__add_note", args).await;
     assert_ne!(
         v["result"]["isError"], true,
         "stored through the trusted server: {v}"
     );
-    let v = call(
-        &gw,
+    let v = tools_call(
+        &gw.url,
         &sid,
         2,
         "outside__read_note",
@@ -324,7 +310,7 @@ async fn injections_in_results_are_blocked_whole_split_or_encoded() {
     let fetch = |id: u64, blocks: Vec<String>| {
         let gw = &gw;
         let sid = &sid;
-        async move { call(gw, sid, id, "pages__fetch", json!({"blocks": blocks})).await }
+        async move { tools_call(&gw.url, sid, id, "pages__fetch", json!({"blocks": blocks})).await }
     };
     let blocked = |v: &Value| v["result"]["isError"] == true;
 
@@ -430,20 +416,20 @@ async fn policies_see_what_the_guardrails_found() {
     // The guardrails let a credential go to a trusted server; the policy
     // does not, for an open-world tool.
     let args = json!({"title": "refused-secret", "body": format!("token {canary}")});
-    let v = call(&gw, &sid, 1, "vault__add_note", args).await;
+    let v = tools_call(&gw.url, &sid, 1, "vault__add_note", args).await;
     assert_eq!(v["result"]["isError"], true, "{v}");
     let said = text(&v);
     assert!(said.contains("no-secrets-to-open-world"), "{said}");
     assert!(!said.contains(canary), "{said}");
     // Personal data is another finding: not this policy's business.
     let args = json!({"title": "kept-email", "body": "write to jane.doe@example.com"});
-    let v = call(&gw, &sid, 2, "vault__add_note", args).await;
+    let v = tools_call(&gw.url, &sid, 2, "vault__add_note", args).await;
     assert_ne!(v["result"]["isError"], true, "{v}");
     // Nothing found: allowed, the same tool, the same caller.
     let args = json!({"title": "kept-plain", "body": "milk and eggs"});
-    let v = call(&gw, &sid, 3, "vault__add_note", args).await;
+    let v = tools_call(&gw.url, &sid, 3, "vault__add_note", args).await;
     assert_ne!(v["result"]["isError"], true, "{v}");
-    let v = call(&gw, &sid, 4, "vault__list_notes", json!({})).await;
+    let v = tools_call(&gw.url, &sid, 4, "vault__list_notes", json!({})).await;
     let listed = text(&v);
     assert!(!listed.contains("refused-secret"), "{listed}");
     assert!(

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use toolgate::call::{CallError, Inspect, Inspected, Part, Report, Target};
 use toolgate::reference::echo::Echo;
 
-use crate::bad_input::{post, rpc, session};
+use crate::bad_input::{session, tools_call};
 use crate::common::*;
 use crate::pipeline_hooks::mask_value;
 
@@ -126,16 +126,7 @@ async fn gateway_with(inspector: Arc<dyn Inspect>, url: &str) -> Gateway {
 
 /// A lane-shaped `tools/call` (2025 session, plain params) of `echo__echo`.
 async fn echo(gw: &Gateway, sid: &str, id: u64, message: &str) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": "echo__echo", "arguments": {"message": message}}});
-    let response = post(&gw.url)
-        .header("mcp-session-id", sid)
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    rpc(response).await
+    tools_call(&gw.url, sid, id, "echo__echo", json!({"message": message})).await
 }
 
 #[tokio::test]
