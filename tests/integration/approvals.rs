@@ -113,7 +113,7 @@ pub(crate) async fn pending(gw: &Gateway, key: &str, n: usize) -> Vec<Value> {
 }
 
 /// Decide request `id` as `key`, which must be allowed to.
-async fn decided(gw: &Gateway, key: &str, id: &str, verdict: &str, comment: &str) {
+pub(crate) async fn decided(gw: &Gateway, key: &str, id: &str, verdict: &str, comment: &str) {
     let (status, body) = decide(gw, key, id, verdict, comment).await;
     assert_eq!(status, 200, "{body}");
 }

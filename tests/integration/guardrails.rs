@@ -439,3 +439,84 @@ async fn policies_see_what_the_guardrails_found() {
     gw.shutdown().await;
     ct.cancel();
 }
+
+/// Guardrails that hold or rewrite arguments: a card number waits for
+/// `security`, a credential is masked in what goes on.
+const HOLD_AND_MASK: &str = r#"
+[[rule]]
+name = "cards-need-security"
+direction = "input"
+find = ["pii:card"]
+action = "approve"
+approver_group = "security"
+
+[[rule]]
+name = "mask-credentials"
+direction = "input"
+find = ["secrets"]
+action = "redact"
+"#;
+
+#[tokio::test]
+async fn a_guardrail_holds_a_call_for_an_approver_or_masks_what_goes_on() {
+    use crate::approvals::{decided, pending};
+    use crate::audit::Witness;
+    use crate::rbac::{Session, key};
+    let ct = CancellationToken::new();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let witness = {
+        let seen = seen.clone();
+        http_upstream(move || Witness { seen: seen.clone() }, ct.clone()).await
+    };
+    let servers = [("witness", http_server_toml("witness", &witness, ""))];
+    let gw = Gateway::start_configured(&servers, "", false, &[ALLOW_ALL], |config| {
+        std::fs::write(config.policies_dir.join("guardrails.toml"), HOLD_AND_MASK).unwrap();
+    })
+    .await;
+    gw.wait_ready(&["witness"]).await;
+    let eng = key(&gw, "eng", &["eng"]);
+    let approver = key(&gw, "alice", &["security"]);
+
+    // A credential goes on masked: the upstream never sees it.
+    let (_, canary) = CANARIES[0];
+    let said = Session::open(&gw.url, &eng, false)
+        .await
+        .call(
+            "witness__note",
+            json!({"message": format!("use {canary} now")}),
+        )
+        .await;
+    assert_eq!(said, Ok("use [REDACTED:huggingface-token] now".into()));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["use [REDACTED:huggingface-token] now"]
+    );
+
+    // A card number waits for the approver group; the approver is told
+    // what was found, never the number.
+    let card = "4111 1111 1111 1111";
+    let call = {
+        let (url, eng) = (gw.url.clone(), eng.clone());
+        tokio::spawn(async move {
+            Session::open(&url, &eng, false)
+                .await
+                .call(
+                    "witness__note",
+                    json!({"message": format!("charge {card}")}),
+                )
+                .await
+        })
+    };
+    let rows = pending(&gw, &approver, 1).await;
+    let row = rows[0].to_string();
+    assert!(!row.contains(card), "{row}");
+    assert_eq!(rows[0]["gate"], "guardrails:cards-need-security", "{row}");
+    assert_eq!(rows[0]["reason"], "guardrails: the input carries card");
+    assert_eq!(rows[0]["args"]["message"], "charge [REDACTED:card]");
+    assert_eq!(seen.lock().unwrap().len(), 1, "held: not forwarded yet");
+    let id = rows[0]["id"].as_str().unwrap();
+    decided(&gw, &approver, id, "approve", "a test card").await;
+    assert_eq!(call.await.unwrap(), Ok(format!("charge {card}")));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    ct.cancel();
+}
