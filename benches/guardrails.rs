@@ -24,16 +24,17 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
+use toolgate::guardrails::hidden::{self, Hidden};
 use toolgate::guardrails::measure::Scores;
-use toolgate::guardrails::{Set, load};
+use toolgate::guardrails::pii::Pii;
+use toolgate::guardrails::policy::{Action, Direction};
+use toolgate::guardrails::secrets::Secrets;
+use toolgate::guardrails::{Detector, Set, injection, load};
 
 // The same allocator as the `toolgate` binary, so the numbers are the
 // gateway's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The shipped rule's block threshold for injections in results.
-const BLOCK_AT: f32 = 0.95;
 
 fn main() {
     let (python, data) = install();
@@ -42,10 +43,25 @@ fn main() {
         Ok(None) => panic!("policies/guardrails.toml is missing"),
         Err(errors) => panic!("the shipped guardrails do not load: {errors:?}"),
     };
-    injection(&set, &python, &data);
-    pii(&set, &data);
-    secrets(&set, &data);
-    cost(&set, &data);
+    // `cargo bench --bench guardrails -- cost` runs only the named
+    // sections (injection, pii, secrets, cost).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|a| a == name);
+    if wanted("injection") {
+        injection(&set, &python, &data);
+    }
+    if wanted("pii") {
+        pii(&set, &data);
+    }
+    if wanted("secrets") {
+        secrets(&set, &data);
+    }
+    if wanted("cost") {
+        cost(&set, &data);
+    }
 }
 
 /// The venv's python and the data directory, from the install script.
@@ -77,7 +93,21 @@ fn rows(path: &Path) -> Vec<Value> {
 
 fn injection(set: &Set, python: &Path, data: &Path) {
     let model = set.injection().expect("the injection model loads");
-    println!("## Injection (block threshold {BLOCK_AT}; baseline: prompt-guardrail at 0.5)\n");
+    // The shipped block threshold: the lowest `min_score` of a rule that
+    // blocks injection findings in results.
+    let block_at = set
+        .policy()
+        .rules
+        .iter()
+        .filter(|r| {
+            r.action == Action::Block
+                && r.directions.contains(&Direction::Output)
+                && r.find.iter().any(|f| f.starts_with(injection::NAME))
+        })
+        .map(|r| r.min_score)
+        .fold(f32::INFINITY, f32::min);
+    assert!(block_at.is_finite(), "no shipped rule blocks injections");
+    println!("## Injection (block threshold {block_at}; baseline: prompt-guardrail at 0.5)\n");
     println!(
         "| set | texts (attacks) | detector | AUC | TPR @ 1% FPR | F1 at threshold | TPR / FPR at threshold |"
     );
@@ -110,7 +140,7 @@ fn injection(set: &Set, python: &Path, data: &Path) {
             .collect();
         assert_eq!(theirs.len(), labels.len(), "one baseline score per text");
         for (detector, scores, threshold) in [
-            ("toolgate", &ours, BLOCK_AT),
+            ("toolgate", &ours, block_at),
             ("prompt-guardrail", &theirs, 0.5),
         ] {
             let s = Scores::new(scores.iter().copied().zip(labels.iter().copied()).collect());
@@ -207,7 +237,7 @@ fn secrets(set: &Set, data: &Path) {
     println!("|---|---:|---:|---:|---|");
     for (name, text) in [
         ("Faker prose + Python source of installed packages", &benign),
-        ("toolgate's src/ (tests and rule files left out)", &source),
+        ("toolgate's src/ (tests left out)", &source),
     ] {
         let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
         for chunk in chunks(text, 4096) {
@@ -243,7 +273,12 @@ fn collect_source(dir: &Path, out: &mut String) {
             && !name.contains("test")
             && let Ok(text) = std::fs::read_to_string(&path)
         {
-            out.push_str(&text);
+            // Not the inline test module at a file's end: its credentials
+            // are examples on purpose.
+            let code = text
+                .find("#[cfg(test)]\nmod tests")
+                .map_or(text.as_str(), |at| &text[..at]);
+            out.push_str(code);
         }
     }
 }
@@ -304,6 +339,35 @@ fn cost(set: &Set, data: &Path) {
             bytes as f64 / 1e6 / secs
         );
     };
+    // Each detector alone, on the normalised text (as the set runs them).
+    let normalised: Vec<String> = pieces
+        .iter()
+        .map(|p| hidden::normalise(p).as_str().to_string())
+        .collect();
+    let alone = |detector: &dyn Detector| {
+        for p in &normalised {
+            detector.scan(p, &mut Vec::new());
+        }
+        let rounds = 3;
+        let t = Instant::now();
+        for _ in 0..rounds {
+            for p in &normalised {
+                let mut found = Vec::new();
+                detector.scan(p, &mut found);
+                std::hint::black_box(found);
+            }
+        }
+        t.elapsed().as_secs_f64() / rounds as f64
+    };
+    report(
+        "normalisation (invisible, NFKC, look-alikes)",
+        time(&|p| {
+            std::hint::black_box(hidden::normalise(p));
+        }),
+    );
+    report("secrets", alone(&Secrets::shipped()));
+    report("pii", alone(&Pii::default()));
+    report("hidden", alone(&Hidden::default()));
     report(
         "secrets + PII + hidden (every string)",
         time(&|p| {

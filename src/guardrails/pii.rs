@@ -272,7 +272,24 @@ impl Scan<'_, '_> {
         let mut kept = first;
         for next in first..found.len() {
             if kept > first && found[kept - 1].span.end > found[next].span.start {
-                if rank(&found[next].kind) < rank(&found[kept - 1].kind) {
+                let (a, b) = (&found[kept - 1], &found[next]);
+                // The stricter type wins, unless it was found only by a
+                // context word inside a longer match of another type (the
+                // nine digits of `+49 (0) 361735829` near "ssn").
+                let inside = |x: &Finding, y: &Finding| {
+                    x.score < 1.0
+                        && y.span.start <= x.span.start
+                        && x.span.end <= y.span.end
+                        && x.span != y.span
+                };
+                let b_wins = if inside(a, b) {
+                    true
+                } else if inside(b, a) {
+                    false
+                } else {
+                    rank(&b.kind) < rank(&a.kind)
+                };
+                if b_wins {
                     found.swap(kept - 1, next);
                 }
                 continue;
@@ -304,7 +321,7 @@ impl Scan<'_, '_> {
         numeric_windows(self.text.as_bytes(), |w, shape| {
             // A card has 13+ digits in one chain, an SSN 9, a phone number
             // 9 (8 after a `+`); `2024-01-15` (8) runs none of them.
-            if shape.longest_chain >= 13 {
+            if shape.longest_chain >= 12 {
                 self.cards(&w);
             }
             if w.len() >= 15 {
@@ -324,10 +341,15 @@ impl Scan<'_, '_> {
 
     fn cards(&mut self, w: &Range<usize>) {
         for (span, s) in matches(&CARD, self.text, w) {
-            if is_card(s) {
-                let kinds = self.kinds;
-                self.push(&kinds.card, span, 1.0);
-            }
+            let score = match card(s) {
+                Some(true) => 1.0,
+                // A valid number of no issuer we know (or a 12-digit
+                // Maestro): a card where the text calls it one.
+                Some(false) if near(self.text, span.clone(), CARD_WORDS.iter().copied()) => 0.8,
+                _ => continue,
+            };
+            let kinds = self.kinds;
+            self.push(&kinds.card, span, score);
         }
     }
 
@@ -350,9 +372,12 @@ impl Scan<'_, '_> {
             }
             // Nine digits are common (ids, amounts): only with a word
             // that says what they are.
-            if dashed || near(self.text, span.clone(), SSN_WORDS.iter().copied()) {
+            if dashed {
                 let kinds = self.kinds;
                 self.push(&kinds.ssn, span, 1.0);
+            } else if near(self.text, span.clone(), SSN_WORDS.iter().copied()) {
+                let kinds = self.kinds;
+                self.push(&kinds.ssn, span, 0.8);
             }
         }
     }
@@ -374,10 +399,12 @@ impl Scan<'_, '_> {
         }
         for (span, s) in matches(&PHONE_NANP, self.text, w) {
             let glued = |b: Option<&u8>| b.is_some_and(|&b| matches!(b, b'.' | b'-' | b'+' | b'/'));
+            // The number without its extension (`x123`, `ext. 123`).
+            let number = s.split(['x', 'e']).next().unwrap_or(s);
             if glued(span.start.checked_sub(1).and_then(|i| bytes.get(i)))
                 || (glued(bytes.get(span.end))
                     && bytes.get(span.end + 1).is_some_and(u8::is_ascii_digit))
-                || !is_nanp(s)
+                || !is_nanp(number)
             {
                 continue;
             }
@@ -391,6 +418,16 @@ impl Scan<'_, '_> {
             {
                 let kinds = self.kinds;
                 self.push(&kinds.phone, span, 0.8);
+            }
+        }
+        // An unformatted run of digits is a phone number only where the
+        // text says so.
+        for (span, s) in matches(&DIGIT_RUN, self.text, w) {
+            if (9..=11).contains(&s.len())
+                && near(self.text, span.clone(), PHONE_WORDS.iter().copied())
+            {
+                let kinds = self.kinds;
+                self.push(&kinds.phone, span, 0.6);
             }
         }
     }
@@ -570,6 +607,22 @@ const SSN_WORDS: &[&str] = &[
     "taxpayer id",
     "tin",
 ];
+const CARD_WORDS: &[&str] = &[
+    "card",
+    "credit",
+    "debit",
+    "visa",
+    "mastercard",
+    "amex",
+    "maestro",
+    "jcb",
+    "pan",
+    "karte",
+    "tarjeta",
+    "carte",
+    "carta",
+    "kaart",
+];
 const PHONE_WORDS: &[&str] = &[
     "phone",
     "tel",
@@ -591,7 +644,7 @@ const PHONE_WORDS: &[&str] = &[
 
 // (?-u:\b): ASCII word boundaries keep the regexes on the fast DFA.
 static CARD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?-u:\b)\d(?:[ \-]?\d){12,18}(?-u:\b)").expect("constant pattern (tested)")
+    Regex::new(r"(?-u:\b)\d(?:[ \-]?\d){11,18}(?-u:\b)").expect("constant pattern (tested)")
 });
 static IBAN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?-u:\b)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?-u:\b)")
@@ -605,13 +658,15 @@ static PHONE_INTL: LazyLock<Regex> = LazyLock::new(|| {
         .expect("constant pattern (tested)")
 });
 static PHONE_NANP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:(?-u:\b)1[ .\-])?(?:\(\d{3}\) ?|(?-u:\b)\d{3}[ .\-])\d{3}[ .\-]\d{4}(?-u:\b)")
+    Regex::new(r"(?:(?-u:\b)1[ .\-])?(?:\(\d{3}\) ?|(?-u:\b)\d{3}[ .\-])\d{3}[ .\-]\d{4}(?:(?:x|ext\.? ?)\d{1,6})?(?-u:\b)")
         .expect("constant pattern (tested)")
 });
 static PHONE_NATIONAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?-u:\b)0\d{1,4}[ \-/]\d{2,8}(?:[ \-]\d{2,4}){0,3}(?-u:\b)")
+    Regex::new(r"(?:(?-u:\b)0\d{1,4}[ \-/]|\(0\d{1,4}\)[ \-]?)\d{2,8}(?:[ \-]\d{2,4}){0,3}(?-u:\b)")
         .expect("constant pattern (tested)")
 });
+static DIGIT_RUN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?-u:\b)\d{9,11}(?-u:\b)").expect("constant pattern (tested)"));
 static IPV4: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?-u:\b)(?:\d{1,3}\.){3}\d{1,3}(?-u:\b)").expect("constant pattern (tested)")
 });

@@ -402,3 +402,60 @@ fn evasions_are_found_through_normalisation() {
         ]
     );
 }
+
+#[test]
+fn cards_of_no_known_issuer_only_where_the_text_says_card() {
+    // Luhn-valid, 12 digits (Maestro) and a 16-digit number of no issuer
+    // range we know: cards next to a card word, not elsewhere.
+    for (text, number) in [
+        ("Charge the card 571410704274 for order 7.", "571410704274"),
+        (
+            "Card on file: 3500159520273957, expires 07/30.",
+            "3500159520273957",
+        ),
+        (r#"{"card": "180016557424619"}"#, "180016557424619"),
+    ] {
+        assert_eq!(of("card", text), [number], "{text}");
+    }
+    for text in [
+        "Order 571410704274 shipped.",
+        "Parcel 3500159520273957 left the depot.",
+        "Charge the card 571410704275 for order 7.",
+    ] {
+        assert_eq!(of("card", text), Vec::<String>::new(), "{text}");
+    }
+    // A known issuer needs no word, and scores higher.
+    let found = scan("ref 180016557424619 and 4111111111111111");
+    assert_eq!(found[0].1, "180016557424619");
+    assert_eq!(found[1], ("card".into(), "4111111111111111".into(), 1.0));
+}
+
+#[test]
+fn phone_extensions_trunk_parentheses_and_plain_runs_by_a_phone_word() {
+    assert_eq!(
+        of("phone", "Call me on (850)294-9748x06605 today."),
+        ["(850)294-9748x06605"]
+    );
+    // A spelled-out extension is prose: the number is found without it.
+    assert_eq!(
+        of("phone", "reach 651.531.2449 ext. 34 any time"),
+        ["651.531.2449"]
+    );
+    assert_eq!(
+        of("phone", "Customer phone (0141) 4960133, asked."),
+        ["(0141) 4960133"]
+    );
+    assert_eq!(of("phone", "phone=0310527115;"), ["0310527115"]);
+    assert_eq!(
+        of("phone", "Invoice 0310527115 is due."),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_number_found_by_a_context_word_yields_to_the_longer_match_around_it() {
+    // Nine digits near "ssn" inside an international phone number.
+    let text = "phone=+49(0) 361735829; ssn=767-36-7987";
+    assert_eq!(of("phone", text), ["+49(0) 361735829"]);
+    assert_eq!(of("us-ssn", text), ["767-36-7987"]);
+}

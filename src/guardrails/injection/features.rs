@@ -73,7 +73,12 @@ struct Signals {
     reason = "the signal patterns are constants, checked by a unit test"
 )]
 static COMPILED: LazyLock<Signals> = LazyLock::new(|| {
-    let patterns: Vec<String> = SIGNALS.iter().map(|p| format!("(?i){p}")).collect();
+    // ASCII word boundaries: a Unicode `\b` keeps the set off the lazy
+    // DFA (onto the much slower PikeVM) for any text that is not ASCII.
+    let patterns: Vec<String> = SIGNALS
+        .iter()
+        .map(|p| format!("(?i){}", p.replace(r"\b", r"(?-u:\b)")))
+        .collect();
     Signals {
         set: RegexSet::new(&patterns).expect("signal patterns compile"),
         each: patterns

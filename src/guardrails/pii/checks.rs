@@ -20,9 +20,11 @@ pub(super) fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Whether a card-shaped candidate is a card number: grouping, issuer
-/// range and length, Luhn.
-pub(super) fn is_card(candidate: &str) -> bool {
+/// What a card-shaped candidate is: `None` if not a card number (grouping,
+/// 12 to 19 digits, Luhn); `Some(true)` when a known issuer issues numbers
+/// of its prefix and length; `Some(false)` for a Luhn-valid number of no
+/// known issuer (a card only where the text says so).
+pub(super) fn card(candidate: &str) -> Option<bool> {
     let mut digits = [0u8; 19];
     let mut n = 0;
     let mut groups = [0u8; 19];
@@ -31,7 +33,7 @@ pub(super) fn is_card(candidate: &str) -> bool {
     for &b in candidate.as_bytes() {
         if b.is_ascii_digit() {
             if n == digits.len() {
-                return false;
+                return None;
             }
             digits[n] = b;
             n += 1;
@@ -39,7 +41,7 @@ pub(super) fn is_card(candidate: &str) -> bool {
         } else {
             // One kind of separator, between groups.
             if separator.is_some_and(|s| s != b) {
-                return false;
+                return None;
             }
             separator = Some(b);
             g += 1;
@@ -50,7 +52,10 @@ pub(super) fn is_card(candidate: &str) -> bool {
         || matches!(groups, [4, 6, 5] | [4, 6, 4])
         || groups.iter().take(g).all(|&l| l == 4) && (1..=4).contains(&groups[g]);
     let digits = &digits[..n];
-    grouping_ok && issuer_accepts(digits) && luhn(digits)
+    if !grouping_ok || n < 12 || !luhn(digits) {
+        return None;
+    }
+    Some(n >= 13 && issuer_accepts(digits))
 }
 
 /// Whether an issuer (IIN range) issues numbers of this length.
@@ -68,7 +73,8 @@ pub(super) fn issuer_accepts(digits: &[u8]) -> bool {
     let discover =
         (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || (622_126..=622_925).contains(&p6))
             && (16..=19).contains(&len);
-    let jcb = (3528..=3589).contains(&p4) && (16..=19).contains(&len);
+    let jcb = (3528..=3589).contains(&p4) && (16..=19).contains(&len)
+        || matches!(p4, 1800 | 2131) && len == 15;
     let diners = ((300..=305).contains(&p3) || p4 == 3095 || matches!(p2, 36 | 38 | 39))
         && (14..=19).contains(&len);
     let unionpay = p2 == 62 && (16..=19).contains(&len);
