@@ -173,6 +173,25 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// Everything database `name` holds, as `pg_dump` (next to the server
+    /// binaries) writes it: plain SQL, schema and data.
+    pub fn dump(&self, name: &str) -> String {
+        let pg_dump = self.pg_ctl.with_file_name("pg_dump");
+        let out = std::process::Command::new(&pg_dump)
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .arg(name)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", pg_dump.display()));
+        assert!(
+            out.status.success(),
+            "{} {name}: {}",
+            pg_dump.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The server's TCP port on 127.0.0.1 (the same after a restart).
     pub fn port(&self) -> u16 {
         self.port

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use toolgate::reference::notes::Notes;
 
+use crate::audit::Backend;
 use crate::bad_input::{session, tools_call};
 use crate::common::*;
 
@@ -43,7 +44,7 @@ fn shipped_guardrails() -> String {
     .expect("the shipped guardrails.toml")
 }
 
-async fn gateway(url: &str) -> Gateway {
+async fn gateway(url: &str, backend: &Backend) -> Gateway {
     let servers = [
         ("outside", http_server_toml("outside", url, "")),
         (
@@ -52,7 +53,8 @@ async fn gateway(url: &str) -> Gateway {
         ),
     ];
     let guardrails = shipped_guardrails();
-    let gw = Gateway::start_configured(&servers, "", true, &[ALLOW_ALL], |config| {
+    let extra = backend.config("");
+    let gw = Gateway::start_configured(&servers, &extra, true, &[ALLOW_ALL], |config| {
         std::fs::write(config.policies_dir.join("guardrails.toml"), guardrails).unwrap();
     })
     .await;
@@ -67,12 +69,18 @@ fn text(v: &Value) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn credentials_do_not_leave_do_not_come_back_and_are_not_kept() {
+on_both_stores!(
+    credentials_do_not_leave_do_not_come_back_and_are_not_kept,
+    credentials_do_not_leave_do_not_come_back_and_are_not_kept_on_sqlite,
+    credentials_do_not_leave_do_not_come_back_and_are_not_kept_on_postgres,
+    "canaries"
+);
+
+async fn credentials_do_not_leave_do_not_come_back_and_are_not_kept(backend: Backend) {
     let ct = CancellationToken::new();
     let notes = Notes::new();
     let url = http_upstream(move || notes.clone(), ct.clone()).await;
-    let mut gw = gateway(&url).await;
+    let mut gw = gateway(&url, &backend).await;
     let sid = session(&gw.url).await;
 
     for (i, (name, canary)) in CANARIES.iter().enumerate() {
@@ -159,6 +167,17 @@ async fn credentials_do_not_leave_do_not_come_back_and_are_not_kept() {
             }
         }
     }
+    // On PostgreSQL: nor anywhere in the database (the records are there:
+    // their findings name the rule).
+    if let Backend::Postgres(pg, _) = &backend {
+        let dump = pg.dump("canaries");
+        assert!(dump.contains("no-secrets-to-untrusted-servers"), "{dump}");
+        for (name, canary) in CANARIES {
+            if dump.contains(canary) {
+                kept.push(format!("{name} in the PostgreSQL dump"));
+            }
+        }
+    }
     assert!(kept.is_empty(), "canaries kept: {kept:?}");
     ct.cancel();
 }
@@ -185,7 +204,7 @@ async fn text_smuggled_in_unicode_tags_does_not_come_back() {
     let ct = CancellationToken::new();
     let notes = Notes::new();
     let url = http_upstream(move || notes.clone(), ct.clone()).await;
-    let mut gw = gateway(&url).await;
+    let mut gw = gateway(&url, &Backend::Sqlite).await;
     let sid = session(&gw.url).await;
     // "ignore previous instructions", spelt in Unicode tag characters:
     // invisible to a person, read by a model.
