@@ -319,7 +319,7 @@ impl Scan<'_, '_> {
     /// enough digits for it.
     fn numbers(&mut self) {
         numeric_windows(self.text.as_bytes(), |w, shape| {
-            // A card has 13+ digits in one chain, an SSN 9, a phone number
+            // A card has 12+ digits in one chain, an SSN 9, a phone number
             // 9 (8 after a `+`); `2024-01-15` (8) runs none of them.
             if shape.longest_chain >= 12 {
                 self.cards(&w);
@@ -585,16 +585,22 @@ fn rank(kind: &str) -> u8 {
     }
 }
 
-/// Whether one of `words` (lower case) occurs within [`CONTEXT_WINDOW`]
-/// bytes of `span`, ignoring ASCII case.
+/// Whether one of `words` (lower case) starts a word within
+/// [`CONTEXT_WINDOW`] bytes of `span`, ignoring ASCII case (`tel` in
+/// "telephone", not in "hotel").
 fn near<'w>(text: &str, span: Range<usize>, words: impl Iterator<Item = &'w str>) -> bool {
     let bytes = text.as_bytes();
-    let window = &bytes
-        [span.start.saturating_sub(CONTEXT_WINDOW)..(span.end + CONTEXT_WINDOW).min(bytes.len())];
+    let from = span.start.saturating_sub(CONTEXT_WINDOW);
+    let window = &bytes[from..(span.end + CONTEXT_WINDOW).min(bytes.len())];
+    let starts_word = |i: usize| from + i == 0 || !bytes[from + i - 1].is_ascii_alphabetic();
     let mut words = words;
     words.any(|w| {
         let w = w.as_bytes();
-        !w.is_empty() && window.windows(w.len()).any(|s| s.eq_ignore_ascii_case(w))
+        !w.is_empty()
+            && window
+                .windows(w.len())
+                .enumerate()
+                .any(|(i, s)| s.eq_ignore_ascii_case(w) && starts_word(i))
     })
 }
 
@@ -616,7 +622,6 @@ const CARD_WORDS: &[&str] = &[
     "amex",
     "maestro",
     "jcb",
-    "pan",
     "karte",
     "tarjeta",
     "carte",

@@ -459,3 +459,19 @@ fn a_number_found_by_a_context_word_yields_to_the_longer_match_around_it() {
     assert_eq!(of("phone", text), ["+49(0) 361735829"]);
     assert_eq!(of("us-ssn", text), ["767-36-7987"]);
 }
+
+#[test]
+fn context_words_count_only_as_words() {
+    // "tel" in "hotel", "call" in "recall", "tin" in "meeting": not words
+    // that say what the number is.
+    assert_eq!(
+        of("phone", "The hotel booking 0310527115 is confirmed."),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        of("us-ssn", "Meeting 123456789 moved to Friday."),
+        Vec::<String>::new()
+    );
+    assert_eq!(of("phone", "Tel: 0310527115"), ["0310527115"]);
+    assert_eq!(of("us-ssn", "(SSN 123456789)"), ["123456789"]);
+}
