@@ -62,6 +62,9 @@ fn main() {
     if wanted("cost") {
         cost(&set, &data);
     }
+    if wanted("call") {
+        call(&set);
+    }
 }
 
 /// The venv's python and the data directory, from the install script.
@@ -388,5 +391,46 @@ fn cost(set: &Set, data: &Path) {
             std::hint::black_box(model.score(p));
         }),
     );
+    println!();
+}
+
+/// What the inspect stages cost one small tool call (the gateway bench's
+/// echo call: 64 bytes in, the same back), both ways, as the pipeline
+/// runs them.
+fn call(set: &Set) {
+    use serde_json::json;
+    use toolgate::call::Inspected;
+    use toolgate::config::ServerFacts;
+    use toolgate::guardrails::cases::judge;
+    let message: String = "toolgate-bench ".chars().cycle().take(64).collect();
+    let call = Inspected {
+        kind: "tool",
+        name: "echo__echo".into(),
+        server: Some(ServerFacts {
+            name: "echo".into(),
+            trusted: true,
+            ..Default::default()
+        }),
+    };
+    let input = json!({ "message": message });
+    let output = json!({"content": [{"type": "text", "text": message}], "isError": false});
+    let once = || {
+        let (a, _) = judge(set, &call, Direction::Input, &mut input.clone());
+        let (b, _) = judge(set, &call, Direction::Output, &mut output.clone());
+        std::hint::black_box((a, b));
+    };
+    for _ in 0..2_000 {
+        once();
+    }
+    let rounds = 20_000;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        once();
+    }
+    let per_call = t.elapsed().as_secs_f64() / f64::from(rounds);
+    println!("## One small call (64-byte echo, inspected in and out)\n");
+    println!("| | µs per call |");
+    println!("|---|---:|");
+    println!("| guardrails, both ways | {:.1} |", per_call * 1e6);
     println!();
 }

@@ -41,6 +41,9 @@ pub struct Gateway {
     /// The guardrails in force (`policies/guardrails.toml`), when there
     /// are any: also the pipeline's first inspector.
     pub guardrails: Option<Arc<Guardrails>>,
+    /// Without guardrails, the secret rules alone that mask what the audit
+    /// trail keeps (reloaded with the rule files).
+    pub audit_mask: Option<Arc<Guardrails>>,
 }
 
 impl Gateway {
@@ -59,12 +62,15 @@ impl Gateway {
         // What the audit trail keeps is masked by the guardrails in force
         // (reloaded in place), or without them by the secret rules alone:
         // never by no detector at all.
-        let masker: Arc<dyn crate::audit::redact::Mask> = match &guardrails {
-            Some(guardrails) => guardrails.clone(),
-            None => Arc::new(Guardrails::new(
-                crate::guardrails::load::secrets_only(&config.policies_dir)
-                    .map_err(StartError::Guardrails)?,
-            )),
+        let (masker, audit_mask): (Arc<dyn crate::audit::redact::Mask>, _) = match &guardrails {
+            Some(guardrails) => (guardrails.clone(), None),
+            None => {
+                let mask = Arc::new(Guardrails::new(
+                    crate::guardrails::load::secrets_only(&config.policies_dir)
+                        .map_err(StartError::Guardrails)?,
+                ));
+                (mask.clone(), Some(mask))
+            }
         };
         audit.set_mask(masker);
         let inspectors = guardrails
@@ -98,6 +104,7 @@ impl Gateway {
             shutdown,
             issuers,
             guardrails,
+            audit_mask,
         });
         tokio::spawn(tasks::policy_task(Arc::downgrade(&gw)));
         Ok(gw)

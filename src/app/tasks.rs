@@ -37,6 +37,8 @@ pub(super) async fn policy_task(gw: std::sync::Weak<Gateway>) {
         }
         if let Some(guardrails) = &gw.guardrails {
             reload_guardrails(&gw, guardrails, &mut guardrails_refused).await;
+        } else if let Some(mask) = &gw.audit_mask {
+            reload_audit_mask(&gw, mask, &mut guardrails_refused).await;
         }
         let old = gw.pipeline.policies.current();
         let mut record = crate::audit::Record::new(crate::audit::Kind::PolicyReload);
@@ -112,6 +114,46 @@ pub(super) async fn flush_last_used(keys: Arc<ApiKeys>, stop: CancellationToken)
             return;
         }
     }
+}
+
+/// Without guardrails: reload the secret rules that mask the audit trail
+/// if their files changed (a rule file with errors is refused whole, the
+/// rules in force stay), and the audit trail says so.
+async fn reload_audit_mask(
+    gw: &Gateway,
+    mask: &crate::guardrails::Guardrails,
+    refused: &mut Option<[u8; 32]>,
+) {
+    use crate::guardrails::load::{self, Reload};
+    let dir = &gw.config.policies_dir;
+    let mut record = crate::audit::Record::new(crate::audit::Kind::PolicyReload);
+    match load::reload_secrets_only_if_changed(mask, dir, refused) {
+        Reload::Unchanged => return,
+        Reload::Swapped => {
+            if dir.join(load::POLICY_FILE).is_file() {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "guardrails.toml appeared: calls are inspected only after a restart"
+                );
+            }
+            let set = mask.current();
+            tracing::info!(dir = %dir.display(), "audit masking rules reloaded");
+            record.outcome = Some("ok");
+            record.detail = Some(serde_json::json!({
+                "audit_mask": { "digest": crate::util::digest::hex(&set.digest) }
+            }));
+        }
+        Reload::Refused(errors) => {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            tracing::error!(
+                ?errors,
+                "audit masking rules not reloaded: the rules in force stay"
+            );
+            record.outcome = Some("refused");
+            record.detail = Some(serde_json::json!({ "audit_mask": { "errors": errors } }));
+        }
+    }
+    gw.pipeline.audit.submit(record).await;
 }
 
 /// Reload the guardrails if their files changed; a set with errors is

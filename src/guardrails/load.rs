@@ -194,6 +194,34 @@ pub fn reload_if_changed(
     }
 }
 
+/// Without guardrails: reload the secret rules that mask the audit trail
+/// (see [`secrets_only`]) if the files changed; rule files with errors
+/// are refused whole and the rules in force stay.
+pub fn reload_secrets_only_if_changed(
+    mask: &Guardrails,
+    dir: &Path,
+    refused: &mut Option<[u8; 32]>,
+) -> Reload {
+    let digest = match read(dir) {
+        Ok(files) => files.digest,
+        Err(errors) => return Reload::Refused(errors),
+    };
+    if digest == mask.current().digest || Some(digest) == *refused {
+        return Reload::Unchanged;
+    }
+    match secrets_only(dir) {
+        Ok(set) => {
+            *refused = None;
+            mask.replace(set);
+            Reload::Swapped
+        }
+        Err(errors) => {
+            *refused = Some(digest);
+            Reload::Refused(errors)
+        }
+    }
+}
+
 /// The guardrails files of a policies directory, and their digest.
 struct Files {
     policy: Option<(PathBuf, String)>,

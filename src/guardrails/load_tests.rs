@@ -278,3 +278,46 @@ fn redactor_cost() {
     )));
     time("guardrails (secrets, pii, hidden)", &redactor);
 }
+
+#[test]
+fn without_guardrails_toml_the_masking_rules_reload_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mask = Arc::new(Guardrails::new(secrets_only(dir.path()).expect("shipped")));
+    let redactor = redactor(mask.clone());
+    let mut refused = None;
+    assert!(matches!(
+        reload_secrets_only_if_changed(&mask, dir.path(), &mut refused),
+        Reload::Unchanged
+    ));
+    let token = "acme_tok_0123456789abcdefghijklmn";
+    assert_eq!(redactor.text(token), token, "not a known format yet");
+
+    // A rule file added while running: the same masker takes it.
+    std::fs::create_dir(dir.path().join(RULES_DIR)).expect("mkdir");
+    std::fs::write(dir.path().join(RULES_DIR).join("acme.toml"), ACME).expect("write");
+    assert!(matches!(
+        reload_secrets_only_if_changed(&mask, dir.path(), &mut refused),
+        Reload::Swapped
+    ));
+    assert_eq!(redactor.text(token), "[REDACTED:acme-internal-token]");
+
+    // A broken one is refused whole, once; the rules in force stay.
+    std::fs::write(
+        dir.path().join(RULES_DIR).join("bad.toml"),
+        "[[rule]]\nid = \"bad\"\nregex = '''(unclosed'''\nkeywords = [\"x\"]\nexamples = [\"x\"]\n",
+    )
+    .expect("write");
+    let Reload::Refused(errors) = reload_secrets_only_if_changed(&mask, dir.path(), &mut refused)
+    else {
+        panic!("a broken rule file was taken")
+    };
+    assert!(
+        errors.iter().any(|e| e.to_string().contains("bad.toml:")),
+        "{errors:?}"
+    );
+    assert!(matches!(
+        reload_secrets_only_if_changed(&mask, dir.path(), &mut refused),
+        Reload::Unchanged
+    ));
+    assert_eq!(redactor.text(token), "[REDACTED:acme-internal-token]");
+}

@@ -174,9 +174,14 @@ impl PgServer {
     }
 
     /// Everything database `name` holds, as `pg_dump` (next to the server
-    /// binaries) writes it: plain SQL, schema and data.
+    /// binaries, or on the PATH) writes it: plain SQL, schema and data.
     pub fn dump(&self, name: &str) -> String {
-        let pg_dump = self.pg_ctl.with_file_name("pg_dump");
+        let beside = self.pg_ctl.with_file_name("pg_dump");
+        let pg_dump = if beside.is_file() {
+            beside
+        } else {
+            PathBuf::from("pg_dump")
+        };
         let out = std::process::Command::new(&pg_dump)
             .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
             .arg(self.port.to_string())
