@@ -36,9 +36,9 @@ pub(super) async fn policy_task(gw: std::sync::Weak<Gateway>) {
             return;
         }
         if let Some(guardrails) = &gw.guardrails {
-            reload_guardrails(&gw, guardrails, &mut guardrails_refused).await;
+            reload_guardrails(&gw, guardrails, false, &mut guardrails_refused).await;
         } else if let Some(mask) = &gw.audit_mask {
-            reload_audit_mask(&gw, mask, &mut guardrails_refused).await;
+            reload_guardrails(&gw, mask, true, &mut guardrails_refused).await;
         }
         let old = gw.pipeline.policies.current();
         let mut record = crate::audit::Record::new(crate::audit::Kind::PolicyReload);
@@ -116,75 +116,50 @@ pub(super) async fn flush_last_used(keys: Arc<ApiKeys>, stop: CancellationToken)
     }
 }
 
-/// Without guardrails: reload the secret rules that mask the audit trail
-/// if their files changed (a rule file with errors is refused whole, the
-/// rules in force stay), and the audit trail says so.
-async fn reload_audit_mask(
+/// Reload the guardrails if their files changed, or without guardrails
+/// (`mask_only`) the secret rules that mask the audit trail; a set with
+/// errors is refused whole (the one in force stays), and either way the
+/// audit trail says so.
+async fn reload_guardrails(
     gw: &Gateway,
-    mask: &crate::guardrails::Guardrails,
+    guardrails: &crate::guardrails::Guardrails,
+    mask_only: bool,
     refused: &mut Option<[u8; 32]>,
 ) {
     use crate::guardrails::load::{self, Reload};
     let dir = &gw.config.policies_dir;
+    let (key, what, outcome) = if mask_only {
+        let outcome = load::reload_secrets_only_if_changed(guardrails, dir, refused);
+        ("audit_mask", "audit masking rules", outcome)
+    } else {
+        let outcome = load::reload_if_changed(guardrails, dir, refused);
+        ("guardrails", "guardrails", outcome)
+    };
     let mut record = crate::audit::Record::new(crate::audit::Kind::PolicyReload);
-    match load::reload_secrets_only_if_changed(mask, dir, refused) {
+    match outcome {
         Reload::Unchanged => return,
         Reload::Swapped => {
-            if dir.join(load::POLICY_FILE).is_file() {
+            if mask_only && dir.join(load::POLICY_FILE).is_file() {
                 tracing::warn!(
                     dir = %dir.display(),
                     "guardrails.toml appeared: calls are inspected only after a restart"
                 );
             }
-            let set = mask.current();
-            tracing::info!(dir = %dir.display(), "audit masking rules reloaded");
-            record.outcome = Some("ok");
-            record.detail = Some(serde_json::json!({
-                "audit_mask": { "digest": crate::util::digest::hex(&set.digest) }
-            }));
-        }
-        Reload::Refused(errors) => {
-            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            tracing::error!(
-                ?errors,
-                "audit masking rules not reloaded: the rules in force stay"
-            );
-            record.outcome = Some("refused");
-            record.detail = Some(serde_json::json!({ "audit_mask": { "errors": errors } }));
-        }
-    }
-    gw.pipeline.audit.submit(record).await;
-}
-
-/// Reload the guardrails if their files changed; a set with errors is
-/// refused whole (the set in force stays), and either way the audit trail
-/// says so.
-async fn reload_guardrails(
-    gw: &Gateway,
-    guardrails: &crate::guardrails::Guardrails,
-    refused: &mut Option<[u8; 32]>,
-) {
-    use crate::guardrails::load::{self, Reload};
-    let dir = &gw.config.policies_dir;
-    let mut record = crate::audit::Record::new(crate::audit::Kind::PolicyReload);
-    match load::reload_if_changed(guardrails, dir, refused) {
-        Reload::Unchanged => return,
-        Reload::Swapped => {
             let set = guardrails.current();
-            tracing::info!(rules = set.policy().rules.len(), dir = %dir.display(), "guardrails reloaded");
+            let rules = set.policy().rules.len();
+            tracing::info!(rules, dir = %dir.display(), "{what} reloaded");
+            let mut detail = serde_json::json!({ "digest": crate::util::digest::hex(&set.digest) });
+            if !mask_only {
+                detail["rules"] = rules.into();
+            }
             record.outcome = Some("ok");
-            record.detail = Some(serde_json::json!({
-                "guardrails": {
-                    "rules": set.policy().rules.len(),
-                    "digest": crate::util::digest::hex(&set.digest),
-                }
-            }));
+            record.detail = Some(serde_json::json!({ key: detail }));
         }
         Reload::Refused(errors) => {
             let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            tracing::error!(?errors, "guardrails not reloaded: the set in force stays");
+            tracing::error!(?errors, "{what} not reloaded: the ones in force stay");
             record.outcome = Some("refused");
-            record.detail = Some(serde_json::json!({ "guardrails": { "errors": errors } }));
+            record.detail = Some(serde_json::json!({ key: { "errors": errors } }));
         }
     }
     gw.pipeline.audit.submit(record).await;

@@ -2,7 +2,6 @@
 //! cases in `policies/tests/*.toml`) and `toolgate policy explain` (one
 //! question from the command line) share this.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -301,88 +300,25 @@ pub fn explanation(decision: &Decision, policies: &Policies) -> Value {
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CaseFile {
-    #[serde(default)]
-    case: Vec<Case>,
-}
-
 /// What `policy test` found.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub passed: usize,
-    /// (file, case name, why) for each failure or unreadable case/file.
-    pub failed: Vec<(PathBuf, String, String)>,
+pub use crate::util::cases::Report;
+
+impl crate::util::cases::Named for Case {
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// The test files to run: `files`, or every `*.toml` in `policies/tests/`.
 pub fn test_files(policies_dir: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
-    if !files.is_empty() {
-        return files.to_vec();
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(policies_dir.join("tests"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
+    crate::util::cases::files(&policies_dir.join("tests"), files)
 }
 
 /// Run every case of every file.
 pub fn run_tests(policies: &Policies, servers: &[ServerConfig], files: &[PathBuf]) -> Report {
-    let mut report = Report::default();
-    for file in files {
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            Err(e) => {
-                report
-                    .failed
-                    .push((file.clone(), String::new(), format!("cannot read: {e}")));
-                continue;
-            }
-        };
-        let parsed: CaseFile = match toml::from_str(&text) {
-            Ok(p) => p,
-            Err(e) => {
-                report
-                    .failed
-                    .push((file.clone(), String::new(), e.to_string()));
-                continue;
-            }
-        };
-        if parsed.case.is_empty() {
-            report.failed.push((
-                file.clone(),
-                String::new(),
-                "no [[case]] in this file".into(),
-            ));
-        }
-        let mut names = BTreeMap::new();
-        for (i, case) in parsed.case.iter().enumerate() {
-            let name = if case.name.is_empty() {
-                format!("case {}", i + 1)
-            } else {
-                case.name.clone()
-            };
-            if names.insert(name.clone(), ()).is_some() {
-                report
-                    .failed
-                    .push((file.clone(), name, "two cases have this name".into()));
-                continue;
-            }
-            match case.decide(policies, servers).and_then(|d| case.check(&d)) {
-                Ok(()) => report.passed += 1,
-                Err(why) => report.failed.push((file.clone(), name, why)),
-            }
-        }
-    }
-    report
+    crate::util::cases::run(files, |case: &Case| {
+        case.decide(policies, servers).and_then(|d| case.check(&d))
+    })
 }
 
 #[cfg(test)]

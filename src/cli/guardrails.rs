@@ -316,20 +316,7 @@ fn test(set: &Set, policies_dir: &Path, files: &[PathBuf]) -> anyhow::Result<Exi
         return Ok(ExitCode::FAILURE);
     }
     let report = cases::run_tests(set, &files);
-    for (file, name, why) in &report.failed {
-        eprintln!("FAIL {}: {name}: {why}", file.display());
-    }
-    eprintln!(
-        "guardrails tests: {} passed, {} failed ({} file(s))",
-        report.passed,
-        report.failed.len(),
-        files.len()
-    );
-    Ok(if report.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(super::print_test_report("guardrails", &report, files.len()))
 }
 
 /// Each labelled text's highest score (of `detector`'s findings, or of

@@ -113,6 +113,24 @@ pub fn load(config: Option<&Path>) -> Result<Config, ExitCode> {
     })
 }
 
+/// A table-test run's failures and summary (`policy test`, `guardrails
+/// test`), on stderr; failure when any case failed.
+fn print_test_report(what: &str, report: &toolgate::util::cases::Report, files: usize) -> ExitCode {
+    for (file, name, why) in &report.failed {
+        eprintln!("FAIL {}: {name}: {why}", file.display());
+    }
+    eprintln!(
+        "{what} tests: {} passed, {} failed ({files} file(s))",
+        report.passed,
+        report.failed.len(),
+    );
+    if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// Command output (stdout is ours outside `stdio`).
 fn println_stdout(line: &str) {
     use std::io::Write as _;

@@ -88,20 +88,7 @@ pub fn run(config: Option<&Path>, command: &PolicyCommand) -> anyhow::Result<Exi
                 return Ok(ExitCode::FAILURE);
             }
             let report = cases::run_tests(&policies, &config.servers, &files);
-            for (file, name, why) in &report.failed {
-                eprintln!("FAIL {}: {name}: {why}", file.display());
-            }
-            eprintln!(
-                "policy tests: {} passed, {} failed ({} file(s))",
-                report.passed,
-                report.failed.len(),
-                files.len()
-            );
-            Ok(if report.failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(super::print_test_report("policy", &report, files.len()))
         }
         PolicyCommand::Explain {
             subject,

@@ -34,13 +34,6 @@ pub const TESTS_DIR: &str = "tests/guardrails";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CaseFile {
-    #[serde(default)]
-    case: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Case {
     #[serde(default)]
     name: String,
@@ -87,68 +80,22 @@ pub enum Outcome {
 }
 
 /// What a run of the cases came to.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub passed: usize,
-    /// (file, case name, why) for each failure or unreadable case or file.
-    pub failed: Vec<(PathBuf, String, String)>,
+pub use crate::util::cases::Report;
+
+impl crate::util::cases::Named for Case {
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// The case files: `files`, or every `*.toml` in `policies/tests/guardrails/`.
 pub fn test_files(policies_dir: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
-    if !files.is_empty() {
-        return files.to_vec();
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(policies_dir.join(TESTS_DIR))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
+    crate::util::cases::files(&policies_dir.join(TESTS_DIR), files)
 }
 
 /// Run every case of every file against `set`.
 pub fn run_tests(set: &Set, files: &[PathBuf]) -> Report {
-    let mut report = Report::default();
-    for file in files {
-        let parsed = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|text| toml::from_str::<CaseFile>(&text).map_err(|e| e.to_string()));
-        let parsed = match parsed {
-            Ok(parsed) => parsed,
-            Err(why) => {
-                report.failed.push((file.clone(), String::new(), why));
-                continue;
-            }
-        };
-        if parsed.case.is_empty() {
-            let why = "no [[case]] in this file".to_string();
-            report.failed.push((file.clone(), String::new(), why));
-        }
-        let mut names = BTreeSet::new();
-        for (i, case) in parsed.case.iter().enumerate() {
-            let name = if case.name.is_empty() {
-                format!("case {}", i + 1)
-            } else {
-                case.name.clone()
-            };
-            if !names.insert(name.clone()) {
-                let why = "two cases have this name".to_string();
-                report.failed.push((file.clone(), name, why));
-                continue;
-            }
-            match case.check(set) {
-                Ok(()) => report.passed += 1,
-                Err(why) => report.failed.push((file.clone(), name, why)),
-            }
-        }
-    }
-    report
+    crate::util::cases::run(files, |case: &Case| case.check(set))
 }
 
 impl Case {

@@ -164,55 +164,49 @@ pub fn reload_if_changed(
     dir: &Path,
     refused: &mut Option<[u8; 32]>,
 ) -> Reload {
-    let digest = match read(dir) {
-        Ok(files) => files.digest,
-        Err(errors) => return Reload::Refused(errors),
-    };
-    if digest == guardrails.current().digest || Some(digest) == *refused {
-        return Reload::Unchanged;
-    }
-    match load(dir) {
-        Ok(Some(set)) => {
-            *refused = None;
-            guardrails.replace(set);
-            Reload::Swapped
-        }
-        Ok(None) => {
-            *refused = Some(digest);
-            Reload::Refused(vec![PolicyError {
-                file: display(&dir.join(POLICY_FILE)),
-                line: 0,
-                message: "guardrails.toml is gone: the guardrails in force stay until a restart \
-                          (put it back, or restart to run without guardrails)"
-                    .into(),
-            }])
-        }
-        Err(errors) => {
-            *refused = Some(digest);
-            Reload::Refused(errors)
-        }
-    }
+    reload_with(guardrails, dir, refused, |dir| match load(dir) {
+        Ok(Some(set)) => Ok(set),
+        Ok(None) => Err(vec![PolicyError {
+            file: display(&dir.join(POLICY_FILE)),
+            line: 0,
+            message: "guardrails.toml is gone: the guardrails in force stay until a restart \
+                      (put it back, or restart to run without guardrails)"
+                .into(),
+        }]),
+        Err(errors) => Err(errors),
+    })
 }
 
 /// Without guardrails: reload the secret rules that mask the audit trail
-/// (see [`secrets_only`]) if the files changed; rule files with errors
-/// are refused whole and the rules in force stay.
+/// (see [`secrets_only`]) the same way.
 pub fn reload_secrets_only_if_changed(
     mask: &Guardrails,
     dir: &Path,
     refused: &mut Option<[u8; 32]>,
 ) -> Reload {
+    reload_with(mask, dir, refused, secrets_only)
+}
+
+/// Build a set from `dir` with `build` and swap it into `into` when the
+/// files' digest differs from the set in force and from the last refused
+/// one; a set with errors is refused whole and the one in force stays.
+fn reload_with(
+    into: &Guardrails,
+    dir: &Path,
+    refused: &mut Option<[u8; 32]>,
+    build: impl FnOnce(&Path) -> Result<Set, Vec<PolicyError>>,
+) -> Reload {
     let digest = match read(dir) {
         Ok(files) => files.digest,
         Err(errors) => return Reload::Refused(errors),
     };
-    if digest == mask.current().digest || Some(digest) == *refused {
+    if digest == into.current().digest || Some(digest) == *refused {
         return Reload::Unchanged;
     }
-    match secrets_only(dir) {
+    match build(dir) {
         Ok(set) => {
             *refused = None;
-            mask.replace(set);
+            into.replace(set);
             Reload::Swapped
         }
         Err(errors) => {
