@@ -20,7 +20,7 @@
 //! | 8 | `admin` | the admin API and the approver page |
 //! | 7 | `mcp` | the MCP front end (ingress, catalog, views) and the upstream side |
 //! | 6 | `pipeline` | the spine: the ordered stages every call runs through |
-//! | 5 | `approvals` | stage 5: approval requests, decisions, notifications |
+//! | 5 | `approvals`, `integrity` | stage 5: approval requests, decisions, notifications; tool integrity: pinned definitions, the poisoning lint, toxic flows |
 //! | 4 | `authenticate`, `authorize`, `guardrails` | stage 1 (who is calling), stage 3 (Cedar policies), stages 4 and 8 (what a call carries) |
 //! | 3 | `audit` | stages 6 and 9: the tamper-evident audit trail |
 //! | 2 | `call`, `storage` | the shared call vocabulary; the database |
@@ -39,6 +39,7 @@ pub mod authorize;
 pub mod call;
 pub mod config;
 pub mod guardrails;
+pub mod integrity;
 pub mod mcp;
 pub mod pipeline;
 pub mod reference;

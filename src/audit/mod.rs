@@ -64,6 +64,15 @@ pub enum Kind {
     ApprovalRequested,
     /// An approver approved or denied a request.
     ApprovalDecided,
+    /// A tool's definition was pinned when first seen (`pin = "first-use"`).
+    ToolPinned,
+    /// A tool was held back: its definition changed, is new to a reviewing
+    /// server, or the poisoning lint flagged it.
+    ToolQuarantined,
+    /// A reviewer approved a tool's definition: it is the tool's pin.
+    ToolReleased,
+    /// A reviewer rejected a tool's definition.
+    ToolRejected,
 }
 
 impl Kind {
@@ -79,6 +88,10 @@ impl Kind {
             Kind::Pruned => "pruned",
             Kind::ApprovalRequested => "approval_requested",
             Kind::ApprovalDecided => "approval_decided",
+            Kind::ToolPinned => "tool_pinned",
+            Kind::ToolQuarantined => "tool_quarantined",
+            Kind::ToolReleased => "tool_released",
+            Kind::ToolRejected => "tool_rejected",
         }
     }
 }

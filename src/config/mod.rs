@@ -25,6 +25,7 @@ mod audit;
 pub mod auth;
 pub mod egress;
 mod forward;
+pub mod integrity;
 mod raw;
 pub mod secret;
 mod servers;
@@ -40,6 +41,7 @@ pub use audit::AuditConfig;
 pub use auth::{AuthConfig, IssuerConfig, Provider};
 pub use egress::{HostResolver, UpstreamUrl};
 pub use forward::{ForwardConfig, MAX_FORWARD_BATCH};
+pub use integrity::{IntegrityConfig, Labels, LintMode, PinMode};
 pub use secret::Secret;
 pub use servers::{
     MAX_SERVER_NAME, ServerConfig, ServerFacts, ToolFilter, Transport, glob_match,

@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub call_timeout: Duration,
     /// What policies know of it (`Server` attributes: tags, env, trusted).
     pub facts: ServerFacts,
+    /// How its tool definitions are pinned and linted, and its tools'
+    /// flow labels (`[integrity]`).
+    pub integrity: super::IntegrityConfig,
     /// The file this server was declared in (for messages).
     pub file: PathBuf,
 }
@@ -145,6 +148,8 @@ struct RawServer {
     timeouts: RawTimeouts,
     #[serde(default)]
     policy: RawServerPolicy,
+    #[serde(default)]
+    integrity: super::integrity::RawIntegrity,
 }
 
 /// `[policy]` in a server file: what policies know of the server.
@@ -402,6 +407,7 @@ fn validate_server(
         raw.timeouts.call.as_deref(),
         DEFAULT_CALL_TIMEOUT,
     );
+    let integrity = super::integrity::validate(raw.integrity, report);
     if report.errors.len() > before {
         return None;
     }
@@ -423,6 +429,7 @@ fn validate_server(
             env: raw.policy.env.unwrap_or_default(),
             trusted: raw.policy.trusted,
         },
+        integrity,
         file: file.to_path_buf(),
     })
 }

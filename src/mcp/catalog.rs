@@ -312,6 +312,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             call_timeout: Duration::from_secs(1),
             facts: Default::default(),
+            integrity: Default::default(),
             file: format!("servers/{name}.toml").into(),
         }
     }

@@ -241,6 +241,7 @@ fn the_spine_and_its_stages_know_no_protocol() {
         "authorize",
         "guardrails",
         "approvals",
+        "integrity",
         "audit",
     ]
     .into_iter()
