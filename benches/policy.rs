@@ -166,10 +166,12 @@ fn main() {
                     name: &name,
                     server: &facts[i % a.servers],
                     annotations: writes,
+                    labels: toolgate::config::Labels::NONE,
                 },
                 args: Some(&args_map),
                 request_id: "bench",
                 findings: &[],
+                touched: toolgate::config::Labels::NONE,
             };
             let t = Instant::now();
             let d = if remembered {
@@ -224,6 +226,7 @@ fn main() {
                 name: &tool.name,
                 server: &facts[*server],
                 annotations: *annotations,
+                labels: toolgate::config::Labels::NONE,
             })
             .collect();
         let visible = policies.visible(&caller, &targets);

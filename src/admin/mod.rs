@@ -101,6 +101,7 @@ fn may_not_administer(admin: &Admin, caller: &Caller, area: &str) -> Option<Resp
         args: Some(&Map::new()),
         request_id: "admin",
         findings: &[],
+        touched: crate::config::Labels::NONE,
     });
     (!decision.allowed).then(|| {
         refuse(

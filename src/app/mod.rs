@@ -93,10 +93,28 @@ impl Gateway {
             admission: Arc::new(InFlight::new(config.max_in_flight_calls)),
             // Filled from config by the guardrails (none yet).
             inspectors,
+            flows: crate::integrity::Flows::with_capacity(
+                (4 * config.http.max_sessions).max(crate::integrity::flows::MAX_FLOWS),
+            ),
         });
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();
-        let mcp = McpState::start(config.clone(), pipeline.clone(), &shutdown);
+        // The lint reads definitions with the guardrails' injection model,
+        // or the shipped one when guardrails are off.
+        let injection = match guardrails
+            .as_ref()
+            .and_then(|g| g.current().injection().cloned())
+        {
+            Some(injection) => Some(injection),
+            None => crate::guardrails::injection::Model::shipped()
+                .map(crate::guardrails::injection::Injection::new)
+                .map_err(|e| StartError::HttpClient(format!("the shipped injection model: {e}")))
+                .map(Some)?,
+        };
+        let integrity = Arc::new(crate::integrity::Integrity::new(
+            crate::integrity::Linter::new(injection),
+        ));
+        let mcp = McpState::start(config.clone(), pipeline.clone(), integrity, &shutdown);
         let gw = Arc::new(Gateway {
             config,
             pipeline,

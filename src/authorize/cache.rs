@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cedar_policy::{Entities, EntityUid};
 
 use crate::call::Caller;
+use crate::config::Labels;
 
 use super::context::{self, ArgsUse};
 use super::index::Slice;
@@ -44,6 +45,8 @@ pub(super) struct DecisionKey {
     target: String,
     server: Option<ServerFacts>,
     annotations: Option<(bool, bool, bool, bool)>,
+    /// A tool's flow labels and what its session has touched.
+    flow: (Labels, Labels),
     /// The arguments as JSON; `None`: a listing.
     args: Option<String>,
 }
@@ -62,6 +65,10 @@ impl DecisionKey {
                 }
                 Some(json)
             }
+        };
+        let flow_labels = match &query.target {
+            Target::Tool { labels, .. } => *labels,
+            _ => Labels::NONE,
         };
         let (target, annotations) = match &query.target {
             Target::Tool {
@@ -86,6 +93,7 @@ impl DecisionKey {
             target,
             server: query.target.server().cloned(),
             annotations,
+            flow: (flow_labels, query.touched),
             args,
         })
     }
@@ -138,6 +146,7 @@ mod tests {
             target: "t".into(),
             server: None,
             annotations: None,
+            flow: (Labels::NONE, Labels::NONE),
             args: None,
         };
         let hot = Decision::error("hot".into());

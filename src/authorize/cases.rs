@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{Annotations, Decision, Policies, Query, ServerFacts, Target};
 use crate::call::{Caller, Credential};
-use crate::config::ServerConfig;
+use crate::config::{Labels, ServerConfig};
 
 /// One written-down question, and (for tests) its expected answer.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -34,6 +34,12 @@ pub struct Case {
     /// (`context.findings`): `["secrets", "secrets:github-pat-classic"]`.
     #[serde(default)]
     pub findings: Vec<String>,
+    /// The tool's flow labels (`context.labels`): `["public_sink"]`.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// What the session has touched so far (`context.session.touched`).
+    #[serde(default)]
+    pub touched: Vec<String>,
     #[serde(default)]
     pub listing: bool,
     pub client_ip: Option<IpAddr>,
@@ -104,6 +110,16 @@ fn credential(name: &str) -> Result<Credential, String> {
     })
 }
 
+fn parse_labels(key: &str, names: &[String]) -> Result<Labels, String> {
+    names.iter().try_fold(Labels::NONE, |set, name| {
+        Labels::parse(name).map(|l| set.union(l)).ok_or_else(|| {
+            format!(
+                "{key}: unknown label `{name}`: use private_data, untrusted_content or public_sink"
+            )
+        })
+    })
+}
+
 impl Case {
     /// Ask the policies; `servers` supplies servers' `[policy]` facts.
     /// Why not stays a string: it is shown with the case to a person.
@@ -137,6 +153,8 @@ impl Case {
             ..Caller::new(self.principal.subject.clone(), cred)
         };
         let facts = self.facts(servers)?;
+        let labels = parse_labels("labels", &self.labels)?;
+        let touched = parse_labels("touched", &self.touched)?;
         let targets = [
             self.tool.is_some(),
             self.resource.is_some(),
@@ -160,6 +178,7 @@ impl Case {
                 name: tool,
                 server: need_facts()?,
                 annotations: self.annotations.unwrap_or_default().declared(),
+                labels,
             },
             (_, Some(uri), ..) => Target::Resource {
                 uri,
@@ -192,6 +211,7 @@ impl Case {
             args,
             request_id: "policy-cli",
             findings: &self.findings,
+            touched,
         }))
     }
 

@@ -143,6 +143,10 @@ pub(super) struct ContextUse {
     pub(super) client_ip: bool,
     pub(super) request_id: bool,
     pub(super) findings: bool,
+    /// `context.labels` (a tool's flow labels).
+    pub(super) labels: bool,
+    /// `context.session` (what the call's session has touched).
+    pub(super) session: bool,
     pub(super) args: ArgsUse,
 }
 
@@ -157,6 +161,8 @@ impl ContextUse {
             client_ip: reads("client_ip"),
             request_id: reads("request_id"),
             findings: reads("findings"),
+            labels: reads("labels"),
+            session: reads("session"),
             args: if found.whole || found.whole_args {
                 ArgsUse::All
             } else {
@@ -202,12 +208,20 @@ impl ContextReads {
 
     /// Whether it reads what changes from one call to the next for the
     /// same caller and target: the arguments, the clock, the request id,
-    /// the guardrails' findings.
+    /// the guardrails' findings, the session's flow (and the flow labels,
+    /// which policy tests vary for one tool).
     pub(super) fn varies(&self) -> bool {
         self.whole
-            || ["args", "time", "request_id", "findings"]
-                .iter()
-                .any(|a| self.attrs.contains(*a))
+            || [
+                "args",
+                "time",
+                "request_id",
+                "findings",
+                "session",
+                "labels",
+            ]
+            .iter()
+            .any(|a| self.attrs.contains(*a))
     }
 
     fn visit(&mut self, node: &Value) {
@@ -293,6 +307,7 @@ pub(super) fn context(
         Target::Tool {
             server,
             annotations,
+            labels,
             ..
         } => {
             let believed = annotations.believed(server.trusted);
@@ -300,6 +315,17 @@ pub(super) fn context(
             context.push(("args".into(), self::args(args, &uses.args)?));
             if uses.findings {
                 context.push(("findings".into(), findings(query.findings)));
+            }
+            if uses.labels {
+                context.push(("labels".into(), self::labels(*labels)));
+            }
+            if uses.session {
+                let touched = RestrictedExpression::new_record([(
+                    "touched".to_string(),
+                    self::labels(query.touched),
+                )])
+                .unwrap_or_else(|_| unreachable!("one key"));
+                context.push(("session".into(), touched));
             }
         }
         Target::Prompt { .. } => {
@@ -321,6 +347,16 @@ fn findings(found: &[String]) -> RestrictedExpression {
         found
             .iter()
             .map(|f| RestrictedExpression::new_string(f.clone())),
+    )
+}
+
+/// Flow labels as a Cedar set of their names (`context.labels`,
+/// `context.session.touched`).
+fn labels(labels: crate::config::Labels) -> RestrictedExpression {
+    RestrictedExpression::new_set(
+        labels
+            .names()
+            .map(|n| RestrictedExpression::new_string(n.to_string())),
     )
 }
 

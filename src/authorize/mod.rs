@@ -387,6 +387,7 @@ impl Policies {
                     args: None,
                     request_id: "list",
                     findings: &[],
+                    touched: crate::config::Labels::NONE,
                 };
                 self.decide_with(&query, &principal, resource, &entities)
                     .allowed

@@ -54,6 +54,7 @@ fn lists_group_alike_tools_but_never_a_named_one() {
         name,
         server: &server,
         annotations: Annotations::WORST,
+        labels: crate::config::Labels::NONE,
     };
     let caller = Caller::new("u".into(), Credential::AccessToken);
     // a and c are one class; b is named, so decided on its own.
@@ -67,6 +68,7 @@ fn lists_group_alike_tools_but_never_a_named_one() {
             args: None,
             request_id: "t",
             findings: &[],
+            touched: crate::config::Labels::NONE,
         });
         assert_eq!(d.allowed, want, "{name}");
     }
@@ -98,10 +100,12 @@ fn gates_hold_allowed_calls_they_match_and_read_their_own_arguments() {
                 name,
                 server: &server,
                 annotations: Annotations::WORST,
+                labels: crate::config::Labels::NONE,
             },
             args,
             request_id: "t",
             findings: &[],
+            touched: crate::config::Labels::NONE,
         })
     };
     let big = json!({"amount": 5000})
@@ -226,6 +230,7 @@ fn slices_decide_exactly_as_the_whole_set() {
                         name: &name,
                         server,
                         annotations: *a,
+                        labels: crate::config::Labels::NONE,
                     })
                     .collect();
                 targets.push(Target::Prompt {
@@ -241,6 +246,7 @@ fn slices_decide_exactly_as_the_whole_set() {
                             args: a,
                             request_id: "r",
                             findings: &[],
+                            touched: crate::config::Labels::NONE,
                         };
                         // Twice: built, then from what was kept.
                         for _ in 0..2 {
@@ -284,10 +290,12 @@ fn only_the_arguments_policies_read_count() {
                 name: "s__t",
                 server: &server,
                 annotations: Annotations::WORST,
+                labels: crate::config::Labels::NONE,
             },
             args: args.as_object(),
             request_id: "r",
             findings: &[],
+            touched: crate::config::Labels::NONE,
         })
     };
     // An argument nested past the limit that no policy reads is not
@@ -358,10 +366,12 @@ fn findings_reach_policies_and_are_not_cached_away() {
                 name: "s__send",
                 server: &server,
                 annotations: Annotations::WORST,
+                labels: crate::config::Labels::NONE,
             },
             args: Some(&args),
             request_id: "t",
             findings,
+            touched: crate::config::Labels::NONE,
         })
     };
     assert!(ask(&[]).allowed);

@@ -162,6 +162,11 @@ pub struct CallContext<K: CallKind> {
     /// Set by the ingress when known: the MCP session and the W3C trace id.
     pub session: Option<String>,
     pub trace: Option<String>,
+    /// Set before the authorize stage: the flow the call belongs to (its
+    /// session, else its trace, else its caller) and the flow labels that
+    /// flow has touched so far (toxic flows, `crate::integrity::flows`).
+    pub flow: Option<String>,
+    pub touched: crate::config::Labels,
     /// Cancelled when the caller gives up (MCP `notifications/cancelled`,
     /// closed connection); forwarding must stop and tell the upstream.
     pub cancel: CancellationToken,
@@ -185,6 +190,8 @@ impl<K: CallKind> CallContext<K> {
             report: Report::default(),
             session: None,
             trace: None,
+            flow: None,
+            touched: crate::config::Labels::NONE,
             cancel,
             received: Instant::now(),
             timings: Vec::with_capacity(4),

@@ -8,7 +8,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::Caller;
-use crate::config::ServerFacts;
+use crate::config::{Labels, ServerFacts};
 
 /// An action policies decide on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,6 +81,8 @@ pub enum Target<'a> {
         name: &'a str,
         server: &'a ServerFacts,
         annotations: Annotations,
+        /// Its flow labels (`context.labels`; see `crate::integrity::flows`).
+        labels: Labels,
     },
     Resource {
         uri: &'a str,
@@ -144,6 +146,9 @@ pub struct Query<'a> {
     /// (`context.findings`): each detector (`secrets`) and type
     /// (`secrets:github-pat-classic`). Empty before inspection.
     pub findings: &'a [String],
+    /// The flow labels the call's session has touched so far
+    /// (`context.session.touched`); none when listing.
+    pub touched: Labels,
 }
 
 /// The answer, with the policies that determined it.

@@ -176,6 +176,7 @@ fn results_are_redacted_in_place_by_type() {
         name: "notes__send",
         server: &ServerFacts::default(),
         annotations: crate::call::Annotations::WORST,
+        labels: crate::config::Labels::NONE,
     }));
 }
 

@@ -7,7 +7,7 @@
 //! | rule | what it finds | severity |
 //! |---|---|---|
 //! | `hidden-text` | zero-width, bidi and Unicode-tag characters, hidden HTML, base64 that decodes to text | quarantine (warn for a lone mark) |
-//! | `injection` | the guardrails' injection model, over the definition's text | quarantine ≥ [`INJECTION_QUARANTINE`], warn ≥ [`INJECTION_WARN`] |
+//! | `injection` | the guardrails' injection model, over the definition's text (of [`INJECTION_MIN_WORDS`] words or more) | quarantine ≥ [`INJECTION_QUARANTINE`], warn ≥ [`INJECTION_WARN`] |
 //! | `model-instruction` | orders to the model: hide things from the user, run something before any tool, markers such as `<IMPORTANT>`, overriding instructions | quarantine |
 //! | `sensitive-file` | SSH keys, cloud credentials, MCP client configs, `.env` files | quarantine |
 //! | `exfiltration` | blind copies, "send everything to …" | quarantine |
@@ -34,6 +34,9 @@ use crate::guardrails::{Detector, Finding as Found};
 pub const INJECTION_QUARANTINE: f32 = 0.97;
 /// Injection score from which a definition is reported.
 pub const INJECTION_WARN: f32 = 0.85;
+/// Fewest words of text the injection model reads: on a few words its
+/// score says little (the phrase rules still apply).
+pub const INJECTION_MIN_WORDS: usize = 8;
 /// A definition's text (all its strings) over this many bytes is reported.
 pub const WARN_BYTES: usize = 8 * 1024;
 /// ... and over this many, quarantined.
@@ -185,10 +188,12 @@ impl Linter {
             total += text.len();
             self.lint_text(at, text, neighbours, &mut found);
         }
-        if let Some(injection) = &self.injection {
-            // One text, as the model reads the definition.
-            let all: Vec<&str> = texts.iter().map(|(_, t)| *t).collect();
-            let all = all.join("\n");
+        // One text, as the model reads the definition.
+        let all: Vec<&str> = texts.iter().map(|(_, t)| *t).collect();
+        let all = all.join("\n");
+        if let Some(injection) = &self.injection
+            && all.split_whitespace().count() >= INJECTION_MIN_WORDS
+        {
             let score = injection.score(&all);
             let severity = if score >= INJECTION_QUARANTINE {
                 Some(Severity::Quarantine)

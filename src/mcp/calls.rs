@@ -46,6 +46,8 @@ pub struct UpstreamTarget {
     pub annotations: Annotations,
     /// SHA-256 of a tool's definition (see `catalog::definition_hash`).
     pub definition_hash: Option<Arc<str>>,
+    /// A tool's flow labels (none for anything else).
+    pub labels: crate::config::Labels,
 }
 
 /// What the MCP ingress hands the pipeline: the request and where it came from.
@@ -100,6 +102,7 @@ fn target(
         upstream_name,
         annotations: Annotations::WORST,
         definition_hash: None,
+        labels: crate::config::Labels::NONE,
     })
 }
 
@@ -114,6 +117,7 @@ pub fn tool_question<'a>(
             name,
             server: &target.upstream.config.facts,
             annotations: target.annotations,
+            labels: target.labels,
         },
         args,
         definition_hash: target.definition_hash.as_deref(),
@@ -308,6 +312,7 @@ pub fn resolve_tool(mcp: &McpState, name: &str) -> Result<UpstreamTarget, CallEr
     let mut target = target(mcp, &entry.route.server, entry.route.upstream_name.clone())?;
     target.annotations = crate::mcp::catalog::annotations(&entry.upstream);
     target.definition_hash = Some(entry.definition_hash.clone());
+    target.labels = entry.labels;
     Ok(target)
 }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
 use crate::call::Annotations;
-use crate::config::ServerConfig;
+use crate::config::{Labels, ServerConfig};
 
 /// What one upstream offered at its last listing.
 #[derive(Debug, Clone, Default)]
@@ -51,8 +51,20 @@ pub struct ToolEntry {
     /// The definition as clients see it (namespaced name).
     pub visible: Tool,
     /// SHA-256 of the upstream's definition (canonical JSON), for audit
-    /// records (and approvals bound to a definition).
+    /// records, approvals bound to a definition and its pin.
     pub definition_hash: Arc<str>,
+    /// Its flow labels (toxic flows): its server's `[integrity.labels]`,
+    /// else from the annotations of a trusted server.
+    pub labels: Labels,
+}
+
+/// Tools the integrity checks hold back (`crate::integrity`), by server
+/// and upstream name, with why; and what they found that is worth a
+/// problem.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub tools: HashMap<(String, String), String>,
+    pub problems: Vec<Problem>,
 }
 
 /// Something the catalog could not expose, and why.
@@ -78,6 +90,10 @@ pub struct Catalog {
     /// Servers with an empty prefix, in name order.
     unprefixed: Vec<Arc<str>>,
     pub problems: Vec<Problem>,
+    /// The listings it was built from, per upstream in config order (set
+    /// by whoever builds it from live upstreams): readiness waits until the
+    /// catalog reflects every upstream's latest listing.
+    pub listings: Vec<Option<Arc<Listing>>>,
 }
 
 /// The longest exposed tool name OpenAI (and most LLM APIs) accept.
@@ -108,11 +124,13 @@ fn namespaced_uri(prefix: &str, uri: &str) -> String {
 }
 
 impl Catalog {
-    /// Build from each configured server and its listing (`None` while down).
+    /// Build from each configured server and its listing (`None` while down),
+    /// leaving out the tools the integrity checks hold back (`held`).
     /// `servers` must be in name order (config order) so collisions resolve
     /// the same way every time.
     pub fn build<'a>(
         servers: impl IntoIterator<Item = (&'a ServerConfig, Option<&'a Listing>)>,
+        held: &Held,
     ) -> Catalog {
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut c = Catalog {
@@ -151,8 +169,33 @@ impl Catalog {
                 }
             };
 
+            for (pattern, _) in &config.integrity.labels {
+                let matches = |t: &Tool| crate::config::glob_match(pattern, &t.name);
+                if !listing.tools.iter().any(matches) {
+                    problem(
+                        &mut c,
+                        format!(
+                            "[integrity.labels] \"{pattern}\" in {} matches no tool this server offers; check the name",
+                            config.file.display()
+                        ),
+                    );
+                }
+            }
             for tool in &listing.tools {
                 if !config.tools.permits(&tool.name) {
+                    continue;
+                }
+                if let Some(why) = held
+                    .tools
+                    .get(&(config.name.clone(), tool.name.to_string()))
+                {
+                    problem(
+                        &mut c,
+                        format!(
+                            "tool `{}` is quarantined: {why}; see `toolgate tools review list`",
+                            tool.name
+                        ),
+                    );
                     continue;
                 }
                 let exposed = namespaced(&config.prefix, &tool.name);
@@ -190,6 +233,12 @@ impl Catalog {
                         upstream: tool.clone(),
                         visible: visible.clone(),
                         definition_hash: definition_hash(tool),
+                        labels: crate::integrity::flows::labels_of(
+                            &config.integrity,
+                            config.facts.trusted,
+                            &tool.name,
+                            annotations(tool),
+                        ),
                     },
                 );
                 c.tools.push(visible);
@@ -236,6 +285,7 @@ impl Catalog {
                 c.resource_templates.push(visible);
             }
         }
+        c.problems.extend(held.problems.iter().cloned());
         c
     }
 
@@ -332,7 +382,7 @@ mod tests {
     fn namespaces_and_routes() {
         let a = server("alpha", "alpha");
         let la = listing(&["get", "put"]);
-        let c = Catalog::build([(&a, Some(&la))]);
+        let c = Catalog::build([(&a, Some(&la))], &Held::default());
         let names: Vec<_> = c.tools.iter().map(|t| t.name.to_string()).collect();
         assert_eq!(names, ["alpha__get", "alpha__put"]);
         let e = c.tool("alpha__get").expect("routed");
@@ -348,7 +398,7 @@ mod tests {
         let a = server("a", "");
         let b = server("b", "");
         let (la, lb) = (listing(&["same", "x"]), listing(&["same", "y"]));
-        let c = Catalog::build([(&a, Some(&la)), (&b, Some(&lb))]);
+        let c = Catalog::build([(&a, Some(&la)), (&b, Some(&lb))], &Held::default());
         assert_eq!(&*c.tool("same").expect("kept").route.server, "a");
         assert_eq!(c.tools.len(), 3);
         assert_eq!(c.problems.len(), 1);
@@ -371,7 +421,7 @@ mod tests {
             "ok",
             "dotted.name",
         ]);
-        let c = Catalog::build([(&a, Some(&la))]);
+        let c = Catalog::build([(&a, Some(&la))], &Held::default());
         assert_eq!(c.tools.len(), 1);
         assert!(
             c.problems
@@ -393,7 +443,7 @@ mod tests {
             deny: vec!["del*".into()],
         };
         let la = listing(&["get", "delete"]);
-        let c = Catalog::build([(&a, Some(&la))]);
+        let c = Catalog::build([(&a, Some(&la))], &Held::default());
         assert!(c.tool("a__get").is_some() && c.tool("a__delete").is_none());
         assert!(c.problems.is_empty());
     }
@@ -402,10 +452,13 @@ mod tests {
     fn resource_routing() {
         let a = server("a", "a");
         let b = server("b", "");
-        let c = Catalog::build([
-            (&a, Some(&Listing::default())),
-            (&b, Some(&Listing::default())),
-        ]);
+        let c = Catalog::build(
+            [
+                (&a, Some(&Listing::default())),
+                (&b, Some(&Listing::default())),
+            ],
+            &Held::default(),
+        );
         let r = c.resource("a+test://t/1").expect("prefix route");
         assert_eq!((&*r.server, r.upstream_name.as_str()), ("a", "test://t/1"));
         let r = c.resource("test://other").expect("unprefixed");

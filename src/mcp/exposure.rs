@@ -159,11 +159,13 @@ fn exposure(
                 name,
                 server,
                 annotations,
+                labels: crate::config::Labels::NONE,
             },
             // Visibility, as a tool list decides it.
             args: None,
             request_id: "exposure",
             findings: &[],
+            touched: crate::config::Labels::NONE,
         })
     };
     let mut visible = 0;
@@ -244,6 +246,9 @@ pub async fn probe_exposure(
             .iter()
             .zip(&listings)
             .map(|(u, l)| (&u.config, l.as_deref())),
+        // Pins live in the running gateway's store: this summary shows
+        // what policies expose; `toolgate tools lint` vets definitions.
+        &super::catalog::Held::default(),
     );
     let summary = summarize(policies, &catalog, &config.servers, |name| {
         upstreams

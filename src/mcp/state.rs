@@ -19,13 +19,14 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{Catalog, Listing};
+use super::catalog::{Catalog, Held, Listing, Problem};
 use super::hub::{Hub, ListChanged};
 use super::ingress::lane::FastLane;
 use super::upstream::{self, Health, Upstream};
 use super::views::ListCache;
 use crate::authenticate::sessions::SessionOwners;
-use crate::config::Config;
+use crate::config::{Config, LintMode};
+use crate::integrity::{Integrity, Neighbours, Severity, ToolDefinition, Verdict};
 use crate::pipeline::Pipeline;
 
 /// Everything an MCP call needs besides the spine's own state.
@@ -43,6 +44,9 @@ pub struct McpState {
     pub session_owners: SessionOwners,
     /// Per-caller tool lists (see [`super::views`]).
     pub list_views: ListCache,
+    /// Pinned definitions and the poisoning lint: which offered tools the
+    /// catalog exposes.
+    pub integrity: Arc<Integrity>,
     /// Built once: `get_info` runs several times per request.
     instructions: String,
 }
@@ -66,6 +70,7 @@ impl McpState {
     pub fn start(
         config: Arc<Config>,
         pipeline: Arc<Pipeline>,
+        integrity: Arc<Integrity>,
         shutdown: &CancellationToken,
     ) -> Arc<Self> {
         let upstreams: Vec<_> = config
@@ -89,6 +94,7 @@ impl McpState {
             fast_lane: FastLane::new(Arc::new(LocalSessionManager::default())),
             session_owners: SessionOwners::new(2 * max_sessions),
             list_views: Default::default(),
+            integrity,
         });
         // Bounded: a supervisor waits if the catalog task falls behind.
         let (events_tx, events_rx) = mpsc::channel(64);
@@ -111,17 +117,21 @@ impl McpState {
         self.by_name.get(name).cloned()
     }
 
-    /// Rebuild the catalog from every upstream's current listing; returns
-    /// what changed for clients.
-    fn rebuild_catalog(&self) -> ListChanged {
+    /// Rebuild the catalog from every upstream's current listing, each
+    /// tool vetted first (pins, lint); returns what changed for clients.
+    async fn rebuild_catalog(&self) -> ListChanged {
         let listings: Vec<Option<Arc<Listing>>> =
             self.upstreams.iter().map(|u| u.listing()).collect();
+        let held = self.vet(&listings).await;
         let catalog = Catalog::build(
             self.upstreams
                 .iter()
                 .zip(&listings)
                 .map(|(u, l)| (&u.config, l.as_deref())),
+            &held,
         );
+        let mut catalog = catalog;
+        catalog.listings = listings;
         for p in &catalog.problems {
             tracing::warn!(server = %p.server, "{}", p.message);
         }
@@ -133,6 +143,99 @@ impl McpState {
                 || old.resource_templates != new.resource_templates,
             prompts: old.prompts != new.prompts,
         }
+    }
+
+    /// Vet every tool each upstream offers (and its config exposes):
+    /// lint it, check its pin. What is held back, and the findings worth a
+    /// problem on `/readyz`.
+    async fn vet(&self, listings: &[Option<Arc<Listing>>]) -> Held {
+        let mut held = Held::default();
+        // (server, exposed name, upstream name) of every offered tool, for
+        // the shadowing rule.
+        let mut all: Vec<(&str, String, &str)> = Vec::new();
+        for (u, listing) in self.upstreams.iter().zip(listings) {
+            let Some(listing) = listing else { continue };
+            for tool in listing
+                .tools
+                .iter()
+                .filter(|t| u.config.tools.permits(&t.name))
+            {
+                let exposed = if u.config.prefix.is_empty() {
+                    tool.name.to_string()
+                } else {
+                    format!("{}__{}", u.config.prefix, tool.name)
+                };
+                all.push((&u.name, exposed, &tool.name));
+            }
+        }
+        for (u, listing) in self.upstreams.iter().zip(listings) {
+            let Some(listing) = listing else { continue };
+            let tools: Vec<_> = listing
+                .tools
+                .iter()
+                .filter(|t| u.config.tools.permits(&t.name))
+                .collect();
+            let values: Vec<serde_json::Value> = tools
+                .iter()
+                .map(|t| serde_json::to_value(t).unwrap_or_default())
+                .collect();
+            let canonical: Vec<String> = values.iter().map(crate::audit::canonical).collect();
+            let hashes: Vec<String> = canonical
+                .iter()
+                .map(|c| crate::util::digest::sha256_hex(c.as_bytes()))
+                .collect();
+            let definitions: Vec<ToolDefinition<'_>> = (0..tools.len())
+                .map(|i| ToolDefinition {
+                    name: &tools[i].name,
+                    definition: &values[i],
+                    canonical: &canonical[i],
+                    hash: &hashes[i],
+                })
+                .collect();
+            let neighbours =
+                Neighbours::of(&u.name, all.iter().map(|(s, e, n)| (*s, e.as_str(), *n)));
+            let (vetted, error) = self
+                .integrity
+                .vet(&self.pipeline.audit, &u.config, &definitions, &neighbours)
+                .await;
+            if let Some(e) = error {
+                tracing::error!(server = %u.name, error = %e, "cannot check tool pins; only definitions exposed before stay");
+                held.problems.push(Problem {
+                    server: u.name.to_string(),
+                    message: format!("tool pins cannot be checked ({e}); new and changed definitions are held back"),
+                });
+            }
+            for (tool, v) in tools.iter().zip(vetted) {
+                if let Verdict::Quarantined(reason) = v.verdict {
+                    let mut why = reason.explain().to_string();
+                    if let Some(f) = v.lint.first() {
+                        why.push_str(&format!(" ({} at `{}`: {})", f.rule, f.at, f.message));
+                    }
+                    tracing::warn!(server = %u.name, tool = %tool.name, reason = reason.name(), "tool quarantined");
+                    held.tools
+                        .insert((u.name.to_string(), tool.name.to_string()), why);
+                    continue;
+                }
+                // Exposed: its findings are warnings.
+                for f in v.lint.iter().take(MAX_FINDINGS_SHOWN) {
+                    let level = if f.severity == Severity::Quarantine
+                        && u.config.integrity.lint == LintMode::Warn
+                    {
+                        "would quarantine (lint = \"warn\")"
+                    } else {
+                        "warning"
+                    };
+                    held.problems.push(Problem {
+                        server: u.name.to_string(),
+                        message: format!(
+                            "tool `{}`: lint {level}: {} at `{}`: {}",
+                            tool.name, f.rule, f.at, f.message
+                        ),
+                    });
+                }
+            }
+        }
+        held
     }
 
     /// Shown to clients at `initialize`.
@@ -168,10 +271,24 @@ impl McpState {
     /// why not, and where they are (URLs without credentials).
     pub fn upstream_health(&self) -> (bool, Vec<serde_json::Value>) {
         let mut ready = true;
+        let catalog = self.catalog();
         let upstreams = self
             .upstreams
             .iter()
-            .map(|u| {
+            .enumerate()
+            .map(|(i, u)| {
+                // Not ready while the catalog lags an upstream's listing
+                // (its tools are being vetted).
+                let built_from = catalog.listings.get(i).cloned().flatten();
+                let listing = u.listing();
+                let current = match (&built_from, &listing) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !current && listing.is_some() {
+                    ready = false;
+                }
                 let (health, since) = u.health();
                 if matches!(health, Health::Connecting { attempt: 1 }) {
                     ready = false;
@@ -231,16 +348,60 @@ impl McpState {
     }
 }
 
+/// Lint findings of one exposed tool shown as problems (the rest are in
+/// `toolgate tools lint`).
+const MAX_FINDINGS_SHOWN: usize = 3;
+
+/// How often a replica looks for tool reviews decided elsewhere (another
+/// replica, `toolgate tools review` at the command line).
+pub const PIN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Rebuild the catalog when an upstream's listing changes, when a reviewer
+/// decides on a tool definition here, or when the store says one was
+/// decided elsewhere; tell clients whose lists changed.
 async fn catalog_task(
     state: std::sync::Weak<McpState>,
     mut events: mpsc::Receiver<upstream::Event>,
 ) {
-    while let Some(upstream::Event::ListingChanged { server }) = events.recv().await {
-        // Coalesce a burst (many upstreams coming up at start) into one rebuild.
-        while events.try_recv().is_ok() {}
+    let mut poll = tokio::time::interval(PIN_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut epoch = None;
+    loop {
+        let integrity = match state.upgrade() {
+            Some(state) => state.integrity.clone(),
+            None => return,
+        };
+        let why = tokio::select! {
+            event = events.recv() => match event {
+                Some(upstream::Event::ListingChanged { server }) => {
+                    // Coalesce a burst (many upstreams coming up at start)
+                    // into one rebuild.
+                    while events.try_recv().is_ok() {}
+                    format!("listing of {server}")
+                }
+                None => return,
+            },
+            () = integrity.changed.notified() => "a tool review".to_string(),
+            _ = poll.tick() => {
+                let Some(state) = state.upgrade() else { return };
+                let now = crate::integrity::pins::epoch(state.pipeline.audit.store().pool()).await.ok();
+                if now.is_none() || now == epoch {
+                    continue;
+                }
+                let first = epoch.is_none();
+                epoch = now;
+                if first {
+                    continue;
+                }
+                "a tool review elsewhere".to_string()
+            }
+        };
         let Some(state) = state.upgrade() else { return };
-        let changed = state.rebuild_catalog();
-        tracing::debug!(%server, ?changed, "catalog rebuilt");
+        let changed = state.rebuild_catalog().await;
+        if let Ok(now) = crate::integrity::pins::epoch(state.pipeline.audit.store().pool()).await {
+            epoch = Some(now);
+        }
+        tracing::debug!(%why, ?changed, "catalog rebuilt");
         state.hub.broadcast_list_changed(changed);
     }
 }

@@ -28,6 +28,7 @@ fn visible(policies: &Policies, caller: &Caller, target: Target<'_>) -> bool {
             args: None,
             request_id: "list",
             findings: &[],
+            touched: crate::config::Labels::NONE,
         })
         .allowed
 }
@@ -119,6 +120,7 @@ fn build_tools(
             name: &tool.name,
             server: &upstream.config.facts,
             annotations: *annotations,
+            labels: crate::config::Labels::NONE,
         })
         .collect();
     let visible = policies.visible(caller, &targets);

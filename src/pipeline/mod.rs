@@ -46,10 +46,12 @@ use crate::approvals::{self, Asker, Held};
 use crate::audit::Audit;
 use crate::authorize::Engine;
 use crate::call::{
-    CallContext, CallError, CallKind, Confirmation, Gate, Inspect, Inspected, Part, Query, Reply,
-    Target,
+    CallContext, CallError, CallKind, Confirmation, Gate, Inspect, Inspected, Part, PolicyQuestion,
+    Query, Reply, Target,
 };
-use crate::config::ApprovalsConfig;
+use crate::config::{ApprovalsConfig, Labels};
+use crate::integrity::Flows;
+use crate::integrity::flows::flow_key;
 
 /// The spine's own state: the policies in force, the audit trail, how
 /// approval gates wait, the in-flight limit and the inspectors. Each kind
@@ -67,6 +69,8 @@ pub struct Pipeline {
     /// What reads (and may rewrite) each call's input and output, in
     /// order (guardrails). With none, the inspect stages cost nothing.
     pub inspectors: Vec<Arc<dyn Inspect>>,
+    /// The flow labels each session has touched (toxic flows).
+    pub flows: Flows,
 }
 
 impl Pipeline {
@@ -115,6 +119,16 @@ impl Pipeline {
         ctx.target = Some(resolve(env, ctx)?);
         ctx.mark("resolve", t);
 
+        // What the call's session touched before it: policies hold a sink
+        // after private data and untrusted content (toxic flows).
+        let flow = flow_key(
+            ctx.session.as_deref(),
+            ctx.trace.as_deref(),
+            &ctx.caller.subject,
+        );
+        ctx.touched = self.flows.touched(&flow).labels;
+        ctx.flow = Some(flow);
+
         let t = Instant::now();
         authorize(&self.policies, ctx)?;
         ctx.mark("authorize", t);
@@ -143,6 +157,9 @@ impl Pipeline {
 
         // A stream's chunks are inspected as they pass (see `stream`).
         let mut reply = reply?;
+        // Whatever comes of it now, the call reached its tool: its session
+        // has touched the tool's labels.
+        self.touch_flow(ctx);
         if let Reply::Done(output) = &mut reply
             && !self.inspectors.is_empty()
         {
@@ -195,6 +212,31 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Note that `ctx`'s session has touched its tool's flow labels.
+    fn touch_flow<K: CallKind>(&self, ctx: &CallContext<K>) {
+        let (Some(flow), Some(target)) = (&ctx.flow, &ctx.target) else {
+            return;
+        };
+        if let Some(question) = K::question(ctx, target)
+            && let Target::Tool { name, labels, .. } = question.target
+        {
+            self.flows.touch(flow, labels, name);
+        }
+    }
+}
+
+/// The flow labels of a call's tool (none for anything else).
+pub(crate) fn labels_of<K: CallKind>(ctx: &CallContext<K>) -> Labels {
+    match ctx.target.as_ref().and_then(|t| K::question(ctx, t)) {
+        Some(PolicyQuestion {
+            target: Target::Tool { labels, .. },
+            ..
+        }) => labels,
+        _ => Labels::NONE,
+    }
+}
+
 /// The people a held call waits on, reached the way its front end can
 /// ([`CallKind::confirm`], [`CallKind::progress`]).
 struct FrontEnd<'a, K: CallKind> {
@@ -244,6 +286,7 @@ fn authorize<K: CallKind>(engine: &Engine, ctx: &mut CallContext<K>) -> Result<(
         args: None,
         request_id: &request_id,
         findings: &[],
+        touched: ctx.touched,
     };
     let visible = policies.decide(&query);
     if !visible.allowed {
@@ -422,6 +465,7 @@ fn authorize_findings<K: CallKind>(
         args: Some(question.args.unwrap_or(&EMPTY_ARGS)),
         request_id: &request_id,
         findings: &found,
+        touched: ctx.touched,
     });
     if !decision.allowed {
         ctx.verdict = Some("deny");

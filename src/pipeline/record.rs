@@ -6,6 +6,7 @@
 use super::Pipeline;
 use crate::audit::{Audit, Kind, Record, Who};
 use crate::call::{CallContext, CallError, CallKind};
+use crate::config::Labels;
 
 /// Stage 6: the `decided` record of an allowed call, durable before the
 /// call goes anywhere. If the audit trail cannot record it, the call is
@@ -56,6 +57,20 @@ fn decided_record<K: CallKind>(pipeline: &Pipeline, ctx: &CallContext<K>) -> Rec
                 "confirmed": ctx.approvals.confirmed,
             }));
         }
+    }
+    // A call that can send data out, in a session that touched other
+    // labels: the flow, naming the tools that touched each.
+    let labels = super::labels_of(ctx);
+    if labels.contains(Labels::PUBLIC_SINK)
+        && !ctx.touched.is_empty()
+        && let Some(flow) = &ctx.flow
+    {
+        let touched = pipeline.flows.touched(flow);
+        let detail = record.detail.get_or_insert_with(|| serde_json::json!({}));
+        detail["flow"] = serde_json::json!({
+            "labels": labels.names().collect::<Vec<_>>(),
+            "touched": touched.describe(),
+        });
     }
     if let Some(question) = ctx.target.as_ref().and_then(|t| K::question(ctx, t)) {
         record.server = question.target.server().map(|s| s.name.clone());

@@ -60,7 +60,7 @@ impl Clock {
 
     #[tool(
         description = "The current UTC time (RFC 3339) and Unix seconds.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn now(&self) -> String {
         let secs = SystemTime::now()
@@ -72,7 +72,7 @@ impl Clock {
 
     #[tool(
         description = "The weekday of a date (YYYY-MM-DD).",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn weekday(&self, Parameters(a): Parameters<DateArgs>) -> CallToolResult {
         text_or_error(
@@ -84,7 +84,7 @@ impl Clock {
 
     #[tool(
         description = "Add (or subtract) days to a date (YYYY-MM-DD).",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn add_days(&self, Parameters(a): Parameters<AddDaysArgs>) -> CallToolResult {
         text_or_error(
@@ -100,7 +100,7 @@ impl Clock {
 
     #[tool(
         description = "Unix seconds as an RFC 3339 UTC time.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn from_unix(&self, Parameters(a): Parameters<UnixArgs>) -> CallToolResult {
         text_or_error(

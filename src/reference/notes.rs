@@ -69,7 +69,11 @@ impl Notes {
 
     #[tool(
         description = "Add or replace a note.",
-        annotations(destructive_hint = false, idempotent_hint = true)
+        annotations(
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn add_note(
         &self,
@@ -102,12 +106,18 @@ impl Notes {
         ))])
     }
 
-    #[tool(description = "List note titles.", annotations(read_only_hint = true))]
+    #[tool(
+        description = "List note titles.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
     async fn list_notes(&self) -> String {
         self.notes().keys().cloned().collect::<Vec<_>>().join("\n")
     }
 
-    #[tool(description = "Read one note.", annotations(read_only_hint = true))]
+    #[tool(
+        description = "Read one note.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
     async fn read_note(&self, Parameters(a): Parameters<TitleArgs>) -> CallToolResult {
         match self.notes().get(&a.title) {
             Some(body) => CallToolResult::success(vec![ContentBlock::text(body.clone())]),
@@ -120,7 +130,11 @@ impl Notes {
 
     #[tool(
         description = "Delete a note for good.",
-        annotations(destructive_hint = true, idempotent_hint = true)
+        annotations(
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn delete_note(
         &self,

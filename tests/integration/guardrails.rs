@@ -405,13 +405,12 @@ async fn injections_in_results_are_blocked_whole_split_or_encoded() {
 }
 
 /// A Cedar policy reading `context.findings`: a credential may go to the
-/// trusted vault's tools, except those that reach the outside world
-/// (`add_note` declares no `openWorldHint`, so it is open-world).
+/// trusted vault's read-only tools, not to those that write (`add_note`).
 const NO_SECRETS_OUT: (&str, &str) = (
     "no-secrets-out",
-    "@id(\"no-secrets-to-open-world\")\n@reason(\"a credential to an open-world tool\")\n\
+    "@id(\"no-secrets-to-writers\")\n@reason(\"a credential to a tool that writes\")\n\
      forbid (principal, action == Action::\"call_tool\", resource)\n\
-     when { context.findings.contains(\"secrets\") && context.annotations.open_world };\n",
+     when { context.findings.contains(\"secrets\") && !context.annotations.read_only };\n",
 );
 
 #[tokio::test]
@@ -433,12 +432,12 @@ async fn policies_see_what_the_guardrails_found() {
     let sid = session(&gw.url).await;
     let (_, canary) = CANARIES[0];
     // The guardrails let a credential go to a trusted server; the policy
-    // does not, for an open-world tool.
+    // does not, for a tool that writes.
     let args = json!({"title": "refused-secret", "body": format!("token {canary}")});
     let v = tools_call(&gw.url, &sid, 1, "vault__add_note", args).await;
     assert_eq!(v["result"]["isError"], true, "{v}");
     let said = text(&v);
-    assert!(said.contains("no-secrets-to-open-world"), "{said}");
+    assert!(said.contains("no-secrets-to-writers"), "{said}");
     assert!(!said.contains(canary), "{said}");
     // Personal data is another finding: not this policy's business.
     let args = json!({"title": "kept-email", "body": "write to jane.doe@example.com"});

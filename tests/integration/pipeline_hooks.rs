@@ -72,6 +72,7 @@ impl CallKind for Chat {
                 name: "chat",
                 server: target,
                 annotations: Annotations::WORST,
+                labels: toolgate::config::Labels::NONE,
             },
             args: Some(&ctx.input.args),
             definition_hash: None,
@@ -238,6 +239,7 @@ async fn spine(inspectors: Vec<Arc<dyn Inspect>>, in_flight: usize) -> Spine {
         approvals: config.approvals.clone(),
         admission: Arc::new(InFlight::new(in_flight)),
         inspectors,
+        flows: Default::default(),
     });
     Spine {
         pipeline,
@@ -534,6 +536,7 @@ async fn the_pipeline_rewrites_a_target_when_an_inspector_may() {
         name: "t",
         server,
         annotations: Annotations::WORST,
+        labels: toolgate::config::Labels::NONE,
     };
     let none = spine(Vec::new(), 1).await;
     assert!(!none.pipeline.rewrites(&tool(&models)));

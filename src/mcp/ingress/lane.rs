@@ -312,6 +312,7 @@ fn has_lane(mcp: &McpState, name: &str) -> bool {
             name,
             server: &upstream.config.facts,
             annotations: crate::mcp::catalog::annotations(&entry.upstream),
+            labels: entry.labels,
         })
 }
 
@@ -368,7 +369,7 @@ async fn call(
         caller,
         input,
         cancel.clone(),
-        session.to_string(),
+        Some(session.to_string()),
         Some(headers),
     );
     // Its own task, so a caller that hangs up still lets the call tell the

@@ -81,12 +81,16 @@ impl VirtualServer {
         };
         let caller = self.caller_of(ctx);
         let parts = ctx.extensions.get::<axum::http::request::Parts>();
-        // The client's MCP session id over HTTP; over stdio, this process's
-        // session number.
-        let session = parts
-            .and_then(|p| p.headers.get("mcp-session-id"))
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(|| format!("local-{}", self.session), str::to_string);
+        // The client's MCP session id over HTTP (none for a stateless
+        // 2026-07-28 request); over stdio, this process's session number.
+        let session = match parts {
+            Some(p) => p
+                .headers
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            None => Some(format!("local-{}", self.session)),
+        };
         let input = McpInput {
             params,
             origin: Origin::Session(origin),
