@@ -40,6 +40,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy { command } => cli::policy::run(config, &command),
         Command::Guardrails { command } => cli::guardrails::run(config, &command),
         Command::Audit { command } => cli::audit::run(config, &command).await,
+        Command::Tools { command } => cli::tools::run(config, &command).await,
         Command::Reference { name, http } => cli::reference::run(name, http).await,
     }
 }

@@ -34,6 +34,10 @@
 #   interop      tests/interop/run.sh: the Python `mcp` SDK and the MCP
 #                Inspector CLI as clients, npm/PyPI reference servers as
 #                upstreams, through the gateway
+#   integrity    tests/integrity/run.sh: the poisoning lint over every tool
+#                of pinned npm reference servers (github, gitlab, slack,
+#                filesystem, everything, …: no quarantine) and over our
+#                poisoned definitions (all quarantined), as a table
 #   conformance  tests/conformance/compare.sh: the official MCP conformance
 #                suite against the fixture directly and through toolgate
 #   config       `toolgate check` on the shipped configuration (the repo's
@@ -210,10 +214,11 @@ part cargo-test cargo test --locked
 
 if ((built)); then
   part interop bash tests/interop/run.sh "$bin"
+  part integrity bash tests/integrity/run.sh "$bin"
   part conformance bash tests/conformance/compare.sh "$bin"
   part config check_configs
 else
-  for p in interop conformance config; do skip "$p" "the build failed"; done
+  for p in interop integrity conformance config; do skip "$p" "the build failed"; done
 fi
 
 # ─── summary ────────────────────────────────────────────────────────────────

@@ -4,6 +4,7 @@
 //! is the same API for people, in a browser.
 
 pub mod approver_page;
+pub mod tools;
 
 use std::sync::Arc;
 
@@ -58,7 +59,7 @@ pub fn readiness(mcp: &McpState, issuers: &[Arc<Issuer>]) -> (bool, serde_json::
 
 /// The routes, for the router (behind the authenticate layer).
 pub fn router(admin: Admin) -> axum::Router {
-    axum::Router::new()
+    tools::routes(axum::Router::new())
         .route(
             "/admin/v1/policy/explain",
             axum::routing::post(policy_explain),

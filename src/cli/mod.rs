@@ -11,6 +11,7 @@ pub mod keys;
 pub mod policy;
 pub mod reference;
 pub mod serve;
+pub mod tools;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,12 @@ pub enum Command {
     Guardrails {
         #[command(subcommand)]
         command: guardrails::GuardrailsCommand,
+    },
+    /// Vet upstream servers' tool definitions (`lint`) and decide on those
+    /// the gateway holds back (`review`: changed, new or poisoned).
+    Tools {
+        #[command(subcommand)]
+        command: tools::ToolsCommand,
     },
     /// Verify and export the audit trail.
     Audit {

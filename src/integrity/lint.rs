@@ -45,7 +45,7 @@ pub const QUARANTINE_BYTES: usize = 64 * 1024;
 const EXCERPT: usize = 120;
 
 /// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Logged and shown on `/readyz`; the tool stays.
@@ -68,6 +68,29 @@ pub struct LintFinding {
     /// The passage, invisible characters shown as `\u{…}` (definitions
     /// are not secrets; a reviewer needs to see the words).
     pub excerpt: String,
+}
+
+/// A finding as stored with a definition and shown to reviewers.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StoredFinding {
+    pub rule: String,
+    pub severity: Severity,
+    pub at: String,
+    pub message: String,
+    #[serde(default)]
+    pub excerpt: String,
+}
+
+impl From<&LintFinding> for StoredFinding {
+    fn from(f: &LintFinding) -> Self {
+        StoredFinding {
+            rule: f.rule.to_string(),
+            severity: f.severity,
+            at: f.at.clone(),
+            message: f.message.clone(),
+            excerpt: f.excerpt.clone(),
+        }
+    }
 }
 
 /// What a tool's text may name without shadowing anything: everything
@@ -235,7 +258,7 @@ impl Linter {
             });
         }
         found.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        found
+        merge_repeats(found)
     }
 
     fn lint_text(
@@ -309,6 +332,30 @@ impl Linter {
             }
         }
     }
+}
+
+/// One finding per rule, place and message: a run of zero-width spaces
+/// between every word is one finding ("in 12 places"), not twelve.
+fn merge_repeats(found: Vec<LintFinding>) -> Vec<LintFinding> {
+    let mut merged: Vec<(LintFinding, usize)> = Vec::with_capacity(found.len());
+    for f in found {
+        match merged
+            .iter_mut()
+            .find(|(m, _)| m.rule == f.rule && m.at == f.at && m.message == f.message)
+        {
+            Some((_, n)) => *n += 1,
+            None => merged.push((f, 1)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(mut f, n)| {
+            if n > 1 {
+                f.message = format!("{} (in {n} places)", f.message);
+            }
+            f
+        })
+        .collect()
 }
 
 /// Every string of a definition worth reading, and each parameter's name,

@@ -168,3 +168,24 @@ fn short_definitions_are_left_to_the_phrase_rules() {
         assert!(found.is_empty(), "{d}: {found:#?}");
     }
 }
+
+#[test]
+fn every_tool_of_the_poisoned_fixture_is_quarantined() {
+    let text = include_str!("../../tests/integrity/poisoned.json");
+    let fixture: Value = serde_json::from_str(text).expect("fixture");
+    let tools = fixture["tools"].as_array().expect("tools");
+    let neighbours = Neighbours::of(
+        "fixture",
+        [
+            ("mail", "mail__send_email", "send_email"),
+            ("web", "web__fetch", "fetch"),
+        ],
+    );
+    let l = linter();
+    let missed: Vec<&str> = tools
+        .iter()
+        .filter(|t| !quarantines(&l.lint(t, &neighbours)))
+        .map(|t| t["name"].as_str().unwrap_or_default())
+        .collect();
+    assert!(missed.is_empty(), "not quarantined: {missed:?}");
+}

@@ -16,9 +16,11 @@ use serde_json::{Value, json};
 use sqlx::AnyPool;
 
 use super::IntegrityError;
-use super::lint::LintFinding;
+use super::lint::{LintFinding, StoredFinding};
+use crate::audit::redact::Redactor;
 use crate::audit::{Audit, Kind, Record, Who, now_ms};
 use crate::config::PinMode;
+use crate::storage::Store;
 
 /// Who pins a definition seen first (`pin = "first-use"`).
 pub const FIRST_USE: &str = "toolgate:first-use";
@@ -301,7 +303,8 @@ pub struct Definition {
     pub hash: String,
     pub state: String,
     pub reason: String,
-    pub lint: Value,
+    /// What the lint found in it.
+    pub lint: Vec<StoredFinding>,
     pub first_seen_ms: i64,
     pub changed_ms: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -354,7 +357,7 @@ fn definition(row: DefinitionRow) -> Definition {
         hash,
         state,
         reason,
-        lint: serde_json::from_str(&lint).unwrap_or(Value::Null),
+        lint: serde_json::from_str(&lint).unwrap_or_default(),
         first_seen_ms,
         changed_ms,
         decided_by,
@@ -481,14 +484,15 @@ pub fn diff(old: Option<&Value>, new: &Value) -> String {
 /// the newest waiting), on `by`'s word: the tool is exposed with it, and
 /// the pin it replaces is superseded. Recorded `tool_released`.
 pub async fn approve(
-    audit: &Audit,
+    store: &Store,
+    redactor: &Redactor,
     server: &str,
     tool: &str,
     hash: Option<&str>,
     by: &Who,
     comment: Option<&str>,
 ) -> Result<Definition, IntegrityError> {
-    let pool = audit.store().pool();
+    let pool = store.pool();
     let history = history(pool, server, tool).await?;
     let chosen = find(&history, server, tool, hash)?;
     if chosen.state == "pinned" && chosen.decided_by.as_deref() != Some(FIRST_USE) {
@@ -536,7 +540,7 @@ pub async fn approve(
     record.target = Some(tool.to_string());
     record.definition_hash = Some(chosen.hash.clone());
     record.decision = Some("approve");
-    record.reason = comment.map(|c| audit.redactor().text(c));
+    record.reason = comment.map(|c| redactor.text(c));
     record.detail = Some(json!({
         "was": chosen.reason,
         "replaces": previous.map(|p| p.hash.clone()),
@@ -553,14 +557,15 @@ pub async fn approve(
 /// waiting): the tool stays quarantined while its upstream offers it.
 /// Recorded `tool_rejected`.
 pub async fn reject(
-    audit: &Audit,
+    store: &Store,
+    redactor: &Redactor,
     server: &str,
     tool: &str,
     hash: Option<&str>,
     by: &Who,
     comment: Option<&str>,
 ) -> Result<Definition, IntegrityError> {
-    let pool = audit.store().pool();
+    let pool = store.pool();
     let history = history(pool, server, tool).await?;
     let chosen = find(&history, server, tool, hash)?;
     if chosen.state != "pending" {
@@ -594,7 +599,7 @@ pub async fn reject(
     record.target = Some(tool.to_string());
     record.definition_hash = Some(chosen.hash.clone());
     record.decision = Some("reject");
-    record.reason = comment.map(|c| audit.redactor().text(c));
+    record.reason = comment.map(|c| redactor.text(c));
     crate::audit::append_in(&mut tx, &[&record]).await?;
     tx.commit().await?;
     let mut rejected = chosen;

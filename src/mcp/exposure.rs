@@ -207,6 +207,31 @@ pub async fn probe_exposure(
     config: &crate::config::Config,
     policies: &Policies,
 ) -> Vec<(ServerExposure, Option<String>)> {
+    let probed = probe(config).await;
+    let catalog = Catalog::build(
+        probed
+            .iter()
+            .map(|(server, listing)| (server, listing.as_ref().ok().map(|l| l.as_ref()))),
+        // Pins live in the running gateway's store: this summary shows
+        // what policies expose; `toolgate tools lint` vets definitions.
+        &super::catalog::Held::default(),
+    );
+    let summary = summarize(policies, &catalog, &config.servers, |name| {
+        probed.iter().any(|(s, l)| s.name == name && l.is_ok())
+    });
+    summary
+        .into_iter()
+        .zip(probed.iter().map(|(_, l)| l.as_ref().err().cloned()))
+        .collect()
+}
+
+/// Connect to every upstream of `config` once, wait until each has
+/// answered or failed (at most the longest connect timeout, plus a
+/// second), and return each one's listing or why it is down, in config
+/// order. Stops the upstreams it started before returning.
+pub async fn probe(
+    config: &crate::config::Config,
+) -> Vec<(crate::config::ServerConfig, Result<Arc<Listing>, String>)> {
     let upstreams: Vec<_> = config
         .servers
         .iter()
@@ -214,7 +239,7 @@ pub async fn probe_exposure(
         .collect();
     let hub = Arc::new(Hub::new(config.http.max_sessions));
     let stop = CancellationToken::new();
-    // Nobody listens for listing changes here: the catalog is built once
+    // Nobody listens for listing changes here: each listing is taken once
     // below. Bounded; the receiver is drained while waiting.
     let (events_tx, mut events_rx) = mpsc::channel(64);
     for u in &upstreams {
@@ -240,29 +265,15 @@ pub async fn probe_exposure(
             _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
         }
     }
-    let listings: Vec<Option<Arc<Listing>>> = upstreams.iter().map(|u| u.listing()).collect();
-    let catalog = Catalog::build(
-        upstreams
-            .iter()
-            .zip(&listings)
-            .map(|(u, l)| (&u.config, l.as_deref())),
-        // Pins live in the running gateway's store: this summary shows
-        // what policies expose; `toolgate tools lint` vets definitions.
-        &super::catalog::Held::default(),
-    );
-    let summary = summarize(policies, &catalog, &config.servers, |name| {
-        upstreams
-            .iter()
-            .any(|u| &*u.name == name && u.listing().is_some())
-    });
-    let why_down: Vec<Option<String>> = upstreams
+    let probed = upstreams
         .iter()
-        .map(|u| match u.health().0 {
-            Health::Down { reason, .. } => Some(reason),
-            Health::Connecting { .. } if u.listing().is_none() => {
-                Some(format!("no answer within {longest:?}"))
-            }
-            _ => None,
+        .map(|u| {
+            let listing = match (u.listing(), u.health().0) {
+                (Some(listing), _) => Ok(listing),
+                (None, Health::Down { reason, .. }) => Err(reason),
+                (None, _) => Err(format!("no answer within {longest:?}")),
+            };
+            (u.config.clone(), listing)
         })
         .collect();
     stop.cancel();
@@ -271,7 +282,7 @@ pub async fn probe_exposure(
     while tokio::time::Instant::now() < until && upstreams.iter().any(|u| u.peer().is_ok()) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    summary.into_iter().zip(why_down).collect()
+    probed
 }
 
 impl fmt::Display for ServerExposure {

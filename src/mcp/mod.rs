@@ -15,4 +15,5 @@ pub mod jsonrpc;
 pub mod payload;
 pub mod state;
 pub mod upstream;
+pub mod vet;
 pub mod views;

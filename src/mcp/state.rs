@@ -19,14 +19,14 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{Catalog, Held, Listing, Problem};
+use super::catalog::{Catalog, Listing};
 use super::hub::{Hub, ListChanged};
 use super::ingress::lane::FastLane;
 use super::upstream::{self, Health, Upstream};
 use super::views::ListCache;
 use crate::authenticate::sessions::SessionOwners;
-use crate::config::{Config, LintMode};
-use crate::integrity::{Integrity, Neighbours, Severity, ToolDefinition, Verdict};
+use crate::config::Config;
+use crate::integrity::Integrity;
 use crate::pipeline::Pipeline;
 
 /// Everything an MCP call needs besides the spine's own state.
@@ -34,7 +34,7 @@ pub struct McpState {
     /// The spine: policies, audit trail, approvals, admission.
     pub pipeline: Arc<Pipeline>,
     pub config: Arc<Config>,
-    upstreams: Vec<Arc<Upstream>>,
+    pub(super) upstreams: Vec<Arc<Upstream>>,
     by_name: HashMap<Arc<str>, Arc<Upstream>>,
     catalog: ArcSwap<Catalog>,
     pub hub: Arc<Hub>,
@@ -122,7 +122,7 @@ impl McpState {
     async fn rebuild_catalog(&self) -> ListChanged {
         let listings: Vec<Option<Arc<Listing>>> =
             self.upstreams.iter().map(|u| u.listing()).collect();
-        let held = self.vet(&listings).await;
+        let held = super::vet::vet(self, &listings).await;
         let catalog = Catalog::build(
             self.upstreams
                 .iter()
@@ -143,99 +143,6 @@ impl McpState {
                 || old.resource_templates != new.resource_templates,
             prompts: old.prompts != new.prompts,
         }
-    }
-
-    /// Vet every tool each upstream offers (and its config exposes):
-    /// lint it, check its pin. What is held back, and the findings worth a
-    /// problem on `/readyz`.
-    async fn vet(&self, listings: &[Option<Arc<Listing>>]) -> Held {
-        let mut held = Held::default();
-        // (server, exposed name, upstream name) of every offered tool, for
-        // the shadowing rule.
-        let mut all: Vec<(&str, String, &str)> = Vec::new();
-        for (u, listing) in self.upstreams.iter().zip(listings) {
-            let Some(listing) = listing else { continue };
-            for tool in listing
-                .tools
-                .iter()
-                .filter(|t| u.config.tools.permits(&t.name))
-            {
-                let exposed = if u.config.prefix.is_empty() {
-                    tool.name.to_string()
-                } else {
-                    format!("{}__{}", u.config.prefix, tool.name)
-                };
-                all.push((&u.name, exposed, &tool.name));
-            }
-        }
-        for (u, listing) in self.upstreams.iter().zip(listings) {
-            let Some(listing) = listing else { continue };
-            let tools: Vec<_> = listing
-                .tools
-                .iter()
-                .filter(|t| u.config.tools.permits(&t.name))
-                .collect();
-            let values: Vec<serde_json::Value> = tools
-                .iter()
-                .map(|t| serde_json::to_value(t).unwrap_or_default())
-                .collect();
-            let canonical: Vec<String> = values.iter().map(crate::audit::canonical).collect();
-            let hashes: Vec<String> = canonical
-                .iter()
-                .map(|c| crate::util::digest::sha256_hex(c.as_bytes()))
-                .collect();
-            let definitions: Vec<ToolDefinition<'_>> = (0..tools.len())
-                .map(|i| ToolDefinition {
-                    name: &tools[i].name,
-                    definition: &values[i],
-                    canonical: &canonical[i],
-                    hash: &hashes[i],
-                })
-                .collect();
-            let neighbours =
-                Neighbours::of(&u.name, all.iter().map(|(s, e, n)| (*s, e.as_str(), *n)));
-            let (vetted, error) = self
-                .integrity
-                .vet(&self.pipeline.audit, &u.config, &definitions, &neighbours)
-                .await;
-            if let Some(e) = error {
-                tracing::error!(server = %u.name, error = %e, "cannot check tool pins; only definitions exposed before stay");
-                held.problems.push(Problem {
-                    server: u.name.to_string(),
-                    message: format!("tool pins cannot be checked ({e}); new and changed definitions are held back"),
-                });
-            }
-            for (tool, v) in tools.iter().zip(vetted) {
-                if let Verdict::Quarantined(reason) = v.verdict {
-                    let mut why = reason.explain().to_string();
-                    if let Some(f) = v.lint.first() {
-                        why.push_str(&format!(" ({} at `{}`: {})", f.rule, f.at, f.message));
-                    }
-                    tracing::warn!(server = %u.name, tool = %tool.name, reason = reason.name(), "tool quarantined");
-                    held.tools
-                        .insert((u.name.to_string(), tool.name.to_string()), why);
-                    continue;
-                }
-                // Exposed: its findings are warnings.
-                for f in v.lint.iter().take(MAX_FINDINGS_SHOWN) {
-                    let level = if f.severity == Severity::Quarantine
-                        && u.config.integrity.lint == LintMode::Warn
-                    {
-                        "would quarantine (lint = \"warn\")"
-                    } else {
-                        "warning"
-                    };
-                    held.problems.push(Problem {
-                        server: u.name.to_string(),
-                        message: format!(
-                            "tool `{}`: lint {level}: {} at `{}`: {}",
-                            tool.name, f.rule, f.at, f.message
-                        ),
-                    });
-                }
-            }
-        }
-        held
     }
 
     /// Shown to clients at `initialize`.
@@ -347,10 +254,6 @@ impl McpState {
         }
     }
 }
-
-/// Lint findings of one exposed tool shown as problems (the rest are in
-/// `toolgate tools lint`).
-const MAX_FINDINGS_SHOWN: usize = 3;
 
 /// How often a replica looks for tool reviews decided elsewhere (another
 /// replica, `toolgate tools review` at the command line).
