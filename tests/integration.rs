@@ -35,6 +35,8 @@ mod guardrails;
 mod hostile_idp;
 #[path = "integration/identity.rs"]
 mod identity;
+#[path = "integration/integrity.rs"]
+mod integrity;
 #[path = "integration/lane.rs"]
 mod lane;
 #[path = "integration/lifecycle.rs"]

@@ -117,7 +117,7 @@ async fn decide(
     if let Some(refusal) = may_not_administer(&admin, &caller, "tools") {
         return refusal;
     }
-    let v: Verdict = if body.is_empty() {
+    let v: Verdict = if body.is_empty() || body.trim_ascii() == b"null" {
         Verdict::default()
     } else {
         match serde_json::from_slice(&body) {

@@ -96,7 +96,7 @@ impl Session {
         names
     }
 
-    async fn tools(&self) -> Vec<String> {
+    pub(crate) async fn tools(&self) -> Vec<String> {
         self.names("tools/list", "tools", "name").await
     }
 
