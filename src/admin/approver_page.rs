@@ -53,6 +53,7 @@ pub fn router(ui: Ui) -> axum::Router {
         .route("/ui/approvals/live", get(live))
         .route("/ui/approvals/{id}", get(one))
         .route("/ui/approvals/{id}/decide", post(decide))
+        .route("/ui/tools/{server}/{tool}/decide", post(decide_tool))
         .route("/ui/assets/approvals.css", get(|| asset("text/css", CSS)))
         .route(
             "/ui/assets/approvals.js",
@@ -137,7 +138,7 @@ macro_rules! html_safe {
         $(impl askama::filters::HtmlSafe for $t<'_> {})*
     };
 }
-html_safe!(Flash, Card, PendingSection, HistorySection);
+html_safe!(Flash, Card, PendingSection, HistorySection, ToolsSection);
 
 /// The whole document around `main`.
 #[derive(askama::Template)]
@@ -159,6 +160,91 @@ enum Part<'a> {
     Back,
     Heading(&'a str),
     Card(Box<Card<'a>>),
+    /// Tool definitions waiting for review (for admins of `tools`).
+    Tools(ToolsSection<'a>),
+}
+
+/// Tool definitions waiting for review, each with its diff and, for a
+/// session with a form token, the approve / reject form.
+#[derive(askama::Template)]
+#[template(path = "tools_review.html", config = "src/askama.toml")]
+struct ToolsSection<'a> {
+    rows: Vec<ToolRow>,
+    form: Option<&'a str>,
+}
+
+struct ToolRow {
+    server: String,
+    tool: String,
+    hash: String,
+    short: String,
+    pinned: String,
+    reason: String,
+    seen: String,
+    lint: Vec<String>,
+    diff: String,
+    /// `server/tool`, each part percent-encoded, for the form's action.
+    path: String,
+    /// An id-safe name for anchors.
+    anchor: String,
+}
+
+/// Most definitions the page shows at once.
+const TOOLS_SHOWN: usize = 50;
+
+/// The tool-review section, when `caller` administers `tools`.
+async fn tools_section<'a>(
+    ui: &Ui,
+    caller: &Caller,
+    form: Option<&'a str>,
+) -> Option<Result<ToolsSection<'a>, String>> {
+    if super::may_not_administer(&ui.admin, caller, "tools").is_some() {
+        return None;
+    }
+    let pool = ui.admin.pipeline.audit.store().pool();
+    let waiting = match crate::integrity::pins::list(pool, None, false).await {
+        Ok(w) => w,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let mut rows = Vec::new();
+    for d in waiting.into_iter().take(TOOLS_SHOWN) {
+        let review =
+            match crate::integrity::pins::review(pool, &d.server, &d.tool, Some(&d.hash)).await {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e.to_string())),
+            };
+        let reason = crate::integrity::pins::Reason::parse_name(&d.reason)
+            .map_or_else(|| d.reason.clone(), |r| r.explain().to_string());
+        rows.push(ToolRow {
+            path: format!("{}/{}", query_value(&d.server), query_value(&d.tool)),
+            anchor: crate::util::digest::sha256_hex(
+                format!("{}/{}/{}", d.server, d.tool, d.hash).as_bytes(),
+            )[..12]
+                .to_string(),
+            short: crate::integrity::pins::short(&d.hash).to_string(),
+            pinned: review.pinned.as_ref().map_or_else(
+                || "none".to_string(),
+                |p| crate::integrity::pins::short(&p.hash).to_string(),
+            ),
+            seen: when(d.first_seen_ms),
+            lint: d
+                .lint
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{:?} {} at {}: {} — “{}”",
+                        f.severity, f.rule, f.at, f.message, f.excerpt
+                    )
+                })
+                .collect(),
+            diff: review.diff,
+            server: d.server,
+            tool: d.tool,
+            hash: d.hash,
+            reason,
+        });
+    }
+    Some(Ok(ToolsSection { rows, form }))
 }
 
 fn document<'a>(title: &'a str, caller: &'a Caller, main: Vec<Part<'a>>) -> Document<'a> {
@@ -461,6 +547,11 @@ async fn full_page(
         Ok(page) => Part::History(history_section(page, &params)),
         Err(e) => failed(e),
     });
+    match tools_section(ui, caller, form.as_deref()).await {
+        Some(Ok(section)) => main.push(Part::Tools(section)),
+        Some(Err(e)) => main.push(failed(&e)),
+        None => {}
+    }
     render(status, &document("Approvals", caller, main))
 }
 
@@ -648,6 +739,98 @@ async fn decide(
             (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
         }
         Err(e) => refuse(e.status(), format!("Request {id} was not decided: {e}")).await,
+    }
+}
+
+/// `POST /ui/tools/{server}/{tool}/decide` (form: `verdict` = approve |
+/// reject, `hash`, `comment`, `token`): as `/admin/v1/tools/…`, then back
+/// to the page (303), or the page with the reason.
+async fn decide_tool(
+    State(ui): State<Ui>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path((server, tool)): Path<(String, String)>,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Response {
+    let field = |k: &str| form.get(k).map_or("", String::as_str);
+    let refuse = |status: StatusCode, message: String| {
+        let ui = ui.clone();
+        let caller = caller.clone();
+        let headers = headers.clone();
+        async move {
+            full_page(
+                &ui,
+                &caller,
+                &headers,
+                HashMap::new(),
+                Some((false, message)),
+                status,
+            )
+            .await
+        }
+    };
+    if let Some(why) = forged(&ui, &headers, field("token")) {
+        return refuse(StatusCode::FORBIDDEN, why).await;
+    }
+    if super::may_not_administer(&ui.admin, &caller, "tools").is_some() {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "reviewing tool definitions takes administering `tools`".into(),
+        )
+        .await;
+    }
+    let hash = Some(field("hash")).filter(|h| !h.is_empty());
+    let comment = field("comment").trim();
+    let comment = (!comment.is_empty()).then_some(comment);
+    let audit = &ui.admin.pipeline.audit;
+    let who = crate::audit::Who::of(&caller);
+    let (store, redactor) = (audit.store(), audit.redactor());
+    let decided = match field("verdict") {
+        "approve" => {
+            crate::integrity::pins::approve(store, redactor, &server, &tool, hash, &who, comment)
+                .await
+        }
+        "reject" => {
+            crate::integrity::pins::reject(store, redactor, &server, &tool, hash, &who, comment)
+                .await
+        }
+        other => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("verdict `{other}`: use the Approve or Reject button"),
+            )
+            .await;
+        }
+    };
+    match decided {
+        Ok(d) => {
+            ui.admin.mcp.integrity.changed.notify_one();
+            let message = format!(
+                "{} {server}/{tool} ({}).",
+                if d.state == "pinned" {
+                    "Pinned"
+                } else {
+                    "Rejected"
+                },
+                crate::integrity::pins::short(&d.hash)
+            );
+            full_page(
+                &ui,
+                &caller,
+                &headers,
+                HashMap::new(),
+                Some((true, message)),
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(e) => {
+            refuse(
+                StatusCode::CONFLICT,
+                format!("{server}/{tool} was not decided: {e}"),
+            )
+            .await
+        }
     }
 }
 

@@ -67,6 +67,19 @@ impl Reason {
         }
     }
 
+    /// The reason a stored name stands for.
+    pub fn parse_name(text: &str) -> Option<Reason> {
+        [
+            Reason::New,
+            Reason::Changed,
+            Reason::Lint,
+            Reason::Rejected,
+            Reason::Unchecked,
+        ]
+        .into_iter()
+        .find(|r| r.name() == text)
+    }
+
     fn parse(text: &str) -> Reason {
         match text {
             "new" => Reason::New,

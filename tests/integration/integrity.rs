@@ -710,3 +710,58 @@ async fn bad_integrity_config_is_explained() {
     gw.shutdown().await;
     ct.cancel();
 }
+
+/// Admins see held definitions on the approver page, with the diff, and
+/// approve them there.
+#[tokio::test]
+async fn the_approver_page_shows_held_definitions_to_admins() {
+    let ct = CancellationToken::new();
+    let shifty = Shifty::new(vec![victim()]);
+    let url = {
+        let s = shifty.clone();
+        http_upstream(move || s.clone(), ct.clone()).await
+    };
+    let mut gw = Gateway::start(&[("shifty", http_server_toml("shifty", &url, ""))], "").await;
+    gw.wait_ready(&["shifty"]).await;
+    let (client, _) = connect(&gw.url).await;
+    shifty.change("nested").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !listed(&client, "shifty__victim").await
+        })
+        .await
+    );
+    let http = reqwest::Client::new();
+    let page = http
+        .get(format!("http://{}/ui/approvals", gw.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Tool definitions waiting for review"),
+        "{page}"
+    );
+    assert!(page.contains("include every field"), "the diff: {page}");
+    // The form is there for a signed-in session (its token); a bearer
+    // caller posts the same fields.
+    let r = http
+        .post(format!("http://{}/ui/tools/shifty/victim/decide", gw.addr))
+        .form(&[("verdict", "approve"), ("comment", "checked")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Pinned shifty/victim"), "{page}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            listed(&client, "shifty__victim").await
+        })
+        .await
+    );
+    gw.shutdown().await;
+    ct.cancel();
+}
