@@ -141,6 +141,12 @@ struct Args {
     /// that file, to see what the guardrails cost.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     guardrails: bool,
+    /// The spawned gateway pins and lints its upstream's tools and runs the
+    /// shipped toxic-flow policy (`policies/60-toxic-flows.cedar`);
+    /// `false` turns pinning and the lint off and leaves that policy out,
+    /// to see what tool integrity costs.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    integrity: bool,
     /// Also measure the spawned gateway with an API key (`toolgate+key`)
     /// and with a JWT from an in-process test IdP (`toolgate+jwt`) on every
     /// request, to see what authentication costs.
@@ -241,6 +247,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     idp.as_ref().map(|i| i.url.as_str()),
                     args.database_url.as_deref(),
                     args.guardrails,
+                    args.integrity,
                 )
                 .await?
         }
@@ -615,17 +622,31 @@ impl Processes {
         issuer: Option<&str>,
         database_url: Option<&str>,
         guardrails: bool,
+        integrity: bool,
     ) -> anyhow::Result<String> {
         let addr = free_port()?;
-        // RBAC on: the repository's default policies; without guardrails,
-        // a copy of its Cedar files without `guardrails.toml`.
+        // RBAC on: the repository's default policies; without guardrails
+        // or integrity, a copy without `guardrails.toml` or the toxic-flow
+        // policy.
         let mut policies_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
+        let mut left_out: Vec<&str> = Vec::new();
         if !guardrails {
+            left_out.push("guardrails.toml");
+        }
+        if !integrity {
+            left_out.push("60-toxic-flows.cedar");
+        }
+        if !left_out.is_empty() {
             let copy = self.dir.path().join("policies");
             fs::create_dir_all(&copy).context("creating policies dir")?;
             for entry in fs::read_dir(&policies_dir).context("reading policies/")? {
                 let path = entry?.path();
-                if path.is_file() && path.file_name().is_some_and(|n| n != "guardrails.toml") {
+                let name = path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                if path.is_file() && !left_out.contains(&name.as_str()) {
                     fs::copy(&path, copy.join(path.file_name().unwrap_or_default()))
                         .with_context(|| format!("copying {}", path.display()))?;
                 }
@@ -637,8 +658,13 @@ impl Processes {
         fs::write(
             servers_dir.join("echo.toml"),
             format!(
-                "name = \"echo\"\ntransport = \"http\"\nurl = {}\n[policy]\ntrusted = true\n",
-                toml_string(upstream_url)
+                "name = \"echo\"\ntransport = \"http\"\nurl = {}\n[policy]\ntrusted = true\n{}",
+                toml_string(upstream_url),
+                if integrity {
+                    ""
+                } else {
+                    "[integrity]\npin = \"off\"\nlint = \"off\"\n"
+                }
             ),
         )
         .context("writing servers/echo.toml")?;
@@ -2032,6 +2058,9 @@ fn reproduce_command(args: &Args) -> String {
     }
     if !args.auth_rows {
         let _ = write!(cmd, " --auth-rows false");
+    }
+    if !args.integrity {
+        let _ = write!(cmd, " --integrity false");
     }
     if !args.guardrails {
         let _ = write!(cmd, " --guardrails false");

@@ -123,14 +123,13 @@ impl McpState {
         let listings: Vec<Option<Arc<Listing>>> =
             self.upstreams.iter().map(|u| u.listing()).collect();
         let held = super::vet::vet(self, &listings).await;
-        let catalog = Catalog::build(
+        let mut catalog = Catalog::build(
             self.upstreams
                 .iter()
                 .zip(&listings)
                 .map(|(u, l)| (&u.config, l.as_deref())),
             &held,
         );
-        let mut catalog = catalog;
         catalog.listings = listings;
         for p in &catalog.problems {
             tracing::warn!(server = %p.server, "{}", p.message);
