@@ -41,6 +41,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Guardrails { command } => cli::guardrails::run(config, &command),
         Command::Audit { command } => cli::audit::run(config, &command).await,
         Command::Tools { command } => cli::tools::run(config, &command).await,
-        Command::Reference { name, http } => cli::reference::run(name, http).await,
+        Command::Reference {
+            name,
+            http,
+            latency,
+            pace,
+            fail_rate,
+            words,
+        } => {
+            let knobs = toolgate::reference::llm::Knobs {
+                latency: latency.unwrap_or_default(),
+                pace: pace.unwrap_or_default(),
+                fail_rate,
+                words,
+            };
+            cli::reference::run(name, http, knobs).await
+        }
     }
 }

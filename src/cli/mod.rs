@@ -83,9 +83,22 @@ pub enum Command {
     /// Run one of the reference upstream servers shipped with toolgate.
     Reference {
         name: toolgate::reference::Name,
-        /// Serve streamable HTTP at http://ADDR/mcp instead of stdio.
+        /// Serve streamable HTTP at http://ADDR/mcp instead of stdio (the
+        /// LLM provider: http://ADDR/v1, required).
         #[arg(long)]
         http: Option<SocketAddr>,
+        /// llm only: wait this long before each answer's first byte (e.g. 60ms).
+        #[arg(long, value_parser = toolgate::config::parse_duration)]
+        latency: Option<std::time::Duration>,
+        /// llm only: wait this long between streamed chunks.
+        #[arg(long, value_parser = toolgate::config::parse_duration)]
+        pace: Option<std::time::Duration>,
+        /// llm only: the share of requests (0 to 1) answered with a 500.
+        #[arg(long, default_value_t = 0.0)]
+        fail_rate: f64,
+        /// llm only: filler words added to every answer.
+        #[arg(long, default_value_t = 0)]
+        words: usize,
     },
 }
 

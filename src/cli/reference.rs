@@ -11,8 +11,21 @@ use super::init_logging;
 pub async fn run(
     name: toolgate::reference::Name,
     http: Option<SocketAddr>,
+    knobs: toolgate::reference::llm::Knobs,
 ) -> anyhow::Result<ExitCode> {
     init_logging(LogFormat::Text);
-    toolgate::reference::run(name, http).await?;
+    let llm_only = knobs.latency > std::time::Duration::ZERO
+        || knobs.pace > std::time::Duration::ZERO
+        || knobs.fail_rate != 0.0
+        || knobs.words != 0;
+    if llm_only && !matches!(name, toolgate::reference::Name::Llm) {
+        anyhow::bail!(
+            "--latency, --pace, --fail-rate and --words are for `toolgate reference llm` only"
+        );
+    }
+    if !(0.0..=1.0).contains(&knobs.fail_rate) {
+        anyhow::bail!("--fail-rate: {} is not between 0 and 1", knobs.fail_rate);
+    }
+    toolgate::reference::run(name, http, knobs).await?;
     Ok(ExitCode::SUCCESS)
 }

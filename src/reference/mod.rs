@@ -10,10 +10,13 @@
 //!   sampling and elicitation round trips, a crash, tool list changes);
 //!   the benchmark upstream.
 //! - `conformance`: the fixture the official MCP conformance suite expects.
+//! - `llm`: not an MCP server but an LLM provider speaking the OpenAI API
+//!   (HTTP only), for the LLM gateway's demos, tests and benchmarks.
 
 pub mod clock;
 pub mod conformance;
 pub mod echo;
+pub mod llm;
 pub mod notes;
 
 use std::net::SocketAddr;
@@ -30,6 +33,8 @@ pub enum Name {
     Clock,
     Echo,
     Conformance,
+    /// An OpenAI-compatible LLM provider (HTTP only).
+    Llm,
 }
 
 /// Why a reference server stopped with an error; each shows its cause as
@@ -45,11 +50,23 @@ pub enum ReferenceError {
     /// Binding or serving the HTTP address failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The LLM provider serves HTTP only.
+    #[error("`toolgate reference llm` serves HTTP only: give --http ADDR (e.g. 127.0.0.1:8400)")]
+    HttpOnly,
 }
 
-/// Serve `name` over stdio, or over streamable HTTP at `http://ADDR/mcp`.
-pub async fn run(name: Name, http: Option<SocketAddr>) -> Result<(), ReferenceError> {
+/// Serve `name` over stdio, or over streamable HTTP at `http://ADDR/mcp`
+/// (the LLM provider: at `http://ADDR/v1`, behaving as `knobs` say).
+pub async fn run(
+    name: Name,
+    http: Option<SocketAddr>,
+    knobs: llm::Knobs,
+) -> Result<(), ReferenceError> {
     match name {
+        Name::Llm => match http {
+            Some(addr) => Ok(llm::serve(addr, knobs).await?),
+            None => Err(ReferenceError::HttpOnly),
+        },
         Name::Notes => serve(notes::Notes::new, http).await,
         Name::Clock => serve(clock::Clock::new, http).await,
         Name::Echo => serve(echo::Echo::new, http).await,
