@@ -41,6 +41,8 @@ mod integrity;
 mod lane;
 #[path = "integration/lifecycle.rs"]
 mod lifecycle;
+#[path = "integration/llm.rs"]
+mod llm;
 #[path = "integration/mcp_payload.rs"]
 mod mcp_payload;
 #[path = "integration/passthrough.rs"]

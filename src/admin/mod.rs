@@ -28,6 +28,7 @@ use crate::pipeline::Pipeline;
 pub struct Admin {
     pub pipeline: Arc<Pipeline>,
     pub mcp: Arc<McpState>,
+    pub llm: Arc<crate::llm::LlmState>,
     pub issuers: Arc<[Arc<Issuer>]>,
 }
 
@@ -35,8 +36,14 @@ pub struct Admin {
 /// /admin/v1/status` for admins): ready once every upstream has been tried
 /// at least once. A down upstream does not make the gateway unready (its
 /// tools are simply absent); the body says which upstreams are up and why
-/// not, and where they are (URLs without credentials).
-pub fn readiness(mcp: &McpState, issuers: &[Arc<Issuer>]) -> (bool, serde_json::Value) {
+/// not, and where they are (URLs without credentials). LLM targets are
+/// listed with their circuit breaker's state; an ejected one does not make
+/// the gateway unready either.
+pub fn readiness(
+    mcp: &McpState,
+    llm: &crate::llm::LlmState,
+    issuers: &[Arc<Issuer>],
+) -> (bool, serde_json::Value) {
     let (ready, upstreams) = mcp.upstream_health();
     let issuers: Vec<_> = issuers
         .iter()
@@ -50,6 +57,7 @@ pub fn readiness(mcp: &McpState, issuers: &[Arc<Issuer>]) -> (bool, serde_json::
         "ready": ready,
         "upstreams": upstreams,
         "issuers": issuers,
+        "llm_targets": llm.targets(),
         "tools": catalog.tools.len(),
         "problems": catalog.problems,
         "sessions": mcp.hub.session_count(),
@@ -120,7 +128,7 @@ async fn status(State(admin): State<Admin>, Extension(caller): Extension<Caller>
     if let Some(refusal) = may_not_administer(&admin, &caller, "status") {
         return refusal;
     }
-    let (_, mut body) = readiness(&admin.mcp, &admin.issuers);
+    let (_, mut body) = readiness(&admin.mcp, &admin.llm, &admin.issuers);
     body["exposure"] = json!({
         "asked_for": crate::mcp::exposure::ASKED_FOR,
         "servers": admin.mcp.exposure(),

@@ -34,6 +34,8 @@ pub struct Gateway {
     pub pipeline: Arc<Pipeline>,
     /// The MCP front end: upstreams, catalog, sessions.
     pub mcp: Arc<McpState>,
+    /// The LLM front end: model routes, providers.
+    pub llm: Arc<crate::llm::LlmState>,
     /// Stops upstream supervisors (and so child processes).
     pub shutdown: CancellationToken,
     /// Trusted OIDC issuers and their keys.
@@ -115,10 +117,13 @@ impl Gateway {
             crate::integrity::Linter::new(injection),
         ));
         let mcp = McpState::start(config.clone(), pipeline.clone(), integrity, &shutdown);
+        let llm =
+            crate::llm::LlmState::new(&config, pipeline.clone()).map_err(StartError::HttpClient)?;
         let gw = Arc::new(Gateway {
             config,
             pipeline,
             mcp,
+            llm,
             shutdown,
             issuers,
             guardrails,
@@ -130,7 +135,7 @@ impl Gateway {
 
     /// The gateway's state in detail (see [`crate::admin::readiness`]).
     pub fn readiness(&self) -> (bool, serde_json::Value) {
-        crate::admin::readiness(&self.mcp, &self.issuers)
+        crate::admin::readiness(&self.mcp, &self.llm, &self.issuers)
     }
 
     /// What the admin API and the approver page read.
@@ -138,6 +143,7 @@ impl Gateway {
         crate::admin::Admin {
             pipeline: self.pipeline.clone(),
             mcp: self.mcp.clone(),
+            llm: self.llm.clone(),
             issuers: self.issuers.clone(),
         }
     }

@@ -32,6 +32,7 @@ pub fn router(
         .route("/readyz", get(readyz))
         .route("/auth/me", get(sso::me))
         .with_state(gw.clone())
+        .merge(crate::llm::api::router(gw.llm.clone()))
         .merge(
             axum::Router::new()
                 .route(
@@ -83,6 +84,7 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
         "ready": ready,
         "upstreams": upstreams,
         "issuers": issuers,
+        "llm_targets": detail["llm_targets"],
         "details": "GET /admin/v1/status (administer Admin::\"status\")",
     });
     let status = if ready {

@@ -49,6 +49,8 @@ pub(super) struct DecisionKey {
     flow: (Labels, Labels),
     /// The arguments as JSON; `None`: a listing.
     args: Option<String>,
+    /// What an LLM request asks for (`context.request`).
+    request: Option<crate::call::ModelRequest>,
 }
 
 impl DecisionKey {
@@ -83,7 +85,7 @@ impl DecisionKey {
                 )),
             ),
             Target::Resource { uri, .. } => (uri.to_string(), None),
-            Target::Prompt { name, .. } | Target::Model { name } | Target::Admin { name } => {
+            Target::Prompt { name, .. } | Target::Model { name, .. } | Target::Admin { name } => {
                 (name.to_string(), None)
             }
         };
@@ -95,6 +97,10 @@ impl DecisionKey {
             annotations,
             flow: (flow_labels, query.touched),
             args,
+            request: match &query.target {
+                Target::Model { request, .. } if query.args.is_some() => *request,
+                _ => None,
+            },
         })
     }
 }
@@ -148,6 +154,7 @@ mod tests {
             annotations: None,
             flow: (Labels::NONE, Labels::NONE),
             args: None,
+            request: None,
         };
         let hot = Decision::error("hot".into());
         cache.put(key("hot"), hot.clone());

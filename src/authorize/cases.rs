@@ -188,7 +188,10 @@ impl Case {
                 name,
                 server: need_facts()?,
             },
-            (.., Some(name)) => Target::Model { name },
+            (.., Some(name)) => Target::Model {
+                name,
+                request: None,
+            },
             _ => unreachable!("exactly one target"),
         };
         let expected_action = target.action().name();

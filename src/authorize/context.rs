@@ -207,13 +207,14 @@ impl ContextReads {
     }
 
     /// Whether it reads what changes from one call to the next for the
-    /// same caller and target: the arguments, the clock, the request id,
-    /// the guardrails' findings, the session's flow (and the flow labels,
-    /// which policy tests vary for one tool).
+    /// same caller and target: the arguments (an LLM request's facts), the
+    /// clock, the request id, the guardrails' findings, the session's flow
+    /// (and the flow labels, which policy tests vary for one tool).
     pub(super) fn varies(&self) -> bool {
         self.whole
             || [
                 "args",
+                "request",
                 "time",
                 "request_id",
                 "findings",
@@ -334,9 +335,38 @@ pub(super) fn context(
                 context.push(("findings".into(), findings(query.findings)));
             }
         }
-        Target::Resource { .. } | Target::Model { .. } | Target::Admin { .. } => {}
+        Target::Model { request, .. } => {
+            // Whether the caller may see the model is decided without it.
+            if let (Some(request), Some(_)) = (request, args) {
+                context.push(("request".into(), self::request(request)));
+            }
+            if uses.findings {
+                context.push(("findings".into(), findings(query.findings)));
+            }
+        }
+        Target::Resource { .. } | Target::Admin { .. } => {}
     }
     Ok(Context::from_pairs(context)?)
+}
+
+/// An LLM request's facts (`context.request`: `max_tokens` only when it
+/// says, `tools`, `stream`).
+fn request(request: &crate::call::ModelRequest) -> RestrictedExpression {
+    let mut fields = vec![
+        (
+            "tools".to_string(),
+            RestrictedExpression::new_bool(request.tools),
+        ),
+        (
+            "stream".to_string(),
+            RestrictedExpression::new_bool(request.stream),
+        ),
+    ];
+    if let Some(n) = request.max_tokens {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        fields.push(("max_tokens".to_string(), RestrictedExpression::new_long(n)));
+    }
+    RestrictedExpression::new_record(fields).unwrap_or_else(|_| unreachable!("distinct keys"))
 }
 
 /// What the guardrails found, as a Cedar set of strings

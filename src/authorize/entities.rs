@@ -108,7 +108,7 @@ pub(super) fn target_entities(
         Target::Tool { name, server, .. } => in_server("Tool", name, server),
         Target::Resource { uri, server } => in_server("Resource", uri, server),
         Target::Prompt { name, server } => in_server("Prompt", name, server),
-        Target::Model { name } => Ok((uid("Model", name), Vec::new())),
+        Target::Model { name, .. } => Ok((uid("Model", name), Vec::new())),
         Target::Admin { name } => Ok((uid("Admin", name), Vec::new())),
     }
 }
@@ -163,7 +163,7 @@ pub(super) fn target_id<'a>(target: &Target<'a>) -> (&'static str, &'a str) {
         Target::Tool { name, .. } => ("Tool", name),
         Target::Resource { uri, .. } => ("Resource", uri),
         Target::Prompt { name, .. } => ("Prompt", name),
-        Target::Model { name } => ("Model", name),
+        Target::Model { name, .. } => ("Model", name),
         Target::Admin { name } => ("Admin", name),
     }
 }

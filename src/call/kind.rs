@@ -61,6 +61,13 @@ pub trait CallKind: Sized + Send + Sync + 'static {
         None
     }
 
+    /// What the `completed` audit record says of the call besides its
+    /// outcome (an LLM call's target, tokens, time to first token, finish
+    /// reason), once it has ended. Nothing by default.
+    fn completed_detail(_ctx: &CallContext<Self>) -> Option<serde_json::Value> {
+        None
+    }
+
     /// How big a chunk of a streamed result is; a stream's `result_bytes`
     /// is the sum over its chunks.
     fn chunk_bytes(_chunk: &Self::Chunk) -> Option<u64> {

@@ -53,7 +53,7 @@ impl Inspected {
         let name = match target {
             Target::Tool { name, .. } | Target::Prompt { name, .. } => name,
             Target::Resource { uri, .. } => uri,
-            Target::Model { name } | Target::Admin { name } => name,
+            Target::Model { name, .. } | Target::Admin { name } => name,
         };
         Inspected {
             kind: target.kind(),

@@ -73,6 +73,18 @@ impl Annotations {
     }
 }
 
+/// What policies know of one LLM request besides its model
+/// (`context.request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ModelRequest {
+    /// The most tokens it may generate, when it says.
+    pub max_tokens: Option<u64>,
+    /// It offers the model tools.
+    pub tools: bool,
+    /// It asks for a streamed answer.
+    pub stream: bool,
+}
+
 /// The thing a request is about.
 #[derive(Debug, Clone)]
 pub enum Target<'a> {
@@ -93,12 +105,14 @@ pub enum Target<'a> {
         server: &'a ServerFacts,
     },
     Model {
+        /// The name the caller used (an alias in `[llm.models]`).
         name: &'a str,
+        /// What the request asks for (`context.request`); `None` when
+        /// listing models.
+        request: Option<ModelRequest>,
     },
     /// An admin API area.
-    Admin {
-        name: &'a str,
-    },
+    Admin { name: &'a str },
 }
 
 impl Target<'_> {

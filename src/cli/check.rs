@@ -34,6 +34,16 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         };
         eprintln!("  - {} [{}{at}] {prefix}", s.name, s.transport.kind());
     }
+    let llm = &config.llm;
+    eprintln!(
+        "LLM: {} provider(s), {} model name(s) (what callers send as \"model\" at /v1):",
+        llm.providers.len(),
+        llm.models.len()
+    );
+    for route in llm.models.values() {
+        // Provider URLs are shown without credentials.
+        eprintln!("  - {route}");
+    }
     let policies = match toolgate::authorize::Policies::load(&config.policies_dir, 1) {
         Ok(policies) => policies,
         Err(errors) => {

@@ -5,7 +5,7 @@
 //! reads the decimal, octal and hex spellings of an IPv4 address) and
 //! refused when it names a link-local or cloud-metadata address, unless the
 //! server allows it (`allow_link_local = true`). The same check runs on
-//! every address a name resolves to at connect time (`mcp::egress`), so a
+//! every address a name resolves to at connect time (`crate::egress`), so a
 //! name pointing at the metadata service is refused too. Loopback and
 //! private ranges stay allowed: that is where upstreams live.
 //!

@@ -18,6 +18,7 @@
 //!   policies know of them);
 //! - `audit.rs`, `forward.rs`, `approvals.rs`: `[audit]`, the
 //!   `[….forward]` shape, `[approvals]`;
+//! - [`llm`]: `[llm]` (providers, model routes, retries, the breaker);
 //! - [`auth`], [`egress`] (upstream URLs and where they may point), [`secret`].
 
 mod approvals;
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod egress;
 mod forward;
 pub mod integrity;
+pub mod llm;
 mod raw;
 pub mod secret;
 mod servers;
@@ -42,6 +44,7 @@ pub use auth::{AuthConfig, IssuerConfig, Provider};
 pub use egress::{HostResolver, UpstreamUrl};
 pub use forward::{ForwardConfig, MAX_FORWARD_BATCH};
 pub use integrity::{IntegrityConfig, Labels, LintMode, PinMode};
+pub use llm::{LlmConfig, ModelRoute, ProviderAuth, ProviderConfig, ProviderKind, RouteTarget};
 pub use secret::Secret;
 pub use servers::{
     MAX_SERVER_NAME, ServerConfig, ServerFacts, ToolFilter, Transport, glob_match,
@@ -97,6 +100,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     pub approvals: ApprovalsConfig,
+    /// LLM providers and model routes (`[llm]`).
+    pub llm: LlmConfig,
     /// How upstream host names are resolved (not a file setting: the
     /// system resolver, or a fixed table set by tests and embedders).
     /// Every answer is checked against link-local and metadata addresses.
@@ -357,6 +362,7 @@ impl Config {
         }
         let audit = load_audit(raw.audit, &data_dir, &base, listen, shared_db, &mut report);
         let approvals = load_approvals(raw.approvals, &base, &mut report);
+        let llm = llm::load_llm(raw.llm, &base, &mut report);
         let servers_dir = base.join(raw.servers_dir.unwrap_or_else(|| PathBuf::from("servers")));
         let servers = load_servers(&servers_dir, self_exe, &mut errors);
         let policies_dir = base.join(
@@ -392,6 +398,7 @@ impl Config {
                 auth,
                 audit,
                 approvals,
+                llm,
                 host_resolver: HostResolver::default(),
             })
         } else {

@@ -32,6 +32,8 @@ pub(super) struct RawConfig {
     pub(super) audit: RawAudit,
     #[serde(default)]
     pub(super) approvals: RawApprovals,
+    #[serde(default)]
+    pub(super) llm: super::llm::RawLlm,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,7 +6,6 @@
 
 pub mod calls;
 pub mod catalog;
-pub mod egress;
 pub mod exposure;
 pub mod hub;
 pub mod in_order;

@@ -136,6 +136,7 @@ pub(super) async fn completed<K: CallKind>(
     }
     let mut record = call_record(audit, Kind::Completed, ctx);
     record.latency_us = Some(latency_us);
+    record.detail = K::completed_detail(ctx);
     record.decided_seq = ctx.decided;
     match result {
         Ok(bytes) => {

@@ -40,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 use super::sse::MessageReader;
 use crate::call::CallError;
 use crate::config::{Secret, UpstreamUrl};
+use crate::egress::{self, CheckedResolver};
 use crate::mcp::calls::UpstreamTarget;
-use crate::mcp::egress::{self, CheckedResolver};
 use crate::mcp::hub::{LaneDownstream, Out};
 use crate::mcp::jsonrpc::{self, Id, Typed};
 use crate::mcp::state::McpState;
@@ -122,7 +122,7 @@ impl Endpoint {
                 |l| crate::config::egress::redact(&l, &[]),
             );
         egress::Refused::Redirect {
-            server: self.server.clone(),
+            place: egress::server_place(&self.server).into(),
             status: response.status().as_u16(),
             location,
         }

@@ -87,8 +87,8 @@ impl Upstream {
             modern_route: Arc::from(format!("{}#2026-07-28", config.name)),
             lane: match &config.transport {
                 crate::config::Transport::Http { url, headers } if url.is_plain_http() => {
-                    let resolver = crate::mcp::egress::CheckedResolver::new(
-                        &config.name,
+                    let resolver = crate::egress::CheckedResolver::new(
+                        &crate::egress::server_place(&config.name),
                         resolver.clone(),
                         url.allow_link_local,
                     );

@@ -337,9 +337,8 @@ impl Upstream {
                         .map_err(|_| format!("header `{k}` has an invalid value"))?;
                     config.custom_headers.insert(name, value);
                 }
-                let client =
-                    crate::mcp::egress::upstream_client(&self.config, self.resolver.clone())
-                        .map_err(|e| e.to_string())?;
+                let client = crate::egress::upstream_client(&self.config, self.resolver.clone())
+                    .map_err(|e| e.to_string())?;
                 // The fast lane shares this link's session (see `link`).
                 let client = match &self.lane {
                     Some(lane) => lane.spy(client),

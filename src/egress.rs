@@ -1,5 +1,6 @@
-//! How links to HTTP upstreams connect: never to a link-local or metadata
-//! address (unless the server allows it), never following a redirect.
+//! How toolgate connects out to HTTP upstreams and LLM providers: never to
+//! a link-local or metadata address (unless the server or provider allows
+//! it), never following a redirect.
 //!
 //! The URL was checked at load (`config::egress`); here every address its
 //! host name resolves to is checked at connect time, on the rmcp link's
@@ -22,10 +23,11 @@ use crate::config::{HostResolver, ServerConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
     #[error(
-        "`{host}` {how} {what}; toolgate does not connect upstream links there (they hand out cloud credentials): set `allow_link_local = true` in servers/{server}.toml if this server really lives there"
+        "`{host}` {how} {what}; toolgate does not connect there (they hand out cloud credentials): set `allow_link_local = true` in {place} if this server really lives there"
     )]
     LinkLocal {
-        server: Arc<str>,
+        /// Where the URL is configured (`servers/NAME.toml`).
+        place: Arc<str>,
         host: String,
         /// "is" (a name) or "resolves to 169.254.169.254,".
         how: String,
@@ -40,10 +42,10 @@ pub enum Refused {
     #[error("`{0}` resolved to no address")]
     NoAddress(String),
     #[error(
-        "the upstream answered HTTP {status}, a redirect to {location}; toolgate does not follow redirects on upstream links (the server's headers would go there too): set `url` in servers/{server}.toml to the final URL"
+        "the upstream answered HTTP {status}, a redirect to {location}; toolgate does not follow redirects (the credentials it sends would go there too): set the URL in {place} to the final one"
     )]
     Redirect {
-        server: Arc<str>,
+        place: Arc<str>,
         status: u16,
         /// Shown without credentials.
         location: String,
@@ -52,19 +54,21 @@ pub enum Refused {
     Client(String),
 }
 
-/// The resolver of one server's links: looks names up, then refuses
-/// link-local and metadata answers.
+/// The resolver of one server's links (or one provider's): looks names
+/// up, then refuses link-local and metadata answers.
 #[derive(Clone)]
 pub struct CheckedResolver {
-    server: Arc<str>,
+    /// Where its URL is configured, for errors (`servers/NAME.toml`).
+    place: Arc<str>,
     resolver: HostResolver,
     allow_link_local: bool,
 }
 
 impl CheckedResolver {
-    pub fn new(server: &str, resolver: HostResolver, allow_link_local: bool) -> Self {
+    /// The resolver for what is configured at `place` (`servers/NAME.toml`).
+    pub fn new(place: &str, resolver: HostResolver, allow_link_local: bool) -> Self {
         Self {
-            server: Arc::from(server),
+            place: Arc::from(place),
             resolver,
             allow_link_local,
         }
@@ -72,7 +76,7 @@ impl CheckedResolver {
 
     async fn lookup(self, host: String, port: u16) -> Result<Vec<SocketAddr>, Refused> {
         let refuse = |how: String, what| Refused::LinkLocal {
-            server: self.server.clone(),
+            place: self.place.clone(),
             host: host.clone(),
             how,
             what,
@@ -133,9 +137,12 @@ impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for CheckedR
     }
 }
 
-/// The reqwest client of one HTTP upstream's rmcp link: the checked
-/// resolver, no redirects, no proxy from the environment (a proxy would
-/// resolve names where the check cannot see them).
+/// Where a server's URL is configured, as egress errors name it.
+pub fn server_place(name: &str) -> String {
+    format!("servers/{name}.toml")
+}
+
+/// The reqwest client of one HTTP upstream's rmcp link ([`client`]).
 pub fn upstream_client(
     server: &ServerConfig,
     resolver: HostResolver,
@@ -144,10 +151,22 @@ pub fn upstream_client(
         crate::config::Transport::Http { url, .. } => url.allow_link_local,
         crate::config::Transport::Stdio { .. } => false,
     };
-    let name: Arc<str> = Arc::from(server.name.as_str());
+    client(&server_place(&server.name), resolver, allow_link_local)
+}
+
+/// A reqwest client for what is configured at `place`: the checked
+/// resolver, no redirects, no proxy from the environment (a proxy would
+/// resolve names where the check cannot see them), TCP_NODELAY, pooled
+/// keep-alive connections.
+pub fn client(
+    place: &str,
+    resolver: HostResolver,
+    allow_link_local: bool,
+) -> Result<reqwest::Client, Refused> {
+    let at: Arc<str> = Arc::from(place);
     let policy = reqwest::redirect::Policy::custom(move |attempt| {
         let refused = Refused::Redirect {
-            server: name.clone(),
+            place: at.clone(),
             status: attempt.status().as_u16(),
             location: crate::config::egress::redact(attempt.url(), &[]),
         };
@@ -159,7 +178,7 @@ pub fn upstream_client(
         .redirect(policy)
         .no_proxy()
         .dns_resolver(Arc::new(CheckedResolver::new(
-            &server.name,
+            place,
             resolver,
             allow_link_local,
         )))
@@ -204,7 +223,11 @@ mod tests {
             ),
             ("empty.test".to_string(), vec![]),
         ]);
-        CheckedResolver::new("up", HostResolver::Fixed(Arc::new(table)), allow_link_local)
+        CheckedResolver::new(
+            &server_place("up"),
+            HostResolver::Fixed(Arc::new(table)),
+            allow_link_local,
+        )
     }
 
     async fn lane_lookup(r: &mut CheckedResolver, host: &str) -> Result<Vec<SocketAddr>, Refused> {

@@ -1,0 +1,403 @@
+//! The LLM call kinds: a chat completion ([`Chat`], streamed or not) and
+//! an embeddings request ([`Embeddings`]). Each resolves the model name to
+//! its route and forwards through [`LlmState::attempt`] (fallback, retries,
+//! breakers); everything else is the shared pipeline. What a call used
+//! (target, tokens, time to first token, finish reasons) is noted in its
+//! [`Meter`] as the answer passes, for the `completed` record.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use serde_json::{Map, Value};
+
+use super::LlmState;
+use super::openai::{self, Usage};
+use super::provider::{Endpoint, Event, Events, Failure, read_json};
+use crate::call::{
+    CallContext, CallError, CallKind, ModelRequest, NoStream, Part, PolicyQuestion, Reply, Target,
+};
+use crate::config::ModelRoute;
+
+/// What the LLM ingress hands the pipeline: the request as parsed, and
+/// what policies are told of it.
+pub struct LlmInput {
+    /// The model name the caller used (an alias of `[llm.models]`).
+    pub model: String,
+    /// The request body: what policies, guardrails and the audit see, and
+    /// (with the target's model name) what the provider receives.
+    pub body: Map<String, Value>,
+    pub request: ModelRequest,
+    /// The caller asked for usage in its stream; toolgate always asks the
+    /// provider, and drops it from the stream when the caller did not.
+    pub include_usage: bool,
+    pub meter: Arc<Meter>,
+}
+
+impl LlmInput {
+    pub fn new(model: String, body: Map<String, Value>, request: ModelRequest) -> Self {
+        let include_usage = openai::wants_usage(&body);
+        Self {
+            model,
+            body,
+            request,
+            include_usage,
+            meter: Arc::new(Meter::new()),
+        }
+    }
+}
+
+/// What one LLM call used, noted as its answer passes.
+pub struct Meter {
+    started: Instant,
+    used: Mutex<Used>,
+}
+
+#[derive(Default)]
+struct Used {
+    /// `provider/model` of the target that answered (or failed last).
+    target: Option<String>,
+    attempts: u32,
+    usage: Option<Usage>,
+    /// From the call's start to the first chunk with content.
+    first_token: Option<Duration>,
+    finish: Vec<String>,
+    /// The model the provider says answered.
+    upstream_model: Option<String>,
+}
+
+impl Meter {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            used: Mutex::new(Used::default()),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Used) -> T) -> T {
+        f(&mut self.used.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn attempt(&self, target: String) {
+        self.with(|u| {
+            u.attempts += 1;
+            u.target = Some(target);
+        });
+    }
+
+    /// Note what an answer (or one chunk of it) says.
+    fn note(&self, answer: &Value) {
+        let usage = Usage::of(answer);
+        let first = answer
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(|c| !c.is_empty());
+        self.with(|u| {
+            if let Some(usage) = usage {
+                u.usage = Some(usage);
+            }
+            if first && u.first_token.is_none() {
+                u.first_token = Some(self.started.elapsed());
+            }
+            for reason in openai::finish_reasons(answer) {
+                u.finish.push(reason.to_string());
+            }
+            if u.upstream_model.is_none()
+                && let Some(model) = answer.get("model").and_then(Value::as_str)
+            {
+                u.upstream_model = Some(model.to_string());
+            }
+        });
+    }
+
+    /// The `completed` record's detail.
+    pub fn detail(&self) -> Value {
+        self.with(|u| {
+            let mut detail = serde_json::json!({
+                "target": u.target,
+                "attempts": u.attempts,
+                "upstream_model": u.upstream_model,
+                "finish_reasons": u.finish,
+                "time_to_first_token_us": u.first_token.map(|d| d.as_micros() as u64),
+            });
+            if let Some(usage) = u.usage {
+                detail["tokens"] = serde_json::json!({
+                    "input": usage.input, "output": usage.output, "cached": usage.cached,
+                });
+            }
+            serde_json::json!({"llm": detail})
+        })
+    }
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A streamed chat completion: its chunks, as the provider sent them
+/// (usage dropped when the caller did not ask).
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<Value, CallError>> + Send>>;
+
+/// `POST /v1/chat/completions`.
+pub struct Chat;
+
+/// `POST /v1/embeddings`.
+pub struct Embeddings;
+
+fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
+    llm.route(&input.model).ok_or_else(|| CallError::NotFound {
+        kind: "model",
+        name: input.model.clone(),
+    })
+}
+
+fn question<'a>(input: &'a LlmInput) -> PolicyQuestion<'a> {
+    PolicyQuestion {
+        target: Target::Model {
+            name: &input.model,
+            request: Some(input.request),
+        },
+        // The whole request: what the audit hashes and keeps (masked),
+        // and what an approval binds to.
+        args: Some(&input.body),
+        definition_hash: None,
+    }
+}
+
+impl CallKind for Chat {
+    const METHOD: &'static str = "chat/completions";
+    type Input = LlmInput;
+    type Target = Arc<ModelRoute>;
+    type Output = Value;
+    type Chunk = Value;
+    type Stream = ChatStream;
+    type Env = LlmState;
+
+    fn subject(input: &LlmInput) -> &str {
+        &input.model
+    }
+
+    fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
+        resolve(llm, input)
+    }
+
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        _route: &'a Arc<ModelRoute>,
+    ) -> Option<PolicyQuestion<'a>> {
+        Some(question(&ctx.input))
+    }
+
+    fn input_parts(input: &mut LlmInput, visit: &mut dyn FnMut(Part<'_>)) {
+        openai::message_parts(&mut input.body, visit);
+    }
+
+    fn output_parts(output: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+        openai::completion_parts(output, visit);
+    }
+
+    fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+        openai::chunk_parts(chunk, visit);
+    }
+
+    fn completed_detail(ctx: &CallContext<Self>) -> Option<Value> {
+        Some(ctx.input.meter.detail())
+    }
+
+    async fn forward(
+        llm: &LlmState,
+        ctx: &CallContext<Self>,
+        route: &Arc<ModelRoute>,
+    ) -> Result<Reply<Value, ChatStream>, CallError> {
+        let input = &ctx.input;
+        let stream = input.request.stream;
+        let idle = llm.config.stream_idle_timeout;
+        llm.attempt(ctx, route, Endpoint::ChatCompletions, |provider, target| {
+            let mut body = input.body.clone();
+            let model = target.model.clone();
+            body.insert("model".into(), Value::String(model.clone()));
+            let label = target.label();
+            if stream {
+                // Always asked, so usage is known whatever the caller asked.
+                let options = body
+                    .entry("stream_options")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(options) = options {
+                    options.insert("include_usage".into(), Value::Bool(true));
+                }
+            }
+            let meter = input.meter.clone();
+            let include_usage = input.include_usage;
+            async move {
+                let bytes =
+                    serde_json::to_vec(&body).map_err(|e| Failure::Invalid(e.to_string()))?;
+                let response = provider
+                    .send(Endpoint::ChatCompletions, &model, bytes, stream)
+                    .await?;
+                if !stream {
+                    let completion = read_json(response).await?;
+                    meter.note(&completion);
+                    return Ok(Reply::Done(completion));
+                }
+                // The first event is read before the stream is handed on:
+                // a provider that fails before it is still one to fall
+                // back from.
+                let mut events = Events::new(response, idle);
+                let first = match events.next().await? {
+                    Some(Event::Data(first)) => Some(first),
+                    Some(Event::Done) => None,
+                    None => {
+                        return Err(Failure::Invalid(
+                            "the stream ended before its first event".into(),
+                        ));
+                    }
+                };
+                Ok(Reply::Stream(chat_stream(
+                    first,
+                    events,
+                    meter,
+                    include_usage,
+                    label,
+                )))
+            }
+        })
+        .await
+    }
+}
+
+/// The chunks of a streamed chat completion, from its first: each noted
+/// in the meter; usage dropped when the caller did not ask for it; an
+/// error when the stream breaks off before OpenAI's `[DONE]`.
+fn chat_stream(
+    first: Option<Value>,
+    events: Events,
+    meter: Arc<Meter>,
+    include_usage: bool,
+    target: String,
+) -> ChatStream {
+    struct State {
+        first: Option<Value>,
+        events: Events,
+        done: bool,
+    }
+    let state = State {
+        done: first.is_none(),
+        first,
+        events,
+    };
+    Box::pin(futures::stream::unfold(state, move |mut state| {
+        let meter = meter.clone();
+        let target = target.clone();
+        async move {
+            loop {
+                let mut chunk = match state.first.take() {
+                    Some(first) => first,
+                    None if state.done => return None,
+                    None => match state.events.next().await {
+                        Ok(Some(Event::Data(chunk))) => chunk,
+                        Ok(Some(Event::Done)) => return None,
+                        Ok(None) => {
+                            state.done = true;
+                            let e = CallError::UpstreamFailed {
+                                server: target,
+                                reason: "the provider's stream ended before it was complete".into(),
+                            };
+                            return Some((Err(e), state));
+                        }
+                        Err(failure) => {
+                            state.done = true;
+                            let e = CallError::UpstreamFailed {
+                                server: target,
+                                reason: failure.to_string(),
+                            };
+                            return Some((Err(e), state));
+                        }
+                    },
+                };
+                meter.note(&chunk);
+                if !include_usage && let Value::Object(map) = &mut chunk {
+                    if map.get("usage").is_some_and(|u| !u.is_null()) {
+                        let empty = map
+                            .get("choices")
+                            .and_then(Value::as_array)
+                            .is_some_and(Vec::is_empty);
+                        if empty {
+                            // The usage-only last chunk the caller did not ask for.
+                            continue;
+                        }
+                    }
+                    map.remove("usage");
+                }
+                return Some((Ok(chunk), state));
+            }
+        }
+    }))
+}
+
+impl CallKind for Embeddings {
+    const METHOD: &'static str = "embeddings";
+    type Input = LlmInput;
+    type Target = Arc<ModelRoute>;
+    type Output = Value;
+    type Chunk = NoStream;
+    type Stream = NoStream;
+    type Env = LlmState;
+
+    fn subject(input: &LlmInput) -> &str {
+        &input.model
+    }
+
+    fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
+        resolve(llm, input)
+    }
+
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        _route: &'a Arc<ModelRoute>,
+    ) -> Option<PolicyQuestion<'a>> {
+        Some(question(&ctx.input))
+    }
+
+    fn input_parts(input: &mut LlmInput, visit: &mut dyn FnMut(Part<'_>)) {
+        openai::input_parts(&mut input.body, visit);
+    }
+
+    fn completed_detail(ctx: &CallContext<Self>) -> Option<Value> {
+        Some(ctx.input.meter.detail())
+    }
+
+    async fn forward(
+        llm: &LlmState,
+        ctx: &CallContext<Self>,
+        route: &Arc<ModelRoute>,
+    ) -> Result<Reply<Value, NoStream>, CallError> {
+        let input = &ctx.input;
+        llm.attempt(ctx, route, Endpoint::Embeddings, |provider, target| {
+            let mut body = input.body.clone();
+            let model = target.model.clone();
+            body.insert("model".into(), Value::String(model.clone()));
+            let meter = input.meter.clone();
+            async move {
+                let bytes =
+                    serde_json::to_vec(&body).map_err(|e| Failure::Invalid(e.to_string()))?;
+                let response = provider
+                    .send(Endpoint::Embeddings, &model, bytes, false)
+                    .await?;
+                let answer = read_json(response).await?;
+                meter.note(&answer);
+                Ok(Reply::Done(answer))
+            }
+        })
+        .await
+    }
+}
+
+impl LlmInput {
+    /// Note the target an attempt goes to.
+    pub(super) fn attempting(&self, target: String) {
+        self.meter.attempt(target);
+    }
+}

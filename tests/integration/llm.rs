@@ -1,0 +1,540 @@
+//! The LLM front end through the real gateway: OpenAI's API at `/v1`,
+//! routed to the reference provider (and, for faults, small providers
+//! written here that fail in one way each), with the audit trail read back
+//! through the admin API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use toolgate::reference::llm::{Knobs, router as reference};
+
+use crate::common::{ALLOW_ALL, Gateway, eventually, serve_until};
+
+/// Serve `router` on 127.0.0.1; its `/v1` base URL.
+async fn provider(router: axum::Router, ct: &CancellationToken) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    serve_until(listener, router, ct.clone());
+    format!("http://{addr}/v1")
+}
+
+/// `[llm.providers.NAME]` of an OpenAI-compatible server at `base`.
+fn compatible(name: &str, base: &str) -> String {
+    format!("[llm.providers.{name}]\nkind = \"openai-compatible\"\nbase_url = \"{base}\"\n")
+}
+
+async fn gateway(llm: &str, policies: &[(&str, &str)]) -> Gateway {
+    Gateway::start_governed(&[], llm, true, policies).await
+}
+
+async fn post(gw: &Gateway, path: &str, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}{path}", gw.addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, value)
+}
+
+/// The `data` of each event of a streamed answer, as text.
+async fn stream(gw: &Gateway, body: Value) -> Vec<String> {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().await.unwrap();
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The audit records of LLM calls (`completed` ones when `kind` says so).
+async fn records(gw: &Gateway, kind: &str) -> Vec<Value> {
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/admin/v1/audit?limit=500", gw.addr))
+        .send()
+        .await
+        .unwrap();
+    let page: Value = r.json().await.unwrap();
+    page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["record"].clone())
+        .filter(|r| r["kind"] == kind)
+        .collect()
+}
+
+/// Wait until `n` completed records are in, and return them.
+async fn completed(gw: &Gateway, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = records(gw, "completed").await;
+        if got.len() >= n {
+            return got;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn chat(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+#[tokio::test]
+async fn chat_completions_embeddings_and_models_go_through_the_pipeline() {
+    let ct = CancellationToken::new();
+    let base = provider(reference(Knobs::default()), &ct).await;
+    let llm = format!(
+        "{}[llm.models.fast]\ntargets = [{{ provider = \"ref\", model = \"ref-small\" }}]\n",
+        compatible("ref", &base)
+    );
+    let gw = gateway(&llm, &[ALLOW_ALL]).await;
+
+    let (status, _, answer) = post(&gw, "/v1/chat/completions", chat("fast", "hello there")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        "You said: hello there"
+    );
+    assert_eq!(answer["model"], "ref-small");
+
+    // Streamed, without usage asked for: none reaches the caller, though
+    // toolgate asked the provider for it.
+    let events = stream(
+        &gw,
+        json!({"model": "fast", "stream": true,
+        "messages": [{"role": "user", "content": "one two"}]}),
+    )
+    .await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let said: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(said, "You said: one two");
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "{chunks:?}"
+    );
+    // With usage asked for: the last chunk carries it.
+    let events = stream(
+        &gw,
+        json!({"model": "fast", "stream": true,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "one two"}]}),
+    )
+    .await;
+    let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(last["usage"]["prompt_tokens"], 2, "{last}");
+
+    let (status, _, vectors) = post(
+        &gw,
+        "/v1/embeddings",
+        json!({"model": "fast", "input": ["a", "b"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{vectors}");
+    assert_eq!(vectors["data"].as_array().unwrap().len(), 2);
+
+    let models: Value = reqwest::get(format!("http://{}/v1/models", gw.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "fast");
+
+    // Every call recorded, with what it used.
+    let done = completed(&gw, 4).await;
+    let streamed = done
+        .iter()
+        .find(|r| {
+            r["detail"]["llm"]["time_to_first_token_us"].is_u64()
+                && r["method"] == "chat/completions"
+                && r["detail"]["llm"]["tokens"]["input"] == 2
+        })
+        .unwrap_or_else(|| panic!("{done:?}"));
+    assert_eq!(streamed["outcome"], "ok");
+    assert_eq!(streamed["detail"]["llm"]["target"], "ref/ref-small");
+    assert_eq!(streamed["detail"]["llm"]["finish_reasons"], json!(["stop"]));
+    assert!(
+        done.iter()
+            .any(|r| r["method"] == "embeddings" && r["detail"]["llm"]["tokens"]["input"] == 2)
+    );
+    let decided = records(&gw, "decided").await;
+    assert!(
+        decided
+            .iter()
+            .all(|r| r["target"] == "fast" && r["decision"] == "allow")
+    );
+    ct.cancel();
+}
+
+#[tokio::test]
+async fn refusals_use_openais_envelope_and_a_hidden_model_is_unknown() {
+    let ct = CancellationToken::new();
+    let base = provider(reference(Knobs::default()), &ct).await;
+    let llm = format!(
+        "{}[llm.models.fast]\ntargets = [{{ provider = \"ref\", model = \"ref-small\" }}]\n[llm.models.secret]\ntargets = [{{ provider = \"ref\", model = \"ref-large\" }}]\n",
+        compatible("ref", &base)
+    );
+    let policies = [(
+        "llm",
+        r#"@id("chat-for-everyone")
+permit (principal, action == Action::"chat", resource);
+@id("no-secret-model")
+forbid (principal, action == Action::"chat", resource == Model::"secret");
+@id("short-answers")
+@reason("answers are capped at 1000 tokens")
+forbid (principal, action == Action::"chat", resource)
+when { context has request && context.request has max_tokens && context.request.max_tokens > 1000 };
+"#,
+    )];
+    let gw = gateway(&llm, &policies).await;
+
+    let (status, _, error) = post(
+        &gw,
+        "/v1/chat/completions",
+        json!({"model": "fast", "max_tokens": 5000,
+        "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 403, "{error}");
+    assert_eq!(error["error"]["code"], "denied_by_policy");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("short-answers"),
+        "{error}"
+    );
+
+    let (hidden_status, _, hidden) = post(&gw, "/v1/chat/completions", chat("secret", "hi")).await;
+    let (unknown_status, _, unknown) = post(&gw, "/v1/chat/completions", chat("nope", "hi")).await;
+    assert_eq!((hidden_status, unknown_status), (404, 404));
+    assert_eq!(hidden["error"]["code"], "model_not_found");
+    assert_eq!(
+        hidden["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("secret", "X"),
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("nope", "X"),
+    );
+    let models: Value = reqwest::get(format!("http://{}/v1/models", gw.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["fast"]);
+    let r = reqwest::get(format!("http://{}/v1/models/secret", gw.addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Bad input: every answer names the problem in OpenAI's shape.
+    let raw = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .header("content-type", "application/json")
+        .body("{\"model\": \"fast\", \"model\": \"secret\", \"messages\": []}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let error: Value = raw.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate"),
+        "{error}"
+    );
+    for (body, param) in [
+        (
+            json!({"model": "fast", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1e30}),
+            "max_tokens",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}]}),
+            "model",
+        ),
+        (json!({"model": "fast", "messages": "x"}), "messages"),
+    ] {
+        let (status, _, error) = post(&gw, "/v1/chat/completions", body).await;
+        assert_eq!(
+            (status, error["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{error}"
+        );
+    }
+    let big = "x".repeat(5 << 20);
+    let (status, _, error) = post(&gw, "/v1/chat/completions", chat("fast", &big)).await;
+    assert_eq!(status, 413, "{error}");
+    assert_eq!(error["error"]["code"], "request_too_large");
+    ct.cancel();
+}
+
+/// A provider answering every chat completion with `status` (and
+/// `Retry-After: 7`), counting requests.
+fn failing(status: u16, hits: Arc<AtomicUsize>) -> axum::Router {
+    axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let hits = hits.clone();
+            async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                Response::builder()
+                    .status(status)
+                    .header("retry-after", "7")
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        json!({"error": {"message": format!("provider says {status}"), "type": "x", "param": null, "code": null}}).to_string(),
+                    ))
+                    .unwrap()
+            }
+        }),
+    )
+}
+
+/// A provider that never answers.
+fn hanging() -> axum::Router {
+    axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            ""
+        }),
+    )
+}
+
+#[tokio::test]
+async fn failures_fall_back_to_the_next_target_and_the_last_is_passed_on() {
+    let ct = CancellationToken::new();
+    let ok = provider(reference(Knobs::default()), &ct).await;
+    let broken = provider(
+        reference(Knobs {
+            fail_rate: 1.0,
+            ..Knobs::default()
+        }),
+        &ct,
+    )
+    .await;
+    let limited_hits = Arc::new(AtomicUsize::new(0));
+    let limited = provider(failing(429, limited_hits.clone()), &ct).await;
+    let refusing_hits = Arc::new(AtomicUsize::new(0));
+    let refusing = provider(failing(400, refusing_hits.clone()), &ct).await;
+    let slow = provider(hanging(), &ct).await;
+    let llm = format!(
+        "{}{}{}{}{}[llm.retry]\nbackoff = \"10ms\"\n\
+         [llm.models.sturdy]\ntargets = [{{ provider = \"broken\", model = \"ref-small\", weight = 100 }}, {{ provider = \"ok\", model = \"ref-small\" }}]\n\
+         [llm.models.patient]\ntargets = [{{ provider = \"slow\", model = \"m\", timeout = \"300ms\", weight = 100 }}, {{ provider = \"ok\", model = \"ref-small\" }}]\n\
+         [llm.models.limited]\ntargets = [{{ provider = \"limited\", model = \"m\" }}]\n\
+         [llm.models.picky]\ntargets = [{{ provider = \"refusing\", model = \"m\", weight = 100 }}, {{ provider = \"ok\", model = \"ref-small\" }}]\n",
+        compatible("ok", &ok),
+        compatible("broken", &broken),
+        compatible("limited", &limited),
+        compatible("refusing", &refusing),
+        compatible("slow", &slow),
+    );
+    let gw = gateway(&llm, &[ALLOW_ALL]).await;
+
+    // A 500 from the first target: the second answers.
+    let (status, _, answer) = post(&gw, "/v1/chat/completions", chat("sturdy", "hi")).await;
+    assert_eq!(status, 200, "{answer}");
+    // A provider that hangs: its timeout, then the next.
+    let (status, _, answer) = post(&gw, "/v1/chat/completions", chat("patient", "hi")).await;
+    assert_eq!(status, 200, "{answer}");
+    // A 429 with no target left: passed on, Retry-After and all, after
+    // the retries the budget allows.
+    let (status, headers, error) = post(&gw, "/v1/chat/completions", chat("limited", "hi")).await;
+    assert_eq!(status, 429, "{error}");
+    assert_eq!(headers["retry-after"], "7");
+    assert_eq!(error["error"]["message"], "provider says 429");
+    assert_eq!(
+        limited_hits.load(Ordering::SeqCst),
+        3,
+        "the first attempt and two retries"
+    );
+    // The caller's own error is never retried elsewhere.
+    let (status, _, error) = post(&gw, "/v1/chat/completions", chat("picky", "hi")).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(refusing_hits.load(Ordering::SeqCst), 1);
+
+    let done = completed(&gw, 4).await;
+    let sturdy = done.iter().find(|r| r["target"] == "sturdy").unwrap();
+    assert_eq!(sturdy["detail"]["llm"]["attempts"], 2, "{sturdy}");
+    assert_eq!(sturdy["detail"]["llm"]["target"], "ok/ref-small");
+    let limited = done.iter().find(|r| r["target"] == "limited").unwrap();
+    assert_eq!(limited["outcome"], "error");
+    assert_eq!(limited["error_class"], "upstream/error");
+
+    // Five failures in a row eject the broken target: the next calls go
+    // straight to the good one, and /readyz says so.
+    for _ in 0..6 {
+        let (status, _, _) = post(&gw, "/v1/chat/completions", chat("sturdy", "hi")).await;
+        assert_eq!(status, 200);
+    }
+    let ready: Value = reqwest::get(format!("http://{}/readyz", gw.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let broken = ready["llm_targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "broken/ref-small")
+        .unwrap();
+    assert_eq!(broken["state"], "open", "{ready}");
+    ct.cancel();
+}
+
+/// A provider that streams `chunks` events (then `end`), noting when its
+/// stream is dropped (the connection closed before the end).
+fn streaming(chunks: Vec<&'static str>, dropped: Arc<AtomicBool>) -> axum::Router {
+    axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let chunks = chunks.clone();
+            let dropped = dropped.clone();
+            async move {
+                struct Noted(Arc<AtomicBool>);
+                impl Drop for Noted {
+                    fn drop(&mut self) {
+                        self.0.store(true, Ordering::SeqCst);
+                    }
+                }
+                let noted = Noted(dropped);
+                let body = futures::stream::iter(chunks).then(move |c| {
+                    let _keep = &noted;
+                    async move {
+                        if c == "pause" {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                        Ok::<_, std::convert::Infallible>(Bytes::from(c))
+                    }
+                });
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from_stream(body))
+                    .unwrap()
+            }
+        }),
+    )
+}
+
+const CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi \"},\"finish_reason\":null}]}\n\n";
+
+#[tokio::test]
+async fn streams_that_break_end_with_an_error_event_and_callers_that_leave_cancel_the_provider() {
+    let ct = CancellationToken::new();
+    let cut_dropped = Arc::new(AtomicBool::new(false));
+    let cut = provider(streaming(vec![CHUNK, CHUNK], cut_dropped), &ct).await;
+    let garbled = provider(streaming(vec!["data: {not json\n\n"], Arc::default()), &ct).await;
+    let left = Arc::new(AtomicBool::new(false));
+    let endless = provider(streaming(vec![CHUNK, "pause"], left.clone()), &ct).await;
+    let llm = format!(
+        "{}{}{}[llm.models.cut]\ntargets = [{{ provider = \"cut\", model = \"m\" }}]\n\
+         [llm.models.garbled]\ntargets = [{{ provider = \"garbled\", model = \"m\" }}]\n\
+         [llm.models.endless]\ntargets = [{{ provider = \"endless\", model = \"m\" }}]\n\
+         [llm.retry]\nattempts = 0\n",
+        compatible("cut", &cut),
+        compatible("garbled", &garbled),
+        compatible("endless", &endless),
+    );
+    let gw = gateway(&llm, &[ALLOW_ALL]).await;
+    let streamed = |model: &str| json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+
+    // Cut off before [DONE]: what came is relayed, then an error event.
+    let events = stream(&gw, streamed("cut")).await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    let last: Value = serde_json::from_str(&events[2]).unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ended before it was complete"),
+        "{last}"
+    );
+
+    // Invalid events before anything was relayed: an error answer.
+    let (status, _, error) = post(&gw, "/v1/chat/completions", streamed("garbled")).await;
+    assert_eq!(status, 502, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON"),
+        "{error}"
+    );
+
+    // A caller that leaves mid-stream: the provider's request is dropped.
+    let mut r = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .json(&streamed("endless"))
+        .send()
+        .await
+        .unwrap();
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("hi "));
+    drop(r);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            left.load(Ordering::SeqCst)
+        })
+        .await,
+        "the provider's stream was never dropped"
+    );
+
+    let done = completed(&gw, 3).await;
+    let outcome = |model: &str| {
+        let r = done.iter().find(|r| r["target"] == model).unwrap();
+        (
+            r["outcome"].as_str().unwrap().to_string(),
+            r["error_class"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(outcome("cut"), ("error".into(), "upstream/failed".into()));
+    assert_eq!(
+        outcome("garbled"),
+        ("error".into(), "upstream/failed".into())
+    );
+    assert_eq!(
+        outcome("endless"),
+        ("error".into(), "caller/cancelled".into())
+    );
+    ct.cancel();
+}
