@@ -14,6 +14,10 @@
 //! - none, from a loopback address, under `serve --dev-insecure` (refused
 //!   on a non-loopback address): the local dev user.
 //!
+//! On the LLM API (`/v1/…`) the credential may also come the way LLM SDKs
+//! send theirs: `x-api-key` (Anthropic's) or `api-key` (Azure OpenAI's),
+//! and a refusal is in the API's own error envelope.
+//!
 //! A token in the query string is refused and never logged. The caller's
 //! token is never forwarded upstream: upstream credentials come only from
 //! `servers/*.toml`.
@@ -149,6 +153,29 @@ impl Rejection {
     }
 }
 
+/// A refusal on the LLM API in the API's own error envelope (Anthropic's
+/// on `/v1/messages`, OpenAI's elsewhere), so SDKs raise their
+/// authentication error rather than fail to read the body.
+fn llm_envelope(path: &str, message: &str, response: &mut Response) {
+    let status = response.status();
+    let kind = match status {
+        StatusCode::UNAUTHORIZED => "authentication_error",
+        StatusCode::FORBIDDEN => "permission_error",
+        StatusCode::SERVICE_UNAVAILABLE => "api_error",
+        _ => "invalid_request_error",
+    };
+    let body = if path.starts_with("/v1/messages") {
+        serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+    } else {
+        serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": "invalid_api_key"}})
+    };
+    *response.body_mut() = axum::body::Body::from(body.to_string());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+}
+
 /// The layer: a [`Caller`] in the request's extensions, or a 401.
 pub async fn layer(
     State(auth): State<Arc<Authenticator>>,
@@ -178,7 +205,13 @@ pub async fn layer(
                 let back = request.uri().path_and_query().map_or(path, |p| p.as_str());
                 return sso::sign_in_first(back);
             }
-            rejection.into_response(&public_base(&auth.http, auth.listen, request.headers()))
+            let text = format!("toolgate: {rejection}");
+            let mut response =
+                rejection.into_response(&public_base(&auth.http, auth.listen, request.headers()));
+            if is_llm_api(path) {
+                llm_envelope(path, &text, &mut response);
+            }
+            response
         }
     }
 }
@@ -193,7 +226,7 @@ async fn identify(
     if token_in_query(query) {
         return Err(Rejection::TokenInQuery);
     }
-    match bearer(headers)? {
+    match credential(headers, path)? {
         Some(token) if api_keys::is_api_key(token) => {
             auth.keys
                 .verify(token)
@@ -265,6 +298,30 @@ async fn verify_access_token(auth: &Authenticator, token: &str) -> Result<Caller
 }
 
 /// The bearer token, if an Authorization header is present.
+/// The request's credential: its bearer token, or on the LLM API (`/v1/…`)
+/// the `x-api-key` or `api-key` header LLM SDKs send instead.
+fn credential<'h>(headers: &'h HeaderMap, path: &str) -> Result<Option<&'h str>, Rejection> {
+    let token = bearer(headers)?;
+    if token.is_some() || !is_llm_api(path) {
+        return Ok(token);
+    }
+    for name in ["x-api-key", "api-key"] {
+        if let Some(value) = headers.get(name) {
+            let value = value.to_str().map_err(|_| Rejection::Malformed)?.trim();
+            if value.is_empty() {
+                return Err(Rejection::Malformed);
+            }
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `path` is on the LLM API.
+fn is_llm_api(path: &str) -> bool {
+    path.starts_with("/v1/")
+}
+
 fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);

@@ -19,7 +19,8 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::LlmState;
-use super::calls::{Chat, Embeddings, LlmInput};
+use super::anthropic;
+use super::calls::{Chat, Embeddings, LlmInput, Messages};
 use super::openai::{self, BadRequest};
 use crate::call::{
     CallContext, CallError, CallKind, Caller, ModelRequest, NotAdmitted, Query, Reply, Target,
@@ -33,6 +34,7 @@ pub fn router(llm: Arc<LlmState>) -> axum::Router {
     axum::Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/messages", post(messages))
         .route("/v1/models", get(models))
         .route("/v1/models/{*model}", get(model))
         .with_state(llm)
@@ -44,15 +46,40 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let input = match read(&llm, body, openai::chat_request).await {
+    let input = match read(&llm, body, openai::chat_request, Dialect::OpenAi).await {
         Ok(input) => input,
         Err(response) => return response,
     };
     match run::<Chat>(llm, caller, &headers, input).await {
         Ok(Reply::Done(completion)) => json(&completion),
-        Ok(Reply::Stream(stream)) => events(stream),
-        Err(e) => error_response(&e),
+        Ok(Reply::Stream(stream)) => events(stream, Dialect::OpenAi),
+        Err(e) => error_response(&e, Dialect::OpenAi),
     }
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API.
+async fn messages(
+    State(llm): State<Arc<LlmState>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let input = match read(&llm, body, anthropic::messages_request, Dialect::Anthropic).await {
+        Ok(input) => input,
+        Err(response) => return response,
+    };
+    match run::<Messages>(llm, caller, &headers, input).await {
+        Ok(Reply::Done(message)) => json(&message),
+        Ok(Reply::Stream(stream)) => events(stream, Dialect::Anthropic),
+        Err(e) => error_response(&e, Dialect::Anthropic),
+    }
+}
+
+/// Which API's error envelope and event format a route uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Anthropic,
 }
 
 async fn embeddings(
@@ -61,20 +88,20 @@ async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let input = match read(&llm, body, openai::embeddings_request).await {
+    let input = match read(&llm, body, openai::embeddings_request, Dialect::OpenAi).await {
         Ok(input) => input,
         Err(response) => return response,
     };
     match run::<Embeddings>(llm, caller, &headers, input).await {
         Ok(reply) => json(&reply.done()),
-        Err(e) => error_response(&e),
+        Err(e) => error_response(&e, Dialect::OpenAi),
     }
 }
 
 /// `GET /v1/models`: the model names this caller may use, by policy.
 async fn models(State(llm): State<Arc<LlmState>>, caller: Option<Extension<Caller>>) -> Response {
     let Some(Extension(caller)) = caller else {
-        return error_response(&CallError::Unauthenticated);
+        return error_response(&CallError::Unauthenticated, Dialect::OpenAi);
     };
     let data: Vec<Value> = llm
         .config
@@ -94,15 +121,18 @@ async fn model(
     Path(alias): Path<String>,
 ) -> Response {
     let Some(Extension(caller)) = caller else {
-        return error_response(&CallError::Unauthenticated);
+        return error_response(&CallError::Unauthenticated, Dialect::OpenAi);
     };
     if llm.config.models.contains_key(&alias) && visible(&llm, &caller, &alias) {
         json(&model_entry(&alias))
     } else {
-        error_response(&CallError::NotFound {
-            kind: "model",
-            name: alias,
-        })
+        error_response(
+            &CallError::NotFound {
+                kind: "model",
+                name: alias,
+            },
+            Dialect::OpenAi,
+        )
     }
 }
 
@@ -132,24 +162,25 @@ async fn read(
     llm: &LlmState,
     body: Body,
     check: fn(&Map<String, Value>) -> Result<ModelRequest, BadRequest>,
+    dialect: Dialect,
 ) -> Result<LlmInput, Response> {
     let limit = llm.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         envelope(
+            dialect,
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the request body is over the limit of {limit} bytes (http.max_body_bytes)"),
-            "invalid_request_error",
             None,
-            Some("request_too_large"),
+            "request_too_large",
         )
     })?;
     let bad = |e: BadRequest| {
         envelope(
+            dialect,
             StatusCode::BAD_REQUEST,
             &e.message,
-            "invalid_request_error",
             e.param.as_deref(),
-            None,
+            "invalid_request",
         )
     };
     let body = openai::object(&bytes).map_err(bad)?;
@@ -197,13 +228,20 @@ fn json(value: &Value) -> Response {
 /// the pipeline, then `data: [DONE]`; a failure mid-way is an event with
 /// OpenAI's error envelope, and the stream ends there. A slow reader slows
 /// the provider's read: nothing is read ahead of what was sent.
-fn events(stream: Watched<Chat>) -> Response {
-    let body = futures::stream::unfold(Some(stream), |stream| async move {
+fn events<K: CallKind<Chunk = Value>>(stream: Watched<K>, dialect: Dialect) -> Response
+where
+    Watched<K>: futures::Stream<Item = Result<Value, CallError>>,
+{
+    let body = futures::stream::unfold(Some(stream), move |stream| async move {
         let mut stream = stream?;
-        let event = match stream.next().await {
-            Some(Ok(chunk)) => return Some((Ok::<_, Infallible>(sse(&chunk)), Some(stream))),
-            Some(Err(e)) => sse(&error_json(&e).1),
-            None => Bytes::from_static(b"data: [DONE]\n\n"),
+        let event = match (stream.next().await, dialect) {
+            (Some(Ok(chunk)), _) => {
+                return Some((Ok::<_, Infallible>(sse(&chunk, dialect)), Some(stream)));
+            }
+            (Some(Err(e)), _) => sse(&error_json(&e, dialect).1, dialect),
+            (None, Dialect::OpenAi) => Bytes::from_static(b"data: [DONE]\n\n"),
+            // Anthropic's stream ends with its own `message_stop`.
+            (None, Dialect::Anthropic) => return None,
         };
         Some((Ok(event), None))
     });
@@ -214,31 +252,47 @@ fn events(stream: Watched<Chat>) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-fn sse(value: &Value) -> Bytes {
+/// One event: `data: …` (OpenAI), or `event: TYPE` and `data: …`
+/// (Anthropic, whose events name their type).
+fn sse(value: &Value, dialect: Dialect) -> Bytes {
     let mut out = Vec::with_capacity(256);
+    if dialect == Dialect::Anthropic
+        && let Some(kind) = value.get("type").and_then(Value::as_str)
+    {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.push(b'\n');
+    }
     out.extend_from_slice(b"data: ");
     let _ = serde_json::to_writer(&mut out, value);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
 
+/// A refusal of the request itself, in `dialect`'s envelope.
 fn envelope(
+    dialect: Dialect,
     status: StatusCode,
     message: &str,
-    kind: &str,
     param: Option<&str>,
-    code: Option<&str>,
+    code: &str,
 ) -> Response {
-    (
-        status,
-        json(&openai::error_body(message, kind, param, code)),
-    )
-        .into_response()
+    let body = match dialect {
+        Dialect::OpenAi => openai::error_body(message, "invalid_request_error", param, Some(code)),
+        Dialect::Anthropic => {
+            let message = match param {
+                Some(param) => format!("{param}: {message}"),
+                None => message.to_string(),
+            };
+            anthropic::error_body(status.as_u16(), &message)
+        }
+    };
+    (status, json(&body)).into_response()
 }
 
-/// A call's error as OpenAI's API says it: status and envelope.
-pub fn error_response(e: &CallError) -> Response {
-    let (status, body) = error_json(e);
+/// A call's error as the API says it: status and envelope.
+pub fn error_response(e: &CallError, dialect: Dialect) -> Response {
+    let (status, body) = error_json(e, dialect);
     let mut response = (status, json(&body)).into_response();
     let retry_after = match e {
         CallError::UpstreamRejected(r) => r
@@ -258,8 +312,26 @@ pub fn error_response(e: &CallError) -> Response {
 
 /// The status and envelope of a call's error. A model the caller may not
 /// see is as unknown as one that does not exist; a provider's own error
-/// keeps its status and, when it used OpenAI's envelope, its words.
-fn error_json(e: &CallError) -> (StatusCode, Value) {
+/// keeps its status and, when it used the caller's API's envelope, its
+/// words as they were.
+fn error_json(e: &CallError, dialect: Dialect) -> (StatusCode, Value) {
+    let (status, body) = openai_error(e);
+    match dialect {
+        Dialect::OpenAi => (status, body),
+        Dialect::Anthropic => {
+            if let CallError::UpstreamRejected(rejection) = e
+                && let Some(own) = rejection.data.as_ref().and_then(|d| d.get("body"))
+                && own["type"] == "error"
+            {
+                return (status, own.clone());
+            }
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            (status, anthropic::error_body(status.as_u16(), message))
+        }
+    }
+}
+
+fn openai_error(e: &CallError) -> (StatusCode, Value) {
     let text = e.to_string();
     let (status, kind, code, message) = match e {
         CallError::Unauthenticated => (
@@ -319,6 +391,7 @@ fn error_json(e: &CallError) -> (StatusCode, Value) {
             // The provider's own envelope, as it wrote it.
             if let Some(body) = rejection.data.as_ref().and_then(|d| d.get("body"))
                 && body.get("error").is_some_and(Value::is_object)
+                && body["type"] != "error"
             {
                 return (status, body.clone());
             }

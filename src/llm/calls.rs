@@ -5,6 +5,7 @@
 //! (target, tokens, time to first token, finish reasons) is noted in its
 //! [`Meter`] as the answer passes, for the `completed` record.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,12 +14,13 @@ use futures::Stream;
 use serde_json::{Map, Value};
 
 use super::LlmState;
+use super::anthropic;
 use super::openai::{self, Usage};
 use super::provider::{Endpoint, Event, Events, Failure, read_json};
 use crate::call::{
     CallContext, CallError, CallKind, ModelRequest, NoStream, Part, PolicyQuestion, Reply, Target,
 };
-use crate::config::ModelRoute;
+use crate::config::{ModelRoute, ProviderKind};
 
 /// What the LLM ingress hands the pipeline: the request as parsed, and
 /// what policies are told of it.
@@ -105,6 +107,37 @@ impl Meter {
             }
             if u.upstream_model.is_none()
                 && let Some(model) = answer.get("model").and_then(Value::as_str)
+            {
+                u.upstream_model = Some(model.to_string());
+            }
+        });
+    }
+
+    /// Note what a Messages API answer (or one of its events) says.
+    fn note_messages(&self, answer: &Value) {
+        let usage = anthropic::usage_of(answer);
+        let first = answer["type"] == "content_block_delta";
+        let model = answer
+            .get("model")
+            .or_else(|| answer.get("message").and_then(|m| m.get("model")))
+            .and_then(Value::as_str);
+        self.with(|u| {
+            if let Some(usage) = usage {
+                let before = u.usage.unwrap_or_default();
+                u.usage = Some(Usage {
+                    input: usage.input.max(before.input),
+                    output: usage.output.max(before.output),
+                    cached: usage.cached.max(before.cached),
+                });
+            }
+            if (first || answer["type"] == "message") && u.first_token.is_none() {
+                u.first_token = Some(self.started.elapsed());
+            }
+            if let Some(reason) = anthropic::stop_reason(answer) {
+                u.finish.push(reason.to_string());
+            }
+            if u.upstream_model.is_none()
+                && let Some(model) = model
             {
                 u.upstream_model = Some(model.to_string());
             }
@@ -242,99 +275,238 @@ impl CallKind for Chat {
                     meter.note(&completion);
                     return Ok(Reply::Done(completion));
                 }
-                // The first event is read before the stream is handed on:
-                // a provider that fails before it is still one to fall
-                // back from.
                 let mut events = Events::new(response, idle);
-                let first = match events.next().await? {
-                    Some(Event::Data(first)) => Some(first),
-                    Some(Event::Done) => None,
-                    None => {
-                        return Err(Failure::Invalid(
-                            "the stream ended before its first event".into(),
-                        ));
-                    }
-                };
-                Ok(Reply::Stream(chat_stream(
-                    first,
-                    events,
-                    meter,
-                    include_usage,
-                    label,
-                )))
+                let first = first_event(&mut events).await?;
+                let shape = Shape::Chat { include_usage };
+                Ok(Reply::Stream(relay(first, events, meter, shape, label)))
             }
         })
         .await
     }
 }
 
-/// The chunks of a streamed chat completion, from its first: each noted
-/// in the meter; usage dropped when the caller did not ask for it; an
-/// error when the stream breaks off before OpenAI's `[DONE]`.
-fn chat_stream(
-    first: Option<Value>,
+/// What a relayed stream is, and what is done to each event on its way.
+pub(super) enum Shape {
+    /// Chat completion chunks, as the provider sent them; usage dropped
+    /// when the caller did not ask for it.
+    Chat { include_usage: bool },
+    /// Messages API events from an Anthropic target, as sent.
+    Messages,
+    /// Chat completion chunks turned into Messages API events.
+    ChatAsMessages(Box<anthropic::StreamTranslator>),
+}
+
+/// The events of a streamed answer from its first, noted in the meter and
+/// shaped for the caller, until the provider's end (`[DONE]`, or
+/// `message_stop`); a stream that breaks off before it ends with an error.
+pub(super) fn relay(
+    first: Event,
     events: Events,
     meter: Arc<Meter>,
-    include_usage: bool,
+    shape: Shape,
     target: String,
 ) -> ChatStream {
     struct State {
-        first: Option<Value>,
+        first: Option<Event>,
         events: Events,
+        shape: Shape,
+        pending: VecDeque<Value>,
         done: bool,
+        meter: Arc<Meter>,
+        target: String,
     }
-    let state = State {
-        done: first.is_none(),
-        first,
-        events,
-    };
-    Box::pin(futures::stream::unfold(state, move |mut state| {
-        let meter = meter.clone();
-        let target = target.clone();
-        async move {
-            loop {
-                let mut chunk = match state.first.take() {
-                    Some(first) => first,
-                    None if state.done => return None,
-                    None => match state.events.next().await {
-                        Ok(Some(Event::Data(chunk))) => chunk,
-                        Ok(Some(Event::Done)) => return None,
-                        Ok(None) => {
-                            state.done = true;
-                            let e = CallError::UpstreamFailed {
-                                server: target,
-                                reason: "the provider's stream ended before it was complete".into(),
-                            };
-                            return Some((Err(e), state));
-                        }
-                        Err(failure) => {
-                            state.done = true;
-                            let e = CallError::UpstreamFailed {
-                                server: target,
-                                reason: failure.to_string(),
-                            };
-                            return Some((Err(e), state));
-                        }
-                    },
-                };
-                meter.note(&chunk);
-                if !include_usage && let Value::Object(map) = &mut chunk {
-                    if map.get("usage").is_some_and(|u| !u.is_null()) {
+    impl State {
+        /// One event from the provider: noted, shaped, queued for the caller.
+        fn take(&mut self, mut event: Value) {
+            match &mut self.shape {
+                Shape::Chat { include_usage } => {
+                    self.meter.note(&event);
+                    if !*include_usage && let Value::Object(map) = &mut event {
+                        let usage = map.remove("usage").is_some_and(|u| !u.is_null());
                         let empty = map
                             .get("choices")
                             .and_then(Value::as_array)
                             .is_some_and(Vec::is_empty);
-                        if empty {
+                        if usage && empty {
                             // The usage-only last chunk the caller did not ask for.
-                            continue;
+                            return;
                         }
                     }
-                    map.remove("usage");
+                    self.pending.push_back(event);
                 }
-                return Some((Ok(chunk), state));
+                Shape::Messages => {
+                    self.meter.note_messages(&event);
+                    if event["type"] == "message_stop" {
+                        self.done = true;
+                    }
+                    self.pending.push_back(event);
+                }
+                Shape::ChatAsMessages(translator) => {
+                    self.meter.note(&event);
+                    self.pending.extend(translator.chunk(&event));
+                }
             }
         }
+    }
+
+    let state = State {
+        first: Some(first),
+        events,
+        shape,
+        pending: VecDeque::new(),
+        done: false,
+        meter,
+        target,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(event) = state.pending.pop_front() {
+                return Some((Ok(event), state));
+            }
+            if state.done {
+                return None;
+            }
+            let next = match state.first.take() {
+                Some(first) => Ok(Some(first)),
+                None => state.events.next().await,
+            };
+            let failure = match next {
+                Ok(Some(Event::Data(event))) => {
+                    state.take(event);
+                    continue;
+                }
+                Ok(Some(Event::Done)) => {
+                    state.done = true;
+                    if let Shape::ChatAsMessages(translator) = &mut state.shape {
+                        state.pending.extend(translator.finish());
+                    }
+                    continue;
+                }
+                Ok(None) => "the provider's stream ended before it was complete".to_string(),
+                Err(failure) => failure.to_string(),
+            };
+            state.done = true;
+            let e = CallError::UpstreamFailed {
+                server: state.target.clone(),
+                reason: failure,
+            };
+            return Some((Err(e), state));
+        }
     }))
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API, served natively by
+/// Anthropic targets and translated to and from chat completions for the
+/// others.
+pub struct Messages;
+
+impl CallKind for Messages {
+    const METHOD: &'static str = "messages";
+    type Input = LlmInput;
+    type Target = Arc<ModelRoute>;
+    type Output = Value;
+    type Chunk = Value;
+    type Stream = ChatStream;
+    type Env = LlmState;
+
+    fn subject(input: &LlmInput) -> &str {
+        &input.model
+    }
+
+    fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
+        resolve(llm, input)
+    }
+
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        _route: &'a Arc<ModelRoute>,
+    ) -> Option<PolicyQuestion<'a>> {
+        Some(question(&ctx.input))
+    }
+
+    fn input_parts(input: &mut LlmInput, visit: &mut dyn FnMut(Part<'_>)) {
+        anthropic::message_parts(&mut input.body, visit);
+    }
+
+    fn output_parts(output: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+        anthropic::answer_parts(output, visit);
+    }
+
+    fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+        anthropic::event_parts(chunk, visit);
+    }
+
+    fn completed_detail(ctx: &CallContext<Self>) -> Option<Value> {
+        Some(ctx.input.meter.detail())
+    }
+
+    async fn forward(
+        llm: &LlmState,
+        ctx: &CallContext<Self>,
+        route: &Arc<ModelRoute>,
+    ) -> Result<Reply<Value, ChatStream>, CallError> {
+        let input = &ctx.input;
+        let stream = input.request.stream;
+        let idle = llm.config.stream_idle_timeout;
+        llm.attempt(ctx, route, Endpoint::Messages, |provider, target| {
+            let model = target.model.clone();
+            let label = target.label();
+            let native = provider.config.kind == ProviderKind::Anthropic;
+            let body = if native {
+                let mut body = input.body.clone();
+                body.insert("model".into(), Value::String(model.clone()));
+                Ok(body)
+            } else {
+                anthropic::to_chat(&input.body, &model)
+            };
+            let meter = input.meter.clone();
+            async move {
+                // A request this target cannot be sent is the caller's to
+                // change (400), not a failure to retry.
+                let body = body.map_err(|e| Failure::Status {
+                    status: 400,
+                    retry_after: None,
+                    body: None,
+                    text: format!("{}: {}", e.param.unwrap_or_default(), e.message),
+                })?;
+                let bytes =
+                    serde_json::to_vec(&body).map_err(|e| Failure::Invalid(e.to_string()))?;
+                let endpoint = if native {
+                    Endpoint::Messages
+                } else {
+                    Endpoint::ChatCompletions
+                };
+                let response = provider.send(endpoint, &model, bytes, stream).await?;
+                if !stream {
+                    let answer = read_json(response).await?;
+                    if native {
+                        meter.note_messages(&answer);
+                        return Ok(Reply::Done(answer));
+                    }
+                    meter.note(&answer);
+                    return Ok(Reply::Done(anthropic::from_chat(&answer)));
+                }
+                let mut events = Events::new(response, idle);
+                let first = first_event(&mut events).await?;
+                let shape = if native {
+                    Shape::Messages
+                } else {
+                    Shape::ChatAsMessages(Box::default())
+                };
+                Ok(Reply::Stream(relay(first, events, meter, shape, label)))
+            }
+        })
+        .await
+    }
+}
+
+/// A stream's first event, read before the stream is handed on: a
+/// provider that fails before it is still one to fall back from.
+pub(super) async fn first_event(events: &mut Events) -> Result<Event, Failure> {
+    events
+        .next()
+        .await?
+        .ok_or_else(|| Failure::Invalid("the stream ended before its first event".into()))
 }
 
 impl CallKind for Embeddings {

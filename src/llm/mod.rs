@@ -15,10 +15,13 @@
 //!
 //! - [`api`]: the HTTP handlers and OpenAI's error envelope;
 //! - [`openai`]: the wire format as toolgate reads it;
+//! - [`anthropic`]: Anthropic's Messages API, and its translation to and
+//!   from chat completions;
 //! - [`calls`]: the call kinds and what a call used ([`calls::Meter`]);
 //! - [`provider`]: one provider's URLs, credentials, answers and events;
 //! - [`route`]: target order, breakers, the retry budget.
 
+pub mod anthropic;
 pub mod api;
 pub mod calls;
 pub mod openai;
@@ -217,7 +220,8 @@ impl LlmState {
 /// Whether a provider of `kind` serves `endpoint`.
 fn serves(kind: ProviderKind, endpoint: Endpoint) -> bool {
     match endpoint {
-        Endpoint::Messages => kind == ProviderKind::Anthropic,
+        // Translated to chat completions for the others.
+        Endpoint::Messages => true,
         Endpoint::ChatCompletions | Endpoint::Embeddings | Endpoint::Responses => {
             kind.speaks_openai()
         }

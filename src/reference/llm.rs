@@ -1,6 +1,7 @@
 //! `toolgate reference llm --http ADDR`: a reference LLM provider that
 //! speaks the OpenAI API (`/v1/chat/completions`, streaming and not, with
-//! tools; `/v1/embeddings`; `/v1/models`), for demos, tests and
+//! tools; `/v1/embeddings`; `/v1/models`) and Anthropic's Messages API
+//! (`/v1/messages`, streaming and not, with tools), for demos, tests and
 //! benchmarks of the LLM gateway. Its answers are deterministic: a chat
 //! completion says back the last user message; with `tools` and no tool
 //! result after the last user message, it calls the first tool. Knobs
@@ -69,6 +70,7 @@ pub fn router(knobs: Knobs) -> axum::Router {
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/messages", post(messages))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(provider)
 }
@@ -368,6 +370,167 @@ async fn embeddings(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
     axum::Json(json!({"object": "list", "data": data, "model": model,
                       "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}))
     .into_response()
+}
+
+/// Anthropic's error envelope.
+fn anthropic_error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    let body = json!({"type": "error", "error": {"type": kind, "message": message.into()}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// A Messages request's conversation as the chat shape [`answer`] reads:
+/// tool results become `tool` messages, text blocks one text.
+fn as_chat(req: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    let mut messages = Vec::new();
+    for m in req
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match &m["content"] {
+            Value::String(text) => messages.push(json!({"role": m["role"], "content": text})),
+            Value::Array(blocks) => {
+                let mut text = Vec::new();
+                for b in blocks {
+                    match b["type"].as_str() {
+                        Some("tool_result") => {
+                            let said = match &b["content"] {
+                                Value::String(s) => s.clone(),
+                                Value::Array(inner) => inner
+                                    .iter()
+                                    .filter_map(|i| i["text"].as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(" "),
+                                _ => String::new(),
+                            };
+                            messages.push(json!({"role": "tool", "content": said}));
+                        }
+                        Some("text") => text.extend(b["text"].as_str().map(str::to_string)),
+                        _ => {}
+                    }
+                }
+                if !text.is_empty() {
+                    messages.push(json!({"role": m["role"], "content": text.join(" ")}));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut chat = serde_json::Map::new();
+    chat.insert("messages".into(), Value::Array(messages));
+    if let Some(Value::Array(tools)) = req.get("tools") {
+        let tools: Vec<Value> = tools
+            .iter()
+            .map(|t| json!({"type": "function", "function": {"name": t["name"]}}))
+            .collect();
+        chat.insert("tools".into(), Value::Array(tools));
+    }
+    if req.get("tool_choice").and_then(|c| c["type"].as_str()) == Some("none") {
+        chat.insert("tool_choice".into(), json!("none"));
+    }
+    chat
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API, answering as
+/// [`answer`] does (an echo, or a call of the first tool).
+async fn messages(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
+    let (req, model) = match request(&body) {
+        Ok(r) => r,
+        Err(Refusal(status, kind, message)) => {
+            let kind = if kind == "server_error" {
+                "api_error"
+            } else {
+                kind
+            };
+            let kind = if status == StatusCode::NOT_FOUND {
+                "not_found_error"
+            } else {
+                kind
+            };
+            return anthropic_error(status, kind, message);
+        }
+    };
+    if !req.get("max_tokens").is_some_and(Value::is_u64) {
+        return anthropic_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "max_tokens: Field required",
+        );
+    }
+    let (answer, prompt) = match answer(&as_chat(&req), p.knobs.words) {
+        Ok(a) => a,
+        Err(Refusal(status, _, message)) => {
+            return anthropic_error(status, "invalid_request_error", message);
+        }
+    };
+    let n = match p.begin().await {
+        Ok(n) => n,
+        Err(Refusal(status, _, message)) => return anthropic_error(status, "api_error", message),
+    };
+    let id = format!("msg_ref_{n}");
+    let (block, stop, output) = match &answer {
+        Answer::Text(text) => (
+            json!({"type": "text", "text": text}),
+            "end_turn",
+            tokens(text),
+        ),
+        Answer::ToolCall { name, .. } => (
+            json!({"type": "tool_use", "id": format!("toolu_ref_{n}"), "name": name, "input": {}}),
+            "tool_use",
+            1,
+        ),
+    };
+    if req.get("stream").and_then(Value::as_bool) != Some(true) {
+        return axum::Json(json!({
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [block], "stop_reason": stop, "stop_sequence": null,
+            "usage": {"input_tokens": prompt, "output_tokens": output},
+        }))
+        .into_response();
+    }
+    let mut events = vec![
+        json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": prompt, "output_tokens": 1}}}),
+        json!({"type": "ping"}),
+    ];
+    match &answer {
+        Answer::Text(text) => {
+            events.push(json!({"type": "content_block_start", "index": 0,
+                               "content_block": {"type": "text", "text": ""}}));
+            for word in text.split_inclusive(' ') {
+                events.push(json!({"type": "content_block_delta", "index": 0,
+                                   "delta": {"type": "text_delta", "text": word}}));
+            }
+        }
+        Answer::ToolCall { .. } => {
+            events.push(json!({"type": "content_block_start", "index": 0, "content_block": block}));
+            events.push(json!({"type": "content_block_delta", "index": 0,
+                               "delta": {"type": "input_json_delta", "partial_json": "{}"}}));
+        }
+    }
+    events.push(json!({"type": "content_block_stop", "index": 0}));
+    events.push(
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+                       "usage": {"output_tokens": output}}),
+    );
+    events.push(json!({"type": "message_stop"}));
+    let pace = p.knobs.pace;
+    let body = futures::stream::iter(events).then(move |event| async move {
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
+        let kind = event["type"].as_str().unwrap_or("message").to_string();
+        Ok::<_, std::convert::Infallible>(Bytes::from(format!("event: {kind}\ndata: {event}\n\n")))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| {
+            anthropic_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "response")
+        })
 }
 
 #[cfg(test)]

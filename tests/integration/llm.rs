@@ -538,3 +538,181 @@ async fn streams_that_break_end_with_an_error_event_and_callers_that_leave_cance
     );
     ct.cancel();
 }
+
+/// The `(event, data)` pairs of a streamed Messages answer, asked with
+/// an API key the way Anthropic's SDKs send one (`x-api-key`).
+async fn message_events(gw: &Gateway, key: &str, body: Value) -> Vec<(String, Value)> {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/messages", gw.addr))
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let kind = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("")
+                .to_string();
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            (kind, serde_json::from_str(data).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn anthropic_messages_are_served_natively_and_translated_for_openai_targets() {
+    let ct = CancellationToken::new();
+    let base = provider(reference(Knobs::default()), &ct).await;
+    let llm = format!(
+        "{}[llm.providers.claude]\nkind = \"anthropic\"\nbase_url = \"{base}\"\napi_key = \"sk-test\"\n\
+         [llm.models.translated]\ntargets = [{{ provider = \"ref\", model = \"ref-small\" }}]\n\
+         [llm.models.native]\ntargets = [{{ provider = \"claude\", model = \"ref-large\" }}]\n",
+        compatible("ref", &base)
+    );
+    let gw = gateway(&llm, &[ALLOW_ALL]).await;
+    let key = crate::rbac::key(&gw, "agent", &["eng"]);
+    let tools =
+        json!([{"name": "get_time", "description": "now", "input_schema": {"type": "object"}}]);
+    for model in ["translated", "native"] {
+        let (status, _, message) = post(
+            &gw,
+            "/v1/messages",
+            json!({"model": model, "max_tokens": 50,
+            "messages": [{"role": "user", "content": "hello there"}]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{model}: {message}");
+        assert_eq!(message["type"], "message");
+        assert_eq!(
+            message["content"][0]["text"], "You said: hello there",
+            "{model}"
+        );
+        assert_eq!(message["stop_reason"], "end_turn");
+        assert_eq!(message["usage"]["input_tokens"], 2);
+
+        // A tool round trip: the model asks, the tool's result comes back.
+        let (_, _, asked) = post(
+            &gw,
+            "/v1/messages",
+            json!({"model": model, "max_tokens": 50, "tools": tools,
+            "messages": [{"role": "user", "content": "what time is it?"}]}),
+        )
+        .await;
+        assert_eq!(asked["stop_reason"], "tool_use", "{model}: {asked}");
+        let call = asked["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "tool_use")
+            .unwrap()
+            .clone();
+        assert_eq!(call["name"], "get_time");
+        let (_, _, answered) = post(&gw, "/v1/messages", json!({"model": model, "max_tokens": 50, "tools": tools,
+            "messages": [
+                {"role": "user", "content": "what time is it?"},
+                {"role": "assistant", "content": [call.clone()]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "noon"}]},
+            ]})).await;
+        assert_eq!(
+            answered["content"][0]["text"], "The tool said: noon",
+            "{model}: {answered}"
+        );
+
+        let events = message_events(
+            &gw,
+            &key,
+            json!({"model": model, "max_tokens": 50, "stream": true,
+            "messages": [{"role": "user", "content": "one two"}]}),
+        )
+        .await;
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| *k != "ping")
+            .collect();
+        assert_eq!(kinds.first(), Some(&"message_start"), "{model}: {kinds:?}");
+        assert_eq!(kinds.last(), Some(&"message_stop"), "{model}: {kinds:?}");
+        assert!(
+            events.iter().all(|(k, d)| d["type"] == *k),
+            "{model}: the event names its data's type"
+        );
+        let text: String = events
+            .iter()
+            .filter_map(|(_, d)| d["delta"]["text"].as_str())
+            .collect();
+        assert_eq!(text, "You said: one two", "{model}");
+        let delta = events.iter().find(|(k, _)| k == "message_delta").unwrap();
+        assert_eq!(delta.1["delta"]["stop_reason"], "end_turn");
+    }
+
+    // Refusals in Anthropic's envelope.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/messages", gw.addr))
+        .header("x-api-key", "sk-not-a-toolgate-key")
+        .json(&json!({"model": "native", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let error: Value = r.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "authentication_error", "{error}");
+    let (status, _, error) = post(
+        &gw,
+        "/v1/messages",
+        json!({"model": "native",
+        "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_tokens"),
+        "{error}"
+    );
+    let (status, _, error) = post(
+        &gw,
+        "/v1/messages",
+        json!({"model": "nope", "max_tokens": 5,
+        "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["type"].as_str()),
+        (404, Some("not_found_error")),
+        "{error}"
+    );
+    let (status, _, error) = post(
+        &gw,
+        "/v1/messages",
+        json!({"model": "translated", "max_tokens": 5,
+        "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages.0.content.0"),
+        "{error}"
+    );
+
+    let done = completed(&gw, 8).await;
+    let native = done
+        .iter()
+        .find(|r| r["method"] == "messages" && r["target"] == "native" && r["outcome"] == "ok")
+        .unwrap();
+    assert_eq!(native["detail"]["llm"]["target"], "claude/ref-large");
+    assert_eq!(native["detail"]["llm"]["tokens"]["input"], 2, "{native}");
+    ct.cancel();
+}
