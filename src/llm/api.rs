@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::LlmState;
 use super::anthropic;
-use super::calls::{Chat, Embeddings, LlmInput, Messages};
+use super::calls::{Chat, Embeddings, LlmInput, Messages, Responses};
 use super::openai::{self, BadRequest};
+use super::responses;
 use crate::call::{
     CallContext, CallError, CallKind, Caller, ModelRequest, NotAdmitted, Query, Reply, Target,
 };
@@ -35,6 +36,7 @@ pub fn router(llm: Arc<LlmState>) -> axum::Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(messages))
+        .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
         .route("/v1/models/{*model}", get(model))
         .with_state(llm)
@@ -75,11 +77,32 @@ async fn messages(
     }
 }
 
+/// `POST /v1/responses`: OpenAI's Responses API, passed through.
+async fn responses(
+    State(llm): State<Arc<LlmState>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let input = match read(&llm, body, responses::responses_request, Dialect::Responses).await {
+        Ok(input) => input,
+        Err(response) => return response,
+    };
+    match run::<Responses>(llm, caller, &headers, input).await {
+        Ok(Reply::Done(response)) => json(&response),
+        Ok(Reply::Stream(stream)) => events(stream, Dialect::Responses),
+        Err(e) => error_response(&e, Dialect::Responses),
+    }
+}
+
 /// Which API's error envelope and event format a route uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     OpenAi,
     Anthropic,
+    /// OpenAI's Responses API: OpenAI's error envelope, events named by
+    /// their type and no `[DONE]`.
+    Responses,
 }
 
 async fn embeddings(
@@ -240,8 +263,8 @@ where
             }
             (Some(Err(e)), _) => sse(&error_json(&e, dialect).1, dialect),
             (None, Dialect::OpenAi) => Bytes::from_static(b"data: [DONE]\n\n"),
-            // Anthropic's stream ends with its own `message_stop`.
-            (None, Dialect::Anthropic) => return None,
+            // These end with their own last event.
+            (None, Dialect::Anthropic | Dialect::Responses) => return None,
         };
         Some((Ok(event), None))
     });
@@ -256,7 +279,7 @@ where
 /// (Anthropic, whose events name their type).
 fn sse(value: &Value, dialect: Dialect) -> Bytes {
     let mut out = Vec::with_capacity(256);
-    if dialect == Dialect::Anthropic
+    if dialect != Dialect::OpenAi
         && let Some(kind) = value.get("type").and_then(Value::as_str)
     {
         out.extend_from_slice(b"event: ");
@@ -278,7 +301,9 @@ fn envelope(
     code: &str,
 ) -> Response {
     let body = match dialect {
-        Dialect::OpenAi => openai::error_body(message, "invalid_request_error", param, Some(code)),
+        Dialect::OpenAi | Dialect::Responses => {
+            openai::error_body(message, "invalid_request_error", param, Some(code))
+        }
         Dialect::Anthropic => {
             let message = match param {
                 Some(param) => format!("{param}: {message}"),
@@ -317,7 +342,7 @@ pub fn error_response(e: &CallError, dialect: Dialect) -> Response {
 fn error_json(e: &CallError, dialect: Dialect) -> (StatusCode, Value) {
     let (status, body) = openai_error(e);
     match dialect {
-        Dialect::OpenAi => (status, body),
+        Dialect::OpenAi | Dialect::Responses => (status, body),
         Dialect::Anthropic => {
             if let CallError::UpstreamRejected(rejection) = e
                 && let Some(own) = rejection.data.as_ref().and_then(|d| d.get("body"))

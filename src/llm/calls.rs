@@ -14,9 +14,9 @@ use futures::Stream;
 use serde_json::{Map, Value};
 
 use super::LlmState;
-use super::anthropic;
 use super::openai::{self, Usage};
 use super::provider::{Endpoint, Event, Events, Failure, read_json};
+use super::{anthropic, responses};
 use crate::call::{
     CallContext, CallError, CallKind, ModelRequest, NoStream, Part, PolicyQuestion, Reply, Target,
 };
@@ -140,6 +140,28 @@ impl Meter {
                 && let Some(model) = model
             {
                 u.upstream_model = Some(model.to_string());
+            }
+        });
+    }
+
+    /// Note what a Responses API answer (or one of its events) says.
+    fn note_responses(&self, answer: &Value) {
+        let usage = responses::usage_of(answer);
+        let status = responses::status_of(answer).map(str::to_string);
+        let model = responses::model_of(answer).map(str::to_string);
+        let first = answer["type"] == "response.output_text.delta"
+            || answer["type"] == "response.function_call_arguments.delta"
+            || answer["object"] == "response";
+        self.with(|u| {
+            if usage.is_some() {
+                u.usage = usage;
+            }
+            if first && u.first_token.is_none() {
+                u.first_token = Some(self.started.elapsed());
+            }
+            u.finish.extend(status);
+            if u.upstream_model.is_none() {
+                u.upstream_model = model;
             }
         });
     }
@@ -294,6 +316,8 @@ pub(super) enum Shape {
     Messages,
     /// Chat completion chunks turned into Messages API events.
     ChatAsMessages(Box<anthropic::StreamTranslator>),
+    /// Responses API events, as sent.
+    Responses,
 }
 
 /// The events of a streamed answer from its first, noted in the meter and
@@ -344,6 +368,13 @@ pub(super) fn relay(
                 Shape::ChatAsMessages(translator) => {
                     self.meter.note(&event);
                     self.pending.extend(translator.chunk(&event));
+                }
+                Shape::Responses => {
+                    self.meter.note_responses(&event);
+                    if responses::is_final(&event) {
+                        self.done = true;
+                    }
+                    self.pending.push_back(event);
                 }
             }
         }
@@ -494,6 +525,90 @@ impl CallKind for Messages {
                     Shape::ChatAsMessages(Box::default())
                 };
                 Ok(Reply::Stream(relay(first, events, meter, shape, label)))
+            }
+        })
+        .await
+    }
+}
+
+/// `POST /v1/responses`: OpenAI's Responses API, passed through to the
+/// targets that serve it.
+pub struct Responses;
+
+impl CallKind for Responses {
+    const METHOD: &'static str = "responses";
+    type Input = LlmInput;
+    type Target = Arc<ModelRoute>;
+    type Output = Value;
+    type Chunk = Value;
+    type Stream = ChatStream;
+    type Env = LlmState;
+
+    fn subject(input: &LlmInput) -> &str {
+        &input.model
+    }
+
+    fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
+        resolve(llm, input)
+    }
+
+    fn question<'a>(
+        ctx: &'a CallContext<Self>,
+        _route: &'a Arc<ModelRoute>,
+    ) -> Option<PolicyQuestion<'a>> {
+        Some(question(&ctx.input))
+    }
+
+    fn input_parts(input: &mut LlmInput, visit: &mut dyn FnMut(Part<'_>)) {
+        responses::request_parts(&mut input.body, visit);
+    }
+
+    fn output_parts(output: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+        responses::response_parts(output, visit);
+    }
+
+    fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+        responses::event_parts(chunk, visit);
+    }
+
+    fn completed_detail(ctx: &CallContext<Self>) -> Option<Value> {
+        Some(ctx.input.meter.detail())
+    }
+
+    async fn forward(
+        llm: &LlmState,
+        ctx: &CallContext<Self>,
+        route: &Arc<ModelRoute>,
+    ) -> Result<Reply<Value, ChatStream>, CallError> {
+        let input = &ctx.input;
+        let stream = input.request.stream;
+        let idle = llm.config.stream_idle_timeout;
+        llm.attempt(ctx, route, Endpoint::Responses, |provider, target| {
+            let model = target.model.clone();
+            let label = target.label();
+            let mut body = input.body.clone();
+            body.insert("model".into(), Value::String(model.clone()));
+            let meter = input.meter.clone();
+            async move {
+                let bytes =
+                    serde_json::to_vec(&body).map_err(|e| Failure::Invalid(e.to_string()))?;
+                let response = provider
+                    .send(Endpoint::Responses, &model, bytes, stream)
+                    .await?;
+                if !stream {
+                    let answer = read_json(response).await?;
+                    meter.note_responses(&answer);
+                    return Ok(Reply::Done(answer));
+                }
+                let mut events = Events::new(response, idle);
+                let first = first_event(&mut events).await?;
+                Ok(Reply::Stream(relay(
+                    first,
+                    events,
+                    meter,
+                    Shape::Responses,
+                    label,
+                )))
             }
         })
         .await

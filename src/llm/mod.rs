@@ -18,6 +18,7 @@
 //! - [`anthropic`]: Anthropic's Messages API, and its translation to and
 //!   from chat completions;
 //! - [`calls`]: the call kinds and what a call used ([`calls::Meter`]);
+//! - [`responses`]: OpenAI's Responses API, passed through;
 //! - [`provider`]: one provider's URLs, credentials, answers and events;
 //! - [`route`]: target order, breakers, the retry budget.
 
@@ -26,6 +27,7 @@ pub mod api;
 pub mod calls;
 pub mod openai;
 pub mod provider;
+pub mod responses;
 pub mod route;
 
 use std::collections::BTreeMap;
@@ -37,7 +39,7 @@ use provider::{Endpoint, Failure, Provider};
 use route::{Breaker, RetryBudget};
 
 use crate::call::{CallContext, CallError, CallKind, Rejection};
-use crate::config::{Config, LlmConfig, ModelRoute, ProviderKind, RouteTarget};
+use crate::config::{Config, LlmConfig, ModelRoute, ProviderConfig, RouteTarget};
 use crate::pipeline::Pipeline;
 
 /// The LLM front end's state: the routes, one pooled client per provider,
@@ -126,13 +128,10 @@ impl LlmState {
         self.budget.deposit();
         let serving: Vec<usize> = route::order(route, &self.picks)
             .into_iter()
-            .filter(|&i| serves(route.targets[i].provider.kind, endpoint))
+            .filter(|&i| serves(&route.targets[i].provider, endpoint))
             .collect();
         if serving.is_empty() {
-            return Err(CallError::UpstreamUnavailable {
-                server: format!("model {}", route.alias),
-                reason: format!("none of its targets serves {}", endpoint.path()),
-            });
+            return Err(unserved(route, endpoint));
         }
         let retry = &self.config.retry;
         let mut tried = vec![false; route.targets.len()];
@@ -217,15 +216,38 @@ impl LlmState {
     }
 }
 
-/// Whether a provider of `kind` serves `endpoint`.
-fn serves(kind: ProviderKind, endpoint: Endpoint) -> bool {
+/// Whether `provider` serves `endpoint`.
+fn serves(provider: &ProviderConfig, endpoint: Endpoint) -> bool {
     match endpoint {
         // Translated to chat completions for the others.
         Endpoint::Messages => true,
-        Endpoint::ChatCompletions | Endpoint::Embeddings | Endpoint::Responses => {
-            kind.speaks_openai()
-        }
+        Endpoint::ChatCompletions | Endpoint::Embeddings => provider.kind.speaks_openai(),
+        Endpoint::Responses => provider.responses,
     }
+}
+
+/// Why none of a route's targets can take a call to `endpoint`, and what
+/// to use instead: the caller's to change, so a 400.
+fn unserved(route: &ModelRoute, endpoint: Endpoint) -> CallError {
+    let instead = match endpoint {
+        Endpoint::Responses => {
+            "; use /v1/chat/completions instead (the OpenAI Agents SDK: `set_default_openai_api(\"chat_completions\")`), or set `responses = true` on a provider that serves the Responses API"
+        }
+        Endpoint::ChatCompletions | Endpoint::Embeddings => {
+            "; Anthropic targets serve /v1/messages"
+        }
+        Endpoint::Messages => "",
+    };
+    CallError::UpstreamRejected(Box::new(Rejection {
+        server: format!("model {}", route.alias),
+        code: 400,
+        message: format!(
+            "model `{}` has no target serving {}{instead}",
+            route.alias,
+            endpoint.path()
+        ),
+        data: None,
+    }))
 }
 
 /// A failed attempt as the pipeline's error, naming the target.

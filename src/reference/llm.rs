@@ -1,7 +1,8 @@
 //! `toolgate reference llm --http ADDR`: a reference LLM provider that
 //! speaks the OpenAI API (`/v1/chat/completions`, streaming and not, with
-//! tools; `/v1/embeddings`; `/v1/models`) and Anthropic's Messages API
-//! (`/v1/messages`, streaming and not, with tools), for demos, tests and
+//! tools; `/v1/embeddings`; `/v1/models`; the Responses API,
+//! `/v1/responses`) and Anthropic's Messages API (`/v1/messages`,
+//! streaming and not, with tools), for demos, tests and
 //! benchmarks of the LLM gateway. Its answers are deterministic: a chat
 //! completion says back the last user message; with `tools` and no tool
 //! result after the last user message, it calls the first tool. Knobs
@@ -71,6 +72,7 @@ pub fn router(knobs: Knobs) -> axum::Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(messages))
+        .route("/v1/responses", post(responses))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(provider)
 }
@@ -530,6 +532,149 @@ async fn messages(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| {
             anthropic_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "response")
+        })
+}
+
+/// A Responses request's input as the chat shape [`answer`] reads.
+fn responses_as_chat(req: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    let text = |content: &Value| match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    let messages: Vec<Value> = match req.get("input") {
+        Some(Value::String(s)) => vec![json!({"role": "user", "content": s})],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| match item["type"].as_str() {
+                Some("function_call_output") => {
+                    Some(json!({"role": "tool", "content": text(&item["output"])}))
+                }
+                Some("message") | None if item.get("role").is_some() => {
+                    Some(json!({"role": item["role"], "content": text(&item["content"])}))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut chat = serde_json::Map::new();
+    chat.insert("messages".into(), Value::Array(messages));
+    if let Some(Value::Array(tools)) = req.get("tools") {
+        let tools: Vec<Value> = tools
+            .iter()
+            .filter(|t| t["type"] == "function")
+            .map(|t| json!({"type": "function", "function": {"name": t["name"]}}))
+            .collect();
+        chat.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = req.get("tool_choice") {
+        chat.insert("tool_choice".into(), choice.clone());
+    }
+    chat
+}
+
+/// `POST /v1/responses`: the Responses API, answering as [`answer`] does.
+async fn responses(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
+    let (req, model) = match request(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let (answer, prompt) = match answer(&responses_as_chat(&req), p.knobs.words) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let n = match p.begin().await {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
+    };
+    let (item, output) = match &answer {
+        Answer::Text(text) => (
+            json!({"type": "message", "id": format!("msg_ref_{n}"), "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "text": text, "annotations": []}]}),
+            tokens(text),
+        ),
+        Answer::ToolCall { name, arguments } => (
+            json!({"type": "function_call", "id": format!("fc_ref_{n}"), "call_id": format!("call_ref_{n}"),
+                   "name": name, "arguments": arguments, "status": "completed"}),
+            1,
+        ),
+    };
+    let response = |status: &str, output_items: Vec<Value>| {
+        json!({"id": format!("resp_ref_{n}"), "object": "response", "created_at": 0, "status": status,
+               "model": model, "output": output_items, "error": null, "incomplete_details": null,
+               "instructions": req.get("instructions").cloned().unwrap_or(Value::Null),
+               "metadata": {}, "parallel_tool_calls": true, "temperature": 1.0, "top_p": 1.0,
+               "tool_choice": "auto", "tools": req.get("tools").cloned().unwrap_or(json!([])),
+               "text": {"format": {"type": "text"}},
+               "usage": {"input_tokens": prompt, "output_tokens": output, "total_tokens": prompt + output,
+                         "input_tokens_details": {"cached_tokens": 0},
+                         "output_tokens_details": {"reasoning_tokens": 0}}})
+    };
+    if req.get("stream").and_then(Value::as_bool) != Some(true) {
+        return axum::Json(response("completed", vec![item])).into_response();
+    }
+    let mut events =
+        vec![json!({"type": "response.created", "response": response("in_progress", vec![])})];
+    match &answer {
+        Answer::Text(text) => {
+            let mut empty = item.clone();
+            empty["content"][0]["text"] = json!("");
+            events.push(
+                json!({"type": "response.output_item.added", "output_index": 0, "item": empty}),
+            );
+            for word in text.split_inclusive(' ') {
+                events.push(
+                    json!({"type": "response.output_text.delta", "item_id": item["id"],
+                                   "output_index": 0, "content_index": 0, "delta": word}),
+                );
+            }
+            events.push(
+                json!({"type": "response.output_text.done", "item_id": item["id"],
+                               "output_index": 0, "content_index": 0, "text": text}),
+            );
+        }
+        Answer::ToolCall { arguments, .. } => {
+            let mut empty = item.clone();
+            empty["arguments"] = json!("");
+            events.push(
+                json!({"type": "response.output_item.added", "output_index": 0, "item": empty}),
+            );
+            events.push(
+                json!({"type": "response.function_call_arguments.delta", "item_id": item["id"],
+                               "output_index": 0, "delta": arguments}),
+            );
+        }
+    }
+    events.push(json!({"type": "response.output_item.done", "output_index": 0, "item": item}));
+    events.push(json!({"type": "response.completed", "response": response("completed", vec![item.clone()])}));
+    let pace = p.knobs.pace;
+    let body = futures::stream::iter(events.into_iter().enumerate()).then(
+        move |(i, mut event)| async move {
+            if !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
+            event["sequence_number"] = json!(i);
+            let kind = event["type"].as_str().unwrap_or("response").to_string();
+            Ok::<_, std::convert::Infallible>(Bytes::from(format!(
+                "event: {kind}\ndata: {event}\n\n"
+            )))
+        },
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "response",
+            )
         })
 }
 

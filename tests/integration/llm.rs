@@ -716,3 +716,79 @@ async fn anthropic_messages_are_served_natively_and_translated_for_openai_target
     assert_eq!(native["detail"]["llm"]["tokens"]["input"], 2, "{native}");
     ct.cancel();
 }
+
+#[tokio::test]
+async fn the_responses_api_passes_through_to_targets_that_serve_it() {
+    let ct = CancellationToken::new();
+    let base = provider(reference(Knobs::default()), &ct).await;
+    let llm = format!(
+        "{}responses = true\n{}\
+         [llm.models.agentic]\ntargets = [{{ provider = \"ref\", model = \"ref-small\" }}]\n\
+         [llm.models.plain]\ntargets = [{{ provider = \"chat-only\", model = \"ref-small\" }}]\n",
+        compatible("ref", &base),
+        compatible("chat-only", &base),
+    );
+    let gw = gateway(&llm, &[ALLOW_ALL]).await;
+    let (status, _, response) = post(
+        &gw,
+        "/v1/responses",
+        json!({"model": "agentic", "input": "hello there"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        response["output"][0]["content"][0]["text"],
+        "You said: hello there"
+    );
+
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/responses", gw.addr))
+        .json(&json!({"model": "agentic", "input": "one two", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(
+        events.last().unwrap()["type"],
+        "response.completed",
+        "{text}"
+    );
+    assert!(text.contains("event: response.output_text.delta"), "{text}");
+    assert!(!text.contains("[DONE]"));
+
+    let (status, _, error) = post(
+        &gw,
+        "/v1/responses",
+        json!({"model": "plain", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("/v1/chat/completions") && message.contains("responses = true"),
+        "{message}"
+    );
+    let (status, _, error) = post(&gw, "/v1/responses", json!({"model": "agentic"})).await;
+    assert_eq!(
+        (status, error["error"]["param"].as_str()),
+        (400, Some("input")),
+        "{error}"
+    );
+
+    let done = completed(&gw, 3).await;
+    let streamed = done
+        .iter()
+        .find(|r| r["method"] == "responses" && r["detail"]["llm"]["tokens"]["input"] == 2)
+        .unwrap_or_else(|| panic!("{done:?}"));
+    assert_eq!(
+        streamed["detail"]["llm"]["finish_reasons"],
+        json!(["completed"])
+    );
+    ct.cancel();
+}

@@ -1,0 +1,199 @@
+//! OpenAI's Responses API (`/v1/responses`, what the OpenAI Agents SDK
+//! uses by default) as toolgate reads it: what a request asks for, the
+//! parts the guardrails read, the usage an answer reports and when its
+//! stream has ended. Requests pass through to targets that serve the API
+//! (`responses = true`); there is no translation.
+
+use serde_json::{Map, Value};
+
+use super::openai::{BadRequest, Usage};
+use crate::call::{ModelRequest, Part};
+
+fn bad(param: &str, message: &str) -> BadRequest {
+    BadRequest {
+        param: Some(param.to_string()),
+        message: message.to_string(),
+    }
+}
+
+/// What policies are told of a Responses request, checked.
+pub fn responses_request(body: &Map<String, Value>) -> Result<ModelRequest, BadRequest> {
+    match body.get("input") {
+        Some(Value::String(_)) => {}
+        Some(Value::Array(items)) if items.iter().all(Value::is_object) => {}
+        None if body.contains_key("previous_response_id") => {}
+        _ => {
+            return Err(bad(
+                "input",
+                "`input` is required: a string or an array of input items",
+            ));
+        }
+    }
+    let max_tokens = match body.get("max_output_tokens") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            bad(
+                "max_output_tokens",
+                "`max_output_tokens` must be a whole number ≥ 0",
+            )
+        })?),
+    };
+    let tools = match body.get("tools") {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(tools)) => !tools.is_empty(),
+        Some(_) => return Err(bad("tools", "`tools` must be an array")),
+    };
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("stream", "`stream` must be a boolean")),
+    };
+    Ok(ModelRequest {
+        max_tokens,
+        tools,
+        stream,
+    })
+}
+
+/// The text of a `content` (a string, or parts with `text`).
+fn content_parts(content: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+    match content {
+        Value::String(text) => visit(Part::Text(text)),
+        Value::Array(parts) => {
+            for part in parts {
+                if let Some(Value::String(text)) = part.get_mut("text") {
+                    visit(Part::Text(text));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An item's texts: a message's content, a function call's arguments, a
+/// function call's output.
+fn item_parts(item: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+    if let Some(content) = item.get_mut("content") {
+        content_parts(content, visit);
+    }
+    for key in ["arguments", "output"] {
+        if let Some(Value::String(text)) = item.get_mut(key) {
+            visit(Part::Text(text));
+        }
+    }
+}
+
+/// The parts of a request the guardrails read: the instructions and
+/// every input item.
+pub fn request_parts(body: &mut Map<String, Value>, visit: &mut dyn FnMut(Part<'_>)) {
+    if let Some(Value::String(instructions)) = body.get_mut("instructions") {
+        visit(Part::Text(instructions));
+    }
+    match body.get_mut("input") {
+        Some(Value::String(text)) => visit(Part::Text(text)),
+        Some(Value::Array(items)) => items.iter_mut().for_each(|i| item_parts(i, visit)),
+        _ => {}
+    }
+}
+
+/// The parts of a response: its output items.
+pub fn response_parts(response: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+    if let Some(Value::Array(items)) = response.get_mut("output") {
+        items.iter_mut().for_each(|i| item_parts(i, visit));
+    }
+}
+
+/// The parts of one streamed event: a text or arguments delta.
+pub fn event_parts(event: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+    if let Some(Value::String(delta)) = event.get_mut("delta") {
+        visit(Part::Text(delta));
+    }
+}
+
+/// The response an answer or an event carries (`response.completed`
+/// carries the whole response).
+fn response_of(value: &Value) -> &Value {
+    match value.get("response") {
+        Some(inner) if inner.is_object() => inner,
+        _ => value,
+    }
+}
+
+/// The usage of a response or a final event.
+pub fn usage_of(value: &Value) -> Option<Usage> {
+    let usage = response_of(value).get("usage").filter(|u| u.is_object())?;
+    let count = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+    Some(Usage {
+        input: count(usage.get("input_tokens")),
+        output: count(usage.get("output_tokens")),
+        cached: count(
+            usage
+                .get("input_tokens_details")
+                .and_then(|d| d.get("cached_tokens")),
+        ),
+    })
+}
+
+/// A response's status (`completed`, `incomplete`, `failed`), once final.
+pub fn status_of(value: &Value) -> Option<&str> {
+    let response = response_of(value);
+    let status = response.get("status").and_then(Value::as_str)?;
+    (status != "in_progress" && status != "queued").then_some(status)
+}
+
+/// The model a response names.
+pub fn model_of(value: &Value) -> Option<&str> {
+    response_of(value).get("model").and_then(Value::as_str)
+}
+
+/// Whether a streamed event is the last of its stream.
+pub fn is_final(event: &Value) -> bool {
+    matches!(
+        event.get("type").and_then(Value::as_str),
+        Some("response.completed" | "response.failed" | "response.incomplete" | "error")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn requests_are_checked_and_their_texts_read() {
+        let Value::Object(mut body) = json!({"model": "m", "instructions": "be brief", "max_output_tokens": 9,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                      {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                      {"type": "function_call_output", "call_id": "c", "output": "noon"}]})
+        else {
+            unreachable!()
+        };
+        let request = responses_request(&body).expect("valid");
+        assert_eq!(request.max_tokens, Some(9));
+        let mut seen = Vec::new();
+        request_parts(&mut body, &mut |p| {
+            if let Part::Text(t) = p {
+                seen.push(t.clone());
+            }
+        });
+        assert_eq!(seen, ["be brief", "hi", "{}", "noon"]);
+        let Value::Object(missing) = json!({"model": "m"}) else {
+            unreachable!()
+        };
+        assert_eq!(
+            responses_request(&missing)
+                .expect_err("no input")
+                .param
+                .as_deref(),
+            Some("input")
+        );
+        let done = json!({"type": "response.completed", "response": {"status": "completed", "model": "x",
+            "usage": {"input_tokens": 3, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 1}}}});
+        assert!(is_final(&done));
+        assert_eq!(status_of(&done), Some("completed"));
+        assert_eq!(
+            usage_of(&done).map(|u| (u.input, u.output, u.cached)),
+            Some((3, 4, 1))
+        );
+    }
+}
