@@ -47,12 +47,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             latency,
             pace,
             fail_rate,
+            fail_status,
+            retry_after,
             words,
         } => {
             let knobs = toolgate::reference::llm::Knobs {
                 latency: latency.unwrap_or_default(),
                 pace: pace.unwrap_or_default(),
                 fail_rate,
+                fail_status,
+                retry_after,
                 words,
             };
             cli::reference::run(name, http, knobs).await

@@ -38,6 +38,10 @@
 #                of pinned npm reference servers (github, gitlab, slack,
 #                filesystem, everything, …: no quarantine) and over our
 #                poisoned definitions (all quarantined), as a table
+#   llm          tests/llm/run.sh: the LLM gateway through the real `openai`
+#                and `anthropic` SDKs and the OpenAI Agents SDK (model and
+#                MCP server both toolgate), LiteLLM's proxy as a target,
+#                reference providers that fail with 500s and 429s
 #   conformance  tests/conformance/compare.sh: the official MCP conformance
 #                suite against the fixture directly and through toolgate
 #   config       `toolgate check` on the shipped configuration (the repo's
@@ -215,10 +219,11 @@ part cargo-test cargo test --locked
 if ((built)); then
   part interop bash tests/interop/run.sh "$bin"
   part integrity bash tests/integrity/run.sh "$bin"
+  part llm bash tests/llm/run.sh "$bin"
   part conformance bash tests/conformance/compare.sh "$bin"
   part config check_configs
 else
-  for p in interop integrity conformance config; do skip "$p" "the build failed"; done
+  for p in interop integrity llm conformance config; do skip "$p" "the build failed"; done
 fi
 
 # ─── summary ────────────────────────────────────────────────────────────────

@@ -93,9 +93,16 @@ pub enum Command {
         /// llm only: wait this long between streamed chunks.
         #[arg(long, value_parser = toolgate::config::parse_duration)]
         pace: Option<std::time::Duration>,
-        /// llm only: the share of requests (0 to 1) answered with a 500.
+        /// llm only: the share of requests (0 to 1) answered with an error
+        /// (--fail-status).
         #[arg(long, default_value_t = 0.0)]
         fail_rate: f64,
+        /// llm only: the status of those errors (500, 429, 503, …).
+        #[arg(long, default_value_t = 500)]
+        fail_status: u16,
+        /// llm only: a Retry-After header (seconds) on those errors.
+        #[arg(long)]
+        retry_after: Option<u32>,
         /// llm only: filler words added to every answer.
         #[arg(long, default_value_t = 0)]
         words: usize,

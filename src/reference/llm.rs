@@ -29,17 +29,34 @@ const MAX_BODY: usize = 4 << 20;
 pub const MODELS: [&str; 2] = ["ref-small", "ref-large"];
 
 /// How the reference provider behaves.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Knobs {
     /// Waited before the first byte of every answer.
     pub latency: Duration,
     /// Waited between streamed chunks.
     pub pace: Duration,
-    /// The share of requests (0 to 1) answered with a 500, deterministically
-    /// spread (every 1/rate-th request).
+    /// The share of requests (0 to 1) answered with an error,
+    /// deterministically spread (every 1/rate-th request).
     pub fail_rate: f64,
+    /// The status of those errors (500 unless set).
+    pub fail_status: u16,
+    /// Seconds in a `Retry-After` header on those errors.
+    pub retry_after: Option<u32>,
     /// Words in an answer beyond the echo (filler), for streams of a size.
     pub words: usize,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            pace: Duration::ZERO,
+            fail_rate: 0.0,
+            fail_status: 500,
+            retry_after: None,
+            words: 0,
+        }
+    }
 }
 
 struct Provider {
@@ -78,15 +95,23 @@ pub fn router(knobs: Knobs) -> axum::Router {
 }
 
 /// Why a request is refused: status, OpenAI error type, message.
-struct Refusal(StatusCode, &'static str, String);
+/// Why a request is refused: status, error type, message, and the
+/// seconds of a `Retry-After` header.
+struct Refusal(StatusCode, &'static str, String, Option<u32>);
 
 fn refusal(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Refusal {
-    Refusal(status, kind, message.into())
+    Refusal(status, kind, message.into(), None)
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        error(self.0, self.1, self.2)
+        let mut response = error(self.0, self.1, self.2);
+        if let Some(seconds) = self.3 {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -106,10 +131,21 @@ impl Provider {
         }
         let rate = self.knobs.fail_rate;
         if rate > 0.0 && (n as f64 * rate).floor() != ((n + 1) as f64 * rate).floor() {
-            return Err(refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the reference provider failed this request (fail_rate)",
+            let status = StatusCode::from_u16(self.knobs.fail_status)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let kind = match status.as_u16() {
+                429 => "rate_limit_error",
+                400..=499 => "invalid_request_error",
+                _ => "server_error",
+            };
+            return Err(Refusal(
+                status,
+                kind,
+                format!(
+                    "the reference provider failed this request with {} (fail_rate)",
+                    status.as_u16()
+                ),
+                self.knobs.retry_after,
             ));
         }
         Ok(n)
@@ -439,7 +475,7 @@ fn as_chat(req: &serde_json::Map<String, Value>) -> serde_json::Map<String, Valu
 async fn messages(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
     let (req, model) = match request(&body) {
         Ok(r) => r,
-        Err(Refusal(status, kind, message)) => {
+        Err(Refusal(status, kind, message, _)) => {
             let kind = if kind == "server_error" {
                 "api_error"
             } else {
@@ -462,13 +498,13 @@ async fn messages(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
     }
     let (answer, prompt) = match answer(&as_chat(&req), p.knobs.words) {
         Ok(a) => a,
-        Err(Refusal(status, _, message)) => {
+        Err(Refusal(status, _, message, _)) => {
             return anthropic_error(status, "invalid_request_error", message);
         }
     };
     let n = match p.begin().await {
         Ok(n) => n,
-        Err(Refusal(status, _, message)) => return anthropic_error(status, "api_error", message),
+        Err(Refusal(status, _, message, _)) => return anthropic_error(status, "api_error", message),
     };
     let id = format!("msg_ref_{n}");
     let (block, stop, output) = match &answer {
