@@ -504,7 +504,9 @@ async fn messages(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
     };
     let n = match p.begin().await {
         Ok(n) => n,
-        Err(Refusal(status, _, message, _)) => return anthropic_error(status, "api_error", message),
+        Err(Refusal(status, _, message, _)) => {
+            return anthropic_error(status, "api_error", message);
+        }
     };
     let id = format!("msg_ref_{n}");
     let (block, stop, output) = match &answer {
