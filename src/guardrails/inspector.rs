@@ -184,6 +184,7 @@ fn scope(call: &Inspected) -> Scope<'_> {
         server: call.server.as_ref().map(|s| s.name.as_str()),
         tool: &call.name,
         trusted: call.server.as_ref().is_some_and(|s| s.trusted),
+        llm: call.kind == "model",
     }
 }
 

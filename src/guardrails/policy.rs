@@ -13,6 +13,7 @@
 //! servers = ["*"]           # server name globs (default: all)
 //! tools = ["*"]             # exposed name globs (default: all)
 //! trusted = false           # only servers (not) marked trusted (default: either)
+//! calls = ["mcp"]           # "mcp" (tools, resources, prompts), "llm" (model calls; default: both)
 //! find = ["secrets"]        # "detector" or "detector:type" globs
 //! min_score = 0.0           # findings scored below are ignored by this rule
 //! action = "block"          # "block", "redact", "approve", "record"
@@ -81,6 +82,8 @@ pub struct Rule {
     pub servers: Vec<String>,
     pub tools: Vec<String>,
     pub trusted: Option<bool>,
+    /// Only MCP calls (`Some(false)`) or only LLM calls (`Some(true)`).
+    pub llm: Option<bool>,
     pub find: Vec<String>,
     pub min_score: f32,
     pub action: Action,
@@ -95,6 +98,8 @@ pub struct Scope<'a> {
     pub server: Option<&'a str>,
     pub tool: &'a str,
     pub trusted: bool,
+    /// An LLM call (its `tool` is the model name; it has no server).
+    pub llm: bool,
 }
 
 impl Rule {
@@ -102,6 +107,7 @@ impl Rule {
     pub fn covers(&self, scope: &Scope<'_>, direction: Direction) -> bool {
         self.directions.contains(&direction)
             && self.trusted.is_none_or(|t| t == scope.trusted)
+            && self.llm.is_none_or(|l| l == scope.llm)
             && (self.servers.is_empty()
                 || scope
                     .server
@@ -236,6 +242,7 @@ struct RawRule {
     #[serde(default)]
     tools: Vec<String>,
     trusted: Option<bool>,
+    calls: Option<Vec<String>>,
     #[serde(default)]
     find: Vec<String>,
     min_score: Option<f32>,
@@ -364,6 +371,24 @@ pub fn parse(file: &str, text: &str, known: &dyn Known) -> Result<Policy, Vec<Po
                 ));
             }
         }
+        let llm = match raw.calls.as_deref() {
+            None => None,
+            Some([one]) if one == "mcp" => Some(false),
+            Some([one]) if one == "llm" => Some(true),
+            Some(both)
+                if both.len() == 2
+                    && both.iter().all(|c| c == "mcp" || c == "llm")
+                    && both[0] != both[1] =>
+            {
+                None
+            }
+            Some(other) => {
+                problem(format!(
+                    "rule `{name}`: calls = {other:?}: use [\"mcp\"] (tools, resources, prompts), [\"llm\"] (model calls) or leave it out for both"
+                ));
+                None
+            }
+        };
         let min_score = raw.min_score.unwrap_or(0.0);
         if !(0.0..=1.0).contains(&min_score) {
             problem(format!(
@@ -376,6 +401,7 @@ pub fn parse(file: &str, text: &str, known: &dyn Known) -> Result<Policy, Vec<Po
             servers: raw.servers,
             tools: raw.tools,
             trusted: raw.trusted,
+            llm,
             find: raw.find,
             min_score,
             action,

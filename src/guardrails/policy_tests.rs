@@ -21,8 +21,16 @@ find = ["pii:card"]
 action = "record"
 
 [[rule]]
+name = "secrets-to-models-masked"
+direction = "input"
+calls = ["llm"]
+find = ["secrets"]
+action = "redact"
+
+[[rule]]
 name = "no-secrets-to-untrusted"
 direction = "input"
+calls = ["mcp"]
 trusted = false
 find = ["secrets"]
 action = "block"
@@ -61,16 +69,19 @@ fn the_first_rule_that_covers_a_call_and_takes_a_finding_decides() {
         server: Some("notes"),
         tool: "notes__send",
         trusted: false,
+        llm: false,
     };
     let payments = Scope {
         server: Some("payments"),
         tool: "payments__charge",
         trusted: false,
+        llm: false,
     };
     let web = Scope {
         server: Some("web"),
         tool: "web__fetch",
         trusted: true,
+        llm: false,
     };
     let rule = |scope, direction, detector, kind, score| {
         policy
@@ -103,6 +114,17 @@ fn the_first_rule_that_covers_a_call_and_takes_a_finding_decides() {
     assert_eq!(rule(web, Output, "injection", "injection", 0.5), None);
     assert_eq!(rule(untrusted, Output, "injection", "injection", 0.9), None);
 
+    // A model call is not a server's: the LLM rule, never the MCP one.
+    let model = Scope {
+        server: None,
+        tool: "fast",
+        trusted: false,
+        llm: true,
+    };
+    assert_eq!(
+        rule(model, Input, "secrets", "github-pat", 1.0),
+        Some(("secrets-to-models-masked", Action::Redact))
+    );
     assert!(policy.covers(&untrusted, Input));
     assert!(
         !policy.covers(&web, Input),
@@ -130,6 +152,13 @@ find = ["secretz", "pii:card"]
 action = "approve"
 
 [[rule]]
+name = "c"
+direction = "input"
+calls = ["a2a"]
+find = ["secrets"]
+action = "record"
+
+[[rule]]
 name = "b"
 direction = "output"
 find = []
@@ -152,11 +181,12 @@ min_score = 2
     has(5, "direction = \"sideways\"");
     has(11, "no detector `secretz`");
     has(11, "needs an `approver_group`");
-    has(17, "already defined at line 11");
-    has(17, "needs `find`");
-    has(17, "only for action \"approve\"");
-    has(17, "min_score = 2");
-    assert_eq!(errors.len(), 9, "{shown:#?}");
+    has(17, "calls = [\"a2a\"]");
+    has(24, "already defined at line 11");
+    has(24, "needs `find`");
+    has(24, "only for action \"approve\"");
+    has(24, "min_score = 2");
+    assert_eq!(errors.len(), 10, "{shown:#?}");
 }
 
 #[test]
@@ -187,6 +217,7 @@ fn an_empty_file_has_no_rules_and_the_default_limits() {
         server: None,
         tool: "x",
         trusted: false,
+        llm: false,
     };
     assert!(!policy.covers(&scope, Direction::Input));
 }
