@@ -265,6 +265,22 @@ fn call_error(target: String, failure: Failure) -> CallError {
             server: target,
             reason,
         },
+        failure if failure.misconfigured() => {
+            let (provider, model) = target.split_once('/').unwrap_or((&target, ""));
+            let why = if matches!(failure, Failure::Status { status: 404, .. }) {
+                format!(
+                    "the provider does not know model `{model}`: check the targets of this model name in [llm.models]"
+                )
+            } else {
+                format!(
+                    "the provider refused toolgate's credential: check api_key of [llm.providers.{provider}]"
+                )
+            };
+            CallError::UpstreamFailed {
+                reason: format!("{why} ({failure})"),
+                server: target,
+            }
+        }
         Failure::Status {
             status,
             retry_after,

@@ -54,13 +54,29 @@ pub enum Failure {
 
 impl Failure {
     /// Whether the next target (or a later attempt) may do better:
-    /// connection errors, timeouts, 429, 5xx and unreadable answers;
+    /// connection errors, timeouts, 429, 5xx and unreadable answers, and
+    /// what says the target is set up wrong ([`Failure::misconfigured`]);
     /// never the caller's own 4xx.
     pub fn retryable(&self) -> bool {
         match self {
             Failure::Connect(_) | Failure::Timeout(_) | Failure::Invalid(_) => true,
-            Failure::Status { status, .. } => *status == 429 || *status >= 500,
+            Failure::Status { status, .. } => {
+                *status == 429 || *status >= 500 || self.misconfigured()
+            }
         }
+    }
+
+    /// The provider refused toolgate's credential (401, 403) or does not
+    /// know the target's model (404): toolgate's configuration is wrong,
+    /// not the caller's request, so the caller must not see it as theirs.
+    pub fn misconfigured(&self) -> bool {
+        matches!(
+            self,
+            Failure::Status {
+                status: 401 | 403 | 404,
+                ..
+            }
+        )
     }
 
     /// Whether it counts against the target's health (a 429 is the

@@ -356,8 +356,11 @@ async fn failures_fall_back_to_the_next_target_and_the_last_is_passed_on() {
     let refusing_hits = Arc::new(AtomicUsize::new(0));
     let refusing = provider(failing(400, refusing_hits.clone()), &ct).await;
     let slow = provider(hanging(), &ct).await;
+    let locked = provider(failing(401, Arc::default()), &ct).await;
     let llm = format!(
-        "{}{}{}{}{}[llm.retry]\nbackoff = \"10ms\"\n\
+        "{}{}{}{}{}{}[llm.retry]\nbackoff = \"10ms\"\n\
+         [llm.models.keyless]\ntargets = [{{ provider = \"locked\", model = \"m\" }}]\n\
+         [llm.models.rescued]\ntargets = [{{ provider = \"locked\", model = \"m\", weight = 100 }}, {{ provider = \"ok\", model = \"ref-small\" }}]\n\
          [llm.models.sturdy]\ntargets = [{{ provider = \"broken\", model = \"ref-small\", weight = 100 }}, {{ provider = \"ok\", model = \"ref-small\" }}]\n\
          [llm.models.patient]\ntargets = [{{ provider = \"slow\", model = \"m\", timeout = \"300ms\", weight = 100 }}, {{ provider = \"ok\", model = \"ref-small\" }}]\n\
          [llm.models.limited]\ntargets = [{{ provider = \"limited\", model = \"m\" }}]\n\
@@ -367,6 +370,7 @@ async fn failures_fall_back_to_the_next_target_and_the_last_is_passed_on() {
         compatible("limited", &limited),
         compatible("refusing", &refusing),
         compatible("slow", &slow),
+        compatible("locked", &locked),
     );
     let gw = gateway(&llm, &[ALLOW_ALL]).await;
 
@@ -387,12 +391,25 @@ async fn failures_fall_back_to_the_next_target_and_the_last_is_passed_on() {
         3,
         "the first attempt and two retries"
     );
+    // A provider refusing toolgate's own credential is toolgate's problem,
+    // not the caller's: the next target, or a 502 saying what to fix.
+    let (status, _, answer) = post(&gw, "/v1/chat/completions", chat("rescued", "hi")).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, _, error) = post(&gw, "/v1/chat/completions", chat("keyless", "hi")).await;
+    assert_eq!(status, 502, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("api_key of [llm.providers.locked]"),
+        "{error}"
+    );
     // The caller's own error is never retried elsewhere.
     let (status, _, error) = post(&gw, "/v1/chat/completions", chat("picky", "hi")).await;
     assert_eq!(status, 400, "{error}");
     assert_eq!(refusing_hits.load(Ordering::SeqCst), 1);
 
-    let done = completed(&gw, 4).await;
+    let done = completed(&gw, 6).await;
     let sturdy = done.iter().find(|r| r["target"] == "sturdy").unwrap();
     assert_eq!(sturdy["detail"]["llm"]["attempts"], 2, "{sturdy}");
     assert_eq!(sturdy["detail"]["llm"]["target"], "ok/ref-small");
