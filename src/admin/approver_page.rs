@@ -697,22 +697,8 @@ async fn decide(
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
     let field = |k: &str| form.get(k).map_or("", String::as_str);
-    let refuse = |status: StatusCode, message: String| {
-        let ui = ui.clone();
-        let caller = caller.clone();
-        let headers = headers.clone();
-        async move {
-            full_page(
-                &ui,
-                &caller,
-                &headers,
-                HashMap::new(),
-                Some((false, message)),
-                status,
-            )
-            .await
-        }
-    };
+    let refuse =
+        |status: StatusCode, message: String| refusal(&ui, &caller, &headers, status, message);
     if let Some(why) = forged(&ui, &headers, field("token")) {
         return refuse(StatusCode::FORBIDDEN, why).await;
     }
@@ -742,6 +728,25 @@ async fn decide(
     }
 }
 
+/// The page again, with why a form was refused.
+async fn refusal(
+    ui: &Ui,
+    caller: &Caller,
+    headers: &HeaderMap,
+    status: StatusCode,
+    message: String,
+) -> Response {
+    full_page(
+        ui,
+        caller,
+        headers,
+        HashMap::new(),
+        Some((false, message)),
+        status,
+    )
+    .await
+}
+
 /// `POST /ui/tools/{server}/{tool}/decide` (form: `verdict` = approve |
 /// reject, `hash`, `comment`, `token`): as `/admin/v1/tools/…`, then back
 /// to the page (303), or the page with the reason.
@@ -753,22 +758,8 @@ async fn decide_tool(
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
     let field = |k: &str| form.get(k).map_or("", String::as_str);
-    let refuse = |status: StatusCode, message: String| {
-        let ui = ui.clone();
-        let caller = caller.clone();
-        let headers = headers.clone();
-        async move {
-            full_page(
-                &ui,
-                &caller,
-                &headers,
-                HashMap::new(),
-                Some((false, message)),
-                status,
-            )
-            .await
-        }
-    };
+    let refuse =
+        |status: StatusCode, message: String| refusal(&ui, &caller, &headers, status, message);
     if let Some(why) = forged(&ui, &headers, field("token")) {
         return refuse(StatusCode::FORBIDDEN, why).await;
     }
@@ -785,23 +776,23 @@ async fn decide_tool(
     let audit = &ui.admin.pipeline.audit;
     let who = crate::audit::Who::of(&caller);
     let (store, redactor) = (audit.store(), audit.redactor());
-    let decided = match field("verdict") {
-        "approve" => {
-            crate::integrity::pins::approve(store, redactor, &server, &tool, hash, &who, comment)
-                .await
-        }
-        "reject" => {
-            crate::integrity::pins::reject(store, redactor, &server, &tool, hash, &who, comment)
-                .await
-        }
-        other => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("verdict `{other}`: use the Approve or Reject button"),
-            )
-            .await;
-        }
+    use crate::integrity::pins;
+    let Some(ruling) = pins::Ruling::parse(field("verdict")) else {
+        let other = field("verdict");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("verdict `{other}`: use the Approve or Reject button"),
+        )
+        .await;
     };
+    let on = pins::RulingOn {
+        server: &server,
+        tool: &tool,
+        hash,
+        by: &who,
+        comment,
+    };
+    let decided = pins::rule(store, redactor, on, ruling).await;
     match decided {
         Ok(d) => {
             ui.admin.mcp.integrity.changed.notify_one();

@@ -120,7 +120,11 @@ async fn decide(
     let v: Verdict = if body.is_empty() || body.trim_ascii() == b"null" {
         Verdict::default()
     } else {
-        match serde_json::from_slice(&body) {
+        // Strictly, as every request body toolgate acts on.
+        let parsed = crate::util::json::parse(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()));
+        match parsed {
             Ok(v) => v,
             Err(e) => {
                 return refuse(
@@ -135,17 +139,20 @@ async fn decide(
     let store = admin.pipeline.audit.store();
     let redactor = admin.pipeline.audit.redactor();
     let who = Who::of(&caller);
-    let (hash, comment) = (v.hash.as_deref(), v.comment.as_deref());
-    let decided = match verdict.as_str() {
-        "approve" => pins::approve(store, redactor, &server, &tool, hash, &who, comment).await,
-        "reject" => pins::reject(store, redactor, &server, &tool, hash, &who, comment).await,
-        other => {
-            return refuse(
-                StatusCode::NOT_FOUND,
-                format!("`{other}`: use /approve or /reject"),
-            );
-        }
+    let Some(ruling) = pins::Ruling::parse(&verdict) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("`{verdict}`: use /approve or /reject"),
+        );
     };
+    let on = pins::RulingOn {
+        server: &server,
+        tool: &tool,
+        hash: v.hash.as_deref(),
+        by: &who,
+        comment: v.comment.as_deref(),
+    };
+    let decided = pins::rule(store, redactor, on, ruling).await;
     match decided {
         Ok(definition) => {
             admin.mcp.integrity.changed.notify_one();

@@ -110,7 +110,7 @@ impl Gateway {
             Some(injection) => Some(injection),
             None => crate::guardrails::injection::Model::shipped()
                 .map(crate::guardrails::injection::Injection::new)
-                .map_err(|e| StartError::HttpClient(format!("the shipped injection model: {e}")))
+                .map_err(|e| StartError::InjectionModel(e.to_string()))
                 .map(Some)?,
         };
         let integrity = Arc::new(crate::integrity::Integrity::new(

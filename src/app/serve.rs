@@ -74,6 +74,10 @@ pub enum StartError {
     /// could not be built; toolgate never falls back to another one.
     #[error("{0}")]
     HttpClient(String),
+    /// The injection model shipped in the binary (the tool-definition
+    /// lint's, without guardrails) did not load.
+    #[error("the shipped injection model did not load: {0}")]
+    InjectionModel(String),
     /// `toolgate stdio`'s policies did not load; shown as they are, with
     /// no "nothing was started" prefix (the stdio session never had one).
     #[error(transparent)]

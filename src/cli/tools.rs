@@ -283,42 +283,34 @@ async fn review(
             tool,
             hash,
             comment,
-        } => {
-            let d = pins::approve(
-                &store,
-                &redactor,
-                server,
-                tool,
-                hash.as_deref(),
-                &who,
-                comment.as_deref(),
-            )
-            .await?;
-            eprintln!(
-                "pinned {server}/{tool} {}; running gateways expose it within seconds",
-                pins::short(&d.hash)
-            );
         }
-        ReviewCommand::Reject {
+        | ReviewCommand::Reject {
             server,
             tool,
             hash,
             comment,
         } => {
-            let d = pins::reject(
-                &store,
-                &redactor,
+            let ruling = match command {
+                ReviewCommand::Approve { .. } => pins::Ruling::Approve,
+                _ => pins::Ruling::Reject,
+            };
+            let on = pins::RulingOn {
                 server,
                 tool,
-                hash.as_deref(),
-                &who,
-                comment.as_deref(),
-            )
-            .await?;
-            eprintln!(
-                "rejected {server}/{tool} {}; the tool stays quarantined while its server offers it",
-                pins::short(&d.hash)
-            );
+                hash: hash.as_deref(),
+                by: &who,
+                comment: comment.as_deref(),
+            };
+            let d = pins::rule(&store, &redactor, on, ruling).await?;
+            let short = pins::short(&d.hash);
+            match ruling {
+                pins::Ruling::Approve => eprintln!(
+                    "pinned {server}/{tool} {short}; running gateways expose it within seconds"
+                ),
+                pins::Ruling::Reject => eprintln!(
+                    "rejected {server}/{tool} {short}; the tool stays quarantined while its server offers it"
+                ),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -327,8 +327,9 @@ impl Injection {
     }
 
     /// The highest-scoring passage of `text`: the text itself, text hidden
-    /// in Unicode tag characters, or a base64 run that decodes to text.
-    fn best(&self, text: &str) -> Finding {
+    /// in Unicode tag characters, or a base64 run that decodes to text,
+    /// whatever its score.
+    pub fn best(&self, text: &str) -> Finding {
         let normalised = hidden::normalise(text);
         let scored = self.model.score(normalised.as_str());
         let mut best = Finding {

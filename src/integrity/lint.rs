@@ -217,7 +217,8 @@ impl Linter {
         if let Some(injection) = &self.injection
             && all.split_whitespace().count() >= INJECTION_MIN_WORDS
         {
-            let score = injection.score(&all);
+            let best = injection.best(&all);
+            let score = best.score;
             let severity = if score >= INJECTION_QUARANTINE {
                 Some(Severity::Quarantine)
             } else if score >= INJECTION_WARN {
@@ -226,19 +227,12 @@ impl Linter {
                 None
             };
             if let Some(severity) = severity {
-                let at = injection
-                    .scan(&all)
-                    .map(|f| where_in(&texts, f.span.start))
-                    .unwrap_or_else(|| "description".into());
                 found.push(LintFinding {
                     rule: "injection",
                     severity,
-                    at,
+                    at: where_in(&texts, best.span.start),
                     message: format!("reads as a prompt injection (score {score:.2})"),
-                    excerpt: injection
-                        .scan(&all)
-                        .map(|f| excerpt(&all, f.span))
-                        .unwrap_or_default(),
+                    excerpt: excerpt(&all, best.span),
                 });
             }
         }

@@ -493,46 +493,112 @@ pub fn diff(old: Option<&Value>, new: &Value) -> String {
         .to_string()
 }
 
-/// Pin `hash` of `server`'s `tool` (a prefix of the hash will do; none:
-/// the newest waiting), on `by`'s word: the tool is exposed with it, and
-/// the pin it replaces is superseded. Recorded `tool_released`.
-pub async fn approve(
+/// A reviewer's ruling on a held definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ruling {
+    /// Pin it: the tool is exposed with it, and the pin it replaces is
+    /// superseded. Recorded `tool_released`.
+    Approve,
+    /// Refuse it: the tool stays quarantined while its upstream offers
+    /// it. Recorded `tool_rejected`.
+    Reject,
+}
+
+impl Ruling {
+    /// `approve` or `reject`, as the CLI, the admin API and the approver
+    /// page say it.
+    pub fn parse(word: &str) -> Option<Ruling> {
+        match word {
+            "approve" => Some(Ruling::Approve),
+            "reject" => Some(Ruling::Reject),
+            _ => None,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Ruling::Approve => "approve",
+            Ruling::Reject => "reject",
+        }
+    }
+
+    /// The state it leaves the definition in.
+    fn state(self) -> &'static str {
+        match self {
+            Ruling::Approve => "pinned",
+            Ruling::Reject => "rejected",
+        }
+    }
+}
+
+/// Who rules on which definition: `hash` of `server`'s `tool` (a prefix
+/// will do; none: the newest waiting).
+pub struct RulingOn<'a> {
+    pub server: &'a str,
+    pub tool: &'a str,
+    pub hash: Option<&'a str>,
+    pub by: &'a Who,
+    pub comment: Option<&'a str>,
+}
+
+/// Rule on a definition (see [`Ruling`]): its state changes only if no
+/// one decided it meanwhile, in one transaction with its audit record.
+pub async fn rule(
     store: &Store,
     redactor: &Redactor,
-    server: &str,
-    tool: &str,
-    hash: Option<&str>,
-    by: &Who,
-    comment: Option<&str>,
+    on: RulingOn<'_>,
+    ruling: Ruling,
 ) -> Result<Definition, IntegrityError> {
+    let RulingOn {
+        server,
+        tool,
+        hash,
+        by,
+        comment,
+    } = on;
     let pool = store.pool();
     let history = history(pool, server, tool).await?;
     let chosen = find(&history, server, tool, hash)?;
-    if chosen.state == "pinned" && chosen.decided_by.as_deref() != Some(FIRST_USE) {
-        return Err(IntegrityError::AlreadyDecided(format!(
-            "{server}/{tool} {} is already pinned",
-            short(&chosen.hash)
-        )));
+    match ruling {
+        Ruling::Approve
+            if chosen.state == "pinned" && chosen.decided_by.as_deref() != Some(FIRST_USE) =>
+        {
+            return Err(IntegrityError::AlreadyDecided(format!(
+                "{server}/{tool} {} is already pinned",
+                short(&chosen.hash)
+            )));
+        }
+        Ruling::Reject if chosen.state != "pending" => {
+            return Err(IntegrityError::AlreadyDecided(format!(
+                "{server}/{tool} {} is {}, not waiting for review",
+                short(&chosen.hash),
+                chosen.state
+            )));
+        }
+        _ => {}
     }
     let previous = history
         .iter()
         .find(|d| d.state == "pinned" && d.hash != chosen.hash);
     let now = now_ms();
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "UPDATE tool_definitions SET state = 'superseded', changed_ms = $1 \
-         WHERE server = $2 AND tool = $3 AND state = 'pinned' AND definition_hash <> $4",
-    )
-    .bind(now)
-    .bind(server)
-    .bind(tool)
-    .bind(&chosen.hash)
-    .execute(&mut *tx)
-    .await?;
+    if ruling == Ruling::Approve {
+        sqlx::query(
+            "UPDATE tool_definitions SET state = 'superseded', changed_ms = $1 \
+             WHERE server = $2 AND tool = $3 AND state = 'pinned' AND definition_hash <> $4",
+        )
+        .bind(now)
+        .bind(server)
+        .bind(tool)
+        .bind(&chosen.hash)
+        .execute(&mut *tx)
+        .await?;
+    }
     let changed = sqlx::query(
-        "UPDATE tool_definitions SET state = 'pinned', changed_ms = $1, decided_by = $2, \
-         comment = $3 WHERE server = $4 AND tool = $5 AND definition_hash = $6 AND state = $7",
+        "UPDATE tool_definitions SET state = $1, changed_ms = $2, decided_by = $3, \
+         comment = $4 WHERE server = $5 AND tool = $6 AND definition_hash = $7 AND state = $8",
     )
+    .bind(ruling.state())
     .bind(now)
     .bind(&by.subject)
     .bind(comment)
@@ -547,78 +613,28 @@ pub async fn approve(
             "this definition was decided meanwhile".into(),
         ));
     }
-    let mut record = Record::new(Kind::ToolReleased);
+    let mut record = Record::new(match ruling {
+        Ruling::Approve => Kind::ToolReleased,
+        Ruling::Reject => Kind::ToolRejected,
+    });
     record.caller = Some(by.clone());
     record.server = Some(server.to_string());
     record.target = Some(tool.to_string());
     record.definition_hash = Some(chosen.hash.clone());
-    record.decision = Some("approve");
+    record.decision = Some(ruling.word());
     record.reason = comment.map(|c| redactor.text(c));
-    record.detail = Some(json!({
-        "was": chosen.reason,
-        "replaces": previous.map(|p| p.hash.clone()),
-    }));
+    if ruling == Ruling::Approve {
+        record.detail = Some(json!({
+            "was": chosen.reason,
+            "replaces": previous.map(|p| p.hash.clone()),
+        }));
+    }
     crate::audit::append_in(&mut tx, &[&record]).await?;
     tx.commit().await?;
-    let mut approved = chosen;
-    approved.state = "pinned".into();
-    approved.decided_by = Some(by.subject.clone());
-    Ok(approved)
-}
-
-/// Refuse `hash` of `server`'s `tool` (a prefix will do; none: the newest
-/// waiting): the tool stays quarantined while its upstream offers it.
-/// Recorded `tool_rejected`.
-pub async fn reject(
-    store: &Store,
-    redactor: &Redactor,
-    server: &str,
-    tool: &str,
-    hash: Option<&str>,
-    by: &Who,
-    comment: Option<&str>,
-) -> Result<Definition, IntegrityError> {
-    let pool = store.pool();
-    let history = history(pool, server, tool).await?;
-    let chosen = find(&history, server, tool, hash)?;
-    if chosen.state != "pending" {
-        return Err(IntegrityError::AlreadyDecided(format!(
-            "{server}/{tool} {} is {}, not waiting for review",
-            short(&chosen.hash),
-            chosen.state
-        )));
-    }
-    let mut tx = pool.begin().await?;
-    let changed = sqlx::query(
-        "UPDATE tool_definitions SET state = 'rejected', changed_ms = $1, decided_by = $2, \
-         comment = $3 WHERE server = $4 AND tool = $5 AND definition_hash = $6 AND state = 'pending'",
-    )
-    .bind(now_ms())
-    .bind(&by.subject)
-    .bind(comment)
-    .bind(server)
-    .bind(tool)
-    .bind(&chosen.hash)
-    .execute(&mut *tx)
-    .await?;
-    if changed.rows_affected() == 0 {
-        return Err(IntegrityError::AlreadyDecided(
-            "this definition was decided meanwhile".into(),
-        ));
-    }
-    let mut record = Record::new(Kind::ToolRejected);
-    record.caller = Some(by.clone());
-    record.server = Some(server.to_string());
-    record.target = Some(tool.to_string());
-    record.definition_hash = Some(chosen.hash.clone());
-    record.decision = Some("reject");
-    record.reason = comment.map(|c| redactor.text(c));
-    crate::audit::append_in(&mut tx, &[&record]).await?;
-    tx.commit().await?;
-    let mut rejected = chosen;
-    rejected.state = "rejected".into();
-    rejected.decided_by = Some(by.subject.clone());
-    Ok(rejected)
+    let mut decided = chosen;
+    decided.state = ruling.state().into();
+    decided.decided_by = Some(by.subject.clone());
+    Ok(decided)
 }
 
 /// A mark that changes whenever any definition's state does (replicas

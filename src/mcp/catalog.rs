@@ -65,6 +65,9 @@ pub struct ToolEntry {
 pub struct Held {
     pub tools: HashMap<(String, String), String>,
     pub problems: Vec<Problem>,
+    /// The definition hash of each (server, upstream tool) vetting read,
+    /// so the catalog does not hash the definitions again.
+    pub hashes: HashMap<(String, String), Arc<str>>,
 }
 
 /// Something the catalog could not expose, and why.
@@ -232,7 +235,11 @@ impl Catalog {
                         },
                         upstream: tool.clone(),
                         visible: visible.clone(),
-                        definition_hash: definition_hash(tool),
+                        definition_hash: held
+                            .hashes
+                            .get(&(config.name.clone(), tool.name.to_string()))
+                            .cloned()
+                            .unwrap_or_else(|| definition_hash(tool)),
                         labels: crate::integrity::flows::labels_of(
                             &config.integrity,
                             config.facts.trusted,

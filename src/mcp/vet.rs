@@ -126,6 +126,10 @@ pub async fn vet(mcp: &McpState, listings: &[Option<Arc<Listing>>]) -> Held {
         }
         for (o, v) in offered.iter().zip(vetted) {
             let name = &o.tool.name;
+            held.hashes.insert(
+                (u.name.to_string(), name.to_string()),
+                Arc::from(o.hash.as_str()),
+            );
             if let Verdict::Quarantined(reason) = v.verdict {
                 let mut why = reason.explain().to_string();
                 if let Some(f) = v.lint.first() {

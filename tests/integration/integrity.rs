@@ -150,6 +150,24 @@ async fn call_text(client: &Client, name: &str) -> Result<String, String> {
     }
 }
 
+/// Serve `shifty` over streamable HTTP until `ct` is cancelled: its URL.
+async fn serve(shifty: &Shifty, ct: &CancellationToken) -> String {
+    let s = shifty.clone();
+    http_upstream(move || s.clone(), ct.clone()).await
+}
+
+/// Wait (up to 10 s) until `client`'s tool list has `name`, or has not.
+async fn until_listed(client: &Client, name: &str, want: bool) {
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            listed(client, name).await == want
+        })
+        .await,
+        "{name} is {}listed after 10 s",
+        if want { "still not " } else { "still " }
+    );
+}
+
 /// Every way a definition can change quarantines the tool (hidden, and
 /// unknown to calls) until its new definition is approved; clients are
 /// told its list changed both times; each step is an audit record.
@@ -157,10 +175,7 @@ async fn call_text(client: &Client, name: &str) -> Result<String, String> {
 async fn a_changed_definition_is_quarantined_until_approved() {
     let ct = CancellationToken::new();
     let shifty = Shifty::new(vec![victim()]);
-    let url = {
-        let s = shifty.clone();
-        http_upstream(move || s.clone(), ct.clone()).await
-    };
+    let url = serve(&shifty, &ct).await;
     let mut gw = Gateway::start(&[("shifty", http_server_toml("shifty", &url, ""))], "").await;
     gw.wait_ready(&["shifty"]).await;
     let (client, heard) = connect(&gw.url).await;
@@ -281,10 +296,7 @@ async fn a_restart_keeps_the_quarantine() {
     let ct = CancellationToken::new();
     let data = tempfile::tempdir().unwrap();
     let shifty = Shifty::new(vec![victim()]);
-    let url = {
-        let s = shifty.clone();
-        http_upstream(move || s.clone(), ct.clone()).await
-    };
+    let url = serve(&shifty, &ct).await;
     let servers = [("shifty", http_server_toml("shifty", &url, ""))];
     let extra = format!("data_dir = \"{}\"", data.path().display());
     let mut gw = Gateway::start(&servers, &extra).await;
@@ -292,12 +304,7 @@ async fn a_restart_keeps_the_quarantine() {
     let (client, _) = connect(&gw.url).await;
     assert!(listed(&client, "shifty__victim").await);
     shifty.change("description").await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            !listed(&client, "shifty__victim").await
-        })
-        .await
-    );
+    until_listed(&client, "shifty__victim", false).await;
     gw.shutdown().await;
 
     let mut gw = Gateway::start(&servers, &extra).await;
@@ -344,10 +351,7 @@ async fn two_replicas_on_postgres_agree() {
     };
     let ct = CancellationToken::new();
     let shifty = Shifty::new(vec![victim()]);
-    let url = {
-        let s = shifty.clone();
-        http_upstream(move || s.clone(), ct.clone()).await
-    };
+    let url = serve(&shifty, &ct).await;
     let servers = [("shifty", http_server_toml("shifty", &url, ""))];
     let extra = backend.config("");
     let mut a = Gateway::start(&servers, &extra).await;
@@ -359,12 +363,7 @@ async fn two_replicas_on_postgres_agree() {
     assert!(listed(&ca, "shifty__victim").await && listed(&cb, "shifty__victim").await);
     shifty.change("schema").await;
     for c in [&ca, &cb] {
-        assert!(
-            eventually(Duration::from_secs(10), || async {
-                !listed(c, "shifty__victim").await
-            })
-            .await
-        );
+        until_listed(c, "shifty__victim", false).await;
     }
     let (_, body) = admin(&b, reqwest::Method::GET, "/admin/v1/tools", Value::Null).await;
     assert_eq!(
@@ -405,10 +404,7 @@ const GATE_VICTIM: (&str, &str) = (
 async fn an_approval_for_the_old_definition_does_not_carry_over() {
     let ct = CancellationToken::new();
     let shifty = Shifty::new(vec![victim()]);
-    let url = {
-        let s = shifty.clone();
-        http_upstream(move || s.clone(), ct.clone()).await
-    };
+    let url = serve(&shifty, &ct).await;
     let servers = [("shifty", http_server_toml("shifty", &url, ""))];
     let mut gw = Gateway::start_governed(
         &servers,
@@ -434,12 +430,7 @@ async fn an_approval_for_the_old_definition_does_not_carry_over() {
 
     shifty.change("description").await;
     let (client, _) = connect(&gw.url).await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            !listed(&client, "shifty__victim").await
-        })
-        .await
-    );
+    until_listed(&client, "shifty__victim", false).await;
     let (status, _) = admin(
         &gw,
         reqwest::Method::POST,
@@ -448,12 +439,7 @@ async fn an_approval_for_the_old_definition_does_not_carry_over() {
     )
     .await;
     assert_eq!(status, 200);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            listed(&client, "shifty__victim").await
-        })
-        .await
-    );
+    until_listed(&client, "shifty__victim", true).await;
     // Approved for the old definition: not used for the new one.
     let again = s
         .call("shifty__victim", json!({"id": "c-1"}))
@@ -717,20 +703,12 @@ async fn bad_integrity_config_is_explained() {
 async fn the_approver_page_shows_held_definitions_to_admins() {
     let ct = CancellationToken::new();
     let shifty = Shifty::new(vec![victim()]);
-    let url = {
-        let s = shifty.clone();
-        http_upstream(move || s.clone(), ct.clone()).await
-    };
+    let url = serve(&shifty, &ct).await;
     let mut gw = Gateway::start(&[("shifty", http_server_toml("shifty", &url, ""))], "").await;
     gw.wait_ready(&["shifty"]).await;
     let (client, _) = connect(&gw.url).await;
     shifty.change("nested").await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            !listed(&client, "shifty__victim").await
-        })
-        .await
-    );
+    until_listed(&client, "shifty__victim", false).await;
     let http = reqwest::Client::new();
     let page = http
         .get(format!("http://{}/ui/approvals", gw.addr))
@@ -756,12 +734,7 @@ async fn the_approver_page_shows_held_definitions_to_admins() {
     assert_eq!(r.status(), 200);
     let page = r.text().await.unwrap();
     assert!(page.contains("Pinned shifty/victim"), "{page}");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            listed(&client, "shifty__victim").await
-        })
-        .await
-    );
+    until_listed(&client, "shifty__victim", true).await;
     gw.shutdown().await;
     ct.cancel();
 }
