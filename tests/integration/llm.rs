@@ -915,3 +915,45 @@ async fn the_shipped_guardrails_mask_credentials_both_ways_and_leave_completions
     assert!(!leaky.to_string().contains("hf_ujz"), "never kept: {leaky}");
     ct.cancel();
 }
+
+/// An approval gate holds an LLM call as it holds a tool call: the call
+/// waits, an approver of the gate's group lets it through.
+#[tokio::test]
+async fn an_approval_gate_holds_a_model_until_approved() {
+    let ct = CancellationToken::new();
+    let base = provider(reference(Knobs::default()), &ct).await;
+    let llm = format!(
+        "{}[llm.models.big]\ntargets = [{{ provider = \"ref\", model = \"ref-large\" }}]\n",
+        compatible("ref", &base)
+    );
+    let gate = (
+        "gate",
+        "@id(\"big-model-needs-finance\")\n@approval(\"finance\")\n\
+         permit (principal, action == Action::\"chat\", resource == Model::\"big\");\n",
+    );
+    let gw = gateway(&llm, &[ALLOW_ALL, gate]).await;
+    let eng = crate::rbac::key(&gw, "eng", &["eng"]);
+    let approver = crate::rbac::key(&gw, "fran", &["finance"]);
+    let addr = gw.addr;
+    let call = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .bearer_auth(eng)
+            .json(&chat("big", "budget for Q3?"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    let waiting = crate::approvals::pending(&gw, &approver, 1).await;
+    assert_eq!(waiting[0]["tool"], "big", "{waiting:?}");
+    let id = waiting[0]["id"].as_str().unwrap().to_string();
+    crate::approvals::decided(&gw, &approver, &id, "approve", "ok").await;
+    let (status, answer) = call.await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        "You said: budget for Q3?"
+    );
+    ct.cancel();
+}
