@@ -393,7 +393,12 @@ mod tests {
             text: String::new(),
         };
         assert!(status(500).retryable() && status(503).retryable() && status(429).retryable());
-        assert!(!status(400).retryable() && !status(404).retryable() && !status(401).retryable());
+        // The caller's own mistakes are theirs.
+        assert!(!status(400).retryable() && !status(422).retryable() && !status(413).retryable());
+        // toolgate's credential or model name is wrong: another target may do.
+        for s in [401, 403, 404] {
+            assert!(status(s).misconfigured() && status(s).retryable(), "{s}");
+        }
         assert!(!status(429).unhealthy() && status(502).unhealthy());
         assert!(Failure::Timeout(Duration::from_secs(1)).retryable());
     }
