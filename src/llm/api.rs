@@ -255,18 +255,27 @@ fn events<K: CallKind<Chunk = Value>>(stream: Watched<K>, dialect: Dialect) -> R
 where
     Watched<K>: futures::Stream<Item = Result<Value, CallError>>,
 {
-    let body = futures::stream::unfold(Some(stream), move |stream| async move {
+    let body = futures::stream::unfold((Some(stream), false), move |(stream, sent)| async move {
         let mut stream = stream?;
+        if sent {
+            // Let the server write what was sent before reading on: with
+            // chunks already buffered (a provider that sent several at
+            // once) it would otherwise hold them all and write them
+            // together, and the caller's first token would wait for the
+            // last.
+            tokio::task::yield_now().await;
+        }
         let event = match (stream.next().await, dialect) {
             (Some(Ok(chunk)), _) => {
-                return Some((Ok::<_, Infallible>(sse(&chunk, dialect)), Some(stream)));
+                let event = sse(&chunk, dialect);
+                return Some((Ok::<_, Infallible>(event), (Some(stream), true)));
             }
             (Some(Err(e)), _) => sse(&error_json(&e, dialect).1, dialect),
             (None, Dialect::OpenAi) => Bytes::from_static(b"data: [DONE]\n\n"),
             // These end with their own last event.
             (None, Dialect::Anthropic | Dialect::Responses) => return None,
         };
-        Some((Ok(event), None))
+        Some((Ok(event), (None, true)))
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
