@@ -243,18 +243,7 @@ async fn open_loop(target: &Target, conns: usize, rate: f64, duration: Duration)
                     stats.last_error = Some("not sent in time".into());
                     continue;
                 }
-                match tokio::time::timeout(Duration::from_secs(30), conn.call(false)).await {
-                    Ok(Ok(done)) => stats.record(done.saturating_duration_since(slot)),
-                    Ok(Err(e)) => {
-                        stats.errors += 1;
-                        stats.last_error = Some(e.to_string());
-                    }
-                    Err(_) => {
-                        conn.send = None;
-                        stats.errors += 1;
-                        stats.last_error = Some("timeout".into());
-                    }
-                }
+                timed(&mut conn, &mut stats, slot, false).await;
             }
             stats
         }));
@@ -267,6 +256,23 @@ async fn open_loop(target: &Target, conns: usize, rate: f64, duration: Duration)
         }
     }
     total
+}
+
+/// One call on `conn`, its latency from `since` recorded in `stats` (or
+/// its error; a call that takes over 30 s drops the connection).
+async fn timed(conn: &mut Conn, stats: &mut Stats, since: Instant, stream: bool) {
+    match tokio::time::timeout(Duration::from_secs(30), conn.call(stream)).await {
+        Ok(Ok(done)) => stats.record(done.saturating_duration_since(since)),
+        Ok(Err(e)) => {
+            stats.errors += 1;
+            stats.last_error = Some(e.to_string());
+        }
+        Err(_) => {
+            conn.send = None;
+            stats.errors += 1;
+            stats.last_error = Some("timeout".into());
+        }
+    }
 }
 
 /// Closed loop: each connection sends its next request when the last
@@ -288,18 +294,7 @@ async fn closed_loop(
         workers.push(tokio::spawn(async move {
             let mut stats = Stats::default();
             while Instant::now() < end {
-                let sent = Instant::now();
-                match tokio::time::timeout(Duration::from_secs(30), conn.call(stream)).await {
-                    Ok(Ok(done)) => stats.record(done.saturating_duration_since(sent)),
-                    Ok(Err(e)) => {
-                        stats.errors += 1;
-                        stats.last_error = Some(e.to_string());
-                    }
-                    Err(_) => {
-                        conn.send = None;
-                        stats.errors += 1;
-                    }
-                }
+                timed(&mut conn, &mut stats, Instant::now(), stream).await;
             }
             stats
         }));

@@ -12,31 +12,23 @@
 
 use serde_json::{Map, Value, json};
 
-use super::openai::{BadRequest, Usage};
+use super::openai::{self, BadRequest, Usage};
 use crate::call::{ModelRequest, Part};
-
-fn bad(param: &str, message: impl Into<String>) -> BadRequest {
-    BadRequest {
-        param: Some(param.to_string()),
-        message: message.into(),
-    }
-}
 
 /// What policies are told of a Messages request, checked.
 pub fn messages_request(body: &Map<String, Value>) -> Result<ModelRequest, BadRequest> {
     let max_tokens = match body.get("max_tokens") {
-        Some(v) => v
-            .as_u64()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| bad("max_tokens", "`max_tokens` must be a whole number ≥ 1"))?,
-        None => return Err(bad("max_tokens", "`max_tokens` is required")),
+        Some(v) => v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+            BadRequest::new("max_tokens", "`max_tokens` must be a whole number ≥ 1")
+        })?,
+        None => return Err(BadRequest::new("max_tokens", "`max_tokens` is required")),
     };
     match body.get("messages") {
         Some(Value::Array(messages)) if !messages.is_empty() => {
             for (i, m) in messages.iter().enumerate() {
                 let role = m.get("role").and_then(Value::as_str);
                 if !matches!(role, Some("user" | "assistant")) {
-                    return Err(bad(
+                    return Err(BadRequest::new(
                         &format!("messages.{i}.role"),
                         "each message needs `role`: \"user\" or \"assistant\"",
                     ));
@@ -45,7 +37,7 @@ pub fn messages_request(body: &Map<String, Value>) -> Result<ModelRequest, BadRe
                     Some(Value::String(_)) => {}
                     Some(Value::Array(blocks)) if blocks.iter().all(Value::is_object) => {}
                     _ => {
-                        return Err(bad(
+                        return Err(BadRequest::new(
                             &format!("messages.{i}.content"),
                             "`content` must be a string or an array of content blocks",
                         ));
@@ -54,26 +46,16 @@ pub fn messages_request(body: &Map<String, Value>) -> Result<ModelRequest, BadRe
             }
         }
         _ => {
-            return Err(bad(
+            return Err(BadRequest::new(
                 "messages",
                 "`messages` is required: a non-empty array of messages",
             ));
         }
     }
-    let tools = match body.get("tools") {
-        None | Some(Value::Null) => false,
-        Some(Value::Array(tools)) => !tools.is_empty(),
-        Some(_) => return Err(bad("tools", "`tools` must be an array")),
-    };
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(bad("stream", "`stream` must be a boolean")),
-    };
     Ok(ModelRequest {
         max_tokens: Some(max_tokens),
-        tools,
-        stream,
+        tools: openai::tools_offered(body)?,
+        stream: openai::optional_bool(body, "stream")?,
     })
 }
 
@@ -193,7 +175,12 @@ fn image_part(block: &Value, at: &str) -> Result<Value, BadRequest> {
             source["data"].as_str().unwrap_or_default()
         ),
         Some("url") => source["url"].as_str().unwrap_or_default().to_string(),
-        _ => return Err(bad(at, "an image's `source` must be base64 or url")),
+        _ => {
+            return Err(BadRequest::new(
+                at,
+                "an image's `source` must be base64 or url",
+            ));
+        }
     };
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
@@ -242,7 +229,7 @@ pub fn to_chat(body: &Map<String, Value>, model: &str) -> Result<Map<String, Val
                 // Reasoning the model showed earlier: no chat equivalent.
                 Some("thinking" | "redacted_thinking") => {}
                 other => {
-                    return Err(bad(
+                    return Err(BadRequest::new(
                         &at,
                         format!(
                             "a `{}` block cannot be sent to this model's provider (it speaks OpenAI's API)",
@@ -312,7 +299,7 @@ pub fn to_chat(body: &Map<String, Value>, model: &str) -> Result<Map<String, Val
             Some("none") => json!("none"),
             Some("tool") => json!({"type": "function", "function": {"name": choice["name"]}}),
             _ => {
-                return Err(bad(
+                return Err(BadRequest::new(
                     "tool_choice",
                     "`tool_choice.type`: auto, any, tool or none",
                 ));

@@ -1,4 +1,5 @@
-//! The LLM call kinds: a chat completion ([`Chat`], streamed or not) and
+//! The LLM call kinds: a chat completion ([`Chat`], streamed or not), a
+//! Messages API call ([`Messages`]), a Responses API call ([`Responses`]) and
 //! an embeddings request ([`Embeddings`]). Each resolves the model name to
 //! its route and forwards through [`LlmState::attempt`] (fallback, retries,
 //! breakers); everything else is the shared pipeline. What a call used
@@ -15,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::LlmState;
 use super::openai::{self, Usage};
-use super::provider::{Endpoint, Event, Events, Failure, read_json};
+use super::provider::{Endpoint, Event, Events, Failure, Provider, read_json};
 use super::{anthropic, responses};
 use crate::call::{
     CallContext, CallError, CallKind, ModelRequest, NoStream, Part, PolicyQuestion, Reply, Target,
@@ -202,49 +203,89 @@ pub struct Chat;
 /// `POST /v1/embeddings`.
 pub struct Embeddings;
 
-fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
-    llm.route(&input.model).ok_or_else(|| CallError::NotFound {
-        kind: "model",
-        name: input.model.clone(),
-    })
+/// What every LLM call kind has in common: its input, target and Env,
+/// its subject (the model alias), how it resolves (alias to route), what
+/// policies are asked (`chat` on the model, with the whole request as
+/// arguments), and the `completed` record's detail (the meter's).
+macro_rules! llm_call_kind {
+    () => {
+        type Input = LlmInput;
+        type Target = Arc<ModelRoute>;
+        type Output = Value;
+        type Env = LlmState;
+
+        fn subject(input: &LlmInput) -> &str {
+            &input.model
+        }
+
+        fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
+            llm.route(&input.model).ok_or_else(|| CallError::NotFound {
+                kind: "model",
+                name: input.model.clone(),
+            })
+        }
+
+        fn question<'a>(
+            ctx: &'a CallContext<Self>,
+            _route: &'a Arc<ModelRoute>,
+        ) -> Option<PolicyQuestion<'a>> {
+            let input = &ctx.input;
+            Some(PolicyQuestion {
+                target: Target::Model {
+                    name: &input.model,
+                    request: Some(input.request),
+                },
+                // The whole request: what the audit hashes and keeps
+                // (masked), and what an approval binds to.
+                args: Some(&input.body),
+                definition_hash: None,
+            })
+        }
+
+        fn completed_detail(ctx: &CallContext<Self>) -> Option<Value> {
+            Some(ctx.input.meter.detail())
+        }
+    };
 }
 
-fn question<'a>(input: &'a LlmInput) -> PolicyQuestion<'a> {
-    PolicyQuestion {
-        target: Target::Model {
-            name: &input.model,
-            request: Some(input.request),
-        },
-        // The whole request: what the audit hashes and keeps (masked),
-        // and what an approval binds to.
-        args: Some(&input.body),
-        definition_hash: None,
+/// What a provider answered: a whole answer, or a stream with its first
+/// event already read.
+enum Answer {
+    Whole(Value),
+    Stream(Event, Events),
+}
+
+/// Send one request body to a target (with the target's model name in
+/// it) and read the answer: all of it, or a stream's first event, so a
+/// provider that fails before it is still one to fall back from.
+async fn exchange(
+    provider: &Provider,
+    endpoint: Endpoint,
+    model: &str,
+    mut body: Map<String, Value>,
+    stream: bool,
+    idle: Duration,
+) -> Result<Answer, Failure> {
+    body.insert("model".into(), Value::String(model.to_string()));
+    let bytes = serde_json::to_vec(&body).map_err(|e| Failure::Invalid(e.to_string()))?;
+    let response = provider.send(endpoint, model, bytes, stream).await?;
+    if !stream {
+        return Ok(Answer::Whole(read_json(response).await?));
     }
+    let mut events = Events::new(response, idle);
+    let first = events
+        .next()
+        .await?
+        .ok_or_else(|| Failure::Invalid("the stream ended before its first event".into()))?;
+    Ok(Answer::Stream(first, events))
 }
 
 impl CallKind for Chat {
     const METHOD: &'static str = "chat/completions";
-    type Input = LlmInput;
-    type Target = Arc<ModelRoute>;
-    type Output = Value;
     type Chunk = Value;
     type Stream = ChatStream;
-    type Env = LlmState;
 
-    fn subject(input: &LlmInput) -> &str {
-        &input.model
-    }
-
-    fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
-        resolve(llm, input)
-    }
-
-    fn question<'a>(
-        ctx: &'a CallContext<Self>,
-        _route: &'a Arc<ModelRoute>,
-    ) -> Option<PolicyQuestion<'a>> {
-        Some(question(&ctx.input))
-    }
+    llm_call_kind!();
 
     fn input_parts(input: &mut LlmInput, visit: &mut dyn FnMut(Part<'_>)) {
         openai::message_parts(&mut input.body, visit);
@@ -258,10 +299,6 @@ impl CallKind for Chat {
         openai::chunk_parts(chunk, visit);
     }
 
-    fn completed_detail(ctx: &CallContext<Self>) -> Option<Value> {
-        Some(ctx.input.meter.detail())
-    }
-
     async fn forward(
         llm: &LlmState,
         ctx: &CallContext<Self>,
@@ -273,7 +310,6 @@ impl CallKind for Chat {
         llm.attempt(ctx, route, Endpoint::ChatCompletions, |provider, target| {
             let mut body = input.body.clone();
             let model = target.model.clone();
-            body.insert("model".into(), Value::String(model.clone()));
             let label = target.label();
             if stream {
                 // Always asked, so usage is known whatever the caller asked.
@@ -287,20 +323,17 @@ impl CallKind for Chat {
             let meter = input.meter.clone();
             let include_usage = input.include_usage;
             async move {
-                let bytes =
-                    serde_json::to_vec(&body).map_err(|e| Failure::Invalid(e.to_string()))?;
-                let response = provider
-                    .send(Endpoint::ChatCompletions, &model, bytes, stream)
-                    .await?;
-                if !stream {
-                    let completion = read_json(response).await?;
-                    meter.note(&completion);
-                    return Ok(Reply::Done(completion));
+                let endpoint = Endpoint::ChatCompletions;
+                match exchange(&provider, endpoint, &model, body, stream, idle).await? {
+                    Answer::Whole(completion) => {
+                        meter.note(&completion);
+                        Ok(Reply::Done(completion))
+                    }
+                    Answer::Stream(first, events) => {
+                        let shape = Shape::Chat { include_usage };
+                        Ok(Reply::Stream(relay(first, events, meter, shape, label)))
+                    }
                 }
-                let mut events = Events::new(response, idle);
-                let first = first_event(&mut events).await?;
-                let shape = Shape::Chat { include_usage };
-                Ok(Reply::Stream(relay(first, events, meter, shape, label)))
             }
         })
         .await
@@ -433,27 +466,10 @@ pub struct Messages;
 
 impl CallKind for Messages {
     const METHOD: &'static str = "messages";
-    type Input = LlmInput;
-    type Target = Arc<ModelRoute>;
-    type Output = Value;
     type Chunk = Value;
     type Stream = ChatStream;
-    type Env = LlmState;
 
-    fn subject(input: &LlmInput) -> &str {
-        &input.model
-    }
-
-    fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
-        resolve(llm, input)
-    }
-
-    fn question<'a>(
-        ctx: &'a CallContext<Self>,
-        _route: &'a Arc<ModelRoute>,
-    ) -> Option<PolicyQuestion<'a>> {
-        Some(question(&ctx.input))
-    }
+    llm_call_kind!();
 
     fn input_parts(input: &mut LlmInput, visit: &mut dyn FnMut(Part<'_>)) {
         anthropic::message_parts(&mut input.body, visit);
@@ -465,10 +481,6 @@ impl CallKind for Messages {
 
     fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
         anthropic::event_parts(chunk, visit);
-    }
-
-    fn completed_detail(ctx: &CallContext<Self>) -> Option<Value> {
-        Some(ctx.input.meter.detail())
     }
 
     async fn forward(
@@ -484,9 +496,7 @@ impl CallKind for Messages {
             let label = target.label();
             let native = provider.config.kind == ProviderKind::Anthropic;
             let body = if native {
-                let mut body = input.body.clone();
-                body.insert("model".into(), Value::String(model.clone()));
-                Ok(body)
+                Ok(input.body.clone())
             } else {
                 anthropic::to_chat(&input.body, &model)
             };
@@ -500,31 +510,29 @@ impl CallKind for Messages {
                     body: None,
                     text: format!("{}: {}", e.param.unwrap_or_default(), e.message),
                 })?;
-                let bytes =
-                    serde_json::to_vec(&body).map_err(|e| Failure::Invalid(e.to_string()))?;
                 let endpoint = if native {
                     Endpoint::Messages
                 } else {
                     Endpoint::ChatCompletions
                 };
-                let response = provider.send(endpoint, &model, bytes, stream).await?;
-                if !stream {
-                    let answer = read_json(response).await?;
-                    if native {
+                match exchange(&provider, endpoint, &model, body, stream, idle).await? {
+                    Answer::Whole(answer) if native => {
                         meter.note_messages(&answer);
-                        return Ok(Reply::Done(answer));
+                        Ok(Reply::Done(answer))
                     }
-                    meter.note(&answer);
-                    return Ok(Reply::Done(anthropic::from_chat(&answer)));
+                    Answer::Whole(answer) => {
+                        meter.note(&answer);
+                        Ok(Reply::Done(anthropic::from_chat(&answer)))
+                    }
+                    Answer::Stream(first, events) => {
+                        let shape = if native {
+                            Shape::Messages
+                        } else {
+                            Shape::ChatAsMessages(Box::default())
+                        };
+                        Ok(Reply::Stream(relay(first, events, meter, shape, label)))
+                    }
                 }
-                let mut events = Events::new(response, idle);
-                let first = first_event(&mut events).await?;
-                let shape = if native {
-                    Shape::Messages
-                } else {
-                    Shape::ChatAsMessages(Box::default())
-                };
-                Ok(Reply::Stream(relay(first, events, meter, shape, label)))
             }
         })
         .await
@@ -537,27 +545,10 @@ pub struct Responses;
 
 impl CallKind for Responses {
     const METHOD: &'static str = "responses";
-    type Input = LlmInput;
-    type Target = Arc<ModelRoute>;
-    type Output = Value;
     type Chunk = Value;
     type Stream = ChatStream;
-    type Env = LlmState;
 
-    fn subject(input: &LlmInput) -> &str {
-        &input.model
-    }
-
-    fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
-        resolve(llm, input)
-    }
-
-    fn question<'a>(
-        ctx: &'a CallContext<Self>,
-        _route: &'a Arc<ModelRoute>,
-    ) -> Option<PolicyQuestion<'a>> {
-        Some(question(&ctx.input))
-    }
+    llm_call_kind!();
 
     fn input_parts(input: &mut LlmInput, visit: &mut dyn FnMut(Part<'_>)) {
         responses::request_parts(&mut input.body, visit);
@@ -571,10 +562,6 @@ impl CallKind for Responses {
         responses::event_parts(chunk, visit);
     }
 
-    fn completed_detail(ctx: &CallContext<Self>) -> Option<Value> {
-        Some(ctx.input.meter.detail())
-    }
-
     async fn forward(
         llm: &LlmState,
         ctx: &CallContext<Self>,
@@ -586,74 +573,35 @@ impl CallKind for Responses {
         llm.attempt(ctx, route, Endpoint::Responses, |provider, target| {
             let model = target.model.clone();
             let label = target.label();
-            let mut body = input.body.clone();
-            body.insert("model".into(), Value::String(model.clone()));
+            let body = input.body.clone();
             let meter = input.meter.clone();
             async move {
-                let bytes =
-                    serde_json::to_vec(&body).map_err(|e| Failure::Invalid(e.to_string()))?;
-                let response = provider
-                    .send(Endpoint::Responses, &model, bytes, stream)
-                    .await?;
-                if !stream {
-                    let answer = read_json(response).await?;
-                    meter.note_responses(&answer);
-                    return Ok(Reply::Done(answer));
+                let endpoint = Endpoint::Responses;
+                match exchange(&provider, endpoint, &model, body, stream, idle).await? {
+                    Answer::Whole(answer) => {
+                        meter.note_responses(&answer);
+                        Ok(Reply::Done(answer))
+                    }
+                    Answer::Stream(first, events) => {
+                        let shape = Shape::Responses;
+                        Ok(Reply::Stream(relay(first, events, meter, shape, label)))
+                    }
                 }
-                let mut events = Events::new(response, idle);
-                let first = first_event(&mut events).await?;
-                Ok(Reply::Stream(relay(
-                    first,
-                    events,
-                    meter,
-                    Shape::Responses,
-                    label,
-                )))
             }
         })
         .await
     }
 }
 
-/// A stream's first event, read before the stream is handed on: a
-/// provider that fails before it is still one to fall back from.
-pub(super) async fn first_event(events: &mut Events) -> Result<Event, Failure> {
-    events
-        .next()
-        .await?
-        .ok_or_else(|| Failure::Invalid("the stream ended before its first event".into()))
-}
-
 impl CallKind for Embeddings {
     const METHOD: &'static str = "embeddings";
-    type Input = LlmInput;
-    type Target = Arc<ModelRoute>;
-    type Output = Value;
     type Chunk = NoStream;
     type Stream = NoStream;
-    type Env = LlmState;
 
-    fn subject(input: &LlmInput) -> &str {
-        &input.model
-    }
-
-    fn resolve(llm: &LlmState, input: &LlmInput) -> Result<Arc<ModelRoute>, CallError> {
-        resolve(llm, input)
-    }
-
-    fn question<'a>(
-        ctx: &'a CallContext<Self>,
-        _route: &'a Arc<ModelRoute>,
-    ) -> Option<PolicyQuestion<'a>> {
-        Some(question(&ctx.input))
-    }
+    llm_call_kind!();
 
     fn input_parts(input: &mut LlmInput, visit: &mut dyn FnMut(Part<'_>)) {
         openai::input_parts(&mut input.body, visit);
-    }
-
-    fn completed_detail(ctx: &CallContext<Self>) -> Option<Value> {
-        Some(ctx.input.meter.detail())
     }
 
     async fn forward(
@@ -663,19 +611,20 @@ impl CallKind for Embeddings {
     ) -> Result<Reply<Value, NoStream>, CallError> {
         let input = &ctx.input;
         llm.attempt(ctx, route, Endpoint::Embeddings, |provider, target| {
-            let mut body = input.body.clone();
+            let body = input.body.clone();
             let model = target.model.clone();
-            body.insert("model".into(), Value::String(model.clone()));
             let meter = input.meter.clone();
+            let idle = llm.config.stream_idle_timeout;
             async move {
-                let bytes =
-                    serde_json::to_vec(&body).map_err(|e| Failure::Invalid(e.to_string()))?;
-                let response = provider
-                    .send(Endpoint::Embeddings, &model, bytes, false)
-                    .await?;
-                let answer = read_json(response).await?;
-                meter.note(&answer);
-                Ok(Reply::Done(answer))
+                let endpoint = Endpoint::Embeddings;
+                match exchange(&provider, endpoint, &model, body, false, idle).await? {
+                    Answer::Whole(answer) => {
+                        meter.note(&answer);
+                        Ok(Reply::Done(answer))
+                    }
+                    // Not asked for: `exchange` streams only when told to.
+                    Answer::Stream(..) => Err(Failure::Invalid("a stream, not asked for".into())),
+                }
             }
         })
         .await

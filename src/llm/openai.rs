@@ -17,7 +17,7 @@ pub struct BadRequest {
 }
 
 impl BadRequest {
-    fn new(param: &str, message: impl Into<String>) -> Self {
+    pub(super) fn new(param: &str, message: impl Into<String>) -> Self {
         Self {
             param: Some(param.to_string()),
             message: message.into(),
@@ -56,7 +56,8 @@ pub fn model(body: &Map<String, Value>) -> Result<String, BadRequest> {
     }
 }
 
-fn optional_bool(body: &Map<String, Value>, key: &str) -> Result<bool, BadRequest> {
+/// A boolean parameter; absent or null is false.
+pub(super) fn optional_bool(body: &Map<String, Value>, key: &str) -> Result<bool, BadRequest> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -64,13 +65,26 @@ fn optional_bool(body: &Map<String, Value>, key: &str) -> Result<bool, BadReques
     }
 }
 
-fn optional_count(body: &Map<String, Value>, key: &str) -> Result<Option<u64>, BadRequest> {
+/// A whole-number parameter, when given.
+pub(super) fn optional_count(
+    body: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<u64>, BadRequest> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
             .as_u64()
             .map(Some)
             .ok_or_else(|| BadRequest::new(key, format!("`{key}` must be a whole number ≥ 0"))),
+    }
+}
+
+/// Whether a request offers the model tools (`tools`: an array).
+pub(super) fn tools_offered(body: &Map<String, Value>) -> Result<bool, BadRequest> {
+    match body.get("tools") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Array(tools)) => Ok(!tools.is_empty()),
+        Some(_) => Err(BadRequest::new("tools", "`tools` must be an array")),
     }
 }
 
@@ -101,11 +115,7 @@ pub fn chat_request(body: &Map<String, Value>) -> Result<ModelRequest, BadReques
         Some(n) => Some(n),
         None => optional_count(body, "max_tokens")?,
     };
-    let tools = match body.get("tools") {
-        None | Some(Value::Null) => false,
-        Some(Value::Array(tools)) => !tools.is_empty(),
-        Some(_) => return Err(BadRequest::new("tools", "`tools` must be an array")),
-    };
+    let tools = tools_offered(body)?;
     if let Some(n) = optional_count(body, "n")?
         && n == 0
     {
@@ -154,7 +164,7 @@ pub fn embeddings_request(body: &Map<String, Value>) -> Result<ModelRequest, Bad
 
 /// The text of a message's `content`: a string, or the `text` of each
 /// content part.
-fn content_parts(content: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+pub(super) fn content_parts(content: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
     match content {
         Value::String(text) => visit(Part::Text(text)),
         Value::Array(parts) => {

@@ -6,15 +6,8 @@
 
 use serde_json::{Map, Value};
 
-use super::openai::{BadRequest, Usage};
+use super::openai::{self, BadRequest, Usage, content_parts};
 use crate::call::{ModelRequest, Part};
-
-fn bad(param: &str, message: &str) -> BadRequest {
-    BadRequest {
-        param: Some(param.to_string()),
-        message: message.to_string(),
-    }
-}
 
 /// What policies are told of a Responses request, checked.
 pub fn responses_request(body: &Map<String, Value>) -> Result<ModelRequest, BadRequest> {
@@ -23,51 +16,17 @@ pub fn responses_request(body: &Map<String, Value>) -> Result<ModelRequest, BadR
         Some(Value::Array(items)) if items.iter().all(Value::is_object) => {}
         None if body.contains_key("previous_response_id") => {}
         _ => {
-            return Err(bad(
+            return Err(BadRequest::new(
                 "input",
                 "`input` is required: a string or an array of input items",
             ));
         }
     }
-    let max_tokens = match body.get("max_output_tokens") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            bad(
-                "max_output_tokens",
-                "`max_output_tokens` must be a whole number ≥ 0",
-            )
-        })?),
-    };
-    let tools = match body.get("tools") {
-        None | Some(Value::Null) => false,
-        Some(Value::Array(tools)) => !tools.is_empty(),
-        Some(_) => return Err(bad("tools", "`tools` must be an array")),
-    };
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(bad("stream", "`stream` must be a boolean")),
-    };
     Ok(ModelRequest {
-        max_tokens,
-        tools,
-        stream,
+        max_tokens: openai::optional_count(body, "max_output_tokens")?,
+        tools: openai::tools_offered(body)?,
+        stream: openai::optional_bool(body, "stream")?,
     })
-}
-
-/// The text of a `content` (a string, or parts with `text`).
-fn content_parts(content: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
-    match content {
-        Value::String(text) => visit(Part::Text(text)),
-        Value::Array(parts) => {
-            for part in parts {
-                if let Some(Value::String(text)) = part.get_mut("text") {
-                    visit(Part::Text(text));
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 /// An item's texts: a message's content, a function call's arguments, a

@@ -327,33 +327,35 @@ async fn chat(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
                            "choices": [], "usage": usage}),
         );
     }
-    let pace = p.knobs.pace;
-    let body = futures::stream::iter(events.into_iter().map(Some).chain([None])).then(
-        move |event| async move {
-            if !pace.is_zero() {
-                tokio::time::sleep(pace).await;
-            }
-            let line = match event {
-                Some(event) => format!("data: {event}\n\n"),
-                None => "data: [DONE]\n\n".to_string(),
-            };
-            Ok::<_, std::convert::Infallible>(Bytes::from(line))
-        },
-    );
+    let frames = events.iter().map(|event| format!("data: {event}\n\n"));
+    sse(
+        frames.chain(["data: [DONE]\n\n".to_string()]).collect(),
+        p.knobs.pace,
+    )
+}
+
+/// A server-sent event named by its `type`, as Anthropic's and the
+/// Responses API's streams send them.
+fn named(event: &Value) -> String {
+    let kind = event["type"].as_str().unwrap_or("message");
+    format!("event: {kind}\ndata: {event}\n\n")
+}
+
+/// A stream of server-sent events: `frames`, one by one, `pace` apart.
+fn sse(frames: Vec<String>, pace: Duration) -> Response {
+    use futures::StreamExt as _;
+    let body = futures::stream::iter(frames).then(move |frame| async move {
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
+        Ok::<_, std::convert::Infallible>(Bytes::from(frame))
+    });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
-        .unwrap_or_else(|_| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "response",
-            )
-        })
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
-
-use futures::StreamExt as _;
 
 /// A deterministic vector for `text` (8 dimensions, or `dimensions`).
 fn vector(text: &str, dims: usize) -> Vec<f64> {
@@ -556,21 +558,7 @@ async fn messages(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
                        "usage": {"output_tokens": output}}),
     );
     events.push(json!({"type": "message_stop"}));
-    let pace = p.knobs.pace;
-    let body = futures::stream::iter(events).then(move |event| async move {
-        if !pace.is_zero() {
-            tokio::time::sleep(pace).await;
-        }
-        let kind = event["type"].as_str().unwrap_or("message").to_string();
-        Ok::<_, std::convert::Infallible>(Bytes::from(format!("event: {kind}\ndata: {event}\n\n")))
-    });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| {
-            anthropic_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "response")
-        })
+    sse(events.iter().map(named).collect(), p.knobs.pace)
 }
 
 /// A Responses request's input as the chat shape [`answer`] reads.
@@ -690,30 +678,10 @@ async fn responses(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
     }
     events.push(json!({"type": "response.output_item.done", "output_index": 0, "item": item}));
     events.push(json!({"type": "response.completed", "response": response("completed", vec![item.clone()])}));
-    let pace = p.knobs.pace;
-    let body = futures::stream::iter(events.into_iter().enumerate()).then(
-        move |(i, mut event)| async move {
-            if !pace.is_zero() {
-                tokio::time::sleep(pace).await;
-            }
-            event["sequence_number"] = json!(i);
-            let kind = event["type"].as_str().unwrap_or("response").to_string();
-            Ok::<_, std::convert::Infallible>(Bytes::from(format!(
-                "event: {kind}\ndata: {event}\n\n"
-            )))
-        },
-    );
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "response",
-            )
-        })
+    for (i, event) in events.iter_mut().enumerate() {
+        event["sequence_number"] = json!(i);
+    }
+    sse(events.iter().map(named).collect(), p.knobs.pace)
 }
 
 #[cfg(test)]

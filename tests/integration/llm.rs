@@ -94,6 +94,19 @@ async fn completed(gw: &Gateway, n: usize) -> Vec<Value> {
     }
 }
 
+/// The record (of `records`) of the call to model alias `target`.
+fn of<'a>(records: &'a [Value], target: &str) -> &'a Value {
+    records
+        .iter()
+        .find(|r| r["target"] == target)
+        .unwrap_or_else(|| panic!("no record of {target} in {records:?}"))
+}
+
+/// The reference provider, with its default knobs; its `/v1` base URL.
+async fn reference_provider(ct: &CancellationToken) -> String {
+    provider(reference(Knobs::default()), ct).await
+}
+
 fn chat(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
@@ -101,7 +114,7 @@ fn chat(model: &str, text: &str) -> Value {
 #[tokio::test]
 async fn chat_completions_embeddings_and_models_go_through_the_pipeline() {
     let ct = CancellationToken::new();
-    let base = provider(reference(Knobs::default()), &ct).await;
+    let base = reference_provider(&ct).await;
     let llm = format!(
         "{}[llm.models.fast]\ntargets = [{{ provider = \"ref\", model = \"ref-small\" }}]\n",
         compatible("ref", &base)
@@ -195,7 +208,7 @@ async fn chat_completions_embeddings_and_models_go_through_the_pipeline() {
 #[tokio::test]
 async fn refusals_use_openais_envelope_and_a_hidden_model_is_unknown() {
     let ct = CancellationToken::new();
-    let base = provider(reference(Knobs::default()), &ct).await;
+    let base = reference_provider(&ct).await;
     let llm = format!(
         "{}[llm.models.fast]\ntargets = [{{ provider = \"ref\", model = \"ref-small\" }}]\n[llm.models.secret]\ntargets = [{{ provider = \"ref\", model = \"ref-large\" }}]\n",
         compatible("ref", &base)
@@ -342,7 +355,7 @@ fn hanging() -> axum::Router {
 #[tokio::test]
 async fn failures_fall_back_to_the_next_target_and_the_last_is_passed_on() {
     let ct = CancellationToken::new();
-    let ok = provider(reference(Knobs::default()), &ct).await;
+    let ok = reference_provider(&ct).await;
     let broken = provider(
         reference(Knobs {
             fail_rate: 1.0,
@@ -410,10 +423,10 @@ async fn failures_fall_back_to_the_next_target_and_the_last_is_passed_on() {
     assert_eq!(refusing_hits.load(Ordering::SeqCst), 1);
 
     let done = completed(&gw, 6).await;
-    let sturdy = done.iter().find(|r| r["target"] == "sturdy").unwrap();
+    let sturdy = of(&done, "sturdy");
     assert_eq!(sturdy["detail"]["llm"]["attempts"], 2, "{sturdy}");
     assert_eq!(sturdy["detail"]["llm"]["target"], "ok/ref-small");
-    let limited = done.iter().find(|r| r["target"] == "limited").unwrap();
+    let limited = of(&done, "limited");
     assert_eq!(limited["outcome"], "error");
     assert_eq!(limited["error_class"], "upstream/error");
 
@@ -538,7 +551,7 @@ async fn streams_that_break_end_with_an_error_event_and_callers_that_leave_cance
 
     let done = completed(&gw, 3).await;
     let outcome = |model: &str| {
-        let r = done.iter().find(|r| r["target"] == model).unwrap();
+        let r = of(&done, model);
         (
             r["outcome"].as_str().unwrap().to_string(),
             r["error_class"].as_str().unwrap_or("").to_string(),
@@ -585,7 +598,7 @@ async fn message_events(gw: &Gateway, key: &str, body: Value) -> Vec<(String, Va
 #[tokio::test]
 async fn anthropic_messages_are_served_natively_and_translated_for_openai_targets() {
     let ct = CancellationToken::new();
-    let base = provider(reference(Knobs::default()), &ct).await;
+    let base = reference_provider(&ct).await;
     let llm = format!(
         "{}[llm.providers.claude]\nkind = \"anthropic\"\nbase_url = \"{base}\"\napi_key = \"sk-test\"\n\
          [llm.models.translated]\ntargets = [{{ provider = \"ref\", model = \"ref-small\" }}]\n\
@@ -737,7 +750,7 @@ async fn anthropic_messages_are_served_natively_and_translated_for_openai_target
 #[tokio::test]
 async fn the_responses_api_passes_through_to_targets_that_serve_it() {
     let ct = CancellationToken::new();
-    let base = provider(reference(Knobs::default()), &ct).await;
+    let base = reference_provider(&ct).await;
     let llm = format!(
         "{}responses = true\n{}\
          [llm.models.agentic]\ntargets = [{{ provider = \"ref\", model = \"ref-small\" }}]\n\
@@ -898,7 +911,7 @@ async fn the_shipped_guardrails_mask_credentials_both_ways_and_leave_completions
     );
 
     let done = completed(&gw, 2).await;
-    let leaky = done.iter().find(|r| r["target"] == "leaky").unwrap();
+    let leaky = of(&done, "leaky");
     let found = leaky["findings"]["found"].as_array().unwrap();
     assert!(
         found
@@ -921,7 +934,7 @@ async fn the_shipped_guardrails_mask_credentials_both_ways_and_leave_completions
 #[tokio::test]
 async fn an_approval_gate_holds_a_model_until_approved() {
     let ct = CancellationToken::new();
-    let base = provider(reference(Knobs::default()), &ct).await;
+    let base = reference_provider(&ct).await;
     let llm = format!(
         "{}[llm.models.big]\ntargets = [{{ provider = \"ref\", model = \"ref-large\" }}]\n",
         compatible("ref", &base)
