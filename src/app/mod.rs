@@ -98,6 +98,7 @@ impl Gateway {
             flows: crate::integrity::Flows::with_capacity(
                 (4 * config.http.max_sessions).max(crate::integrity::flows::MAX_FLOWS),
             ),
+            stream_window: config.llm.stream_window,
         });
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();

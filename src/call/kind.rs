@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::payload::{Inspected, Report};
-use super::{CallError, Caller, Decision, Gate, Part, Reply, Target};
+use super::{CallError, Caller, Channel, Decision, Gate, Part, Reply, Target};
 
 /// What the authorize stage asks the policies about one call.
 pub struct PolicyQuestion<'a> {
@@ -82,8 +82,10 @@ pub trait CallKind: Sized + Send + Sync + 'static {
     /// Nothing by default.
     fn output_parts(_output: &mut Self::Output, _visit: &mut dyn FnMut(Part<'_>)) {}
 
-    /// Show each part of one chunk of a streamed result. Nothing by default.
-    fn chunk_parts(_chunk: &mut Self::Chunk, _visit: &mut dyn FnMut(Part<'_>)) {}
+    /// Show each part of one chunk of a streamed result, with the
+    /// [`Channel`] of a piece of text that continues across chunks (a
+    /// delta), or `None` for a part that stands alone. Nothing by default.
+    fn chunk_parts(_chunk: &mut Self::Chunk, _visit: &mut dyn FnMut(Option<Channel>, Part<'_>)) {}
 
     /// Tell the caller the call is still under way (an MCP progress
     /// notification, when the caller asked for progress), during a long

@@ -15,6 +15,6 @@ mod reply;
 pub use caller::{Caller, Credential};
 pub use error::{CallError, Fault, NotAdmitted, Rejection};
 pub use kind::{CallContext, CallId, CallKind, Cleared, Confirmation, PolicyQuestion};
-pub use payload::{Gathered, Hold, Inspect, Inspected, Noted, Part, Report};
+pub use payload::{Channel, Gathered, Hold, Inspect, Inspected, Noted, Part, Report};
 pub use policy::{Action, Annotations, Decision, Gate, ModelRequest, Query, Target};
 pub use reply::{NeverStreams, NoStream, Reply};

@@ -24,6 +24,11 @@ pub enum Part<'a> {
     Object(&'a mut Map<String, Value>),
 }
 
+/// Which text a streamed chunk's part continues (a choice's content, a
+/// tool call's arguments, a content block), as a kind numbers them: the
+/// pipeline reads the parts of one channel across chunks as one text.
+pub type Channel = u64;
+
 impl Part<'_> {
     /// The same part, lent again (to the next inspector).
     pub fn reborrow(&mut self) -> Part<'_> {

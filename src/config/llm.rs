@@ -42,7 +42,35 @@ pub struct LlmConfig {
     pub breaker: BreakerConfig,
     /// Longest wait for the next chunk of a stream once it has begun.
     pub stream_idle_timeout: Duration,
+    pub stream_window: StreamWindow,
 }
+
+/// How a streamed answer is inspected (`[llm.stream_window]`): chunks are
+/// held until `bytes` of text (or a chunk count) have come, or the first
+/// held chunk has waited `wait`; then the guardrails read the window's
+/// text per channel (a choice's content, a tool call's arguments) joined,
+/// with the last `overlap` bytes already sent before it, so text that
+/// spans chunks and windows is read whole. A redaction is applied before
+/// the window is sent; a block ends the stream with an error event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamWindow {
+    pub bytes: usize,
+    pub wait: Duration,
+    pub overlap: usize,
+}
+
+impl Default for StreamWindow {
+    fn default() -> Self {
+        Self {
+            bytes: 256,
+            wait: Duration::from_millis(50),
+            overlap: 128,
+        }
+    }
+}
+
+/// Most bytes a window (or its overlap) may be set to hold.
+pub const MAX_STREAM_WINDOW: usize = 64 * 1024;
 
 /// The API a provider speaks, and so how toolgate talks to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +242,15 @@ pub(super) struct RawLlm {
     #[serde(default)]
     breaker: RawBreaker,
     stream_idle_timeout: Option<String>,
+    #[serde(default)]
+    stream_window: RawStreamWindow,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawStreamWindow {
+    bytes: Option<usize>,
+    wait: Option<String>,
+    overlap: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -399,6 +436,29 @@ pub(super) fn load_llm(raw: RawLlm, base: &Path, report: &mut Report<'_>) -> Llm
     if breaker.failures == 0 {
         report.error("llm.breaker.failures", "must be at least 1");
     }
+    let window = StreamWindow::default();
+    let stream_window = StreamWindow {
+        bytes: raw.stream_window.bytes.unwrap_or(window.bytes),
+        wait: duration_or(
+            report,
+            "llm.stream_window.wait",
+            raw.stream_window.wait.as_deref(),
+            window.wait,
+        ),
+        overlap: raw.stream_window.overlap.unwrap_or(window.overlap),
+    };
+    if !(1..=MAX_STREAM_WINDOW).contains(&stream_window.bytes) {
+        report.error(
+            "llm.stream_window.bytes",
+            format!("must be from 1 to {MAX_STREAM_WINDOW} (e.g. 256)"),
+        );
+    }
+    if stream_window.overlap > MAX_STREAM_WINDOW {
+        report.error(
+            "llm.stream_window.overlap",
+            format!("must be at most {MAX_STREAM_WINDOW} (e.g. 128; 0 reads windows apart)"),
+        );
+    }
     LlmConfig {
         providers,
         models,
@@ -410,6 +470,7 @@ pub(super) fn load_llm(raw: RawLlm, base: &Path, report: &mut Report<'_>) -> Llm
             raw.stream_idle_timeout.as_deref(),
             DEFAULT_STREAM_IDLE_TIMEOUT,
         ),
+        stream_window,
     }
 }
 
@@ -639,6 +700,10 @@ targets = [{ provider = "e", model = "x" }]
 budget = 2.0
 [llm.breaker]
 failures = 0
+[llm.stream_window]
+bytes = 0
+wait = "soon"
+overlap = 100000
 "#,
         )
         .expect_err("invalid");
@@ -656,6 +721,9 @@ failures = 0
             "`llm.models.bad name`: a model name",
             "`llm.retry.budget`",
             "`llm.breaker.failures`",
+            "`llm.stream_window.bytes`: must be from 1 to 65536",
+            "`llm.stream_window.wait`",
+            "`llm.stream_window.overlap`: must be at most 65536",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
         }

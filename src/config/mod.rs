@@ -44,7 +44,9 @@ pub use auth::{AuthConfig, IssuerConfig, Provider};
 pub use egress::{HostResolver, UpstreamUrl};
 pub use forward::{ForwardConfig, MAX_FORWARD_BATCH};
 pub use integrity::{IntegrityConfig, Labels, LintMode, PinMode};
-pub use llm::{LlmConfig, ModelRoute, ProviderAuth, ProviderConfig, ProviderKind, RouteTarget};
+pub use llm::{
+    LlmConfig, ModelRoute, ProviderAuth, ProviderConfig, ProviderKind, RouteTarget, StreamWindow,
+};
 pub use secret::Secret;
 pub use servers::{
     MAX_SERVER_NAME, ServerConfig, ServerFacts, ToolFilter, Transport, glob_match,

@@ -13,7 +13,7 @@
 use serde_json::{Map, Value, json};
 
 use super::openai::{self, BadRequest, Usage};
-use crate::call::{ModelRequest, Part};
+use crate::call::{Channel, ModelRequest, Part};
 
 /// What policies are told of a Messages request, checked.
 pub fn messages_request(body: &Map<String, Value>) -> Result<ModelRequest, BadRequest> {
@@ -104,13 +104,24 @@ pub fn answer_parts(message: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
     }
 }
 
-/// The parts of one streamed event: a text or tool-input delta.
-pub fn event_parts(event: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+/// The parts of one streamed event: a text or tool-input delta, on its
+/// content block's channel, or what a block's start carries.
+pub fn event_parts(event: &mut Value, visit: &mut dyn FnMut(Option<Channel>, Part<'_>)) {
+    let block = event.get("index").and_then(Value::as_u64);
     if let Some(delta) = event.get_mut("delta") {
         for key in ["text", "partial_json"] {
             if let Some(Value::String(text)) = delta.get_mut(key) {
-                visit(Part::Text(text));
+                visit(block, Part::Text(text));
             }
+        }
+    }
+    // A block's opening may already carry text or a tool's input.
+    if let Some(start) = event.get_mut("content_block") {
+        if let Some(Value::String(text)) = start.get_mut("text") {
+            visit(None, Part::Text(text));
+        }
+        if let Some(input) = start.get_mut("input") {
+            visit(None, Part::Value(input));
         }
     }
 }

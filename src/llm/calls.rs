@@ -19,7 +19,8 @@ use super::openai::{self, Usage};
 use super::provider::{Endpoint, Event, Events, Failure, Provider, read_json};
 use super::{anthropic, responses};
 use crate::call::{
-    CallContext, CallError, CallKind, ModelRequest, NoStream, Part, PolicyQuestion, Reply, Target,
+    CallContext, CallError, CallKind, Channel, ModelRequest, NoStream, Part, PolicyQuestion, Reply,
+    Target,
 };
 use crate::config::{ModelRoute, ProviderKind};
 
@@ -295,7 +296,7 @@ impl CallKind for Chat {
         openai::completion_parts(output, visit);
     }
 
-    fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+    fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Option<Channel>, Part<'_>)) {
         openai::chunk_parts(chunk, visit);
     }
 
@@ -479,7 +480,7 @@ impl CallKind for Messages {
         anthropic::answer_parts(output, visit);
     }
 
-    fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+    fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Option<Channel>, Part<'_>)) {
         anthropic::event_parts(chunk, visit);
     }
 
@@ -558,7 +559,7 @@ impl CallKind for Responses {
         responses::response_parts(output, visit);
     }
 
-    fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+    fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Option<Channel>, Part<'_>)) {
         responses::event_parts(chunk, visit);
     }
 

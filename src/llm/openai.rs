@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::call::{ModelRequest, Part};
+use crate::call::{Channel, ModelRequest, Part};
 
 /// A request refused before any stage: status 400 with OpenAI's
 /// `invalid_request_error`, naming the parameter.
@@ -228,9 +228,44 @@ pub fn completion_parts(completion: &mut Value, visit: &mut dyn FnMut(Part<'_>))
     choice_parts(completion, "message", visit);
 }
 
-/// The parts of one streamed chunk: each choice's delta.
-pub fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
-    choice_parts(chunk, "delta", visit);
+/// The parts of one streamed chunk: each choice's delta, on its channel
+/// (the choice's content, its refusal, each tool call's arguments).
+pub fn chunk_parts(chunk: &mut Value, visit: &mut dyn FnMut(Option<Channel>, Part<'_>)) {
+    let Some(Value::Array(choices)) = chunk.get_mut("choices") else {
+        return;
+    };
+    for (i, choice) in choices.iter_mut().enumerate() {
+        let index = choice
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(i as u64);
+        let channel = |n: u64| Some(index.wrapping_shl(32) | n);
+        let Some(delta) = choice.get_mut("delta") else {
+            continue;
+        };
+        match delta.get_mut("content") {
+            Some(Value::String(text)) => visit(channel(0), Part::Text(text)),
+            Some(content) => content_parts(content, &mut |part| visit(None, part)),
+            None => {}
+        }
+        if let Some(Value::String(refusal)) = delta.get_mut("refusal") {
+            visit(channel(1), Part::Text(refusal));
+        }
+        if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
+            for (k, call) in calls.iter_mut().enumerate() {
+                let n = call
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(k as u64);
+                if let Some(Value::String(arguments)) = call
+                    .get_mut("function")
+                    .and_then(|f| f.get_mut("arguments"))
+                {
+                    visit(channel(2 + (n & 0xFFFF)), Part::Text(arguments));
+                }
+            }
+        }
+    }
 }
 
 fn choice_parts(answer: &mut Value, field: &str, visit: &mut dyn FnMut(Part<'_>)) {
@@ -364,7 +399,7 @@ mod tests {
         let mut chunk = json!({"choices": [{"delta": {"content": "d"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2}}});
         let mut seen = Vec::new();
-        chunk_parts(&mut chunk, &mut |p| {
+        chunk_parts(&mut chunk, &mut |_, p| {
             if let Part::Text(t) = p {
                 seen.push(t.clone());
             }

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::openai::{self, BadRequest, Usage, content_parts};
-use crate::call::{ModelRequest, Part};
+use crate::call::{Channel, ModelRequest, Part};
 
 /// What policies are told of a Responses request, checked.
 pub fn responses_request(body: &Map<String, Value>) -> Result<ModelRequest, BadRequest> {
@@ -62,10 +62,36 @@ pub fn response_parts(response: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
     }
 }
 
-/// The parts of one streamed event: a text or arguments delta.
-pub fn event_parts(event: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
+/// The parts of one streamed event: a delta (text, arguments) on its
+/// channel (output item, content part, kind of delta), and the whole
+/// texts the closing events repeat (`.done` events, the final response),
+/// which the guardrails must read too.
+pub fn event_parts(event: &mut Value, visit: &mut dyn FnMut(Option<Channel>, Part<'_>)) {
+    let number = |key: &str| event.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let kind = match event.get("type").and_then(Value::as_str) {
+        Some(t) if t.ends_with("output_text.delta") => 0,
+        Some(t) if t.ends_with("arguments.delta") => 1,
+        _ => 2,
+    };
+    let channel =
+        number("output_index").wrapping_shl(32) | (number("content_index") & 0xFF_FFFF) << 8 | kind;
     if let Some(Value::String(delta)) = event.get_mut("delta") {
-        visit(Part::Text(delta));
+        visit(Some(channel), Part::Text(delta));
+    }
+    for key in ["text", "arguments"] {
+        if let Some(Value::String(text)) = event.get_mut(key) {
+            visit(None, Part::Text(text));
+        }
+    }
+    let mut alone = |part: Part<'_>| visit(None, part);
+    if let Some(Value::String(text)) = event.get_mut("part").and_then(|p| p.get_mut("text")) {
+        alone(Part::Text(text));
+    }
+    if let Some(item) = event.get_mut("item") {
+        item_parts(item, &mut alone);
+    }
+    if let Some(response) = event.get_mut("response") {
+        response_parts(response, &mut alone);
     }
 }
 
@@ -117,6 +143,51 @@ pub fn is_final(event: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The texts of an event, with their channels.
+    fn texts(mut event: Value) -> Vec<(Option<Channel>, String)> {
+        let mut seen = Vec::new();
+        event_parts(&mut event, &mut |channel, part| {
+            if let Part::Text(t) = part {
+                seen.push((channel, t.clone()));
+            }
+        });
+        seen
+    }
+
+    #[test]
+    fn deltas_have_channels_and_the_texts_closing_events_repeat_are_read() {
+        let delta = |kind: &str, output: u64, content: u64| json!({"type": kind, "output_index": output, "content_index": content, "delta": "d"});
+        let a = texts(delta("response.output_text.delta", 0, 0));
+        let b = texts(delta("response.output_text.delta", 0, 1));
+        let c = texts(delta("response.function_call_arguments.delta", 0, 0));
+        let d = texts(delta("response.output_text.delta", 1, 0));
+        let channels: Vec<_> = [&a, &b, &c, &d].iter().map(|t| t[0].0.unwrap()).collect();
+        for (i, x) in channels.iter().enumerate() {
+            assert_eq!(
+                channels.iter().filter(|y| *y == x).count(),
+                1,
+                "{i}: {channels:?}"
+            );
+        }
+        assert_eq!(
+            texts(delta("response.output_text.delta", 0, 0)),
+            a,
+            "stable"
+        );
+        // What closing events repeat is read whole, on no channel.
+        let done = json!({"type": "response.output_text.done", "text": "all of it"});
+        assert_eq!(texts(done), [(None, "all of it".to_string())]);
+        let part = json!({"type": "response.content_part.done", "part": {"type": "output_text", "text": "p"}});
+        assert_eq!(texts(part), [(None, "p".to_string())]);
+        let completed = json!({"type": "response.completed", "response": {"output": [
+            {"type": "message", "content": [{"type": "output_text", "text": "final"}]},
+            {"type": "function_call", "arguments": "{}"}]}});
+        assert_eq!(
+            texts(completed),
+            [(None, "final".to_string()), (None, "{}".to_string())]
+        );
+    }
 
     #[test]
     fn requests_are_checked_and_their_texts_read() {

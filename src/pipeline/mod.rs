@@ -49,7 +49,7 @@ use crate::call::{
     CallContext, CallError, CallKind, Confirmation, Gate, Inspect, Inspected, Part, PolicyQuestion,
     Query, Reply, Target,
 };
-use crate::config::{ApprovalsConfig, Labels};
+use crate::config::{ApprovalsConfig, Labels, StreamWindow};
 use crate::integrity::Flows;
 use crate::integrity::flows::flow_key;
 
@@ -71,6 +71,8 @@ pub struct Pipeline {
     pub inspectors: Vec<Arc<dyn Inspect>>,
     /// The flow labels each session has touched (toxic flows).
     pub flows: Flows,
+    /// How streamed answers are held for inspection (`[llm.stream_window]`).
+    pub stream_window: StreamWindow,
 }
 
 impl Pipeline {

@@ -454,7 +454,7 @@ async fn failures_fall_back_to_the_next_target_and_the_last_is_passed_on() {
 
 /// A provider that streams `chunks` events (then `end`), noting when its
 /// stream is dropped (the connection closed before the end).
-fn streaming(chunks: Vec<&'static str>, dropped: Arc<AtomicBool>) -> axum::Router {
+fn streaming(chunks: Vec<String>, dropped: Arc<AtomicBool>) -> axum::Router {
     axum::Router::new().route(
         "/v1/chat/completions",
         axum::routing::post(move || {
@@ -488,14 +488,54 @@ fn streaming(chunks: Vec<&'static str>, dropped: Arc<AtomicBool>) -> axum::Route
 
 const CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi \"},\"finish_reason\":null}]}\n\n";
 
+/// The SSE events of a streamed chat completion whose deltas are `pieces`.
+fn deltas(pieces: &[&str]) -> Vec<String> {
+    let chunk = |delta: Value| {
+        let chunk = json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+        format!("data: {chunk}\n\n")
+    };
+    std::iter::once(chunk(json!({"role": "assistant", "content": ""})))
+        .chain(pieces.iter().map(|p| chunk(json!({"content": p}))))
+        .chain(["data: [DONE]\n\n".to_string()])
+        .collect()
+}
+
+/// The text of a streamed answer's content deltas, and its error event.
+fn streamed_text(events: &[String]) -> (String, Option<Value>) {
+    let mut text = String::new();
+    let mut error = None;
+    for event in events.iter().filter(|e| *e != "[DONE]") {
+        let event: Value = serde_json::from_str(event).unwrap();
+        if event.get("error").is_some() {
+            error = Some(event);
+        } else if let Some(t) = event["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(t);
+        }
+    }
+    (text, error)
+}
+
 #[tokio::test]
 async fn streams_that_break_end_with_an_error_event_and_callers_that_leave_cancel_the_provider() {
     let ct = CancellationToken::new();
     let cut_dropped = Arc::new(AtomicBool::new(false));
-    let cut = provider(streaming(vec![CHUNK, CHUNK], cut_dropped), &ct).await;
-    let garbled = provider(streaming(vec!["data: {not json\n\n"], Arc::default()), &ct).await;
+    let cut = provider(
+        streaming(vec![CHUNK.into(), CHUNK.into()], cut_dropped),
+        &ct,
+    )
+    .await;
+    let garbled = provider(
+        streaming(vec!["data: {not json\n\n".into()], Arc::default()),
+        &ct,
+    )
+    .await;
     let left = Arc::new(AtomicBool::new(false));
-    let endless = provider(streaming(vec![CHUNK, "pause"], left.clone()), &ct).await;
+    let endless = provider(
+        streaming(vec![CHUNK.into(), "pause".into()], left.clone()),
+        &ct,
+    )
+    .await;
     let llm = format!(
         "{}{}{}[llm.models.cut]\ntargets = [{{ provider = \"cut\", model = \"m\" }}]\n\
          [llm.models.garbled]\ntargets = [{{ provider = \"garbled\", model = \"m\" }}]\n\
@@ -862,11 +902,25 @@ async fn the_shipped_guardrails_mask_credentials_both_ways_and_leave_completions
         &ct,
     )
     .await;
+    // Streams: a credential split over three chunks; text smuggled in
+    // invisible characters after a harmless chunk.
+    let split = deltas(&[
+        "the key is hf_ujzPdeIgxLd",
+        "GncfBAepfJBd",
+        "KhoOOLdKLzd, keep it safe",
+    ]);
+    let split = provider(streaming(split, Arc::default()), &ct).await;
+    let smuggler = deltas(&["all good ", "here\u{E0041}\u{E0042}"]);
+    let smuggler = provider(streaming(smuggler, Arc::default()), &ct).await;
     let llm = format!(
-        "{}{}[llm.models.leaky]\ntargets = [{{ provider = \"leaky\", model = \"m\" }}]\n\
-         [llm.models.bossy]\ntargets = [{{ provider = \"bossy\", model = \"m\" }}]\n",
+        "{}{}{}{}[llm.models.leaky]\ntargets = [{{ provider = \"leaky\", model = \"m\" }}]\n\
+         [llm.models.bossy]\ntargets = [{{ provider = \"bossy\", model = \"m\" }}]\n\
+         [llm.models.split]\ntargets = [{{ provider = \"split\", model = \"m\" }}]\n\
+         [llm.models.smuggler]\ntargets = [{{ provider = \"smuggler\", model = \"m\" }}]\n",
         compatible("leaky", &leaky),
         compatible("bossy", &bossy),
+        compatible("split", &split),
+        compatible("smuggler", &smuggler),
     );
     let guardrails = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -910,7 +964,34 @@ async fn the_shipped_guardrails_mask_credentials_both_ways_and_leave_completions
             .starts_with("Ignore all")
     );
 
-    let done = completed(&gw, 2).await;
+    // Streamed: the split credential is redacted before any of it is
+    // sent; the smuggled text ends the stream with an error event, and the
+    // window it came in (with the harmless chunk) is never sent.
+    let streamed = |model: &str| json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let (text, error) = streamed_text(&stream(&gw, streamed("split")).await);
+    assert!(error.is_none(), "{error:?}");
+    assert!(
+        !text.contains("hf_ujz") && !text.contains("KLzd") && text.contains("[REDACTED:"),
+        "the caller got: {text}"
+    );
+    assert!(
+        text.starts_with("the key is ") && text.ends_with(", keep it safe"),
+        "{text}"
+    );
+    let (text, error) = streamed_text(&stream(&gw, streamed("smuggler")).await);
+    assert_eq!(text, "", "nothing of the refused window is sent");
+    let error = error.expect("an error event");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-smuggled-text-in-results"),
+        "{error}"
+    );
+
+    let done = completed(&gw, 4).await;
+    let refused = of(&done, "smuggler");
+    assert_eq!(refused["outcome"], "refused", "{refused}");
     let leaky = of(&done, "leaky");
     let found = leaky["findings"]["found"].as_array().unwrap();
     assert!(

@@ -1,6 +1,6 @@
 //! The pipeline's hooks for what comes after MCP, on real parts (a SQLite
 //! store, the audit trail, the Cedar engine under an allow-all policy) with
-//! a test kind of call: a streamed reply is inspected chunk by chunk and
+//! a test kind of call: a streamed reply is inspected a window at a time and
 //! recorded once, when it ends or when its caller drops it; inspectors
 //! rewrite input and output, or refuse the call.
 
@@ -95,8 +95,8 @@ impl CallKind for Chat {
         visit(Part::Text(output));
     }
 
-    fn chunk_parts(chunk: &mut String, visit: &mut dyn FnMut(Part<'_>)) {
-        visit(Part::Text(chunk));
+    fn chunk_parts(chunk: &mut String, visit: &mut dyn FnMut(Option<u64>, Part<'_>)) {
+        visit(Some(0), Part::Text(chunk));
     }
 
     async fn forward(
@@ -240,6 +240,7 @@ async fn spine(inspectors: Vec<Arc<dyn Inspect>>, in_flight: usize) -> Spine {
         admission: Arc::new(InFlight::new(in_flight)),
         inspectors,
         flows: Default::default(),
+        stream_window: config.llm.stream_window,
     });
     Spine {
         pipeline,
@@ -450,17 +451,31 @@ async fn inspectors_rewrite_input_and_output_before_anyone_sees_them() {
     assert_eq!(completed["outcome"], "ok");
     assert_eq!(completed["result_bytes"], "the key is [masked]".len());
 
-    // Each chunk of a stream masked as it passes.
+    // A stream is read a window of chunks at a time: a secret split over
+    // chunks is masked before any of them is sent; the window's text goes
+    // in its first chunk.
     let (upstream, tx) = streaming();
     let mut chunks = stream(spine.call(&upstream, json!({})).await.unwrap());
     tx.unbounded_send(Ok(format!("a {SECRET}"))).unwrap();
-    tx.unbounded_send(Ok(format!("{SECRET}!"))).unwrap();
+    tx.unbounded_send(Ok("the key is secr".into())).unwrap();
+    tx.unbounded_send(Ok("et-123, keep it".into())).unwrap();
     drop(tx);
     let mut all = Vec::new();
     while let Some(chunk) = chunks.next().await {
         all.push(chunk.unwrap());
     }
-    assert_eq!(all, ["a [masked]", "[masked]!"]);
+    assert_eq!(all, ["a [masked]the key is [masked], keep it", "", ""]);
+
+    // A window that closed (it waited long enough) is read again with the
+    // next: a secret that began in it is masked from where the next starts.
+    let (upstream, tx) = streaming();
+    let mut chunks = stream(spine.call(&upstream, json!({})).await.unwrap());
+    tx.unbounded_send(Ok("key secr".into())).unwrap();
+    assert_eq!(chunks.next().await.unwrap().unwrap(), "key secr");
+    tx.unbounded_send(Ok("et-123 more".into())).unwrap();
+    assert_eq!(chunks.next().await.unwrap().unwrap(), "[masked] more");
+    drop(tx);
+    assert!(chunks.next().await.is_none());
     let records = spine.records().await;
     assert!(
         records.iter().all(|r| !r.to_string().contains(SECRET)),
@@ -509,8 +524,10 @@ async fn an_inspector_that_refuses_stops_the_call_and_is_recorded_refused() {
     let (upstream, tx) = streaming();
     let mut chunks = stream(spine.call(&upstream, json!({})).await.unwrap());
     tx.unbounded_send(Ok("fine".into())).unwrap();
-    tx.unbounded_send(Ok("forbidden".into())).unwrap();
     assert_eq!(chunks.next().await.unwrap().unwrap(), "fine");
+    // A refused window is never sent, not even its harmless chunks.
+    tx.unbounded_send(Ok("also fine, then ".into())).unwrap();
+    tx.unbounded_send(Ok("forbidden".into())).unwrap();
     let e = chunks.next().await.unwrap().unwrap_err();
     assert!(matches!(e, CallError::Refused { .. }), "{e}");
     assert!(chunks.next().await.is_none());
