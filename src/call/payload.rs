@@ -22,6 +22,11 @@ pub enum Part<'a> {
     Value(&'a mut Value),
     /// A JSON object (a call's arguments).
     Object(&'a mut Map<String, Value>),
+    /// What a caller passes on from elsewhere (a tool's result, a
+    /// retrieved document) inside its own request: read like a value, and
+    /// in a model call's input the only text judged for prompt injection
+    /// (the rest is the caller's own prompt).
+    Quoted(&'a mut Value),
 }
 
 /// Which text a streamed chunk's part continues (a choice's content, a
@@ -36,6 +41,7 @@ impl Part<'_> {
             Part::Text(text) => Part::Text(text),
             Part::Value(value) => Part::Value(value),
             Part::Object(object) => Part::Object(object),
+            Part::Quoted(value) => Part::Quoted(value),
         }
     }
 }

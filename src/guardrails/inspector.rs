@@ -117,8 +117,14 @@ impl Set {
         if !self.policy.covers(&scope, direction) {
             return Ok(());
         }
-        let gather =
-            self.injection.is_some() && self.policy.wants(&scope, direction, injection::NAME);
+        // A model call's input is the caller's own prompt, but for what it
+        // quotes (tool results, retrieved documents): only that is judged
+        // for injection. Everything else is (a tool's result, a completion).
+        let judged =
+            matches!(part, Part::Quoted(_)) || !(scope.llm && direction == Direction::Input);
+        let gather = judged
+            && self.injection.is_some()
+            && self.policy.wants(&scope, direction, injection::NAME);
         let mut pass = Pass {
             guardrails: self,
             scope,
@@ -129,7 +135,9 @@ impl Set {
         };
         match part {
             Part::Text(text) => pass.text(text, &format!("part {at}"))?,
-            Part::Value(value) => pass.value(value, &format!("part {at}"), 0)?,
+            Part::Value(value) | Part::Quoted(value) => {
+                pass.value(value, &format!("part {at}"), 0)?
+            }
             Part::Object(object) => {
                 for (key, value) in object.iter_mut() {
                     pass.value(value, &format!("$.{key}"), 1)?;

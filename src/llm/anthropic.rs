@@ -72,9 +72,17 @@ fn content_parts(content: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
                 if let Some(input) = block.get_mut("input") {
                     visit(Part::Value(input));
                 }
-                // A tool result's own content.
-                if let Some(inner) = block.get_mut("content") {
-                    content_parts(inner, visit);
+                // A tool's result, a search result, a document: quoted.
+                let quoted = matches!(
+                    block["type"].as_str(),
+                    Some("tool_result" | "search_result" | "document")
+                );
+                for key in ["content", "source"] {
+                    match block.get_mut(key) {
+                        Some(inner) if quoted => visit(Part::Quoted(inner)),
+                        Some(inner) if key == "content" => content_parts(inner, visit),
+                        _ => {}
+                    }
                 }
             }
         }

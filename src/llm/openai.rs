@@ -199,8 +199,12 @@ fn tool_call_parts(message: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
 pub fn message_parts(body: &mut Map<String, Value>, visit: &mut dyn FnMut(Part<'_>)) {
     if let Some(Value::Array(messages)) = body.get_mut("messages") {
         for message in messages {
-            if let Some(content) = message.get_mut("content") {
-                content_parts(content, visit);
+            // A tool's result, passed back to the model: quoted.
+            let quoted = matches!(message["role"].as_str(), Some("tool" | "function"));
+            match message.get_mut("content") {
+                Some(content) if quoted => visit(Part::Quoted(content)),
+                Some(content) => content_parts(content, visit),
+                None => {}
             }
             tool_call_parts(message, visit);
         }
@@ -390,12 +394,13 @@ mod tests {
             {"role": "tool", "content": "c"},
         ]}));
         let mut seen = Vec::new();
-        message_parts(&mut body, &mut |p| {
-            if let Part::Text(t) = p {
-                seen.push(t.clone());
-            }
+        message_parts(&mut body, &mut |p| match p {
+            Part::Text(t) => seen.push(t.clone()),
+            // A tool's result is quoted: the caller passes it on.
+            Part::Quoted(v) => seen.push(format!("quoted {v}")),
+            _ => {}
         });
-        assert_eq!(seen, ["a", "b", "{\"x\":1}", "c"]);
+        assert_eq!(seen, ["a", "b", "{\"x\":1}", "quoted \"c\""]);
         let mut chunk = json!({"choices": [{"delta": {"content": "d"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2}}});
         let mut seen = Vec::new();

@@ -35,9 +35,14 @@ fn item_parts(item: &mut Value, visit: &mut dyn FnMut(Part<'_>)) {
     if let Some(content) = item.get_mut("content") {
         content_parts(content, visit);
     }
-    for key in ["arguments", "output"] {
-        if let Some(Value::String(text)) = item.get_mut(key) {
-            visit(Part::Text(text));
+    if let Some(Value::String(arguments)) = item.get_mut("arguments") {
+        visit(Part::Text(arguments));
+    }
+    // A tool's result, passed back to the model: quoted.
+    if let Some(output) = item.get_mut("output") {
+        match output {
+            Value::String(_) | Value::Array(_) => visit(Part::Quoted(output)),
+            _ => {}
         }
     }
 }
@@ -162,7 +167,10 @@ mod tests {
         let b = texts(delta("response.output_text.delta", 0, 1));
         let c = texts(delta("response.function_call_arguments.delta", 0, 0));
         let d = texts(delta("response.output_text.delta", 1, 0));
-        let channels: Vec<_> = [&a, &b, &c, &d].iter().map(|t| t[0].0.unwrap()).collect();
+        let channels: Vec<_> = [&a, &b, &c, &d]
+            .iter()
+            .map(|t| t[0].0.expect("a delta has a channel"))
+            .collect();
         for (i, x) in channels.iter().enumerate() {
             assert_eq!(
                 channels.iter().filter(|y| *y == x).count(),
@@ -201,12 +209,13 @@ mod tests {
         let request = responses_request(&body).expect("valid");
         assert_eq!(request.max_tokens, Some(9));
         let mut seen = Vec::new();
-        request_parts(&mut body, &mut |p| {
-            if let Part::Text(t) = p {
-                seen.push(t.clone());
-            }
+        request_parts(&mut body, &mut |p| match p {
+            Part::Text(t) => seen.push(t.clone()),
+            // A tool's result is quoted: the caller passes it on.
+            Part::Quoted(v) => seen.push(format!("quoted {v}")),
+            _ => {}
         });
-        assert_eq!(seen, ["be brief", "hi", "{}", "noon"]);
+        assert_eq!(seen, ["be brief", "hi", "{}", "quoted \"noon\""]);
         let Value::Object(missing) = json!({"model": "m"}) else {
             unreachable!()
         };

@@ -29,6 +29,7 @@ fn describe(stage: &str, part: &Part<'_>) -> String {
     match part {
         Part::Text(text) => format!("{stage} text {text}"),
         Part::Value(value) => format!("{stage} value {value}"),
+        Part::Quoted(value) => format!("{stage} quoted {value}"),
         Part::Object(object) => format!("{stage} object {}", Value::Object((*object).clone())),
     }
 }
@@ -63,7 +64,7 @@ impl Inspect for MaskResults {
         self.0.lock().unwrap().push(describe("out", &part));
         match part {
             Part::Text(text) => *text = text.replace("secret-123", "[masked]"),
-            Part::Value(value) => mask_value(value),
+            Part::Value(value) | Part::Quoted(value) => mask_value(value),
             Part::Object(object) => object.values_mut().for_each(mask_value),
         }
         Ok(())

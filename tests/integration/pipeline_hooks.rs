@@ -121,7 +121,7 @@ struct Mask;
 fn mask(part: Part<'_>) {
     match part {
         Part::Text(text) => *text = text.replace(SECRET, "[masked]"),
-        Part::Value(value) => mask_value(value),
+        Part::Value(value) | Part::Quoted(value) => mask_value(value),
         Part::Object(object) => object.values_mut().for_each(mask_value),
     }
 }
@@ -174,7 +174,7 @@ struct Stopper;
 fn says_forbidden(part: Part<'_>) -> Result<(), CallError> {
     let text = match part {
         Part::Text(text) => text.clone(),
-        Part::Value(value) => value.to_string(),
+        Part::Value(value) | Part::Quoted(value) => value.to_string(),
         Part::Object(object) => Value::Object(object.clone()).to_string(),
     };
     if text.contains("forbidden") {
