@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use super::LlmState;
 use super::openai::{self, Usage};
 use super::provider::{Endpoint, Event, Events, Failure, Provider, read_json};
-use super::{anthropic, responses};
+use super::{anthropic, anthropic_chat, responses};
 use crate::call::{
     CallContext, CallError, CallKind, Channel, ModelRequest, NoStream, Part, PolicyQuestion, Reply,
     Target,
@@ -309,35 +309,67 @@ impl CallKind for Chat {
         let stream = input.request.stream;
         let idle = llm.config.stream_idle_timeout;
         llm.attempt(ctx, route, Endpoint::ChatCompletions, |provider, target| {
-            let mut body = input.body.clone();
             let model = target.model.clone();
             let label = target.label();
-            if stream {
-                // Always asked, so usage is known whatever the caller asked.
-                let options = body
-                    .entry("stream_options")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(options) = options {
-                    options.insert("include_usage".into(), Value::Bool(true));
+            // Anthropic targets get the request in their API's words.
+            let native = provider.config.kind.speaks_openai();
+            let body = if native {
+                let mut body = input.body.clone();
+                if stream {
+                    // Always asked, so usage is known whatever the caller asked.
+                    let options = body
+                        .entry("stream_options")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if let Value::Object(options) = options {
+                        options.insert("include_usage".into(), Value::Bool(true));
+                    }
                 }
-            }
+                Ok(body)
+            } else {
+                anthropic_chat::to_messages(&input.body, &model)
+            };
             let meter = input.meter.clone();
             let include_usage = input.include_usage;
             async move {
-                let endpoint = Endpoint::ChatCompletions;
+                let body = body.map_err(untranslatable)?;
+                let endpoint = if native {
+                    Endpoint::ChatCompletions
+                } else {
+                    Endpoint::Messages
+                };
                 match exchange(&provider, endpoint, &model, body, stream, idle).await? {
-                    Answer::Whole(completion) => {
+                    Answer::Whole(completion) if native => {
                         meter.note(&completion);
                         Ok(Reply::Done(completion))
                     }
+                    Answer::Whole(answer) => {
+                        meter.note_messages(&answer);
+                        Ok(Reply::Done(anthropic_chat::to_completion(&answer)))
+                    }
                     Answer::Stream(first, events) => {
-                        let shape = Shape::Chat { include_usage };
+                        let shape = if native {
+                            Shape::Chat { include_usage }
+                        } else {
+                            let translator = anthropic_chat::ChunkTranslator::new(include_usage);
+                            Shape::MessagesAsChat(Box::new(translator))
+                        };
                         Ok(Reply::Stream(relay(first, events, meter, shape, label)))
                     }
                 }
             }
         })
         .await
+    }
+}
+
+/// A request this target cannot be sent (its API cannot say it): the
+/// caller's to change (400), not a failure to retry elsewhere.
+fn untranslatable(e: super::openai::BadRequest) -> Failure {
+    Failure::Status {
+        status: 400,
+        retry_after: None,
+        body: None,
+        text: format!("{}: {}", e.param.unwrap_or_default(), e.message),
     }
 }
 
@@ -350,6 +382,8 @@ pub(super) enum Shape {
     Messages,
     /// Chat completion chunks turned into Messages API events.
     ChatAsMessages(Box<anthropic::StreamTranslator>),
+    /// Messages API events turned into chat completion chunks.
+    MessagesAsChat(Box<anthropic_chat::ChunkTranslator>),
     /// Responses API events, as sent.
     Responses,
 }
@@ -374,8 +408,9 @@ pub(super) fn relay(
         target: String,
     }
     impl State {
-        /// One event from the provider: noted, shaped, queued for the caller.
-        fn take(&mut self, mut event: Value) {
+        /// One event from the provider: noted, shaped, queued for the
+        /// caller; or the error it carries.
+        fn take(&mut self, mut event: Value) -> Result<(), String> {
             match &mut self.shape {
                 Shape::Chat { include_usage } => {
                     self.meter.note(&event);
@@ -387,7 +422,7 @@ pub(super) fn relay(
                             .is_some_and(Vec::is_empty);
                         if usage && empty {
                             // The usage-only last chunk the caller did not ask for.
-                            return;
+                            return Ok(());
                         }
                     }
                     self.pending.push_back(event);
@@ -403,6 +438,13 @@ pub(super) fn relay(
                     self.meter.note(&event);
                     self.pending.extend(translator.chunk(&event));
                 }
+                Shape::MessagesAsChat(translator) => {
+                    self.meter.note_messages(&event);
+                    if event["type"] == "message_stop" {
+                        self.done = true;
+                    }
+                    self.pending.extend(translator.event(&event)?);
+                }
                 Shape::Responses => {
                     self.meter.note_responses(&event);
                     if responses::is_final(&event) {
@@ -411,6 +453,7 @@ pub(super) fn relay(
                     self.pending.push_back(event);
                 }
             }
+            Ok(())
         }
     }
 
@@ -436,10 +479,10 @@ pub(super) fn relay(
                 None => state.events.next().await,
             };
             let failure = match next {
-                Ok(Some(Event::Data(event))) => {
-                    state.take(event);
-                    continue;
-                }
+                Ok(Some(Event::Data(event))) => match state.take(event) {
+                    Ok(()) => continue,
+                    Err(said) => format!("the provider sent an error: {said}"),
+                },
                 Ok(Some(Event::Done)) => {
                     state.done = true;
                     if let Shape::ChatAsMessages(translator) = &mut state.shape {
@@ -503,14 +546,7 @@ impl CallKind for Messages {
             };
             let meter = input.meter.clone();
             async move {
-                // A request this target cannot be sent is the caller's to
-                // change (400), not a failure to retry.
-                let body = body.map_err(|e| Failure::Status {
-                    status: 400,
-                    retry_after: None,
-                    body: None,
-                    text: format!("{}: {}", e.param.unwrap_or_default(), e.message),
-                })?;
+                let body = body.map_err(untranslatable)?;
                 let endpoint = if native {
                     Endpoint::Messages
                 } else {

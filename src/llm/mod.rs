@@ -23,6 +23,7 @@
 //! - [`route`]: target order, breakers, the retry budget.
 
 pub mod anthropic;
+pub mod anthropic_chat;
 pub mod api;
 pub mod calls;
 pub mod openai;
@@ -220,8 +221,8 @@ impl LlmState {
 fn serves(provider: &ProviderConfig, endpoint: Endpoint) -> bool {
     match endpoint {
         // Translated to chat completions for the others.
-        Endpoint::Messages => true,
-        Endpoint::ChatCompletions | Endpoint::Embeddings => provider.kind.speaks_openai(),
+        Endpoint::Messages | Endpoint::ChatCompletions => true,
+        Endpoint::Embeddings => provider.kind.speaks_openai(),
         Endpoint::Responses => provider.responses,
     }
 }
@@ -233,10 +234,8 @@ fn unserved(route: &ModelRoute, endpoint: Endpoint) -> CallError {
         Endpoint::Responses => {
             "; use /v1/chat/completions instead (the OpenAI Agents SDK: `set_default_openai_api(\"chat_completions\")`), or set `responses = true` on a provider that serves the Responses API"
         }
-        Endpoint::ChatCompletions | Endpoint::Embeddings => {
-            "; Anthropic targets serve /v1/messages"
-        }
-        Endpoint::Messages => "",
+        Endpoint::Embeddings => "; Anthropic targets serve chat and messages, not embeddings",
+        Endpoint::ChatCompletions | Endpoint::Messages => "",
     };
     CallError::UpstreamRejected(Box::new(Rejection {
         server: format!("model {}", route.alias),

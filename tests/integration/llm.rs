@@ -787,6 +787,111 @@ async fn anthropic_messages_are_served_natively_and_translated_for_openai_target
     ct.cancel();
 }
 
+/// Chat completions to an Anthropic target: the request translated to the
+/// Messages API, the answer and its stream translated back.
+#[tokio::test]
+async fn chat_completions_are_translated_for_anthropic_targets() {
+    let ct = CancellationToken::new();
+    let base = reference_provider(&ct).await;
+    let llm = format!(
+        "[llm.providers.claude]\nkind = \"anthropic\"\nbase_url = \"{base}\"\napi_key = \"sk-test\"\n\
+         [llm.models.claude]\ntargets = [{{ provider = \"claude\", model = \"ref-large\" }}]\n"
+    );
+    let gw = gateway(&llm, &[ALLOW_ALL]).await;
+    let (status, _, completion) =
+        post(&gw, "/v1/chat/completions", chat("claude", "hello there")).await;
+    assert_eq!(status, 200, "{completion}");
+    assert_eq!(completion["object"], "chat.completion");
+    let choice = &completion["choices"][0];
+    assert_eq!(choice["message"]["content"], "You said: hello there");
+    assert_eq!(choice["finish_reason"], "stop");
+    assert_eq!(completion["usage"]["prompt_tokens"], 2);
+
+    // A tool round trip in OpenAI's shape.
+    let tools = json!([{"type": "function", "function": {"name": "get_time",
+        "description": "now", "parameters": {"type": "object"}}}]);
+    let (_, _, asked) = post(
+        &gw,
+        "/v1/chat/completions",
+        json!({"model": "claude", "tools": tools,
+        "messages": [{"role": "user", "content": "what time is it?"}]}),
+    )
+    .await;
+    let asked = &asked["choices"][0];
+    assert_eq!(asked["finish_reason"], "tool_calls", "{asked}");
+    let call = asked["message"]["tool_calls"][0].clone();
+    assert_eq!(call["function"]["name"], "get_time");
+    let (_, _, answered) = post(
+        &gw,
+        "/v1/chat/completions",
+        json!({"model": "claude", "tools": tools,
+        "messages": [
+            {"role": "user", "content": "what time is it?"},
+            {"role": "assistant", "content": null, "tool_calls": [call.clone()]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "noon"},
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        answered["choices"][0]["message"]["content"], "The tool said: noon",
+        "{answered}"
+    );
+
+    // Streamed: chunks, usage only when asked.
+    for include_usage in [false, true] {
+        let events = stream(
+            &gw,
+            json!({"model": "claude", "stream": true,
+            "stream_options": {"include_usage": include_usage},
+            "messages": [{"role": "user", "content": "one two"}]}),
+        )
+        .await;
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("[DONE]"),
+            "{events:?}"
+        );
+        let chunks: Vec<Value> = events[..events.len() - 1]
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c["object"] == "chat.completion.chunk"),
+            "{chunks:?}"
+        );
+        let (text, error) = streamed_text(&events);
+        assert_eq!((text.as_str(), error), ("You said: one two", None));
+        let finish: Vec<&Value> = chunks
+            .iter()
+            .map(|c| &c["choices"][0]["finish_reason"])
+            .filter(|f| !f.is_null())
+            .collect();
+        assert_eq!(finish, [&json!("stop")]);
+        let usage = chunks.iter().find(|c| c["usage"].is_object());
+        assert_eq!(usage.is_some(), include_usage, "{chunks:?}");
+    }
+
+    // What Anthropic's API cannot say is refused by name.
+    let mut two = chat("claude", "hi");
+    two["n"] = json!(2);
+    let (status, _, error) = post(&gw, "/v1/chat/completions", two).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("n"),
+        "{error}"
+    );
+
+    let done = completed(&gw, 6).await;
+    let ok = done
+        .iter()
+        .find(|r| r["outcome"] == "ok" && r["detail"]["llm"]["tokens"]["input"] == 2)
+        .unwrap_or_else(|| panic!("{done:?}"));
+    assert_eq!(ok["detail"]["llm"]["target"], "claude/ref-large");
+    ct.cancel();
+}
+
 #[tokio::test]
 async fn the_responses_api_passes_through_to_targets_that_serve_it() {
     let ct = CancellationToken::new();

@@ -68,8 +68,7 @@ def _():
     assert chunks[-1].usage.prompt_tokens == 2, chunks[-1]
 
 
-@check("openai/tools-round-trip")
-def _():
+def tools_round_trip(model):
     tools = [
         {
             "type": "function",
@@ -77,15 +76,36 @@ def _():
         }
     ]
     messages = [{"role": "user", "content": "weather?"}]
-    r = client.chat.completions.create(model="fast", messages=messages, tools=tools)
+    r = client.chat.completions.create(model=model, messages=messages, tools=tools)
     call = r.choices[0].message.tool_calls[0]
     assert call.function.name == "get_weather", r
     messages += [
         r.choices[0].message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
     ]
-    r = client.chat.completions.create(model="fast", messages=messages, tools=tools)
+    r = client.chat.completions.create(model=model, messages=messages, tools=tools)
     assert r.choices[0].message.content == "The tool said: sunny", r
+
+
+@check("openai/tools-round-trip")
+def _():
+    tools_round_trip("fast")
+
+
+@check("openai/chat-to-an-anthropic-target")
+def _():
+    # toolgate speaks the Messages API to it and answers in OpenAI's shape.
+    r = say("native-claude", "hello there")
+    assert r.choices[0].message.content == "You said: hello there", r
+    assert r.choices[0].finish_reason == "stop", r
+    assert r.usage.prompt_tokens == 2, r.usage
+    chunks = list(
+        say("native-claude", "one two", stream=True, stream_options={"include_usage": True})
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "You said: one two", text
+    assert chunks[-1].usage.completion_tokens > 0, chunks[-1]
+    tools_round_trip("native-claude")
 
 
 @check("openai/embeddings")
