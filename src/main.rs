@@ -13,15 +13,36 @@ use cli::{Cli, Command};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
-    match run(cli).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("toolgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("toolgate: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Turn transparent huge pages off for this process, before the runtime
+/// and the heap grow. mimalloc reserves its heap in 1 GiB arenas; where
+/// the kernel's THP mode is `always` (a common default), the first touch
+/// of each 2 MiB stretch of an arena faults in a whole huge page, and the
+/// gateway held a quarter more memory for nothing (the LLM benchmark:
+/// idle 127 → 100 MiB, 1,000 open streams 212 → 154 MiB, throughput and
+/// latency unchanged). Where it cannot be set, nothing changes.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("toolgate: transparent huge pages stay on ({e})");
     }
 }
 

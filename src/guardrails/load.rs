@@ -124,8 +124,13 @@ fn secret_rules(
     files: &[(PathBuf, String)],
     errors: &mut Vec<PolicyError>,
 ) -> Result<Option<Secrets>, Vec<PolicyError>> {
+    // A copy of the shipped file (the repository's layout) adds nothing:
+    // the shipped rules are compiled once per process and shared.
+    let files: Vec<_> = files
+        .iter()
+        .filter(|(_, text)| text != secrets::shipped())
+        .collect();
     if files.is_empty() {
-        // Compiled once per process.
         return Ok(Some(Secrets::shipped()));
     }
     let mut rules = secrets::parse_rules(
