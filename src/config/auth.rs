@@ -295,7 +295,7 @@ struct RawSso {
 
 /// `https://…`, or plain `http://` on loopback (tests, local IdPs); never
 /// with user info (`http://localhost:1@evil.example/` is evil.example).
-fn secure_url(url: &str) -> bool {
+pub(super) fn secure_url(url: &str) -> bool {
     super::http_url(url).is_ok_and(|u| u.scheme() == "https" || super::is_loopback_url(&u))
 }
 

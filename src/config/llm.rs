@@ -136,7 +136,25 @@ pub enum ProviderAuth {
     AzureKey(Secret),
     /// Anthropic's `x-api-key` header.
     AnthropicKey(Secret),
+    /// Azure with Entra ID: toolgate's own app token (client
+    /// credentials), fetched and renewed before it expires.
+    Entra(EntraCredentials),
 }
+
+/// An app registration toolgate signs in as to call Azure OpenAI
+/// (`[llm.providers.NAME.entra]`).
+#[derive(Debug, Clone)]
+pub struct EntraCredentials {
+    /// `{ENTRA_AUTHORITY}/{tenant}/oauth2/v2.0/token` unless set.
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `https://cognitiveservices.azure.com/.default` unless set.
+    pub scope: String,
+}
+
+/// The scope of an Entra token for Azure OpenAI.
+pub const AZURE_OPENAI_SCOPE: &str = "https://cognitiveservices.azure.com/.default";
 
 /// One provider (`[llm.providers.NAME]`).
 #[derive(Debug, Clone)]
@@ -260,9 +278,20 @@ struct RawProvider {
     api_key: Option<String>,
     /// Azure with Entra ID: a bearer token instead of `api-key`.
     token: Option<String>,
+    /// Azure with Entra ID: toolgate's app registration, to fetch tokens.
+    entra: Option<RawEntra>,
     api_version: Option<String>,
     responses: Option<bool>,
     allow_link_local: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawEntra {
+    tenant: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    token_url: Option<String>,
+    scope: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -518,6 +547,14 @@ fn load_provider(
     let base_url = reveal("base_url", raw.base_url, &mut from_refs);
     let api_key = reveal("api_key", raw.api_key, &mut Vec::new()).map(Secret::new);
     let token = reveal("token", raw.token, &mut Vec::new()).map(Secret::new);
+    let entra = raw.entra.map(|mut entra| {
+        let secret = reveal(
+            "entra.client_secret",
+            entra.client_secret.take(),
+            &mut Vec::new(),
+        );
+        (entra, secret)
+    });
     let base_url = match base_url.or_else(|| kind.default_base_url().map(str::to_string)) {
         Some(url) => url,
         None => {
@@ -544,37 +581,56 @@ fn load_provider(
             return None;
         }
     };
-    let auth = match (kind, api_key, token) {
-        (_, Some(_), Some(_)) => {
-            report.error(&format!("{key}.token"), "set api_key or token, not both");
-            return None;
+    let auth = match entra {
+        Some((entra, client_secret)) => {
+            if kind != ProviderKind::Azure {
+                report.error(
+                    &format!("{key}.entra"),
+                    "only Azure OpenAI signs in with Entra ID",
+                );
+                return None;
+            }
+            if api_key.is_some() || token.is_some() {
+                report.error(
+                    &format!("{key}.entra"),
+                    "set one of api_key, token or entra, not several",
+                );
+                return None;
+            }
+            ProviderAuth::Entra(entra_credentials(&key, entra, client_secret, report)?)
         }
-        (ProviderKind::Azure, Some(key), None) => ProviderAuth::AzureKey(key),
-        (ProviderKind::Azure, None, Some(token)) => ProviderAuth::Bearer(token),
-        (ProviderKind::Azure, None, None) => {
-            report.error(
-                &format!("{key}.api_key"),
-                "Azure OpenAI needs api_key (the `api-key` header) or token (an Entra ID access token), by reference",
-            );
-            return None;
-        }
-        (ProviderKind::Anthropic, Some(key), None) => ProviderAuth::AnthropicKey(key),
-        (_, None, Some(_)) => {
-            report.error(
-                &format!("{key}.token"),
-                "only Azure OpenAI takes a token; use api_key",
-            );
-            return None;
-        }
-        (ProviderKind::OpenAi | ProviderKind::Anthropic, None, None) => {
-            report.error(
-                &format!("{key}.api_key"),
-                "required, by reference, e.g. \"${env:OPENAI_API_KEY}\"",
-            );
-            return None;
-        }
-        (_, Some(key), None) => ProviderAuth::Bearer(key),
-        (ProviderKind::OpenAiCompatible, None, None) => ProviderAuth::None,
+        None => match (kind, api_key, token) {
+            (_, Some(_), Some(_)) => {
+                report.error(&format!("{key}.token"), "set api_key or token, not both");
+                return None;
+            }
+            (ProviderKind::Azure, Some(key), None) => ProviderAuth::AzureKey(key),
+            (ProviderKind::Azure, None, Some(token)) => ProviderAuth::Bearer(token),
+            (ProviderKind::Azure, None, None) => {
+                report.error(
+                    &format!("{key}.api_key"),
+                    "Azure OpenAI needs api_key (the `api-key` header) or token (an Entra ID access token), by reference",
+                );
+                return None;
+            }
+            (ProviderKind::Anthropic, Some(key), None) => ProviderAuth::AnthropicKey(key),
+            (_, None, Some(_)) => {
+                report.error(
+                    &format!("{key}.token"),
+                    "only Azure OpenAI takes a token; use api_key",
+                );
+                return None;
+            }
+            (ProviderKind::OpenAi | ProviderKind::Anthropic, None, None) => {
+                report.error(
+                    &format!("{key}.api_key"),
+                    "required, by reference, e.g. \"${env:OPENAI_API_KEY}\"",
+                );
+                return None;
+            }
+            (_, Some(key), None) => ProviderAuth::Bearer(key),
+            (ProviderKind::OpenAiCompatible, None, None) => ProviderAuth::None,
+        },
     };
     let api_version = match (kind, raw.api_version) {
         (ProviderKind::Azure, None) => {
@@ -605,6 +661,71 @@ fn load_provider(
         api_version,
         responses,
     })
+}
+
+/// `[llm.providers.NAME.entra]`, checked: whom toolgate signs in as, and
+/// where.
+fn entra_credentials(
+    key: &str,
+    raw: RawEntra,
+    client_secret: Option<String>,
+    report: &mut Report<'_>,
+) -> Option<EntraCredentials> {
+    let key = format!("{key}.entra");
+    let client_id = raw.client_id.filter(|id| !id.is_empty());
+    if client_id.is_none() {
+        report.error(
+            &format!("{key}.client_id"),
+            "required: the app registration's client id",
+        );
+    }
+    if client_secret.as_deref().is_none_or(str::is_empty) {
+        report.error(
+            &format!("{key}.client_secret"),
+            "required, by reference, e.g. \"${env:AZURE_CLIENT_SECRET}\"",
+        );
+    }
+    let token_url = match (raw.token_url, raw.tenant) {
+        (Some(url), _) => url,
+        (None, Some(tenant)) if valid_tenant(&tenant) => {
+            format!(
+                "{}/{tenant}/oauth2/v2.0/token",
+                super::auth::ENTRA_AUTHORITY
+            )
+        }
+        (None, Some(tenant)) => {
+            report.error(
+                &format!("{key}.tenant"),
+                format!("`{tenant}`: a tenant id or domain (letters, digits, . and -)"),
+            );
+            return None;
+        }
+        (None, None) => {
+            report.error(&format!("{key}.tenant"), "required (or token_url)");
+            return None;
+        }
+    };
+    if !super::auth::secure_url(&token_url) {
+        report.error(
+            &format!("{key}.token_url"),
+            format!("`{token_url}`: use an https:// URL"),
+        );
+        return None;
+    }
+    Some(EntraCredentials {
+        token_url,
+        client_id: client_id?,
+        client_secret: Secret::new(client_secret.filter(|s| !s.is_empty())?),
+        scope: raw.scope.unwrap_or_else(|| AZURE_OPENAI_SCOPE.to_string()),
+    })
+}
+
+fn valid_tenant(tenant: &str) -> bool {
+    !tenant.is_empty()
+        && tenant.len() <= 256
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
 impl fmt::Display for ModelRoute {
@@ -670,6 +791,74 @@ targets = [{ provider = "local", model = "m1", weight = 3 }, { provider = "az", 
             shown.starts_with("fast → local/m1 at http://127.0.0.1:9/v1 (weight 3"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn azure_signs_in_with_entra_and_its_mistakes_are_named() {
+        let cfg = load(
+            r#"
+[llm.providers.az]
+kind = "azure"
+base_url = "https://r.openai.azure.com"
+api_version = "2024-10-21"
+entra = { tenant = "contoso.onmicrosoft.com", client_id = "app", client_secret = "s3cret" }
+"#,
+        )
+        .expect("valid");
+        let super::ProviderAuth::Entra(entra) = &cfg.llm.providers["az"].auth else {
+            panic!("{:?}", cfg.llm.providers["az"].auth)
+        };
+        assert_eq!(
+            entra.token_url,
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(entra.scope, super::AZURE_OPENAI_SCOPE);
+        assert_eq!(entra.client_secret.expose(), "s3cret");
+        assert!(
+            !format!("{:?}", cfg.llm.providers["az"]).contains("s3cret"),
+            "never shown"
+        );
+
+        let err = load(
+            r#"
+[llm.providers.a]
+kind = "azure"
+base_url = "https://r.openai.azure.com"
+api_version = "2024-10-21"
+entra = { tenant = "a/b" , client_id = "app", client_secret = "s" }
+[llm.providers.b]
+kind = "azure"
+base_url = "https://r.openai.azure.com"
+api_version = "2024-10-21"
+entra = { tenant = "t", client_secret = "${env:TOOLGATE_SURELY_UNSET}" }
+[llm.providers.c]
+kind = "azure"
+base_url = "https://r.openai.azure.com"
+api_version = "2024-10-21"
+api_key = "k"
+entra = { tenant = "t", client_id = "app", client_secret = "s" }
+[llm.providers.d]
+kind = "openai"
+api_key = "k"
+entra = { tenant = "t", client_id = "app", client_secret = "s" }
+[llm.providers.e]
+kind = "azure"
+base_url = "https://r.openai.azure.com"
+api_version = "2024-10-21"
+entra = { token_url = "http://idp.example/token", client_id = "app", client_secret = "s" }
+"#,
+        )
+        .expect_err("invalid");
+        for needle in [
+            "`llm.providers.a.entra.tenant`: `a/b`",
+            "`llm.providers.b.entra.client_id`: required",
+            "`llm.providers.b.entra.client_secret`: environment variable `TOOLGATE_SURELY_UNSET`",
+            "`llm.providers.c.entra`: set one of api_key, token or entra",
+            "`llm.providers.d.entra`: only Azure OpenAI",
+            "`llm.providers.e.entra.token_url`: `http://idp.example/token`: use an https:// URL",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub use egress::{HostResolver, UpstreamUrl};
 pub use forward::{ForwardConfig, MAX_FORWARD_BATCH};
 pub use integrity::{IntegrityConfig, Labels, LintMode, PinMode};
 pub use llm::{
-    LlmConfig, ModelRoute, ProviderAuth, ProviderConfig, ProviderKind, RouteTarget, StreamWindow,
+    EntraCredentials, LlmConfig, ModelRoute, ProviderAuth, ProviderConfig, ProviderKind,
+    RouteTarget, StreamWindow,
 };
 pub use secret::Secret;
 pub use servers::{

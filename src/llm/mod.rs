@@ -26,6 +26,7 @@ pub mod anthropic;
 pub mod anthropic_chat;
 pub mod api;
 pub mod calls;
+mod entra;
 pub mod openai;
 pub mod provider;
 pub mod responses;

@@ -32,6 +32,8 @@ pub struct Provider {
     pub config: Arc<ProviderConfig>,
     client: reqwest::Client,
     headers: HeaderMap,
+    /// Azure with Entra ID: the app token, fetched and renewed.
+    entra: Option<super::entra::EntraToken>,
 }
 
 /// Why an attempt on a provider failed.
@@ -119,7 +121,15 @@ impl Provider {
             }
             ProviderAuth::AzureKey(key) => secret("api-key", key.expose().to_string())?,
             ProviderAuth::AnthropicKey(key) => secret("x-api-key", key.expose().to_string())?,
+            ProviderAuth::Entra(_) => {}
         }
+        let entra = match &config.auth {
+            ProviderAuth::Entra(credentials) => Some(super::entra::EntraToken::new(
+                credentials.clone(),
+                &format!("the Entra ID client of {place}"),
+            )?),
+            _ => None,
+        };
         if config.kind == ProviderKind::Anthropic
             && let Some(version) = &config.api_version
         {
@@ -131,6 +141,7 @@ impl Provider {
             config,
             client,
             headers,
+            entra,
         })
     }
 
@@ -174,10 +185,14 @@ impl Provider {
         } else {
             "application/json"
         };
-        let response = self
+        let mut request = self
             .client
             .post(self.url(endpoint, model))
-            .headers(self.headers.clone())
+            .headers(self.headers.clone());
+        if let Some(entra) = &self.entra {
+            request = request.bearer_auth(entra.bearer().await?);
+        }
+        let response = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, accept)
             .body(body)

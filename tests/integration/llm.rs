@@ -892,6 +892,89 @@ async fn chat_completions_are_translated_for_anthropic_targets() {
     ct.cancel();
 }
 
+/// Azure OpenAI signing in with Entra ID: toolgate fetches its own app
+/// token from a real IdP's token endpoint (client credentials) and reuses
+/// it while it is good.
+#[tokio::test]
+async fn azure_targets_sign_in_with_an_entra_app_token() {
+    let Some(idp) = crate::common::idp::RealIdp::start().await else {
+        return;
+    };
+    let ct = CancellationToken::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let noted = seen.clone();
+    let azure = axum::Router::new().route(
+        "/openai/deployments/{deployment}/chat/completions",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let noted = noted.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                assert!(headers.get("api-key").is_none());
+                noted.lock().unwrap().push(auth.to_string());
+                axum::Json(
+                    json!({"id": "c", "object": "chat.completion", "model": "gpt",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}),
+                )
+            }
+        }),
+    );
+    let base = provider(azure, &ct).await;
+    let base = base.trim_end_matches("/v1");
+    let llm = format!(
+        "[llm.providers.az]\nkind = \"azure\"\nbase_url = \"{base}\"\napi_version = \"2024-10-21\"\n\
+         entra = {{ token_url = \"{idp}/entra/contoso/oauth2/v2.0/token\", client_id = \"toolgate-llm\", \
+         client_secret = \"llm-secret\" }}\n\
+         [llm.models.az]\ntargets = [{{ provider = \"az\", model = \"gpt-4o\" }}]\n\
+         [llm.providers.nosignin]\nkind = \"azure\"\nbase_url = \"{base}\"\napi_version = \"2024-10-21\"\n\
+         entra = {{ token_url = \"http://127.0.0.1:1/token\", client_id = \"toolgate-llm\", \
+         client_secret = \"llm-secret\" }}\n\
+         [llm.models.nosignin]\ntargets = [{{ provider = \"nosignin\", model = \"gpt-4o\" }}]\n\
+         [llm.retry]\nattempts = 0\n",
+        idp = idp.url
+    );
+    let gw = gateway(&llm, &[ALLOW_ALL]).await;
+    for _ in 0..2 {
+        let (status, _, answer) = post(&gw, "/v1/chat/completions", chat("az", "hello")).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let tokens = seen.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(tokens[0], tokens[1], "the token is reused while it is good");
+    let token = tokens[0].strip_prefix("Bearer ").expect("a bearer token");
+    let payload = token.split('.').nth(1).expect("a JWT");
+    use base64::Engine as _;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["azp"], "toolgate-llm", "{claims}");
+    assert_eq!(claims["tid"], "contoso", "{claims}");
+
+    // No token to be had: a 502 naming the token endpoint; the provider
+    // is never called without one.
+    let (status, _, error) = post(&gw, "/v1/chat/completions", chat("nosignin", "hello")).await;
+    assert_eq!(status, 502, "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot get an Entra ID token from http://127.0.0.1:1/token"),
+        "{message}"
+    );
+    assert!(!message.contains("llm-secret"), "{message}");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "never called without a token"
+    );
+    ct.cancel();
+}
+
 #[tokio::test]
 async fn the_responses_api_passes_through_to_targets_that_serve_it() {
     let ct = CancellationToken::new();
