@@ -304,6 +304,9 @@ impl<C> Window<C> {
             });
         }
         let before: Vec<String> = joined.iter().map(|j| j.text.clone()).collect();
+        // The overlap was read with the last window: it does not count
+        // toward an inspector's bound again.
+        let reread: usize = joined.iter().map(|j| j.sent).sum();
         super::inspect_output(inspectors, ctx, |visit| {
             for j in &mut joined {
                 visit(Part::Text(&mut j.text));
@@ -316,6 +319,7 @@ impl<C> Window<C> {
                 });
             }
         })?;
+        ctx.report.scanned_output = ctx.report.scanned_output.saturating_sub(reread);
         for (j, before) in joined.iter().zip(&before) {
             let seen = if j.text == *before {
                 j.text.clone()

@@ -1224,6 +1224,48 @@ async fn the_shipped_guardrails_mask_credentials_read_streams_by_window_and_judg
     ct.cancel();
 }
 
+/// A stream's text counts once toward the guardrails' scan bound, however
+/// its windows overlap; past the bound the stream is refused.
+#[tokio::test]
+async fn a_streams_bytes_count_once_toward_the_scan_bound() {
+    let ct = CancellationToken::new();
+    let piece = "a".repeat(89) + " ";
+    let under = deltas(&[piece.as_str(); 8]);
+    let under = provider(streaming(under, Arc::default()), &ct).await;
+    let over = deltas(&[piece.as_str(); 12]);
+    let over = provider(streaming(over, Arc::default()), &ct).await;
+    let llm = format!(
+        "{}{}[llm.models.under]\ntargets = [{{ provider = \"under\", model = \"m\" }}]\n\
+         [llm.models.over]\ntargets = [{{ provider = \"over\", model = \"m\" }}]\n\
+         [llm.stream_window]\nbytes = 64\n",
+        compatible("under", &under),
+        compatible("over", &over),
+    );
+    let guardrails = "[scan]\nmax_bytes = 1000\nover_limit = \"block\"\n\
+        [[rule]]\nname = \"record-secrets\"\ndirection = \"both\"\nfind = [\"secrets\"]\naction = \"record\"\n";
+    let gw = Gateway::start_configured(&[], &llm, true, &[ALLOW_ALL], |config| {
+        std::fs::write(config.policies_dir.join("guardrails.toml"), guardrails).unwrap();
+    })
+    .await;
+    let streamed = |model: &str| json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    // 720 bytes in eight windows, each read with up to 128 bytes of the
+    // last (counted twice, they would pass the bound).
+    let (text, error) = streamed_text(&stream(&gw, streamed("under")).await);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(text.len(), 720);
+    // 1,080 bytes: past the bound, refused.
+    let (_, error) = streamed_text(&stream(&gw, streamed("over")).await);
+    let error = error.expect("refused past the bound");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scan.max_bytes"),
+        "{error}"
+    );
+    ct.cancel();
+}
+
 /// An approval gate holds an LLM call as it holds a tool call: the call
 /// waits, an approver of the gate's group lets it through.
 #[tokio::test]
