@@ -1,8 +1,9 @@
 //! The LLM front end: the agent's LLM calls through the same pipeline as
 //! its tool calls. Callers speak OpenAI's API at `/v1` ([`api`]); a model
 //! name is an alias of `[llm.models]`, routed to weighted targets on the
-//! providers of `[llm.providers]`. A chat completion or an embeddings
-//! request is a call kind ([`calls`]) like `tools/call`: authenticated,
+//! providers of `[llm.providers]`. A chat completion, a Messages or
+//! Responses API call, or an embeddings request is a call kind
+//! ([`calls`]) like `tools/call`: authenticated,
 //! resolved, authorized (`Action::"chat"` on `Model::"<alias>"`),
 //! inspected, approved, recorded, forwarded, inspected again and recorded
 //! completed by the spine.
@@ -16,10 +17,12 @@
 //! - [`api`]: the HTTP handlers and OpenAI's error envelope;
 //! - [`openai`]: the wire format as toolgate reads it;
 //! - [`anthropic`]: Anthropic's Messages API, and its translation to and
-//!   from chat completions;
+//!   from chat completions for OpenAI-speaking targets;
+//! - [`anthropic_chat`]: chat completions translated for Anthropic targets;
 //! - [`calls`]: the call kinds and what a call used ([`calls::Meter`]);
 //! - [`responses`]: OpenAI's Responses API, passed through;
-//! - [`provider`]: one provider's URLs, credentials, answers and events;
+//! - [`provider`]: one provider's URLs, credentials, answers and events
+//!   (Azure's Entra ID app token in `entra`);
 //! - [`route`]: target order, breakers, the retry budget.
 
 pub mod anthropic;
@@ -221,7 +224,7 @@ impl LlmState {
 /// Whether `provider` serves `endpoint`.
 fn serves(provider: &ProviderConfig, endpoint: Endpoint) -> bool {
     match endpoint {
-        // Translated to chat completions for the others.
+        // Translated for a provider that speaks the other API.
         Endpoint::Messages | Endpoint::ChatCompletions => true,
         Endpoint::Embeddings => provider.kind.speaks_openai(),
         Endpoint::Responses => provider.responses,
