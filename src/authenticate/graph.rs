@@ -13,11 +13,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use oauth2::basic::BasicClient;
-use oauth2::{AuthType, ClientId, ClientSecret, Scope, TokenResponse as _, TokenUrl};
 use serde_json::Value;
 
-use super::idp_http::{IdpHttp, IdpHttpError, error_chain, token_error};
+use super::idp_http::{GrantError, IdpHttp, IdpHttpError, client_credentials, error_chain};
 use crate::config::auth::GraphConfig;
 use crate::util::sync::LockExt;
 
@@ -142,27 +140,23 @@ impl Graph {
             return Ok(token.clone());
         }
         let url = self.config.token_url.replace("{tid}", tid);
-        let token_url = TokenUrl::new(url.clone()).map_err(|source| GraphError::TokenUrl {
-            url: url.clone(),
-            source,
+        let (token, expires_in) = client_credentials(
+            &self.http,
+            &url,
+            &self.config.client_id,
+            self.config.client_secret.expose(),
+            &format!("{}/.default", self.config.endpoint),
+        )
+        .await
+        .map_err(|e| match e {
+            GrantError::TokenUrl(source) => GraphError::TokenUrl {
+                url: url.clone(),
+                source,
+            },
+            GrantError::Token(why) => GraphError::Token(why),
         })?;
-        let answer = BasicClient::new(ClientId::new(self.config.client_id.clone()))
-            .set_client_secret(ClientSecret::new(
-                self.config.client_secret.expose().to_string(),
-            ))
-            .set_auth_type(AuthType::RequestBody)
-            .set_token_uri(token_url)
-            .exchange_client_credentials()
-            .add_scope(Scope::new(format!("{}/.default", self.config.endpoint)))
-            .request_async(&self.http)
-            .await
-            .map_err(|e| GraphError::Token(token_error(&url, e)))?;
-        let token = answer.access_token().secret().clone();
         // Renew a minute early; never trust it longer than an hour.
-        let lifetime = answer
-            .expires_in()
-            .map_or(300, |d| d.as_secs())
-            .clamp(60, 3600);
+        let lifetime = expires_in.map_or(300, |d| d.as_secs()).clamp(60, 3600);
         let until = Instant::now() + Duration::from_secs(lifetime - 30);
         lock(&self.tokens).insert(tid.to_string(), (token.clone(), until));
         Ok(token)

@@ -171,6 +171,39 @@ impl<'c> oauth2::AsyncHttpClient<'c> for IdpHttp {
     }
 }
 
+/// Why an app token could not be had ([`client_credentials`]).
+#[derive(Debug)]
+pub enum GrantError {
+    /// The token endpoint is not a URL.
+    TokenUrl(oauth2::url::ParseError),
+    /// The endpoint refused or failed, in one line ([`token_error`]).
+    Token(String),
+}
+
+/// An app token by the client-credentials grant (`client_secret_post`,
+/// one scope) from `token_url`, over `http`; with its lifetime when the
+/// answer gives one.
+pub async fn client_credentials(
+    http: &IdpHttp,
+    token_url: &str,
+    client_id: &str,
+    client_secret: &str,
+    scope: &str,
+) -> Result<(String, Option<Duration>), GrantError> {
+    use oauth2::TokenResponse as _;
+    let url = oauth2::TokenUrl::new(token_url.to_string()).map_err(GrantError::TokenUrl)?;
+    let answer = oauth2::basic::BasicClient::new(oauth2::ClientId::new(client_id.to_string()))
+        .set_client_secret(oauth2::ClientSecret::new(client_secret.to_string()))
+        .set_auth_type(oauth2::AuthType::RequestBody)
+        .set_token_uri(url)
+        .exchange_client_credentials()
+        .add_scope(oauth2::Scope::new(scope.to_string()))
+        .request_async(http)
+        .await
+        .map_err(|e| GrantError::Token(token_error(token_url, e)))?;
+    Ok((answer.access_token().secret().clone(), answer.expires_in()))
+}
+
 /// Why a token request to `url` failed, in one line, for either crate's
 /// error responses.
 pub fn token_error<T>(

@@ -171,8 +171,9 @@ pub fn error_body(status: u16, message: &str) -> Value {
     json!({"type": "error", "error": {"type": kind, "message": message}})
 }
 
-/// The text of a `content`: a string, or its text blocks joined.
-fn text_of(content: &Value) -> String {
+/// The text of a `content`: a string, or its text blocks (or an OpenAI
+/// message's text parts) joined.
+pub(super) fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
         Value::Array(blocks) => blocks

@@ -14,25 +14,12 @@
 
 use serde_json::{Map, Value, json};
 
-use super::anthropic;
+use super::anthropic::{self, text_of};
 use super::openai::BadRequest;
 
 /// `max_tokens` for a request that does not say: Anthropic's API needs
 /// one, OpenAI's does not.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-
-/// The text of a chat message's content: a string, or its text parts.
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
 
 /// A chat content part as a Messages content block.
 fn block_of(part: &Value, at: &str) -> Result<Value, BadRequest> {

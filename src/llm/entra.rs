@@ -9,11 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use oauth2::basic::BasicClient;
-use oauth2::{AuthType, ClientId, ClientSecret, Scope, TokenResponse as _, TokenUrl};
-
 use super::provider::Failure;
-use crate::authenticate::idp_http::{IdpHttp, token_error};
+use crate::authenticate::idp_http::{GrantError, IdpHttp, client_credentials};
 use crate::config::EntraCredentials;
 
 /// Longest wait for the token endpoint.
@@ -49,29 +46,28 @@ impl EntraToken {
         {
             return Ok(token.clone());
         }
-        let url = &self.credentials.token_url;
-        let fail = |why: String| {
+        let credentials = &self.credentials;
+        let url = &credentials.token_url;
+        let (token, expires_in) = client_credentials(
+            &self.http,
+            url,
+            &credentials.client_id,
+            credentials.client_secret.expose(),
+            &credentials.scope,
+        )
+        .await
+        .map_err(|e| {
+            let why = match e {
+                GrantError::TokenUrl(e) => e.to_string(),
+                GrantError::Token(why) => why,
+            };
             Failure::Connect(format!(
                 "cannot get an Entra ID token from {url} (entra of the provider): {why}"
             ))
-        };
-        let token_url = TokenUrl::new(url.clone()).map_err(|e| fail(e.to_string()))?;
-        let answer = BasicClient::new(ClientId::new(self.credentials.client_id.clone()))
-            .set_client_secret(ClientSecret::new(
-                self.credentials.client_secret.expose().to_string(),
-            ))
-            .set_auth_type(AuthType::RequestBody)
-            .set_token_uri(token_url)
-            .exchange_client_credentials()
-            .add_scope(Scope::new(self.credentials.scope.clone()))
-            .request_async(&self.http)
-            .await
-            .map_err(|e| fail(token_error(url, e)))?;
-        let token = answer.access_token().secret().clone();
+        })?;
         // Trust a token at most a day, and a token without a lifetime five
         // minutes.
-        let lifetime = answer
-            .expires_in()
+        let lifetime = expires_in
             .unwrap_or(Duration::from_secs(300))
             .min(Duration::from_secs(86_400));
         let until = Instant::now() + lifetime.saturating_sub(EARLY);
