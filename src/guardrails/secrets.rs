@@ -311,6 +311,17 @@ impl Secrets {
     /// rule's examples and counter-examples through it: a rule that does
     /// not find its examples is an error at its line.
     pub fn new(rules: Vec<Rule>) -> Result<Secrets, Vec<RuleError>> {
+        let secrets = Secrets::compile(rules)?;
+        let errors = secrets.check_examples();
+        if errors.is_empty() {
+            Ok(secrets)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Compile rules (already merged) into a detector, examples unread.
+    fn compile(rules: Vec<Rule>) -> Result<Secrets, Vec<RuleError>> {
         let mut errors = Vec::new();
         let mut seen = HashSet::new();
         for r in &rules {
@@ -359,19 +370,13 @@ impl Secrets {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let secrets = Secrets {
+        Ok(Secrets {
             rules,
             keywords,
             keyword_rule,
             always,
             placeholders,
-        };
-        let errors = secrets.check_examples();
-        if errors.is_empty() {
-            Ok(secrets)
-        } else {
-            Err(errors)
-        }
+        })
     }
 
     /// The shipped rules, compiled once per process.
@@ -381,10 +386,13 @@ impl Secrets {
             .get_or_init(|| {
                 let rules = parse_rules(SHIPPED_NAME, shipped());
                 // A compile-time value: the shipped file is compiled in and
-                // this module's tests parse it and run every example, so it
-                // cannot fail here.
+                // this module's tests parse it and run every example
+                // (`every_example_and_counter_example`), so it cannot fail
+                // here. They are not run again at each start: that filled
+                // every rule's search caches, whose pages the allocator
+                // kept (MiB of idle memory), for a result the build knows.
                 rules
-                    .and_then(Secrets::new)
+                    .and_then(Secrets::compile)
                     .expect("the shipped secrets rules are valid")
             })
             .clone()

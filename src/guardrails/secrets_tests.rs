@@ -38,7 +38,7 @@ fn every_example_and_counter_example() {
     // Build without the example check, then run it here, so a failure
     // lists every mismatch rather than one constructor error.
     let mut errors = Vec::new();
-    match Secrets::new(rules) {
+    match Secrets::compile(rules) {
         Ok(s) => errors.extend(s.check_examples()),
         Err(e) => errors.extend(e),
     }
