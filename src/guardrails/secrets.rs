@@ -44,7 +44,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-use regex::Regex;
+use regex_automata::meta::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -504,9 +504,10 @@ impl Secrets {
             }
         } else {
             for caps in rule.regex.captures_iter(text) {
-                if let (Some(m), Some(whole)) = (caps.get(rule.secret_group), caps.get(0))
-                    && accepts(m.start(), m.end(), whole.range())
-                    && !push(m.start(), m.end())
+                if let (Some(m), Some(whole)) =
+                    (caps.get_group(rule.secret_group), caps.get_match())
+                    && accepts(m.start, m.end, whole.range())
+                    && !push(m.start, m.end)
                 {
                     break;
                 }

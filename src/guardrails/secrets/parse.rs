@@ -214,16 +214,14 @@ impl RuleParser<'_> {
             }
         };
         let regex = match fields.get("regex") {
-            Some(v) => self.string("regex", v).and_then(|src| {
-                match regex::RegexBuilder::new(&src).size_limit(1 << 20).build() {
-                    Ok(re) => Some(re),
-                    Err(e) => {
-                        self.push(
-                            self.line(v),
-                            format!("bad regex: {e}; fix it in Rust `regex` syntax"),
-                        );
-                        None
-                    }
+            Some(v) => self.string("regex", v).and_then(|src| match compile(&src) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    self.push(
+                        self.line(v),
+                        format!("bad regex: {e}; fix it in Rust `regex` syntax"),
+                    );
+                    None
                 }
             }),
             None => {
@@ -369,4 +367,21 @@ impl RuleParser<'_> {
             line: rule_line,
         })
     }
+}
+
+/// A rule's regex, as the `regex` crate would build it (same syntax,
+/// Unicode on, matches on character boundaries, a 1 MiB bound on the
+/// compiled program) but without the one-pass DFA: that engine only
+/// speeds up capture groups on a match, and matches are rare here, while
+/// its tables for the shipped rules took about 5 MiB of every process.
+fn compile(src: &str) -> Result<regex_automata::meta::Regex, String> {
+    use regex_automata::meta::Regex;
+    const LIMIT: Option<usize> = Some(1 << 20);
+    Regex::builder()
+        .configure(Regex::config().onepass(false).nfa_size_limit(LIMIT))
+        .build(src)
+        .map_err(|e| match e.syntax_error() {
+            Some(syntax) => syntax.to_string(),
+            None => e.to_string(),
+        })
 }
